@@ -1,0 +1,77 @@
+"""The ``laser`` command line. It parses arguments and calls the library; nothing else.
+
+    laser run [CONFIG] [key.sub=value ...] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from federated.config import ConfigError, load_config
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="laser", description="Federated learning over wireless channels (LASER and baselines).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run", help="train one configuration",
+        description="Train one configuration. Without CONFIG, the packaged quickstart runs "
+                    "(MNIST-1D, 16 clients, LASER at a low energy, a few minutes on 2 CPU cores).")
+    run.add_argument("config", nargs="?", help="a YAML file (default: the quickstart)")
+    run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    run.add_argument("--out", help="run directory (default: runs/<config name>-<time>)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    # A bare "key=value" in the config position is an override of the quickstart.
+    if args.config is not None and "=" in args.config and not Path(args.config).exists():
+        args.overrides.insert(0, args.config)
+        args.config = None
+    if args.config is None:
+        source = resources.files("federated") / "quickstart.yaml"
+        with resources.as_file(source) as path:
+            config = load_config(path, args.overrides)
+        name = "quickstart"
+    else:
+        config = load_config(args.config, args.overrides)
+        name = Path(args.config).stem
+    out = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    from federated.history import format_summary
+    from federated.train import NonFiniteError, train
+
+    try:
+        history = train(config, out, progress=not args.quiet)
+    except NonFiniteError as error:
+        print(f"laser run: {error}. History so far: {out}/history.jsonl", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"\n{format_summary(history.summary)}\n\nrun directory: {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+    except ConfigError as error:
+        print(f"laser {args.command}: config error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as error:   # e.g. an unavailable device
+        print(f"laser {args.command}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Run configuration: frozen dataclasses are the schema, YAML files are data, ``key.sub=value``
+overrides come from the command line.
+
+Every field has a comment and a unit where it has one. :func:`load_config` checks names, types and
+ranges before any work starts and raises :class:`ConfigError`, whose one-line message names the key,
+the value and what is accepted.
+
+Example:
+    >>> config = load_config(None, ["compressor.name=zsgd", "power.energy=1e3", "rounds=10"])
+    >>> config.compressor.name, config.power.energy, config.rounds
+    ('zsgd', 1000.0, 10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "ConfigError", "Config", "DataConfig", "ModelConfig", "ClientsConfig", "CompressorConfig",
+    "ChannelConfig", "PowerConfig", "OptimizerConfig", "load_config", "config_to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A bad configuration: ``key``, ``value`` and what is ``accepted``."""
+
+    def __init__(self, key: str, value: object, accepted: str) -> None:
+        self.key, self.value, self.accepted = key, value, accepted
+        super().__init__(f"{key} = {value!r} is not accepted; expected {accepted}")
+
+    def under(self, section: str) -> ConfigError:
+        return ConfigError(f"{section}.{self.key}", self.value, self.accepted)
+
+
+def _check(ok: bool, key: str, value: object, accepted: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, accepted)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: Literal["mnist1d", "digits"] = "mnist1d"  # offline dataset (generated / bundled locally)
+    num_samples: int = 10000       # mnist1d: samples generated, train + test (digits: fixed 1797)
+    test_fraction: float = 0.2     # share of the samples held out for testing
+    root: str = "data"             # cache directory for generated datasets
+
+    def __post_init__(self) -> None:
+        _check(self.num_samples >= 100, "num_samples", self.num_samples, "an integer >= 100")
+        _check(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "a number in (0, 1)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: Literal["cnn", "linear", "mlp"] = "cnn"   # 1-D CNN, linear classifier, or 1-hidden-layer MLP
+    width: int = 64                # cnn: channels per conv layer; mlp: hidden units
+
+    def __post_init__(self) -> None:
+        _check(self.width >= 1, "width", self.width, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ClientsConfig:
+    num_clients: int = 16          # K, all of whom take part in every round
+    batch_size: int = 32           # examples per client per round
+
+    def __post_init__(self) -> None:
+        _check(self.num_clients >= 1, "num_clients", self.num_clients, "an integer >= 1")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class CompressorConfig:
+    name: Literal["laser", "zsgd"] = "laser"  # laser: rank-r factors + error feedback; zsgd: uncompressed
+    rank: int = 4                  # laser: rank r of the transmitted factor
+    min_compression_rate: float = 2.0  # laser: compress a tensor only if it saves more than this
+
+    def __post_init__(self) -> None:
+        _check(self.rank >= 1, "rank", self.rank, "an integer >= 1")
+        _check(self.min_compression_rate >= 0, "min_compression_rate", self.min_compression_rate,
+               "a number >= 0")
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: Literal["awgn", "noiseless"] = "awgn"  # awgn: over-the-air sum + Gaussian noise; noiseless: exact mean
+    noise_var: float = 1.0         # awgn: noise variance per real channel use (sigma^2)
+
+    def __post_init__(self) -> None:
+        _check(math.isfinite(self.noise_var) and self.noise_var >= 0, "noise_var", self.noise_var,
+               "a finite number >= 0")
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    energy: float | None = 100.0   # energy-limited regime: per-client energy per round (the paper's P)
+    snr_db: float | None = None    # power-limited regime: per-channel-use SNR in dB (set energy: null)
+    allocation: Literal["norm", "norm_sqrt_dim", "uniform"] = "norm"  # split of energy over blocks
+
+    def __post_init__(self) -> None:
+        _check((self.energy is None) != (self.snr_db is None), "energy", self.energy,
+               "exactly one of power.energy and power.snr_db to be set (the other null)")
+        if self.energy is not None:
+            _check(self.energy >= 0, "energy", self.energy, "a number >= 0 (.inf for noiseless)")
+        if self.snr_db is not None:
+            _check(not math.isnan(self.snr_db), "snr_db", self.snr_db, "a number (dB)")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    lr: float = 0.05               # server learning rate, applied to the decoded gradient
+    momentum: float = 0.9          # heavy-ball momentum
+    weight_decay: float = 1e-4     # L2 penalty added by the server to the decoded gradient
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
+        _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        _check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
+               self.weight_decay, "a finite number >= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0                  # one seed per run, split into independent streams
+    rounds: int = 300              # communication rounds (= server steps)
+    eval_every: int = 50           # evaluate on the test set every this many rounds (and at the end)
+    device: str = "auto"           # auto (cuda if available), cpu, cuda, cuda:N
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    clients: ClientsConfig = field(default_factory=ClientsConfig)
+    compressor: CompressorConfig = field(default_factory=CompressorConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+    power: PowerConfig = field(default_factory=PowerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        _check(self.rounds >= 1, "rounds", self.rounds, "an integer >= 1")
+        _check(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+               "device", self.device, "auto, cpu, cuda or cuda:N")
+
+
+# --------------------------------------------------------------------------------- parsing
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            type(None): "null"}.get(tp, str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """``value`` as type ``tp`` (from YAML or a command-line string), or a ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(key, value, option)
+            except ConfigError:
+                pass
+    elif tp is type(None):
+        if value is None or value in ("null", "None", "~"):
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads "1e3" as a string
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(key, value, _describe(tp))
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(prefix.rstrip(".") or "config", data, "a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(prefix + str(key), value, "a known key: " + ", ".join(prefix + n for n in names))
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, prefix + key + ".")
+        else:
+            kwargs[key] = _coerce(prefix + key, value, tp)
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        raise error.under(prefix.rstrip(".")) if prefix else error from None
+
+
+def _set_path(tree: dict, override: str) -> None:
+    if "=" not in override:
+        raise ConfigError("override", override, "key.sub=value")
+    path, raw = override.split("=", 1)
+    keys = path.strip().split(".")
+    if not all(keys):
+        raise ConfigError("override", override, "key.sub=value")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(path, raw, "a key inside a section")
+    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (``None``: the defaults), apply ``key.sub=value`` overrides, validate."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("config", str(path), "an existing YAML file")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError("config", str(path), f"valid YAML ({str(error).splitlines()[0]})") from None
+    for override in overrides or []:
+        _set_path(tree, override)
+    return _build(Config, tree, "")
+
+
+def config_to_dict(config: Config) -> dict:
+    """A plain dict of the whole resolved configuration (what a run directory stores)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,108 @@
+"""A run's record: per-round history (JSON lines), the resolved config and ``summary.json``.
+
+Run directory layout::
+
+    DIR/config.yaml      the resolved configuration (every key, defaults included)
+    DIR/history.jsonl    one JSON object per round, written as the run goes
+    DIR/summary.json     final metrics and totals, written at the end (or when a run fails)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+__all__ = ["History", "RunDirectory", "format_summary"]
+
+
+def _jsonable(value: object) -> object:
+    """JSON has no inf/NaN: write them as the strings "inf", "-inf", "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class History:
+    """Per-round records (dicts) and the run's summary."""
+
+    rounds: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    def evaluations(self) -> list[dict]:
+        """The records that hold a test evaluation."""
+        return [r for r in self.rounds if "test_accuracy" in r]
+
+    def summarize(self, **extra: object) -> dict:
+        """Final metrics (last evaluation), best test accuracy and energy / channel-use totals."""
+        evals = self.evaluations()
+        last = evals[-1] if evals else {}
+        self.summary = {
+            "rounds": len(self.rounds),
+            "test_accuracy": last.get("test_accuracy"),
+            "test_loss": last.get("test_loss"),
+            "best_test_accuracy": max((e["test_accuracy"] for e in evals), default=None),
+            "train_loss": _mean_tail([r["train_loss"] for r in self.rounds]),
+            "energy_per_client_total": sum(r["energy_max"] for r in self.rounds),
+            "energy_per_client_mean_total": sum(r["energy_mean"] for r in self.rounds),
+            "channel_uses_total": sum(r["channel_uses"] for r in self.rounds),
+            "noise_var_mean": _mean_tail([r["noise_var_mean"] for r in self.rounds], tail=None),
+            **extra,
+        }
+        return self.summary
+
+
+def _mean_tail(values: list[float], tail: int | None = 10) -> float | None:
+    values = values if tail is None else values[-tail:]
+    return sum(values) / len(values) if values else None
+
+
+class RunDirectory:
+    """Writes a run as it goes: config first, one history line per round, the summary last."""
+
+    def __init__(self, path: str | Path, config: dict) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self._history = open(self.path / "history.jsonl", "w")
+
+    def append(self, record: dict) -> None:
+        self._history.write(json.dumps(_jsonable(record)) + "\n")
+        self._history.flush()
+
+    def finish(self, summary: dict) -> None:
+        self._history.close()
+        tmp = self.path / ".summary.json.tmp"
+        tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+        os.replace(tmp, self.path / "summary.json")
+
+
+def format_summary(summary: dict) -> str:
+    """A small two-column results table.
+
+    >>> print(format_summary({"test_accuracy": 0.9123, "rounds": 3}))
+    metric         value
+    -------------  ------
+    test_accuracy  0.9123
+    rounds         3
+    """
+    def show(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+        return str(value)
+
+    rows = [(k, show(v)) for k, v in summary.items() if v is not None]
+    width_k = max(len("metric"), *(len(k) for k, _ in rows))
+    width_v = max(len("value"), *(len(v) for _, v in rows))
+    lines = [f"{'metric':<{width_k}}  {'value':<{width_v}}".rstrip(), f"{'-' * width_k}  {'-' * width_v}"]
+    lines += [f"{k:<{width_k}}  {v}" for k, v in rows]
+    return "\n".join(lines)

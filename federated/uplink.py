@@ -1,0 +1,81 @@
+"""One round's uplink: every client's blocks, the energy split across blocks, the channel per block.
+
+This is where ``laser`` (power allocation) meets ``channels`` (the physics); the round loop calls
+it once per round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from channels import energy_for_snr_db
+from laser.allocation import Allocation, allocate_energy
+
+__all__ = ["UplinkResult", "uplink"]
+
+
+@dataclass(frozen=True)
+class UplinkResult:
+    """What the server received in one round, and what it cost.
+
+    Attributes:
+        estimates: the server's estimate of the mean of each block (B tensors ``[d_b]``).
+        energy_used: ``[K]``, each client's energy over all its blocks this round.
+        channel_uses: real channel uses of the round (the same for every client).
+        noise_var: ``[B]``, the effective per-entry noise variance of each decoded block.
+        active: ``[K]`` bool, the clients heard in every block.
+    """
+
+    estimates: list[Tensor]
+    energy_used: Tensor
+    channel_uses: int
+    noise_var: Tensor
+    active: Tensor
+
+    @property
+    def noise_energy(self) -> float:
+        """Expected squared error of all decoded blocks together, sum_b d_b * noise_var_b."""
+        dims = torch.tensor([e.numel() for e in self.estimates], dtype=self.noise_var.dtype)
+        return float((dims * self.noise_var.cpu()).sum())
+
+
+def uplink(
+    channel: torch.nn.Module,
+    client_blocks: Sequence[Sequence[Tensor]],
+    *,
+    energy: float | None = None,
+    snr_db: float | None = None,
+    allocation: Allocation = "norm",
+) -> UplinkResult:
+    """Send ``client_blocks[k][b]`` (client k, block b, 1-D) through ``channel``, block by block.
+
+    Each client's round budget (``energy``, or ``snr_db`` per channel use times the round's channel
+    uses) is split over the blocks by ``allocation`` (see :func:`laser.allocation.allocate_energy`).
+
+    Example:
+        >>> from channels import AWGNChannel
+        >>> blocks = [[torch.ones(3), torch.ones(1)], [torch.ones(3), -torch.ones(1)]]
+        >>> out = uplink(AWGNChannel(noise_var=0.0), blocks, energy=10.0)
+        >>> [e.tolist() for e in out.estimates], out.channel_uses
+        ([[1.0, 1.0, 1.0], [0.0]], 4)
+    """
+    num_blocks = len(client_blocks[0])
+    stacked = [torch.stack([blocks[b] for blocks in client_blocks]) for b in range(num_blocks)]  # B x [K, d_b]
+    dims = torch.tensor([s.shape[1] for s in stacked])
+    channel_uses = int(dims.sum())
+    if snr_db is not None:
+        energy = energy_for_snr_db(snr_db, channel_uses, channel.noise_var)
+    norms = torch.stack([torch.linalg.vector_norm(s.double(), dim=1) for s in stacked], dim=1)  # [K, B]
+    block_energy = allocate_energy(norms, dims.to(norms.device), energy, allocation)            # [K, B]
+    outputs = [channel(s, block_energy[:, b]) for b, s in enumerate(stacked)]
+    return UplinkResult(
+        estimates=[o.estimate for o in outputs],
+        energy_used=torch.stack([o.energy_used.double() for o in outputs]).sum(0),
+        channel_uses=channel_uses,
+        noise_var=torch.stack([o.noise_var.double() for o in outputs]),
+        active=torch.stack([o.active for o in outputs]).all(0),
+    )

@@ -1,0 +1,13 @@
+"""LASER and its baselines: compressors, error feedback and power allocation (the encoding side).
+
+Imports nothing from ``channels`` or ``federated``.
+"""
+
+from laser.allocation import ALLOCATIONS, allocate_energy
+from laser.compressor import Compressor, ZSGDCompressor
+from laser.lowrank import LaserCompressor, is_compressed, matrix_view, orthogonalize
+
+__all__ = [
+    "ALLOCATIONS", "allocate_energy", "Compressor", "ZSGDCompressor", "LaserCompressor",
+    "is_compressed", "matrix_view", "orthogonalize",
+]

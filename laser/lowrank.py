@@ -1,0 +1,216 @@
+"""LASER: rank-r compression with shared query factors and error feedback, summable over the air.
+
+One half power iteration per round, alternating sides (PowerSGD's warm-started scheme, as in the
+LASER reference code). Every tensor with two or more dimensions is viewed as a matrix M (m x n,
+``n = prod(shape[1:])``) and compressed iff it saves enough channel uses:
+
+    numel / (0.5 * r_l * (m + n)) > min_compression_rate,        r_l = min(rank, m, n).
+
+Round t, client k, compressed matrix l (M_k = error-feedback memory + fresh gradient):
+
+    t even:  A = orth(P_l)  (m x r, shared);   X_k = M_k^T A  (n x r);   memory_k = M_k - A X_k^T
+    t odd:   A = orth(Q_l)  (n x r, shared);   X_k = M_k A    (m x r);   memory_k = M_k - X_k A^T
+
+Only X_k goes through the channel. Because A is common, the channel's mean of the X_k is X of the
+mean M (linearity), and the server rebuilds G = A Y^T (even) or Y A^T (odd) from the received mean
+Y. It keeps Y as the other factor (warm start: Q_l <- Y on even rounds, P_l <- Y on odd rounds),
+noise included, so server and clients stay in step. The memory is the client's own residual,
+computed before the channel: channel noise is never fed back. Tensors that are not compressed
+(biases, norm scales) are sent as they are, without error feedback.
+
+References: Makkuva et al., "LASER: Linear Compression in Wireless Distributed Optimization",
+ICML 2024; Vogels et al., "PowerSGD", NeurIPS 2019.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from laser.compressor import Compressor
+
+__all__ = ["LaserCompressor", "orthogonalize", "matrix_view", "is_compressed"]
+
+
+def matrix_view(shape: Sequence[int]) -> tuple[int, int] | None:
+    """The ``(m, n)`` matrix view of a tensor shape, ``n = prod(shape[1:])``; ``None`` for 0-/1-D.
+
+    >>> matrix_view((64, 3, 3, 3)), matrix_view((10,))
+    ((64, 27), None)
+    """
+    if len(shape) < 2:
+        return None
+    return int(shape[0]), math.prod(int(s) for s in shape[1:])
+
+
+def is_compressed(shape: Sequence[int], rank: int, min_compression_rate: float) -> bool:
+    """The LASER / PowerSGD rule: compress iff ``numel / (0.5 r (m + n)) > min_compression_rate``.
+
+    >>> is_compressed((64, 3, 3, 3), rank=4, min_compression_rate=2.0)
+    True
+    >>> is_compressed((10, 3), rank=4, min_compression_rate=2.0)
+    False
+    """
+    view = matrix_view(shape)
+    if view is None:
+        return False
+    m, n = view
+    r = min(rank, m, n)
+    return m * n / (0.5 * r * (m + n)) > min_compression_rate
+
+
+def orthogonalize(factors: Tensor) -> Tensor:
+    """Orthonormal columns for each matrix of a batch ``[L, m, r]``: the Q of a reduced QR, or for
+    r = 1 each vector divided by its own norm (floor 1e-16). Unlike the reference code, rank-1
+    vectors are normalised one by one, not by the norm of the whole same-shape batch.
+
+    >>> a = orthogonalize(torch.randn(2, 5, 3, dtype=torch.float64))
+    >>> torch.allclose(a.transpose(1, 2) @ a, torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
+    True
+    """
+    if factors.shape[-1] == 1:
+        return factors / torch.linalg.vector_norm(factors, dim=-2, keepdim=True).clamp(min=1e-16)
+    return torch.linalg.qr(factors, mode="reduced").Q
+
+
+@dataclass
+class _Group:
+    """Compressed tensors sharing one matrix shape, processed as one batch (bmm, batched QR)."""
+
+    indices: list[int]        # positions in the parameter list
+    m: int
+    n: int
+    rank: int
+    p: Tensor                 # [L, m, r] shared factor (left)
+    q: Tensor                 # [L, n, r] shared factor (right)
+
+
+class LaserCompressor(Compressor):
+    """LASER's compressor (alternating one-factor PowerSGD with per-client error feedback).
+
+    Args:
+        rank: the target rank r (>= 1); a matrix gets ``min(rank, m, n)``.
+        min_compression_rate: compress a tensor only if it saves more than this factor.
+        seed: seed of the shared query factors (the same on every client and the server, so they
+            need no communication).
+
+    Blocks (in parameter order): for a compressed tensor, its factor X_k flattened (``n*r`` values on
+    even rounds, ``m*r`` on odd rounds); for any other tensor, its gradient flattened.
+
+    Example:
+        >>> laser = LaserCompressor(rank=2)
+        >>> params = [torch.zeros(20, 30), torch.zeros(20)]
+        >>> laser.setup(params, num_clients=2)
+        >>> blocks = laser.encode(0, [torch.randn(20, 30), torch.randn(20)])
+        >>> [b.numel() for b in blocks]                  # even round: X = M^T A is 30 x 2
+        [60, 20]
+        >>> [g.shape for g in laser.decode(blocks)]
+        [torch.Size([20, 30]), torch.Size([20])]
+    """
+
+    def __init__(self, rank: int = 4, min_compression_rate: float = 2.0, seed: int = 0) -> None:
+        if not (isinstance(rank, int) and rank >= 1):
+            raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
+        if not min_compression_rate >= 0:
+            raise ValueError(f"min_compression_rate must be >= 0, got {min_compression_rate!r}")
+        self.rank = rank
+        self.min_compression_rate = float(min_compression_rate)
+        self.seed = seed
+
+    # ----------------------------------------------------------------------------------- set-up
+    def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
+        self.shapes = [p.shape for p in params]
+        self.step = 0
+        generator = torch.Generator().manual_seed(self.seed)
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, p in enumerate(params):
+            if is_compressed(p.shape, self.rank, self.min_compression_rate):
+                by_shape.setdefault(matrix_view(p.shape), []).append(i)
+        self.groups: list[_Group] = []
+        like = params[0] if params else torch.zeros(())
+        for (m, n), indices in by_shape.items():
+            r = min(self.rank, m, n)
+            # drawn on the CPU from the seeded generator, so every device gets the same factors
+            p = torch.randn(len(indices), m, r, generator=generator, dtype=like.dtype)
+            q = torch.randn(len(indices), n, r, generator=generator, dtype=like.dtype)
+            self.groups.append(_Group(indices, m, n, r, p.to(like.device), q.to(like.device)))
+        self.compressed = sorted(i for g in self.groups for i in g.indices)
+        self.uncompressed = [i for i in range(len(params)) if i not in set(self.compressed)]
+        # error feedback: one [L, m, n] buffer per client and group (created on first use)
+        self.memory: list[list[Tensor | None]] = [[None] * len(self.groups) for _ in range(num_clients)]
+        self._queries: list[Tensor] | None = None
+
+    def channel_uses(self, step: int | None = None) -> int:
+        """Real channel uses one client needs in round ``step`` (default: the next one)."""
+        even = (self.step if step is None else step) % 2 == 0
+        uses = sum(math.prod(self.shapes[i]) for i in self.uncompressed)
+        return uses + sum(len(g.indices) * g.rank * (g.n if even else g.m) for g in self.groups)
+
+    # ---------------------------------------------------------------------------------- a round
+    @property
+    def _even(self) -> bool:
+        return self.step % 2 == 0
+
+    def queries(self) -> list[Tensor]:
+        """This round's shared orthonormal query factors A, one ``[L, m or n, r]`` per group."""
+        if self._queries is None:
+            self._queries = [orthogonalize(g.p if self._even else g.q) for g in self.groups]
+        return self._queries
+
+    def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
+        blocks: list[Tensor] = [g.reshape(-1) for g in grads]              # uncompressed: as they are
+        for gi, (group, a) in enumerate(zip(self.groups, self.queries())):
+            m = torch.stack([grads[i].reshape(group.m, group.n) for i in group.indices])  # [L, m, n]
+            memory = self.memory[client][gi]
+            if memory is not None:
+                m = m + memory
+            if self._even:
+                x = torch.bmm(m.transpose(1, 2), a)                        # [L, n, r]
+                self.memory[client][gi] = m - torch.bmm(a, x.transpose(1, 2))
+            else:
+                x = torch.bmm(m, a)                                        # [L, m, r]
+                self.memory[client][gi] = m - torch.bmm(x, a.transpose(1, 2))
+            for j, i in enumerate(group.indices):
+                blocks[i] = x[j].reshape(-1)
+        return blocks
+
+    def decode(self, blocks: Sequence[Tensor]) -> list[Tensor]:
+        if len(blocks) != len(self.shapes):
+            raise ValueError(f"expected {len(self.shapes)} blocks, got {len(blocks)}")
+        grads = list(blocks)
+        for i in self.uncompressed:
+            grads[i] = blocks[i].reshape(self.shapes[i])
+        for group, a in zip(self.groups, self.queries()):
+            side = group.n if self._even else group.m
+            y = torch.stack([blocks[i].reshape(side, group.rank) for i in group.indices])  # [L, side, r]
+            if self._even:
+                approx = torch.bmm(a, y.transpose(1, 2))                   # [L, m, n]
+                group.p, group.q = a, y                                    # warm start from the noisy factor
+            else:
+                approx = torch.bmm(y, a.transpose(1, 2))
+                group.q, group.p = a, y
+            for j, i in enumerate(group.indices):
+                grads[i] = approx[j].reshape(self.shapes[i])
+        self.step += 1
+        self._queries = None
+        return grads
+
+    # ------------------------------------------------------------------------------ save/restore
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "step": self.step,
+            "p": [g.p for g in self.groups],
+            "q": [g.q for g in self.groups],
+            "memory": [[m for m in client] for client in self.memory],
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.step = int(state["step"])
+        for group, p, q in zip(self.groups, state["p"], state["q"], strict=True):
+            group.p, group.q = p, q
+        self.memory = [list(client) for client in state["memory"]]
+        self._queries = None
