@@ -1,0 +1,61 @@
+"""The ``laser`` command line, run in a subprocess as a user would."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def laser(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "federated.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_run_a_config_file_with_overrides(tmp_path):
+    result = laser("run", str(ROOT / "configs" / "digits_laser.yaml"), "rounds=4", "eval_every=2",
+                   f"data.root={tmp_path}/data", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "test_accuracy" in result.stdout and "run directory" in result.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["rounds"] == 4
+
+
+def test_run_without_a_config_runs_the_quickstart(tmp_path):
+    result = laser("run", "rounds=2", "data.num_samples=600", f"data.root={tmp_path}/data", "--quiet",
+                   "--out", str(tmp_path / "q"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = (tmp_path / "q" / "config.yaml").read_text()
+    assert "name: laser" in config and "num_clients: 16" in config
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "missing.yaml"], ["config = 'missing.yaml'", "an existing YAML file"]),
+        (["run", "power.energy=-5"], ["power.energy = -5", ">= 0"]),
+        (["run", "compressor.name=topk"], ["compressor.name = 'topk'", "laser, zsgd"]),
+        (["run", "compressor.rank=0"], ["compressor.rank = 0", ">= 1"]),
+        (["run", "power.energy=nan"], ["power.energy", ">= 0"]),
+        (["run", "colour=red"], ["colour", "a known key"]),
+        (["run", "rounds=2.5"], ["rounds = 2.5", "an integer"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_status_2_no_traceback(tmp_path, args, words):
+    result = laser(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    for word in words:
+        assert word in result.stderr
+
+
+def test_divergence_exits_1_and_keeps_the_history(tmp_path):
+    result = laser("run", str(ROOT / "configs" / "digits_noiseless.yaml"), "optimizer.lr=1e12", "rounds=50",
+                   "--quiet", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "not finite" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "run" / "history.jsonl").read_text().strip()

@@ -1,0 +1,67 @@
+"""Configuration: YAML + overrides, types and ranges checked before any work starts."""
+
+import math
+import typing
+
+import pytest
+
+from federated.components import CHANNELS, COMPRESSORS
+from federated.config import (ChannelConfig, CompressorConfig, ConfigError, DataConfig, ModelConfig,
+                              load_config)
+from federated.data import DATASETS
+from federated.models import MODELS
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("rounds: 5\npower: {energy: 10.0}\n")
+    config = load_config(path, ["power.energy=.inf", "compressor.rank=2", "optimizer.nesterov=true"])
+    assert config.rounds == 5
+    assert config.power.energy == math.inf
+    assert config.compressor.rank == 2 and config.optimizer.nesterov is True
+
+
+def test_numbers_in_exponent_notation_are_accepted():
+    assert load_config(None, ["power.energy=1e3"]).power.energy == 1000.0
+
+
+def test_switching_to_the_snr_regime():
+    config = load_config(None, ["power.energy=null", "power.snr_db=-3"])
+    assert config.power.energy is None and config.power.snr_db == -3.0
+
+
+@pytest.mark.parametrize(
+    "override, key, accepted",
+    [
+        ("power.enrgy=3", "power.enrgy", "power.energy"),
+        ("rounds=ten", "rounds", "an integer"),
+        ("power.energy=-1", "power.energy", ">= 0"),
+        ("power.energy=nan", "power.energy", ">= 0"),
+        ("compressor.rank=0", "compressor.rank", ">= 1"),
+        ("compressor.name=topk", "compressor.name", "laser, zsgd"),
+        ("channel.name=rayleigh", "channel.name", "awgn, noiseless"),
+        ("power.snr_db=10", "power.energy", "exactly one"),
+        ("clients=3", "clients", "mapping"),
+        ("optimizer.nesterov=maybe", "optimizer.nesterov", "true or false"),
+    ],
+)
+def test_bad_values_name_the_key_the_value_and_what_is_accepted(override, key, accepted):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert error.value.key == key
+    assert accepted in str(error.value)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="an existing YAML file"):
+        load_config("no/such/file.yaml")
+
+
+def test_names_in_the_schema_match_the_constructor_dictionaries():
+    def names(cls):
+        return set(typing.get_args(typing.get_type_hints(cls)["name"]))
+
+    assert names(CompressorConfig) == set(COMPRESSORS)
+    assert names(ChannelConfig) == set(CHANNELS)
+    assert names(DataConfig) == set(DATASETS)
+    assert names(ModelConfig) == set(MODELS)

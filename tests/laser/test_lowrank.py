@@ -1,0 +1,160 @@
+"""LaserCompressor: exact identities in float64 (DESIGN.md section 9, tier 1)."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from laser import LaserCompressor, is_compressed, orthogonalize
+
+F64 = torch.float64
+
+
+def _params():
+    # a conv kernel, a linear weight, two tensors of the same shape (one batch), and a bias
+    return [torch.zeros(16, 3, 3, 3, dtype=F64), torch.zeros(10, 40, dtype=F64),
+            torch.zeros(10, 40, dtype=F64), torch.zeros(7, dtype=F64)]
+
+
+def _grads(generator, params):
+    return [torch.randn(p.shape, generator=generator, dtype=F64) for p in params]
+
+
+def _error_compensated(laser, client, grads):
+    """M = memory + gradient for every compressed tensor (before encode changes the memory)."""
+    out = {}
+    for gi, group in enumerate(laser.groups):
+        memory = laser.memory[client][gi]
+        for j, i in enumerate(group.indices):
+            m = grads[i].reshape(group.m, group.n)
+            out[i] = m if memory is None else m + memory[j]
+    return out
+
+
+@pytest.mark.parametrize("rank", [1, 2, 4])
+def test_error_feedback_identity(generator, rank):
+    """approximation + new memory == error-compensated gradient, for every client, several rounds."""
+    params = _params()
+    laser = LaserCompressor(rank=rank)
+    laser.setup(params, num_clients=3)
+    for _ in range(4):
+        even = laser.step % 2 == 0
+        blocks, targets = [], []
+        for k in range(3):
+            grads = _grads(generator, params)
+            targets.append(_error_compensated(laser, k, grads))
+            blocks.append(laser.encode(k, grads))
+        for k in range(3):
+            for gi, group in enumerate(laser.groups):
+                a = laser.queries()[gi]
+                for j, i in enumerate(group.indices):
+                    x = blocks[k][i].reshape(group.n if even else group.m, group.rank)
+                    approx = a[j] @ x.T if even else x @ a[j].T
+                    assert_close(approx + laser.memory[k][gi][j], targets[k][i])
+        laser.decode([torch.stack(b).mean(0) for b in zip(*blocks)])
+
+
+def test_linearity_decoded_mean_equals_compression_of_the_mean(generator):
+    """With the noise off, decoding the mean of K clients' payloads == compressing their mean."""
+    params = _params()
+    many, one = LaserCompressor(rank=2), LaserCompressor(rank=2)
+    many.setup(params, num_clients=5)
+    one.setup(params, num_clients=1)
+    for _ in range(3):                     # several rounds: the warm-started factors must agree too
+        client_grads = [_grads(generator, params) for _ in range(5)]
+        blocks = [many.encode(k, g) for k, g in enumerate(client_grads)]
+        decoded = many.decode([torch.stack(b).mean(0) for b in zip(*blocks)])
+        # the single client holds the mean gradient (and, by linearity, the mean memory) of the five
+        mean_grads = [torch.stack(gs).mean(0) for gs in zip(*client_grads)]
+        reference = one.decode(one.encode(0, mean_grads))
+        for d, r in zip(decoded, reference):
+            assert_close(d, r)
+        for gi in range(len(one.groups)):
+            assert_close(torch.stack([many.memory[k][gi] for k in range(5)]).mean(0), one.memory[0][gi])
+
+
+def test_exact_recovery_of_a_rank_r_matrix(generator):
+    """A rank-r gradient is recovered exactly after one full power iteration (two rounds)."""
+    m, n, r = 12, 30, 3
+    target = torch.randn(m, r, generator=generator, dtype=F64) @ torch.randn(r, n, generator=generator, dtype=F64)
+    laser = LaserCompressor(rank=r)
+    laser.setup([torch.zeros(m, n, dtype=F64)], num_clients=1)
+    laser.decode(laser.encode(0, [target]))           # round 0: memory holds the residual
+    laser.memory[0] = [None]                           # feed the same matrix again, no memory
+    decoded = laser.decode(laser.encode(0, [target]))[0]
+    assert_close(decoded, target)
+
+
+def test_query_factors_are_orthonormal_and_shared(generator):
+    laser = LaserCompressor(rank=4)
+    laser.setup(_params(), num_clients=2)
+    for _ in range(3):
+        for a in laser.queries():
+            eye = torch.eye(a.shape[-1], dtype=F64).expand(a.shape[0], -1, -1)
+            assert_close(a.transpose(1, 2) @ a, eye)
+        blocks = [laser.encode(k, _grads(generator, _params())) for k in range(2)]
+        laser.decode([torch.stack(b).mean(0) for b in zip(*blocks)])
+    # the initial factors come from the seed alone: the same for any number of clients
+    other = LaserCompressor(rank=4)
+    other.setup(_params(), num_clients=7)
+    for g, h in zip(_fresh(4).groups, other.groups, strict=True):
+        assert torch.equal(g.p, h.p) and torch.equal(g.q, h.q)
+
+
+def _fresh(rank):
+    laser = LaserCompressor(rank=rank)
+    laser.setup(_params(), num_clients=1)
+    return laser
+
+
+def test_rank_one_vectors_are_normalised_one_by_one():
+    factors = torch.tensor([[[3.0], [4.0]], [[0.0], [0.5]]], dtype=F64)    # two same-shape matrices
+    a = orthogonalize(factors)
+    assert_close(torch.linalg.vector_norm(a, dim=1), torch.ones(2, 1, dtype=F64))
+
+
+def test_uncompressed_tensors_are_sent_raw_without_memory(generator):
+    params = _params()
+    laser = LaserCompressor(rank=4)
+    laser.setup(params, num_clients=1)
+    grads = _grads(generator, params)
+    blocks = laser.encode(0, grads)
+    assert laser.uncompressed == [3]
+    assert torch.equal(blocks[3], grads[3])
+    assert_close(laser.decode(blocks)[3], grads[3])
+
+
+def test_channel_uses_alternate_between_the_two_factors():
+    laser = _fresh(4)
+    # even: n*r per compressed tensor (27*4 + 2*40*4), odd: m*r (16*4 + 2*10*4); bias 7 always
+    assert laser.channel_uses(0) == 27 * 4 + 2 * 40 * 4 + 7
+    assert laser.channel_uses(1) == 16 * 4 + 2 * 10 * 4 + 7
+
+
+def test_the_min_compression_rate_rule():
+    assert is_compressed((10, 784), rank=4, min_compression_rate=2)          # MNIST linear layer
+    assert not is_compressed((512,), rank=4, min_compression_rate=2)        # 1-D: never
+    assert not is_compressed((8, 8), rank=4, min_compression_rate=2)        # 64 / (0.5*4*16) = 2, not > 2
+
+
+def test_state_round_trip_continues_identically(generator):
+    params = _params()
+    a, b = LaserCompressor(rank=2), LaserCompressor(rank=2)
+    a.setup(params, 2)
+    b.setup(params, 2)
+    rounds = [[_grads(generator, params) for _ in range(2)] for _ in range(4)]
+
+    def play(laser, round_grads):
+        blocks = [laser.encode(k, g) for k, g in enumerate(round_grads)]
+        return laser.decode([torch.stack(x).mean(0) for x in zip(*blocks)])
+
+    for r in rounds[:2]:
+        play(a, r)
+    b.load_state_dict(a.state_dict())
+    for r in rounds[2:]:
+        for x, y in zip(play(a, r), play(b, r)):
+            assert torch.equal(x, y)
+
+
+def test_bad_rank_is_rejected():
+    with pytest.raises(ValueError, match="rank"):
+        LaserCompressor(rank=0)
