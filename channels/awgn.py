@@ -60,7 +60,10 @@ class _GeneratorAWGN(AWGN):
     """Sionna's AWGN block, drawing from an explicit generator instead of Sionna's global one."""
 
     def __init__(self, generator: torch.Generator, precision: str) -> None:
-        super().__init__(precision=precision, device=str(generator.device))
+        device = generator.device
+        if device.type == "cuda" and device.index is None:   # Sionna names devices "cuda:N"
+            device = torch.device("cuda", torch.cuda.current_device())
+        super().__init__(precision=precision, device=str(device))
         self._generator = generator
 
     @property

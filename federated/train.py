@@ -52,7 +52,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> 
 def _check_finite(name: str, value: Tensor, round_: int) -> None:
     if not bool(torch.isfinite(value).all()):
         raise NonFiniteError(f"round {round_}: the {name} is not finite (NaN or inf); the run stopped "
-                             "here (try a smaller optimizer.lr)")
+                             "here (a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can "
+                             "make training diverge)")
 
 
 def train(
