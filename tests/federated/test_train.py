@@ -87,3 +87,14 @@ def test_training_leaves_the_global_generator_alone(tmp_path):
     torch.manual_seed(0)
     train(_config(tmp_path, "data.name=digits", "model.name=linear", "rounds=2"), progress=False)
     assert torch.equal(torch.rand(1), expected)
+
+
+
+def test_laser_that_compresses_nothing_is_exactly_zsgd(tmp_path):
+    """With a compression-rate threshold no tensor meets, LASER sends every tensor raw without
+    error feedback: the whole pipeline must then reproduce Z-SGD bit for bit, noise included."""
+    common = ["data.name=digits", "model.name=mlp", "model.width=16", "rounds=8", "power.energy=5"]
+    zsgd = train(_config(tmp_path, *common, "compressor.name=zsgd"), progress=False)
+    laser = train(_config(tmp_path, *common, "compressor.name=laser", "compressor.min_compression_rate=1e9"),
+                  progress=False)
+    assert laser.rounds == zsgd.rounds

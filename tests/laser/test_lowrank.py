@@ -158,3 +158,14 @@ def test_state_round_trip_continues_identically(generator):
 def test_bad_rank_is_rejected():
     with pytest.raises(ValueError, match="rank"):
         LaserCompressor(rank=0)
+
+
+def test_full_rank_on_a_square_matrix_is_exact_every_round(generator):
+    """r = m = n: every query factor is square and orthonormal (A A^T = I), so nothing is lost and
+    the error-feedback memory stays zero, on even and odd rounds alike."""
+    laser = LaserCompressor(rank=6, min_compression_rate=0.0)
+    laser.setup([torch.zeros(6, 6, dtype=F64)], num_clients=1)
+    for _ in range(3):
+        g = torch.randn(6, 6, generator=generator, dtype=F64)
+        assert_close(laser.decode(laser.encode(0, [g]))[0], g)
+        assert_close(laser.memory[0][0], torch.zeros(1, 6, 6, dtype=F64))
