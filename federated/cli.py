@@ -47,8 +47,12 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     from federated.history import format_summary
-    from federated.train import NonFiniteError, train
+    from federated.train import NonFiniteError, resolve_device, train
 
+    try:
+        resolve_device(config.device)
+    except ValueError as error:
+        raise ConfigError("device", config.device, "auto, cpu, or a device this machine has") from error
     try:
         history = train(config, out, progress=not args.quiet)
     except NonFiniteError as error:
@@ -66,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
     except ConfigError as error:
         print(f"laser {args.command}: config error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ValueError as error:   # e.g. an unavailable device
-        print(f"laser {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_BAD_INPUT
 

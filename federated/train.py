@@ -83,7 +83,7 @@ def train(
 
     model = build_model(config.model.name, data.num_features, data.num_classes, config.model.width,
                         seed=streams.model).to(device)
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     num_clients = config.clients.num_clients
     data_generator = torch.Generator().manual_seed(streams.data)
     batches = ClientBatches(iid_split(len(y_train), num_clients, data_generator),
