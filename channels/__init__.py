@@ -2,11 +2,22 @@
 
 Usable on its own (it imports nothing from ``laser`` or ``federated``)::
 
-    from channels import AWGNChannel
+    from channels import AWGNChannel, FadingChannel, RayleighFading, TruncatedInversion
     out = AWGNChannel(noise_var=1.0)(signals, energy=100.0)   # signals [K, d] -> out.estimate [d]
+    channel = FadingChannel(RayleighFading(), TruncatedInversion(threshold=0.2))
+    state = channel.realize(num_clients=K, channel_uses=d)    # one round's fading
+    out = channel(signals, energy=100.0, state=state)         # out.active: who spoke
 """
 
-from channels.awgn import AWGNChannel, ChannelOutput
+from channels.awgn import AWGNChannel
 from channels.budget import db_to_linear, energy_for_snr_db, snr_db_for_energy
+from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFading, TDLFading
+from channels.fading_channel import ChannelOutput, ChannelState, FadingChannel
+from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
 
-__all__ = ["AWGNChannel", "ChannelOutput", "db_to_linear", "energy_for_snr_db", "snr_db_for_energy"]
+__all__ = [
+    "AWGNChannel", "ChannelOutput", "ChannelState", "FadingChannel",
+    "RayleighFading", "RicianFading", "TDLFading", "PathLoss", "FADING_MODELS",
+    "PowerControl", "PerfectInversion", "TruncatedInversion", "ImperfectCSI",
+    "db_to_linear", "energy_for_snr_db", "snr_db_for_energy",
+]

@@ -20,7 +20,10 @@ def db_to_linear(value_db: float) -> float:
     >>> db_to_linear(20.0)
     100.0
     """
-    return 10.0 ** (value_db / 10.0)
+    try:
+        return 10.0 ** (value_db / 10.0)
+    except OverflowError:
+        return math.inf
 
 
 def energy_for_snr_db(snr_db: float, channel_uses: int, noise_var: float) -> float:

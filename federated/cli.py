@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="train one configuration",
         description="Train one configuration. Without CONFIG, the packaged quickstart runs "
-                    "(MNIST-1D, 16 clients, LASER at a low energy, a few minutes on 2 CPU cores).")
+                    "(MNIST-1D, 16 clients, LASER at a low energy; about half a minute on 2 CPU cores).")
     run.add_argument("config", nargs="?", help="a YAML file (default: the quickstart)")
     run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     run.add_argument("--out", help="run directory (default: runs/<config name>-<time>)")
@@ -64,12 +64,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may also come after the options: laser run CONFIG --out DIR key=value
+    unknown = [a for a in extra if "=" not in a or a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "run":
+        args.overrides.extend(extra)
     try:
         if args.command == "run":
             return _run(args)
     except ConfigError as error:
         print(f"laser {args.command}: config error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:          # an unwritable --out or data.root, a directory given as a file
+        print(f"laser {args.command}: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_BAD_INPUT
 

@@ -7,20 +7,30 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from channels import AWGNChannel
+from channels import FadingChannel
+from channels.fading import PathLoss, RayleighFading, RicianFading, TDLFading
+from channels.power_control import POWER_CONTROL
 from federated.config import ChannelConfig, CompressorConfig
 from laser import Compressor, LaserCompressor, ZSGDCompressor
 
-__all__ = ["COMPRESSORS", "CHANNELS", "Streams", "split_seed", "build_compressor", "build_channel"]
+__all__ = ["COMPRESSORS", "CHANNELS", "Streams", "split_seed", "build_compressor", "build_channel",
+           "client_budget_scales"]
 
 COMPRESSORS = {
     "laser": lambda c, seed: LaserCompressor(rank=c.rank, min_compression_rate=c.min_compression_rate, seed=seed),
     "zsgd": lambda c, seed: ZSGDCompressor(),
 }
 
+# channel name -> its small-scale fading model (None: every gain 1)
 CHANNELS = {
-    "awgn": lambda c, generator: AWGNChannel(noise_var=c.noise_var, generator=generator),
-    "noiseless": lambda c, generator: AWGNChannel(noise_var=0.0, generator=generator),
+    "awgn": lambda c: None,
+    "noiseless": lambda c: None,
+    "rayleigh": lambda c: RayleighFading(),
+    "rician": lambda c: RicianFading(c.k_factor),
+    "tdl": lambda c: TDLFading(c.tdl_profile, delay_spread_s=c.delay_spread_s,
+                               carrier_frequency_hz=c.carrier_frequency_hz,
+                               num_subcarriers=c.num_subcarriers,
+                               subcarrier_spacing_hz=c.subcarrier_spacing_hz),
 }
 
 
@@ -31,7 +41,9 @@ class Streams:
     data: int          # IID split and each client's minibatch order
     model: int         # model initialisation
     compressor: int    # shared query factors (identical for every client)
-    channel: int       # fading and noise
+    channel: int       # fading, client positions, CSI errors and uplink noise
+    downlink: int      # downlink noise
+    budgets: int       # heterogeneous per-client budgets
 
 
 def split_seed(seed: int) -> Streams:
@@ -40,15 +52,38 @@ def split_seed(seed: int) -> Streams:
     >>> split_seed(0) == split_seed(0), split_seed(0).data != split_seed(1).data
     (True, True)
     """
-    children = np.random.SeedSequence(seed).spawn(4)
-    data, model, compressor, channel = (int(c.generate_state(1, np.uint64)[0] >> 1) for c in children)
-    return Streams(data=data, model=model, compressor=compressor, channel=channel)
+    children = np.random.SeedSequence(seed).spawn(6)
+    data, model, compressor, channel, downlink, budgets = (
+        int(c.generate_state(1, np.uint64)[0] >> 1) for c in children)
+    return Streams(data, model, compressor, channel, downlink, budgets)
 
 
 def build_compressor(config: CompressorConfig, seed: int) -> Compressor:
     return COMPRESSORS[config.name](config, seed)
 
 
-def build_channel(config: ChannelConfig, seed: int, device: torch.device) -> torch.nn.Module:
-    generator = torch.Generator(device=device).manual_seed(seed)
-    return CHANNELS[config.name](config, generator)
+def build_channel(config: ChannelConfig, seed: int, device: torch.device) -> FadingChannel:
+    """The uplink channel: fading model, power-control policy, path loss and noise of ``config``."""
+    path_loss = None
+    if config.path_loss != "none":
+        path_loss = PathLoss(config.path_loss, carrier_frequency_hz=config.carrier_frequency_hz,
+                             min_distance_m=config.min_distance_m, max_distance_m=config.max_distance_m,
+                             shadowing=config.shadowing, reference_distance_m=config.reference_distance_m)
+    return FadingChannel(
+        fading=CHANNELS[config.name](config),
+        policy=POWER_CONTROL[config.power_control](threshold=config.threshold, error_var=config.csi_error_var),
+        noise_var=0.0 if config.name == "noiseless" else config.noise_var,
+        path_loss=path_loss,
+        coherence_blocks=config.coherence_blocks,
+        generator=torch.Generator(device=device).manual_seed(seed),
+    )
+
+
+def client_budget_scales(spread_db: float, num_clients: int, seed: int) -> torch.Tensor:
+    """Per-client budget multipliers 10^(u_k/10), u_k ~ U[-spread_db/2, spread_db/2] (float64 [K]).
+
+    >>> client_budget_scales(0.0, 3, seed=0).tolist()
+    [1.0, 1.0, 1.0]
+    """
+    u = torch.rand(num_clients, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return 10.0 ** ((u - 0.5) * spread_db / 10.0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import yaml
 
 __all__ = [
     "ConfigError", "Config", "DataConfig", "ModelConfig", "ClientsConfig", "CompressorConfig",
-    "ChannelConfig", "PowerConfig", "OptimizerConfig", "load_config", "config_to_dict",
+    "ChannelConfig", "DownlinkConfig", "PowerConfig", "OptimizerConfig", "load_config", "config_to_dict",
 ]
 
 
@@ -90,12 +91,53 @@ class CompressorConfig:
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    name: Literal["awgn", "noiseless"] = "awgn"  # awgn: over-the-air sum + Gaussian noise; noiseless: exact mean
-    noise_var: float = 1.0         # awgn: noise variance per real channel use (sigma^2)
+    # awgn: the paper's channel (all gains 1); noiseless: exact mean; rayleigh / rician: flat block
+    # fading per client and round; tdl: 3GPP TDL profile over OFDM subcarriers (broadband)
+    name: Literal["awgn", "noiseless", "rayleigh", "rician", "tdl"] = "awgn"
+    noise_var: float = 1.0         # noise variance per real channel use (sigma^2)
+    power_control: Literal["inversion", "truncated", "imperfect_csi"] = "inversion"  # see channels.power_control
+    threshold: float = 0.0         # truncated / imperfect_csi: silent where |h|^2 (as known) < threshold
+    csi_error_var: float = 0.0     # imperfect_csi: variance of the complex channel-estimation error
+    coherence_blocks: int = 1      # independent fading draws per round (1: block fading per round)
+    k_factor: float = 3.0          # rician: power ratio of the line-of-sight to the scattered part
+    tdl_profile: Literal["A", "B", "C", "D", "E"] = "A"  # tdl: 3GPP TR 38.901 profile
+    delay_spread_s: float = 100e-9     # tdl: RMS delay spread in seconds
+    num_subcarriers: int = 64          # tdl: OFDM subcarriers the blocks are spread over
+    subcarrier_spacing_hz: float = 30e3    # tdl: subcarrier spacing
+    carrier_frequency_hz: float = 3.5e9    # tdl and path loss: carrier frequency
+    path_loss: Literal["none", "umi_los", "umi_nlos"] = "none"  # large-scale gain from client positions
+    min_distance_m: float = 10.0       # path loss: clients uniform over the annulus [min, max]
+    max_distance_m: float = 200.0
+    reference_distance_m: float = 100.0  # path loss: mean gain 1 (SNR = energy / noise_var) here
+    shadowing: bool = True             # path loss: log-normal shadowing (4 dB LOS, 7.82 dB NLOS)
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.noise_var) and self.noise_var >= 0, "noise_var", self.noise_var,
                "a finite number >= 0")
+        _check(math.isfinite(self.threshold) and self.threshold >= 0, "threshold", self.threshold,
+               "a finite number >= 0 (a channel power gain)")
+        _check(math.isfinite(self.csi_error_var) and self.csi_error_var >= 0, "csi_error_var",
+               self.csi_error_var, "a finite number >= 0")
+        _check(self.coherence_blocks >= 1, "coherence_blocks", self.coherence_blocks, "an integer >= 1")
+        _check(math.isfinite(self.k_factor) and self.k_factor >= 0, "k_factor", self.k_factor,
+               "a finite number >= 0 (0 is Rayleigh)")
+        _check(self.delay_spread_s > 0, "delay_spread_s", self.delay_spread_s, "a number > 0 (seconds)")
+        _check(self.num_subcarriers >= 1, "num_subcarriers", self.num_subcarriers, "an integer >= 1")
+        _check(self.subcarrier_spacing_hz > 0, "subcarrier_spacing_hz", self.subcarrier_spacing_hz, "a number > 0")
+        _check(0.5e9 <= self.carrier_frequency_hz <= 100e9, "carrier_frequency_hz", self.carrier_frequency_hz,
+               "a frequency in [0.5e9, 100e9] Hz (the 3GPP TR 38.901 models' range)")
+        _check(10 <= self.min_distance_m <= self.max_distance_m <= 5000, "max_distance_m", self.max_distance_m,
+               "10 <= min_distance_m <= max_distance_m <= 5000 (metres)")
+        _check(self.reference_distance_m > 0, "reference_distance_m", self.reference_distance_m, "a number > 0")
+
+
+@dataclass(frozen=True)
+class DownlinkConfig:
+    snr_db: float | None = None    # per-entry SNR of the model broadcast; null: noiseless (the paper's)
+
+    def __post_init__(self) -> None:
+        if self.snr_db is not None:
+            _check(-200 <= self.snr_db <= 200, "snr_db", self.snr_db, "a number of dB in [-200, 200], or null")
 
 
 @dataclass(frozen=True)
@@ -103,6 +145,8 @@ class PowerConfig:
     energy: float | None = 100.0   # energy-limited regime: per-client energy per round (the paper's P)
     snr_db: float | None = None    # power-limited regime: per-channel-use SNR in dB (set energy: null)
     allocation: Literal["norm", "norm_sqrt_dim", "uniform"] = "norm"  # split of energy over blocks
+    spread_db: float = 0.0         # heterogeneous budgets: client k gets 10^(u_k/10) times the budget,
+                                   # u_k uniform in [-spread_db/2, spread_db/2], drawn once per run
 
     def __post_init__(self) -> None:
         _check((self.energy is None) != (self.snr_db is None), "energy", self.energy,
@@ -110,7 +154,9 @@ class PowerConfig:
         if self.energy is not None:
             _check(self.energy >= 0, "energy", self.energy, "a number >= 0 (.inf for noiseless)")
         if self.snr_db is not None:
-            _check(not math.isnan(self.snr_db), "snr_db", self.snr_db, "a number (dB)")
+            _check(-200 <= self.snr_db <= 200, "snr_db", self.snr_db, "a number of dB in [-200, 200]")
+        _check(math.isfinite(self.spread_db) and self.spread_db >= 0, "spread_db", self.spread_db,
+               "a finite number >= 0 (dB)")
 
 
 @dataclass(frozen=True)
@@ -125,6 +171,8 @@ class OptimizerConfig:
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
         _check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
                self.weight_decay, "a finite number >= 0")
+        _check(not self.nesterov or self.momentum > 0, "nesterov", self.nesterov,
+               "false when optimizer.momentum is 0 (Nesterov needs momentum)")
 
 
 @dataclass(frozen=True)
@@ -139,13 +187,14 @@ class Config:
     compressor: CompressorConfig = field(default_factory=CompressorConfig)
     channel: ChannelConfig = field(default_factory=ChannelConfig)
     power: PowerConfig = field(default_factory=PowerConfig)
+    downlink: DownlinkConfig = field(default_factory=DownlinkConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(self.rounds >= 1, "rounds", self.rounds, "an integer >= 1")
         _check(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
-        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+        _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
                "device", self.device, "auto, cpu, cuda or cuda:N")
 
 
@@ -239,9 +288,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise ConfigError("config", str(path), "an existing YAML file")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError("config", str(path), f"valid YAML ({str(error).splitlines()[0]})") from None
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ConfigError("config", str(path), f"valid UTF-8 YAML ({str(error).splitlines()[0]})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError("config", str(path), "a YAML mapping of keys to values at the top level")
     for override in overrides or []:
         _set_path(tree, override)
     return _build(Config, tree, "")

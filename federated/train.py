@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from federated.components import build_channel, build_compressor, split_seed
-from federated.config import Config, config_to_dict
+from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
+from federated.config import Config, ConfigError, config_to_dict
 from federated.data import ClientBatches, Dataset, iid_split, load_dataset
 from federated.history import History, RunDirectory
 from federated.models import build_model
+from federated.downlink import NoisyDownlink
 from federated.uplink import uplink
 
 __all__ = ["train", "evaluate", "NonFiniteError", "resolve_device"]
@@ -49,6 +50,16 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> 
     return loss / len(y), correct / len(y)
 
 
+def check_fits(config: Config, data: Dataset) -> None:
+    """Cross-checks that need the data: every client gets a sample, the test set is not empty."""
+    if len(data.y_train) < config.clients.num_clients:
+        raise ConfigError("clients.num_clients", config.clients.num_clients,
+                          f"at most the {len(data.y_train)} training samples of {config.data.name}")
+    if len(data.y_test) == 0:
+        raise ConfigError("data.test_fraction", config.data.test_fraction,
+                          f"a fraction that leaves at least one test sample of {config.data.name}")
+
+
 def _check_finite(name: str, value: Tensor, round_: int) -> None:
     if not bool(torch.isfinite(value).all()):
         raise NonFiniteError(f"round {round_}: the {name} is not finite (NaN or inf); the run stopped "
@@ -78,6 +89,7 @@ def train(
     device = resolve_device(config.device)
     streams = split_seed(config.seed)
     data = dataset if dataset is not None else load_dataset(config.data)
+    check_fits(config, data)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
 
@@ -91,6 +103,12 @@ def train(
     compressor = build_compressor(config.compressor, seed=streams.compressor)
     compressor.setup([p.detach() for p in params], num_clients)
     channel = build_channel(config.channel, streams.channel, device)
+    budget_scale = None
+    if config.power.spread_db > 0:
+        budget_scale = client_budget_scales(config.power.spread_db, num_clients, streams.budgets)
+    downlink = None
+    if config.downlink.snr_db is not None:
+        downlink = NoisyDownlink(config.downlink.snr_db, streams.downlink, device)
     opt = config.optimizer
     optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
                                 weight_decay=opt.weight_decay, nesterov=opt.nesterov)
@@ -105,8 +123,11 @@ def train(
             client_blocks, losses = [], []
             for k in range(num_clients):
                 idx = batches.next(k).to(device)
-                loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
-                grads = torch.autograd.grad(loss, params)
+                if downlink is None:
+                    loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+                    grads = torch.autograd.grad(loss, params)
+                else:                                   # client k trains on its own noisy copy
+                    loss, grads = downlink.client_gradient(model, x_train[idx], y_train[idx])
                 client_blocks.append(compressor.encode(k, grads))
                 losses.append(loss.detach())
             train_loss = torch.stack(losses).mean()
@@ -114,7 +135,8 @@ def train(
 
             # --- uplink: energy split across blocks, over-the-air mean of each block
             received = uplink(channel, client_blocks, energy=config.power.energy,
-                              snr_db=config.power.snr_db, allocation=config.power.allocation)
+                              snr_db=config.power.snr_db, allocation=config.power.allocation,
+                              budget_scale=budget_scale)
 
             # --- server: decode, step (momentum and weight decay on the decoded gradient), broadcast
             g_hat = compressor.decode(received.estimates)

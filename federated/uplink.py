@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from channels import energy_for_snr_db
+from channels import FadingChannel, energy_for_snr_db
 from laser.allocation import Allocation, allocate_energy
 
 __all__ = ["UplinkResult", "uplink"]
@@ -27,7 +27,7 @@ class UplinkResult:
         energy_used: ``[K]``, each client's energy over all its blocks this round.
         channel_uses: real channel uses of the round (the same for every client).
         noise_var: ``[B]``, the effective per-entry noise variance of each decoded block.
-        active: ``[K]`` bool, the clients heard in every block.
+        active: ``[K]`` bool, the clients heard in at least one block.
     """
 
     estimates: list[Tensor]
@@ -44,17 +44,20 @@ class UplinkResult:
 
 
 def uplink(
-    channel: torch.nn.Module,
+    channel: FadingChannel,
     client_blocks: Sequence[Sequence[Tensor]],
     *,
     energy: float | None = None,
     snr_db: float | None = None,
     allocation: Allocation = "norm",
+    budget_scale: Tensor | None = None,
 ) -> UplinkResult:
     """Send ``client_blocks[k][b]`` (client k, block b, 1-D) through ``channel``, block by block.
 
-    Each client's round budget (``energy``, or ``snr_db`` per channel use times the round's channel
-    uses) is split over the blocks by ``allocation`` (see :func:`laser.allocation.allocate_energy`).
+    One channel realization serves the whole round (block fading), the blocks following each other
+    in its channel uses. Each client's round budget (``energy``, or ``snr_db`` per channel use times
+    the round's channel uses, times ``budget_scale[k]`` if given) is split over the blocks by
+    ``allocation`` (see :func:`laser.allocation.allocate_energy`).
 
     Example:
         >>> from channels import AWGNChannel
@@ -70,12 +73,19 @@ def uplink(
     if snr_db is not None:
         energy = energy_for_snr_db(snr_db, channel_uses, channel.noise_var)
     norms = torch.stack([torch.linalg.vector_norm(s.double(), dim=1) for s in stacked], dim=1)  # [K, B]
+    if budget_scale is not None:
+        energy = energy * budget_scale.to(norms.device)
     block_energy = allocate_energy(norms, dims.to(norms.device), energy, allocation)            # [K, B]
-    outputs = [channel(s, block_energy[:, b]) for b, s in enumerate(stacked)]
+    cdtype = torch.complex128 if stacked[0].dtype == torch.float64 else torch.complex64
+    state = channel.realize(len(client_blocks), channel_uses, dtype=cdtype)
+    outputs, offset = [], 0
+    for b, s in enumerate(stacked):
+        outputs.append(channel(s, block_energy[:, b], state=state, symbol_offset=offset))
+        offset += (s.shape[1] + 1) // 2                                   # ceil(d_b / 2) I/Q symbols
     return UplinkResult(
         estimates=[o.estimate for o in outputs],
         energy_used=torch.stack([o.energy_used.double() for o in outputs]).sum(0),
         channel_uses=channel_uses,
         noise_var=torch.stack([o.noise_var.double() for o in outputs]),
-        active=torch.stack([o.active for o in outputs]).all(0),
+        active=torch.stack([o.active for o in outputs]).any(0),
     )

@@ -187,12 +187,16 @@ class LaserCompressor(Compressor):
         for group, a in zip(self.groups, self.queries()):
             side = group.n if self._even else group.m
             y = torch.stack([blocks[i].reshape(side, group.rank) for i in group.indices])  # [L, side, r]
+            # warm start from the received (noisy) factor; a factor received as exactly zero (nobody
+            # had energy, or every client's matrix was zero) would make every later query zero at
+            # rank 1, so the previous factor is kept for that matrix instead
+            silent = (y == 0).flatten(1).all(1).reshape(-1, 1, 1)
             if self._even:
                 approx = torch.bmm(a, y.transpose(1, 2))                   # [L, m, n]
-                group.p, group.q = a, y                                    # warm start from the noisy factor
+                group.p, group.q = a, torch.where(silent, group.q, y)
             else:
                 approx = torch.bmm(y, a.transpose(1, 2))
-                group.q, group.p = a, y
+                group.q, group.p = a, torch.where(silent, group.p, y)
             for j, i in enumerate(group.indices):
                 grads[i] = approx[j].reshape(self.shapes[i])
         self.step += 1

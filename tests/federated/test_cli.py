@@ -42,6 +42,11 @@ def test_run_without_a_config_runs_the_quickstart(tmp_path):
         (["run", "power.energy=nan"], ["power.energy", ">= 0"]),
         (["run", "colour=red"], ["colour", "a known key"]),
         (["run", "rounds=2.5"], ["rounds = 2.5", "an integer"]),
+        (["run", "optimizer.nesterov=true", "optimizer.momentum=0"], ["optimizer.nesterov", "momentum"]),
+        (["run", "device=cudafoo"], ["device = 'cudafoo'", "cuda:N"]),
+        (["run", "data.name=digits", "clients.num_clients=5000"], ["clients.num_clients = 5000", "1438"]),
+        (["run", "power.energy=null", "power.snr_db=4000"], ["power.snr_db = 4000.0", "[-200, 200]"]),
+        (["run", "channel.name=rician", "channel.k_factor=-2"], ["channel.k_factor = -2.0", ">= 0"]),
     ],
 )
 def test_bad_input_is_one_line_exit_status_2_no_traceback(tmp_path, args, words):
@@ -59,3 +64,21 @@ def test_divergence_exits_1_and_keeps_the_history(tmp_path):
     assert result.returncode == 1
     assert "not finite" in result.stderr and "Traceback" not in result.stderr
     assert (tmp_path / "run" / "history.jsonl").read_text().strip()
+
+
+def test_a_yaml_file_that_is_not_a_mapping_is_bad_input(tmp_path):
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    result = laser("run", "list.yaml", "rounds=2", cwd=tmp_path)
+    assert result.returncode == 2 and "a YAML mapping" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_overrides_may_follow_the_options(tmp_path):
+    result = laser("run", str(ROOT / "configs" / "digits_laser.yaml"), "--quiet", "--out", str(tmp_path / "r"),
+                   "rounds=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["rounds"] == 2
+
+
+def test_an_unknown_option_is_a_usage_error(tmp_path):
+    result = laser("run", "--bogus", cwd=tmp_path)
+    assert result.returncode == 2 and "unrecognized arguments: --bogus" in result.stderr

@@ -169,3 +169,39 @@ def test_full_rank_on_a_square_matrix_is_exact_every_round(generator):
         g = torch.randn(6, 6, generator=generator, dtype=F64)
         assert_close(laser.decode(laser.encode(0, [g]))[0], g)
         assert_close(laser.memory[0][0], torch.zeros(1, 6, 6, dtype=F64))
+
+
+def test_memory_is_the_local_residual_and_the_noisy_factor_is_the_next_query(generator):
+    """Decode a *noisy* mean: the memory must still be M - A A^T M (even) / M - M A A^T (odd) with the
+    client's own M and A = orth(stored factor), and the next query must be orth(noisy received Y)."""
+    params = _params()
+    laser = LaserCompressor(rank=2)
+    laser.setup(params, num_clients=2)
+    for _ in range(4):
+        even = laser.step % 2 == 0
+        expected_queries = [orthogonalize(g.p if even else g.q) for g in laser.groups]   # independently
+        grads = [_grads(generator, params) for _ in range(2)]
+        targets = [_error_compensated(laser, k, g) for k, g in enumerate(grads)]
+        blocks = [laser.encode(k, g) for k, g in enumerate(grads)]
+        for k in range(2):
+            for gi, group in enumerate(laser.groups):
+                a = expected_queries[gi]
+                for j, i in enumerate(group.indices):
+                    m = targets[k][i]
+                    residual = m - a[j] @ a[j].T @ m if even else m - m @ a[j] @ a[j].T
+                    assert_close(laser.memory[k][gi][j], residual)
+        noisy = [torch.stack(b).mean(0) + 0.3 * torch.randn(b[0].shape, generator=generator, dtype=F64)
+                 for b in zip(*blocks)]
+        laser.decode(noisy)
+        for gi, group in enumerate(laser.groups):
+            side = group.n if even else group.m
+            y = torch.stack([noisy[i].reshape(side, group.rank) for i in group.indices])
+            assert_close(laser.queries()[gi], orthogonalize(y))
+
+
+def test_a_factor_received_as_zero_does_not_silence_rank_one_forever(generator):
+    laser = LaserCompressor(rank=1)
+    laser.setup([torch.zeros(8, 12, dtype=F64)], num_clients=1)
+    laser.decode([torch.zeros(12, dtype=F64)])                    # a round in which nothing arrived
+    g = torch.randn(8, 12, generator=generator, dtype=F64)
+    assert float(torch.linalg.vector_norm(laser.decode(laser.encode(0, [g]))[0])) > 0

@@ -1,0 +1,221 @@
+"""Over-the-air multiple access through fading channels, with a power-control policy.
+
+A round draws one channel state (block fading: constant within a coherence block, by default the
+whole round), then every block of the round goes through it:
+
+    y = sum_k h_k * x_k + z,        x_k = m_k * (eta / h_hat_k) * u_k,        z ~ CN(0, 2 noise_var)
+
+per complex symbol (u_k: client k's block packed as I/Q symbols; h_k: its gain on that symbol's
+subcarrier and coherence block; h_hat_k: the gain it believes, see :mod:`channels.power_control`;
+m_k: 1 where the policy lets it transmit). The server estimates the mean of the active clients per
+symbol as y / (eta * K_a), with K_a the number of clients transmitting on that symbol.
+
+Gains are small-scale fading (``fading``, E|h|^2 = 1) times the square root of a large-scale gain per
+client (``path_loss``, drawn once per run: client positions do not change between rounds).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from channels.budget import energy_for_snr_db
+from channels.noise import ComplexNoise, from_symbols, to_symbols
+from channels.power_control import PerfectInversion, PowerControl
+
+__all__ = ["ChannelOutput", "ChannelState", "FadingChannel", "over_the_air"]
+
+
+@dataclass(frozen=True)
+class ChannelOutput:
+    """What the server decodes from one block, and what it cost.
+
+    Attributes:
+        estimate: ``[d]``, the server's estimate of the mean of the active clients' signals.
+        energy_used: ``[K]``, the energy each client transmitted for this block (sum of squares of
+            its channel input); ``inf`` for a client with a non-zero signal and an infinite budget.
+        noise_var: 0-dim tensor, the per-entry variance of ``estimate - mean``; 0 when noiseless.
+        active: ``[K]`` bool, the clients that were heard (here: those with a non-zero budget).
+        scale: 0-dim tensor, the common alignment scale eta (``inf`` when the block is noiseless).
+    """
+
+    estimate: Tensor
+    energy_used: Tensor
+    noise_var: Tensor
+    active: Tensor
+    scale: Tensor
+
+
+def _as_client_energy(energy: float | Tensor, num_clients: int, like: Tensor) -> Tensor:
+    energy = torch.as_tensor(energy, dtype=like.dtype, device=like.device)
+    if energy.dim() > 1 or (energy.dim() == 1 and energy.numel() != num_clients):
+        raise ValueError(f"energy must be a float or have shape [{num_clients}], got {tuple(energy.shape)}")
+    if not bool(torch.all(energy >= 0)):  # also rejects NaN
+        raise ValueError(f"energy must be >= 0 and not NaN, got {energy.tolist()}")
+    return energy.expand(num_clients)
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """One round's channel: ``gains`` and ``csi`` are complex ``[K, C, N]`` (clients, coherence
+    blocks, subcarriers); a symbol at position j of the round uses coherence block
+    ``j // symbols_per_block`` and subcarrier ``j % N``."""
+
+    gains: Tensor
+    csi: Tensor
+    symbols_per_block: int
+
+    def at(self, symbol_offset: int, num_symbols: int) -> tuple[Tensor, Tensor]:
+        """``(gains, csi)`` of symbols ``offset .. offset + num_symbols - 1``: ``[K, S]`` or ``[K, 1]``."""
+        num_blocks, num_carriers = self.gains.shape[1:]
+        if num_blocks == 1 and num_carriers == 1:
+            return self.gains[:, 0], self.csi[:, 0]
+        j = torch.arange(symbol_offset, symbol_offset + num_symbols, device=self.gains.device)
+        block = (j // self.symbols_per_block).clamp(max=num_blocks - 1)
+        carrier = j % num_carriers
+        return self.gains[:, block, carrier], self.csi[:, block, carrier]
+
+
+def over_the_air(
+    symbols: Tensor, energy: Tensor, gains: Tensor, csi: Tensor, transmits: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The precoding maths, noise excluded.
+
+    Args: ``symbols`` complex ``[K, S]``; ``energy`` ``[K]``; ``gains``, ``csi``, ``transmits``
+    ``[K, S]`` or ``[K, 1]`` (true gain, believed gain, where a client sends).
+
+    Returns ``(received, eta, count, energy_used, active)``: the noiseless superposition ``[S]``,
+    the common scale eta (0-dim, ``inf`` if nobody has to send), the number of clients sending on
+    each symbol ``[S]``, each client's energy ``[K]`` and who spoke ``[K]``.
+    """
+    mask = transmits & (energy > 0).unsqueeze(1) & (csi != 0)
+    mask = mask.expand(symbols.shape)
+    inverted = torch.where(mask, symbols / torch.where(csi != 0, csi, 1), 0)      # m_k u_k / h_hat_k
+    need = torch.linalg.vector_norm(inverted, dim=1)                               # [K]
+    ratio = torch.where(need > 0, energy.sqrt() / need, math.inf)
+    eta = ratio.min()
+    finite = torch.isfinite(eta)
+    eta_tx = torch.where(finite, eta, torch.ones_like(eta))
+    x = eta_tx * inverted                                                          # channel inputs
+    energy_used = torch.where(finite, x.abs().square().sum(1),
+                              torch.where(need > 0, math.inf, 0.0))
+    received = (gains * x).sum(0)                                                  # [S]
+    count = mask.sum(0)
+    return received, eta, count, energy_used, mask.any(1)
+
+
+class FadingChannel(nn.Module):
+    """Over-the-air multiple access through a fading channel under a power-control policy.
+
+    Args:
+        fading: a small-scale model called as ``fading(K, generator, dtype) -> [K, N]`` complex
+            (see :mod:`channels.fading`); ``None``: all gains 1 (then this is :class:`AWGNChannel`).
+        policy: a :class:`~channels.power_control.PowerControl` (default perfect inversion).
+        noise_var: noise variance per real channel use.
+        path_loss: large-scale model called as ``path_loss(K, generator) -> [K]`` power gains,
+            drawn on the first round and kept (``None``: every client's mean gain is 1).
+        coherence_blocks: independent fading draws per round (the round's channel uses are cut into
+            this many equal coherence blocks; 1: block fading per round).
+        generator: default generator of fading, CSI errors and noise.
+
+    Call: like :class:`~channels.awgn.AWGNChannel`, plus ``state`` (from :meth:`realize`; default a fresh
+    realization for this block alone) and ``symbol_offset`` (where the block starts in the round).
+
+    Example:
+        >>> from channels.power_control import TruncatedInversion
+        >>> g = torch.Generator().manual_seed(0)
+        >>> channel = FadingChannel(policy=TruncatedInversion(0.5), noise_var=0.0, generator=g)
+        >>> state = channel.realize(num_clients=2, channel_uses=4)
+        >>> out = channel(torch.tensor([[1.0, 2.0, 3.0, 4.0], [3.0, 2.0, 1.0, 0.0]]), 10.0, state=state)
+        >>> out.estimate.tolist(), out.active.tolist()
+        ([2.0, 2.0, 2.0, 2.0], [True, True])
+    """
+
+    def __init__(
+        self,
+        fading: nn.Module | None = None,
+        policy: PowerControl | None = None,
+        noise_var: float = 1.0,
+        path_loss: nn.Module | None = None,
+        coherence_blocks: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if not (math.isfinite(noise_var) and noise_var >= 0):
+            raise ValueError(f"noise_var must be a finite number >= 0, got {noise_var}")
+        if not (isinstance(coherence_blocks, int) and coherence_blocks >= 1):
+            raise ValueError(f"coherence_blocks must be an integer >= 1, got {coherence_blocks!r}")
+        self.fading, self.path_loss = fading, path_loss
+        self.policy = policy if policy is not None else PerfectInversion()
+        self.noise_var = float(noise_var)
+        self.coherence_blocks = coherence_blocks
+        if generator is None:
+            generator = torch.Generator()
+            generator.seed()
+        self.generator = generator
+        self.large_scale: Tensor | None = None       # [K] mean power gains, fixed for the run
+        self._noise = ComplexNoise()
+
+    def realize(self, num_clients: int, channel_uses: int | None = None,
+                generator: torch.Generator | None = None, dtype: torch.dtype = torch.complex64) -> ChannelState:
+        """Draw one round's channel for ``num_clients`` clients and ``channel_uses`` real uses."""
+        generator = generator if generator is not None else self.generator
+        blocks = self.coherence_blocks
+        if blocks > 1 and channel_uses is None:
+            raise ValueError("channel_uses is needed to cut a round into coherence blocks")
+        if self.fading is None:
+            gains = torch.ones(num_clients, blocks, 1, dtype=dtype, device=generator.device)
+        else:
+            draws = self.fading(num_clients * blocks, generator, dtype)            # [K*C, N]
+            gains = draws.reshape(blocks, num_clients, -1).transpose(0, 1)         # [K, C, N]
+        if self.path_loss is not None:
+            if self.large_scale is None or len(self.large_scale) != num_clients:
+                self.large_scale = self.path_loss(num_clients, generator).to(generator.device)
+            gains = gains * self.large_scale.sqrt().to(gains.real.dtype).reshape(-1, 1, 1)
+        csi = self.policy.estimate_csi(gains, generator)
+        symbols = math.ceil((channel_uses or 0) / 2)
+        return ChannelState(gains, csi, symbols_per_block=max(1, math.ceil(symbols / blocks)))
+
+    def forward(
+        self, signals: Tensor, energy: float | Tensor | None = None, *, snr_db: float | None = None,
+        state: ChannelState | None = None, symbol_offset: int = 0, generator: torch.Generator | None = None,
+    ) -> ChannelOutput:
+        if signals.dim() != 2:
+            raise ValueError(f"signals must have shape [K, d], got {tuple(signals.shape)}")
+        if (energy is None) == (snr_db is None):
+            raise ValueError("give exactly one of energy (per block) or snr_db (per channel use)")
+        num_clients, dim = signals.shape
+        if snr_db is not None:
+            energy = energy_for_snr_db(snr_db, channel_uses=dim, noise_var=self.noise_var)
+        generator = generator if generator is not None else self.generator
+        work = signals if signals.dtype == torch.float64 else signals.float()
+        cdtype = torch.complex128 if work.dtype == torch.float64 else torch.complex64
+        if state is None:
+            state = self.realize(num_clients, dim, generator, cdtype)
+        if state.gains.shape[0] != num_clients:
+            raise ValueError(f"the channel state has {state.gains.shape[0]} clients, signals have {num_clients}")
+        energy = _as_client_energy(energy, num_clients, work)
+        symbols = to_symbols(work)                                                 # [K, S]
+        gains, csi = state.at(symbol_offset, symbols.shape[1])
+        gains, csi = gains.to(cdtype), csi.to(cdtype)
+        received, eta, count, energy_used, active = over_the_air(
+            symbols, energy, gains, csi, self.policy.transmits(csi))
+        finite = torch.isfinite(eta)
+        eta_rx = torch.where(finite, eta, torch.ones_like(eta))
+        noisy = self.noise_var > 0
+        y = self._noise(received, self.noise_var, generator) if noisy else received
+        y = torch.where(finite, y, received)                                       # eta = inf: noiseless
+        denominator = eta_rx * count.clamp(min=1)                                  # [S]
+        estimate = torch.where(count > 0, y / denominator, 0)
+        per_symbol = torch.where(finite & (count > 0), self.noise_var / denominator.square(), 0.0)
+        noise_var = per_symbol.mean() if noisy else torch.zeros((), dtype=work.dtype, device=work.device)
+        return ChannelOutput(
+            estimate=from_symbols(estimate, dim).to(signals.dtype),
+            energy_used=energy_used,
+            noise_var=noise_var.to(work.dtype),
+            active=active,
+            scale=torch.where(finite, eta, math.inf),
+        )

@@ -1,0 +1,67 @@
+"""Thermal noise on I/Q symbols, drawn by Sionna's AWGN block from an explicit generator."""
+
+from __future__ import annotations
+
+import torch
+from sionna.phy.channel import AWGN
+from torch import Tensor
+
+__all__ = ["ComplexNoise", "to_symbols", "from_symbols"]
+
+
+def to_symbols(values: Tensor) -> Tensor:
+    """Real ``[..., d]`` -> complex ``[..., ceil(d/2)]``: entries 2i and 2i+1 are symbol i's I and Q
+    (an odd d is padded with a zero).
+
+    >>> to_symbols(torch.tensor([1.0, 2.0, 3.0])).tolist()
+    [(1+2j), (3+0j)]
+    """
+    pairs = torch.nn.functional.pad(values, (0, values.shape[-1] % 2))
+    return torch.view_as_complex(pairs.reshape(*values.shape[:-1], -1, 2).contiguous())
+
+
+def from_symbols(symbols: Tensor, dim: int) -> Tensor:
+    """Inverse of :func:`to_symbols`: complex ``[..., S]`` -> real ``[..., dim]``.
+
+    >>> from_symbols(torch.tensor([1 + 2j, 3 + 0j]), 3).tolist()
+    [1.0, 2.0, 3.0]
+    """
+    return torch.view_as_real(symbols).reshape(*symbols.shape[:-1], -1)[..., :dim]
+
+
+class _GeneratorAWGN(AWGN):
+    """Sionna's AWGN block, drawing from an explicit generator instead of Sionna's global one."""
+
+    def __init__(self, generator: torch.Generator, precision: str) -> None:
+        device = generator.device
+        if device.type == "cuda" and device.index is None:   # Sionna names devices "cuda:N"
+            device = torch.device("cuda", torch.cuda.current_device())
+        super().__init__(precision=precision, device=str(device))
+        self.generator = generator
+
+    @property
+    def torch_rng(self) -> torch.Generator:
+        return self.generator
+
+
+class ComplexNoise:
+    """Adds CN(0, 2 * noise_var) noise per complex symbol (noise_var per real dimension).
+
+    >>> noise = ComplexNoise()
+    >>> y = noise(torch.zeros(4, dtype=torch.complex128), 0.5, torch.Generator().manual_seed(0))
+    >>> y.dtype, y.shape
+    (torch.complex128, torch.Size([4]))
+    """
+
+    def __init__(self) -> None:
+        self._blocks: dict[tuple[str, str], _GeneratorAWGN] = {}
+
+    def __call__(self, symbols: Tensor, noise_var: float, generator: torch.Generator) -> Tensor:
+        precision = "double" if symbols.dtype == torch.complex128 else "single"
+        key = (precision, str(generator.device))
+        if key not in self._blocks:
+            self._blocks[key] = _GeneratorAWGN(generator, precision)
+        awgn = self._blocks[key]
+        awgn.generator = generator
+        received = awgn(symbols.to(awgn.device), 2.0 * noise_var)      # Sionna's no: per complex symbol
+        return received.to(symbols.device)

@@ -1,0 +1,52 @@
+"""A noisy downlink: each client receives the broadcast model plus noise at a given SNR.
+
+The server broadcasts the d model entries, scaled to unit average power per entry; client k
+receives theta + n_k with
+
+    n_k ~ N(0, (||theta||^2 / d) / snr)   per entry,        snr = 10^(snr_db / 10),
+
+and computes its gradient at its own noisy copy. The server's model stays exact (the paper assumes
+a noiseless downlink; this is the option to drop that assumption).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+__all__ = ["NoisyDownlink"]
+
+
+class NoisyDownlink:
+    """Draws each client's received model; its generator is the run's downlink stream.
+
+    Example:
+        >>> model = nn.Linear(3, 2)
+        >>> loss, grads = NoisyDownlink(20.0, seed=0).client_gradient(model, torch.zeros(4, 3), torch.zeros(4).long())
+        >>> [g.shape for g in grads]
+        [torch.Size([2, 3]), torch.Size([2])]
+    """
+
+    def __init__(self, snr_db: float, seed: int, device: torch.device | str = "cpu") -> None:
+        self.snr = 10.0 ** (snr_db / 10.0)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def receive(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One client's noisy copy of ``params`` (name -> tensor)."""
+        values = list(params.values())
+        d = sum(p.numel() for p in values)
+        power = float(sum(p.detach().square().sum() for p in values)) / d
+        std = math.sqrt(power / self.snr)
+        return {name: p.detach() + std * torch.randn(p.shape, generator=self.generator, device=p.device,
+                                                      dtype=p.dtype)
+                for name, p in params.items()}
+
+    def client_gradient(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Cross-entropy loss and its gradient at a freshly received noisy copy of ``model``."""
+        received = {name: p.requires_grad_() for name, p in self.receive(dict(model.named_parameters())).items()}
+        loss = F.cross_entropy(functional_call(model, received, (x,)), y)
+        return loss, torch.autograd.grad(loss, list(received.values()))

@@ -1,0 +1,160 @@
+"""FadingChannel and the power-control policies (DESIGN.md sections 4-5; issue: channels library)."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.testing import assert_close
+
+from channels import AWGNChannel
+from channels.fading import RayleighFading
+from channels.fading_channel import ChannelState, FadingChannel
+from channels.power_control import ImperfectCSI, PerfectInversion, TruncatedInversion
+
+F64, C128 = torch.float64, torch.complex128
+
+
+def _state(gains, csi=None):
+    gains = torch.as_tensor(gains, dtype=C128).reshape(len(gains), 1, -1)
+    csi = gains if csi is None else torch.as_tensor(csi, dtype=C128).reshape(gains.shape)
+    return ChannelState(gains, csi, symbols_per_block=1)
+
+
+def _signals(generator, num_clients=6, dim=40):
+    return torch.randn(num_clients, dim, generator=generator, dtype=F64)
+
+
+@pytest.mark.parametrize("policy", [PerfectInversion(), TruncatedInversion(0.0), ImperfectCSI(0.0)])
+def test_every_policy_reduces_to_awgn_when_all_gains_are_one(generator, policy):
+    s = _signals(generator)
+    awgn = AWGNChannel(1.0, generator=torch.Generator().manual_seed(9))(s, 3.0)
+    faded = FadingChannel(policy=policy, noise_var=1.0, generator=torch.Generator().manual_seed(9))(
+        s, 3.0, state=_state([1.0] * 6))
+    assert_close(faded.estimate, awgn.estimate)
+    assert_close(faded.energy_used, awgn.energy_used)
+    assert_close(faded.noise_var, awgn.noise_var)
+
+
+def test_perfect_inversion_aligns_any_complex_gains_exactly(generator):
+    s = _signals(generator)
+    gains = torch.complex(torch.randn(6, generator=generator, dtype=F64), torch.randn(6, generator=generator, dtype=F64))
+    out = FadingChannel(noise_var=0.0)(s, 2.0, state=_state(gains))
+    assert_close(out.estimate, s.mean(0))
+    # the weakest |h| / ||s|| client spends its whole budget
+    norms = torch.linalg.vector_norm(s, dim=1)
+    eta = float((math.sqrt(2.0) * gains.abs() / norms).min())
+    assert_close(out.energy_used, eta**2 * norms**2 / gains.abs() ** 2)
+    assert_close(out.energy_used.max(), torch.tensor(2.0, dtype=F64))
+
+
+def test_perfect_inversion_noise_variance_and_unbiasedness_under_fading(generator):
+    s = _signals(generator, num_clients=4, dim=20000)
+    gains = torch.tensor([0.3 + 0.4j, 1.0, -2.0j, 0.7], dtype=C128)
+    channel = FadingChannel(noise_var=0.5, generator=generator)
+    out = channel(s, 8.0, state=_state(gains))
+    error = out.estimate - s.mean(0)
+    expected = 0.5 / (float(out.scale) ** 2 * 4**2)
+    n = error.numel()
+    assert float(out.noise_var) == pytest.approx(expected)
+    assert abs(float(error.var()) - expected) < 5 * expected * math.sqrt(2 / (n - 1))
+    assert abs(float(error.mean())) < 5 * math.sqrt(expected / n)
+
+
+def test_truncated_inversion_silences_deep_fades_and_averages_the_rest(generator):
+    s = _signals(generator, num_clients=3)
+    out = FadingChannel(policy=TruncatedInversion(0.25), noise_var=0.0)(s, 1.0, state=_state([0.1, 1.0, 2.0]))
+    assert out.active.tolist() == [False, True, True]
+    assert_close(out.estimate, s[1:].mean(0))                     # normalised by K_active = 2
+    assert float(out.energy_used[0]) == 0.0
+
+
+def test_truncated_inversion_noise_is_normalised_by_the_active_count(generator):
+    s = _signals(generator, num_clients=3)
+    out = FadingChannel(policy=TruncatedInversion(0.25), noise_var=1.0, generator=generator)(
+        s, 1.0, state=_state([0.1, 1.0, 2.0]))
+    assert float(out.noise_var) == pytest.approx(1.0 / (float(out.scale) ** 2 * 2**2))
+
+
+def test_participation_under_rayleigh_fading_is_exp_minus_threshold_over_mean_gain():
+    threshold, trials = 0.7, 4000
+    channel = FadingChannel(RayleighFading(), TruncatedInversion(threshold), generator=torch.Generator().manual_seed(0))
+    active = torch.stack([
+        (channel.realize(num_clients=8).csi.abs().square() >= threshold).reshape(-1) for _ in range(trials)])
+    p, n = math.exp(-threshold), active.numel()
+    assert abs(float(active.double().mean()) - p) < 5 * math.sqrt(p * (1 - p) / n)
+
+
+def test_imperfect_csi_misaligns_the_estimate(generator):
+    """A known CSI error rotates and scales each client's contribution by h / h_hat."""
+    s = _signals(generator, num_clients=2, dim=4)
+    gains = torch.tensor([1.0, 1.0], dtype=C128)
+    csi = torch.tensor([1.0, 1j], dtype=C128)                    # client 1 believes h = j
+    out = FadingChannel(policy=ImperfectCSI(0.1), noise_var=0.0)(s, 1.0, state=_state(gains, csi))
+    # client 1's symbols arrive multiplied by h / h_hat = -j: (I, Q) -> (Q, -I)
+    rotated = s[1].reshape(-1, 2).flip(1) * torch.tensor([1.0, -1.0], dtype=F64)
+    assert_close(out.estimate, (s[0] + rotated.reshape(-1)) / 2)
+
+
+def test_imperfect_csi_error_has_the_given_variance():
+    policy = ImperfectCSI(error_var=0.3)
+    gains = torch.ones(50000, 1, 1, dtype=C128)
+    error = policy.estimate_csi(gains, torch.Generator().manual_seed(2)) - gains
+    n = error.numel()
+    assert abs(float(error.abs().square().mean()) - 0.3) < 5 * 0.3 / math.sqrt(n)
+
+
+def test_broadband_state_maps_symbols_onto_subcarriers_and_coherence_blocks():
+    gains = torch.arange(2 * 3 * 4, dtype=F64).reshape(2, 3, 4).to(C128) + 1
+    state = ChannelState(gains, gains, symbols_per_block=5)
+    g, _ = state.at(symbol_offset=3, num_symbols=9)               # symbols 3..11
+    j = torch.arange(3, 12)
+    assert torch.equal(g, gains[:, (j // 5).clamp(max=2), j % 4])
+
+
+def test_coherence_blocks_draw_independent_gains():
+    channel = FadingChannel(RayleighFading(), coherence_blocks=3, generator=torch.Generator().manual_seed(0))
+    state = channel.realize(num_clients=4, channel_uses=60)
+    assert state.gains.shape == (4, 3, 1) and state.symbols_per_block == 10
+    assert not torch.equal(state.gains[:, 0], state.gains[:, 1])
+
+
+def test_same_seed_same_gains_and_noise(generator):
+    s = _signals(generator)
+    runs = [FadingChannel(RayleighFading(), generator=torch.Generator().manual_seed(4))(s, 1.0).estimate
+            for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_state_with_the_wrong_number_of_clients_is_rejected(generator):
+    with pytest.raises(ValueError, match="clients"):
+        FadingChannel()(_signals(generator, num_clients=3), 1.0, state=_state([1.0, 1.0]))
+
+
+@pytest.mark.parametrize("make", [lambda: TruncatedInversion(-1.0), lambda: ImperfectCSI(-0.1),
+                                  lambda: TruncatedInversion(math.nan), lambda: FadingChannel(coherence_blocks=0)])
+def test_bad_policy_arguments_are_rejected(make):
+    with pytest.raises(ValueError, match="threshold|error_var|coherence_blocks"):
+        make()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    num_clients=st.integers(1, 6),
+    dim=st.integers(1, 9),
+    seed=st.integers(0, 2**31),
+    policy=st.sampled_from([PerfectInversion(), TruncatedInversion(0.5), ImperfectCSI(0.2), ImperfectCSI(0.5, 0.3)]),
+    budget_scale=st.floats(1e-6, 1e6),
+    zero_client=st.booleans(),
+)
+def test_no_client_ever_exceeds_its_budget(num_clients, dim, seed, policy, budget_scale, zero_client):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(num_clients, dim, generator=g, dtype=F64) * torch.rand(num_clients, 1, generator=g, dtype=F64)
+    if zero_client:
+        s[0] = 0
+    budgets = budget_scale * torch.rand(num_clients, generator=g, dtype=F64)
+    channel = FadingChannel(RayleighFading(), policy, noise_var=1.0, generator=g)
+    out = channel(s, budgets, state=channel.realize(num_clients, dim, dtype=C128))
+    assert bool((out.energy_used <= budgets * (1 + 1e-9)).all())
+    assert bool(torch.isfinite(out.estimate).all())
