@@ -63,7 +63,7 @@ def uplink(
         >>> from channels import AWGNChannel
         >>> blocks = [[torch.ones(3), torch.ones(1)], [torch.ones(3), -torch.ones(1)]]
         >>> out = uplink(AWGNChannel(noise_var=0.0), blocks, energy=10.0)
-        >>> [e.tolist() for e in out.estimates], out.channel_uses
+        >>> [[round(v, 6) for v in e.tolist()] for e in out.estimates], out.channel_uses
         ([[1.0, 1.0, 1.0], [0.0]], 4)
     """
     num_blocks = len(client_blocks[0])
