@@ -20,21 +20,13 @@ from sionna.phy.channel import RayleighBlockFading, cir_to_ofdm_channel, subcarr
 from sionna.phy.channel.tr38901 import TDL
 from torch import Tensor
 
+from channels._sionna import sionna_args
+
 __all__ = ["RayleighFading", "RicianFading", "TDLFading", "PathLoss", "umi_path_loss_db",
            "FADING_MODELS"]
 
 TDL_PROFILES = ("A", "B", "C", "D", "E")        # the scalable TR 38.901 profiles (Sionna's names)
 SPEED_OF_LIGHT_M_S = 3.0e8                      # the value TR 38.901 uses for the breakpoint
-
-
-def _sionna_args(generator: torch.Generator, dtype: torch.dtype) -> tuple[str, str]:
-    """(precision, device) for a Sionna block that draws from ``generator`` and outputs ``dtype``."""
-    if dtype not in (torch.complex64, torch.complex128):
-        raise ValueError(f"dtype must be torch.complex64 or torch.complex128, got {dtype}")
-    device = generator.device
-    if device.type == "cuda" and device.index is None:  # Sionna names devices "cuda:N"
-        device = torch.device("cuda", torch.cuda.current_device())
-    return ("double" if dtype == torch.complex128 else "single"), str(device)
 
 
 class _GeneratorRayleigh(RayleighBlockFading):
@@ -62,7 +54,7 @@ class _GeneratorTDL(TDL):
 
 def _rayleigh(blocks: dict, num_clients: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
     """g ~ CN(0, 1), ``[K, 1]``, drawn by Sionna's block for this (precision, device), cached."""
-    key = _sionna_args(generator, dtype)
+    key = sionna_args(generator, dtype)
     if key not in blocks:
         blocks[key] = _GeneratorRayleigh(*key)
     block = blocks[key]
@@ -197,7 +189,7 @@ class TDLFading(torch.nn.Module):
 
     def forward(self, num_clients: int, generator: torch.Generator,
                 dtype: torch.dtype = torch.complex64) -> Tensor:
-        key = _sionna_args(generator, dtype)
+        key = sionna_args(generator, dtype)
         if key not in self._blocks:
             precision, device = key
             tdl = _GeneratorTDL(self.profile, self.delay_spread_s, self.carrier_frequency_hz,

@@ -6,6 +6,8 @@ import torch
 from sionna.phy.channel import AWGN
 from torch import Tensor
 
+from channels._sionna import sionna_args
+
 __all__ = ["ComplexNoise", "to_symbols", "from_symbols"]
 
 
@@ -32,11 +34,8 @@ def from_symbols(symbols: Tensor, dim: int) -> Tensor:
 class _GeneratorAWGN(AWGN):
     """Sionna's AWGN block, drawing from an explicit generator instead of Sionna's global one."""
 
-    def __init__(self, generator: torch.Generator, precision: str) -> None:
-        device = generator.device
-        if device.type == "cuda" and device.index is None:   # Sionna names devices "cuda:N"
-            device = torch.device("cuda", torch.cuda.current_device())
-        super().__init__(precision=precision, device=str(device))
+    def __init__(self, generator: torch.Generator, precision: str, device: str) -> None:
+        super().__init__(precision=precision, device=device)
         self.generator = generator
 
     @property
@@ -57,10 +56,9 @@ class ComplexNoise:
         self._blocks: dict[tuple[str, str], _GeneratorAWGN] = {}
 
     def __call__(self, symbols: Tensor, noise_var: float, generator: torch.Generator) -> Tensor:
-        precision = "double" if symbols.dtype == torch.complex128 else "single"
-        key = (precision, str(generator.device))
+        key = sionna_args(generator, symbols.dtype)
         if key not in self._blocks:
-            self._blocks[key] = _GeneratorAWGN(generator, precision)
+            self._blocks[key] = _GeneratorAWGN(generator, *key)
         awgn = self._blocks[key]
         awgn.generator = generator
         received = awgn(symbols.to(awgn.device), 2.0 * noise_var)      # Sionna's no: per complex symbol
