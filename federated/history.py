@@ -56,6 +56,7 @@ class History:
             "energy_per_client_mean_total": sum(r["energy_mean"] for r in self.rounds),
             "channel_uses_total": sum(r["channel_uses"] for r in self.rounds),
             "noise_var_mean": _mean_tail([r["noise_var_mean"] for r in self.rounds], tail=None),
+            "active_clients_mean": _mean_tail([r["active_clients"] for r in self.rounds], tail=None),
             **extra,
         }
         return self.summary
