@@ -38,7 +38,8 @@ class ChannelOutput:
         energy_used: ``[K]``, the energy each client transmitted for this block (sum of squares of
             its channel input); ``inf`` for a client with a non-zero signal and an infinite budget.
         noise_var: 0-dim tensor, the per-entry variance of ``estimate - mean``; 0 when noiseless.
-        active: ``[K]`` bool, the clients that were heard (here: those with a non-zero budget).
+        active: ``[K]`` bool, the clients that were heard (a non-zero budget, and on at least one
+            symbol allowed to transmit by the power-control policy).
         scale: 0-dim tensor, the common alignment scale eta (``inf`` when the block is noiseless).
     """
 
