@@ -4,10 +4,10 @@ Imports nothing from ``channels`` or ``federated``.
 """
 
 from laser.allocation import ALLOCATIONS, allocate_energy
-from laser.compressor import Compressor, ZSGDCompressor
+from laser.compressor import Compressor, DigitalCompressor, ZSGDCompressor
 from laser.lowrank import LaserCompressor, is_compressed, matrix_view, orthogonalize
 
 __all__ = [
-    "ALLOCATIONS", "allocate_energy", "Compressor", "ZSGDCompressor", "LaserCompressor",
+    "ALLOCATIONS", "allocate_energy", "Compressor", "DigitalCompressor", "ZSGDCompressor", "LaserCompressor",
     "is_compressed", "matrix_view", "orthogonalize",
 ]

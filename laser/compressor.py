@@ -5,17 +5,27 @@ every client, so that the channel's sum of the clients' blocks is meaningful. Th
 channel's estimate of the mean block back into a gradient. One object holds the state of all
 clients (their error-feedback memories) and the server's shared state; nothing is sent between them
 but the blocks, and the side information the docstrings name.
+
+Two families share the interface:
+
+* **analog** (``analog = True``): the blocks are linear in the client's data given shared
+  randomness, so the multiple-access channel's superposition is the sum of the messages (LASER,
+  Z-SGD, Random-K, count sketch, A-DSGD; Signum, whose majority vote needs only the sum of signs).
+* **digital** (:class:`DigitalCompressor`, ``analog = False``): each client's message is a bit
+  string sent on its own orthogonal link; ``encode`` returns the message *as the server decodes it*
+  and :meth:`DigitalCompressor.message_bits` its size, which the link turns into channel uses.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["Compressor", "ZSGDCompressor"]
+__all__ = ["Compressor", "DigitalCompressor", "ZSGDCompressor"]
 
 
 class Compressor(ABC):
@@ -24,7 +34,15 @@ class Compressor(ABC):
     Life cycle: ``setup(params, num_clients)`` once; then per round ``encode(k, grads_k)`` for each
     participating client k (in any order), the channel, and one ``decode(mean_blocks)``, which ends
     the round (shared state such as LASER's warm-started factors is updated there).
+
+    A compressor that needs more than one channel pass per round (PowerSGD as published sends P,
+    then Q computed from the received P) has ``passes > 1``: after ``decode`` of pass p returns
+    ``None``, the loop collects ``encode_pass(k, p + 1)`` from every client, sends it, and decodes
+    again; the last pass's ``decode`` returns the gradient.
     """
+
+    analog: ClassVar[bool] = True    # blocks add up over the air (False: digital, one link per client)
+    passes: int = 1                  # channel passes per round
 
     @abstractmethod
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
@@ -35,9 +53,24 @@ class Compressor(ABC):
     def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
         """Client ``client``'s blocks for this round (1-D tensors); updates its error feedback."""
 
+    def encode_pass(self, client: int, pass_index: int) -> list[Tensor]:
+        """Client ``client``'s blocks for pass ``pass_index >= 1`` of this round (``passes > 1`` only)."""
+        raise NotImplementedError(f"{type(self).__name__} sends one pass per round")
+
     @abstractmethod
-    def decode(self, blocks: Sequence[Tensor]) -> list[Tensor]:
-        """The server's gradient estimate (shaped like the parameters) from the mean blocks."""
+    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor] | None:
+        """The server's gradient estimate (shaped like the parameters) from the mean blocks.
+
+        ``noise_var`` (optional side information from the channel) is the per-entry noise variance
+        of each received block; decoders that weigh noise (A-DSGD's MMSE estimate) use it.
+        Returns ``None`` after a pass that is not the round's last (``passes > 1``).
+        """
+
+    def energy_groups(self) -> tuple[list[int], float] | None:
+        """Blocks that share one energy budget, for the uplink's allocation: ``(group of each block,
+        exponent e)``. The group gets its share as one block (norm of the concatenation) and splits
+        it over its blocks in proportion to ``||block||^e``. ``None``: every block is its own group."""
+        return None
 
     def state_dict(self) -> dict[str, object]:
         """Everything needed to continue bit-identically (tensors, ints and lists of tensors)."""
@@ -45,6 +78,34 @@ class Compressor(ABC):
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+
+class DigitalCompressor(Compressor):
+    """A compressor whose messages are bits on orthogonal links (not summable over the air).
+
+    ``encode(k, grads)`` returns client k's message as the server reconstructs it (one flattened
+    block per parameter tensor; exact, since the digital link is error-free) and records its size
+    for :meth:`message_bits`. The link delivers each client's message on its own channel uses (their
+    number follows from the bits and the link's Shannon rate); the server averages the delivered
+    messages and ``decode`` turns that mean into the gradient estimate.
+
+    Bit-count conventions (every subclass): a float costs 32 bits, an index into a tensor of d
+    entries ``ceil(log2 d)`` bits, a sign 1 bit, one of L quantisation levels ``ceil(log2 L)`` bits.
+    """
+
+    analog: ClassVar[bool] = False
+
+    def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
+        self.shapes = [p.shape for p in params]
+        self.bits = [0] * num_clients
+
+    def message_bits(self, client: int) -> int:
+        """Bits of the message ``encode`` last returned for ``client``."""
+        return self.bits[client]
+
+    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
+        """The mean of the delivered messages, reshaped (override for a non-linear server step)."""
+        return [b.reshape(shape) for b, shape in zip(blocks, self.shapes, strict=True)]
 
 
 class ZSGDCompressor(Compressor):
@@ -68,5 +129,5 @@ class ZSGDCompressor(Compressor):
     def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
         return [g.reshape(-1) for g in grads]
 
-    def decode(self, blocks: Sequence[Tensor]) -> list[Tensor]:
+    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
         return [b.reshape(shape) for b, shape in zip(blocks, self.shapes, strict=True)]

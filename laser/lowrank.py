@@ -178,7 +178,7 @@ class LaserCompressor(Compressor):
                 blocks[i] = x[j].reshape(-1)
         return blocks
 
-    def decode(self, blocks: Sequence[Tensor]) -> list[Tensor]:
+    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
         if len(blocks) != len(self.shapes):
             raise ValueError(f"expected {len(self.shapes)} blocks, got {len(blocks)}")
         grads = list(blocks)
