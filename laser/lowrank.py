@@ -94,12 +94,25 @@ class LaserCompressor(Compressor):
 
     Args:
         rank: the target rank r (>= 1); a matrix gets ``min(rank, m, n)``.
-        min_compression_rate: compress a tensor only if it saves more than this factor.
+        min_compression_rate: compress a tensor only if it saves more than this factor, counting
+            ``0.5 * factors_per_round * r * (m + n)`` channel uses per round.
         seed: seed of the shared query factors (the same on every client and the server, so they
             need no communication).
+        factors_per_round: 1 (LASER: one factor per round, alternating sides) or 2 (PowerSGD as
+            published, Vogels et al. 2019: two channel passes per round; pass 1 sends
+            ``P_k = M_k orth(Q)`` with every uncompressed tensor, the server orthonormalises the
+            received mean, ``P^ = orth(P)``; pass 2 sends ``Q_k = M_k^T P^``; the gradient is
+            ``P^ Q^T`` and the memory ``M_k - P^ Q_k^T``). The round's energy is split over the
+            passes in proportion to their channel uses.
+        exponent: ``None`` (the paper's figures): a factor is one block with one energy share. A
+            number e: each of the factor's r columns is its own block, and the factor's share is
+            split over them in proportion to ``||x_c||^e`` (reference code's ``exponent``; e = 0
+            splits equally), see :meth:`energy_groups`.
 
     Blocks (in parameter order): for a compressed tensor, its factor X_k flattened (``n*r`` values on
-    even rounds, ``m*r`` on odd rounds); for any other tensor, its gradient flattened.
+    even rounds, ``m*r`` on odd rounds; r blocks of one column each when ``exponent`` is set); for
+    any other tensor, its gradient flattened. With two factors per round, pass 2 carries the
+    compressed tensors' ``Q_k`` only.
 
     Example:
         >>> laser = LaserCompressor(rank=2)
@@ -112,14 +125,21 @@ class LaserCompressor(Compressor):
         [torch.Size([20, 30]), torch.Size([20])]
     """
 
-    def __init__(self, rank: int = 4, min_compression_rate: float = 2.0, seed: int = 0) -> None:
+    def __init__(self, rank: int = 4, min_compression_rate: float = 2.0, seed: int = 0,
+                 factors_per_round: int = 1, exponent: float | None = None) -> None:
         if not (isinstance(rank, int) and rank >= 1):
             raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
         if not min_compression_rate >= 0:
             raise ValueError(f"min_compression_rate must be >= 0, got {min_compression_rate!r}")
+        if factors_per_round not in (1, 2):
+            raise ValueError(f"factors_per_round must be 1 (LASER) or 2 (PowerSGD), got {factors_per_round!r}")
+        if exponent is not None and not (isinstance(exponent, (int, float)) and math.isfinite(exponent)):
+            raise ValueError(f"exponent must be a finite number or None, got {exponent!r}")
         self.rank = rank
         self.min_compression_rate = float(min_compression_rate)
         self.seed = seed
+        self.passes = factors_per_round
+        self.exponent = None if exponent is None else float(exponent)
 
     # ----------------------------------------------------------------------------------- set-up
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
@@ -127,8 +147,9 @@ class LaserCompressor(Compressor):
         self.step = 0
         generator = torch.Generator().manual_seed(self.seed)
         by_shape: dict[tuple[int, int], list[int]] = {}
+        rate = self.min_compression_rate * self.passes        # the rule counts both factors' uses
         for i, p in enumerate(params):
-            if is_compressed(p.shape, self.rank, self.min_compression_rate):
+            if is_compressed(p.shape, self.rank, rate):
                 by_shape.setdefault(matrix_view(p.shape), []).append(i)
         self.groups: list[_Group] = []
         like = params[0] if params else torch.zeros(())
@@ -140,71 +161,169 @@ class LaserCompressor(Compressor):
             self.groups.append(_Group(indices, m, n, r, p.to(like.device), q.to(like.device)))
         self.compressed = sorted(i for g in self.groups for i in g.indices)
         self.uncompressed = [i for i in range(len(params)) if i not in set(self.compressed)]
+        self._group_of = {i: (gi, j) for gi, g in enumerate(self.groups) for j, i in enumerate(g.indices)}
         # error feedback: one [L, m, n] buffer per client and group (created on first use)
         self.memory: list[list[Tensor | None]] = [[None] * len(self.groups) for _ in range(num_clients)]
         self._queries: list[Tensor] | None = None
+        self._pass = 0
+        self._held: list[list[Tensor] | None] = [None] * num_clients   # two passes: M_k between them
+        self._received: list[Tensor] | None = None                    # two passes: pass-1 estimates
+
+    def _uses(self, even: bool) -> list[int]:
+        uncompressed = sum(math.prod(self.shapes[i]) for i in self.uncompressed)
+        if self.passes == 2:
+            return [uncompressed + sum(len(g.indices) * g.rank * g.m for g in self.groups),
+                    sum(len(g.indices) * g.rank * g.n for g in self.groups)]
+        return [uncompressed + sum(len(g.indices) * g.rank * (g.n if even else g.m) for g in self.groups)]
 
     def channel_uses(self, step: int | None = None) -> int:
-        """Real channel uses one client needs in round ``step`` (default: the next one)."""
-        even = (self.step if step is None else step) % 2 == 0
-        uses = sum(math.prod(self.shapes[i]) for i in self.uncompressed)
-        return uses + sum(len(g.indices) * g.rank * (g.n if even else g.m) for g in self.groups)
+        """Real channel uses one client needs in round ``step`` (default: the next one), all passes."""
+        return sum(self._uses((self.step if step is None else step) % 2 == 0))
+
+    def pass_shares(self) -> list[float]:
+        uses = self._uses(self._even)
+        return [u / sum(uses) for u in uses]
+
+    def energy_groups(self) -> tuple[list[int], float] | None:
+        if self.exponent is None:
+            return None
+        params = self.compressed if self._pass == 1 else range(len(self.shapes))
+        groups = []
+        for i in params:
+            groups += [i] * (self.groups[self._group_of[i][0]].rank if i in self._group_of else 1)
+        return groups, self.exponent
 
     # ---------------------------------------------------------------------------------- a round
     @property
     def _even(self) -> bool:
         return self.step % 2 == 0
 
+    def _sends_right_factor(self) -> bool:
+        """Whether this pass's factor is ``X = M^T A`` (``n x r``; else ``M A``, ``m x r``)."""
+        return self._pass == 1 if self.passes == 2 else self._even
+
     def queries(self) -> list[Tensor]:
         """This round's shared orthonormal query factors A, one ``[L, m or n, r]`` per group."""
         if self._queries is None:
-            self._queries = [orthogonalize(g.p if self._even else g.q) for g in self.groups]
+            left = self._even and self.passes == 1
+            self._queries = [orthogonalize(g.p if left else g.q) for g in self.groups]
         return self._queries
 
+    def _factor_blocks(self, x: Tensor) -> list[Tensor]:
+        """One matrix's factor ``[side, r]`` as blocks: flattened, or one block per column."""
+        if self.exponent is None:
+            return [x.reshape(-1)]
+        return list(x.T)
+
     def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
-        blocks: list[Tensor] = [g.reshape(-1) for g in grads]              # uncompressed: as they are
+        factors: dict[int, Tensor] = {}
+        held = []
         for gi, (group, a) in enumerate(zip(self.groups, self.queries())):
             m = torch.stack([grads[i].reshape(group.m, group.n) for i in group.indices])  # [L, m, n]
             memory = self.memory[client][gi]
             if memory is not None:
                 m = m + memory
-            if self._even:
+            if self.passes == 2:
+                held.append(m)                             # the memory is set in pass 2
+                x = torch.bmm(m, a)                                        # P_k = M_k orth(Q)
+            elif self._even:
                 x = torch.bmm(m.transpose(1, 2), a)                        # [L, n, r]
                 self.memory[client][gi] = m - torch.bmm(a, x.transpose(1, 2))
             else:
                 x = torch.bmm(m, a)                                        # [L, m, r]
                 self.memory[client][gi] = m - torch.bmm(x, a.transpose(1, 2))
             for j, i in enumerate(group.indices):
-                blocks[i] = x[j].reshape(-1)
+                factors[i] = x[j]
+        if self.passes == 2:
+            self._held[client] = held
+        blocks: list[Tensor] = []
+        for i, g in enumerate(grads):
+            blocks += self._factor_blocks(factors[i]) if i in factors else [g.reshape(-1)]
         return blocks
 
-    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
-        if len(blocks) != len(self.shapes):
-            raise ValueError(f"expected {len(self.shapes)} blocks, got {len(blocks)}")
-        grads = list(blocks)
-        for i in self.uncompressed:
-            grads[i] = blocks[i].reshape(self.shapes[i])
-        for group, a in zip(self.groups, self.queries()):
-            side = group.n if self._even else group.m
-            y = torch.stack([blocks[i].reshape(side, group.rank) for i in group.indices])  # [L, side, r]
-            # warm start from the received (noisy) factor; a factor received as exactly zero (nobody
-            # had energy, or every client's matrix was zero) would make every later query zero at
-            # rank 1, so the previous factor is kept for that matrix instead
-            silent = (y == 0).flatten(1).all(1).reshape(-1, 1, 1)
-            if self._even:
+    def encode_pass(self, client: int, pass_index: int) -> list[Tensor]:
+        if self.passes != 2 or pass_index != 1 or self._pass != 1:
+            raise ValueError(f"pass {pass_index} is not the next pass of this round")
+        held, self._held[client] = self._held[client], None
+        blocks: list[Tensor] = []
+        factors: dict[int, Tensor] = {}
+        for gi, (group, p_hat, m) in enumerate(zip(self.groups, self._p_hat, held)):
+            x = torch.bmm(m.transpose(1, 2), p_hat)                        # Q_k = M_k^T P^, [L, n, r]
+            self.memory[client][gi] = m - torch.bmm(p_hat, x.transpose(1, 2))
+            for j, i in enumerate(group.indices):
+                factors[i] = x[j]
+        for i in self.compressed:
+            blocks += self._factor_blocks(factors[i])
+        return blocks
+
+    def _parse(self, blocks: Sequence[Tensor], params: Sequence[int], right: bool) -> dict[int, Tensor]:
+        """Split a pass's blocks back into one tensor per parameter (factors as ``[side, r]``)."""
+        out, b = {}, 0
+        for i in params:
+            if i in self._group_of:
+                group = self.groups[self._group_of[i][0]]
+                side = group.n if right else group.m
+                if self.exponent is None:
+                    out[i] = blocks[b].reshape(side, group.rank)
+                    b += 1
+                else:
+                    out[i] = torch.stack(list(blocks[b:b + group.rank]), dim=1)
+                    b += group.rank
+            else:
+                out[i] = blocks[b].reshape(self.shapes[i])
+                b += 1
+        if b != len(blocks):
+            raise ValueError(f"expected {b} blocks, got {len(blocks)}")
+        return out
+
+    def _stacked(self, group: _Group, parsed: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
+        y = torch.stack([parsed[i] for i in group.indices])                # [L, side, r]
+        # a factor received as exactly zero (nobody had energy, or every client's matrix was
+        # zero) would make every later query zero at rank 1: the previous factor is kept instead
+        silent = (y == 0).flatten(1).all(1).reshape(-1, 1, 1)
+        return y, silent
+
+    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor] | None:
+        right = self._sends_right_factor()
+        params = self.compressed if self._pass == 1 else list(range(len(self.shapes)))
+        parsed = self._parse(blocks, params, right)
+        if self.passes == 2 and self._pass == 0:           # received P: orthonormalise, ask for Q
+            self._received = [parsed[i] for i in self.uncompressed]
+            self._p_hat = []
+            for group in self.groups:
+                y, silent = self._stacked(group, parsed)
+                self._p_hat.append(orthogonalize(torch.where(silent, group.p, y)))
+            self._pass = 1
+            return None
+        grads: list[Tensor | None] = [None] * len(self.shapes)
+        for j, i in enumerate(self.uncompressed):
+            grads[i] = self._received[j] if self.passes == 2 else parsed[i]
+        for gi, group in enumerate(self.groups):
+            y, silent = self._stacked(group, parsed)
+            if self.passes == 2:
+                p_hat = self._p_hat[gi]
+                approx = torch.bmm(p_hat, y.transpose(1, 2))
+                group.p, group.q = p_hat, torch.where(silent, group.q, y)
+            elif self._even:
+                a = self.queries()[gi]
                 approx = torch.bmm(a, y.transpose(1, 2))                   # [L, m, n]
                 group.p, group.q = a, torch.where(silent, group.q, y)
             else:
+                a = self.queries()[gi]
                 approx = torch.bmm(y, a.transpose(1, 2))
                 group.q, group.p = a, torch.where(silent, group.p, y)
             for j, i in enumerate(group.indices):
                 grads[i] = approx[j].reshape(self.shapes[i])
         self.step += 1
         self._queries = None
+        self._pass = 0
+        self._received = self._p_hat = None
         return grads
 
     # ------------------------------------------------------------------------------ save/restore
     def state_dict(self) -> dict[str, object]:
+        if self._pass != 0:
+            raise ValueError("cannot save a compressor in the middle of a round (between its passes)")
         return {
             "step": self.step,
             "p": [g.p for g in self.groups],

@@ -58,3 +58,21 @@ def test_guards_zero_norms_and_infinite_energy():
 def test_unknown_rule_is_rejected():
     with pytest.raises(ValueError, match="accepted"):
         allocate_energy(torch.ones(1, 1), torch.ones(1), 1.0, "squared")
+
+
+def test_grouped_allocation_gives_groups_their_norm_share_and_splits_by_exponent(generator):
+    from laser.allocation import allocate_grouped_energy
+    norms = torch.rand(3, 5, generator=generator, dtype=torch.float64) + 0.1
+    dims = torch.tensor([4, 4, 4, 7, 2])
+    groups = ["a", "a", "a", "b", "c"]
+    for exponent in (0.0, 1.0, 2.0):
+        out = allocate_grouped_energy(norms, dims, 50.0, "norm", groups, exponent)
+        assert torch.allclose(out.sum(1), torch.full((3,), 50.0, dtype=torch.float64))
+        group_norms = torch.stack([norms[:, :3].norm(dim=1), norms[:, 3], norms[:, 4]], dim=1)
+        expected_groups = allocate_energy(group_norms, torch.tensor([12, 7, 2]), 50.0, "norm")
+        assert torch.allclose(out[:, :3].sum(1), expected_groups[:, 0])
+        w = norms[:, :3] ** exponent
+        fractions = (w / w.sum(1, keepdim=True)).mean(0)
+        assert torch.allclose(out[:, :3], expected_groups[:, :1] * fractions)
+    equal = allocate_grouped_energy(norms, dims, 50.0, "norm", groups, 0.0)
+    assert torch.allclose(equal[:, 0], equal[:, 1]) and torch.allclose(equal[:, 1], equal[:, 2])

@@ -205,3 +205,84 @@ def test_a_factor_received_as_zero_does_not_silence_rank_one_forever(generator):
     laser.decode([torch.zeros(12, dtype=F64)])                    # a round in which nothing arrived
     g = torch.randn(8, 12, generator=generator, dtype=F64)
     assert float(torch.linalg.vector_norm(laser.decode(laser.encode(0, [g]))[0])) > 0
+
+
+# ------------------------------------------------------------------ PowerSGD as published (2 passes)
+def _powersgd_round(c, client_grads):
+    """One noiseless round of the two-pass protocol; returns the decoded gradient."""
+    blocks = [c.encode(k, g) for k, g in enumerate(client_grads)]
+    assert c.decode([torch.stack(b).mean(0) for b in zip(*blocks)]) is None
+    second = [c.encode_pass(k, 1) for k in range(len(client_grads))]
+    return c.decode([torch.stack(b).mean(0) for b in zip(*second)])
+
+
+def test_powersgd_recovers_a_rank_r_matrix_in_one_round(generator):
+    m, n, r = 12, 30, 3
+    target = torch.randn(m, r, generator=generator, dtype=F64) @ torch.randn(r, n, generator=generator, dtype=F64)
+    c = LaserCompressor(rank=r, factors_per_round=2)
+    c.setup([torch.zeros(m, n, dtype=F64)], num_clients=1)
+    decoded, = _powersgd_round(c, [[target]])
+    assert_close(decoded, target)
+    assert float(c.memory[0][0].abs().max()) < 1e-10
+
+
+def test_powersgd_error_feedback_and_linearity(generator):
+    params = _params()
+    many, one = LaserCompressor(rank=2, factors_per_round=2), LaserCompressor(rank=2, factors_per_round=2)
+    many.setup(params, num_clients=4)
+    one.setup(params, num_clients=1)
+    for _ in range(3):
+        client_grads = [_grads(generator, params) for _ in range(4)]
+        wanted = [_error_compensated(many, k, g) for k, g in enumerate(client_grads)]
+        decoded = _powersgd_round(many, client_grads)
+        reference = _powersgd_round(one, [[torch.stack(g).mean(0) for g in zip(*client_grads)]])
+        for d, ref in zip(decoded, reference):
+            assert_close(d, ref)
+        # the memory is the client's own residual M_k - P^ Q_k^T, with P^ the shared orthonormal factor
+        for gi, group in enumerate(many.groups):
+            p_hat = many.groups[gi].p
+            for k in range(4):
+                for j, i in enumerate(group.indices):
+                    q_k = wanted[k][i].T @ p_hat[j]
+                    assert_close(p_hat[j] @ q_k.T + many.memory[k][gi][j], wanted[k][i])
+
+
+def test_powersgd_channel_uses_and_energy_shares():
+    c = LaserCompressor(rank=4, factors_per_round=2, min_compression_rate=0.0)
+    c.setup([torch.zeros(64, 27), torch.zeros(64)], num_clients=1)
+    assert c.channel_uses() == 64 + 4 * (64 + 27)
+    assert c.pass_shares() == pytest.approx([(64 + 4 * 64) / c.channel_uses(), 4 * 27 / c.channel_uses()])
+    assert c.passes == 2
+    # the compression rule counts both factors: 20x30 at rank 4 saves 600 / 200 = 3x, not 6x
+    two = LaserCompressor(rank=4, factors_per_round=2, min_compression_rate=4.0)
+    two.setup([torch.zeros(20, 30)], num_clients=1)
+    one = LaserCompressor(rank=4, min_compression_rate=4.0)
+    one.setup([torch.zeros(20, 30)], num_clients=1)
+    assert (two.compressed, one.compressed) == ([], [0])
+
+
+def test_powersgd_cannot_be_saved_between_its_passes(generator):
+    c = LaserCompressor(rank=2, factors_per_round=2)
+    c.setup(_params(), num_clients=1)
+    c.decode(c.encode(0, _grads(generator, _params())))
+    with pytest.raises(ValueError, match="middle of a round"):
+        c.state_dict()
+
+
+# ------------------------------------------------------------------------- per-column energy split
+def test_exponent_sends_columns_as_blocks_and_decodes_the_same(generator):
+    params = _params()
+    plain, split = LaserCompressor(rank=3), LaserCompressor(rank=3, exponent=1.0)
+    plain.setup(params, num_clients=1)
+    split.setup(params, num_clients=1)
+    for _ in range(3):
+        grads = _grads(generator, params)
+        a, b = plain.encode(0, grads), split.encode(0, grads)
+        labels, exponent = split.energy_groups()
+        assert exponent == 1.0 and len(labels) == len(b)
+        assert labels == [i for i in range(len(params)) for _ in range(3 if i in split.compressed else 1)]
+        assert [x.numel() for x in b] == [x.numel() // (3 if i in split.compressed else 1)
+                                          for i, x in enumerate(a) for _ in range(3 if i in split.compressed else 1)]
+        for x, y in zip(plain.decode(a), split.decode(b)):
+            assert_close(x, y)
+    assert plain.energy_groups() is None
