@@ -11,6 +11,7 @@ Usable on its own (it imports nothing from ``laser`` or ``federated``)::
 
 from channels.awgn import AWGNChannel
 from channels.budget import db_to_linear, energy_for_snr_db, snr_db_for_energy
+from channels.digital import DigitalRound, bit_limit, digital_link, shannon_rate, uses_for_bits
 from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFading, TDLFading
 from channels.fading_channel import ChannelOutput, ChannelState, FadingChannel
 from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
@@ -20,4 +21,5 @@ __all__ = [
     "RayleighFading", "RicianFading", "TDLFading", "PathLoss", "FADING_MODELS",
     "PowerControl", "PerfectInversion", "TruncatedInversion", "ImperfectCSI",
     "db_to_linear", "energy_for_snr_db", "snr_db_for_energy",
+    "DigitalRound", "digital_link", "shannon_rate", "bit_limit", "uses_for_bits",
 ]

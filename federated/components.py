@@ -12,13 +12,38 @@ from channels.fading import PathLoss, RayleighFading, RicianFading, TDLFading
 from channels.power_control import POWER_CONTROL
 from federated.config import ChannelConfig, CompressorConfig
 from laser import Compressor, LaserCompressor, ZSGDCompressor
+from laser.adsgd import ADSGDCompressor
+from laser.baselines import CountSketchCompressor, RandomKCompressor, SignumCompressor
+from laser.digital import (NaturalCompressor, NaturalDitheringCompressor, QSGDCompressor, SignSGDCompressor,
+                           TopKCompressor, TopKDitheringCompressor)
 
 __all__ = ["COMPRESSORS", "CHANNELS", "Streams", "split_seed", "build_compressor", "build_channel",
            "client_budget_scales"]
 
+def _ef(c: CompressorConfig, default: bool) -> bool:
+    return default if c.error_feedback is None else c.error_feedback
+
+
+# compressor name -> constructor from (CompressorConfig, the run's compressor seed)
 COMPRESSORS = {
-    "laser": lambda c, seed: LaserCompressor(rank=c.rank, min_compression_rate=c.min_compression_rate, seed=seed),
+    "laser": lambda c, seed: LaserCompressor(rank=c.rank, min_compression_rate=c.min_compression_rate, seed=seed,
+                                             factors_per_round=c.factors_per_round, exponent=c.exponent),
+    "powersgd": lambda c, seed: LaserCompressor(rank=c.rank, min_compression_rate=c.min_compression_rate,
+                                                seed=seed, factors_per_round=2, exponent=c.exponent),
     "zsgd": lambda c, seed: ZSGDCompressor(),
+    "randomk": lambda c, seed: RandomKCompressor(c.fraction, error_feedback=_ef(c, True), unbiased=c.unbiased,
+                                                 seed=seed),
+    "sketch": lambda c, seed: CountSketchCompressor(c.fraction, error_feedback=_ef(c, False), seed=seed),
+    "signum": lambda c, seed: SignumCompressor(momentum=c.momentum),
+    "adsgd": lambda c, seed: ADSGDCompressor(c.fraction, decoder=c.decoder, amp_iterations=c.amp_iterations,
+                                             seed=seed),
+    "topk": lambda c, seed: TopKCompressor(c.fraction, error_feedback=_ef(c, True)),
+    "qsgd": lambda c, seed: QSGDCompressor(levels=c.levels, seed=seed),
+    "natural": lambda c, seed: NaturalCompressor(seed=seed),
+    "natural_dithering": lambda c, seed: NaturalDitheringCompressor(levels=c.levels, seed=seed),
+    "topk_dithering": lambda c, seed: TopKDitheringCompressor(c.fraction, levels=c.levels,
+                                                              error_feedback=_ef(c, True), seed=seed),
+    "signsgd": lambda c, seed: SignSGDCompressor(momentum=c.momentum),
 }
 
 # channel name -> its small-scale fading model (None: every gain 1)

@@ -77,16 +77,49 @@ class ClientsConfig:
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
 
 
+ANALOG_COMPRESSORS = ("laser", "powersgd", "zsgd", "randomk", "sketch", "signum", "adsgd")
+DIGITAL_COMPRESSORS = ("topk", "qsgd", "natural", "natural_dithering", "topk_dithering", "signsgd")
+
+
 @dataclass(frozen=True)
 class CompressorConfig:
-    name: Literal["laser", "zsgd"] = "laser"  # laser: rank-r factors + error feedback; zsgd: uncompressed
-    rank: int = 4                  # laser: rank r of the transmitted factor
-    min_compression_rate: float = 2.0  # laser: compress a tensor only if it saves more than this
+    # analog (summed over the air): laser (rank-r factor, one per round, error feedback), powersgd
+    # (both factors per round, two passes), zsgd (uncompressed), randomk (shared random support,
+    # error feedback), sketch (one-row count-mean sketch), signum (signs, majority vote), adsgd
+    # (top-k, shared Gaussian projection, MMSE or AMP decoding); digital (bits on orthogonal links at
+    # the Shannon rate): topk (error feedback), qsgd, natural (compression), natural_dithering,
+    # topk_dithering (top-k then natural dithering, error feedback), signsgd (majority vote)
+    name: Literal["laser", "powersgd", "zsgd", "randomk", "sketch", "signum", "adsgd", "topk", "qsgd",
+                  "natural", "natural_dithering", "topk_dithering", "signsgd"] = "laser"
+    rank: int = 4                  # laser, powersgd: rank r of the transmitted factors
+    min_compression_rate: float = 2.0  # laser, powersgd: compress a tensor only if it saves more than this
+    factors_per_round: int = 1     # laser: 1 (alternating, the paper) or 2 (= powersgd)
+    exponent: float | None = None  # laser, powersgd: split a factor's energy over its columns ~ norm^exponent
+    fraction: float = 0.1          # randomk, sketch, adsgd, topk, topk_dithering: share of each tensor's entries sent
+    error_feedback: bool | None = None  # randomk, sketch, topk, topk_dithering: null = the method's default
+    unbiased: bool = False         # randomk: scale the decoded values by d / K
+    levels: int = 8                # qsgd, natural_dithering, topk_dithering: quantisation levels s
+    momentum: float = 0.0          # signum, signsgd: client momentum beta before taking signs
+    decoder: Literal["lmmse", "amp"] = "lmmse"   # adsgd: linear MMSE estimate or message passing
+    amp_iterations: int = 30       # adsgd: AMP iterations
 
     def __post_init__(self) -> None:
         _check(self.rank >= 1, "rank", self.rank, "an integer >= 1")
         _check(self.min_compression_rate >= 0, "min_compression_rate", self.min_compression_rate,
                "a number >= 0")
+        _check(self.factors_per_round in (1, 2), "factors_per_round", self.factors_per_round,
+               "1 (LASER) or 2 (PowerSGD)")
+        _check(self.exponent is None or math.isfinite(self.exponent), "exponent", self.exponent,
+               "a finite number, or null (one energy share per factor)")
+        _check(0 < self.fraction <= 1, "fraction", self.fraction, "a number in (0, 1]")
+        _check(self.levels >= 1, "levels", self.levels, "an integer >= 1")
+        _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        _check(self.amp_iterations >= 1, "amp_iterations", self.amp_iterations, "an integer >= 1")
+
+    @property
+    def analog(self) -> bool:
+        """Whether the method's messages add up over the air (else: digital, orthogonal links)."""
+        return self.name in ANALOG_COMPRESSORS
 
 
 @dataclass(frozen=True)
@@ -196,6 +229,10 @@ class Config:
         _check(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
         _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
                "device", self.device, "auto, cpu, cuda or cuda:N")
+        _check(self.compressor.analog or self.power.snr_db is None or self.power.spread_db == 0,
+               "power.spread_db", self.power.spread_db,
+               f"0 for a digital compressor ({self.compressor.name}) at a fixed power.snr_db "
+               "(heterogeneous budgets apply to energy budgets there)")
 
 
 # --------------------------------------------------------------------------------- parsing

@@ -59,6 +59,8 @@ class History:
             "active_clients_mean": _mean_tail([r["active_clients"] for r in self.rounds], tail=None),
             **extra,
         }
+        if self.rounds and "bits_mean" in self.rounds[0]:       # digital compressors
+            self.summary["bits_per_client_mean"] = _mean_tail([r["bits_mean"] for r in self.rounds], tail=None)
         return self.summary
 
 

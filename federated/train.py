@@ -11,13 +11,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from channels import FadingChannel
+from laser import Compressor
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
 from federated.config import Config, ConfigError, config_to_dict
 from federated.data import ClientBatches, Dataset, iid_split, load_dataset
 from federated.history import History, RunDirectory
 from federated.models import build_model
 from federated.downlink import NoisyDownlink
-from federated.uplink import uplink
+from federated.uplink import UplinkResult, digital_uplink, uplink
 
 __all__ = ["train", "evaluate", "NonFiniteError", "resolve_device"]
 
@@ -66,6 +68,55 @@ def _check_finite(name: str, value: Tensor, round_: int) -> None:
                              "make training diverge)")
 
 
+def transmit(compressor: Compressor, channel: FadingChannel, client_blocks: list[list[Tensor]],
+             config: Config, budget_scale: Tensor | None) -> tuple[list[Tensor], list[UplinkResult]]:
+    """One round's communication: every channel pass of ``compressor`` through ``channel`` and the
+    server's decoding. Returns the gradient estimate and what each pass received.
+
+    An analog compressor's blocks go over the air (:func:`federated.uplink.uplink`), pass by pass,
+    each pass with its share of the energy budget and its own channel state; a digital one's
+    messages go on orthogonal links (:func:`federated.uplink.digital_uplink`).
+    """
+    power = config.power
+    if not compressor.analog:
+        bits = [compressor.message_bits(k) for k in range(len(client_blocks))]
+        received = digital_uplink(channel, client_blocks, bits, energy=power.energy, snr_db=power.snr_db,
+                                  budget_scale=budget_scale)
+        for k in (~received.active).nonzero().flatten().tolist():
+            compressor.undelivered(k, client_blocks[k])
+        return compressor.decode(received.estimates, received.noise_var), [received]
+    results, shares, g_hat = [], compressor.pass_shares(), None
+    for p in range(compressor.passes):
+        if p > 0:
+            client_blocks = [compressor.encode_pass(k, p) for k in range(len(client_blocks))]
+        energy = None if power.energy is None else power.energy * shares[p]
+        received = uplink(channel, client_blocks, energy=energy, snr_db=power.snr_db,
+                          allocation=power.allocation, budget_scale=budget_scale,
+                          groups=compressor.energy_groups())
+        results.append(received)
+        g_hat = compressor.decode(received.estimates, received.noise_var)
+    assert g_hat is not None, "the last pass's decode returns the gradient"
+    return g_hat, results
+
+
+def channel_record(passes: list[UplinkResult]) -> dict[str, object]:
+    """The per-round channel log (DESIGN.md section 4) over all passes of a round."""
+    energy = torch.stack([r.energy_used.double().cpu() for r in passes]).sum(0)
+    uses = sum(r.channel_uses for r in passes)
+    noise_energy = sum(r.noise_energy for r in passes)
+    record = {
+        "energy_max": float(energy.max()),
+        "energy_mean": float(energy.mean()),
+        "channel_uses": uses,
+        "noise_var_mean": noise_energy / uses if uses else 0.0,
+        "noise_var": [float(v) for r in passes for v in r.noise_var],
+        "active_clients": int(torch.stack([r.active.cpu() for r in passes]).any(0).sum()),
+    }
+    if passes[0].bits is not None:
+        record["bits_mean"] = float(passes[0].bits.mean())
+    return record
+
+
 def train(
     config: Config,
     out_dir: str | Path | None = None,
@@ -100,7 +151,11 @@ def train(
     batches = ClientBatches(iid_split(len(y_train), num_clients, data_generator),
                             config.clients.batch_size, data_generator)
     compressor = build_compressor(config.compressor, seed=streams.compressor)
-    compressor.setup([p.detach() for p in params], num_clients)
+    try:
+        compressor.setup([p.detach() for p in params], num_clients)
+    except ValueError as error:              # the method does not fit this model (A-DSGD's projection)
+        raise ConfigError("compressor.fraction", config.compressor.fraction,
+                          f"a setting {config.compressor.name} can run with on this model ({error})") from None
     channel = build_channel(config.channel, streams.channel, device)
     budget_scale = None
     if config.power.spread_db > 0:
@@ -132,31 +187,15 @@ def train(
             train_loss = torch.stack(losses).mean()
             _check_finite("training loss", train_loss, t)
 
-            # --- uplink: energy split across blocks, over-the-air mean of each block
-            received = uplink(channel, client_blocks, energy=config.power.energy,
-                              snr_db=config.power.snr_db, allocation=config.power.allocation,
-                              budget_scale=budget_scale)
-
-            # --- server: decode, step (momentum and weight decay on the decoded gradient), broadcast
-            g_hat = compressor.decode(received.estimates)
-            # a float64 sum is finite iff every entry is (float32 gradients cannot overflow it),
-            # and it needs no copy of the model-sized gradient
+            # --- uplink (energy split across blocks, over-the-air mean of each block), server decodes
+            g_hat, passes = transmit(compressor, channel, client_blocks, config, budget_scale)
             _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
             for p, g in zip(params, g_hat):
                 p.grad = g.to(p.dtype)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-            record = {
-                "round": t,
-                "train_loss": float(train_loss),
-                "energy_max": float(received.energy_used.max()),
-                "energy_mean": float(received.energy_used.mean()),
-                "channel_uses": received.channel_uses,
-                "noise_var_mean": received.noise_energy / received.channel_uses,
-                "noise_var": [float(v) for v in received.noise_var],
-                "active_clients": int(received.active.sum()),
-            }
+            record = {"round": t, "train_loss": float(train_loss), **channel_record(passes)}
             if (t + 1) % config.eval_every == 0 or t + 1 == config.rounds:
                 record["test_loss"], record["test_accuracy"] = evaluate(model, x_test, y_test)
                 bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['test_accuracy']:.3f}")

@@ -1,7 +1,8 @@
 """One round's uplink: every client's blocks, the energy split across blocks, the channel per block.
 
 This is where ``laser`` (power allocation) meets ``channels`` (the physics); the round loop calls
-it once per round.
+:func:`uplink` once per channel pass of an analog compressor, and :func:`digital_uplink` for a
+digital one.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import torch
 from torch import Tensor
 
 from channels import FadingChannel, energy_for_snr_db
-from laser.allocation import Allocation, allocate_energy
+from channels.digital import digital_link
+from laser.allocation import Allocation, allocate_energy, allocate_grouped_energy
 
-__all__ = ["UplinkResult", "uplink"]
+__all__ = ["UplinkResult", "uplink", "digital_uplink"]
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,11 @@ class UplinkResult:
     Attributes:
         estimates: the server's estimate of the mean of each block (B tensors ``[d_b]``).
         energy_used: ``[K]``, each client's energy over all its blocks this round.
-        channel_uses: real channel uses of the round (the same for every client).
+        channel_uses: real channel uses of the round (analog: shared by all clients; digital: the
+            sum of the clients' orthogonal allocations).
         noise_var: ``[B]``, the effective per-entry noise variance of each decoded block.
         active: ``[K]`` bool, the clients heard in at least one block.
+        bits: ``[K]``, digital only: each client's message size in bits.
     """
 
     estimates: list[Tensor]
@@ -35,6 +39,7 @@ class UplinkResult:
     channel_uses: int
     noise_var: Tensor
     active: Tensor
+    bits: Tensor | None = None
 
     @property
     def noise_energy(self) -> float:
@@ -51,13 +56,16 @@ def uplink(
     snr_db: float | None = None,
     allocation: Allocation = "norm",
     budget_scale: Tensor | None = None,
+    groups: tuple[Sequence[int], float] | None = None,
 ) -> UplinkResult:
     """Send ``client_blocks[k][b]`` (client k, block b, 1-D) through ``channel``, block by block.
 
     One channel realization serves the whole round (block fading), the blocks following each other
     in its channel uses. Each client's round budget (``energy``, or ``snr_db`` per channel use times
     the round's channel uses, times ``budget_scale[k]`` if given) is split over the blocks by
-    ``allocation`` (see :func:`laser.allocation.allocate_energy`).
+    ``allocation`` (see :func:`laser.allocation.allocate_energy`), or with ``groups = (labels,
+    exponent)`` over groups of blocks and then within each group
+    (:func:`laser.allocation.allocate_grouped_energy`).
 
     Example:
         >>> from channels import AWGNChannel
@@ -75,7 +83,10 @@ def uplink(
     norms = torch.stack([torch.linalg.vector_norm(s.double(), dim=1) for s in stacked], dim=1)  # [K, B]
     if budget_scale is not None:
         energy = energy * budget_scale.to(norms.device)
-    block_energy = allocate_energy(norms, dims.to(norms.device), energy, allocation)            # [K, B]
+    if groups is None:
+        block_energy = allocate_energy(norms, dims.to(norms.device), energy, allocation)        # [K, B]
+    else:
+        block_energy = allocate_grouped_energy(norms, dims.to(norms.device), energy, allocation, *groups)
     cdtype = torch.complex128 if stacked[0].dtype == torch.float64 else torch.complex64
     state = channel.realize(len(client_blocks), channel_uses, dtype=cdtype)
     outputs, offset = [], 0
@@ -88,4 +99,56 @@ def uplink(
         channel_uses=channel_uses,
         noise_var=torch.stack([o.noise_var.double() for o in outputs]),
         active=torch.stack([o.active for o in outputs]).any(0),
+    )
+
+
+def digital_uplink(
+    channel: FadingChannel,
+    client_messages: Sequence[Sequence[Tensor]],
+    bits: Sequence[int],
+    *,
+    energy: float | None = None,
+    snr_db: float | None = None,
+    budget_scale: Tensor | None = None,
+) -> UplinkResult:
+    """Deliver each client's digital message on its own orthogonal link; average what arrives.
+
+    Client k's message of ``bits[k]`` bits goes at the Shannon rate of its link (error-free; see
+    :func:`channels.digital.digital_link`): with an energy budget it spends the whole budget over the
+    fewest channel uses that carry the message, and stays silent if no number of uses can (outage);
+    at a per-use SNR it needs ``ceil(bits / rate)`` uses. The link's power gain is the client's mean
+    ``|h|^2`` over this round's channel realization (fading and path loss; the transmitter knows it
+    and adapts its rate). The server averages the delivered messages exactly; if none arrives the
+    estimate is zero (no update).
+
+    Example:
+        >>> from channels import AWGNChannel
+        >>> messages = [[torch.ones(2)], [3 * torch.ones(2)]]
+        >>> out = digital_uplink(AWGNChannel(noise_var=1.0), messages, [8, 8], energy=100.0)
+        >>> out.estimates[0].tolist(), out.active.tolist(), out.channel_uses
+        ([2.0, 2.0], [True, True], 4)
+    """
+    num_clients = len(client_messages)
+    state = channel.realize(num_clients, 1, dtype=torch.complex128)
+    gains = (state.gains.abs() ** 2).flatten(1).mean(1).cpu()                              # [K]
+    bits_t = torch.tensor([float(b) for b in bits], dtype=torch.float64)
+    if energy is not None and budget_scale is not None:
+        energy = float(energy) * budget_scale.double().cpu()
+    elif snr_db is not None and budget_scale is not None:
+        raise ValueError("heterogeneous budgets (power.spread_db) apply to energy budgets only")
+    sent = digital_link(bits_t, gains, energy=energy, snr_db=snr_db, noise_var=channel.noise_var)
+    delivered = sent.delivered
+    estimates = []
+    for b in range(len(client_messages[0])):
+        stacked = torch.stack([m[b] for m in client_messages])                                # [K, d_b]
+        weights = delivered.to(stacked.device, stacked.dtype)
+        count = max(int(delivered.sum()), 1)
+        estimates.append((weights @ stacked) / count)
+    return UplinkResult(
+        estimates=estimates,
+        energy_used=sent.energy_used,
+        channel_uses=int(sent.channel_uses.sum()),
+        noise_var=torch.zeros(len(estimates), dtype=torch.float64),
+        active=delivered,
+        bits=bits_t,
     )

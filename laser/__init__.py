@@ -6,8 +6,14 @@ Imports nothing from ``channels`` or ``federated``.
 from laser.allocation import ALLOCATIONS, allocate_energy
 from laser.compressor import Compressor, DigitalCompressor, ZSGDCompressor
 from laser.lowrank import LaserCompressor, is_compressed, matrix_view, orthogonalize
+from laser.baselines import CountSketchCompressor, RandomKCompressor, SignumCompressor
+from laser.adsgd import ADSGDCompressor
+from laser.digital import (NaturalCompressor, NaturalDitheringCompressor, QSGDCompressor, SignSGDCompressor,
+                           TopKCompressor, TopKDitheringCompressor)
 
 __all__ = [
     "ALLOCATIONS", "allocate_energy", "Compressor", "DigitalCompressor", "ZSGDCompressor", "LaserCompressor",
-    "is_compressed", "matrix_view", "orthogonalize",
+    "is_compressed", "matrix_view", "orthogonalize", "RandomKCompressor", "CountSketchCompressor",
+    "SignumCompressor", "ADSGDCompressor", "TopKCompressor", "QSGDCompressor", "NaturalCompressor",
+    "NaturalDitheringCompressor", "TopKDitheringCompressor", "SignSGDCompressor",
 ]

@@ -66,6 +66,10 @@ class Compressor(ABC):
         Returns ``None`` after a pass that is not the round's last (``passes > 1``).
         """
 
+    def pass_shares(self) -> list[float]:
+        """The share of the round's energy budget each pass may spend (one per pass, summing to 1)."""
+        return [1.0]
+
     def energy_groups(self) -> tuple[list[int], float] | None:
         """Blocks that share one energy budget, for the uplink's allocation: ``(group of each block,
         exponent e)``. The group gets its share as one block (norm of the concatenation) and splits
@@ -102,6 +106,10 @@ class DigitalCompressor(Compressor):
     def message_bits(self, client: int) -> int:
         """Bits of the message ``encode`` last returned for ``client``."""
         return self.bits[client]
+
+    def undelivered(self, client: int, message: Sequence[Tensor]) -> None:
+        """The link could not carry ``message`` (outage; the client knew and stayed silent): undo
+        what ``encode`` assumed was sent (error feedback keeps it for the next round)."""
 
     def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
         """The mean of the delivered messages, reshaped (override for a non-linear server step)."""

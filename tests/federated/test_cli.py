@@ -37,7 +37,11 @@ def test_run_without_a_config_runs_the_quickstart(tmp_path):
     [
         (["run", "missing.yaml"], ["config = 'missing.yaml'", "an existing YAML file"]),
         (["run", "power.energy=-5"], ["power.energy = -5", ">= 0"]),
-        (["run", "compressor.name=topk"], ["compressor.name = 'topk'", "laser, zsgd"]),
+        (["run", "compressor.name=topkk"], ["compressor.name = 'topkk'", "laser, powersgd, zsgd"]),
+        (["run", "compressor.name=adsgd", "compressor.fraction=1", "rounds=1"],
+         ["compressor.fraction = 1.0", "dense projections would need"]),
+        (["run", "compressor.name=qsgd", "power.energy=null", "power.snr_db=10", "power.spread_db=3"],
+         ["power.spread_db = 3.0", "digital"]),
         (["run", "compressor.rank=0"], ["compressor.rank = 0", ">= 1"]),
         (["run", "power.energy=nan"], ["power.energy", ">= 0"]),
         (["run", "colour=red"], ["colour", "a known key"]),

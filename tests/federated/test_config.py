@@ -38,7 +38,7 @@ def test_switching_to_the_snr_regime():
         ("power.energy=-1", "power.energy", ">= 0"),
         ("power.energy=nan", "power.energy", ">= 0"),
         ("compressor.rank=0", "compressor.rank", ">= 1"),
-        ("compressor.name=topk", "compressor.name", "laser, zsgd"),
+        ("compressor.name=topkk", "compressor.name", "laser, powersgd, zsgd"),
         ("channel.name=shadowed", "channel.name", "awgn, noiseless, rayleigh, rician, tdl"),
         ("channel.k_factor=-1", "channel.k_factor", ">= 0"),
         ("channel.carrier_frequency_hz=200e9", "channel.carrier_frequency_hz", "0.5e9"),

@@ -67,3 +67,20 @@ def test_noise_energy_matches_the_papers_formula(generator):
     shares = 5.0 * (norms / norms.sum(1, keepdim=True)).mean(0)
     expected = sum(d * float(norms[:, b].max()) ** 2 / (25 * float(shares[b])) for b, d in enumerate((7, 30, 1)))
     assert math.isclose(out.noise_energy, expected, rel_tol=1e-9)
+
+
+def test_grouped_blocks_get_the_grouped_allocation(generator):
+    """With energy groups, each block's budget (read back from its noise variance) is the grouped split."""
+    from laser.allocation import allocate_grouped_energy
+    channel = RecordingChannel(1.0, generator=generator)
+    channel.calls = []
+    blocks = _client_blocks(generator, num_clients=3, dims=(5, 5, 5, 9))
+    groups = ([0, 0, 0, 1], 1.0)
+    out = uplink(channel, blocks, energy=40.0, groups=groups)
+    budgets = torch.stack([energy for _, energy, _ in channel.calls], dim=1)
+    norms = torch.stack([torch.stack([b.norm() for b in client]) for client in blocks])
+    expected = allocate_grouped_energy(norms, torch.tensor([5, 5, 5, 9]), 40.0, "norm", *groups)
+    assert_close(budgets, expected)
+    # per-entry noise variance c_b^2 / (K^2 E_b), c_b the largest client norm of block b
+    c = norms.max(0).values
+    assert_close(out.noise_var, c ** 2 / (9 * expected[0]))
