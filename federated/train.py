@@ -95,7 +95,8 @@ def transmit(compressor: Compressor, channel: FadingChannel, client_blocks: list
                           groups=compressor.energy_groups())
         results.append(received)
         g_hat = compressor.decode(received.estimates, received.noise_var)
-    assert g_hat is not None, "the last pass's decode returns the gradient"
+    if g_hat is None:
+        raise RuntimeError(f"{type(compressor).__name__}.decode returned None after its last pass")
     return g_hat, results
 
 
@@ -189,6 +190,9 @@ def train(
 
             # --- uplink (energy split across blocks, over-the-air mean of each block), server decodes
             g_hat, passes = transmit(compressor, channel, client_blocks, config, budget_scale)
+            # --- server: step (momentum and weight decay on the decoded gradient), broadcast; a
+            # float64 sum is finite iff every entry is (float32 gradients cannot overflow it), and
+            # it needs no copy of the model-sized gradient
             _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
             for p, g in zip(params, g_hat):
                 p.grad = g.to(p.dtype)
