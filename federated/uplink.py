@@ -125,8 +125,8 @@ def digital_uplink(
         >>> from channels import AWGNChannel
         >>> messages = [[torch.ones(2)], [3 * torch.ones(2)]]
         >>> out = digital_uplink(AWGNChannel(noise_var=1.0), messages, [8, 8], energy=100.0)
-        >>> out.estimates[0].tolist(), out.active.tolist(), out.channel_uses
-        ([2.0, 2.0], [True, True], 4)
+        >>> out.estimates[0].tolist(), out.active.tolist(), out.channel_uses   # 4 uses each: 2 log2(26) >= 8
+        ([2.0, 2.0], [True, True], 8)
     """
     num_clients = len(client_messages)
     state = channel.realize(num_clients, 1, dtype=torch.complex128)
