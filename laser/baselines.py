@@ -16,6 +16,7 @@ non-convex problems", ICML 2018 (Signum, majority vote).
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -50,8 +51,9 @@ class _SharedRandomness(Compressor):
         self.memory: list[list[Tensor | None]] = [[None] * len(params) for _ in range(num_clients)]
         self._round: list[tuple[Tensor, ...]] | None = None
 
+    @abstractmethod
     def _draw(self, numel: int, size: int) -> tuple[Tensor, ...]:
-        raise NotImplementedError
+        """The round's shared random objects for one tensor of ``numel`` entries."""
 
     def shared(self) -> list[tuple[Tensor, ...]]:
         """This round's shared random objects, one tuple per parameter tensor."""
@@ -60,11 +62,13 @@ class _SharedRandomness(Compressor):
                            for shape, size in zip(self.shapes, self.sizes)]
         return self._round
 
+    @abstractmethod
     def _compress(self, v: Tensor, shared: tuple[Tensor, ...], size: int) -> Tensor:
-        raise NotImplementedError
+        """The block one client sends for one tensor."""
 
+    @abstractmethod
     def _expand(self, block: Tensor, shared: tuple[Tensor, ...], numel: int) -> Tensor:
-        raise NotImplementedError
+        """The server's (linear) reconstruction of one tensor from a block."""
 
     def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
         blocks = []

@@ -18,6 +18,7 @@ device, so a run is reproducible on any device. All clients draw from it in enco
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Sequence
 from numbers import Integral, Real
 
@@ -107,8 +108,9 @@ class _MessageCompressor(DigitalCompressor):
         self.memory: list[list[Tensor | None]] = [[None] * len(params) for _ in range(num_clients)]
         self.generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)
 
+    @abstractmethod
     def _compress(self, v: Tensor) -> tuple[Tensor, int]:
-        raise NotImplementedError
+        """One tensor's message (as the server decodes it) and its size in bits."""
 
     def _uniform(self, like: Tensor) -> Tensor:
         return torch.rand(like.shape, generator=self.generator, dtype=like.dtype).to(like.device)
