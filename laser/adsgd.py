@@ -45,24 +45,13 @@ import torch
 from torch import Tensor
 
 from laser.compressor import Compressor
+from laser.sparse import check_fraction, keep_count, sparsify
 
 __all__ = ["AMP_THRESHOLD", "AMP_TOLERANCE", "ADSGDCompressor", "amp_estimate", "lmmse_estimate",
            "soft_threshold", "sparsify"]
 
 AMP_THRESHOLD = 1.1      # alpha in theta_t = alpha ||z_t|| / sqrt(s) (Donoho et al.'s tuning knob)
 AMP_TOLERANCE = 1e-6     # stop when ||x_{t+1} - x_t|| <= tol * ||x_{t+1}||
-
-
-def sparsify(v: Tensor, k: int) -> Tensor:
-    """The k entries of 1-D ``v`` largest in magnitude, the others 0 (``torch.topk``'s tie-break).
-
-    Kept entries are copied exactly, so ``v - sparsify(v, k)`` is exactly 0 there.
-
-    >>> sparsify(torch.tensor([0.5, -3.0, 1.0, 2.0]), 2)
-    tensor([ 0., -3.,  0.,  2.])
-    """
-    index = v.abs().topk(k, sorted=False).indices
-    return torch.zeros_like(v).index_copy_(0, index, v[index])
 
 
 def soft_threshold(r: Tensor, theta: float | Tensor) -> Tensor:
@@ -179,15 +168,13 @@ class ADSGDCompressor(Compressor):
 
     def __init__(self, fraction: float = 0.1, decoder: Literal["lmmse", "amp"] = "lmmse",
                  amp_iterations: int = 30, seed: int = 0, max_projection_entries: int = 2**27) -> None:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
         if decoder not in ("lmmse", "amp"):
             raise ValueError(f"decoder must be 'lmmse' or 'amp', got {decoder!r}")
         if not (isinstance(amp_iterations, int) and amp_iterations >= 1):
             raise ValueError(f"amp_iterations must be an integer >= 1, got {amp_iterations!r}")
         if not (isinstance(max_projection_entries, int) and max_projection_entries >= 1):
             raise ValueError(f"max_projection_entries must be an integer >= 1, got {max_projection_entries!r}")
-        self.fraction = float(fraction)
+        self.fraction = check_fraction(fraction)
         self.decoder = decoder
         self.amp_iterations = amp_iterations
         self.seed = seed
@@ -196,7 +183,7 @@ class ADSGDCompressor(Compressor):
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
         self.shapes = [p.shape for p in params]
         dims = [p.numel() for p in params]
-        measurements = [max(1, math.floor(self.fraction * d)) for d in dims]
+        measurements = [keep_count(self.fraction, d) for d in dims]
         entries = sum(s * d for s, d in zip(measurements, dims))
         if entries > self.max_projection_entries:
             gigabytes = sum(s * d * p.element_size() for s, d, p in zip(measurements, dims, params)) / 1e9
@@ -209,7 +196,7 @@ class ADSGDCompressor(Compressor):
             a = torch.randn(s, d, generator=generator, dtype=p.dtype) / math.sqrt(s)
             a64 = a.to(torch.float64)
             lam, u = torch.linalg.eigh(a64 @ a64.T)          # on the CPU: the same on every device
-            k = min(max(1, math.floor(self.fraction * d / 2)), d)
+            k = keep_count(self.fraction / 2, d)
             self.projections.append(_Projection(a.to(p.device), u.to(p.device), lam.to(p.device), k))
         # error feedback: one flat [d_b] buffer per client and tensor (created on first use)
         self.memory: list[list[Tensor | None]] = [[None] * len(params) for _ in range(num_clients)]

@@ -23,14 +23,9 @@ import torch
 from torch import Tensor
 
 from laser.compressor import Compressor
+from laser.sparse import check_fraction, keep_count
 
 __all__ = ["RandomKCompressor", "CountSketchCompressor", "SignumCompressor", "count_sketch", "count_unsketch"]
-
-
-def _check_fraction(fraction: float) -> float:
-    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
-        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    return float(fraction)
 
 
 class _SharedRandomness(Compressor):
@@ -39,13 +34,13 @@ class _SharedRandomness(Compressor):
     round), so the draws do not depend on the device or on how many clients take part."""
 
     def __init__(self, fraction: float, error_feedback: bool, seed: int) -> None:
-        self.fraction = _check_fraction(fraction)
+        self.fraction = check_fraction(fraction)
         self.error_feedback = bool(error_feedback)
         self.seed = int(seed)
 
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
         self.shapes = [p.shape for p in params]
-        self.sizes = [max(1, math.floor(self.fraction * p.numel())) for p in params]
+        self.sizes = [keep_count(self.fraction, p.numel()) for p in params]
         self.device = params[0].device if params else torch.device("cpu")
         self.generator = torch.Generator().manual_seed(self.seed)
         self.memory: list[list[Tensor | None]] = [[None] * len(params) for _ in range(num_clients)]

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from laser.compressor import DigitalCompressor
+from laser.sparse import check_fraction, keep_count, sparsify
 
 __all__ = [
     "NaturalCompressor", "NaturalDitheringCompressor", "QSGDCompressor", "SignSGDCompressor",
@@ -36,19 +37,6 @@ __all__ = [
 def _index_bits(d: int) -> int:
     """ceil(log2 d), exactly, for d >= 1 (0 for d == 1)."""
     return (d - 1).bit_length()
-
-
-def _num_kept(fraction: float, d: int) -> int:
-    """k = max(1, floor(fraction * d)); the 1e-9 keeps 0.29 * 100 = 28.999999999999996 at 29."""
-    return min(d, max(1, math.floor(fraction * d + 1e-9)))
-
-
-def _top_k(v: Tensor, k: int) -> Tensor:
-    """v with all but its k largest-magnitude entries set to 0 (ties broken by ``torch.topk``)."""
-    if k >= v.numel():
-        return v.clone()
-    index = torch.topk(v.abs(), k, sorted=False).indices
-    return torch.zeros_like(v).index_copy_(0, index, v[index])
 
 
 def _natural_round(x: Tensor, u: Tensor) -> Tensor:
@@ -76,12 +64,6 @@ def _natural_dither(v: Tensor, levels: int, p: float, u: Tensor) -> Tensor:
     prob_up = (y - lower) / (upper - lower)
     level = torch.where(u < prob_up, upper, lower)
     return norm * torch.sign(v) * level
-
-
-def _check_fraction(fraction: float) -> float:
-    if not isinstance(fraction, Real) or not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-    return float(fraction)
 
 
 def _check_levels(levels: int) -> int:
@@ -184,14 +166,14 @@ class TopKCompressor(_MessageCompressor):
     """
 
     def __init__(self, fraction: float = 0.01, error_feedback: bool = True) -> None:
-        self.fraction = _check_fraction(fraction)
+        self.fraction = check_fraction(fraction)
         self.error_feedback = bool(error_feedback)
 
     def _compress(self, v: Tensor) -> tuple[Tensor, int]:
         d = v.numel()
-        k = _num_kept(self.fraction, d)
+        k = keep_count(self.fraction, d)
         bits = 32 * d if k == d else k * (32 + _index_bits(d))
-        return _top_k(v, k), bits
+        return sparsify(v, k), bits
 
 
 class QSGDCompressor(_MessageCompressor):
@@ -327,7 +309,7 @@ class TopKDitheringCompressor(_MessageCompressor):
 
     def __init__(self, fraction: float = 0.01, levels: int = 8, p: float = 2.0,
                  error_feedback: bool = True, seed: int = 0) -> None:
-        self.fraction = _check_fraction(fraction)
+        self.fraction = check_fraction(fraction)
         self.levels = _check_levels(levels)
         self.p = _check_p(p)
         self.error_feedback = bool(error_feedback)
@@ -335,7 +317,7 @@ class TopKDitheringCompressor(_MessageCompressor):
 
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
         super().setup(params, num_clients)
-        self.zetas = [self._zeta(_num_kept(self.fraction, p.numel())) for p in params]   # one per tensor
+        self.zetas = [self._zeta(keep_count(self.fraction, p.numel())) for p in params]   # one per tensor
 
     def _zeta(self, k: int) -> float:
         r = min(self.p, 2.0)
@@ -344,8 +326,8 @@ class TopKDitheringCompressor(_MessageCompressor):
 
     def _compress(self, v: Tensor) -> tuple[Tensor, int]:
         d = v.numel()
-        k = _num_kept(self.fraction, d)
-        index = torch.topk(v.abs(), k, sorted=False).indices
+        k = keep_count(self.fraction, d)
+        index = v.abs().topk(k, sorted=False).indices
         kept = v[index]
         values = _natural_dither(kept, self.levels, self.p, self._uniform(kept)) / self._zeta(k)
         message = torch.zeros_like(v).index_copy_(0, index, values)
