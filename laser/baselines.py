@@ -229,7 +229,7 @@ class SignumCompressor(Compressor):
         return [torch.sign(b).reshape(shape) for b, shape in zip(blocks, self.shapes, strict=True)]
 
     def state_dict(self) -> dict[str, object]:
-        return {"buffers": [list(b) for b in self.buffers]}
+        return {"buffers": [[None if m is None else m.clone() for m in row] for row in self.buffers]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.buffers = [list(b) for b in state["buffers"]]
+        self.buffers = [[None if m is None else m.clone() for m in row] for row in state["buffers"]]

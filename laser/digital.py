@@ -20,11 +20,13 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 from numbers import Integral, Real
 
 import torch
 from torch import Tensor
 
+from laser.baselines import SignumCompressor
 from laser.compressor import DigitalCompressor
 from laser.sparse import check_fraction, keep_count, sparsify
 
@@ -335,7 +337,7 @@ class TopKDitheringCompressor(_MessageCompressor):
         return message, 32 + k * (index_bits + 1 + _index_bits(self.levels + 1))
 
 
-class SignSGDCompressor(DigitalCompressor):
+class SignSGDCompressor(SignumCompressor, DigitalCompressor):
     """signSGD / Signum with majority vote (Bernstein, Wang, Azizzadenesheli, Anandkumar, "signSGD:
     Compressed optimisation for non-convex problems", ICML 2018; majority vote: ICLR 2019).
 
@@ -345,7 +347,9 @@ class SignSGDCompressor(DigitalCompressor):
 
         decode = sign(mean_k sign(m_k)) = sign(sum_k sign(m_k))   (0 on a tie).
 
-    Bits: d per tensor (one sign per entry).
+    Bits: d per tensor (one sign per entry). The encoding and the vote are
+    :class:`~laser.baselines.SignumCompressor`'s; only the link differs (exact bits instead of the
+    noisy over-the-air sum).
 
     Example:
         >>> sign = SignSGDCompressor()
@@ -356,37 +360,20 @@ class SignSGDCompressor(DigitalCompressor):
         ([1.0, -1.0, 1.0], 3)
     """
 
-    def __init__(self, momentum: float = 0.0) -> None:
-        if not isinstance(momentum, Real) or not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        self.momentum = float(momentum)
+    analog: ClassVar[bool] = False
 
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
-        super().setup(params, num_clients)
-        self.buffers: list[list[Tensor | None]] = [[None] * len(params) for _ in range(num_clients)]
+        super().setup(params, num_clients)                    # Signum's buffers
+        self.bits = [0] * num_clients
 
     def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
-        message = []
-        for i, (g, shape) in enumerate(zip(grads, self.shapes, strict=True)):
-            if g.shape != shape:
-                raise ValueError(f"gradient {i} has shape {tuple(g.shape)}, expected {tuple(shape)}")
-            m = (1 - self.momentum) * g.reshape(-1)
-            previous = self.buffers[client][i]
-            if self.momentum > 0:
-                if previous is not None:
-                    m = self.momentum * previous + m
-                self.buffers[client][i] = m
-            message.append(torch.sign(m))
+        message = super().encode(client, grads)
         self.bits[client] = sum(g.numel() for g in grads)
         return message
 
-    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
-        return [torch.sign(b).reshape(shape) for b, shape in zip(blocks, self.shapes, strict=True)]
-
     def state_dict(self) -> dict[str, object]:
-        buffers = [[None if m is None else m.clone() for m in row] for row in self.buffers]
-        return {"momentum": buffers, "bits": list(self.bits)}
+        return {**super().state_dict(), "bits": list(self.bits)}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.buffers = [[None if m is None else m.clone() for m in row] for row in state["momentum"]]
+        super().load_state_dict(state)
         self.bits = list(state["bits"])
