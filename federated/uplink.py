@@ -147,7 +147,7 @@ def digital_uplink(
     return UplinkResult(
         estimates=estimates,
         energy_used=sent.energy_used,
-        channel_uses=int(sent.channel_uses.sum()),
+        channel_uses=int(sent.total_channel_uses),
         noise_var=torch.zeros(len(estimates), dtype=torch.float64),
         active=delivered,
         bits=bits_t,

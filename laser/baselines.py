@@ -84,15 +84,14 @@ class _SharedRandomness(Compressor):
         return grads
 
     def state_dict(self) -> dict[str, object]:
-        return {"generator": self.generator.get_state(), "memory": [list(m) for m in self.memory],
-                "drawn": self._round is not None}
+        if self._round is not None:
+            raise ValueError("cannot save a compressor in the middle of a round (after encode, before decode)")
+        return {"generator": self.generator.get_state(), "memory": [list(m) for m in self.memory]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.generator.set_state(state["generator"])
         self.memory = [list(m) for m in state["memory"]]
         self._round = None
-        if state.get("drawn"):
-            raise ValueError("cannot restore a compressor in the middle of a round")
 
 
 class RandomKCompressor(_SharedRandomness):

@@ -97,3 +97,16 @@ def test_there_is_a_config_per_method_and_each_loads():
             continue
         config = load_config(CONFIGS / f"mnist1d_{name}.yaml", [])
         assert config.compressor.name == name and config.data.name == "mnist1d"
+
+
+def test_method_names_agree_everywhere():
+    """The config's names, the constructor table and each compressor's analog flag say the same."""
+    import typing
+
+    from federated.components import COMPRESSORS, build_compressor
+    from federated.config import CompressorConfig
+    names = typing.get_args(typing.get_type_hints(CompressorConfig)["name"])
+    assert set(names) == set(COMPRESSORS) == set(ANALOG_COMPRESSORS + DIGITAL_COMPRESSORS)
+    for name in names:
+        config = CompressorConfig(name=name)
+        assert build_compressor(config, seed=0).analog == config.analog == (name in ANALOG_COMPRESSORS)

@@ -160,3 +160,11 @@ def test_bad_fraction_is_rejected(bad):
         RandomKCompressor(bad)
     with pytest.raises(ValueError, match="momentum"):
         SignumCompressor(momentum=1.0)
+
+
+def test_saving_in_the_middle_of_a_round_is_refused(generator):
+    rk = RandomKCompressor(0.3)
+    rk.setup(_params(), num_clients=1)
+    rk.encode(0, _grads(generator))
+    with pytest.raises(ValueError, match="middle of a round"):
+        rk.state_dict()
