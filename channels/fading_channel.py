@@ -160,6 +160,17 @@ class FadingChannel(nn.Module):
         self.large_scale: Tensor | None = None       # [K] mean power gains, fixed for the run
         self._noise = ComplexNoise()
 
+    def random_state(self) -> dict[str, Tensor | None]:
+        """The channel's random state: its generator and the run's large-scale gains (for checkpoints;
+        ``state_dict`` stays the ``nn.Module`` one)."""
+        return {"generator": self.generator.get_state(), "large_scale": self.large_scale}
+
+    def set_random_state(self, state: dict[str, Tensor | None]) -> None:
+        """Restore what :meth:`random_state` returned (from tensors on any device)."""
+        self.generator.set_state(state["generator"].cpu())
+        large_scale = state["large_scale"]
+        self.large_scale = None if large_scale is None else large_scale.to(self.generator.device)
+
     def realize(self, num_clients: int, channel_uses: int | None = None,
                 generator: torch.Generator | None = None, dtype: torch.dtype = torch.complex64) -> ChannelState:
         """Draw one round's channel for ``num_clients`` clients and ``channel_uses`` real uses."""

@@ -1,17 +1,20 @@
 """The ``laser`` command line. It parses arguments and calls the library; nothing else.
 
     laser run [CONFIG] [key.sub=value ...] [--out DIR]
+    laser run --resume DIR
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from importlib import resources
 from pathlib import Path
 
-from federated.config import ConfigError, load_config
+from federated.config import Config, ConfigError, load_config
+from federated.errors import DataError
 
 EXIT_BAD_INPUT = 2
 
@@ -27,11 +30,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="a YAML file (default: the quickstart)")
     run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     run.add_argument("--out", help="run directory (default: runs/<config name>-<time>)")
+    run.add_argument("--resume", metavar="DIR",
+                     help="continue the run in DIR from its last checkpoint, with its stored configuration "
+                          "(to the result an uninterrupted run gets)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[Config, Path]:
+    """The run's configuration and directory from the command line."""
+    if args.resume is not None:
+        out = Path(args.resume)
+        if args.config is not None or args.overrides or args.out:
+            raise ConfigError("--resume", args.resume, "no CONFIG, overrides or --out beside it (a resumed run "
+                              "keeps the configuration and directory it started with)")
+        if not (out / "config.yaml").is_file():
+            raise ConfigError("--resume", args.resume, "a run directory written by laser run (with config.yaml)")
+        return load_config(out / "config.yaml"), out
     # A bare "key=value" in the config position is an override of the quickstart.
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
         args.overrides.insert(0, args.config)
@@ -44,8 +59,12 @@ def _run(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, args.overrides)
         name = Path(args.config).stem
-    out = Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return config, Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
+
+def _run(args: argparse.Namespace) -> int:
+    config, out = _load(args)
+    from federated.checkpoint import CheckpointError
     from federated.history import format_summary
     from federated.train import NonFiniteError, resolve_device, train
 
@@ -53,11 +72,19 @@ def _run(args: argparse.Namespace) -> int:
         resolve_device(config.device)
     except ValueError as error:
         raise ConfigError("device", config.device, "auto, cpu, or a device this machine has") from error
+    if args.resume is not None and (out / "summary.json").is_file():
+        summary = json.loads((out / "summary.json").read_text())
+        if summary.get("status") == "finished":
+            print(f"laser run: {out} already finished ({summary.get('rounds')} rounds); nothing to resume")
+            return 0
     try:
-        history = train(config, out, progress=not args.quiet)
+        history = train(config, out, progress=not args.quiet, resume=args.resume is not None)
     except NonFiniteError as error:
         print(f"laser run: {error}. History so far: {out}/history.jsonl", file=sys.stderr)
         return 1
+    except (CheckpointError, DataError) as error:
+        print(f"laser run: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if not args.quiet:
         print(f"\n{format_summary(history.summary)}\n\nrun directory: {out}")
     return 0

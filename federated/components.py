@@ -69,6 +69,7 @@ class Streams:
     channel: int       # fading, client positions, CSI errors and uplink noise
     downlink: int      # downlink noise
     budgets: int       # heterogeneous per-client budgets
+    dropout: int       # the model's own randomness (dropout): torch's global generator, seeded per run
 
 
 def split_seed(seed: int) -> Streams:
@@ -77,10 +78,8 @@ def split_seed(seed: int) -> Streams:
     >>> split_seed(0) == split_seed(0), split_seed(0).data != split_seed(1).data
     (True, True)
     """
-    children = np.random.SeedSequence(seed).spawn(6)
-    data, model, compressor, channel, downlink, budgets = (
-        int(c.generate_state(1, np.uint64)[0] >> 1) for c in children)
-    return Streams(data, model, compressor, channel, downlink, budgets)
+    children = np.random.SeedSequence(seed).spawn(7)     # appending a stream keeps the earlier ones
+    return Streams(*(int(c.generate_state(1, np.uint64)[0] >> 1) for c in children))
 
 
 def build_compressor(config: CompressorConfig, seed: int) -> Compressor:

@@ -46,35 +46,69 @@ def _check(ok: bool, key: str, value: object, accepted: str) -> None:
         raise ConfigError(key, value, accepted)
 
 
+CLASSIFICATION_DATA = ("mnist1d", "digits", "cifar10", "cifar100")
+TEXT_DATA = ("wikitext103", "pydoc")
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    name: Literal["mnist1d", "digits"] = "mnist1d"  # offline dataset (generated / bundled locally)
+    # offline: mnist1d (generated locally), digits (ships with scikit-learn), pydoc (the Python
+    # standard library's help texts); downloaded once into root: cifar10, cifar100, wikitext103
+    name: Literal["mnist1d", "digits", "cifar10", "cifar100", "wikitext103", "pydoc"] = "mnist1d"
     num_samples: int = 10000       # mnist1d: samples generated, train + test (digits: fixed 1797)
-    test_fraction: float = 0.2     # share of the samples held out for testing
-    root: str = "data"             # cache directory for generated datasets
+    test_fraction: float = 0.2     # mnist1d, digits: share held out for testing; pydoc: for validation
+    root: str = "data"             # where datasets are cached or downloaded to
+    download: bool = True          # cifar10, cifar100, wikitext103: fetch the official archive if root lacks it
+    augment: bool = True           # cifar10, cifar100: random crop (4-pixel padding) and horizontal flip
+    tokenizer: Literal["byte", "gpt2"] = "byte"  # wikitext103, pydoc: UTF-8 bytes, or GPT-2 BPE (tiktoken)
 
     def __post_init__(self) -> None:
         _check(self.num_samples >= 100, "num_samples", self.num_samples, "an integer >= 100")
         _check(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "a number in (0, 1)")
 
+    @property
+    def is_text(self) -> bool:
+        """Whether the task is language modelling (else classification)."""
+        return self.name in TEXT_DATA
+
+
+# model name -> the data it reads
+MODEL_DATA = {"cnn": ("mnist1d", "digits"), "linear": ("mnist1d", "digits"), "mlp": ("mnist1d", "digits"),
+              "resnet18": ("cifar10", "cifar100"), "gpt": TEXT_DATA}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: Literal["cnn", "linear", "mlp"] = "cnn"   # 1-D CNN, linear classifier, or 1-hidden-layer MLP
-    width: int = 64                # cnn: channels per conv layer; mlp: hidden units
+    # cnn: 1-D CNN; linear: linear classifier; mlp: one hidden layer; resnet18: the CIFAR ResNet-18;
+    # gpt: a GPT-2-style decoder (nanoGPT), tied embeddings, no biases
+    name: Literal["cnn", "linear", "mlp", "resnet18", "gpt"] = "cnn"
+    width: int = 64                # cnn: channels; mlp: hidden units; resnet18: base width (64: the paper's);
+                                   # gpt: embedding width (768: GPT-2 124M)
+    layers: int = 12               # gpt: transformer blocks
+    heads: int = 12                # gpt: attention heads (divides width)
+    context: int = 512             # gpt: tokens per training sequence
+    dropout: float = 0.0           # gpt: dropout on embeddings, attention and residuals (paper: 0.2)
 
     def __post_init__(self) -> None:
         _check(self.width >= 1, "width", self.width, "an integer >= 1")
+        _check(self.layers >= 1, "layers", self.layers, "an integer >= 1")
+        _check(self.heads >= 1 and (self.name != "gpt" or self.width % self.heads == 0), "heads", self.heads,
+               f"an integer >= 1 that divides model.width ({self.width})")
+        _check(self.context >= 1, "context", self.context, "an integer >= 1")
+        _check(0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1)")
 
 
 @dataclass(frozen=True)
 class ClientsConfig:
     num_clients: int = 16          # K, all of whom take part in every round
-    batch_size: int = 32           # examples per client per round
+    batch_size: int = 32           # examples (language: sequences) per client per micro-batch
+    accumulation_steps: int = 1    # micro-batches per client per round; their gradients are summed
+                                   # (not averaged), as the paper's GPT-2 runs do
 
     def __post_init__(self) -> None:
         _check(self.num_clients >= 1, "num_clients", self.num_clients, "an integer >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _check(self.accumulation_steps >= 1, "accumulation_steps", self.accumulation_steps, "an integer >= 1")
 
 
 ANALOG_COMPRESSORS = ("laser", "powersgd", "zsgd", "randomk", "sketch", "signum", "adsgd")
@@ -194,18 +228,41 @@ class PowerConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    lr: float = 0.05               # server learning rate, applied to the decoded gradient
-    momentum: float = 0.9          # heavy-ball momentum
-    weight_decay: float = 1e-4     # L2 penalty added by the server to the decoded gradient
-    nesterov: bool = False
+    # the server's optimizer, fed with the decoded gradient. sgd: weight decay is L2 on every
+    # parameter (the paper's vision tasks); adamw: decoupled weight decay on the weights of Linear
+    # layers only (not LayerNorm, biases, embeddings or the tied head; the paper's GPT-2)
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.05               # peak learning rate
+    momentum: float = 0.9          # sgd: heavy-ball momentum
+    nesterov: bool = False         # sgd
+    beta1: float = 0.9             # adamw
+    beta2: float = 0.95            # adamw
+    weight_decay: float = 1e-4
+    # learning-rate schedule over rounds. multistep: lr *= gamma at each round in milestones;
+    # onecycle: warm up from lr / div_factor to lr over warmup_fraction of the rounds, then cosine
+    # down to lr * final_lr_fraction (the paper's GPT-2: 0.02, 100, 0.2)
+    schedule: Literal["constant", "multistep", "onecycle"] = "constant"
+    milestones: tuple[int, ...] = ()   # multistep: rounds (an epoch is ceil(shard / batch) rounds)
+    gamma: float = 0.1             # multistep: factor per milestone
+    warmup_fraction: float = 0.02  # onecycle
+    div_factor: float = 100.0      # onecycle: starting lr = lr / div_factor
+    final_lr_fraction: float = 0.2 # onecycle: final lr = lr * final_lr_fraction
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        _check(0 <= self.beta1 < 1, "beta1", self.beta1, "a number in [0, 1)")
+        _check(0 <= self.beta2 < 1, "beta2", self.beta2, "a number in [0, 1)")
         _check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
                self.weight_decay, "a finite number >= 0")
-        _check(not self.nesterov or self.momentum > 0, "nesterov", self.nesterov,
-               "false when optimizer.momentum is 0 (Nesterov needs momentum)")
+        _check(not self.nesterov or (self.name == "sgd" and self.momentum > 0), "nesterov", self.nesterov,
+               "false unless optimizer.name is sgd with momentum > 0 (Nesterov needs momentum)")
+        _check(all(m >= 1 for m in self.milestones) and list(self.milestones) == sorted(set(self.milestones)),
+               "milestones", list(self.milestones), "increasing round numbers >= 1, e.g. [3750, 6250]")
+        _check(math.isfinite(self.gamma) and self.gamma > 0, "gamma", self.gamma, "a finite number > 0")
+        _check(0 < self.warmup_fraction < 1, "warmup_fraction", self.warmup_fraction, "a number in (0, 1)")
+        _check(self.div_factor >= 1, "div_factor", self.div_factor, "a number >= 1")
+        _check(0 < self.final_lr_fraction <= 1, "final_lr_fraction", self.final_lr_fraction, "a number in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -214,6 +271,12 @@ class Config:
     rounds: int = 300              # communication rounds (= server steps)
     eval_every: int = 50           # evaluate on the test set every this many rounds (and at the end)
     device: str = "auto"           # auto (cuda if available), cpu, cuda, cuda:N
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the clients' forward and backward under bf16 autocast
+    compile: bool = False          # torch.compile the model's forward (worth it on a GPU for large models)
+    ema: float | None = None       # decay of an exponential moving average of the weights (and BN statistics),
+                                   # evaluated beside them as ema_test_*; the paper's vision tasks: 0.99
+    checkpoint_every: int = 100    # rounds between checkpoints in the run directory (0: none); a killed
+                                   # run continues with `laser run --resume DIR`
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     clients: ClientsConfig = field(default_factory=ClientsConfig)
@@ -227,6 +290,14 @@ class Config:
         _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(self.rounds >= 1, "rounds", self.rounds, "an integer >= 1")
         _check(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
+        _check(self.ema is None or 0 < self.ema < 1, "ema", self.ema, "a number in (0, 1), or null (no EMA)")
+        _check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0 (0: never)")
+        _check(self.data.name in MODEL_DATA[self.model.name], "model.name", self.model.name,
+               f"a model for data.name={self.data.name}: "
+               + ", ".join(m for m, names in MODEL_DATA.items() if self.data.name in names))
+        _check(self.optimizer.schedule != "multistep" or bool(self.optimizer.milestones),
+               "optimizer.milestones", list(self.optimizer.milestones),
+               "at least one round when optimizer.schedule is multistep")
         _check(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
                "device", self.device, "auto, cpu, cuda or cuda:N")
         _check(self.compressor.analog or self.power.snr_db is None or self.power.spread_db == 0,
@@ -241,6 +312,8 @@ def _describe(tp: Any) -> str:
         return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is tuple:
+        return "a list of " + _describe(typing.get_args(tp)[0]).removeprefix("an ").removeprefix("a ") + "s"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
             type(None): "null"}.get(tp, str(tp))
 
@@ -257,6 +330,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 return _coerce(key, value, option)
             except ConfigError:
                 pass
+    elif origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, (list, tuple)) and len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
     elif tp is type(None):
         if value is None or value in ("null", "None", "~"):
             return None
@@ -336,5 +413,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def config_to_dict(config: Config) -> dict:
-    """A plain dict of the whole resolved configuration (what a run directory stores)."""
-    return dataclasses.asdict(config)
+    """A plain dict of the whole resolved configuration (what a run directory stores; lists, not tuples)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(config))

@@ -14,9 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.func import functional_call
+from torch import Tensor
 
 __all__ = ["NoisyDownlink"]
 
@@ -25,10 +23,10 @@ class NoisyDownlink:
     """Draws each client's received model; its generator is the run's downlink stream.
 
     Example:
-        >>> model = nn.Linear(3, 2)
-        >>> loss, grads = NoisyDownlink(20.0, seed=0).client_gradient(model, torch.zeros(4, 3), torch.zeros(4).long())
-        >>> [g.shape for g in grads]
-        [torch.Size([2, 3]), torch.Size([2])]
+        >>> model = torch.nn.Linear(3, 2)
+        >>> received = NoisyDownlink(20.0, seed=0).receive(dict(model.named_parameters()))
+        >>> {name: tuple(p.shape) for name, p in received.items()}
+        {'weight': (2, 3), 'bias': (2,)}
     """
 
     def __init__(self, snr_db: float, seed: int, device: torch.device | str = "cpu") -> None:
@@ -44,9 +42,3 @@ class NoisyDownlink:
         return {name: p.detach() + std * torch.randn(p.shape, generator=self.generator, device=p.device,
                                                       dtype=p.dtype)
                 for name, p in params.items()}
-
-    def client_gradient(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """Cross-entropy loss and its gradient at a freshly received noisy copy of ``model``."""
-        received = {name: p.requires_grad_() for name, p in self.receive(dict(model.named_parameters())).items()}
-        loss = F.cross_entropy(functional_call(model, received, (x,)), y)
-        return loss, torch.autograd.grad(loss, list(received.values()))

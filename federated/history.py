@@ -5,6 +5,7 @@ Run directory layout::
     DIR/config.yaml      the resolved configuration (every key, defaults included)
     DIR/history.jsonl    one JSON object per round, written as the run goes
     DIR/summary.json     final metrics and totals, written at the end (or when a run fails)
+    DIR/checkpoint.pt    every ``checkpoint_every`` rounds and at the end: what ``--resume`` needs
 """
 
 from __future__ import annotations
@@ -38,29 +39,32 @@ class History:
     rounds: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
 
-    def evaluations(self) -> list[dict]:
-        """The records that hold a test evaluation."""
-        return [r for r in self.rounds if "test_accuracy" in r]
+    def evaluations(self, metric: str = "test_accuracy") -> list[dict]:
+        """The records that hold a test evaluation of ``metric``."""
+        return [r for r in self.rounds if metric in r]
 
-    def summarize(self, **extra: object) -> dict:
-        """Final metrics (last evaluation), best test accuracy and energy / channel-use totals."""
-        evals = self.evaluations()
+    def summarize(self, metric: str = "test_accuracy", **extra: object) -> dict:
+        """Final metrics (last evaluation, of the EMA weights too where there is one), the best
+        evaluation (highest accuracy, lowest perplexity), and energy / channel-use totals."""
+        evals = self.evaluations(metric)
         last = evals[-1] if evals else {}
-        self.summary = {
-            "rounds": len(self.rounds),
-            "test_accuracy": last.get("test_accuracy"),
-            "test_loss": last.get("test_loss"),
-            "best_test_accuracy": max((e["test_accuracy"] for e in evals), default=None),
+        best = min if metric == "test_perplexity" else max
+        self.summary = {"rounds": len(self.rounds), metric: last.get(metric), "test_loss": last.get("test_loss"),
+                        f"best_{metric}": best((e[metric] for e in evals), default=None)}
+        if f"ema_{metric}" in last:
+            self.summary.update({f"ema_{metric}": last[f"ema_{metric}"],
+                                 f"best_ema_{metric}": best(e[f"ema_{metric}"] for e in evals)})
+        self.summary.update({
             "train_loss": _mean_tail([r["train_loss"] for r in self.rounds]),
             "energy_per_client_total": sum(r["energy_max"] for r in self.rounds),
             "energy_per_client_mean_total": sum(r["energy_mean"] for r in self.rounds),
             "channel_uses_total": sum(r["channel_uses"] for r in self.rounds),
             "noise_var_mean": _mean_tail([r["noise_var_mean"] for r in self.rounds], tail=None),
             "active_clients_mean": _mean_tail([r["active_clients"] for r in self.rounds], tail=None),
-            **extra,
-        }
+        })
         if self.rounds and "bits_mean" in self.rounds[0]:       # digital compressors
             self.summary["bits_per_client_mean"] = _mean_tail([r["bits_mean"] for r in self.rounds], tail=None)
+        self.summary.update(extra)
         return self.summary
 
 
@@ -72,11 +76,23 @@ def _mean_tail(values: list[float], tail: int | None = 10) -> float | None:
 class RunDirectory:
     """Writes a run as it goes: config first, one history line per round, the summary last."""
 
-    def __init__(self, path: str | Path, config: dict) -> None:
+    def __init__(self, path: str | Path, config: dict | None) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self._history = open(self.path / "history.jsonl", "w")
+        if config is not None:
+            (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (self.path / "summary.json").unlink(missing_ok=True)
+        self._history = open(self.path / "history.jsonl", "a" if config is None else "w")
+
+    @classmethod
+    def reopen(cls, path: str | Path, rounds: list[dict]) -> RunDirectory:
+        """A resumed run: the history file is rewritten (atomically) to the checkpoint's ``rounds``,
+        dropping rounds logged after it, then appended to."""
+        path = Path(path)
+        tmp = path / ".history.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(_jsonable(r)) + "\n" for r in rounds))
+        os.replace(tmp, path / "history.jsonl")
+        return cls(path, None)
 
     def append(self, record: dict) -> None:
         self._history.write(json.dumps(_jsonable(record)) + "\n")

@@ -3,25 +3,28 @@ steps and broadcasts (DESIGN.md section 3)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from channels import FadingChannel
 from laser import Compressor
+from federated.checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
 from federated.config import Config, ConfigError, config_to_dict
-from federated.data import ClientBatches, Dataset, iid_split, load_dataset
+from federated.downlink import NoisyDownlink
 from federated.history import History, RunDirectory
 from federated.models import build_model
-from federated.downlink import NoisyDownlink
+from federated.optim import WeightEMA, build_optimizer, build_scheduler
+from federated.tasks import build_task, cross_entropy
 from federated.uplink import UplinkResult, digital_uplink, uplink
 
-__all__ = ["train", "evaluate", "NonFiniteError", "resolve_device"]
+__all__ = ["train", "Simulation", "NonFiniteError", "resolve_device"]
 
 
 class NonFiniteError(RuntimeError):
@@ -35,30 +38,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device = {name!r} is not available here; use auto or cpu")
     return device
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 4096) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``."""
-    model.eval()
-    loss, correct = 0.0, 0
-    for start in range(0, len(y), batch_size):
-        logits = model(x[start:start + batch_size])
-        target = y[start:start + batch_size]
-        loss += float(F.cross_entropy(logits, target, reduction="sum"))
-        correct += int((logits.argmax(1) == target).sum())
-    model.train()
-    return loss / len(y), correct / len(y)
-
-
-def check_fits(config: Config, data: Dataset) -> None:
-    """Cross-checks that need the data: every client gets a sample, the test set is not empty."""
-    if len(data.y_train) < config.clients.num_clients:
-        raise ConfigError("clients.num_clients", config.clients.num_clients,
-                          f"at most the {len(data.y_train)} training samples of {config.data.name}")
-    if len(data.y_test) == 0:
-        raise ConfigError("data.test_fraction", config.data.test_fraction,
-                          f"a fraction that leaves at least one test sample of {config.data.name}")
 
 
 def _check_finite(name: str, value: Tensor, round_: int) -> None:
@@ -118,16 +97,170 @@ def channel_record(passes: list[UplinkResult]) -> dict[str, object]:
     return record
 
 
+class Simulation:
+    """One run's state (task, model, server optimizer, compressor, channel, generators) and its
+    round. :meth:`state_dict` holds everything needed to continue bit-identically.
+
+    Example:
+        >>> from federated.config import load_config
+        >>> sim = Simulation(load_config(None, ["data.name=digits", "model.name=linear", "clients.num_clients=4"]))
+        >>> record = sim.round(0)
+        >>> record["round"], record["channel_uses"] > 0
+        (0, True)
+    """
+
+    def __init__(self, config: Config, device: torch.device | None = None) -> None:
+        self.config = config
+        self.device = device if device is not None else resolve_device(config.device)
+        streams = split_seed(config.seed)
+        self.task = build_task(config, self.device, streams.data)
+        self.model = build_model(config.model, self.task.model_inputs, seed=streams.model).to(self.device)
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.params = list(self.model.parameters())
+        # batch-norm statistics: the server keeps client 0's (the paper's), not those of all K passes
+        self.buffers = [b for b in self.model.buffers() if b.is_floating_point()]
+        num_clients = config.clients.num_clients
+        self.compressor = build_compressor(config.compressor, seed=streams.compressor)
+        try:
+            self.compressor.setup([p.detach() for p in self.params], num_clients)
+        except ValueError as error:          # the method does not fit this model (A-DSGD's projection)
+            raise ConfigError("compressor.fraction", config.compressor.fraction,
+                              f"a setting {config.compressor.name} can run with on this model ({error})") from None
+        self.channel = build_channel(config.channel, streams.channel, self.device)
+        self.budget_scale = None
+        if config.power.spread_db > 0:
+            self.budget_scale = client_budget_scales(config.power.spread_db, num_clients, streams.budgets)
+        self.downlink = None
+        if config.downlink.snr_db is not None:
+            self.downlink = NoisyDownlink(config.downlink.snr_db, streams.downlink, self.device)
+        self.optimizer = build_optimizer(config.optimizer, self.model)
+        self.scheduler = build_scheduler(config.optimizer, self.optimizer, config.rounds)
+        self.ema = WeightEMA(self.model, config.ema) if config.ema is not None else None
+        self.dropout_seed = streams.dropout
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The clients' and the evaluation's precision context (bf16 autocast or nothing)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
+    def client_gradient(self, client: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The client's mean loss and its gradient (summed over its micro-batches) at the model it
+        received (the broadcast one, or its own noisy copy over a noisy downlink)."""
+        forward, wrt = self.forward, self.params
+        if self.downlink is not None:
+            received = {n: p.requires_grad_() for n, p in self.downlink.receive(dict(self.model.named_parameters())).items()}
+            forward, wrt = (lambda x: functional_call(self.model, received, (x,))), list(received.values())
+        steps = self.config.clients.accumulation_steps
+        grads, total = None, None
+        for _ in range(steps):
+            x, y = self.task.batch(client)
+            with self.autocast():
+                loss = cross_entropy(forward(x), y)
+            g = torch.autograd.grad(loss, wrt)
+            grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
+            total = loss.detach() if total is None else total + loss.detach()
+        return total / steps, grads
+
+    def round(self, t: int) -> dict[str, object]:
+        """Round ``t``: clients' gradients, uplink, the server's step; returns the round's record."""
+        config = self.config
+        # --- clients: local gradient at the broadcast model, then encode (updates EF memory)
+        client_blocks, losses, kept = [], [], None
+        for k in range(config.clients.num_clients):
+            loss, grads = self.client_gradient(k)
+            if k == 0 and self.buffers:
+                kept = [b.clone() for b in self.buffers]
+            client_blocks.append(self.compressor.encode(k, grads))
+            losses.append(loss)
+        if kept is not None:
+            for b, value in zip(self.buffers, kept):
+                b.copy_(value)
+        train_loss = torch.stack(losses).mean()
+        _check_finite("training loss", train_loss, t)
+
+        # --- uplink (energy split across blocks, over-the-air mean of each block), server decodes
+        g_hat, passes = transmit(self.compressor, self.channel, client_blocks, config, self.budget_scale)
+        # --- server: step on the decoded gradient, broadcast; a float64 sum is finite iff every entry
+        # is (float32 gradients cannot overflow it), and it needs no copy of the model-sized gradient
+        _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
+        lr = self.optimizer.param_groups[0]["lr"]
+        for p, g in zip(self.params, g_hat):
+            p.grad = g.to(p.dtype)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+        record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(passes)}
+        if (t + 1) % config.eval_every == 0 or t + 1 == config.rounds:
+            record.update(self.task.evaluate(self.model, self.autocast))
+            if self.ema is not None:
+                ema = self.task.evaluate(self.ema.model(self.model), self.autocast)
+                record.update({f"ema_{k}": v for k, v in ema.items()})
+        return record
+
+    def state_dict(self) -> dict[str, object]:
+        """Model, optimizer, schedule, EMA, compressor (memories, shared factors, generators),
+        channel, downlink, data order and torch's global generators (dropout)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "compressor": self.compressor.state_dict(),
+            "task": self.task.state_dict(),
+            "channel": self.channel.random_state(),
+            "downlink": None if self.downlink is None else self.downlink.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.compressor.load_state_dict(state["compressor"])
+        self.task.load_state_dict(state["task"])
+        self.channel.set_random_state(state["channel"])
+        if self.downlink is not None:
+            self.downlink.generator.set_state(state["downlink"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+
+
+def _resume(sim: Simulation, out_dir: Path, history: History) -> int:
+    """Load ``out_dir``'s checkpoint into ``sim`` and ``history``; the rounds already done."""
+    path = out_dir / CHECKPOINT
+    if not path.is_file():
+        return 0                       # killed before its first checkpoint: start over, same result
+    state = load_checkpoint(path, sim.device)
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} has format {state.get('format')!r}; this version reads {CHECKPOINT_FORMAT}")
+    if state["config"] != config_to_dict(sim.config):
+        raise CheckpointError(f"{path} was written by another configuration than {out_dir / 'config.yaml'}")
+    sim.load_state_dict(state)
+    history.rounds = list(state["history"])
+    return int(state["round"])
+
+
 def train(
     config: Config,
     out_dir: str | Path | None = None,
     *,
     progress: bool = True,
-    dataset: Dataset | None = None,
+    resume: bool = False,
 ) -> History:
     """Run one federated training job as ``config`` says; return its history.
 
-    With ``out_dir`` the run directory (config, per-round history, summary) is written as it goes.
+    With ``out_dir`` the run directory (config, per-round history, summary and, every
+    ``config.checkpoint_every`` rounds, a checkpoint) is written as it goes. ``resume=True``
+    continues the run in ``out_dir`` from its checkpoint to the result an uninterrupted run gets.
+    Torch's global generator (dropout) is seeded from the run's seed and restored afterwards.
 
     Example:
         >>> from federated.config import load_config
@@ -138,82 +271,49 @@ def train(
         (3, True)
     """
     device = resolve_device(config.device)
-    streams = split_seed(config.seed)
-    data = dataset if dataset is not None else load_dataset(config.data)
-    check_fits(config, data)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        sim = Simulation(config, device)
+        torch.manual_seed(sim.dropout_seed)
+        return _train(sim, Path(out_dir) if out_dir is not None else None, progress, resume)
 
-    model = build_model(config.model.name, data.num_features, data.num_classes, config.model.width,
-                        seed=streams.model).to(device)
-    params = list(model.parameters())
-    num_clients = config.clients.num_clients
-    data_generator = torch.Generator().manual_seed(streams.data)
-    batches = ClientBatches(iid_split(len(y_train), num_clients, data_generator),
-                            config.clients.batch_size, data_generator)
-    compressor = build_compressor(config.compressor, seed=streams.compressor)
-    try:
-        compressor.setup([p.detach() for p in params], num_clients)
-    except ValueError as error:              # the method does not fit this model (A-DSGD's projection)
-        raise ConfigError("compressor.fraction", config.compressor.fraction,
-                          f"a setting {config.compressor.name} can run with on this model ({error})") from None
-    channel = build_channel(config.channel, streams.channel, device)
-    budget_scale = None
-    if config.power.spread_db > 0:
-        budget_scale = client_budget_scales(config.power.spread_db, num_clients, streams.budgets)
-    downlink = None
-    if config.downlink.snr_db is not None:
-        downlink = NoisyDownlink(config.downlink.snr_db, streams.downlink, device)
-    opt = config.optimizer
-    optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
-                                weight_decay=opt.weight_decay, nesterov=opt.nesterov)
 
-    history = History()
-    run = RunDirectory(out_dir, config_to_dict(config)) if out_dir is not None else None
+def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
+    config = sim.config
+    history, start, run = History(), 0, None
+    if out_dir is not None:
+        if resume:
+            start = _resume(sim, out_dir, history)
+            run = RunDirectory.reopen(out_dir, history.rounds)
+        else:
+            run = RunDirectory(out_dir, config_to_dict(config))
     started = time.perf_counter()
-    bar = tqdm(range(config.rounds), desc="rounds", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(range(start, config.rounds), desc="rounds", disable=not progress, dynamic_ncols=True,
+               initial=start, total=config.rounds)
     try:
         for t in bar:
-            # --- clients: local gradient at the broadcast model, then encode (updates EF memory)
-            client_blocks, losses = [], []
-            for k in range(num_clients):
-                idx = batches.next(k).to(device)
-                if downlink is None:
-                    loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
-                    grads = torch.autograd.grad(loss, params)
-                else:                                   # client k trains on its own noisy copy
-                    loss, grads = downlink.client_gradient(model, x_train[idx], y_train[idx])
-                client_blocks.append(compressor.encode(k, grads))
-                losses.append(loss.detach())
-            train_loss = torch.stack(losses).mean()
-            _check_finite("training loss", train_loss, t)
-
-            # --- uplink (energy split across blocks, over-the-air mean of each block), server decodes
-            g_hat, passes = transmit(compressor, channel, client_blocks, config, budget_scale)
-            # --- server: step (momentum and weight decay on the decoded gradient), broadcast; a
-            # float64 sum is finite iff every entry is (float32 gradients cannot overflow it), and
-            # it needs no copy of the model-sized gradient
-            _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
-            for p, g in zip(params, g_hat):
-                p.grad = g.to(p.dtype)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-            record = {"round": t, "train_loss": float(train_loss), **channel_record(passes)}
-            if (t + 1) % config.eval_every == 0 or t + 1 == config.rounds:
-                record["test_loss"], record["test_accuracy"] = evaluate(model, x_test, y_test)
-                bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record['test_accuracy']:.3f}")
+            record = sim.round(t)
             history.rounds.append(record)
+            if sim.task.metric in record:
+                bar.set_postfix(loss=f"{record['train_loss']:.3f}", **{
+                    sim.task.metric.removeprefix("test_")[:4]: f"{record[sim.task.metric]:.3f}"})
             if run is not None:
                 run.append(record)
+                every = config.checkpoint_every
+                if every and ((t + 1) % every == 0 or t + 1 == config.rounds):
+                    save_checkpoint(out_dir / CHECKPOINT, {
+                        "format": CHECKPOINT_FORMAT, "round": t + 1, "config": config_to_dict(config),
+                        "history": history.rounds, **sim.state_dict()})
     except NonFiniteError as error:
-        history.summarize(status="failed", error=str(error), wall_time_s=time.perf_counter() - started)
+        history.summarize(metric=sim.task.metric, status="failed", error=str(error),
+                          wall_time_s=round(time.perf_counter() - started, 3))
         if run is not None:
             run.finish(history.summary)
         raise
     finally:
         bar.close()
-    history.summarize(status="finished", wall_time_s=round(time.perf_counter() - started, 3))
+    history.summarize(metric=sim.task.metric, status="finished", **({"resumed_from_round": start} if resume else {}),
+                      wall_time_s=round(time.perf_counter() - started, 3))
     if run is not None:
         run.finish(history.summary)
     return history

@@ -75,6 +75,9 @@ def uplink(
         ([[1.0, 1.0, 1.0], [0.0]], 4)
     """
     num_blocks = len(client_blocks[0])
+    if num_blocks == 0:            # nothing to send this pass (PowerSGD's second pass when no tensor is compressed)
+        nobody = torch.zeros(len(client_blocks), dtype=torch.float64)
+        return UplinkResult([], nobody, 0, torch.zeros(0, dtype=torch.float64), nobody.bool())
     stacked = [torch.stack([blocks[b] for blocks in client_blocks]) for b in range(num_blocks)]  # B x [K, d_b]
     dims = torch.tensor([s.shape[1] for s in stacked])
     channel_uses = int(dims.sum())

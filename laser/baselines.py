@@ -89,7 +89,7 @@ class _SharedRandomness(Compressor):
         return {"generator": self.generator.get_state(), "memory": [list(m) for m in self.memory]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
         self.memory = [list(m) for m in state["memory"]]
         self._round = None
 

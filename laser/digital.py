@@ -136,7 +136,7 @@ class _MessageCompressor(DigitalCompressor):
             self.memory = [[None if m is None else m.clone() for m in row] for row in state["memory"]]
         if "generator" in state:
             self.generator = torch.Generator()
-            self.generator.set_state(state["generator"])
+            self.generator.set_state(state["generator"].cpu())
 
 
 class TopKCompressor(_MessageCompressor):

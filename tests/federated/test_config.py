@@ -8,7 +8,7 @@ import pytest
 from federated.components import CHANNELS, COMPRESSORS
 from federated.config import (ChannelConfig, CompressorConfig, ConfigError, DataConfig, ModelConfig,
                               load_config)
-from federated.data import DATASETS
+from federated.tasks import TASKS
 from federated.models import MODELS
 
 
@@ -67,5 +67,5 @@ def test_names_in_the_schema_match_the_constructor_dictionaries():
 
     assert names(CompressorConfig) == set(COMPRESSORS)
     assert names(ChannelConfig) == set(CHANNELS)
-    assert names(DataConfig) == set(DATASETS)
+    assert names(DataConfig) == set(TASKS)
     assert names(ModelConfig) == set(MODELS)

@@ -84,3 +84,10 @@ def test_grouped_blocks_get_the_grouped_allocation(generator):
     # per-entry noise variance c_b^2 / (K^2 E_b), c_b the largest client norm of block b
     c = norms.max(0).values
     assert_close(out.noise_var, c ** 2 / (9 * expected[0]))
+
+
+def test_a_pass_with_nothing_to_send_costs_nothing():
+    """PowerSGD's second pass when no tensor is compressed: no channel use, no energy, nobody heard."""
+    out = uplink(AWGNChannel(noise_var=1.0), [[], [], []], energy=10.0)
+    assert out.estimates == [] and out.channel_uses == 0 and out.noise_energy == 0.0
+    assert out.energy_used.tolist() == [0.0, 0.0, 0.0] and not out.active.any()
