@@ -124,7 +124,7 @@ def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndar
 def _instructions(root: Path, layout: _Layout) -> str:
     archive = layout.url.rsplit("/", 1)[-1]
     return (f"Expected {', '.join(layout.train_files + layout.test_files)} in {root / layout.folder}. "
-            f"Pass download=True to fetch {layout.url}, or on a machine with internet run "
+            f"Set data.download=true (download=True in Python) to fetch {layout.url}, or on a machine with internet run "
             f"`curl -LO {layout.url}` (MD5 {layout.md5}), copy {archive} here and run "
             f"`tar -xzf {archive} -C {root}`.")
 

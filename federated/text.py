@@ -164,8 +164,8 @@ def _read_cache(path: Path, dtype: type[np.unsignedinteger]) -> np.ndarray:
 
 def _wikitext_instructions(root: Path) -> str:
     archive = WIKITEXT103_URL.rsplit("/", 1)[-1]
-    return (f"Expected wiki.train.raw and wiki.valid.raw in {root / WIKITEXT_FOLDER}. Pass "
-            f"download=True to fetch {WIKITEXT103_URL}, or on a machine with internet run "
+    return (f"Expected wiki.train.raw and wiki.valid.raw in {root / WIKITEXT_FOLDER}. Set "
+            f"data.download=true (download=True in Python) to fetch {WIKITEXT103_URL}, or on a machine with internet run "
             f"`curl -LO {WIKITEXT103_URL}`, copy {archive} here and run `unzip {archive} -d {root}`.")
 
 

@@ -86,3 +86,12 @@ def test_overrides_may_follow_the_options(tmp_path):
 def test_an_unknown_option_is_a_usage_error(tmp_path):
     result = laser("run", "--bogus", cwd=tmp_path)
     assert result.returncode == 2 and "unrecognized arguments: --bogus" in result.stderr
+
+
+@pytest.mark.parametrize("data", [["data.name=cifar10", "model.name=resnet18"],
+                                  ["data.name=wikitext103", "model.name=gpt", "model.heads=4"]])
+def test_missing_data_without_download_is_a_clear_error(tmp_path, data):
+    result = laser("run", *data, "data.download=false", f"data.root={tmp_path}/nothing", "--quiet",
+                   "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(tmp_path / "nothing") in result.stderr
