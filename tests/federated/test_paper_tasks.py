@@ -157,3 +157,13 @@ def test_weight_ema_is_the_bias_corrected_average_including_buffers():
     torch.testing.assert_close(averaged.weight.detach(), torch.full((2,), expected))
     torch.testing.assert_close(averaged.running_mean, torch.full((2,), -expected))
     assert int(averaged.num_batches_tracked) == 4          # integer buffers are copied, not averaged
+
+
+def test_bf16_autocast_trains_with_float32_weights_and_gradients(tmp_path):
+    sim = Simulation(_gpt(tmp_path, "data.name=pydoc", "precision=bf16"))
+    loss, grads = sim.client_gradient(0)
+    assert torch.isfinite(loss) and all(g.dtype == torch.float32 for g in grads)
+    with sim.autocast():
+        assert sim.model(sim.task.batch(0)[0]).dtype == torch.bfloat16      # the forward did run in bf16
+    record = sim.round(3)
+    assert math.isfinite(record["test_perplexity"]) and all(p.dtype == torch.float32 for p in sim.params)
