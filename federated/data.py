@@ -133,4 +133,5 @@ class ClientBatches:
         return {"order": list(self.order), "position": list(self.position)}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.order, self.position = list(state["order"]), list(state["position"])
+        """Restore :meth:`state_dict`'s output (index tensors from any device come back to the CPU)."""
+        self.order, self.position = [o.cpu() for o in state["order"]], list(state["position"])

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -35,25 +36,38 @@ def cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean") -> T
     return F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), reduction=reduction)
 
 
-class Task:
+class Task(ABC):
     """The interface the round loop uses; see :class:`ClassificationTask` and :class:`LanguageTask`."""
 
     metric: str                     # the summary's headline metric: test_accuracy or test_perplexity
     model_inputs: dict[str, int]    # what the model builder needs (num_features / num_classes / vocab_size)
 
+    @abstractmethod
     def batch(self, client: int) -> tuple[Tensor, Tensor]:
         """The client's next minibatch ``(inputs, targets)`` on the task's device."""
-        raise NotImplementedError
 
+    @torch.no_grad()
     def evaluate(self, model: nn.Module, autocast: Callable) -> dict[str, float]:
-        """``test_loss`` and the task's metric for ``model`` on the held-out split."""
-        raise NotImplementedError
+        """``test_loss`` and the task's metric for ``model`` on the held-out split (in eval mode,
+        under the ``autocast`` context; the model's mode is restored afterwards)."""
+        was_training = model.training
+        model.eval()
+        try:
+            return self._evaluate(model, autocast)
+        finally:
+            model.train(was_training)
 
+    @abstractmethod
+    def _evaluate(self, model: nn.Module, autocast: Callable) -> dict[str, float]:
+        """:meth:`evaluate` without the mode and gradient bookkeeping."""
+
+    @abstractmethod
     def state_dict(self) -> dict[str, object]:
-        raise NotImplementedError
+        """The data order and generator state (for checkpoints)."""
 
+    @abstractmethod
     def load_state_dict(self, state: dict[str, object]) -> None:
-        raise NotImplementedError
+        """Restore what :meth:`state_dict` returned (tensors may come on any device)."""
 
 
 class ClassificationTask(Task):
@@ -82,10 +96,7 @@ class ClassificationTask(Task):
             x = self.train_transform(x, self.generator)
         return x, self.y_train[idx]
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, autocast: Callable) -> dict[str, float]:
-        was_training = model.training
-        model.eval()
+    def _evaluate(self, model: nn.Module, autocast: Callable) -> dict[str, float]:
         loss, correct = 0.0, 0
         for start in range(0, len(self.y_test), self.eval_batch_size):
             x = self.x_test[start:start + self.eval_batch_size]
@@ -94,7 +105,6 @@ class ClassificationTask(Task):
                 logits = model(x if self.test_transform is None else self.test_transform(x))
             loss += float(cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(-1) == y).sum())
-        model.train(was_training)
         return {"test_loss": loss / len(self.y_test), "test_accuracy": correct / len(self.y_test)}
 
     def state_dict(self) -> dict[str, object]:
@@ -102,9 +112,7 @@ class ClassificationTask(Task):
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.generator.set_state(state["generator"].cpu())
-        batches = state["batches"]
-        self.batches.load_state_dict({"order": [o.cpu() for o in batches["order"]],
-                                      "position": batches["position"]})
+        self.batches.load_state_dict(state["batches"])
 
 
 class LanguageTask(Task):
@@ -131,10 +139,7 @@ class LanguageTask(Task):
         windows = self.train[starts.to(self.device)[:, None] + self.offsets].long()
         return windows[:, :-1], windows[:, 1:]
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, autocast: Callable) -> dict[str, float]:
-        was_training = model.training
-        model.eval()
+    def _evaluate(self, model: nn.Module, autocast: Callable) -> dict[str, float]:
         count = (len(self.valid) - 1) // self.context          # whole windows; the tail is dropped
         tokens = self.valid[:count * self.context + 1].long()
         x, y = tokens[:-1].view(count, self.context), tokens[1:].view(count, self.context)
@@ -143,7 +148,6 @@ class LanguageTask(Task):
             with autocast():
                 logits = model(x[start:start + self.eval_batch_size])
             total += float(cross_entropy(logits, y[start:start + self.eval_batch_size], reduction="sum"))
-        model.train(was_training)
         loss = total / (count * self.context)
         return {"test_loss": loss, "test_perplexity": math.exp(min(loss, 700.0))}
 
