@@ -2,6 +2,8 @@
 
     laser run [CONFIG] [key.sub=value ...] [--out DIR]
     laser run --resume DIR
+    laser sweep CONFIG [CONFIG ...] [key.sub=value ...] --grid key=v1,v2,... [--jobs N] [--out DIR]
+    laser plot SWEEP_DIR [--metric NAME] [--x KEY] [--out DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +36,40 @@ def _parser() -> argparse.ArgumentParser:
                      help="continue the run in DIR from its last checkpoint, with its stored configuration "
                           "(to the result an uninterrupted run gets)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+
+    sweep = commands.add_parser(
+        "sweep", help="run the cartesian product of configuration values, resumably",
+        description="Run every config file times the product of the --grid values, one run directory per point "
+                    "under --out, --jobs at a time. Re-running the same command skips finished points and "
+                    "resumes unfinished ones; a failed point is recorded and the others go on. Ends with the "
+                    "summary table (also DIR/summary.csv). Exit status: 0 when every point finished or diverged, "
+                    "1 when a point failed, 2 when a point's configuration was refused.",
+        epilog="examples:\n"
+               "  laser sweep configs/mnist1d_laser.yaml configs/mnist1d_zsgd.yaml \\\n"
+               "      --grid power.energy=logspace:10:1e4:4 --grid seed=0,1,2 --jobs 2 --out runs/energy\n"
+               "  laser sweep configs/mnist1d_noiseless.yaml --grid seed=range:3 --out runs/energy\n"
+               "  laser sweep configs/mnist1d_laser.yaml --grid optimizer.lr=0.01,0.05,0.1 --grid seed=0,1",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML files (key=value items: fixed overrides)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="key=VALUES",
+                       help="a key and its values: v1,v2,... or logspace:START:STOP:NUM, linspace:START:STOP:NUM, "
+                            "range:[START:]STOP (repeatable; the product is swept)")
+    sweep.add_argument("--jobs", type=int, default=1, help="runs at a time, each a process (default 1)")
+    sweep.add_argument("--out", help="sweep directory (default: runs/sweep-<first config name>)")
+    sweep.add_argument("--metric", help="summary metric (default: test_accuracy, or test_perplexity for text)")
+    sweep.add_argument("--target", type=float,
+                       help="metric to reach for the energy-to-target table (default: 90%% of the noiseless "
+                            "reference's, or of the best mean; perplexity: 110%%)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    plot = commands.add_parser(
+        "plot", help="figures of a sweep directory",
+        description="Draw the metric against energy (or SNR) with one line per method, 95%% confidence bands "
+                    "over seeds and the noiseless reference, and the metric against rounds; PNG and PDF.")
+    plot.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory of run directories (laser sweep --out)")
+    plot.add_argument("--metric", help="default: test_accuracy, or test_perplexity for text tasks")
+    plot.add_argument("--x", help="the x axis key (default: power.energy if it varies, else power.snr_db)")
+    plot.add_argument("--out", help="where the figures go (default: SWEEP_DIR/figures)")
     return parser
 
 
@@ -90,6 +126,98 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(root: Path, metric: str | None, target: float | None, x: str | None = None):
+    """The sweep table of ``root`` (raises ConfigError when it holds no finished run)."""
+    from federated.results import load_runs, summarize
+
+    runs = load_runs(root)
+    if not any(r.status in ("finished", "diverged") for r in runs):
+        raise ConfigError("SWEEP_DIR", str(root), "a directory holding finished runs (laser sweep --out DIR)")
+    table = summarize(runs, metric=metric, x=x)
+    if not any(r["n"] for r in table.rows):
+        raise ConfigError("--metric", table.metric, "a metric the runs' summary.json files hold, e.g. test_accuracy, "
+                                                     "best_test_accuracy, ema_test_accuracy, test_perplexity")
+    return table
+
+
+def _report(root: Path, metric: str | None, target: float | None) -> None:
+    """Print the sweep's table and write summary.csv and energy_to_target.csv."""
+    from federated.results import format_table, target_table, write_csv
+
+    table = _summary(root, metric, target)
+    write_csv(table.rows, root / "summary.csv")
+    print(format_table(table))
+    if table.x == "power.energy" and table.methods:
+        goal, rows = target_table(table, target)
+        write_csv(rows, root / "energy_to_target.csv")
+        shown = f"{goal * 100:.1f}%" if "accuracy" in table.metric else f"{goal:.4g}"
+        print(f"\nenergy to reach {table.metric} = {shown} (interpolated on a log axis; x LASER's):")
+        for row in rows:
+            energy = "not reached" if row["energy"] is None else (
+                f"{'<= ' if row['reached_at_first_point'] else ''}{row['energy']:.4g}")
+            ratio = row.get("ratio_to_laser")
+            print(f"  {row['method']:<28} {energy:>14}" + (f"  ({ratio:.3g}x)" if ratio is not None else ""))
+    print(f"\ntables: {root / 'summary.csv'}" + (f", {root / 'energy_to_target.csv'}"
+                                                   if (root / "energy_to_target.csv").is_file() else ""))
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from federated.sweep import plan_sweep, run_sweep
+
+    configs = [c for c in args.configs if "=" not in c or Path(c).exists()]
+    overrides = [c for c in args.configs if c not in configs]
+    if not configs:
+        raise ConfigError("CONFIG", " ".join(args.configs), "at least one YAML file")
+    if args.jobs < 1:
+        raise ConfigError("--jobs", args.jobs, "an integer >= 1")
+    if not args.grid:
+        raise ConfigError("--grid", None, "at least one --grid key=v1,v2,...")
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(configs[0]).stem}"
+    points = plan_sweep(configs, args.grid, out, overrides)
+    result = run_sweep(points, out, jobs=args.jobs, progress=not args.quiet)
+    skipped = sum(r.skipped for r in result.results)
+    diverged = sum(r.status == "diverged" for r in result.results)
+    failures = result.failures
+    if any(r.status in ("finished", "diverged") for r in result.results):
+        print()
+        _report(out, args.metric, args.target)
+    print(f"\nlaser sweep: {len(points)} points: {len(points) - len(failures)} done ({skipped} before this run, "
+          f"{diverged} diverged), {len(failures)} failed; sweep directory {out}")
+    if failures:
+        print(f"laser sweep: {len(failures)} point(s) failed (details in {out / 'sweep.json'}):", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure.point.name}: {failure.error} (log: {failure.point.path / 'run.log'})", file=sys.stderr)
+    return result.exit_status
+
+
+def _caption(table) -> str:
+    seeds = sorted({r["n"] + r["n_diverged"] for r in table.rows if r["selection"] != "plain"})
+    runs = "/".join(map(str, seeds))
+    return f"mean and 95% confidence interval over {runs} seed{'s' if seeds != [1] else ''}"
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from federated.plots import plot_metric_vs_round, plot_metric_vs_x
+    from federated.results import round_curves
+
+    root = Path(args.sweep_dir)
+    if not root.is_dir():
+        raise ConfigError("SWEEP_DIR", args.sweep_dir, "an existing directory")
+    table = _summary(root, args.metric, None, args.x)
+    out = Path(args.out) if args.out else root / "figures"
+    written = []
+    if table.x is not None:
+        rows = [r for r in table.rows if r["selection"] == "best_lr"]
+        written += plot_metric_vs_x(rows, out / f"{table.metric}_vs_{table.x.split('.')[-1]}", metric=table.metric,
+                                    x=table.x, references=[{**r, "label": r["method"]} for r in table.references],
+                                    title=_caption(table))
+    written += plot_metric_vs_round(round_curves(table), out / f"{table.metric}_vs_round", metric=table.metric,
+                                    title=_caption(table))
+    for path in written:
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -99,9 +227,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "run":
         args.overrides.extend(extra)
+    elif args.command == "sweep":
+        args.configs.extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "plot":
+            return _plot(args)
     except ConfigError as error:
         print(f"laser {args.command}: config error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,0 +1,323 @@
+"""Figures of ``laser plot``: a metric against a swept key, and a metric against the round.
+
+Both functions draw from plain data (lists of dicts; the statistics are computed elsewhere), give each
+method the same colour and marker in every figure (:func:`method_style`) and write ``STEM.png``
+(200 dpi) and ``STEM.pdf`` (fonts embedded as TrueType, as journals ask). matplotlib is imported on
+first use and only through its object-oriented API: figures are plain ``Figure`` objects drawn by the
+Agg canvas, never registered with pyplot, and rcParams change only inside ``rc_context``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["METHOD_STYLE", "MethodStyle", "method_style", "plot_metric_vs_round", "plot_metric_vs_x"]
+
+
+class MethodStyle(NamedTuple):
+    """How a method appears in every figure: legend name, line colour, marker."""
+
+    display: str
+    colour: str
+    marker: str
+
+
+# compressor name (federated.components.COMPRESSORS) -> its style; "x" is kept for diverged points
+METHOD_STYLE: dict[str, MethodStyle] = {
+    "laser": MethodStyle("LASER", "tab:red", "o"),
+    "zsgd": MethodStyle("Z-SGD", "tab:blue", "s"),
+    "powersgd": MethodStyle("PowerSGD", "tab:orange", "^"),
+    "randomk": MethodStyle("Random-K", "tab:green", "v"),
+    "sketch": MethodStyle("count sketch", "tab:purple", "D"),
+    "signum": MethodStyle("Signum", "tab:brown", "P"),
+    "adsgd": MethodStyle("A-DSGD", "tab:pink", "d"),
+    "topk": MethodStyle("top-k", "tab:olive", "<"),
+    "qsgd": MethodStyle("QSGD", "tab:cyan", ">"),
+    "natural": MethodStyle("natural compression", "navy", "p"),
+    "natural_dithering": MethodStyle("natural dithering", "darkgoldenrod", "h"),
+    "topk_dithering": MethodStyle("top-k + dithering", "teal", "*"),
+    "signsgd": MethodStyle("signSGD", "darkmagenta", "H"),
+}
+# for names not in METHOD_STYLE, numbered in sorted order (greys are kept for reference lines)
+_OTHER_COLOURS = ("#6a3d9a", "#b15928", "#33a02c", "#1f78b4", "#e31a1c", "#ff7f00", "#a6cee3", "#fb9a99")
+_OTHER_MARKERS = ("o", "s", "^", "v", "D", "P", "d", "<", ">", "p", "h", "*")
+_VARIANT_LINESTYLES = ("-", "--", ":", "-.")      # variants of one method ("laser (lr=0.1)", ...)
+_REFERENCE_STYLES = (("black", "--"), ("0.45", "-."), ("0.25", ":"))
+_DIVERGED_LABEL = "all runs diverged"
+_LEADING_IDENTIFIER = re.compile(r"\s*([A-Za-z0-9_]+)")
+
+_RC = {
+    "font.size": 10, "axes.labelsize": 10, "axes.titlesize": 10, "xtick.labelsize": 9,
+    "ytick.labelsize": 9, "legend.fontsize": 8.5, "legend.framealpha": 0.9, "lines.linewidth": 1.6,
+    "lines.markersize": 5, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
+    "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.bbox": "tight", "savefig.pad_inches": 0.03,
+}
+
+
+def _split(name: str) -> tuple[str, str]:
+    """(lower-cased leading identifier, the rest): "laser (lr=0.01)" -> ("laser", " (lr=0.01)")."""
+    match = _LEADING_IDENTIFIER.match(name)
+    if match is None:
+        return name.strip().lower(), ""
+    return match.group(1).lower(), name[match.end():].rstrip()
+
+
+def method_style(name: str, *, among: Iterable[str] = ()) -> MethodStyle:
+    """The legend name, colour and marker of method ``name``, matched on its leading identifier.
+
+    A suffix is kept in the legend name. A name not in :data:`METHOD_STYLE` takes the next free
+    colour and marker by its rank, in sorted order, among the unknown names of ``among`` (the other
+    methods of the figure), so two unknown methods of one figure never share a colour.
+
+    >>> method_style("laser (lr=0.01)")
+    MethodStyle(display='LASER (lr=0.01)', colour='tab:red', marker='o')
+    >>> method_style("natural_dithering, rayleigh").display
+    'natural dithering, rayleigh'
+    >>> method_style("foo", among=["bar", "foo"]) != method_style("bar", among=["foo", "bar"])
+    True
+    """
+    key, suffix = _split(name)
+    if key in METHOD_STYLE:
+        known = METHOD_STYLE[key]
+        return known._replace(display=known.display + suffix)
+    unknown = sorted(({_split(other)[0] for other in among} - METHOD_STYLE.keys()) | {key})
+    rank = unknown.index(key)
+    return MethodStyle(name.strip(), _OTHER_COLOURS[rank % len(_OTHER_COLOURS)],
+                       _OTHER_MARKERS[rank % len(_OTHER_MARKERS)])
+
+
+def _styles(methods: Sequence[str]) -> dict[str, tuple[MethodStyle, str]]:
+    """Each method's style and line style: variants of one method differ by line style (sorted)."""
+    variants: dict[str, list[str]] = {}
+    for name in sorted(set(methods)):
+        variants.setdefault(_split(name)[0], []).append(name)
+    return {name: (method_style(name, among=methods), _VARIANT_LINESTYLES[k % len(_VARIANT_LINESTYLES)])
+            for group in variants.values() for k, name in enumerate(group)}
+
+
+def _metric_axis(metric: str) -> tuple[str, float, str]:
+    """(y label, factor applied to the values, y scale) of a metric."""
+    if metric == "test_perplexity":
+        return "validation perplexity", 1.0, "log"
+    if "accuracy" in metric:
+        return f"{metric.replace('_', ' ')} (%)", 100.0, "linear"
+    return metric.replace("_", " "), 1.0, "linear"
+
+
+def _x_axis(key: str, values: Sequence[float]) -> tuple[str, str]:
+    """(x label, x scale) of a swept configuration key."""
+    if key == "power.energy":
+        return "transmit energy per client per round, E (noise variance 1)", "log"
+    if key == "power.snr_db":
+        return "SNR per channel use (dB)", "linear"
+    finite = [v for v in values if math.isfinite(v)]
+    spread = bool(finite) and min(finite) > 0 and max(finite) > 20 * min(finite)
+    return key, "log" if spread else "linear"
+
+
+def _number(value: float | None) -> float:
+    """A float, NaN for None."""
+    return math.nan if value is None else float(value)
+
+
+def _band(mean: float, low: float | None, high: float | None) -> tuple[float, float]:
+    """A confidence interval, collapsed onto the mean where it is missing (a single run)."""
+    low, high = _number(low), _number(high)
+    return (low if math.isfinite(low) else mean), (high if math.isfinite(high) else mean)
+
+
+def _plain_log_ticks(ax: Axes) -> None:
+    """On a log y axis, label ticks 40, 60, 100, 200 rather than 4x10^1 (a perplexity range)."""
+    from matplotlib.ticker import LogFormatter
+
+    if ax.get_yscale() == "log":
+        ax.yaxis.set_major_formatter(LogFormatter())
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+
+
+def _draw_references(ax: Axes, references: Sequence[dict], factor: float) -> None:
+    """Horizontal lines (with light bands) for runs that do not depend on the swept key."""
+    for k, reference in enumerate(references):
+        mean = _number(reference["mean"])
+        if not math.isfinite(mean):
+            continue
+        low, high = _band(mean, reference.get("ci_low"), reference.get("ci_high"))
+        colour, linestyle = _REFERENCE_STYLES[k % len(_REFERENCE_STYLES)]
+        ax.axhline(factor * mean, color=colour, linestyle=linestyle, linewidth=1.3, label=reference["label"])
+        if low != high:
+            ax.axhspan(factor * low, factor * high, color=colour, alpha=0.12, linewidth=0)
+
+
+def _draw_metric_vs_x(rows: list[dict], *, metric: str, x: str, references: Sequence[dict] = (),
+                      title: str | None = None) -> Figure:
+    """The figure of :func:`plot_metric_vs_x`, not saved."""
+    if not rows:
+        raise ValueError("plot_metric_vs_x: no rows to plot")
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    ylabel, factor, yscale = _metric_axis(metric)
+    xlabel, xscale = _x_axis(x, [float(row["x"]) for row in rows])
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    styles = _styles(methods)
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(5.0, 3.6), layout="constrained")
+        ax = fig.add_subplot()
+        ax.set(xscale=xscale, yscale=yscale, xlabel=xlabel, ylabel=ylabel)
+        _plain_log_ticks(ax)
+        n_diverging = 0
+        for method in methods:
+            style, linestyle = styles[method]
+            points = sorted(((float(r["x"]), _number(r["mean"]), r.get("ci_low"), r.get("ci_high"))
+                             for r in rows if r["method"] == method), key=lambda p: p[0])
+            finished = [p for p in points if math.isfinite(p[1])]
+            xs = [p[0] for p in finished]
+            ys = [factor * p[1] for p in finished]
+            bands = [_band(p[1], p[2], p[3]) for p in finished]
+            lows, highs = [factor * b[0] for b in bands], [factor * b[1] for b in bands]
+            ax.plot(xs, ys, color=style.colour, marker=style.marker, linestyle=linestyle, label=style.display)
+            if len(xs) > 1 and lows != highs:
+                ax.fill_between(xs, lows, highs, color=style.colour, alpha=0.2, linewidth=0)
+            elif len(xs) == 1 and lows != highs:           # a band needs two points: an error bar
+                ax.errorbar(xs, ys, yerr=[[ys[0] - lows[0]], [highs[0] - ys[0]]], color=style.colour,
+                            linestyle="none", capsize=3, label="_nolegend_")
+            diverged = [p[0] for p in points if not math.isfinite(p[1])]
+            if diverged:                                   # at the bottom of the axis, one row per method
+                ax.plot(diverged, [0.04 + 0.05 * n_diverging] * len(diverged), transform=ax.get_xaxis_transform(),
+                        color=style.colour, marker="x", markersize=7, markeredgewidth=1.8, linestyle="none",
+                        clip_on=False, label="_nolegend_")
+                n_diverging += 1
+        _draw_references(ax, references, factor)
+        handles, labels = ax.get_legend_handles_labels()
+        if n_diverging:
+            handles.append(Line2D([], [], color="0.3", marker="x", markersize=7, markeredgewidth=1.8,
+                                  linestyle="none"))
+            labels.append(_DIVERGED_LABEL)
+        if len(handles) <= 6:
+            ax.legend(handles, labels, loc="best")
+        else:
+            fig.legend(handles, labels, loc="outside right upper")
+        if title:
+            ax.set_title(title)
+    return fig
+
+
+def _draw_metric_vs_round(curves: list[dict], *, metric: str, title: str | None = None) -> Figure:
+    """The figure of :func:`plot_metric_vs_round`, not saved."""
+    if not curves:
+        raise ValueError("plot_metric_vs_round: no curves to plot")
+    import matplotlib
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    def values(sequence: Sequence[float | None]) -> np.ma.MaskedArray:
+        return np.ma.masked_invalid([factor * _number(v) for v in sequence])
+
+    ylabel, factor, yscale = _metric_axis(metric)
+    panels = list(dict.fromkeys(curve["panel"] for curve in curves))
+    methods = list(dict.fromkeys(curve["method"] for curve in curves))
+    styles = _styles(methods)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(0.6 + 3.2 * ncols, 1.0 + 2.7 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+        for ax in axes[len(panels):]:
+            ax.remove()
+        for k, (ax, panel) in enumerate(zip(axes, panels)):
+            ax.set(title=panel, yscale=yscale)
+            _plain_log_ticks(ax)
+            if k % ncols == 0:
+                ax.set_ylabel(ylabel)
+            if k + ncols >= len(panels):                # nothing below it
+                ax.set_xlabel("round")
+            for curve in curves:
+                if curve["panel"] != panel:
+                    continue
+                style, linestyle = styles[curve["method"]]
+                rounds = np.asarray(curve["round"], dtype=float)
+                every = max(1, len(rounds) // 8)              # ~8 markers, staggered between methods
+                offset = methods.index(curve["method"]) * every // len(methods)
+                ax.plot(rounds, values(curve["mean"]), color=style.colour, marker=style.marker,
+                        markevery=(offset, every), linestyle=linestyle, label=style.display)
+                ax.fill_between(rounds, values(curve["low"]), values(curve["high"]), color=style.colour,
+                                alpha=0.2, linewidth=0)
+        handles = [Line2D([], [], color=styles[m][0].colour, marker=styles[m][0].marker, linestyle=styles[m][1],
+                          label=styles[m][0].display) for m in methods]
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4))
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def _save(fig: Figure, path_stem: str | Path) -> list[Path]:
+    """Write ``STEM.png`` (200 dpi) and ``STEM.pdf``; return their paths."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
+    with matplotlib.rc_context(_RC):
+        fig.savefig(png, dpi=200)
+        fig.savefig(pdf, metadata={"CreationDate": None})      # the same bytes for the same figure
+    return [png, pdf]
+
+
+def plot_metric_vs_x(rows: list[dict], path_stem: str | Path, *, metric: str, x: str,
+                     references: Sequence[dict] = (), title: str | None = None) -> list[Path]:
+    """A final metric against a swept key: one line with a confidence band per method.
+
+    ``rows`` has one dict per (method, x value) with keys method, x, mean, ci_low, ci_high, n and
+    n_diverged. A point whose mean is None or NaN (every run diverged) is left out of its line and
+    marked with an "x" at the bottom of the axis. ``references`` are horizontal lines (label, mean,
+    ci_low, ci_high) for runs that do not depend on ``x``, such as noiseless SGD. Accuracies are
+    plotted in percent; perplexity on a log axis; ``power.energy`` on a log axis. Writes
+    ``{path_stem}.png`` and ``{path_stem}.pdf`` and returns their paths.
+
+    >>> import pathlib, shutil, tempfile
+    >>> rows = [{"method": "laser", "x": e, "mean": a, "ci_low": a - 0.01, "ci_high": a + 0.01,
+    ...          "n": 3, "n_diverged": 0} for e, a in [(10, 0.62), (100, 0.81), (1000, 0.88)]]
+    >>> rows.append({"method": "zsgd", "x": 10, "mean": None, "ci_low": None, "ci_high": None,
+    ...              "n": 3, "n_diverged": 3})
+    >>> stem = pathlib.Path(tempfile.mkdtemp()) / "accuracy_vs_energy"
+    >>> paths = plot_metric_vs_x(rows, stem, metric="test_accuracy", x="power.energy",
+    ...                          references=[{"label": "noiseless SGD", "mean": 0.9,
+    ...                                       "ci_low": 0.89, "ci_high": 0.91}])
+    >>> [p.name for p in paths]
+    ['accuracy_vs_energy.png', 'accuracy_vs_energy.pdf']
+    >>> shutil.rmtree(stem.parent)
+    """
+    return _save(_draw_metric_vs_x(rows, metric=metric, x=x, references=references, title=title), path_stem)
+
+
+def plot_metric_vs_round(curves: list[dict], path_stem: str | Path, *, metric: str,
+                         title: str | None = None) -> list[Path]:
+    """A metric against the round: one panel per ``panel`` value, one line with its band per method.
+
+    ``curves`` are dicts with keys method, panel, round, mean, low and high (lists of one length;
+    None or NaN leaves a gap). Panels come in order of first appearance, at most 3 per row, and share
+    the y axis; the figure has one legend. Writes ``{path_stem}.png`` and ``{path_stem}.pdf`` and
+    returns their paths.
+
+    >>> import pathlib, shutil, tempfile
+    >>> curves = [{"method": m, "panel": f"E = {e}", "round": [0, 10, 20], "mean": [0.1, 0.5, 0.7],
+    ...            "low": [0.1, 0.45, 0.65], "high": [0.1, 0.55, 0.75]}
+    ...           for e in (10, 100) for m in ("laser", "zsgd")]
+    >>> stem = pathlib.Path(tempfile.mkdtemp()) / "accuracy_vs_round"
+    >>> [p.suffix for p in plot_metric_vs_round(curves, stem, metric="test_accuracy")]
+    ['.png', '.pdf']
+    >>> shutil.rmtree(stem.parent)
+    """
+    return _save(_draw_metric_vs_round(curves, metric=metric, title=title), path_stem)

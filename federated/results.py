@@ -1,0 +1,344 @@
+"""A sweep's results: every run directory under a folder, grouped into curves with confidence
+intervals over seeds, the paper's best-over-learning-rate selection, and the energy each method
+needs to reach a target.
+
+Grouping. A run's *method* is its ``compressor.name``, followed by the keys that vary among that
+method's runs other than the x axis, the seed and the learning rate (``laser, compressor.rank=8``).
+Runs over a noiseless channel (``channel.name: noiseless`` or infinite energy) do not depend on the
+energy: they are *references* (``noiseless SGD`` for Z-SGD), a horizontal line in the figures. The x
+axis is ``power.energy`` when it varies, else ``power.snr_db``, else any key given.
+
+Statistics. Over the seeds of a (method, learning rate, x) cell: the mean, the sample standard
+deviation and the two-sided 95% Student-t confidence interval of the mean. A run that diverged (a
+non-finite loss) has no metric: it is counted in ``n_diverged``, not in the mean. *Best over the
+learning rate* (the paper's protocol) keeps, per (method, x), the learning rate with the fewest
+divergences and then the best mean; *plain* keeps every learning rate.
+
+Energy to a target. Along a method's best-over-learning-rate curve, the smallest energy at which the
+mean reaches the target, interpolated linearly in log10(energy) between the two energies that
+bracket the first crossing; reported with its ratio to LASER's.
+
+Example:
+    >>> runs = [Run(Path(f"r{s}{e}"), {"compressor.name": "laser", "power.energy": e, "seed": s,
+    ...         "optimizer.lr": 0.05, "channel.name": "awgn"}, {"test_accuracy": a}, "finished")
+    ...         for s, e, a in [(0, 10, 0.5), (1, 10, 0.7), (0, 100, 0.8), (1, 100, 0.9)]]
+    >>> table = summarize(runs)
+    >>> [(r["x"], round(r["mean"], 3), r["n"]) for r in table.rows if r["selection"] == "best_lr"]
+    [(10, 0.6, 2), (100, 0.85, 2)]
+    >>> round(energy_to_target(table.best("laser"), 0.7, higher_is_better=True), 3)
+    25.119
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+__all__ = ["Run", "SweepTable", "load_runs", "summarize", "energy_to_target", "mean_ci", "write_csv",
+           "format_table", "round_curves", "target_table", "default_metric", "METHOD_KEY", "SEED_KEY", "LR_KEY"]
+
+METHOD_KEY, SEED_KEY, LR_KEY = "compressor.name", "seed", "optimizer.lr"
+X_KEYS = ("power.energy", "power.snr_db")
+_IGNORED = {"data.root", "device", "checkpoint_every", "compile"}    # where/how a run ran, not what it is
+
+
+@dataclass
+class Run:
+    """One run directory: its flattened config (``power.energy``: value), summary and status
+    (``finished``, ``diverged``, ``unfinished``)."""
+
+    path: Path
+    config: dict
+    summary: dict
+    status: str
+
+    def value(self, metric: str) -> float | None:
+        value = self.summary.get(metric) if self.status == "finished" else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = tuple(value) if isinstance(value, list) else value
+    return flat
+
+
+def load_runs(root: str | Path) -> list[Run]:
+    """Every run directory (a ``config.yaml`` beside a ``history.jsonl``) under ``root``, sorted by path."""
+    runs = []
+    for config_path in sorted(Path(root).rglob("config.yaml")):
+        path = config_path.parent
+        if not (path / "history.jsonl").is_file():
+            continue
+        try:
+            config = _flatten(yaml.safe_load(config_path.read_text()) or {})
+            summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        status = summary.get("status")
+        if status == "failed" and "not finite" in str(summary.get("error", "")):
+            status = "diverged"
+        runs.append(Run(path, config, summary, status if status in ("finished", "diverged") else "unfinished"))
+    return runs
+
+
+def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float, float]:
+    """(mean, sample sd, ci_low, ci_high): the Student-t interval of the mean; NaN sd and a zero-width
+    interval for one value; all NaN for none.
+
+    >>> [round(v, 4) for v in mean_ci([1.0, 2.0, 3.0])]
+    [2.0, 1.0, -0.4841, 4.4841]
+    """
+    n = len(values)
+    if n == 0:
+        return (math.nan,) * 4
+    mean = sum(values) / n
+    if n == 1:
+        return mean, math.nan, mean, mean
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, sd, mean - half, mean + half
+
+
+def _is_reference(config: dict) -> bool:
+    energy = config.get("power.energy")
+    return config.get("channel.name") == "noiseless" or (isinstance(energy, float) and math.isinf(energy)) \
+        or config.get("channel.noise_var") == 0
+
+
+def _varying(runs: list[Run], skip: set[str]) -> list[str]:
+    keys = sorted({k for r in runs for k in r.config} - skip - _IGNORED)
+    return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
+
+
+def _label(name: str, config: dict, keys: list[str]) -> str:
+    return ", ".join([name, *(f"{k}={_show(config.get(k))}" for k in keys)])
+
+
+def _show(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass
+class SweepTable:
+    """The rows of ``summary.csv`` (dicts), the metric, the x key and the references."""
+
+    metric: str
+    x: str | None
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return "perplexity" not in self.metric and "loss" not in self.metric
+
+    def best(self, method: str) -> list[dict]:
+        """A method's best-over-learning-rate curve, sorted by x."""
+        return sorted((r for r in self.rows if r["selection"] == "best_lr" and r["method"] == method),
+                      key=lambda r: r["x"])
+
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(r["method"] for r in self.rows if r["selection"] == "best_lr"))
+
+    @property
+    def references(self) -> list[dict]:
+        return [r for r in self.rows if r["selection"] == "reference"]
+
+
+def _cell(runs: list[Run], metric: str) -> dict:
+    values = [v for v in (r.value(metric) for r in runs) if v is not None]
+    mean, sd, low, high = mean_ci(values)
+    return {"n": len(values), "n_diverged": sum(r.status == "diverged" for r in runs),
+            "seeds": ",".join(str(r.config.get(SEED_KEY)) for r in runs),
+            "mean": mean, "sd": sd, "ci_low": low, "ci_high": high, "_runs": runs}
+
+
+def default_metric(runs: list[Run]) -> str:
+    """``test_perplexity`` for language models, else ``test_accuracy``."""
+    text = any(r.config.get("data.name") in ("wikitext103", "pydoc") for r in runs)
+    return "test_perplexity" if text else "test_accuracy"
+
+
+def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) -> SweepTable:
+    """Group finished and diverged runs into cells over seeds (see the module's docstring)."""
+    runs = [r for r in runs if r.status in ("finished", "diverged")]
+    metric = metric or default_metric(runs)
+    references = [r for r in runs if _is_reference(r.config)]
+    curves = [r for r in runs if not _is_reference(r.config)]
+    if x is None:
+        x = next((k for k in X_KEYS if len({r.config.get(k) for r in curves}) > 1), None)
+        x = x or next((k for k in X_KEYS if curves and all(r.config.get(k) is not None for r in curves)), None)
+    table = SweepTable(metric, x)
+    by_method: dict[str, list[Run]] = defaultdict(list)
+    for run in curves:
+        by_method[str(run.config.get(METHOD_KEY))].append(run)
+    for name, method_runs in by_method.items():
+        extra = _varying(method_runs, {x, SEED_KEY, LR_KEY, *X_KEYS})
+        cells: dict[tuple, list[Run]] = defaultdict(list)
+        for run in method_runs:
+            cells[(_label(name, run.config, extra), run.config.get(LR_KEY), run.config.get(x))].append(run)
+        best: dict[tuple, dict] = {}
+        for (label, lr, xv), cell_runs in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+            row = {"selection": "plain", "method": label, "lr": lr, "x_key": x, "x": xv, "metric": metric,
+                   **_cell(cell_runs, metric)}
+            table.rows.append(row)
+            key = (label, xv)
+            if key not in best or _better(row, best[key], table.higher_is_better):
+                best[key] = row
+        table.rows += [{**row, "selection": "best_lr"} for row in best.values()]
+    ref_groups: dict[str, list[Run]] = defaultdict(list)
+    for run in references:
+        name = str(run.config.get(METHOD_KEY))
+        ref_groups["noiseless SGD" if name == "zsgd" else f"{name}, noiseless channel"].append(run)
+    for label, ref_runs in ref_groups.items():
+        by_lr: dict[object, list[Run]] = defaultdict(list)
+        for run in ref_runs:
+            by_lr[run.config.get(LR_KEY)].append(run)
+        rows = [{"selection": "reference", "method": label, "lr": lr, "x_key": x, "x": None, "metric": metric,
+                 **_cell(group, metric)} for lr, group in by_lr.items()]
+        best_row = rows[0]
+        for row in rows[1:]:
+            best_row = row if _better(row, best_row, table.higher_is_better) else best_row
+        table.rows.append(best_row)
+    return table
+
+
+def _better(a: dict, b: dict, higher_is_better: bool) -> bool:
+    """Fewer divergences first, then the better mean (a cell with no finished run is worst)."""
+    if a["n_diverged"] != b["n_diverged"]:
+        return a["n_diverged"] < b["n_diverged"]
+    if math.isnan(b["mean"]):
+        return not math.isnan(a["mean"])
+    if math.isnan(a["mean"]):
+        return False
+    return a["mean"] > b["mean"] if higher_is_better else a["mean"] < b["mean"]
+
+
+def energy_to_target(curve: list[dict], target: float, *, higher_is_better: bool) -> float | None:
+    """The smallest x at which the curve's mean reaches ``target``, interpolated linearly in log10(x)
+    between the bracketing points; the first x if it is reached there already; None if never.
+    Cells where every run diverged count as not reaching it."""
+    previous = None
+    for row in curve:
+        mean, xv = row["mean"], row["x"]
+        reached = not math.isnan(mean) and (mean >= target if higher_is_better else mean <= target)
+        if reached:
+            if previous is None or math.isnan(previous["mean"]) or xv <= 0 or previous["x"] <= 0:
+                return float(xv)
+            m0, m1 = previous["mean"], mean
+            frac = (target - m0) / (m1 - m0) if m1 != m0 else 1.0
+            lo, hi = math.log10(previous["x"]), math.log10(xv)
+            return 10 ** (lo + frac * (hi - lo))
+        previous = row
+    return None
+
+
+def target_table(table: SweepTable, target: float | None = None, baseline: str = "laser") -> tuple[float, list[dict]]:
+    """The energy each method needs to reach ``target`` and its ratio to ``baseline``'s. The default
+    target is 90% of the best reference's mean (perplexity: 110%), or of the best mean in the table."""
+    better = table.higher_is_better
+    if target is None:
+        pool = [r["mean"] for r in (table.references or table.rows) if not math.isnan(r["mean"])]
+        anchor = (max if better else min)(pool) if pool else math.nan
+        target = anchor * (0.9 if better else 1.1)
+    rows = [{"method": m, "target": target, "energy": energy_to_target(table.best(m), target, higher_is_better=better),
+             "reached_at_first_point": False} for m in table.methods]
+    for row in rows:
+        curve = table.best(row["method"])
+        row["reached_at_first_point"] = row["energy"] is not None and curve and row["energy"] == curve[0]["x"]
+    base = next((r["energy"] for r in rows if r["method"] == baseline), None)
+    for row in rows:
+        row["ratio_to_" + baseline] = row["energy"] / base if row["energy"] is not None and base else None
+    return target, rows
+
+
+def round_curves(table: SweepTable) -> list[dict]:
+    """Metric against round, mean and 95% interval over seeds, for every best-over-lr cell; one panel
+    per x value, the references drawn in each."""
+    curves, references = [], []
+    for row in table.rows:
+        if row["selection"] not in ("best_lr", "reference"):
+            continue
+        members = [r for r in row["_runs"] if r.status == "finished"]
+        series: dict[int, list[float]] = defaultdict(list)
+        for run in members:
+            for line in (run.path / "history.jsonl").read_text().splitlines():
+                record = json.loads(line)
+                if isinstance(record.get(table.metric), (int, float)):
+                    series[int(record["round"]) + 1].append(float(record[table.metric]))   # rounds done
+        if not series:
+            continue
+        stats = [mean_ci(series[t]) for t in sorted(series)]
+        curve = {"method": row["method"], "round": sorted(series), "mean": [s[0] for s in stats],
+                 "low": [s[2] for s in stats], "high": [s[3] for s in stats]}
+        if row["selection"] == "reference":
+            references.append(curve)
+        else:
+            curves.append({**curve, "panel": f"{_axis_name(table.x)} = {_show(row['x'])}"})
+    panels = list(dict.fromkeys(c["panel"] for c in curves)) or ["no channel noise"]
+    curves += [{**ref, "panel": panel} for panel in panels for ref in references]   # in every panel
+    return curves
+
+
+def _axis_name(x: str | None) -> str:
+    return {"power.energy": "E", "power.snr_db": "SNR (dB)"}.get(x or "", x or "")
+
+
+def write_csv(rows: list[dict], path: str | Path) -> Path:
+    """Write dict rows as CSV (NaN and None as empty cells; keys starting with "_" left out) atomically."""
+    path = Path(path)
+    columns = list(dict.fromkeys(k for row in rows for k in row if not k.startswith("_")))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                             for k, v in row.items() if k in columns})
+    tmp.replace(path)
+    return path
+
+
+def _cell_text(row: dict, percent: bool) -> str:
+    if row["n"] == 0:
+        return f"diverged ({row['n_diverged']}/{row['n_diverged']})" if row["n_diverged"] else "-"
+    scale = 100 if percent else 1
+    text = f"{row['mean'] * scale:.1f}" if percent else f"{row['mean']:.4g}"
+    if row["n"] > 1:
+        half = (row["ci_high"] - row["mean"]) * scale
+        text += f" ± {half:.1f}" if percent else f" ± {half:.2g}"
+    if row["n_diverged"]:
+        text += f" ({row['n_diverged']} diverged)"
+    return text
+
+
+def format_table(table: SweepTable) -> str:
+    """The best-over-lr cells as a text table: methods down, x across; mean ± 95% half-width."""
+    from federated.plots import method_style
+
+    percent = "accuracy" in table.metric
+    xs = sorted({r["x"] for r in table.rows if r["selection"] == "best_lr" and r["x"] is not None})
+    header = ["method", *(f"{_axis_name(table.x)}={_show(v)}" for v in xs)]
+    lines = [header]
+    for method in table.methods:
+        cells = {r["x"]: _cell_text(r, percent) for r in table.best(method)}
+        lines.append([method_style(method).display, *(cells.get(v, "") for v in xs)])
+    for ref in table.references:
+        lines.append([ref["method"], *(_cell_text(ref, percent) for _ in xs)] if xs else [ref["method"]])
+    widths = [max(len(line[i]) if i < len(line) else 0 for line in lines) for i in range(len(header))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    unit = " (%)" if percent else ""
+    return f"{table.metric}{unit}, mean ± 95% CI over seeds (best learning rate per cell)\n" + "\n".join(out)
