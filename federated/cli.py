@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser(
         "sweep", help="run the cartesian product of configuration values, resumably",
-        description="Run every config file times the product of the --grid values, one run directory per point "
+        description="Run every config file times the product of the --grid values (no --grid: each config once), one run directory per point "
                     "under --out, --jobs at a time. Re-running the same command skips finished points and "
                     "resumes unfinished ones; a failed point is recorded and the others go on. Ends with the "
                     "summary table (also DIR/summary.csv). Exit status: 0 when every point finished or diverged, "
@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory of run directories (laser sweep --out)")
     plot.add_argument("--metric", help="default: test_accuracy, or test_perplexity for text tasks")
     plot.add_argument("--x", help="the x axis key (default: power.energy if it varies, else power.snr_db)")
+    plot.add_argument("--methods", help="only these compressor names, comma-separated (references are kept)")
     plot.add_argument("--out", help="where the figures go (default: SWEEP_DIR/figures)")
     return parser
 
@@ -126,11 +127,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(root: Path, metric: str | None, target: float | None, x: str | None = None):
+def _summary(root: Path, metric: str | None, x: str | None = None, methods: str | None = None):
     """The sweep table of ``root`` (raises ConfigError when it holds no finished run)."""
-    from federated.results import load_runs, summarize
+    from federated.config import ANALOG_COMPRESSORS, DIGITAL_COMPRESSORS
+    from federated.results import METHOD_KEY, is_reference, load_runs, summarize
 
     runs = load_runs(root)
+    if methods is not None:
+        keep = [m.strip() for m in methods.split(",")]
+        known = ANALOG_COMPRESSORS + DIGITAL_COMPRESSORS
+        if not all(m in known for m in keep):
+            raise ConfigError("--methods", methods, "compressor names separated by commas: " + ", ".join(known))
+        runs = [r for r in runs if r.config.get(METHOD_KEY) in keep or is_reference(r.config)]
     if not any(r.status in ("finished", "diverged") for r in runs):
         raise ConfigError("SWEEP_DIR", str(root), "a directory holding finished runs (laser sweep --out DIR)")
     table = summarize(runs, metric=metric, x=x)
@@ -144,7 +152,7 @@ def _report(root: Path, metric: str | None, target: float | None) -> None:
     """Print the sweep's table and write summary.csv and energy_to_target.csv."""
     from federated.results import format_table, target_table, write_csv
 
-    table = _summary(root, metric, target)
+    table = _summary(root, metric)
     write_csv(table.rows, root / "summary.csv")
     print(format_table(table))
     if table.x == "power.energy" and table.methods:
@@ -170,8 +178,6 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError("CONFIG", " ".join(args.configs), "at least one YAML file")
     if args.jobs < 1:
         raise ConfigError("--jobs", args.jobs, "an integer >= 1")
-    if not args.grid:
-        raise ConfigError("--grid", None, "at least one --grid key=v1,v2,...")
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(configs[0]).stem}"
     points = plan_sweep(configs, args.grid, out, overrides)
     result = run_sweep(points, out, jobs=args.jobs, progress=not args.quiet)
@@ -203,7 +209,7 @@ def _plot(args: argparse.Namespace) -> int:
     root = Path(args.sweep_dir)
     if not root.is_dir():
         raise ConfigError("SWEEP_DIR", args.sweep_dir, "an existing directory")
-    table = _summary(root, args.metric, None, args.x)
+    table = _summary(root, args.metric, args.x, args.methods)
     out = Path(args.out) if args.out else root / "figures"
     written = []
     if table.x is not None:

@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 
 __all__ = ["Run", "SweepTable", "load_runs", "summarize", "energy_to_target", "mean_ci", "write_csv",
-           "format_table", "round_curves", "target_table", "default_metric", "METHOD_KEY", "SEED_KEY", "LR_KEY"]
+           "format_table", "round_curves", "target_table", "default_metric", "is_reference", "METHOD_KEY", "SEED_KEY", "LR_KEY"]
 
 METHOD_KEY, SEED_KEY, LR_KEY = "compressor.name", "seed", "optimizer.lr"
 X_KEYS = ("power.energy", "power.snr_db")
@@ -112,7 +112,8 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, flo
     return mean, sd, mean - half, mean + half
 
 
-def _is_reference(config: dict) -> bool:
+def is_reference(config: dict) -> bool:
+    """Whether a run's channel adds no noise (noiseless, infinite energy or zero noise): an x-independent line."""
     energy = config.get("power.energy")
     return config.get("channel.name") == "noiseless" or (isinstance(energy, float) and math.isinf(energy)) \
         or config.get("channel.noise_var") == 0
@@ -175,8 +176,8 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
     """Group finished and diverged runs into cells over seeds (see the module's docstring)."""
     runs = [r for r in runs if r.status in ("finished", "diverged")]
     metric = metric or default_metric(runs)
-    references = [r for r in runs if _is_reference(r.config)]
-    curves = [r for r in runs if not _is_reference(r.config)]
+    references = [r for r in runs if is_reference(r.config)]
+    curves = [r for r in runs if not is_reference(r.config)]
     if x is None:
         x = next((k for k in X_KEYS if len({r.config.get(k) for r in curves}) > 1), None)
         x = x or next((k for k in X_KEYS if curves and all(r.config.get(k) is not None for r in curves)), None)

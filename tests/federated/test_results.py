@@ -140,13 +140,17 @@ def test_plot_writes_png_and_pdf_figures(sweep_dir):
         assert (sweep_dir / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
         assert (sweep_dir / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
     assert str(sweep_dir / "figures" / "test_accuracy_vs_energy.pdf") in result.stdout
+    only = laser("plot", str(sweep_dir), "--methods", "zsgd", "--out", str(sweep_dir / "zsgd"), cwd=sweep_dir)
+    assert only.returncode == 0, only.stderr
+    assert (sweep_dir / "zsgd" / "test_accuracy_vs_energy.png").stat().st_size > 0
 
 
 def test_plot_refuses_a_directory_without_runs_or_metric(tmp_path, sweep_dir):
     (tmp_path / "empty").mkdir()
     for args, words in ((["plot", str(tmp_path / "empty")], "finished runs"),
                         (["plot", str(tmp_path / "nowhere")], "an existing directory"),
-                        (["plot", str(sweep_dir), "--metric", "test_perplexity"], "--metric")):
+                        (["plot", str(sweep_dir), "--metric", "test_perplexity"], "--metric"),
+                        (["plot", str(sweep_dir), "--methods", "laser,lasr"], "--methods")):
         result = laser(*args, cwd=tmp_path)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
 
