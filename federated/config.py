@@ -26,7 +26,7 @@ import yaml
 
 __all__ = [
     "ConfigError", "Config", "DataConfig", "ModelConfig", "ClientsConfig", "CompressorConfig",
-    "ChannelConfig", "DownlinkConfig", "PowerConfig", "OptimizerConfig", "load_config", "config_to_dict",
+    "ChannelConfig", "DownlinkConfig", "PowerConfig", "OptimizerConfig", "load_config", "config_to_dict", "same_config",
 ]
 
 
@@ -277,6 +277,8 @@ class Config:
                                    # evaluated beside them as ema_test_*; the paper's vision tasks: 0.99
     checkpoint_every: int = 100    # rounds between checkpoints in the run directory (0: none); a killed
                                    # run continues with `laser run --resume DIR`
+    tensorboard: bool = False      # also write the per-round history as TensorBoard scalars under
+                                   # DIR/tensorboard (needs the tensorboard extra)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     clients: ClientsConfig = field(default_factory=ClientsConfig)
@@ -410,6 +412,19 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for override in overrides or []:
         _set_path(tree, override)
     return _build(Config, tree, "")
+
+
+def same_config(stored: dict, config: Config) -> bool:
+    """Whether a stored configuration (a run directory's ``config.yaml``, a checkpoint's) is ``config``,
+    keys added to the schema since it was written counting as their defaults.
+
+    >>> same_config({"seed": 0}, load_config(None)), same_config({"seed": 1}, load_config(None))
+    (True, False)
+    """
+    try:
+        return _build(Config, stored, "") == config
+    except ConfigError:
+        return False
 
 
 def config_to_dict(config: Config) -> dict:

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import yaml
 
-from federated.config import Config, ConfigError, config_to_dict, load_config
+from federated.config import Config, ConfigError, load_config, same_config
 
 __all__ = ["Point", "PointResult", "SweepResult", "parse_grid", "expand_grid", "plan_sweep", "run_sweep",
            "EXIT_FAILED", "EXIT_BAD_INPUT"]
@@ -238,7 +238,7 @@ def _same_config(path: Path, config: Config) -> bool:
         stored = yaml.safe_load((path / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return False
-    return stored == yaml.safe_load(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return isinstance(stored, dict) and same_config(stored, config)
 
 
 def _state(point: Point) -> tuple[str, Config | None, str | None]:

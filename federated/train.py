@@ -16,9 +16,9 @@ from channels import FadingChannel
 from laser import Compressor
 from federated.checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
-from federated.config import Config, ConfigError, config_to_dict
+from federated.config import Config, ConfigError, config_to_dict, same_config
 from federated.downlink import NoisyDownlink
-from federated.history import History, RunDirectory
+from federated.history import History, RunDirectory, TensorBoardLog
 from federated.models import build_model
 from federated.optim import WeightEMA, build_optimizer, build_scheduler
 from federated.tasks import build_task, cross_entropy
@@ -233,6 +233,14 @@ class Simulation:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
 
 
+def _require_tensorboard() -> None:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise ConfigError("tensorboard", True, "false, or install the tensorboard extra: "
+                          "pip install 'laser-ota[tensorboard]'") from None
+
+
 def _resume(sim: Simulation, out_dir: Path, history: History) -> int:
     """Load ``out_dir``'s checkpoint into ``sim`` and ``history``; the rounds already done."""
     path = out_dir / CHECKPOINT
@@ -241,7 +249,7 @@ def _resume(sim: Simulation, out_dir: Path, history: History) -> int:
     state = load_checkpoint(path, sim.device)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has format {state.get('format')!r}; this version reads {CHECKPOINT_FORMAT}")
-    if state["config"] != config_to_dict(sim.config):
+    if not same_config(state["config"], sim.config):
         raise CheckpointError(f"{path} was written by another configuration than {out_dir / 'config.yaml'}")
     sim.load_state_dict(state)
     history.rounds = list(state["history"])
@@ -257,9 +265,10 @@ def train(
 ) -> History:
     """Run one federated training job as ``config`` says; return its history.
 
-    With ``out_dir`` the run directory (config, per-round history, summary and, every
-    ``config.checkpoint_every`` rounds, a checkpoint) is written as it goes. ``resume=True``
-    continues the run in ``out_dir`` from its checkpoint to the result an uninterrupted run gets.
+    With ``out_dir`` the run directory (config, per-round history, summary, every
+    ``config.checkpoint_every`` rounds a checkpoint and, with ``config.tensorboard``, TensorBoard
+    scalars) is written as it goes. ``resume=True`` continues the run in ``out_dir`` from its
+    checkpoint to the result an uninterrupted run gets.
     Torch's global generator (dropout) is seeded from the run's seed and restored afterwards.
 
     Example:
@@ -270,6 +279,8 @@ def train(
         >>> len(history.rounds), 0.0 <= history.summary["test_accuracy"] <= 1.0
         (3, True)
     """
+    if config.tensorboard and out_dir is not None:
+        _require_tensorboard()           # before any work: a ConfigError
     device = resolve_device(config.device)
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
@@ -280,13 +291,15 @@ def train(
 
 def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
     config = sim.config
-    history, start, run = History(), 0, None
+    history, start, run, board = History(), 0, None, None
     if out_dir is not None:
         if resume:
             start = _resume(sim, out_dir, history)
             run = RunDirectory.reopen(out_dir, history.rounds)
         else:
             run = RunDirectory(out_dir, config_to_dict(config))
+        if config.tensorboard:
+            board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
     started = time.perf_counter()
     bar = tqdm(range(start, config.rounds), desc="rounds", disable=not progress, dynamic_ncols=True,
                initial=start, total=config.rounds)
@@ -299,11 +312,15 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
                     sim.task.metric.removeprefix("test_")[:4]: f"{record[sim.task.metric]:.3f}"})
             if run is not None:
                 run.append(record)
+                if board is not None:
+                    board.append(record)
                 every = config.checkpoint_every
                 if every and ((t + 1) % every == 0 or t + 1 == config.rounds):
                     save_checkpoint(out_dir / CHECKPOINT, {
                         "format": CHECKPOINT_FORMAT, "round": t + 1, "config": config_to_dict(config),
                         "history": history.rounds, **sim.state_dict()})
+                    if board is not None:
+                        board.flush()
     except NonFiniteError as error:
         history.summarize(metric=sim.task.metric, status="failed", error=str(error),
                           wall_time_s=round(time.perf_counter() - started, 3))
@@ -312,6 +329,8 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
         raise
     finally:
         bar.close()
+        if board is not None:
+            board.close()
     history.summarize(metric=sim.task.metric, status="finished", **({"resumed_from_round": start} if resume else {}),
                       wall_time_s=round(time.perf_counter() - started, 3))
     if run is not None:
