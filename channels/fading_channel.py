@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +27,17 @@ from channels.budget import energy_for_snr_db
 from channels.noise import ComplexNoise, from_symbols, to_symbols
 from channels.power_control import PerfectInversion, PowerControl
 
-__all__ = ["ChannelOutput", "ChannelState", "FadingChannel", "over_the_air"]
+__all__ = ["ChannelOutput", "ChannelState", "FadingChannel", "Reduction", "over_the_air"]
+
+
+class Reduction(Protocol):
+    """Combines per-process partial results when the K clients are split over processes (each
+    process holds some clients' signals): ``sum`` and ``min`` return the reduction over all
+    processes (an all-reduce), every process receiving the same result."""
+
+    def sum(self, value: Tensor) -> Tensor: ...
+
+    def min(self, value: Tensor) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -79,14 +90,22 @@ class ChannelState:
         carrier = j % num_carriers
         return self.gains[:, block, carrier], self.csi[:, block, carrier]
 
+    def clients(self, index: slice) -> ChannelState:
+        """The state of the clients ``index`` (a process's share of them)."""
+        return ChannelState(self.gains[index], self.csi[index], self.symbols_per_block)
+
 
 def over_the_air(
     symbols: Tensor, energy: Tensor, gains: Tensor, csi: Tensor, transmits: Tensor,
+    reduce: Reduction | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The precoding maths, noise excluded.
 
     Args: ``symbols`` complex ``[K, S]``; ``energy`` ``[K]``; ``gains``, ``csi``, ``transmits``
-    ``[K, S]`` or ``[K, 1]`` (true gain, believed gain, where a client sends).
+    ``[K, S]`` or ``[K, 1]`` (true gain, believed gain, where a client sends); ``reduce``: when
+    these K are one process's share of the clients, the all-reduce that makes eta the minimum over
+    every process and the superposition and counts their sums (the over-the-air sum as an
+    all-reduce of the scaled signals).
 
     Returns ``(received, eta, count, energy_used, active)``: the noiseless superposition ``[S]``,
     the common scale eta (0-dim, ``inf`` if nobody has to send), the number of clients sending on
@@ -97,7 +116,7 @@ def over_the_air(
     inverted = torch.where(mask, symbols / torch.where(csi != 0, csi, 1), 0)      # m_k u_k / h_hat_k
     need = torch.linalg.vector_norm(inverted, dim=1)                               # [K]
     ratio = torch.where(need > 0, energy.sqrt() / need, math.inf)
-    eta = ratio.min()
+    eta = ratio.min() if reduce is None else reduce.min(ratio.min())
     finite = torch.isfinite(eta)
     eta_tx = torch.where(finite, eta, torch.ones_like(eta))
     x = eta_tx * inverted                                                          # channel inputs
@@ -105,6 +124,8 @@ def over_the_air(
                               torch.where(need > 0, math.inf, 0.0))
     received = (gains * x).sum(0)                                                  # [S]
     count = mask.sum(0)
+    if reduce is not None:
+        received, count = reduce.sum(received), reduce.sum(count)
     return received, eta, count, energy_used, mask.any(1)
 
 
@@ -123,7 +144,10 @@ class FadingChannel(nn.Module):
         generator: default generator of fading, CSI errors and noise.
 
     Call: like :class:`~channels.awgn.AWGNChannel`, plus ``state`` (from :meth:`realize`; default a fresh
-    realization for this block alone) and ``symbol_offset`` (where the block starts in the round).
+    realization for this block alone), ``symbol_offset`` (where the block starts in the round) and
+    ``reduce`` (clients split over processes: ``signals``, ``energy`` and ``state`` are this
+    process's clients, the superposition is all-reduced, and every process draws the same noise from
+    identically seeded generators; ``energy_used`` and ``active`` are then this process's clients').
 
     Example:
         >>> from channels.power_control import TruncatedInversion
@@ -194,6 +218,7 @@ class FadingChannel(nn.Module):
     def forward(
         self, signals: Tensor, energy: float | Tensor | None = None, *, snr_db: float | None = None,
         state: ChannelState | None = None, symbol_offset: int = 0, generator: torch.Generator | None = None,
+        reduce: Reduction | None = None,
     ) -> ChannelOutput:
         if signals.dim() != 2:
             raise ValueError(f"signals must have shape [K, d], got {tuple(signals.shape)}")
@@ -214,7 +239,7 @@ class FadingChannel(nn.Module):
         gains, csi = state.at(symbol_offset, symbols.shape[1])
         gains, csi = gains.to(cdtype), csi.to(cdtype)
         received, eta, count, energy_used, active = over_the_air(
-            symbols, energy, gains, csi, self.policy.transmits(csi))
+            symbols, energy, gains, csi, self.policy.transmits(csi), reduce)
         finite = torch.isfinite(eta)
         eta_rx = torch.where(finite, eta, torch.ones_like(eta))
         noisy = self.noise_var > 0

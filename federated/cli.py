@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from importlib import resources
 from pathlib import Path
@@ -36,14 +37,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="continue the run in DIR from its last checkpoint, with its stored configuration "
                           "(to the result an uninterrupted run gets)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    run.add_argument("--nproc", type=int, default=1,
+                     help="split the clients over this many processes on this machine (torch.distributed: gloo on "
+                          "CPUs, NCCL with one GPU each); the result equals one process's to float tolerance")
 
     sweep = commands.add_parser(
         "sweep", help="run the cartesian product of configuration values, resumably",
-        description="Run every config file times the product of the --grid values (no --grid: each config once), one run directory per point "
-                    "under --out, --jobs at a time. Re-running the same command skips finished points and "
-                    "resumes unfinished ones; a failed point is recorded and the others go on. Ends with the "
+        description=textwrap.fill(
+                    "Run every config file times the product of the --grid values (no --grid: each config "
+                    "once), one run directory per point under --out, --jobs at a time. Re-running the same "
+                    "command skips finished points and resumes unfinished ones; a failed point is recorded and the others go on. Ends with the "
                     "summary table (also DIR/summary.csv). Exit status: 0 when every point finished or diverged, "
-                    "1 when a point failed, 2 when a point's configuration was refused.",
+                    "1 when a point failed, 2 when a point's configuration was refused.", 100),
         epilog="examples:\n"
                "  laser sweep configs/mnist1d_laser.yaml configs/mnist1d_zsgd.yaml \\\n"
                "      --grid power.energy=logspace:10:1e4:4 --grid seed=0,1,2 --jobs 2 --out runs/energy\n"
@@ -99,12 +104,65 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
     return config, Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _run(args: argparse.Namespace) -> int:
+def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path) -> int:
+    """Start ``--nproc`` copies of this command as one torch.distributed job; rank 0's status."""
+    import os
+    import subprocess
+
+    from federated.distributed import check_shardable, free_port
+
+    check_shardable(config, args.nproc)
+    child_argv, skip = [], False
+    for arg in argv:                      # the same command without --nproc (and with --out fixed)
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            child_argv.append(arg)
+    if args.resume is None and not args.out:
+        child_argv += ["--out", str(out)]
+    base = {**os.environ, "WORLD_SIZE": str(args.nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    out.mkdir(parents=True, exist_ok=True)
+    logs = [None] + [open(out / f"rank{r}.log", "w") for r in range(1, args.nproc)]    # the others' output
+    procs = [subprocess.Popen([sys.executable, "-m", "federated.cli", *child_argv, *([] if r == 0 else ["--quiet"])],
+                              env={**base, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=logs[r],
+                              stderr=None if r == 0 else subprocess.STDOUT)
+             for r in range(args.nproc)]
+    codes = [None] * args.nproc
+    try:
+        while any(c is None for c in codes):
+            for r, proc in enumerate(procs):
+                if codes[r] is None:
+                    try:
+                        codes[r] = proc.wait(timeout=0.2)
+                    except subprocess.TimeoutExpired:
+                        continue
+                    if codes[r] != 0:                 # one failed: the others would wait for it forever
+                        for other in procs:
+                            if other.poll() is None:
+                                other.terminate()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        for log in logs[1:]:
+            log.close()
+    failed = [r for r, c in enumerate(codes) if c != 0 and r > 0]
+    if codes[0] == 0 and failed:
+        print(f"laser run: process {failed[0]} failed; its output: {out / f'rank{failed[0]}.log'}", file=sys.stderr)
+    return codes[0] if codes[0] != 0 else next((c for c in codes if c != 0), 0)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     config, out = _load(args)
     from federated.checkpoint import CheckpointError
     from federated.history import format_summary
     from federated.train import NonFiniteError, resolve_device, train
 
+    if args.nproc < 1:
+        raise ConfigError("--nproc", args.nproc, "an integer >= 1")
     try:
         resolve_device(config.device)
     except ValueError as error:
@@ -114,6 +172,8 @@ def _run(args: argparse.Namespace) -> int:
         if summary.get("status") == "finished":
             print(f"laser run: {out} already finished ({summary.get('rounds')} rounds); nothing to resume")
             return 0
+    if args.nproc > 1:
+        return _launch(args, argv, config, out)
     try:
         history = train(config, out, progress=not args.quiet, resume=args.resume is not None)
     except NonFiniteError as error:
@@ -239,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "run":
-            return _run(args)
+            return _run(args, list(sys.argv[1:] if argv is None else argv))
         if args.command == "sweep":
             return _sweep(args)
         if args.command == "plot":

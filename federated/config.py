@@ -104,6 +104,11 @@ class ClientsConfig:
     batch_size: int = 32           # examples (language: sequences) per client per micro-batch
     accumulation_steps: int = 1    # micro-batches per client per round; their gradients are summed
                                    # (not averaged), as the paper's GPT-2 runs do
+    # loop: one client after another (the default: bit-identical to earlier versions' results);
+    # vmap: every client's gradient in one torch.func.vmap call (small models, many clients; the
+    # loop's result to float rounding); auto: vmap where the model allows it (no batch norm or
+    # dropout in training, no noisy downlink), else the loop
+    vectorize: Literal["loop", "vmap", "auto"] = "loop"
 
     def __post_init__(self) -> None:
         _check(self.num_clients >= 1, "num_clients", self.num_clients, "an integer >= 1")

@@ -41,7 +41,8 @@ from pathlib import Path
 import yaml
 
 __all__ = ["Run", "SweepTable", "load_runs", "summarize", "energy_to_target", "mean_ci", "write_csv",
-           "format_table", "round_curves", "target_table", "default_metric", "is_reference", "METHOD_KEY", "SEED_KEY", "LR_KEY"]
+           "format_table", "round_curves", "target_table", "default_metric", "is_reference", "METHOD_KEY",
+           "SEED_KEY", "LR_KEY"]
 
 METHOD_KEY, SEED_KEY, LR_KEY = "compressor.name", "seed", "optimizer.lr"
 X_KEYS = ("power.energy", "power.snr_db")

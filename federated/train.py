@@ -4,6 +4,7 @@ steps and broadcasts (DESIGN.md section 3)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -17,12 +18,14 @@ from laser import Compressor
 from federated.checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
 from federated.config import Config, ConfigError, config_to_dict, same_config
+from federated.distributed import Shard, init_shard, world_size_from_env
 from federated.downlink import NoisyDownlink
 from federated.history import History, RunDirectory, TensorBoardLog
 from federated.models import build_model
 from federated.optim import WeightEMA, build_optimizer, build_scheduler
 from federated.tasks import build_task, cross_entropy
 from federated.uplink import UplinkResult, digital_uplink, uplink
+from federated.vectorized import VectorizedClients, vmap_supported
 
 __all__ = ["train", "Simulation", "NonFiniteError", "resolve_device"]
 
@@ -48,30 +51,34 @@ def _check_finite(name: str, value: Tensor, round_: int) -> None:
 
 
 def transmit(compressor: Compressor, channel: FadingChannel, client_blocks: list[list[Tensor]],
-             config: Config, budget_scale: Tensor | None) -> tuple[list[Tensor], list[UplinkResult]]:
+             config: Config, budget_scale: Tensor | None,
+             shard: Shard | None = None) -> tuple[list[Tensor], list[UplinkResult]]:
     """One round's communication: every channel pass of ``compressor`` through ``channel`` and the
     server's decoding. Returns the gradient estimate and what each pass received.
 
     An analog compressor's blocks go over the air (:func:`federated.uplink.uplink`), pass by pass,
     each pass with its share of the energy budget and its own channel state; a digital one's
-    messages go on orthogonal links (:func:`federated.uplink.digital_uplink`).
+    messages go on orthogonal links (:func:`federated.uplink.digital_uplink`). With ``shard``,
+    ``client_blocks`` are this process's clients' (:mod:`federated.distributed`).
     """
     power = config.power
+    clients = range(len(client_blocks)) if shard is None else shard.local
     if not compressor.analog:
-        bits = [compressor.message_bits(k) for k in range(len(client_blocks))]
+        bits = [compressor.message_bits(k) for k in clients]
         received = digital_uplink(channel, client_blocks, bits, energy=power.energy, snr_db=power.snr_db,
-                                  budget_scale=budget_scale)
-        for k in (~received.active).nonzero().flatten().tolist():
-            compressor.undelivered(k, client_blocks[k])
+                                  budget_scale=budget_scale, shard=shard)
+        for j, k in enumerate(clients):
+            if not received.active[k]:
+                compressor.undelivered(k, client_blocks[j])
         return compressor.decode(received.estimates, received.noise_var), [received]
     results, shares, g_hat = [], compressor.pass_shares(), None
     for p in range(compressor.passes):
         if p > 0:
-            client_blocks = [compressor.encode_pass(k, p) for k in range(len(client_blocks))]
+            client_blocks = [compressor.encode_pass(k, p) for k in clients]
         energy = None if power.energy is None else power.energy * shares[p]
         received = uplink(channel, client_blocks, energy=energy, snr_db=power.snr_db,
                           allocation=power.allocation, budget_scale=budget_scale,
-                          groups=compressor.energy_groups())
+                          groups=compressor.energy_groups(), shard=shard)
         results.append(received)
         g_hat = compressor.decode(received.estimates, received.noise_var)
     if g_hat is None:
@@ -109,8 +116,9 @@ class Simulation:
         (0, True)
     """
 
-    def __init__(self, config: Config, device: torch.device | None = None) -> None:
+    def __init__(self, config: Config, device: torch.device | None = None, shard: Shard | None = None) -> None:
         self.config = config
+        self.shard = shard                   # clients split over processes (federated.distributed)
         self.device = device if device is not None else resolve_device(config.device)
         streams = split_seed(config.seed)
         self.task = build_task(config, self.device, streams.data)
@@ -137,6 +145,18 @@ class Simulation:
         self.scheduler = build_scheduler(config.optimizer, self.optimizer, config.rounds)
         self.ema = WeightEMA(self.model, config.ema) if config.ema is not None else None
         self.dropout_seed = streams.dropout
+        self.vectorized = self._vectorized(config.clients.vectorize)
+
+    def _vectorized(self, mode: str) -> VectorizedClients | None:
+        """The vmapped clients (``clients.vectorize``), or None for the loop."""
+        if mode == "loop":
+            return None
+        supported, reason = vmap_supported(self.model)
+        if self.downlink is not None:
+            supported, reason = False, "each client receives its own noisy copy of the model (downlink.snr_db)"
+        if not supported and mode == "vmap":
+            raise ConfigError("clients.vectorize", mode, f"loop or auto for this run: {reason}")
+        return VectorizedClients(self.model, cross_entropy) if supported else None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The clients' and the evaluation's precision context (bf16 autocast or nothing)."""
@@ -149,36 +169,67 @@ class Simulation:
         if self.downlink is not None:
             received = {n: p.requires_grad_() for n, p in self.downlink.receive(dict(self.model.named_parameters())).items()}
             forward, wrt = (lambda x: functional_call(self.model, received, (x,))), list(received.values())
-        steps = self.config.clients.accumulation_steps
+        batches = [self.task.batch(client) for _ in range(self.config.clients.accumulation_steps)]
+        return self._client_from_batches(batches, forward, wrt)
+
+    def _vectorized_round(self, clients: range, batches: list[list[tuple[Tensor, Tensor]]],
+                          ) -> tuple[list[Tensor], list[list[Tensor]]]:
+        """The clients' losses and encoded blocks from one vmapped pass per micro-batch (the clients'
+        shards are equal, so their batches have one shape, the short end of an epoch included)."""
+        steps = [(torch.stack([x for x, _ in step]), torch.stack([y for _, y in step])) for step in zip(*batches)]
+        with self.autocast():
+            losses, grads = self.vectorized.accumulate(steps)
+        blocks = [self.compressor.encode(k, tuple(g[j] for g in grads)) for j, k in enumerate(clients)]
+        return list(losses), blocks
+
+    def _client_from_batches(self, client_batches: list[tuple[Tensor, Tensor]], forward=None, wrt=None,
+                             ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """A client's mean loss over its micro-batches and its gradient summed over them."""
+        forward, wrt = forward or self.forward, wrt or self.params
         grads, total = None, None
-        for _ in range(steps):
-            x, y = self.task.batch(client)
+        for x, y in client_batches:
             with self.autocast():
                 loss = cross_entropy(forward(x), y)
             g = torch.autograd.grad(loss, wrt)
             grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
             total = loss.detach() if total is None else total + loss.detach()
-        return total / steps, grads
+        return total / len(client_batches), grads
 
     def round(self, t: int) -> dict[str, object]:
         """Round ``t``: clients' gradients, uplink, the server's step; returns the round's record."""
         config = self.config
         # --- clients: local gradient at the broadcast model, then encode (updates EF memory)
-        client_blocks, losses, kept = [], [], None
-        for k in range(config.clients.num_clients):
+        num_clients, shard = config.clients.num_clients, self.shard
+        local = range(num_clients) if shard is None else shard.local
+        client_blocks, losses, kept, batches = [], [], None, []
+        for k in range(num_clients):
+            if k not in local:          # another process's client: draw its batches all the same, so
+                for _ in range(config.clients.accumulation_steps):     # every process's data stream
+                    self.task.batch(k)                                 # stays the one-process one
+                continue
+            if self.vectorized is not None:
+                batches.append([self.task.batch(k) for _ in range(config.clients.accumulation_steps)])
+                continue
             loss, grads = self.client_gradient(k)
             if k == 0 and self.buffers:
                 kept = [b.clone() for b in self.buffers]
             client_blocks.append(self.compressor.encode(k, grads))
             losses.append(loss)
+        if batches:
+            losses, client_blocks = self._vectorized_round(local, batches)
         if kept is not None:
             for b, value in zip(self.buffers, kept):
                 b.copy_(value)
-        train_loss = torch.stack(losses).mean()
+        train_loss = torch.stack(losses).sum()
+        if shard is not None:
+            train_loss = shard.sum(train_loss)
+            for b in self.buffers:                      # client 0's statistics, from the process holding it
+                shard.broadcast(b, src=0)
+        train_loss = train_loss / num_clients
         _check_finite("training loss", train_loss, t)
 
         # --- uplink (energy split across blocks, over-the-air mean of each block), server decodes
-        g_hat, passes = transmit(self.compressor, self.channel, client_blocks, config, self.budget_scale)
+        g_hat, passes = transmit(self.compressor, self.channel, client_blocks, config, self.budget_scale, shard)
         # --- server: step on the decoded gradient, broadcast; a float64 sum is finite iff every entry
         # is (float32 gradients cannot overflow it), and it needs no copy of the model-sized gradient
         _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
@@ -193,7 +244,7 @@ class Simulation:
             self.ema.update(self.model)
 
         record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(passes)}
-        if (t + 1) % config.eval_every == 0 or t + 1 == config.rounds:
+        if ((t + 1) % config.eval_every == 0 or t + 1 == config.rounds) and (shard is None or shard.rank == 0):
             record.update(self.task.evaluate(self.model, self.autocast))
             if self.ema is not None:
                 ema = self.task.evaluate(self.ema.model(self.model), self.autocast)
@@ -241,12 +292,25 @@ def _require_tensorboard() -> None:
                           "pip install 'laser-ota[tensorboard]'") from None
 
 
+def checkpoint_name(shard: Shard | None) -> str:
+    """``checkpoint.pt``; with clients split over processes, process r > 0 writes ``checkpoint.rank<r>.pt``."""
+    return CHECKPOINT if shard is None or shard.rank == 0 else f"checkpoint.rank{shard.rank}.pt"
+
+
 def _resume(sim: Simulation, out_dir: Path, history: History) -> int:
     """Load ``out_dir``'s checkpoint into ``sim`` and ``history``; the rounds already done."""
-    path = out_dir / CHECKPOINT
-    if not path.is_file():
+    path, shard = out_dir / checkpoint_name(sim.shard), sim.shard
+    state = load_checkpoint(path, sim.device) if path.is_file() else None
+    if shard is not None:                 # the processes must hold checkpoints of one round
+        done = shard.per_process(torch.tensor(-1 if state is None else int(state["round"])))
+        if len(set(done.tolist())) > 1:
+            raise CheckpointError(f"the processes' checkpoints in {out_dir} are of different rounds "
+                                  f"({done.tolist()}; killed while writing them): start the run again")
+    if state is None:
         return 0                       # killed before its first checkpoint: start over, same result
-    state = load_checkpoint(path, sim.device)
+    written_by = state.get("world", 1)
+    if written_by != (1 if shard is None else shard.world):
+        raise CheckpointError(f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}")
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has format {state.get('format')!r}; this version reads {CHECKPOINT_FORMAT}")
     if not same_config(state["config"], sim.config):
@@ -282,24 +346,31 @@ def train(
     if config.tensorboard and out_dir is not None:
         _require_tensorboard()           # before any work: a ConfigError
     device = resolve_device(config.device)
+    if device.type == "cuda" and world_size_from_env() > 1:       # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    shard = init_shard(config, device)
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
-        sim = Simulation(config, device)
+        sim = Simulation(config, device, shard)
         torch.manual_seed(sim.dropout_seed)
-        return _train(sim, Path(out_dir) if out_dir is not None else None, progress, resume)
+        writer = shard is None or shard.rank == 0
+        return _train(sim, Path(out_dir) if out_dir is not None else None, progress and writer, resume)
 
 
 def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
     config = sim.config
     history, start, run, board = History(), 0, None, None
+    shard, writer = sim.shard, sim.shard is None or sim.shard.rank == 0     # one process writes the run
     if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             start = _resume(sim, out_dir, history)
-            run = RunDirectory.reopen(out_dir, history.rounds)
-        else:
-            run = RunDirectory(out_dir, config_to_dict(config))
-        if config.tensorboard:
-            board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
+        if writer:
+            run = (RunDirectory.reopen(out_dir, history.rounds) if resume
+                   else RunDirectory(out_dir, config_to_dict(config)))
+            if config.tensorboard:
+                board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
     started = time.perf_counter()
     bar = tqdm(range(start, config.rounds), desc="rounds", disable=not progress, dynamic_ncols=True,
                initial=start, total=config.rounds)
@@ -314,13 +385,15 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
                 run.append(record)
                 if board is not None:
                     board.append(record)
-                every = config.checkpoint_every
-                if every and ((t + 1) % every == 0 or t + 1 == config.rounds):
-                    save_checkpoint(out_dir / CHECKPOINT, {
-                        "format": CHECKPOINT_FORMAT, "round": t + 1, "config": config_to_dict(config),
-                        "history": history.rounds, **sim.state_dict()})
-                    if board is not None:
-                        board.flush()
+            every = config.checkpoint_every
+            if out_dir is not None and every and ((t + 1) % every == 0 or t + 1 == config.rounds):
+                # every process saves its own clients' state (error-feedback memories) beside the run's
+                save_checkpoint(out_dir / checkpoint_name(shard), {
+                    "format": CHECKPOINT_FORMAT, "round": t + 1, "config": config_to_dict(config),
+                    "world": 1 if shard is None else shard.world, "history": history.rounds if writer else [],
+                    **sim.state_dict()})
+                if board is not None:
+                    board.flush()
     except NonFiniteError as error:
         history.summarize(metric=sim.task.metric, status="failed", error=str(error),
                           wall_time_s=round(time.perf_counter() - started, 3))

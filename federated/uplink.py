@@ -15,6 +15,7 @@ from torch import Tensor
 
 from channels import FadingChannel, energy_for_snr_db
 from channels.digital import digital_link
+from federated.distributed import Shard
 from laser.allocation import Allocation, allocate_energy, allocate_grouped_energy
 
 __all__ = ["UplinkResult", "uplink", "digital_uplink"]
@@ -57,6 +58,7 @@ def uplink(
     allocation: Allocation = "norm",
     budget_scale: Tensor | None = None,
     groups: tuple[Sequence[int], float] | None = None,
+    shard: Shard | None = None,
 ) -> UplinkResult:
     """Send ``client_blocks[k][b]`` (client k, block b, 1-D) through ``channel``, block by block.
 
@@ -67,6 +69,11 @@ def uplink(
     exponent)`` over groups of blocks and then within each group
     (:func:`laser.allocation.allocate_grouped_energy`).
 
+    With ``shard`` (clients split over processes, :mod:`federated.distributed`), ``client_blocks``
+    are this process's clients: the block norms are gathered for the energy split, every process
+    draws the whole round's channel, and the channel all-reduces the superposition; the result is
+    every client's, as with one process.
+
     Example:
         >>> from channels import AWGNChannel
         >>> blocks = [[torch.ones(3), torch.ones(1)], [torch.ones(3), -torch.ones(1)]]
@@ -74,9 +81,10 @@ def uplink(
         >>> [[round(v, 6) for v in e.tolist()] for e in out.estimates], out.channel_uses
         ([[1.0, 1.0, 1.0], [0.0]], 4)
     """
+    num_clients = len(client_blocks) if shard is None else shard.num_clients
     num_blocks = len(client_blocks[0])
     if num_blocks == 0:            # nothing to send this pass (PowerSGD's second pass when no tensor is compressed)
-        nobody = torch.zeros(len(client_blocks), dtype=torch.float64)
+        nobody = torch.zeros(num_clients, dtype=torch.float64)
         return UplinkResult([], nobody, 0, torch.zeros(0, dtype=torch.float64), nobody.bool())
     stacked = [torch.stack([blocks[b] for blocks in client_blocks]) for b in range(num_blocks)]  # B x [K, d_b]
     dims = torch.tensor([s.shape[1] for s in stacked])
@@ -84,6 +92,8 @@ def uplink(
     if snr_db is not None:
         energy = energy_for_snr_db(snr_db, channel_uses, channel.noise_var)
     norms = torch.stack([torch.linalg.vector_norm(s.double(), dim=1) for s in stacked], dim=1)  # [K, B]
+    if shard is not None:
+        norms = shard.gather(norms)                                     # every client's, for the split
     if budget_scale is not None:
         energy = energy * budget_scale.to(norms.device)
     if groups is None:
@@ -91,17 +101,23 @@ def uplink(
     else:
         block_energy = allocate_grouped_energy(norms, dims.to(norms.device), energy, allocation, *groups)
     cdtype = torch.complex128 if stacked[0].dtype == torch.float64 else torch.complex64
-    state = channel.realize(len(client_blocks), channel_uses, dtype=cdtype)
+    state = channel.realize(num_clients, channel_uses, dtype=cdtype)
+    if shard is not None:
+        state, block_energy = state.clients(shard.index), block_energy[shard.index]
     outputs, offset = [], 0
     for b, s in enumerate(stacked):
-        outputs.append(channel(s, block_energy[:, b], state=state, symbol_offset=offset))
+        outputs.append(channel(s, block_energy[:, b], state=state, symbol_offset=offset, reduce=shard))
         offset += (s.shape[1] + 1) // 2                                   # ceil(d_b / 2) I/Q symbols
+    energy_used = torch.stack([o.energy_used.double() for o in outputs]).sum(0)
+    active = torch.stack([o.active for o in outputs]).any(0)
+    if shard is not None:
+        energy_used, active = shard.gather(energy_used), shard.gather(active.to(torch.uint8)).bool()
     return UplinkResult(
         estimates=[o.estimate for o in outputs],
-        energy_used=torch.stack([o.energy_used.double() for o in outputs]).sum(0),
+        energy_used=energy_used,
         channel_uses=channel_uses,
         noise_var=torch.stack([o.noise_var.double() for o in outputs]),
-        active=torch.stack([o.active for o in outputs]).any(0),
+        active=active,
     )
 
 
@@ -113,6 +129,7 @@ def digital_uplink(
     energy: float | None = None,
     snr_db: float | None = None,
     budget_scale: Tensor | None = None,
+    shard: Shard | None = None,
 ) -> UplinkResult:
     """Deliver each client's digital message on its own orthogonal link; average what arrives.
 
@@ -122,7 +139,8 @@ def digital_uplink(
     at a per-use SNR it needs ``ceil(bits / rate)`` uses. The link's power gain is the client's mean
     ``|h|^2`` over this round's channel realization (fading and path loss; the transmitter knows it
     and adapts its rate). The server averages the delivered messages exactly; if none arrives the
-    estimate is zero (no update).
+    estimate is zero (no update). With ``shard``, ``client_messages`` and ``bits`` are this
+    process's clients' and the sum of the delivered messages is all-reduced.
 
     Example:
         >>> from channels import AWGNChannel
@@ -131,22 +149,25 @@ def digital_uplink(
         >>> out.estimates[0].tolist(), out.active.tolist(), out.channel_uses   # 4 uses each: 2 log2(26) >= 8
         ([2.0, 2.0], [True, True], 8)
     """
-    num_clients = len(client_messages)
+    num_clients = len(client_messages) if shard is None else shard.num_clients
     state = channel.realize(num_clients, 1, dtype=torch.complex128)
     gains = (state.gains.abs() ** 2).flatten(1).mean(1).cpu()                              # [K]
     bits_t = torch.tensor([float(b) for b in bits], dtype=torch.float64)
+    if shard is not None:
+        bits_t = shard.gather(bits_t)
     if energy is not None and budget_scale is not None:
         energy = float(energy) * budget_scale.double().cpu()
     elif snr_db is not None and budget_scale is not None:
         raise ValueError("heterogeneous budgets (power.spread_db) apply to energy budgets only")
     sent = digital_link(bits_t, gains, energy=energy, snr_db=snr_db, noise_var=channel.noise_var)
     delivered = sent.delivered
+    mine = delivered if shard is None else delivered[shard.index]
+    count = max(int(delivered.sum()), 1)
     estimates = []
     for b in range(len(client_messages[0])):
         stacked = torch.stack([m[b] for m in client_messages])                                # [K, d_b]
-        weights = delivered.to(stacked.device, stacked.dtype)
-        count = max(int(delivered.sum()), 1)
-        estimates.append((weights @ stacked) / count)
+        total = mine.to(stacked.device, stacked.dtype) @ stacked
+        estimates.append((total if shard is None else shard.sum(total)) / count)
     return UplinkResult(
         estimates=estimates,
         energy_used=sent.energy_used,

@@ -1,0 +1,124 @@
+"""Clients split over processes with ``torch.distributed`` (DESIGN.md section 8).
+
+Every process builds the same simulation from the same seed (model, data order, shared factors,
+channel generator), draws every client's batch so that the data streams stay the same, and computes
+the gradients, compression and error feedback of its own contiguous share of the clients only. The
+uplink then combines the processes' shares as the channel would: the alignment scale is an
+all-reduce minimum (the side information), the superposition of the scaled signals and the counts of
+clients heard are all-reduce sums, and the noise is drawn on every process from identically seeded
+generators, so every process decodes the same gradient and takes the same server step. The result
+equals one process's to float tolerance (sums in another order).
+
+Launch with ``laser run CONFIG --nproc N`` (processes on this machine) or
+``torchrun --nproc-per-node N -m federated.cli run CONFIG``; the gloo backend on CPUs, NCCL on GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from federated.config import Config, ConfigError
+
+__all__ = ["Shard", "init_shard", "world_size_from_env", "free_port", "check_shardable", "PER_CLIENT_RANDOM"]
+
+# compressors that draw each client's randomness in turn from one generator: a process that skips
+# the other clients would draw differently (QSGD, natural compression and dithering round at random)
+PER_CLIENT_RANDOM = ("qsgd", "natural", "natural_dithering", "topk_dithering")
+
+
+def world_size_from_env() -> int:
+    """The number of processes of a ``torchrun`` / ``laser run --nproc`` launch (1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def free_port() -> int:
+    """A TCP port that is free on this machine now (for MASTER_PORT)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_shardable(config: Config, world: int) -> None:
+    """Refuse, before any work, what cannot be split over ``world`` processes to the one-process result."""
+    if world > config.clients.num_clients:
+        raise ConfigError("clients.num_clients", config.clients.num_clients,
+                          f"at least as many clients as processes ({world})")
+    if config.compressor.name in PER_CLIENT_RANDOM:
+        raise ConfigError("compressor.name", config.compressor.name,
+                          "with clients split over processes, a compressor without per-client random rounding (not "
+                          + ", ".join(PER_CLIENT_RANDOM) + ")")
+    if config.downlink.snr_db is not None:
+        raise ConfigError("downlink.snr_db", config.downlink.snr_db,
+                          "null with clients split over processes (each client's noisy copy of the model is drawn "
+                          "in turn from one generator)")
+    if config.model.dropout > 0:
+        raise ConfigError("model.dropout", config.model.dropout,
+                          "0 with clients split over processes (dropout masks are drawn in turn from one generator)")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the clients, and the collectives over all processes."""
+
+    rank: int
+    world: int
+    num_clients: int
+
+    @property
+    def local(self) -> range:
+        """The clients this process computes: a contiguous range, ranks in order."""
+        return range(self.rank * self.num_clients // self.world, (self.rank + 1) * self.num_clients // self.world)
+
+    @property
+    def index(self) -> slice:
+        return slice(self.local.start, self.local.stop)
+
+    def sum(self, value: Tensor) -> Tensor:
+        """The sum over processes (all-reduce), complex tensors included."""
+        out = value.clone()
+        dist.all_reduce(torch.view_as_real(out) if out.is_complex() else out, op=dist.ReduceOp.SUM)
+        return out
+
+    def min(self, value: Tensor) -> Tensor:
+        out = value.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.MIN)
+        return out
+
+    def gather(self, value: Tensor) -> Tensor:
+        """Every process's rows ``[len(local), ...]`` concatenated in client order ``[K, ...]``."""
+        sizes = [Shard(r, self.world, self.num_clients).local for r in range(self.world)]
+        most = max(len(s) for s in sizes)
+        padded = torch.zeros((most, *value.shape[1:]), dtype=value.dtype, device=value.device)
+        padded[:len(value)] = value
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:len(s)] for part, s in zip(parts, sizes)])
+
+    def per_process(self, value: Tensor) -> Tensor:
+        """Every process's ``value`` (same shape on each), stacked in rank order ``[world, ...]``."""
+        parts = [torch.empty_like(value) for _ in range(self.world)]
+        dist.all_gather(parts, value.contiguous())
+        return torch.stack(parts)
+
+    def broadcast(self, value: Tensor, src: int = 0) -> None:
+        """Overwrite ``value`` in place with process ``src``'s."""
+        dist.broadcast(value, src=src)
+
+
+def init_shard(config: Config, device: torch.device) -> Shard | None:
+    """Join the process group that the environment describes (RANK, WORLD_SIZE, MASTER_ADDR,
+    MASTER_PORT, as torchrun sets them); ``None`` for a single process."""
+    world = world_size_from_env()
+    if world <= 1:
+        return None
+    check_shardable(config, world)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=int(os.environ["RANK"]),
+                                world_size=world)
+    return Shard(dist.get_rank(), dist.get_world_size(), config.clients.num_clients)

@@ -1,0 +1,100 @@
+"""Clients split over 2 processes (torch.distributed, gloo, CPU) give the one-process result."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from federated.checkpoint import load_checkpoint
+from federated.config import ConfigError, load_config
+from federated.distributed import Shard, check_shardable
+from federated.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def laser(*args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "federated.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_shards_are_contiguous_and_cover_every_client_once():
+    for world, clients in [(2, 4), (3, 10), (4, 4), (3, 5)]:
+        parts = [list(Shard(r, world, clients).local) for r in range(world)]
+        assert sum(parts, []) == list(range(clients))
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["compressor.name=qsgd"], "compressor.name"),
+    (["downlink.snr_db=20"], "downlink.snr_db"),
+    (["clients.num_clients=1"], "clients.num_clients"),
+])
+def test_what_cannot_be_split_is_refused_before_any_work(overrides, words):
+    with pytest.raises(ConfigError, match=words):
+        check_shardable(load_config(None, overrides), world=2)
+
+
+CASES = {
+    # LASER over Rayleigh fading with truncated inversion: the alignment scale (all-reduce min), the
+    # superposition and the count of clients heard (all-reduce sums) all cross the processes
+    "laser_rayleigh_truncated": ["channel.name=rayleigh", "channel.power_control=truncated", "channel.threshold=0.3",
+                                 "power.energy=100"],
+    # two channel passes per round (encode_pass on each process's clients), heterogeneous budgets
+    "powersgd_spread": ["compressor.name=powersgd", "power.spread_db=6", "power.energy=1000"],
+    # digital links: gathered bit counts, delivered messages summed, undelivered ones kept in memory
+    "topk_digital": ["compressor.name=topk", "compressor.fraction=0.05", "power.energy=30000",
+                     "power.spread_db=10"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_two_processes_give_the_one_process_result(tmp_path, case):
+    overrides = ["data.name=digits", "model.name=mlp", "clients.num_clients=5", "clients.batch_size=16", "rounds=8",
+                 "eval_every=4", "checkpoint_every=8", f"data.root={tmp_path}/data", *CASES[case]]
+    one = train(load_config(None, overrides), tmp_path / "one", progress=False)
+    result = laser("run", *overrides, "--nproc", "2", "--quiet", "--out", str(tmp_path / "two"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + (tmp_path / "two" / "rank1.log").read_text()
+    two = [json.loads(line) for line in (tmp_path / "two" / "history.jsonl").read_text().splitlines()]
+    assert len(two) == len(one.rounds) == 8
+    for a, b in zip(one.rounds, two, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+        assert b["active_clients"] == a["active_clients"] and b["channel_uses"] == a["channel_uses"]
+        assert b["energy_mean"] == pytest.approx(a["energy_mean"], rel=1e-5)
+        assert b["noise_var_mean"] == pytest.approx(a["noise_var_mean"], rel=1e-4, abs=1e-12)
+        assert (b.get("test_accuracy") is None) == (a.get("test_accuracy") is None)
+        if "test_accuracy" in a:
+            assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4)
+    assert any(r["active_clients"] < 5 for r in one.rounds) or case == "powersgd_spread"   # the case bites
+    # the final models agree, and each process saved its own clients' error-feedback memories
+    model_one = load_checkpoint(tmp_path / "one" / "checkpoint.pt", torch.device("cpu"))["model"]
+    rank0 = load_checkpoint(tmp_path / "two" / "checkpoint.pt", torch.device("cpu"))
+    rank1 = load_checkpoint(tmp_path / "two" / "checkpoint.rank1.pt", torch.device("cpu"))
+    for name, value in model_one.items():
+        torch.testing.assert_close(rank0["model"][name], value, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(rank1["model"][name], value, rtol=1e-4, atol=1e-5)
+    assert rank0["world"] == 2 and len(rank0["history"]) == 8
+
+
+def test_a_checkpoint_resumes_only_with_its_number_of_processes(tmp_path):
+    overrides = ["data.name=digits", "model.name=mlp", "clients.num_clients=4", "rounds=4", "checkpoint_every=2",
+                 f"data.root={tmp_path}/data"]
+    out = tmp_path / "run"
+    assert laser("run", *overrides, "--nproc", "2", "--quiet", "--out", str(out), cwd=tmp_path).returncode == 0
+    (out / "summary.json").unlink()                  # as if it had been killed after its last checkpoint
+    result = laser("run", "--resume", str(out), "--quiet", cwd=tmp_path)
+    assert result.returncode == 2 and "--nproc 2" in result.stderr and "Traceback" not in result.stderr
+    again = laser("run", "--resume", str(out), "--nproc", "2", "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "summary.json").read_text())["resumed_from_round"] == 4
+
+
+def test_a_refused_split_exits_2_in_one_line(tmp_path):
+    result = laser("run", "data.name=digits", "model.name=mlp", "compressor.name=qsgd", "--nproc", "2", cwd=tmp_path)
+    assert result.returncode == 2 and "compressor.name = 'qsgd'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

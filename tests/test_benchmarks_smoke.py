@@ -1,0 +1,38 @@
+"""Smoke test of benchmarks/powersgd_hook.py: its --quick run finishes and reports positive timings
+for LASER and PyTorch's PowerSGD hook at every rank, and their ratios."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_powersgd_hook_quick(tmp_path):
+    out = tmp_path / "powersgd_hook.json"
+    # one torch thread: on a busy two-core machine two threads can be many times slower
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "powersgd_hook.py"), "--quick",
+                           "--threads", "1", "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "JSON:" in done.stdout and "hook/L2" in done.stdout        # the table, then the JSON
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "powersgd_hook" and result["quick"] is True
+    assert result["machine"]["torch_threads"] == 1 and result["machine"]["cpu_count"] >= 1
+    ranks = result["settings"]["ranks"]
+    assert ranks == [1, 2, 4, 8]
+    models = {r["model"] for r in result["results"]}
+    assert "mnist1d_cnn" in models
+    for model in models:
+        rows = {r["rank"]: r for r in result["results"] if r["model"] == model}
+        assert sorted(rows) == ranks
+        for row in rows.values():
+            for method in ("laser_2pass", "laser_1pass", "hook", "hook_same_shape", "batched_hook"):
+                assert row["ms"][method] > 0, (model, row["rank"], method)
+            for key in ("ratio_hook_over_laser_2pass", "ratio_hook_over_laser_1pass"):
+                assert math.isfinite(row[key]) and row[key] > 0, (model, row["rank"], key)
+            # equal work: LASER with two factors compresses exactly the hook's tensors
+            assert row["compressed_tensors"]["laser_2pass"] == row["compressed_tensors"]["hook"]
+            assert row["floats_sent_per_iteration"]["laser_2pass"] == row["floats_sent_per_iteration"]["hook"]
