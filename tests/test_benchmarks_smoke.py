@@ -36,3 +36,28 @@ def test_powersgd_hook_quick(tmp_path):
             # equal work: LASER with two factors compresses exactly the hook's tensors
             assert row["compressed_tensors"]["laser_2pass"] == row["compressed_tensors"]["hook"]
             assert row["floats_sent_per_iteration"]["laser_2pass"] == row["floats_sent_per_iteration"]["hook"]
+
+
+def _quick(script, tmp_path, *extra):
+    out = tmp_path / f"{script}.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--quick", "--threads", "1",
+                           "--json", str(out), "--data-root", str(tmp_path / "data"), *extra],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_overhead_quick(tmp_path):
+    result = _quick("overhead", tmp_path)
+    assert {(r["method"], r["channel"]) for r in result["results"]} == {("laser", "awgn"), ("laser", "rayleigh")}
+    for row in result["results"]:
+        assert row["clients_ms"]["median"] > 0 and row["round_ms"]["median"] > 0
+        assert row["overhead"] == row["round_ms"]["median"] / row["clients_ms"]["median"]
+
+
+def test_clients_scaling_quick(tmp_path):
+    result = _quick("clients_scaling", tmp_path)
+    assert [r["clients"] for r in result["results"]] == [1, 16]
+    for row in result["results"]:
+        assert row["loop_rounds_per_s"] > 0 and row["vmap_rounds_per_s"] > 0
+        assert math.isclose(row["speedup"], row["vmap_rounds_per_s"] / row["loop_rounds_per_s"], rel_tol=1e-9)
