@@ -219,19 +219,23 @@ class LaserCompressor(Compressor):
         factors: dict[int, Tensor] = {}
         held = []
         for gi, (group, a) in enumerate(zip(self.groups, self.queries())):
-            m = torch.stack([grads[i].reshape(group.m, group.n) for i in group.indices])  # [L, m, n]
+            # M_k = memory + gradient, [L, m, n], written into the memory's buffer (it is replaced by
+            # the residual below), or a fresh stack; a one-tensor group needs no stacking copy
+            matrices = [grads[i].reshape(1, group.m, group.n) for i in group.indices]
             memory = self.memory[client][gi]
             if memory is not None:
-                m = m + memory
+                m = memory.add_(matrices[0]) if len(matrices) == 1 else memory.add_(torch.cat(matrices))
+            else:
+                m = matrices[0].clone() if len(matrices) == 1 else torch.cat(matrices)
             if self.passes == 2:
                 held.append(m)                             # the memory is set in pass 2
                 x = torch.bmm(m, a)                                        # P_k = M_k orth(Q)
             elif self._even:
                 x = torch.bmm(m.transpose(1, 2), a)                        # [L, n, r]
-                self.memory[client][gi] = m - torch.bmm(a, x.transpose(1, 2))
+                self.memory[client][gi] = m.sub_(torch.bmm(a, x.transpose(1, 2)))
             else:
                 x = torch.bmm(m, a)                                        # [L, m, r]
-                self.memory[client][gi] = m - torch.bmm(x, a.transpose(1, 2))
+                self.memory[client][gi] = m.sub_(torch.bmm(x, a.transpose(1, 2)))
             for j, i in enumerate(group.indices):
                 factors[i] = x[j]
         if self.passes == 2:
@@ -249,7 +253,7 @@ class LaserCompressor(Compressor):
         factors: dict[int, Tensor] = {}
         for gi, (group, p_hat, m) in enumerate(zip(self.groups, self._p_hat, held)):
             x = torch.bmm(m.transpose(1, 2), p_hat)                        # Q_k = M_k^T P^, [L, n, r]
-            self.memory[client][gi] = m - torch.bmm(p_hat, x.transpose(1, 2))
+            self.memory[client][gi] = m.sub_(torch.bmm(p_hat, x.transpose(1, 2)))
             for j, i in enumerate(group.indices):
                 factors[i] = x[j]
         for i in self.compressed:
@@ -328,12 +332,13 @@ class LaserCompressor(Compressor):
             "step": self.step,
             "p": [g.p for g in self.groups],
             "q": [g.q for g in self.groups],
-            "memory": [[m for m in client] for client in self.memory],
+            # copies: encode updates the memories in place
+            "memory": [[None if m is None else m.clone() for m in client] for client in self.memory],
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.step = int(state["step"])
         for group, p, q in zip(self.groups, state["p"], state["q"], strict=True):
             group.p, group.q = p, q
-        self.memory = [list(client) for client in state["memory"]]
+        self.memory = [[None if m is None else m.clone() for m in client] for client in state["memory"]]
         self._queries = None
