@@ -215,18 +215,23 @@ def _report(root: Path, metric: str | None, target: float | None) -> None:
     table = _summary(root, metric)
     write_csv(table.rows, root / "summary.csv")
     print(format_table(table))
-    if table.x == "power.energy" and table.methods:
+    if table.x in ("power.energy", "power.snr_db") and table.methods:
+        from federated.plots import method_style
+
         goal, rows = target_table(table, target)
-        write_csv(rows, root / "energy_to_target.csv")
+        snr = table.x == "power.snr_db"
+        write_csv(rows, root / f"{'snr' if snr else 'energy'}_to_target.csv")
         shown = f"{goal * 100:.1f}%" if "accuracy" in table.metric else f"{goal:.4g}"
-        print(f"\nenergy to reach {table.metric} = {shown} (interpolated on a log axis; x LASER's):")
+        print(f"\n{'SNR (dB)' if snr else 'energy'} to reach {table.metric} = {shown} (interpolated"
+              f"{'' if snr else ' on a log axis'}; {'dB above' if snr else 'x'} LASER's):")
         for row in rows:
-            energy = "not reached" if row["energy"] is None else (
-                f"{'<= ' if row['reached_at_first_point'] else ''}{row['energy']:.4g}")
-            ratio = row.get("ratio_to_laser")
-            print(f"  {row['method']:<28} {energy:>14}" + (f"  ({ratio:.3g}x)" if ratio is not None else ""))
-    print(f"\ntables: {root / 'summary.csv'}" + (f", {root / 'energy_to_target.csv'}"
-                                                   if (root / "energy_to_target.csv").is_file() else ""))
+            value = row["snr_db" if snr else "energy"]
+            text = "not reached" if value is None else f"{'<= ' if row['reached_at_first_point'] else ''}{value:.4g}"
+            versus = row.get("db_above_laser" if snr else "ratio_to_laser")
+            extra = "" if versus is None else (f"  ({versus:+.2f} dB)" if snr else f"  ({versus:.3g}x)")
+            print(f"  {method_style(row['method']).display:<28} {text:>14}{extra}")
+    extra = [root / f"{name}_to_target.csv" for name in ("energy", "snr")]
+    print("\ntables: " + ", ".join(str(p) for p in [root / "summary.csv", *extra] if p.is_file()))
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -228,19 +228,21 @@ def _better(a: dict, b: dict, higher_is_better: bool) -> bool:
     return a["mean"] > b["mean"] if higher_is_better else a["mean"] < b["mean"]
 
 
-def energy_to_target(curve: list[dict], target: float, *, higher_is_better: bool) -> float | None:
+def energy_to_target(curve: list[dict], target: float, *, higher_is_better: bool, log_x: bool = True) -> float | None:
     """The smallest x at which the curve's mean reaches ``target``, interpolated linearly in log10(x)
-    between the bracketing points; the first x if it is reached there already; None if never.
-    Cells where every run diverged count as not reaching it."""
+    (``log_x=False``: in x, for an SNR in dB) between the bracketing points; the first x if it is
+    reached there already; None if never. Cells where every run diverged count as not reaching it."""
     previous = None
     for row in curve:
         mean, xv = row["mean"], row["x"]
         reached = not math.isnan(mean) and (mean >= target if higher_is_better else mean <= target)
         if reached:
-            if previous is None or math.isnan(previous["mean"]) or xv <= 0 or previous["x"] <= 0:
+            if previous is None or math.isnan(previous["mean"]) or (log_x and (xv <= 0 or previous["x"] <= 0)):
                 return float(xv)
             m0, m1 = previous["mean"], mean
             frac = (target - m0) / (m1 - m0) if m1 != m0 else 1.0
+            if not log_x:
+                return previous["x"] + frac * (xv - previous["x"])
             lo, hi = math.log10(previous["x"]), math.log10(xv)
             return 10 ** (lo + frac * (hi - lo))
         previous = row
@@ -248,21 +250,28 @@ def energy_to_target(curve: list[dict], target: float, *, higher_is_better: bool
 
 
 def target_table(table: SweepTable, target: float | None = None, baseline: str = "laser") -> tuple[float, list[dict]]:
-    """The energy each method needs to reach ``target`` and its ratio to ``baseline``'s. The default
-    target is 90% of the best reference's mean (perplexity: 110%), or of the best mean in the table."""
-    better = table.higher_is_better
+    """The energy (``power.energy`` sweeps) or SNR (``power.snr_db``) each method needs to reach
+    ``target``, with its ratio to ``baseline``'s energy (``ratio_to_laser``) or its difference in dB
+    (``db_above_laser``). The default target is 90% of the best reference's mean (perplexity: 110%),
+    or of the best mean in the table."""
+    better, snr = table.higher_is_better, table.x == "power.snr_db"
     if target is None:
         pool = [r["mean"] for r in (table.references or table.rows) if not math.isnan(r["mean"])]
         anchor = (max if better else min)(pool) if pool else math.nan
         target = anchor * (0.9 if better else 1.1)
-    rows = [{"method": m, "target": target, "energy": energy_to_target(table.best(m), target, higher_is_better=better),
+    key = "snr_db" if snr else "energy"
+    rows = [{"method": m, "target": target,
+             key: energy_to_target(table.best(m), target, higher_is_better=better, log_x=not snr),
              "reached_at_first_point": False} for m in table.methods]
     for row in rows:
         curve = table.best(row["method"])
-        row["reached_at_first_point"] = row["energy"] is not None and curve and row["energy"] == curve[0]["x"]
-    base = next((r["energy"] for r in rows if r["method"] == baseline), None)
+        row["reached_at_first_point"] = row[key] is not None and bool(curve) and row[key] == curve[0]["x"]
+    base = next((r[key] for r in rows if r["method"] == baseline), None)
     for row in rows:
-        row["ratio_to_" + baseline] = row["energy"] / base if row["energy"] is not None and base else None
+        if snr:
+            row[f"db_above_{baseline}"] = row[key] - base if row[key] is not None and base is not None else None
+        else:
+            row[f"ratio_to_{baseline}"] = row[key] / base if row[key] is not None and base else None
     return target, rows
 
 

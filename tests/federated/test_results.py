@@ -164,3 +164,18 @@ def test_the_summary_csv_of_a_synthetic_sweep(sweep_dir):
     assert "_runs" not in rows[0]
     gone = next(r for r in rows if r["method"] == "zsgd" and r["x"] == "10.0" and r["selection"] == "best_lr")
     assert gone["mean"] == "" and gone["n_diverged"] == "3"
+
+
+def test_snr_to_target_interpolates_in_db_and_reports_the_difference():
+    rows = [{"x": -10.0, "mean": 0.5}, {"x": 0.0, "mean": 0.9}]
+    assert energy_to_target(rows, 0.8, higher_is_better=True, log_x=False) == pytest.approx(-2.5)
+    from federated.results import SweepTable
+
+    table = SweepTable("test_accuracy", "power.snr_db")
+    for method, means in (("laser", (0.5, 0.9)), ("zsgd", (0.3, 0.7))):
+        for x, mean in zip((-10.0, 0.0), means):
+            table.rows.append({"selection": "best_lr", "method": method, "x": x, "mean": mean, "n": 1, "n_diverged": 0})
+    target, rows = target_table(table, 0.6)
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["laser"]["snr_db"] == pytest.approx(-7.5) and by_method["zsgd"]["snr_db"] == pytest.approx(-2.5)
+    assert by_method["zsgd"]["db_above_laser"] == pytest.approx(5.0)
