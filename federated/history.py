@@ -19,7 +19,22 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["History", "RunDirectory", "TensorBoardLog", "format_summary"]
+__all__ = ["History", "RunDirectory", "TensorBoardLog", "format_summary", "outcome"]
+
+
+def outcome(summary: dict) -> str | None:
+    """What a run's ``summary.json`` says became of it: ``finished``, ``diverged`` (it stopped on a
+    non-finite loss or gradient: a result, e.g. of too little energy), or None (still running,
+    killed, or failed otherwise).
+
+    >>> outcome({"status": "finished"}), outcome({"status": "failed", "error": "round 3: the loss is not finite"})
+    ('finished', 'diverged')
+    """
+    if summary.get("status") == "finished":
+        return "finished"
+    if summary.get("status") == "failed" and "not finite" in str(summary.get("error", "")):
+        return "diverged"
+    return None
 
 
 def _jsonable(value: object) -> object:

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import yaml
 
+from federated.history import outcome
+
 __all__ = ["Run", "SweepTable", "load_runs", "summarize", "energy_to_target", "mean_ci", "write_csv",
            "format_table", "round_curves", "target_table", "default_metric", "is_reference", "METHOD_KEY",
            "SEED_KEY", "LR_KEY"]
@@ -86,10 +88,7 @@ def load_runs(root: str | Path) -> list[Run]:
             summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
         except (OSError, ValueError, yaml.YAMLError):
             continue
-        status = summary.get("status")
-        if status == "failed" and "not finite" in str(summary.get("error", "")):
-            status = "diverged"
-        runs.append(Run(path, config, summary, status if status in ("finished", "diverged") else "unfinished"))
+        runs.append(Run(path, config, summary, outcome(summary) or "unfinished"))
     return runs
 
 

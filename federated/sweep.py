@@ -51,6 +51,7 @@ from pathlib import Path
 import yaml
 
 from federated.config import Config, ConfigError, load_config, same_config
+from federated.history import outcome
 
 __all__ = ["Point", "PointResult", "SweepResult", "parse_grid", "expand_grid", "plan_sweep", "run_sweep",
            "EXIT_FAILED", "EXIT_BAD_INPUT"]
@@ -253,11 +254,9 @@ def _state(point: Point) -> tuple[str, Config | None, str | None]:
     if not _same_config(point.path, config):
         return "conflict", config, (f"{point.path} holds a run of another configuration; delete it or sweep "
                                     "into another --out")
-    summary = _read_json(point.path / "summary.json") or {}
-    if summary.get("status") == "finished":
-        return "done", config, "finished"
-    if summary.get("status") == "failed" and "not finite" in str(summary.get("error", "")):
-        return "done", config, "diverged"
+    status = outcome(_read_json(point.path / "summary.json") or {})
+    if status is not None:
+        return "done", config, status
     if (point.path / "checkpoint.pt").is_file():
         return "resume", config, None
     return "fresh", config, None
@@ -294,9 +293,10 @@ def _run_point(point: Point, mode: str, env: dict[str, str]) -> PointResult:
         code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None).returncode
     summary = _read_json(point.path / "summary.json") or {}
-    if code == 0 and summary.get("status") == "finished":
+    status = outcome(summary)
+    if code == 0 and status == "finished":
         return PointResult(point, "finished", metric=_metrics(summary))
-    if code == 1 and summary.get("status") == "failed":
+    if code == 1 and status == "diverged":
         return PointResult(point, "diverged", error=summary.get("error"))
     status = "bad_input" if code == 2 else "failed"
     return PointResult(point, status, error=f"exit status {code}: {_tail(log) or 'no output'}")
