@@ -109,7 +109,7 @@ def test_a_point_with_an_invalid_value_fails_alone(tmp_path):
 
 
 def test_a_bad_grid_or_key_stops_before_any_work(tmp_path):
-    for args in (["--grid", "power.energie=1,2"], ["--grid", "seed=range:x"], [], ["--grid", "seed=0", "--jobs", "0"]):
+    for args in (["--grid", "power.energie=1,2"], ["--grid", "seed=range:x"], ["--grid", "seed=0", "--jobs", "0"]):
         result = laser("sweep", DIGITS, *args, "--out", str(tmp_path / "s"), cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
