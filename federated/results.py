@@ -340,13 +340,13 @@ def format_table(table: SweepTable) -> str:
 
     percent = "accuracy" in table.metric
     xs = sorted({r["x"] for r in table.rows if r["selection"] == "best_lr" and r["x"] is not None})
-    header = ["method", *(f"{_axis_name(table.x)}={_show(v)}" for v in xs)]
+    header = ["method", *(f"{_axis_name(table.x)}={_show(v)}" for v in xs)] if xs else ["method", "all runs"]
     lines = [header]
     for method in table.methods:
         cells = {r["x"]: _cell_text(r, percent) for r in table.best(method)}
         lines.append([method_style(method).display, *(cells.get(v, "") for v in xs)])
     for ref in table.references:
-        lines.append([ref["method"], *(_cell_text(ref, percent) for _ in xs)] if xs else [ref["method"]])
+        lines.append([ref["method"], *(_cell_text(ref, percent) for _ in xs or [None])])
     widths = [max(len(line[i]) if i < len(line) else 0 for line in lines) for i in range(len(header))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))

@@ -179,3 +179,14 @@ def test_snr_to_target_interpolates_in_db_and_reports_the_difference():
     by_method = {r["method"]: r for r in rows}
     assert by_method["laser"]["snr_db"] == pytest.approx(-7.5) and by_method["zsgd"]["snr_db"] == pytest.approx(-2.5)
     assert by_method["zsgd"]["db_above_laser"] == pytest.approx(5.0)
+
+
+def test_the_printed_table_shows_every_cell_and_a_reference_only_sweep(sweep_dir):
+    from federated.results import format_table
+
+    text = format_table(summarize(load_runs(sweep_dir)))
+    assert "E=10" in text and "E=1000" in text
+    assert "diverged (3/3)" in text                        # Z-SGD at energy 10
+    assert f"76.0 ± {100 * T2 * 0.01732051 / math.sqrt(3):.1f}" in text    # LASER at 10, best lr
+    only = format_table(summarize([r for r in load_runs(sweep_dir) if "noiseless" in str(r.path)]))
+    assert "noiseless SGD" in only and "92.0 ±" in only
