@@ -69,6 +69,7 @@ class Shard:
     rank: int
     world: int
     num_clients: int
+    device: torch.device = torch.device("cpu")    # where the backend's collectives run (NCCL: the GPU)
 
     @property
     def local(self) -> range:
@@ -81,30 +82,31 @@ class Shard:
 
     def sum(self, value: Tensor) -> Tensor:
         """The sum over processes (all-reduce), complex tensors included."""
-        out = value.clone()
+        out = value.to(self.device, copy=True)
         dist.all_reduce(torch.view_as_real(out) if out.is_complex() else out, op=dist.ReduceOp.SUM)
-        return out
+        return out.to(value.device)
 
     def min(self, value: Tensor) -> Tensor:
-        out = value.clone()
+        out = value.to(self.device, copy=True)
         dist.all_reduce(out, op=dist.ReduceOp.MIN)
-        return out
+        return out.to(value.device)
 
     def gather(self, value: Tensor) -> Tensor:
         """Every process's rows ``[len(local), ...]`` concatenated in client order ``[K, ...]``."""
         sizes = [Shard(r, self.world, self.num_clients).local for r in range(self.world)]
         most = max(len(s) for s in sizes)
-        padded = torch.zeros((most, *value.shape[1:]), dtype=value.dtype, device=value.device)
+        padded = torch.zeros((most, *value.shape[1:]), dtype=value.dtype, device=self.device)
         padded[:len(value)] = value
         parts = [torch.empty_like(padded) for _ in range(self.world)]
         dist.all_gather(parts, padded)
-        return torch.cat([part[:len(s)] for part, s in zip(parts, sizes)])
+        return torch.cat([part[:len(s)] for part, s in zip(parts, sizes)]).to(value.device)
 
     def per_process(self, value: Tensor) -> Tensor:
         """Every process's ``value`` (same shape on each), stacked in rank order ``[world, ...]``."""
-        parts = [torch.empty_like(value) for _ in range(self.world)]
-        dist.all_gather(parts, value.contiguous())
-        return torch.stack(parts)
+        local = value.to(self.device).contiguous()
+        parts = [torch.empty_like(local) for _ in range(self.world)]
+        dist.all_gather(parts, local)
+        return torch.stack(parts).to(value.device)
 
     def broadcast(self, value: Tensor, src: int = 0) -> None:
         """Overwrite ``value`` in place with process ``src``'s."""
@@ -121,4 +123,5 @@ def init_shard(config: Config, device: torch.device) -> Shard | None:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=int(os.environ["RANK"]),
                                 world_size=world)
-    return Shard(dist.get_rank(), dist.get_world_size(), config.clients.num_clients)
+    return Shard(dist.get_rank(), dist.get_world_size(), config.clients.num_clients,
+                 device if device.type == "cuda" else torch.device("cpu"))
