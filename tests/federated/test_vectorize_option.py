@@ -7,6 +7,7 @@ from federated.config import ConfigError, load_config
 from federated.train import Simulation, train
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop")   # SDPA on CPU has no batching rule (correct, slow)
 @pytest.mark.parametrize("overrides", [
     ["data.name=digits", "model.name=mlp", "compressor.name=laser", "channel.name=rayleigh",
      "channel.power_control=truncated", "channel.threshold=0.2"],
