@@ -219,14 +219,14 @@ class LaserCompressor(Compressor):
         factors: dict[int, Tensor] = {}
         held = []
         for gi, (group, a) in enumerate(zip(self.groups, self.queries())):
-            # M_k = memory + gradient, [L, m, n], written into the memory's buffer (it is replaced by
-            # the residual below), or a fresh stack; a one-tensor group needs no stacking copy
-            matrices = [grads[i].reshape(1, group.m, group.n) for i in group.indices]
-            memory = self.memory[client][gi]
-            if memory is not None:
-                m = memory.add_(matrices[0]) if len(matrices) == 1 else memory.add_(torch.cat(matrices))
+            # M_k = memory + gradient, [L, m, n], added into the memory's buffer matrix by matrix (it
+            # is replaced by the residual below; no stacked copy of the gradients), or a fresh stack
+            m = self.memory[client][gi]
+            if m is not None:
+                for j, i in enumerate(group.indices):
+                    m[j].add_(grads[i].reshape(group.m, group.n))
             else:
-                m = matrices[0].clone() if len(matrices) == 1 else torch.cat(matrices)
+                m = torch.stack([grads[i].reshape(group.m, group.n) for i in group.indices])
             if self.passes == 2:
                 held.append(m)                             # the memory is set in pass 2
                 x = torch.bmm(m, a)                                        # P_k = M_k orth(Q)
