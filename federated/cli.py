@@ -44,11 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser(
         "sweep", help="run the cartesian product of configuration values, resumably",
         description=textwrap.fill(
-                    "Run every config file times the product of the --grid values (no --grid: each config "
-                    "once), one run directory per point under --out, --jobs at a time. Re-running the same "
-                    "command skips finished points and resumes unfinished ones; a failed point is recorded and the others go on. Ends with the "
-                    "summary table (also DIR/summary.csv). Exit status: 0 when every point finished or diverged, "
-                    "1 when a point failed, 2 when a point's configuration was refused.", 100),
+            "Run every config file times the product of the --grid values (no --grid: each config once), one "
+            "run directory per point under --out, --jobs at a time. Re-running the same command skips finished "
+            "points and resumes unfinished ones; a failed point is recorded and the others go on. Ends with the "
+            "summary table (also DIR/summary.csv). Exit status: 0 when every point finished or diverged, 1 when "
+            "a point failed, 2 when a point's configuration was refused.", 100),
         epilog="examples:\n"
                "  laser sweep configs/mnist1d_laser.yaml configs/mnist1d_zsgd.yaml \\\n"
                "      --grid power.energy=logspace:10:1e4:4 --grid seed=0,1,2 --jobs 2 --out runs/energy\n"
@@ -130,7 +130,7 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
                               env={**base, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=logs[r],
                               stderr=None if r == 0 else subprocess.STDOUT)
              for r in range(args.nproc)]
-    codes = [None] * args.nproc
+    codes, first = [None] * args.nproc, None
     try:
         while any(c is None for c in codes):
             for r, proc in enumerate(procs):
@@ -139,7 +139,8 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
                         codes[r] = proc.wait(timeout=0.2)
                     except subprocess.TimeoutExpired:
                         continue
-                    if codes[r] != 0:                 # one failed: the others would wait for it forever
+                    if codes[r] != 0 and first is None:   # one failed: the others would wait for it forever
+                        first = r
                         for other in procs:
                             if other.poll() is None:
                                 other.terminate()
@@ -149,10 +150,12 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
                 proc.kill()
         for log in logs[1:]:
             log.close()
-    failed = [r for r, c in enumerate(codes) if c != 0 and r > 0]
-    if codes[0] == 0 and failed:
-        print(f"laser run: process {failed[0]} failed; its output: {out / f'rank{failed[0]}.log'}", file=sys.stderr)
-    return codes[0] if codes[0] != 0 else next((c for c in codes if c != 0), 0)
+    if first is None:
+        return 0
+    if first > 0:
+        print(f"laser run: process {first} failed (exit status {codes[first]}); its output: {out / f'rank{first}.log'}",
+              file=sys.stderr)
+    return codes[first] if codes[first] > 0 else 1
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:

@@ -45,6 +45,7 @@ METHOD_STYLE: dict[str, MethodStyle] = {
     "natural_dithering": MethodStyle("natural dithering", "darkgoldenrod", "h"),
     "topk_dithering": MethodStyle("top-k + dithering", "teal", "*"),
     "signsgd": MethodStyle("signSGD", "darkmagenta", "H"),
+    "noiseless": MethodStyle("noiseless", "black", ""),     # the reference ("noiseless SGD") in round curves
 }
 # for names not in METHOD_STYLE, numbered in sorted order (greys are kept for reference lines)
 _OTHER_COLOURS = ("#6a3d9a", "#b15928", "#33a02c", "#1f78b4", "#e31a1c", "#ff7f00", "#a6cee3", "#fb9a99")
@@ -166,11 +167,13 @@ def _draw_metric_vs_x(rows: list[dict], *, metric: str, x: str, references: Sequ
     from matplotlib.lines import Line2D
 
     ylabel, factor, yscale = _metric_axis(metric)
+    limits = (0.0, 100.0) if "accuracy" in metric else None
     xlabel, xscale = _x_axis(x, [float(row["x"]) for row in rows])
     methods = list(dict.fromkeys(row["method"] for row in rows))
     styles = _styles(methods)
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(5.0, 3.6), layout="constrained")
+        wide = len(methods) + len(references) > 5              # the legend goes beside the axes
+        fig = Figure(figsize=(7.4, 4.2) if wide else (5.0, 3.6), layout="constrained")
         ax = fig.add_subplot()
         ax.set(xscale=xscale, yscale=yscale, xlabel=xlabel, ylabel=ylabel)
         _plain_log_ticks(ax)
@@ -184,6 +187,8 @@ def _draw_metric_vs_x(rows: list[dict], *, metric: str, x: str, references: Sequ
             ys = [factor * p[1] for p in finished]
             bands = [_band(p[1], p[2], p[3]) for p in finished]
             lows, highs = [factor * b[0] for b in bands], [factor * b[1] for b in bands]
+            if limits is not None:                          # a few seeds' t interval can leave [0, 100] %
+                lows, highs = [max(v, limits[0]) for v in lows], [min(v, limits[1]) for v in highs]
             ax.plot(xs, ys, color=style.colour, marker=style.marker, linestyle=linestyle, label=style.display)
             if len(xs) > 1 and lows != highs:
                 ax.fill_between(xs, lows, highs, color=style.colour, alpha=0.2, linewidth=0)
@@ -202,6 +207,8 @@ def _draw_metric_vs_x(rows: list[dict], *, metric: str, x: str, references: Sequ
             handles.append(Line2D([], [], color="0.3", marker="x", markersize=7, markeredgewidth=1.8,
                                   linestyle="none"))
             labels.append(_DIVERGED_LABEL)
+        if limits is not None:
+            ax.set_ylim(limits[0] - 0.02 * (limits[1] - limits[0]), limits[1] + 0.02 * (limits[1] - limits[0]))
         if len(handles) <= 6:
             ax.legend(handles, labels, loc="best")
         else:
@@ -250,7 +257,10 @@ def _draw_metric_vs_round(curves: list[dict], *, metric: str, title: str | None 
                 offset = methods.index(curve["method"]) * every // len(methods)
                 ax.plot(rounds, values(curve["mean"]), color=style.colour, marker=style.marker,
                         markevery=(offset, every), linestyle=linestyle, label=style.display)
-                ax.fill_between(rounds, values(curve["low"]), values(curve["high"]), color=style.colour,
+                low, high = values(curve["low"]), values(curve["high"])
+                if "accuracy" in metric:                 # a few seeds' t interval can leave [0, 100] %
+                    low, high = np.ma.clip(low, 0, 100), np.ma.clip(high, 0, 100)
+                ax.fill_between(rounds, low, high, color=style.colour,
                                 alpha=0.2, linewidth=0)
         handles = [Line2D([], [], color=styles[m][0].colour, marker=styles[m][0].marker, linestyle=styles[m][1],
                           label=styles[m][0].display) for m in methods]
