@@ -231,6 +231,8 @@ class FadingChannel(nn.Module):
         work = signals if signals.dtype == torch.float64 else signals.float()
         cdtype = torch.complex128 if work.dtype == torch.float64 else torch.complex64
         if state is None:
+            if reduce is not None:    # each process would draw its own, different channel
+                raise ValueError("with reduce, pass the round's state (realized for every client, then sliced)")
             state = self.realize(num_clients, dim, generator, cdtype)
         if state.gains.shape[0] != num_clients:
             raise ValueError(f"the channel state has {state.gains.shape[0]} clients, signals have {num_clients}")

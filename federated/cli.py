@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import time
@@ -24,10 +25,11 @@ EXIT_BAD_INPUT = 2
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="laser", description="Federated learning over wireless channels (LASER and baselines).")
+        prog="laser", description="Federated learning over wireless channels (LASER and baselines).",
+        allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
-        "run", help="train one configuration",
+        "run", allow_abbrev=False, help="train one configuration",
         description="Train one configuration. Without CONFIG, the packaged quickstart runs "
                     "(MNIST-1D, 16 clients, LASER at a low energy; about half a minute on 2 CPU cores).")
     run.add_argument("config", nargs="?", help="a YAML file (default: the quickstart)")
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                           "CPUs, NCCL with one GPU each); the result equals one process's to float tolerance")
 
     sweep = commands.add_parser(
-        "sweep", help="run the cartesian product of configuration values, resumably",
+        "sweep", allow_abbrev=False, help="run the cartesian product of configuration values, resumably",
         description=textwrap.fill(
             "Run every config file times the product of the --grid values (no --grid: each config once), one "
             "run directory per point under --out, --jobs at a time. Re-running the same command skips finished "
@@ -68,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
 
     plot = commands.add_parser(
-        "plot", help="figures of a sweep directory",
+        "plot", allow_abbrev=False, help="figures of a sweep directory",
         description="Draw the metric against energy (or SNR) with one line per method, 95%% confidence bands "
                     "over seeds and the noiseless reference, and the metric against rounds; PNG and PDF.")
     plot.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory of run directories (laser sweep --out)")
@@ -106,7 +108,6 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
 
 def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path) -> int:
     """Start ``--nproc`` copies of this command as one torch.distributed job; rank 0's status."""
-    import os
     import subprocess
 
     from federated.distributed import check_shardable, free_port
@@ -175,7 +176,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if summary.get("status") == "finished":
             print(f"laser run: {out} already finished ({summary.get('rounds')} rounds); nothing to resume")
             return 0
-    if args.nproc > 1:
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:     # (inside a launch, train() joins the group)
         return _launch(args, argv, config, out)
     try:
         history = train(config, out, progress=not args.quiet, resume=args.resume is not None)
@@ -252,15 +253,23 @@ def _sweep(args: argparse.Namespace) -> int:
     skipped = sum(r.skipped for r in result.results)
     diverged = sum(r.status == "diverged" for r in result.results)
     failures = result.failures
+    report_error = None
     if any(r.status in ("finished", "diverged") for r in result.results):
         print()
-        _report(out, args.metric, args.target)
+        try:
+            _report(out, args.metric, args.target)
+        except ConfigError as error:          # e.g. a --metric the runs do not have: the runs are kept
+            report_error = error
     print(f"\nlaser sweep: {len(points)} points: {len(points) - len(failures)} done ({skipped} before this run, "
           f"{diverged} diverged), {len(failures)} failed; sweep directory {out}")
     if failures:
         print(f"laser sweep: {len(failures)} point(s) failed (details in {out / 'sweep.json'}):", file=sys.stderr)
         for failure in failures:
             print(f"  {failure.point.name}: {failure.error} (log: {failure.point.path / 'run.log'})", file=sys.stderr)
+    if report_error is not None:
+        print(f"laser sweep: config error: {report_error} (the runs are done; `laser plot {out} --metric ...` "
+              "summarises them again)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return result.exit_status
 
 
@@ -315,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"laser {args.command}: config error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"\nlaser {args.command}: interrupted; what had finished is kept"
+              + ("; the same command continues the sweep" if args.command == "sweep" else ""), file=sys.stderr)
+        return 130
     except OSError as error:          # an unwritable --out or data.root, a directory given as a file
         print(f"laser {args.command}: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
         return EXIT_BAD_INPUT

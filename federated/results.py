@@ -48,7 +48,8 @@ __all__ = ["Run", "SweepTable", "load_runs", "summarize", "energy_to_target", "m
 
 METHOD_KEY, SEED_KEY, LR_KEY = "compressor.name", "seed", "optimizer.lr"
 X_KEYS = ("power.energy", "power.snr_db")
-_IGNORED = {"data.root", "device", "checkpoint_every", "compile"}    # where/how a run ran, not what it is
+# where and how a run ran, not what it computes
+_IGNORED = {"data.root", "data.download", "device", "checkpoint_every", "compile", "tensorboard", "clients.vectorize"}
 
 
 @dataclass
@@ -182,6 +183,7 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
         x = next((k for k in X_KEYS if len({r.config.get(k) for r in curves}) > 1), None)
         x = x or next((k for k in X_KEYS if curves and all(r.config.get(k) is not None for r in curves)), None)
     table = SweepTable(metric, x)
+    curves = [r for r in curves if r.config.get(x) is not None]      # e.g. SNR runs in an energy sweep
     by_method: dict[str, list[Run]] = defaultdict(list)
     for run in curves:
         by_method[str(run.config.get(METHOD_KEY))].append(run)
@@ -200,9 +202,11 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
                 best[key] = row
         table.rows += [{**row, "selection": "best_lr"} for row in best.values()]
     ref_groups: dict[str, list[Run]] = defaultdict(list)
+    extra = _varying(references, {SEED_KEY, LR_KEY, *X_KEYS, "channel.name", "channel.noise_var"})
     for run in references:
         name = str(run.config.get(METHOD_KEY))
-        ref_groups["noiseless SGD" if name == "zsgd" else f"{name}, noiseless channel"].append(run)
+        label = "noiseless SGD" if name == "zsgd" else f"{name}, noiseless channel"
+        ref_groups[", ".join([label, *(f"{k}={_show(run.config.get(k))}" for k in extra)])].append(run)
     for label, ref_runs in ref_groups.items():
         by_lr: dict[object, list[Run]] = defaultdict(list)
         for run in ref_runs:
@@ -265,7 +269,9 @@ def target_table(table: SweepTable, target: float | None = None, baseline: str =
     for row in rows:
         curve = table.best(row["method"])
         row["reached_at_first_point"] = row[key] is not None and bool(curve) and row[key] == curve[0]["x"]
-    base = next((r[key] for r in rows if r["method"] == baseline), None)
+    # the baseline's row: its exact name, else the one method named after it (e.g. "laser, compressor.rank=4")
+    named = [r for r in rows if r["method"] == baseline] or [r for r in rows if r["method"].startswith(baseline + ",")]
+    base = named[0][key] if len(named) == 1 else None
     for row in rows:
         if snr:
             row[f"db_above_{baseline}"] = row[key] - base if row[key] is not None and base is not None else None

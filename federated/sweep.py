@@ -42,6 +42,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import typing
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -223,8 +224,15 @@ def plan_sweep(configs: list[str | Path], grid: list[str], out: str | Path,
     if len(set(stems)) != len(stems):
         raise ConfigError("config", [str(p) for p in paths], "config files with distinct names")
     fixed = tuple(overrides)
-    return [Point(path, fixed + tuple(f"{k}={v}" for k, v in combo.items()), Path(out) / path.stem / _dirname(combo))
-            for path in paths for combo in combos]
+    points = [Point(path, fixed + tuple(f"{k}={v}" for k, v in combo.items()), Path(out) / path.stem / _dirname(combo))
+              for path in paths for combo in combos]
+    seen: dict[Path, Point] = {}
+    for point in points:
+        if point.path in seen:
+            raise ConfigError("--grid", " ".join(grid), f"values that name distinct directories (two points would "
+                                                        f"share {point.path})")
+        seen[point.path] = point
+    return points
 
 
 def _read_json(path: Path) -> dict | None:
@@ -262,12 +270,21 @@ def _state(point: Point) -> tuple[str, Config | None, str | None]:
     return "fresh", config, None
 
 
-def _die_with_parent() -> None:            # runs in the child between fork and exec (Linux)
+def _death_signal():
+    """A function for the child between fork and exec that makes the kernel kill it when the sweep
+    dies (Linux ``PR_SET_PDEATHSIG``), or None. Looked up here, in the parent: the child must not load
+    libraries while other threads of the parent may hold their locks."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    return lambda: prctl(1, signal.SIGKILL)
+
+
+_DEATH_SIGNAL = _death_signal()
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -278,8 +295,12 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def _run_point(point: Point, mode: str, env: dict[str, str]) -> PointResult:
-    """Run (or resume) one point in a child process, its output in ``run.log``."""
+def _run_point(point: Point, mode: str, env: dict[str, str], children: set, stopping: threading.Event,
+               ) -> PointResult:
+    """Run (or resume) one point in a child process, its output in ``run.log``; ``children`` holds
+    the running processes (so that an interrupted sweep can stop them)."""
+    if stopping.is_set():
+        return PointResult(point, "failed", error="not started: the sweep was interrupted")
     point.path.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "federated.cli", "run"]
     command += (["--resume", str(point.path)] if mode == "resume"
@@ -290,8 +311,12 @@ def _run_point(point: Point, mode: str, env: dict[str, str]) -> PointResult:
         handle.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if mode == 'resume' else 'start'}: "
                      f"laser run {' '.join(command[4:])}\n")
         handle.flush()
-        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None).returncode
+        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=_DEATH_SIGNAL)
+        children.add(child)
+        try:
+            code = child.wait()
+        finally:
+            children.discard(child)
     summary = _read_json(point.path / "summary.json") or {}
     status = outcome(summary)
     if code == 0 and status == "finished":
@@ -363,9 +388,13 @@ def run_sweep(points: list[Point], out: str | Path, *, jobs: int = 1, progress: 
     bar = tqdm(total=total, initial=done_rounds, unit="round", desc="sweep", disable=not progress,
                dynamic_ncols=True)
     counted = {point.path: _rounds_done(point) if state == "resume" else 0 for point, state, _ in todo}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        running: dict[Future, tuple[Point, Config]] = {
-            pool.submit(_run_point, point, state, env): (point, config) for point, state, config in todo}
+    children: set[subprocess.Popen] = set()
+    stopping = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    running: dict[Future, tuple[Point, Config]] = {
+        pool.submit(_run_point, point, state, env, children, stopping): (point, config)
+        for point, state, config in todo}
+    try:
         while running:
             time.sleep(0.5)
             for future in [f for f in running if f.done()]:
@@ -386,5 +415,13 @@ def run_sweep(points: list[Point], out: str | Path, *, jobs: int = 1, progress: 
                     counted[point.path] = now
             bar.set_postfix(done=sum(not r.failed for r in results.values()),
                             failed=sum(r.failed for r in results.values()), running=min(jobs, len(running)))
+    except BaseException:            # Ctrl-C (or a crash): stop starting points, stop the running ones
+        stopping.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in list(children):
+            child.terminate()
+        bar.close()
+        raise
+    pool.shutdown()
     bar.close()
     return SweepResult([results[p.path] for p in points], out)

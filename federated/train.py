@@ -301,6 +301,9 @@ def _resume(sim: Simulation, out_dir: Path, history: History) -> int:
     """Load ``out_dir``'s checkpoint into ``sim`` and ``history``; the rounds already done."""
     path, shard = out_dir / checkpoint_name(sim.shard), sim.shard
     state = load_checkpoint(path, sim.device) if path.is_file() else None
+    written_by = None if state is None else state.get("world", 1)
+    if written_by is not None and written_by != (1 if shard is None else shard.world):
+        raise CheckpointError(f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}")
     if shard is not None:                 # the processes must hold checkpoints of one round
         done = shard.per_process(torch.tensor(-1 if state is None else int(state["round"])))
         if len(set(done.tolist())) > 1:
@@ -308,9 +311,6 @@ def _resume(sim: Simulation, out_dir: Path, history: History) -> int:
                                   f"({done.tolist()}; killed while writing them): start the run again")
     if state is None:
         return 0                       # killed before its first checkpoint: start over, same result
-    written_by = state.get("world", 1)
-    if written_by != (1 if shard is None else shard.world):
-        raise CheckpointError(f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}")
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has format {state.get('format')!r}; this version reads {CHECKPOINT_FORMAT}")
     if not same_config(state["config"], sim.config):

@@ -98,3 +98,8 @@ def test_a_refused_split_exits_2_in_one_line(tmp_path):
     result = laser("run", "data.name=digits", "model.name=mlp", "compressor.name=qsgd", "--nproc", "2", cwd=tmp_path)
     assert result.returncode == 2 and "compressor.name = 'qsgd'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_abbreviated_options_are_not_taken_for_nproc(tmp_path):
+    result = laser("run", "data.name=digits", "model.name=mlp", "--np", "2", cwd=tmp_path)
+    assert result.returncode == 2 and "unrecognized arguments: --np" in result.stderr

@@ -190,3 +190,30 @@ def test_the_printed_table_shows_every_cell_and_a_reference_only_sweep(sweep_dir
     assert f"76.0 ± {100 * T2 * 0.01732051 / math.sqrt(3):.1f}" in text    # LASER at 10, best lr
     only = format_table(summarize([r for r in load_runs(sweep_dir) if "noiseless" in str(r.path)]))
     assert "noiseless SGD" in only and "92.0 ±" in only
+
+
+def test_mixed_directories_group_what_belongs_together(sweep_dir):
+    # an SNR run in an energy sweep's directory stays out of the energy curves (no crash)
+    write_run(sweep_dir / "snr" / "laser", ["power.energy=null", "power.snr_db=0", "seed=0"], 0.5)
+    # references of different configurations are different lines; a run setting is not a method
+    write_run(sweep_dir / "noiseless" / "fewer-clients", ["channel.name=noiseless", "compressor.name=zsgd",
+                                                         "clients.num_clients=4"], 0.8)
+    write_run(sweep_dir / "laser" / "vmap", ["power.energy=10", "seed=5", "clients.vectorize=vmap",
+                                             "optimizer.lr=0.05"], 0.6)
+    table = summarize(load_runs(sweep_dir))
+    assert table.x == "power.energy" and table.methods == ["laser", "zsgd"]
+    assert [r["n"] for r in table.best("laser")] == [3, 3, 3]          # 0.01 still wins at energy 10
+    assert sorted(r["method"] for r in table.references) == [
+        "noiseless SGD, clients.num_clients=16", "noiseless SGD, clients.num_clients=4"]
+
+
+def test_the_baseline_is_found_under_a_suffixed_name():
+    from federated.results import SweepTable
+
+    table = SweepTable("test_accuracy", "power.energy")
+    for method, means in (("laser, compressor.rank=4", (0.5, 0.9)), ("zsgd", (0.3, 0.7))):
+        for x, mean in zip((10.0, 1000.0), means):
+            table.rows.append({"selection": "best_lr", "method": method, "x": x, "mean": mean, "n": 1,
+                               "n_diverged": 0})
+    _, rows = target_table(table, 0.6)
+    assert {r["method"]: r["ratio_to_laser"] for r in rows}["zsgd"] == pytest.approx(10.0)   # 316 / 31.6

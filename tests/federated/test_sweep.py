@@ -169,3 +169,26 @@ def test_a_point_dir_of_another_configuration_is_not_overwritten(tmp_path):
     result = laser(*base, "compressor.rank=2", cwd=tmp_path)
     assert result.returncode == 1 and "another configuration" in result.stderr
     assert (out / "digits_laser" / "seed=0" / "history.jsonl").read_bytes() == history
+
+
+def test_points_that_would_share_a_directory_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="distinct directories"):
+        plan_sweep([DIGITS], ["optimizer.milestones=[1, 2],[1,_2]"], tmp_path)     # both [1,_2] on disk
+
+
+def test_ctrl_c_stops_the_sweep_and_starts_nothing_more(tmp_path):
+    out = tmp_path / "sweep"
+    sweep = subprocess.Popen([sys.executable, "-m", "federated.cli", "sweep", DIGITS, *small(tmp_path, rounds=400),
+                              "--grid", "seed=0,1,2", "--out", str(out), "--quiet"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    first = out / "digits_laser" / "seed=0" / "history.jsonl"
+    deadline = time.time() + 120
+    while not (first.is_file() and first.read_text().count("\n") >= 2):
+        assert sweep.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGINT)
+    _, stderr = sweep.communicate(timeout=60)
+    assert sweep.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert not (out / "digits_laser" / "seed=1").exists()        # the queued points never started
+    assert not (out / "digits_laser" / "seed=0" / "summary.json").is_file()    # the running one was stopped
