@@ -179,8 +179,7 @@ class Simulation:
         steps = [(torch.stack([x for x, _ in step]), torch.stack([y for _, y in step])) for step in zip(*batches)]
         with self.autocast():
             losses, grads = self.vectorized.accumulate(steps)
-        blocks = [self.compressor.encode(k, tuple(g[j] for g in grads)) for j, k in enumerate(clients)]
-        return list(losses), blocks
+        return list(losses), self.compressor.encode_many(list(clients), grads)
 
     def _client_from_batches(self, client_batches: list[tuple[Tensor, Tensor]], forward=None, wrt=None,
                              ) -> tuple[Tensor, tuple[Tensor, ...]]:

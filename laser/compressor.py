@@ -53,6 +53,12 @@ class Compressor(ABC):
     def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
         """Client ``client``'s blocks for this round (1-D tensors); updates its error feedback."""
 
+    def encode_many(self, clients: Sequence[int], grads: Sequence[Tensor]) -> list[list[Tensor]]:
+        """:meth:`encode` for several clients at once, ``grads[i]`` stacking their gradients of
+        parameter ``i`` as ``[len(clients), *shape]`` (the vectorised clients' layout). This default
+        encodes one client after another; a compressor may batch them (to float rounding)."""
+        return [self.encode(k, tuple(g[j] for g in grads)) for j, k in enumerate(clients)]
+
     def encode_pass(self, client: int, pass_index: int) -> list[Tensor]:
         """Client ``client``'s blocks for pass ``pass_index >= 1`` of this round (``passes > 1`` only)."""
         raise NotImplementedError(f"{type(self).__name__} sends one pass per round")

@@ -245,6 +245,42 @@ class LaserCompressor(Compressor):
             blocks += self._factor_blocks(factors[i]) if i in factors else [g.reshape(-1)]
         return blocks
 
+    def encode_many(self, clients: Sequence[int], grads: Sequence[Tensor]) -> list[list[Tensor]]:
+        """Every client's matrices of a same-shape group in one batched matmul ``[C, L, ., .]``; the
+        result of :meth:`encode` client by client, to float rounding (another summation order)."""
+        count = len(clients)
+        factors: list[dict[int, Tensor]] = [{} for _ in clients]
+        held: list[list[Tensor]] = [[] for _ in clients]
+        for gi, (group, a) in enumerate(zip(self.groups, self.queries())):
+            m = torch.stack([grads[i].reshape(count, group.m, group.n) for i in group.indices], dim=1)  # [C, L, m, n]
+            for j, k in enumerate(clients):
+                if self.memory[k][gi] is not None:
+                    m[j] += self.memory[k][gi]
+            if self.passes == 2:
+                x = m @ a                                                  # P_k = M_k orth(Q), [C, L, m, r]
+                for j in range(count):
+                    held[j].append(m[j])
+            elif self._even:
+                x = m.transpose(-1, -2) @ a                                # [C, L, n, r]
+                m -= a @ x.transpose(-1, -2)
+            else:
+                x = m @ a                                                  # [C, L, m, r]
+                m -= x @ a.transpose(-1, -2)
+            for j, k in enumerate(clients):
+                if self.passes == 1:
+                    self.memory[k][gi] = m[j]
+                for pos, i in enumerate(group.indices):
+                    factors[j][i] = x[j, pos]
+        blocks = []
+        for j, k in enumerate(clients):
+            if self.passes == 2:
+                self._held[k] = held[j]
+            client_blocks: list[Tensor] = []
+            for i, g in enumerate(grads):
+                client_blocks += self._factor_blocks(factors[j][i]) if i in factors[j] else [g[j].reshape(-1)]
+            blocks.append(client_blocks)
+        return blocks
+
     def encode_pass(self, client: int, pass_index: int) -> list[Tensor]:
         if self.passes != 2 or pass_index != 1 or self._pass != 1:
             raise ValueError(f"pass {pass_index} is not the next pass of this round")
