@@ -162,7 +162,7 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     config, out = _load(args)
     from federated.checkpoint import CheckpointError
-    from federated.history import format_summary
+    from federated.history import format_summary, outcome
     from federated.train import NonFiniteError, resolve_device, train
 
     if args.nproc < 1:
@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         raise ConfigError("device", config.device, "auto, cpu, or a device this machine has") from error
     if args.resume is not None and (out / "summary.json").is_file():
         summary = json.loads((out / "summary.json").read_text())
-        if summary.get("status") == "finished":
+        if outcome(summary) == "finished":
             print(f"laser run: {out} already finished ({summary.get('rounds')} rounds); nothing to resume")
             return 0
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:     # (inside a launch, train() joins the group)

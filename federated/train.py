@@ -169,8 +169,16 @@ class Simulation:
         if self.downlink is not None:
             received = {n: p.requires_grad_() for n, p in self.downlink.receive(dict(self.model.named_parameters())).items()}
             forward, wrt = (lambda x: functional_call(self.model, received, (x,))), list(received.values())
-        batches = [self.task.batch(client) for _ in range(self.config.clients.accumulation_steps)]
-        return self._client_from_batches(batches, forward, wrt)
+        return self._client_from_batches(self._batches(client), forward, wrt)
+
+    def _batches(self, client: int) -> list[tuple[Tensor, Tensor]]:
+        """The client's micro-batches of this round (drawing them advances the task's data stream)."""
+        return [self.task.batch(client) for _ in range(self.config.clients.accumulation_steps)]
+
+    @property
+    def main_process(self) -> bool:
+        """Whether this process evaluates and writes the run (process 0, or the only one)."""
+        return self.shard is None or self.shard.rank == 0
 
     def _vectorized_round(self, clients: range, batches: list[list[tuple[Tensor, Tensor]]],
                           ) -> tuple[list[Tensor], list[list[Tensor]]]:
@@ -203,11 +211,10 @@ class Simulation:
         client_blocks, losses, kept, batches = [], [], None, []
         for k in range(num_clients):
             if k not in local:          # another process's client: draw its batches all the same, so
-                for _ in range(config.clients.accumulation_steps):     # every process's data stream
-                    self.task.batch(k)                                 # stays the one-process one
+                self._batches(k)        # every process's data stream stays the one-process one
                 continue
             if self.vectorized is not None:
-                batches.append([self.task.batch(k) for _ in range(config.clients.accumulation_steps)])
+                batches.append(self._batches(k))
                 continue
             loss, grads = self.client_gradient(k)
             if k == 0 and self.buffers:
@@ -243,7 +250,7 @@ class Simulation:
             self.ema.update(self.model)
 
         record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(passes)}
-        if ((t + 1) % config.eval_every == 0 or t + 1 == config.rounds) and (shard is None or shard.rank == 0):
+        if ((t + 1) % config.eval_every == 0 or t + 1 == config.rounds) and self.main_process:
             record.update(self.task.evaluate(self.model, self.autocast))
             if self.ema is not None:
                 ema = self.task.evaluate(self.ema.model(self.model), self.autocast)
@@ -353,14 +360,13 @@ def train(
     with torch.random.fork_rng(devices=cuda):
         sim = Simulation(config, device, shard)
         torch.manual_seed(sim.dropout_seed)
-        writer = shard is None or shard.rank == 0
-        return _train(sim, Path(out_dir) if out_dir is not None else None, progress and writer, resume)
+        return _train(sim, Path(out_dir) if out_dir is not None else None, progress and sim.main_process, resume)
 
 
 def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
     config = sim.config
     history, start, run, board = History(), 0, None, None
-    shard, writer = sim.shard, sim.shard is None or sim.shard.rank == 0     # one process writes the run
+    shard, writer = sim.shard, sim.main_process
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
