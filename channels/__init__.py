@@ -13,11 +13,11 @@ from channels.awgn import AWGNChannel
 from channels.budget import db_to_linear, energy_for_snr_db, snr_db_for_energy
 from channels.digital import DigitalRound, bit_limit, digital_link, shannon_rate, uses_for_bits
 from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFading, TDLFading
-from channels.fading_channel import ChannelOutput, ChannelState, FadingChannel
+from channels.fading_channel import BlocksOutput, ChannelOutput, ChannelState, FadingChannel, SignalBlocks
 from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
 
 __all__ = [
-    "AWGNChannel", "ChannelOutput", "ChannelState", "FadingChannel",
+    "AWGNChannel", "ChannelOutput", "ChannelState", "FadingChannel", "SignalBlocks", "BlocksOutput",
     "RayleighFading", "RicianFading", "TDLFading", "PathLoss", "FADING_MODELS",
     "PowerControl", "PerfectInversion", "TruncatedInversion", "ImperfectCSI",
     "db_to_linear", "energy_for_snr_db", "snr_db_for_energy",

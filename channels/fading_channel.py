@@ -16,7 +16,9 @@ client (``path_loss``, drawn once per run: client positions do not change betwee
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +29,7 @@ from channels.budget import energy_for_snr_db
 from channels.noise import ComplexNoise, from_symbols, to_symbols
 from channels.power_control import PerfectInversion, PowerControl
 
-__all__ = ["ChannelOutput", "ChannelState", "FadingChannel", "Reduction", "over_the_air"]
+__all__ = ["BlocksOutput", "ChannelOutput", "ChannelState", "FadingChannel", "Reduction", "SignalBlocks"]
 
 
 class Reduction(Protocol):
@@ -95,38 +97,102 @@ class ChannelState:
         return ChannelState(self.gains[index], self.csi[index], self.symbols_per_block)
 
 
-def over_the_air(
-    symbols: Tensor, energy: Tensor, gains: Tensor, csi: Tensor, transmits: Tensor,
-    reduce: Reduction | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The precoding maths, noise excluded.
+class SignalBlocks:
+    """Every client's blocks of one round, in the order they follow each other on the channel.
 
-    Args: ``symbols`` complex ``[K, S]``; ``energy`` ``[K]``; ``gains``, ``csi``, ``transmits``
-    ``[K, S]`` or ``[K, 1]`` (true gain, believed gain, where a client sends); ``reduce``: when
-    these K are one process's share of the clients, the all-reduce that makes eta the minimum over
-    every process and the superposition and counts their sums (the over-the-air sum as an
-    all-reduce of the scaled signals).
+    Block b of every client occupies the same ``ceil(d_b / 2)`` complex symbols (I/Q pairs; an odd
+    block ends with a zero Q). Small rounds are packed into one real ``[K, sum_b 2 ceil(d_b / 2)]``
+    tensor, so the channel treats all blocks in a few batched operations; a round with more than
+    ``pack_limit`` entries (K full gradients of a large model) is left as it is and packed one client
+    at a time, so that no second copy of every client's signal is ever held.
 
-    Returns ``(received, eta, count, energy_used, active)``: the noiseless superposition ``[S]``,
-    the common scale eta (0-dim, ``inf`` if nobody has to send), the number of clients sending on
-    each symbol ``[S]``, each client's energy ``[K]`` and who spoke ``[K]``.
+    Args:
+        client_blocks: ``client_blocks[k][b]``, client k's block b (1-D, the same lengths for every
+            client), or a ``[K, d]`` tensor (one block).
+        pack_limit: the most entries packed at once.
+
+    Example:
+        >>> blocks = SignalBlocks([[torch.tensor([3.0, 4.0, 0.0]), torch.tensor([1.0])],
+        ...                        [torch.tensor([0.0, 0.0, 1.0]), torch.tensor([2.0])]])
+        >>> blocks.dims, blocks.symbols, blocks.norms().tolist()
+        ([3, 1], [2, 1], [[5.0, 1.0], [1.0, 2.0]])
     """
-    mask = transmits & (energy > 0).unsqueeze(1) & (csi != 0)
-    mask = mask.expand(symbols.shape)
-    inverted = torch.where(mask, symbols / torch.where(csi != 0, csi, 1), 0)      # m_k u_k / h_hat_k
-    need = torch.linalg.vector_norm(inverted, dim=1)                               # [K]
-    ratio = torch.where(need > 0, energy.sqrt() / need, math.inf)
-    eta = ratio.min() if reduce is None else reduce.min(ratio.min())
-    finite = torch.isfinite(eta)
-    eta_tx = torch.where(finite, eta, torch.ones_like(eta))
-    x = eta_tx * inverted                                                          # channel inputs
-    energy_used = torch.where(finite, x.abs().square().sum(1),
-                              torch.where(need > 0, math.inf, 0.0))
-    received = (gains * x).sum(0)                                                  # [S]
-    count = mask.sum(0)
-    if reduce is not None:
-        received, count = reduce.sum(received), reduce.sum(count)
-    return received, eta, count, energy_used, mask.any(1)
+
+    def __init__(self, client_blocks: Sequence[Sequence[Tensor]] | Tensor, pack_limit: int = 1 << 24) -> None:
+        if isinstance(client_blocks, Tensor):
+            if client_blocks.dim() != 2:
+                raise ValueError(f"signals must have shape [K, d], got {tuple(client_blocks.shape)}")
+            tensor, client_blocks = client_blocks, [[row] for row in client_blocks]
+        else:
+            tensor = None
+        first = client_blocks[0]
+        self.num_clients = len(client_blocks)
+        self.dims = [int(b.numel()) for b in first]
+        self.symbols = [(d + 1) // 2 for d in self.dims]
+        self.starts = [0, *itertools.accumulate(self.symbols)][:-1]          # each block's first symbol
+        self.dtype = torch.float64 if first[0].dtype == torch.float64 else torch.float32
+        self.device = first[0].device
+        self._blocks = client_blocks
+        if tensor is not None and tensor.shape[1] % 2 == 0:                 # already packed: no copy
+            self.packed: Tensor | None = tensor.to(self.dtype)
+        elif tensor is not None or self.num_clients * 2 * sum(self.symbols) <= pack_limit:
+            self.packed = self._pack(range(self.num_clients))
+        else:
+            self.packed = None
+
+    def _pack(self, clients: Sequence[int]) -> Tensor:
+        """Real ``[len(clients), 2 S]``: each client's blocks one after another, odd ones padded."""
+        zero = torch.zeros(1, dtype=self.dtype, device=self.device)
+        parts = []
+        for k in clients:
+            blocks = self._blocks[k]
+            if len(blocks) != len(self.dims):
+                raise ValueError(f"client {k} has {len(blocks)} blocks, client 0 has {len(self.dims)}")
+            for block, d in zip(blocks, self.dims):
+                parts.append(block)
+                if d % 2:
+                    parts.append(zero)
+        packed = torch.cat(parts).to(self.dtype)
+        if packed.numel() != len(clients) * 2 * sum(self.symbols):
+            raise ValueError(f"every client's blocks must be 1-D with the lengths of client 0's, {self.dims}")
+        return packed.reshape(len(clients), -1)
+
+    def norms(self) -> Tensor:
+        """``[K, B]`` float64: the Euclidean norm of each client's block."""
+        if self.packed is not None:
+            return torch.stack([torch.linalg.vector_norm(self.packed[:, 2 * a:2 * a + d].double(), dim=1)
+                                for a, d in zip(self.starts, self.dims)], dim=1)
+        return torch.stack([torch.stack([torch.linalg.vector_norm(b.double()) for b in blocks])
+                            for blocks in self._blocks])
+
+    def chunks(self) -> Iterator[tuple[slice, Tensor]]:
+        """``(clients, symbols)``: complex ``[c, S]`` symbols of consecutive clients (all at once when
+        packed, else one client at a time)."""
+        if self.packed is not None:
+            yield slice(0, self.num_clients), to_symbols(self.packed)
+            return
+        for k in range(self.num_clients):
+            yield slice(k, k + 1), to_symbols(self._pack([k]))
+
+
+@dataclass(frozen=True)
+class BlocksOutput:
+    """What the server decodes from one round's blocks (:meth:`FadingChannel.transmit`).
+
+    Attributes:
+        estimates: B tensors ``[d_b]``, the server's estimate of the mean of each block.
+        energy_used: ``[K, B]``, each client's energy per block (``inf`` for a non-zero signal with
+            an infinite budget).
+        noise_var: ``[B]``, the per-entry variance of each estimate's error; 0 when noiseless.
+        active: ``[K, B]`` bool, who was heard in each block.
+        scale: ``[B]``, each block's alignment scale eta (``inf`` when noiseless).
+    """
+
+    estimates: list[Tensor]
+    energy_used: Tensor
+    noise_var: Tensor
+    active: Tensor
+    scale: Tensor
 
 
 class FadingChannel(nn.Module):
@@ -227,34 +293,106 @@ class FadingChannel(nn.Module):
         num_clients, dim = signals.shape
         if snr_db is not None:
             energy = energy_for_snr_db(snr_db, channel_uses=dim, noise_var=self.noise_var)
+        blocks = SignalBlocks(signals)
+        energy = _as_client_energy(energy, num_clients, torch.empty((), dtype=blocks.dtype, device=signals.device))
+        out = self.transmit(blocks, energy.unsqueeze(1), state=state, symbol_offset=symbol_offset,
+                            generator=generator, reduce=reduce)
+        return ChannelOutput(estimate=out.estimates[0].to(signals.dtype), energy_used=out.energy_used[:, 0],
+                             noise_var=out.noise_var[0], active=out.active[:, 0], scale=out.scale[0])
+
+    def transmit(
+        self, blocks: SignalBlocks, energy: Tensor, *, state: ChannelState | None = None, symbol_offset: int = 0,
+        generator: torch.Generator | None = None, reduce: Reduction | None = None,
+    ) -> BlocksOutput:
+        """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
+        each client's budget per block (>= 0; ``inf``: noiseless). Each block gets its own alignment
+        scale and its own noise draw, in block order, so grouping blocks into one call changes no
+        result; the maths is :meth:`forward`'s, block by block (see the module docstring). With
+        ``reduce``, ``blocks``, ``energy`` and ``state`` are this process's clients (as in ``forward``).
+
+        Example:
+            >>> blocks = SignalBlocks([[torch.tensor([3.0, 4.0]), torch.tensor([1.0])],
+            ...                        [torch.tensor([0.0, 1.0]), torch.tensor([3.0])]])
+            >>> out = FadingChannel(noise_var=0.0).transmit(blocks, torch.full((2, 2), 25.0))
+            >>> [e.tolist() for e in out.estimates], out.scale.tolist()
+            ([[1.5, 2.5], [2.0]], [1.0, 1.6666666269302368])
+        """
         generator = generator if generator is not None else self.generator
-        work = signals if signals.dtype == torch.float64 else signals.float()
-        cdtype = torch.complex128 if work.dtype == torch.float64 else torch.complex64
+        num_clients, work = blocks.num_clients, blocks.dtype
+        cdtype = torch.complex128 if work == torch.float64 else torch.complex64
         if state is None:
             if reduce is not None:    # each process would draw its own, different channel
                 raise ValueError("with reduce, pass the round's state (realized for every client, then sliced)")
-            state = self.realize(num_clients, dim, generator, cdtype)
+            state = self.realize(num_clients, sum(blocks.dims), generator, cdtype)
         if state.gains.shape[0] != num_clients:
             raise ValueError(f"the channel state has {state.gains.shape[0]} clients, signals have {num_clients}")
-        energy = _as_client_energy(energy, num_clients, work)
-        symbols = to_symbols(work)                                                 # [K, S]
-        gains, csi = state.at(symbol_offset, symbols.shape[1])
-        gains, csi = gains.to(cdtype), csi.to(cdtype)
-        received, eta, count, energy_used, active = over_the_air(
-            symbols, energy, gains, csi, self.policy.transmits(csi), reduce)
+        energy = torch.as_tensor(energy, device=blocks.device).to(work)
+        if energy.shape != (num_clients, len(blocks.dims)):
+            raise ValueError(f"energy must have shape [{num_clients}, {len(blocks.dims)}] (clients, blocks), "
+                             f"got {tuple(energy.shape)}")
+        if not bool(torch.all(energy >= 0)):  # also rejects NaN
+            raise ValueError(f"energy must be >= 0 and not NaN, got {energy.min().item()} at the lowest")
+        spans = [slice(a, a + s) for a, s in zip(blocks.starts, blocks.symbols)]
+        block_of = torch.repeat_interleave(torch.arange(len(spans), device=blocks.device),
+                                           torch.tensor(blocks.symbols, device=blocks.device))   # [S]
+        total = sum(blocks.symbols)
+
+        def precode(clients: slice, symbols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            """This chunk's true gains, its inverted symbols m_k u_k / h_hat_k and where it sends."""
+            gains, csi = state.clients(clients).at(symbol_offset, total)
+            gains, csi = gains.to(cdtype), csi.to(cdtype)
+            mask = self.policy.transmits(csi) & (csi != 0) & (energy[clients] > 0)[:, block_of]
+            return gains, torch.where(mask, symbols / torch.where(csi != 0, csi, 1), 0), mask
+
+        # pass 1: every client's need ||m_k u_k / h_hat_k|| per block; the common scale eta per block
+        need, count, kept = [], torch.zeros(total, dtype=torch.long, device=blocks.device), None
+        for clients, symbols in blocks.chunks():
+            gains, inverted, mask = precode(clients, symbols)
+            need.append(torch.stack([torch.linalg.vector_norm(inverted[:, span], dim=1) for span in spans], 1))
+            count += mask.sum(0)
+            kept = (gains, inverted, mask) if blocks.packed is not None else None
+        need = torch.cat(need)                                                     # [K, B]
+        ratio = torch.where(need > 0, energy.sqrt() / need, math.inf)
+        eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)   # [B]
         finite = torch.isfinite(eta)
-        eta_rx = torch.where(finite, eta, torch.ones_like(eta))
+        eta_tx = torch.where(finite, eta, torch.ones_like(eta))
+        # pass 2: transmit x_k = eta m_k u_k / h_hat_k; the channel adds h_k x_k over the clients
+        received, energy_used, active = None, [], []
+        for clients, symbols in blocks.chunks():
+            gains, inverted, mask = kept if kept is not None else precode(clients, symbols)
+            x = eta_tx[block_of] * inverted
+            power = x.abs().square()
+            energy_used.append(torch.stack([power[:, span].sum(1) for span in spans], 1))
+            active.append(torch.stack([mask[:, span].any(1) for span in spans], 1))
+            arriving = gains * x
+            # the sum over clients block by block, each on a contiguous copy: torch's sum over dim 0
+            # rounds differently with the row's length and alignment, and this keeps the result that
+            # of sending each block alone
+            part = arriving[0] if arriving.shape[0] == 1 else torch.cat(
+                [arriving[:, span].contiguous().sum(0) for span in spans])
+            received = part if received is None else received + part
+        energy_used = torch.where(finite, torch.cat(energy_used), torch.where(need > 0, math.inf, 0.0))
+        if reduce is not None:
+            received, count = reduce.sum(received), reduce.sum(count)
+        # noise, block by block in block order (the stream does not depend on how blocks are grouped)
         noisy = self.noise_var > 0
-        y = self._noise(received, self.noise_var, generator) if noisy else received
-        y = torch.where(finite, y, received)                                       # eta = inf: noiseless
+        if noisy:
+            y = torch.cat([self._noise(received[span], self.noise_var, generator) for span in spans])
+            y = torch.where(finite[block_of], y, received)                         # eta = inf: noiseless
+        else:
+            y = received
+        eta_rx = torch.where(finite, eta, torch.ones_like(eta))[block_of]
         denominator = eta_rx * count.clamp(min=1)                                  # [S]
-        estimate = torch.where(count > 0, y / denominator, 0)
-        per_symbol = torch.where(finite & (count > 0), self.noise_var / denominator.square(), 0.0)
-        noise_var = per_symbol.mean() if noisy else torch.zeros((), dtype=work.dtype, device=work.device)
-        return ChannelOutput(
-            estimate=from_symbols(estimate, dim).to(signals.dtype),
+        estimate = from_symbols(torch.where(count > 0, y / denominator, 0), 2 * total)
+        if noisy:
+            per_symbol = torch.where(finite[block_of] & (count > 0), self.noise_var / denominator.square(), 0.0)
+            noise_var = torch.stack([per_symbol[span].mean() for span in spans])
+        else:
+            noise_var = torch.zeros(len(spans), dtype=work, device=blocks.device)
+        return BlocksOutput(
+            estimates=[estimate[2 * a:2 * a + d] for a, d in zip(blocks.starts, blocks.dims)],
             energy_used=energy_used,
-            noise_var=noise_var.to(work.dtype),
-            active=active,
+            noise_var=noise_var.to(work),
+            active=torch.cat(active),
             scale=torch.where(finite, eta, math.inf),
         )

@@ -1,4 +1,4 @@
-"""One round's uplink: every client's blocks, the energy split across blocks, the channel per block.
+"""One round's uplink: every client's blocks, the energy split across blocks, one channel call per pass.
 
 This is where ``laser`` (power allocation) meets ``channels`` (the physics); the round loop calls
 :func:`uplink` once per channel pass of an analog compressor, and :func:`digital_uplink` for a
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from channels import FadingChannel, energy_for_snr_db
+from channels import FadingChannel, SignalBlocks, energy_for_snr_db
 from channels.digital import digital_link
 from federated.distributed import Shard
 from laser.allocation import Allocation, allocate_energy, allocate_grouped_energy
@@ -60,7 +60,7 @@ def uplink(
     groups: tuple[Sequence[int], float] | None = None,
     shard: Shard | None = None,
 ) -> UplinkResult:
-    """Send ``client_blocks[k][b]`` (client k, block b, 1-D) through ``channel``, block by block.
+    """Send ``client_blocks[k][b]`` (client k, block b, 1-D) through ``channel``, blocks one after another.
 
     One channel realization serves the whole round (block fading), the blocks following each other
     in its channel uses. Each client's round budget (``energy``, or ``snr_db`` per channel use times
@@ -86,12 +86,12 @@ def uplink(
     if num_blocks == 0:            # nothing to send this pass (PowerSGD's second pass when no tensor is compressed)
         nobody = torch.zeros(num_clients, dtype=torch.float64)
         return UplinkResult([], nobody, 0, torch.zeros(0, dtype=torch.float64), nobody.bool())
-    stacked = [torch.stack([blocks[b] for blocks in client_blocks]) for b in range(num_blocks)]  # B x [K, d_b]
-    dims = torch.tensor([s.shape[1] for s in stacked])
+    signals = SignalBlocks(client_blocks)
+    dims = torch.tensor(signals.dims)
     channel_uses = int(dims.sum())
     if snr_db is not None:
         energy = energy_for_snr_db(snr_db, channel_uses, channel.noise_var)
-    norms = torch.stack([torch.linalg.vector_norm(s.double(), dim=1) for s in stacked], dim=1)  # [K, B]
+    norms = signals.norms()                                             # [K, B] float64
     if shard is not None:
         norms = shard.gather(norms)                                     # every client's, for the split
     if budget_scale is not None:
@@ -100,23 +100,20 @@ def uplink(
         block_energy = allocate_energy(norms, dims.to(norms.device), energy, allocation)        # [K, B]
     else:
         block_energy = allocate_grouped_energy(norms, dims.to(norms.device), energy, allocation, *groups)
-    cdtype = torch.complex128 if stacked[0].dtype == torch.float64 else torch.complex64
+    cdtype = torch.complex128 if signals.dtype == torch.float64 else torch.complex64
     state = channel.realize(num_clients, channel_uses, dtype=cdtype)
     if shard is not None:
         state, block_energy = state.clients(shard.index), block_energy[shard.index]
-    outputs, offset = [], 0
-    for b, s in enumerate(stacked):
-        outputs.append(channel(s, block_energy[:, b], state=state, symbol_offset=offset, reduce=shard))
-        offset += (s.shape[1] + 1) // 2                                   # ceil(d_b / 2) I/Q symbols
-    energy_used = torch.stack([o.energy_used.double() for o in outputs]).sum(0)
-    active = torch.stack([o.active for o in outputs]).any(0)
+    out = channel.transmit(signals, block_energy, state=state, reduce=shard)
+    energy_used = out.energy_used.double().T.contiguous().sum(0)        # [K], summed in block order
+    active = out.active.any(1)
     if shard is not None:
         energy_used, active = shard.gather(energy_used), shard.gather(active.to(torch.uint8)).bool()
     return UplinkResult(
-        estimates=[o.estimate for o in outputs],
+        estimates=out.estimates,
         energy_used=energy_used,
         channel_uses=channel_uses,
-        noise_var=torch.stack([o.noise_var.double() for o in outputs]),
+        noise_var=out.noise_var.double(),
         active=active,
     )
 

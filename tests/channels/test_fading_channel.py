@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from channels import AWGNChannel
-from channels.fading import RayleighFading
-from channels.fading_channel import ChannelState, FadingChannel
+from channels.fading import RayleighFading, TDLFading
+from channels.fading_channel import ChannelState, FadingChannel, SignalBlocks
 from channels.power_control import ImperfectCSI, PerfectInversion, TruncatedInversion
 
 F64, C128 = torch.float64, torch.complex128
@@ -158,3 +158,84 @@ def test_no_client_ever_exceeds_its_budget(num_clients, dim, seed, policy, budge
     out = channel(s, budgets, state=channel.realize(num_clients, dim, dtype=C128))
     assert bool((out.energy_used <= budgets * (1 + 1e-9)).all())
     assert bool(torch.isfinite(out.estimate).all())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a round's blocks in one call (FadingChannel.transmit) against one call per block (forward)
+
+def _round(generator, num_clients=5, dims=(7, 30, 1, 12), dtype=F64):
+    return [[torch.randn(d, generator=generator, dtype=dtype) * (b + 1) for b, d in enumerate(dims)]
+            for _ in range(num_clients)]
+
+
+def _block_by_block(channel, client_blocks, energy, state, seed):
+    """What the channel gives sending the round's blocks one call each, one after another."""
+    generator, offset, outs = torch.Generator().manual_seed(seed), 0, []
+    for b in range(len(client_blocks[0])):
+        signals = torch.stack([blocks[b] for blocks in client_blocks])
+        outs.append(channel(signals, energy[:, b], state=state, symbol_offset=offset, generator=generator))
+        offset += (signals.shape[1] + 1) // 2
+    return outs
+
+
+def _channels():
+    return {
+        "awgn": AWGNChannel(noise_var=0.5),
+        "rayleigh_truncated": FadingChannel(RayleighFading(), TruncatedInversion(0.3), noise_var=0.5),
+        "imperfect_csi": FadingChannel(RayleighFading(), ImperfectCSI(0.2, threshold=0.1), noise_var=0.5),
+        "tdl_coherence": FadingChannel(TDLFading("C", 300e-9, num_subcarriers=8), TruncatedInversion(0.2),
+                                       noise_var=0.5, coherence_blocks=3),
+    }
+
+
+@pytest.mark.parametrize("name", list(_channels()))
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_one_call_for_all_blocks_is_one_call_per_block(name, dtype, generator):
+    """Same scales, energies, activity and noise draws; bit for bit over AWGN, to float rounding under
+    fading (complex products round differently at other positions of a vector)."""
+    channel = _channels()[name]
+    client_blocks = _round(generator, dtype=dtype)
+    energy = torch.rand(5, 4, generator=generator, dtype=F64) * 10
+    energy[1, 2] = 0.0                                                 # a client silent in one block
+    state = channel.realize(5, sum(b.numel() for b in client_blocks[0]),
+                            torch.Generator().manual_seed(3), torch.complex128 if dtype == F64 else torch.complex64)
+    out = channel.transmit(SignalBlocks(client_blocks), energy, state=state, generator=torch.Generator().manual_seed(7))
+    expected = _block_by_block(channel, client_blocks, energy, state, seed=7)
+    compare = torch.equal if name == "awgn" else (lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-6))
+    for b, block in enumerate(expected):
+        assert compare(out.estimates[b], block.estimate)
+        assert compare(out.energy_used[:, b], block.energy_used)
+        assert compare(out.noise_var[b], block.noise_var)
+        assert compare(out.scale[b], block.scale)
+        assert torch.equal(out.active[:, b], block.active)
+    assert not out.active[1, 2] and out.energy_used[1, 2] == 0
+
+
+@pytest.mark.parametrize("name", list(_channels()))
+def test_packing_one_client_at_a_time_gives_the_packed_result(name, generator):
+    """Large rounds are packed client by client (no second copy of every signal): the same result
+    to float rounding (another order of the sum over clients), the same noise."""
+    channel = _channels()[name]
+    client_blocks = _round(generator, num_clients=6)
+    energy = torch.rand(6, 4, generator=generator, dtype=F64) * 10
+    state = channel.realize(6, 50, torch.Generator().manual_seed(3), torch.complex128)
+    packed, streamed = SignalBlocks(client_blocks), SignalBlocks(client_blocks, pack_limit=0)
+    assert packed.packed is not None and streamed.packed is None
+    assert_close(streamed.norms(), packed.norms())
+    a = channel.transmit(packed, energy, state=state, generator=torch.Generator().manual_seed(7))
+    b = channel.transmit(streamed, energy, state=state, generator=torch.Generator().manual_seed(7))
+    for x, y in zip(a.estimates, b.estimates, strict=True):
+        assert_close(x, y)
+    for field in ("energy_used", "noise_var", "scale"):
+        assert_close(getattr(a, field), getattr(b, field))
+    assert torch.equal(a.active, b.active)
+
+
+def test_transmit_rejects_budgets_of_the_wrong_shape_or_sign(generator):
+    blocks = SignalBlocks(_round(generator))
+    with pytest.raises(ValueError, match=r"energy must have shape \[5, 4\]"):
+        AWGNChannel(1.0).transmit(blocks, torch.ones(5))
+    with pytest.raises(ValueError, match="energy must be >= 0 and not NaN"):
+        AWGNChannel(1.0).transmit(blocks, torch.full((5, 4), float("nan")))
+    with pytest.raises(ValueError, match="lengths of client 0's"):
+        SignalBlocks([[torch.ones(3)], [torch.ones(4)]])

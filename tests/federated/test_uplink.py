@@ -17,25 +17,28 @@ def _client_blocks(generator, num_clients=5, dims=(7, 30, 1)):
 
 
 class RecordingChannel(AWGNChannel):
-    """Keeps every block's output, to check the per-block physics of a whole round."""
+    """Keeps what each call of the channel got and returned, to check a whole round's per-block physics."""
 
-    def forward(self, signals, energy=None, **kwargs):
-        out = super().forward(signals, energy, **kwargs)
-        self.calls.append((signals, energy, out))
+    def transmit(self, blocks, energy, **kwargs):
+        out = super().transmit(blocks, energy, **kwargs)
+        self.calls.append((blocks, energy, out))
         return out
 
 
 def test_block_budgets_sum_to_the_budget_and_the_largest_signal_of_each_block_meets_its_own(generator):
     channel = RecordingChannel(1.0, generator=generator)
     channel.calls = []
-    out = uplink(channel, _client_blocks(generator), energy=50.0)
-    assert len(channel.calls) == 3 and out.channel_uses == 7 + 30 + 1
-    budgets = torch.stack([energy for _, energy, _ in channel.calls], dim=1)        # [K, B]
+    client_blocks = _client_blocks(generator)
+    out = uplink(channel, client_blocks, energy=50.0)
+    assert len(channel.calls) == 1 and out.channel_uses == 7 + 30 + 1       # one call for the round
+    _, budgets, round_out = channel.calls[0]                                  # [K, B]
     assert_close(budgets.sum(1), torch.full((5,), 50.0, dtype=F64))
-    for signals, energy, block_out in channel.calls:
+    for b in range(3):
+        signals = torch.stack([c[b] for c in client_blocks])
         largest = int(torch.linalg.vector_norm(signals, dim=1).argmax())
-        assert_close(block_out.energy_used[largest], energy[largest])            # equality
-        assert bool((block_out.energy_used <= energy * (1 + 1e-9)).all())
+        assert_close(round_out.energy_used[largest, b], budgets[largest, b])  # equality
+        assert bool((round_out.energy_used[:, b] <= budgets[:, b] * (1 + 1e-9)).all())
+    assert_close(out.energy_used, round_out.energy_used.sum(1))
     assert bool((out.energy_used <= 50.0 * (1 + 1e-9)).all())
 
 
@@ -77,7 +80,7 @@ def test_grouped_blocks_get_the_grouped_allocation(generator):
     blocks = _client_blocks(generator, num_clients=3, dims=(5, 5, 5, 9))
     groups = ([0, 0, 0, 1], 1.0)
     out = uplink(channel, blocks, energy=40.0, groups=groups)
-    budgets = torch.stack([energy for _, energy, _ in channel.calls], dim=1)
+    budgets = channel.calls[0][1]
     norms = torch.stack([torch.stack([b.norm() for b in client]) for client in blocks])
     expected = allocate_grouped_energy(norms, torch.tensor([5, 5, 5, 9]), 40.0, "norm", *groups)
     assert_close(budgets, expected)
