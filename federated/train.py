@@ -303,18 +303,60 @@ def checkpoint_name(shard: Shard | None) -> str:
     return CHECKPOINT if shard is None or shard.rank == 0 else f"checkpoint.rank{shard.rank}.pt"
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """Where a process of a multi-process run keeps its checkpoint before the newest one
+    (``checkpoint.prev.pt``, ``checkpoint.rank1.prev.pt``): the processes write theirs one after
+    another, so a run killed in between resumes from the last round every process saved."""
+    return path.with_name(path.name.removesuffix(".pt") + ".prev.pt")
+
+
+def _checkpoint_info(path: Path) -> tuple[int, int]:
+    """``(round, processes that wrote it)`` of a checkpoint, ``(-1, -1)`` if there is none; reads
+    the file memory-mapped, so a large model's weights are not loaded to learn it."""
+    if not path.is_file():
+        return -1, -1
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:                      # unreadable: as if absent (killed while writing it)
+        return -1, -1
+    return int(state.get("round", -1)), int(state.get("world", 1))
+
+
+def _sharded_checkpoint(sim: Simulation, out_dir: Path) -> Path | None:
+    """The checkpoint this process resumes from: of the newest round that every process saved
+    (its newest or the one before), the same decision on every process. None: start over."""
+    shard = sim.shard
+    path = out_dir / checkpoint_name(shard)
+    candidates = [path, previous_checkpoint(path)]
+    info = [_checkpoint_info(p) for p in candidates]
+    every = shard.per_process(torch.tensor([x for pair in info for x in pair])).reshape(shard.world, 2, 2)
+    worlds = {w for w in every[:, :, 1].flatten().tolist() if w != -1}
+    if worlds - {shard.world}:
+        raise CheckpointError(f"{out_dir} holds checkpoints written by {max(worlds - {shard.world})} process(es): "
+                              f"resume it with --nproc {max(worlds - {shard.world})}")
+    rounds = every[:, :, 0]                                          # [world, newest / before]
+    target = int(rounds.max(1).values.min())
+    if target < 0:
+        return None                        # some process never saved one: start over, same result
+    if not bool((rounds == target).any(1).all()):
+        raise CheckpointError(f"the processes' checkpoints in {out_dir} have no round in common "
+                              f"({rounds.tolist()}): start the run again")
+    return candidates[[r for r, _ in info].index(target)]
+
+
 def _resume(sim: Simulation, out_dir: Path, history: History) -> int:
     """Load ``out_dir``'s checkpoint into ``sim`` and ``history``; the rounds already done."""
     path, shard = out_dir / checkpoint_name(sim.shard), sim.shard
-    state = load_checkpoint(path, sim.device) if path.is_file() else None
-    written_by = None if state is None else state.get("world", 1)
-    if written_by is not None and written_by != (1 if shard is None else shard.world):
-        raise CheckpointError(f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}")
-    if shard is not None:                 # the processes must hold checkpoints of one round
-        done = shard.per_process(torch.tensor(-1 if state is None else int(state["round"])))
-        if len(set(done.tolist())) > 1:
-            raise CheckpointError(f"the processes' checkpoints in {out_dir} are of different rounds "
-                                  f"({done.tolist()}; killed while writing them): start the run again")
+    if shard is not None:
+        path = _sharded_checkpoint(sim, out_dir)
+        state = None if path is None else load_checkpoint(path, sim.device)
+    else:
+        state = load_checkpoint(path, sim.device) if path.is_file() else None
+        # a multi-process run killed between its processes' writes may have only the previous one
+        written_by = _checkpoint_info(previous_checkpoint(path))[1] if state is None else state.get("world", 1)
+        written_by = None if written_by == -1 else written_by
+        if written_by is not None and written_by != 1:
+            raise CheckpointError(f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}")
     if state is None:
         return 0                       # killed before its first checkpoint: start over, same result
     if state.get("format") != CHECKPOINT_FORMAT:
@@ -392,8 +434,12 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
                     board.append(record)
             every = config.checkpoint_every
             if out_dir is not None and every and ((t + 1) % every == 0 or t + 1 == config.rounds):
-                # every process saves its own clients' state (error-feedback memories) beside the run's
-                save_checkpoint(out_dir / checkpoint_name(shard), {
+                # every process saves its own clients' state (error-feedback memories) beside the run's,
+                # keeping its previous one until the next save (see previous_checkpoint)
+                path = out_dir / checkpoint_name(shard)
+                if shard is not None and path.is_file():
+                    os.replace(path, previous_checkpoint(path))
+                save_checkpoint(path, {
                     "format": CHECKPOINT_FORMAT, "round": t + 1, "config": config_to_dict(config),
                     "world": 1 if shard is None else shard.world, "history": history.rounds if writer else [],
                     **sim.state_dict()})

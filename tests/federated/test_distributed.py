@@ -103,3 +103,56 @@ def test_a_refused_split_exits_2_in_one_line(tmp_path):
 def test_abbreviated_options_are_not_taken_for_nproc(tmp_path):
     result = laser("run", "data.name=digits", "model.name=mlp", "--np", "2", cwd=tmp_path)
     assert result.returncode == 2 and "unrecognized arguments: --np" in result.stderr
+
+
+def test_a_run_killed_between_its_processes_checkpoints_resumes_from_the_round_all_saved(tmp_path):
+    """Each process keeps its previous checkpoint until its next one: process 1 killed before writing
+    round 4 (it holds round 2) while process 0 wrote round 4 resumes both from round 2, and ends
+    where the uninterrupted run ended."""
+    overrides = ["data.name=digits", "model.name=mlp", "clients.num_clients=4", "rounds=4", "checkpoint_every=2",
+                 "eval_every=2", f"data.root={tmp_path}/data"]
+    out = tmp_path / "run"
+    assert laser("run", *overrides, "--nproc", "2", "--quiet", "--out", str(out), cwd=tmp_path).returncode == 0
+    uninterrupted = (out / "history.jsonl").read_text()
+    assert load_checkpoint(out / "checkpoint.prev.pt", torch.device("cpu"))["round"] == 2
+    (out / "checkpoint.rank1.prev.pt").replace(out / "checkpoint.rank1.pt")    # process 1: round 2 only
+    (out / "summary.json").unlink()
+    result = laser("run", "--resume", str(out), "--nproc", "2", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "summary.json").read_text())["resumed_from_round"] == 2
+    assert (out / "history.jsonl").read_text() == uninterrupted
+
+
+class _Processes:
+    """Stands in for a Shard: per_process returns what every process would report."""
+
+    def __init__(self, world, reports):
+        self.rank, self.world, self.reports = 0, world, reports
+
+    def per_process(self, value):
+        self.reports[self.rank] = value.tolist()
+        return torch.tensor(self.reports)
+
+
+@pytest.mark.parametrize("mine, other, expected", [
+    ({"checkpoint.pt": 6, "checkpoint.prev.pt": 4}, [4, 2], "checkpoint.prev.pt"),    # the other lags one save
+    ({"checkpoint.pt": 4, "checkpoint.prev.pt": 2}, [6, 4], "checkpoint.pt"),         # this one lags
+    ({"checkpoint.pt": 4}, [4, 2], "checkpoint.pt"),
+    ({"checkpoint.pt": 2}, [-1, -1], None),                                           # the other has none
+    ({"checkpoint.pt": 8, "checkpoint.prev.pt": 6}, [2, -1], "no round in common"),
+    ({"checkpoint.pt": 4}, [4, -1], "--nproc 3"),                                     # written by 3
+])
+def test_the_processes_agree_on_the_round_to_resume_from(tmp_path, mine, other, expected):
+    from federated.checkpoint import CheckpointError
+    from federated.train import _sharded_checkpoint
+    world = 3 if expected == "--nproc 3" else 2
+    for name, round_ in mine.items():
+        torch.save({"round": round_, "world": 3 if expected == "--nproc 3" else world}, tmp_path / name)
+    reports = [None, [other[0], world if other[0] >= 0 else -1, other[1], world if other[1] >= 0 else -1]]
+    sim = type("Sim", (), {"shard": _Processes(2, reports)})()
+    if expected is not None and not expected.endswith(".pt"):
+        with pytest.raises(CheckpointError, match=expected):
+            _sharded_checkpoint(sim, tmp_path)
+    else:
+        found = _sharded_checkpoint(sim, tmp_path)
+        assert (found and found.name) == expected
