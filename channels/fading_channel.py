@@ -160,9 +160,9 @@ class SignalBlocks:
     def norms(self) -> Tensor:
         """``[K, B]`` float64: the Euclidean norm of each client's block."""
         if self.packed is not None:
-            return torch.stack([torch.linalg.vector_norm(self.packed[:, 2 * a:2 * a + d].double(), dim=1)
+            return torch.stack([torch.linalg.vector_norm(self.packed[:, 2 * a:2 * a + d], dim=1, dtype=torch.float64)
                                 for a, d in zip(self.starts, self.dims)], dim=1)
-        return torch.stack([torch.stack([torch.linalg.vector_norm(b.double()) for b in blocks])
+        return torch.stack([torch.stack([torch.linalg.vector_norm(b, dtype=torch.float64) for b in blocks])
                             for blocks in self._blocks])
 
     def chunks(self) -> Iterator[tuple[slice, Tensor]]:

@@ -18,7 +18,7 @@ def to_symbols(values: Tensor) -> Tensor:
     >>> to_symbols(torch.tensor([1.0, 2.0, 3.0])).tolist()
     [(1+2j), (3+0j)]
     """
-    pairs = torch.nn.functional.pad(values, (0, values.shape[-1] % 2))
+    pairs = torch.nn.functional.pad(values, (0, 1)) if values.shape[-1] % 2 else values   # pad copies
     return torch.view_as_complex(pairs.reshape(*values.shape[:-1], -1, 2).contiguous())
 
 
