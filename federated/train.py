@@ -192,7 +192,8 @@ class Simulation:
     def _client_from_batches(self, client_batches: list[tuple[Tensor, Tensor]], forward=None, wrt=None,
                              ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """A client's mean loss over its micro-batches and its gradient summed over them."""
-        forward, wrt = forward or self.forward, wrt or self.params
+        forward = self.forward if forward is None else forward      # not `or`: a compiled module has no bool
+        wrt = self.params if wrt is None else wrt
         grads, total = None, None
         for x, y in client_batches:
             with self.autocast():

@@ -98,3 +98,13 @@ def test_laser_that_compresses_nothing_is_exactly_zsgd(tmp_path):
     laser = train(_config(tmp_path, *common, "compressor.name=laser", "compressor.min_compression_rate=1e9"),
                   progress=False)
     assert laser.rounds == zsgd.rounds
+
+
+def test_a_compiled_model_trains_as_the_uncompiled_one():
+    """``compile: true`` (torch.compile of the forward) gives the eager run's result to float rounding."""
+    overrides = ["data.name=digits", "model.name=mlp", "clients.num_clients=3", "rounds=3", "eval_every=3"]
+    eager = train(load_config(None, overrides), progress=False)
+    compiled = train(load_config(None, [*overrides, "compile=true"]), progress=False)
+    for a, b in zip(eager.rounds, compiled.rounds, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+    assert compiled.summary["test_accuracy"] == pytest.approx(eager.summary["test_accuracy"], abs=0.01)
