@@ -232,10 +232,10 @@ class LaserCompressor(Compressor):
                 x = torch.bmm(m, a)                                        # P_k = M_k orth(Q)
             elif self._even:
                 x = torch.bmm(m.transpose(1, 2), a)                        # [L, n, r]
-                self.memory[client][gi] = m.sub_(torch.bmm(a, x.transpose(1, 2)))
+                self.memory[client][gi] = m.baddbmm_(a, x.transpose(1, 2), alpha=-1)   # M - A X^T, no temporary
             else:
                 x = torch.bmm(m, a)                                        # [L, m, r]
-                self.memory[client][gi] = m.sub_(torch.bmm(x, a.transpose(1, 2)))
+                self.memory[client][gi] = m.baddbmm_(x, a.transpose(1, 2), alpha=-1)   # M - X A^T
             for j, i in enumerate(group.indices):
                 factors[i] = x[j]
         if self.passes == 2:
@@ -289,7 +289,7 @@ class LaserCompressor(Compressor):
         factors: dict[int, Tensor] = {}
         for gi, (group, p_hat, m) in enumerate(zip(self.groups, self._p_hat, held)):
             x = torch.bmm(m.transpose(1, 2), p_hat)                        # Q_k = M_k^T P^, [L, n, r]
-            self.memory[client][gi] = m.sub_(torch.bmm(p_hat, x.transpose(1, 2)))
+            self.memory[client][gi] = m.baddbmm_(p_hat, x.transpose(1, 2), alpha=-1)   # M - P^ Q_k^T
             for j, i in enumerate(group.indices):
                 factors[i] = x[j]
         for i in self.compressed:
