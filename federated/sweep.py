@@ -350,16 +350,51 @@ def _write_manifest(out: Path, results: dict[Path, PointResult]) -> None:
     os.replace(tmp, out / "sweep.json")
 
 
+def _lock_directory(out: Path):
+    """Hold ``out/.sweep.lock`` for this sweep (an exclusive ``flock``, released when the process ends,
+    however it ends), or raise ConfigError naming the sweep that holds it: two sweeps into one
+    directory at once could run a point twice into one run directory and lose ``sweep.json``
+    entries. Returns the open lock file (keep it open), or None where ``fcntl`` does not exist."""
+    try:
+        import fcntl
+    except ImportError:                       # not POSIX: no lock
+        return None
+    handle = open(out / ".sweep.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError("--out", str(out), f"a directory no other running laser sweep writes into ({holder} is "
+                          "sweeping into it: wait for it to end, or sweep into another --out)") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
 def run_sweep(points: list[Point], out: str | Path, *, jobs: int = 1, progress: bool = True) -> SweepResult:
     """Run every point not done yet, ``jobs`` at a time in child processes (``laser run``).
 
     Finished and diverged points are skipped; a point with a checkpoint resumes from it. Every
-    failure is recorded (``sweep.json``, the point's ``run.log``) and the others go on.
+    failure is recorded (``sweep.json``, the point's ``run.log``) and the others go on. One sweep
+    at a time writes into ``out`` (a second one is refused with a ConfigError).
     """
-    from tqdm import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    lock = _lock_directory(out)
+    try:
+        return _run_sweep(points, out, jobs, progress)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> SweepResult:
+    from tqdm import tqdm
+
     results: dict[Path, PointResult] = {}
     todo: list[tuple[Point, str, Config]] = []
     total = done_rounds = 0

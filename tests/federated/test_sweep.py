@@ -192,3 +192,22 @@ def test_ctrl_c_stops_the_sweep_and_starts_nothing_more(tmp_path):
     assert sweep.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
     assert not (out / "digits_laser" / "seed=1").exists()        # the queued points never started
     assert not (out / "digits_laser" / "seed=0" / "summary.json").is_file()    # the running one was stopped
+
+
+def test_a_second_sweep_into_a_directory_in_use_is_refused(tmp_path):
+    """Two sweeps at once into one directory would run a point twice into one run directory and lose
+    sweep.json entries: while one holds the directory, another exits 2 naming it; afterwards it runs."""
+    from federated.sweep import _lock_directory
+    out = tmp_path / "sweep"
+    out.mkdir()
+    held = _lock_directory(out)                      # a sweep running into it (this process)
+    try:
+        result = laser("sweep", DIGITS, *small(tmp_path, rounds=2), "--out", str(out), "--quiet", cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert f"pid {os.getpid()} is sweeping into it" in result.stderr and "--out" in result.stderr
+        assert not (out / "sweep.json").exists()
+    finally:
+        held.close()
+    again = laser("sweep", DIGITS, *small(tmp_path, rounds=2), "--out", str(out), "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "sweep.json").read_text())["points"]
