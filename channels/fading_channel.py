@@ -130,7 +130,8 @@ class SignalBlocks:
         self.dims = [int(b.numel()) for b in first]
         self.symbols = [(d + 1) // 2 for d in self.dims]
         self.starts = [0, *itertools.accumulate(self.symbols)][:-1]          # each block's first symbol
-        self.dtype = torch.float64 if first[0].dtype == torch.float64 else torch.float32
+        self.block_dtypes = [b.dtype for b in first]                         # the estimates come back in these
+        self.dtype = torch.float64 if torch.float64 in self.block_dtypes else torch.float32
         self.device = first[0].device
         self._blocks = client_blocks
         if tensor is not None and tensor.shape[1] % 2 == 0:                 # already packed: no copy
@@ -149,13 +150,13 @@ class SignalBlocks:
             if len(blocks) != len(self.dims):
                 raise ValueError(f"client {k} has {len(blocks)} blocks, client 0 has {len(self.dims)}")
             for block, d in zip(blocks, self.dims):
+                if block.dim() != 1 or block.numel() != d:
+                    raise ValueError(f"every client's blocks must be 1-D with the lengths of client 0's, {self.dims}; "
+                                     f"client {k} has one of shape {tuple(block.shape)}")
                 parts.append(block)
                 if d % 2:
                     parts.append(zero)
-        packed = torch.cat(parts).to(self.dtype)
-        if packed.numel() != len(clients) * 2 * sum(self.symbols):
-            raise ValueError(f"every client's blocks must be 1-D with the lengths of client 0's, {self.dims}")
-        return packed.reshape(len(clients), -1)
+        return torch.cat(parts).to(self.dtype).reshape(len(clients), -1)
 
     def norms(self) -> Tensor:
         """``[K, B]`` float64: the Euclidean norm of each client's block."""
@@ -307,7 +308,9 @@ class FadingChannel(nn.Module):
         """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
         each client's budget per block (>= 0; ``inf``: noiseless). Each block gets its own alignment
         scale and its own noise draw, in block order, so grouping blocks into one call changes no
-        result; the maths is :meth:`forward`'s, block by block (see the module docstring). With
+        result; the maths is :meth:`forward`'s, block by block (see the module docstring). Signals
+        packed one client at a time (a round above ``SignalBlocks``'s ``pack_limit``) are summed over
+        the clients in another order: the same result to float rounding. With
         ``reduce``, ``blocks``, ``energy`` and ``state`` are this process's clients (as in ``forward``).
 
         Example:
@@ -395,7 +398,8 @@ class FadingChannel(nn.Module):
         else:
             noise_var = torch.zeros(len(spans), dtype=work, device=blocks.device)
         return BlocksOutput(
-            estimates=[estimate[2 * a:2 * a + d] for a, d in zip(blocks.starts, blocks.dims)],
+            estimates=[estimate[2 * a:2 * a + d].to(dtype)
+                       for a, d, dtype in zip(blocks.starts, blocks.dims, blocks.block_dtypes)],
             energy_used=energy_used,
             noise_var=noise_var.to(work),
             active=torch.cat(active),

@@ -19,7 +19,10 @@ def to_symbols(values: Tensor) -> Tensor:
     [(1+2j), (3+0j)]
     """
     pairs = torch.nn.functional.pad(values, (0, 1)) if values.shape[-1] % 2 else values   # pad copies
-    return torch.view_as_complex(pairs.reshape(*values.shape[:-1], -1, 2).contiguous())
+    pairs = pairs.reshape(*values.shape[:-1], -1, 2).contiguous()
+    if pairs.storage_offset() % 2:             # a view starting mid-pair cannot be viewed as complex
+        pairs = pairs.clone()
+    return torch.view_as_complex(pairs)
 
 
 def from_symbols(symbols: Tensor, dim: int) -> Tensor:

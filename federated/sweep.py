@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import itertools
 import json
 import math
@@ -362,7 +363,12 @@ def _lock_directory(out: Path):
     handle = open(out / ".sweep.lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as error:
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):   # no locks here (some NFS, FUSE)
+            print(f"laser sweep: cannot lock {out} ({error.strerror}); run one sweep into it at a time",
+                  file=sys.stderr)
+            handle.close()
+            return None
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()

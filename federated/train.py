@@ -311,26 +311,40 @@ def previous_checkpoint(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".pt") + ".prev.pt")
 
 
+_UNREADABLE = -2
+
+
 def _checkpoint_info(path: Path) -> tuple[int, int]:
-    """``(round, processes that wrote it)`` of a checkpoint, ``(-1, -1)`` if there is none; reads
-    the file memory-mapped, so a large model's weights are not loaded to learn it."""
+    """``(round, processes that wrote it)`` of a checkpoint: ``(-1, -1)`` if there is none,
+    ``(-2, -2)`` if it cannot be read (checkpoints are written atomically, so that is not a kill but
+    a permission, disk or version problem, to report, not to start over from). Reads the file
+    memory-mapped, so a large model's weights are not loaded to learn it."""
     if not path.is_file():
         return -1, -1
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:                      # unreadable: as if absent (killed while writing it)
-        return -1, -1
-    return int(state.get("round", -1)), int(state.get("world", 1))
+        return int(state.get("round", -1)), int(state.get("world", 1))
+    except Exception:
+        return _UNREADABLE, _UNREADABLE
 
 
 def _sharded_checkpoint(sim: Simulation, out_dir: Path) -> Path | None:
     """The checkpoint this process resumes from: of the newest round that every process saved
-    (its newest or the one before), the same decision on every process. None: start over."""
+    (its newest or the one before), the same decision on every process. None: start over.
+
+    A process resuming from its previous checkpoint makes it its newest again: the newer one is of
+    a round not every process saved, and must not be rotated into the "previous" place by the next
+    save (a second kill would then leave the processes without a round in common)."""
     shard = sim.shard
     path = out_dir / checkpoint_name(shard)
     candidates = [path, previous_checkpoint(path)]
     info = [_checkpoint_info(p) for p in candidates]
     every = shard.per_process(torch.tensor([x for pair in info for x in pair])).reshape(shard.world, 2, 2)
+    unreadable = (every[:, :, 0] == _UNREADABLE).nonzero().tolist()
+    if unreadable:
+        rank, which = unreadable[0]
+        name = out_dir / (CHECKPOINT if rank == 0 else f"checkpoint.rank{rank}.pt")
+        raise CheckpointError(f"cannot read the checkpoint {previous_checkpoint(name) if which else name}")
     worlds = {w for w in every[:, :, 1].flatten().tolist() if w != -1}
     if worlds - {shard.world}:
         raise CheckpointError(f"{out_dir} holds checkpoints written by {max(worlds - {shard.world})} process(es): "
@@ -342,28 +356,51 @@ def _sharded_checkpoint(sim: Simulation, out_dir: Path) -> Path | None:
     if not bool((rounds == target).any(1).all()):
         raise CheckpointError(f"the processes' checkpoints in {out_dir} have no round in common "
                               f"({rounds.tolist()}): start the run again")
-    return candidates[[r for r, _ in info].index(target)]
+    chosen = candidates[[r for r, _ in info].index(target)]
+    if chosen != path:
+        os.replace(chosen, path)
+    return path
+
+
+def _checked(state: object, path: Path, sim: Simulation, out_dir: Path) -> dict:
+    """``state`` if it is a checkpoint of this format and configuration, else CheckpointError."""
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} has format {found!r}; this version reads {CHECKPOINT_FORMAT}")
+    if not same_config(state["config"], sim.config):
+        raise CheckpointError(f"{path} was written by another configuration than {out_dir / 'config.yaml'}")
+    return state
 
 
 def _resume(sim: Simulation, out_dir: Path, history: History) -> int:
     """Load ``out_dir``'s checkpoint into ``sim`` and ``history``; the rounds already done."""
-    path, shard = out_dir / checkpoint_name(sim.shard), sim.shard
-    if shard is not None:
-        path = _sharded_checkpoint(sim, out_dir)
-        state = None if path is None else load_checkpoint(path, sim.device)
-    else:
+    shard = sim.shard
+    if shard is None:
+        path = out_dir / checkpoint_name(None)
         state = load_checkpoint(path, sim.device) if path.is_file() else None
         # a multi-process run killed between its processes' writes may have only the previous one
-        written_by = _checkpoint_info(previous_checkpoint(path))[1] if state is None else state.get("world", 1)
-        written_by = None if written_by == -1 else written_by
-        if written_by is not None and written_by != 1:
+        written_by = _checkpoint_info(previous_checkpoint(path))[1] if state is None else (
+            state.get("world", 1) if isinstance(state, dict) else 1)
+        if written_by not in (-1, _UNREADABLE, 1):
             raise CheckpointError(f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}")
+        state = None if state is None else _checked(state, path, sim, out_dir)
+    else:
+        # every process learns whether all could load theirs before any goes on (a process raising
+        # alone would leave the others waiting in their first collective)
+        path = _sharded_checkpoint(sim, out_dir)
+        state, problem = None, None
+        try:
+            state = None if path is None else _checked(load_checkpoint(path, sim.device), path, sim, out_dir)
+        except CheckpointError as error:
+            problem = str(error)
+        failed = shard.per_process(torch.tensor(int(problem is not None)))
+        if problem is not None:
+            raise CheckpointError(problem)
+        if bool(failed.any()):
+            raise CheckpointError(f"process {int(failed.nonzero()[0, 0])} could not resume from its checkpoint in "
+                                  f"{out_dir} (its output says why)")
     if state is None:
         return 0                       # killed before its first checkpoint: start over, same result
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} has format {state.get('format')!r}; this version reads {CHECKPOINT_FORMAT}")
-    if not same_config(state["config"], sim.config):
-        raise CheckpointError(f"{path} was written by another configuration than {out_dir / 'config.yaml'}")
     sim.load_state_dict(state)
     history.rounds = list(state["history"])
     return int(state["round"])

@@ -239,3 +239,21 @@ def test_transmit_rejects_budgets_of_the_wrong_shape_or_sign(generator):
         AWGNChannel(1.0).transmit(blocks, torch.full((5, 4), float("nan")))
     with pytest.raises(ValueError, match="lengths of client 0's"):
         SignalBlocks([[torch.ones(3)], [torch.ones(4)]])
+
+
+def test_signals_viewed_from_the_middle_of_a_tensor_are_accepted():
+    """A [K, d] view starting at an odd element cannot be viewed as complex without a copy."""
+    flat = torch.arange(9, dtype=F64)
+    out = FadingChannel(noise_var=0.0)(flat[1:9].view(2, 4), 10.0)
+    assert_close(out.estimate, torch.tensor([3.0, 4.0, 5.0, 6.0], dtype=F64))
+
+
+def test_blocks_of_other_lengths_than_client_0s_are_refused_even_when_the_totals_match():
+    with pytest.raises(ValueError, match=r"client 1 has one of shape \(1,\)"):
+        SignalBlocks([[torch.ones(3), torch.ones(1)], [torch.ones(1), torch.ones(3)]])
+
+
+def test_each_estimate_comes_back_in_its_blocks_dtype_computed_in_the_widest():
+    blocks = SignalBlocks([[torch.ones(2), torch.ones(2, dtype=F64)]] * 2)
+    out = FadingChannel(noise_var=0.0).transmit(blocks, torch.ones(2, 2))
+    assert blocks.dtype == F64 and [e.dtype for e in out.estimates] == [torch.float32, F64]

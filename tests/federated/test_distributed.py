@@ -135,24 +135,44 @@ class _Processes:
 
 
 @pytest.mark.parametrize("mine, other, expected", [
-    ({"checkpoint.pt": 6, "checkpoint.prev.pt": 4}, [4, 2], "checkpoint.prev.pt"),    # the other lags one save
-    ({"checkpoint.pt": 4, "checkpoint.prev.pt": 2}, [6, 4], "checkpoint.pt"),         # this one lags
-    ({"checkpoint.pt": 4}, [4, 2], "checkpoint.pt"),
-    ({"checkpoint.pt": 2}, [-1, -1], None),                                           # the other has none
+    ({"checkpoint.pt": 6, "checkpoint.prev.pt": 4}, [4, 2], 4),                # the other lags one save
+    ({"checkpoint.pt": 4, "checkpoint.prev.pt": 2}, [6, 4], 4),                # this one lags
+    ({"checkpoint.pt": 4}, [4, 2], 4),
+    ({"checkpoint.pt": 2}, [-1, -1], None),                                    # the other has none
     ({"checkpoint.pt": 8, "checkpoint.prev.pt": 6}, [2, -1], "no round in common"),
-    ({"checkpoint.pt": 4}, [4, -1], "--nproc 3"),                                     # written by 3
+    ({"checkpoint.pt": 4}, [4, -1], "--nproc 3"),                              # written by 3
+    ({"checkpoint.pt": 4}, [-2, -1], "cannot read the checkpoint .*checkpoint.rank1.pt"),   # unreadable
 ])
 def test_the_processes_agree_on_the_round_to_resume_from(tmp_path, mine, other, expected):
     from federated.checkpoint import CheckpointError
     from federated.train import _sharded_checkpoint
     world = 3 if expected == "--nproc 3" else 2
     for name, round_ in mine.items():
-        torch.save({"round": round_, "world": 3 if expected == "--nproc 3" else world}, tmp_path / name)
-    reports = [None, [other[0], world if other[0] >= 0 else -1, other[1], world if other[1] >= 0 else -1]]
+        torch.save({"round": round_, "world": world}, tmp_path / name)
+    reports = [None, [other[0], 2 if other[0] >= 0 else other[0], other[1], 2 if other[1] >= 0 else other[1]]]
     sim = type("Sim", (), {"shard": _Processes(2, reports)})()
-    if expected is not None and not expected.endswith(".pt"):
+    if isinstance(expected, str):
         with pytest.raises(CheckpointError, match=expected):
             _sharded_checkpoint(sim, tmp_path)
-    else:
-        found = _sharded_checkpoint(sim, tmp_path)
-        assert (found and found.name) == expected
+        return
+    found = _sharded_checkpoint(sim, tmp_path)
+    if expected is None:
+        assert found is None
+        return
+    # the round resumed from is the newest checkpoint now: a newer one of a round the other process
+    # never saved is gone, so the next save cannot rotate it into the "previous" place
+    assert found == tmp_path / "checkpoint.pt" and torch.load(found)["round"] == expected
+    assert not (tmp_path / "checkpoint.prev.pt").exists() or torch.load(tmp_path / "checkpoint.prev.pt")["round"] < expected
+
+
+def test_a_second_kill_after_resuming_from_the_previous_checkpoint_still_resumes(tmp_path):
+    """Process 0 saved round 10, process 1 was killed first (round 5): both resume from 5. Killed
+    again at round 10 after process 0 rotated its checkpoint but before it wrote the new one: both
+    still have round 5 in common."""
+    from federated.train import _sharded_checkpoint
+    torch.save({"round": 10, "world": 2}, tmp_path / "checkpoint.pt")
+    torch.save({"round": 5, "world": 2}, tmp_path / "checkpoint.prev.pt")
+    sim = type("Sim", (), {"shard": _Processes(2, [None, [5, 2, -1, -1]])})()
+    assert torch.load(_sharded_checkpoint(sim, tmp_path))["round"] == 5
+    (tmp_path / "checkpoint.pt").replace(tmp_path / "checkpoint.prev.pt")           # the next save's rotation
+    assert torch.load(_sharded_checkpoint(sim, tmp_path))["round"] == 5
