@@ -215,6 +215,8 @@ class FadingChannel(nn.Module):
     ``reduce`` (clients split over processes: ``signals``, ``energy`` and ``state`` are this
     process's clients, the superposition is all-reduced, and every process draws the same noise from
     identically seeded generators; ``energy_used`` and ``active`` are then this process's clients').
+    :meth:`transmit` sends a whole round's blocks (:class:`SignalBlocks`) in one call, each block
+    with its own budget, scale and noise, as one call per block would.
 
     Example:
         >>> from channels.power_control import TruncatedInversion
