@@ -181,7 +181,10 @@ def test_ctrl_c_stops_the_sweep_and_starts_nothing_more(tmp_path):
     sweep = subprocess.Popen([sys.executable, "-m", "federated.cli", "sweep", DIGITS, *small(tmp_path, rounds=400),
                               "--grid", "seed=0,1,2", "--out", str(out), "--quiet"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+                             env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             # Ctrl-C's default action even when the tests run in a background job (a
+                             # shell starts those with SIGINT ignored, and children inherit that)
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = out / "digits_laser" / "seed=0" / "history.jsonl"
     deadline = time.time() + 120
     while not (first.is_file() and first.read_text().count("\n") >= 2):
