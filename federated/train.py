@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 
 from channels import FadingChannel
 from laser import Compressor
-from federated.checkpoint import CHECKPOINT, CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from federated.checkpoint import CHECKPOINT_FORMAT, checkpoint_name, previous_checkpoint, resume_simulation, save_checkpoint
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
-from federated.config import Config, ConfigError, config_to_dict, same_config
+from federated.config import Config, ConfigError, config_to_dict
 from federated.distributed import Shard, init_shard, world_size_from_env
 from federated.downlink import NoisyDownlink
 from federated.history import History, RunDirectory, TensorBoardLog
@@ -299,113 +299,6 @@ def _require_tensorboard() -> None:
                           "pip install 'laser-ota[tensorboard]'") from None
 
 
-def checkpoint_name(shard: Shard | None) -> str:
-    """``checkpoint.pt``; with clients split over processes, process r > 0 writes ``checkpoint.rank<r>.pt``."""
-    return CHECKPOINT if shard is None or shard.rank == 0 else f"checkpoint.rank{shard.rank}.pt"
-
-
-def previous_checkpoint(path: Path) -> Path:
-    """Where a process of a multi-process run keeps its checkpoint before the newest one
-    (``checkpoint.prev.pt``, ``checkpoint.rank1.prev.pt``): the processes write theirs one after
-    another, so a run killed in between resumes from the last round every process saved."""
-    return path.with_name(path.name.removesuffix(".pt") + ".prev.pt")
-
-
-_UNREADABLE = -2
-
-
-def _checkpoint_info(path: Path) -> tuple[int, int]:
-    """``(round, processes that wrote it)`` of a checkpoint: ``(-1, -1)`` if there is none,
-    ``(-2, -2)`` if it cannot be read (checkpoints are written atomically, so that is not a kill but
-    a permission, disk or version problem, to report, not to start over from). Reads the file
-    memory-mapped, so a large model's weights are not loaded to learn it."""
-    if not path.is_file():
-        return -1, -1
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return int(state.get("round", -1)), int(state.get("world", 1))
-    except Exception:
-        return _UNREADABLE, _UNREADABLE
-
-
-def _sharded_checkpoint(sim: Simulation, out_dir: Path) -> Path | None:
-    """The checkpoint this process resumes from: of the newest round that every process saved
-    (its newest or the one before), the same decision on every process. None: start over.
-
-    A process resuming from its previous checkpoint makes it its newest again: the newer one is of
-    a round not every process saved, and must not be rotated into the "previous" place by the next
-    save (a second kill would then leave the processes without a round in common)."""
-    shard = sim.shard
-    path = out_dir / checkpoint_name(shard)
-    candidates = [path, previous_checkpoint(path)]
-    info = [_checkpoint_info(p) for p in candidates]
-    every = shard.per_process(torch.tensor([x for pair in info for x in pair])).reshape(shard.world, 2, 2)
-    unreadable = (every[:, :, 0] == _UNREADABLE).nonzero().tolist()
-    if unreadable:
-        rank, which = unreadable[0]
-        name = out_dir / (CHECKPOINT if rank == 0 else f"checkpoint.rank{rank}.pt")
-        raise CheckpointError(f"cannot read the checkpoint {previous_checkpoint(name) if which else name}")
-    worlds = {w for w in every[:, :, 1].flatten().tolist() if w != -1}
-    if worlds - {shard.world}:
-        raise CheckpointError(f"{out_dir} holds checkpoints written by {max(worlds - {shard.world})} process(es): "
-                              f"resume it with --nproc {max(worlds - {shard.world})}")
-    rounds = every[:, :, 0]                                          # [world, newest / before]
-    target = int(rounds.max(1).values.min())
-    if target < 0:
-        return None                        # some process never saved one: start over, same result
-    if not bool((rounds == target).any(1).all()):
-        raise CheckpointError(f"the processes' checkpoints in {out_dir} have no round in common "
-                              f"({rounds.tolist()}): start the run again")
-    chosen = candidates[[r for r, _ in info].index(target)]
-    if chosen != path:
-        os.replace(chosen, path)
-    return path
-
-
-def _checked(state: object, path: Path, sim: Simulation, out_dir: Path) -> dict:
-    """``state`` if it is a checkpoint of this format and configuration, else CheckpointError."""
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{path} has format {found!r}; this version reads {CHECKPOINT_FORMAT}")
-    if not same_config(state["config"], sim.config):
-        raise CheckpointError(f"{path} was written by another configuration than {out_dir / 'config.yaml'}")
-    return state
-
-
-def _resume(sim: Simulation, out_dir: Path, history: History) -> int:
-    """Load ``out_dir``'s checkpoint into ``sim`` and ``history``; the rounds already done."""
-    shard = sim.shard
-    if shard is None:
-        path = out_dir / checkpoint_name(None)
-        state = load_checkpoint(path, sim.device) if path.is_file() else None
-        # a multi-process run killed between its processes' writes may have only the previous one
-        written_by = _checkpoint_info(previous_checkpoint(path))[1] if state is None else (
-            state.get("world", 1) if isinstance(state, dict) else 1)
-        if written_by not in (-1, _UNREADABLE, 1):
-            raise CheckpointError(f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}")
-        state = None if state is None else _checked(state, path, sim, out_dir)
-    else:
-        # every process learns whether all could load theirs before any goes on (a process raising
-        # alone would leave the others waiting in their first collective)
-        path = _sharded_checkpoint(sim, out_dir)
-        state, problem = None, None
-        try:
-            state = None if path is None else _checked(load_checkpoint(path, sim.device), path, sim, out_dir)
-        except CheckpointError as error:
-            problem = str(error)
-        failed = shard.per_process(torch.tensor(int(problem is not None)))
-        if problem is not None:
-            raise CheckpointError(problem)
-        if bool(failed.any()):
-            raise CheckpointError(f"process {int(failed.nonzero()[0, 0])} could not resume from its checkpoint in "
-                                  f"{out_dir} (its output says why)")
-    if state is None:
-        return 0                       # killed before its first checkpoint: start over, same result
-    sim.load_state_dict(state)
-    history.rounds = list(state["history"])
-    return int(state["round"])
-
-
 def train(
     config: Config,
     out_dir: str | Path | None = None,
@@ -450,7 +343,7 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            start = _resume(sim, out_dir, history)
+            start = resume_simulation(sim, out_dir, history)
         if writer:
             run = (RunDirectory.reopen(out_dir, history.rounds) if resume
                    else RunDirectory(out_dir, config_to_dict(config)))
@@ -474,7 +367,7 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
             if out_dir is not None and every and ((t + 1) % every == 0 or t + 1 == config.rounds):
                 # every process saves its own clients' state (error-feedback memories) beside the run's,
                 # keeping its previous one until the next save (see previous_checkpoint)
-                path = out_dir / checkpoint_name(shard)
+                path = out_dir / checkpoint_name(0 if shard is None else shard.rank)
                 if shard is not None and path.is_file():
                     os.replace(path, previous_checkpoint(path))
                 save_checkpoint(path, {

@@ -145,17 +145,17 @@ class _Processes:
 ])
 def test_the_processes_agree_on_the_round_to_resume_from(tmp_path, mine, other, expected):
     from federated.checkpoint import CheckpointError
-    from federated.train import _sharded_checkpoint
+    from federated.checkpoint import sharded_checkpoint
     world = 3 if expected == "--nproc 3" else 2
     for name, round_ in mine.items():
         torch.save({"round": round_, "world": world}, tmp_path / name)
     reports = [None, [other[0], 2 if other[0] >= 0 else other[0], other[1], 2 if other[1] >= 0 else other[1]]]
-    sim = type("Sim", (), {"shard": _Processes(2, reports)})()
+    shard = _Processes(2, reports)
     if isinstance(expected, str):
         with pytest.raises(CheckpointError, match=expected):
-            _sharded_checkpoint(sim, tmp_path)
+            sharded_checkpoint(shard, tmp_path)
         return
-    found = _sharded_checkpoint(sim, tmp_path)
+    found = sharded_checkpoint(shard, tmp_path)
     if expected is None:
         assert found is None
         return
@@ -169,10 +169,10 @@ def test_a_second_kill_after_resuming_from_the_previous_checkpoint_still_resumes
     """Process 0 saved round 10, process 1 was killed first (round 5): both resume from 5. Killed
     again at round 10 after process 0 rotated its checkpoint but before it wrote the new one: both
     still have round 5 in common."""
-    from federated.train import _sharded_checkpoint
+    from federated.checkpoint import sharded_checkpoint
     torch.save({"round": 10, "world": 2}, tmp_path / "checkpoint.pt")
     torch.save({"round": 5, "world": 2}, tmp_path / "checkpoint.prev.pt")
-    sim = type("Sim", (), {"shard": _Processes(2, [None, [5, 2, -1, -1]])})()
-    assert torch.load(_sharded_checkpoint(sim, tmp_path))["round"] == 5
+    shard = _Processes(2, [None, [5, 2, -1, -1]])
+    assert torch.load(sharded_checkpoint(shard, tmp_path))["round"] == 5
     (tmp_path / "checkpoint.pt").replace(tmp_path / "checkpoint.prev.pt")           # the next save's rotation
-    assert torch.load(_sharded_checkpoint(sim, tmp_path))["round"] == 5
+    assert torch.load(sharded_checkpoint(shard, tmp_path))["round"] == 5
