@@ -16,17 +16,16 @@ client (``path_loss``, drawn once per run: client positions do not change betwee
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
+from channels.blocks import BlocksOutput, SignalBlocks
 from channels.budget import energy_for_snr_db
-from channels.noise import ComplexNoise, from_symbols, to_symbols
+from channels.noise import ComplexNoise, from_symbols
 from channels.power_control import PerfectInversion, PowerControl
 
 __all__ = ["BlocksOutput", "ChannelOutput", "ChannelState", "FadingChannel", "Reduction", "SignalBlocks"]
@@ -95,105 +94,6 @@ class ChannelState:
     def clients(self, index: slice) -> ChannelState:
         """The state of the clients ``index`` (a process's share of them)."""
         return ChannelState(self.gains[index], self.csi[index], self.symbols_per_block)
-
-
-class SignalBlocks:
-    """Every client's blocks of one round, in the order they follow each other on the channel.
-
-    Block b of every client occupies the same ``ceil(d_b / 2)`` complex symbols (I/Q pairs; an odd
-    block ends with a zero Q). Small rounds are packed into one real ``[K, sum_b 2 ceil(d_b / 2)]``
-    tensor, so the channel treats all blocks in a few batched operations; a round with more than
-    ``pack_limit`` entries (K full gradients of a large model) is left as it is and packed one client
-    at a time, so that no second copy of every client's signal is ever held.
-
-    Args:
-        client_blocks: ``client_blocks[k][b]``, client k's block b (1-D, the same lengths for every
-            client), or a ``[K, d]`` tensor (one block).
-        pack_limit: the most entries packed at once.
-
-    Example:
-        >>> blocks = SignalBlocks([[torch.tensor([3.0, 4.0, 0.0]), torch.tensor([1.0])],
-        ...                        [torch.tensor([0.0, 0.0, 1.0]), torch.tensor([2.0])]])
-        >>> blocks.dims, blocks.symbols, blocks.norms().tolist()
-        ([3, 1], [2, 1], [[5.0, 1.0], [1.0, 2.0]])
-    """
-
-    def __init__(self, client_blocks: Sequence[Sequence[Tensor]] | Tensor, pack_limit: int = 1 << 24) -> None:
-        if isinstance(client_blocks, Tensor):
-            if client_blocks.dim() != 2:
-                raise ValueError(f"signals must have shape [K, d], got {tuple(client_blocks.shape)}")
-            tensor, client_blocks = client_blocks, [[row] for row in client_blocks]
-        else:
-            tensor = None
-        first = client_blocks[0]
-        self.num_clients = len(client_blocks)
-        self.dims = [int(b.numel()) for b in first]
-        self.symbols = [(d + 1) // 2 for d in self.dims]
-        self.starts = [0, *itertools.accumulate(self.symbols)][:-1]          # each block's first symbol
-        self.block_dtypes = [b.dtype for b in first]                         # the estimates come back in these
-        self.dtype = torch.float64 if torch.float64 in self.block_dtypes else torch.float32
-        self.device = first[0].device
-        self._blocks = client_blocks
-        if tensor is not None and tensor.shape[1] % 2 == 0:                 # already packed: no copy
-            self.packed: Tensor | None = tensor.to(self.dtype)
-        elif tensor is not None or self.num_clients * 2 * sum(self.symbols) <= pack_limit:
-            self.packed = self._pack(range(self.num_clients))
-        else:
-            self.packed = None
-
-    def _pack(self, clients: Sequence[int]) -> Tensor:
-        """Real ``[len(clients), 2 S]``: each client's blocks one after another, odd ones padded."""
-        zero = torch.zeros(1, dtype=self.dtype, device=self.device)
-        parts = []
-        for k in clients:
-            blocks = self._blocks[k]
-            if len(blocks) != len(self.dims):
-                raise ValueError(f"client {k} has {len(blocks)} blocks, client 0 has {len(self.dims)}")
-            for block, d in zip(blocks, self.dims):
-                if block.dim() != 1 or block.numel() != d:
-                    raise ValueError(f"every client's blocks must be 1-D with the lengths of client 0's, {self.dims}; "
-                                     f"client {k} has one of shape {tuple(block.shape)}")
-                parts.append(block)
-                if d % 2:
-                    parts.append(zero)
-        return torch.cat(parts).to(self.dtype).reshape(len(clients), -1)
-
-    def norms(self) -> Tensor:
-        """``[K, B]`` float64: the Euclidean norm of each client's block."""
-        if self.packed is not None:
-            return torch.stack([torch.linalg.vector_norm(self.packed[:, 2 * a:2 * a + d], dim=1, dtype=torch.float64)
-                                for a, d in zip(self.starts, self.dims)], dim=1)
-        return torch.stack([torch.stack([torch.linalg.vector_norm(b, dtype=torch.float64) for b in blocks])
-                            for blocks in self._blocks])
-
-    def chunks(self) -> Iterator[tuple[slice, Tensor]]:
-        """``(clients, symbols)``: complex ``[c, S]`` symbols of consecutive clients (all at once when
-        packed, else one client at a time)."""
-        if self.packed is not None:
-            yield slice(0, self.num_clients), to_symbols(self.packed)
-            return
-        for k in range(self.num_clients):
-            yield slice(k, k + 1), to_symbols(self._pack([k]))
-
-
-@dataclass(frozen=True)
-class BlocksOutput:
-    """What the server decodes from one round's blocks (:meth:`FadingChannel.transmit`).
-
-    Attributes:
-        estimates: B tensors ``[d_b]``, the server's estimate of the mean of each block.
-        energy_used: ``[K, B]``, each client's energy per block (``inf`` for a non-zero signal with
-            an infinite budget).
-        noise_var: ``[B]``, the per-entry variance of each estimate's error; 0 when noiseless.
-        active: ``[K, B]`` bool, who was heard in each block.
-        scale: ``[B]``, each block's alignment scale eta (``inf`` when noiseless).
-    """
-
-    estimates: list[Tensor]
-    energy_used: Tensor
-    noise_var: Tensor
-    active: Tensor
-    scale: Tensor
 
 
 class FadingChannel(nn.Module):
