@@ -62,13 +62,12 @@ class ChannelOutput:
     scale: Tensor
 
 
-def _as_client_energy(energy: float | Tensor, num_clients: int, like: Tensor) -> Tensor:
-    energy = torch.as_tensor(energy, dtype=like.dtype, device=like.device)
+def _per_client(energy: float | Tensor, num_clients: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A block's budget, a float or ``[K]``, as ``[K, 1]`` (one block; values checked by ``transmit``)."""
+    energy = torch.as_tensor(energy, dtype=dtype, device=device)
     if energy.dim() > 1 or (energy.dim() == 1 and energy.numel() != num_clients):
         raise ValueError(f"energy must be a float or have shape [{num_clients}], got {tuple(energy.shape)}")
-    if not bool(torch.all(energy >= 0)):  # also rejects NaN
-        raise ValueError(f"energy must be >= 0 and not NaN, got {energy.tolist()}")
-    return energy.expand(num_clients)
+    return energy.expand(num_clients).unsqueeze(1)
 
 
 @dataclass(frozen=True)
@@ -189,18 +188,15 @@ class FadingChannel(nn.Module):
         state: ChannelState | None = None, symbol_offset: int = 0, generator: torch.Generator | None = None,
         reduce: Reduction | None = None,
     ) -> ChannelOutput:
-        if signals.dim() != 2:
-            raise ValueError(f"signals must have shape [K, d], got {tuple(signals.shape)}")
         if (energy is None) == (snr_db is None):
             raise ValueError("give exactly one of energy (per block) or snr_db (per channel use)")
+        blocks = SignalBlocks(signals)                                  # checks the [K, d] shape
         num_clients, dim = signals.shape
         if snr_db is not None:
             energy = energy_for_snr_db(snr_db, channel_uses=dim, noise_var=self.noise_var)
-        blocks = SignalBlocks(signals)
-        energy = _as_client_energy(energy, num_clients, torch.empty((), dtype=blocks.dtype, device=signals.device))
-        out = self.transmit(blocks, energy.unsqueeze(1), state=state, symbol_offset=symbol_offset,
-                            generator=generator, reduce=reduce)
-        return ChannelOutput(estimate=out.estimates[0].to(signals.dtype), energy_used=out.energy_used[:, 0],
+        out = self.transmit(blocks, _per_client(energy, num_clients, blocks.dtype, signals.device),
+                            state=state, symbol_offset=symbol_offset, generator=generator, reduce=reduce)
+        return ChannelOutput(estimate=out.estimates[0], energy_used=out.energy_used[:, 0],
                              noise_var=out.noise_var[0], active=out.active[:, 0], scale=out.scale[0])
 
     def transmit(

@@ -351,7 +351,7 @@ def _write_manifest(out: Path, results: dict[Path, PointResult]) -> None:
     os.replace(tmp, out / "sweep.json")
 
 
-def _lock_directory(out: Path):
+def _lock_directory(out: Path) -> typing.TextIO | None:
     """Hold ``out/.sweep.lock`` for this sweep (an exclusive ``flock``, released when the process ends,
     however it ends), or raise ConfigError naming the sweep that holds it: two sweeps into one
     directory at once could run a point twice into one run directory and lose ``sweep.json``
