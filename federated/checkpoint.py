@@ -1,4 +1,6 @@
-"""Checkpoints: everything a run needs to continue to the bit-identical result (DESIGN.md section 7).
+"""Checkpoint files: atomic writes, safe reads, names and rotation, and the checks of a state read
+back (DESIGN.md section 7). What a checkpoint holds is the simulation's business
+(:meth:`federated.train.Simulation.state_dict`); this module sees only plain dicts.
 
 A checkpoint is one ``torch.save`` file of plain containers (dicts, lists, numbers, strings) and
 tensors, so it loads with ``torch.load(..., weights_only=True)``: no arbitrary object is ever
@@ -6,7 +8,7 @@ unpickled. It is written to a temporary file in the same directory, flushed to d
 the previous one, so a kill during a write leaves the last good checkpoint in place.
 
 With the clients split over processes, each process writes its own (:func:`checkpoint_name`) and
-keeps the one before (:func:`previous_checkpoint`); :func:`resume_simulation` loads a run's state,
+keeps the one before (:func:`previous_checkpoint`); :func:`resume_state` reads each process's state
 of the newest round every process saved.
 
 Example:
@@ -20,27 +22,32 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
+from torch import Tensor
 
-from federated.config import Config, same_config
-
-if TYPE_CHECKING:                          # for annotations only: train imports this module
-    from federated.distributed import Shard
-    from federated.history import History
-    from federated.train import Simulation
-
-__all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "CheckpointError",
-           "checkpoint_name", "previous_checkpoint", "sharded_checkpoint", "resume_simulation"]
+__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "CheckpointError", "Processes",
+           "checkpoint_name", "previous_checkpoint", "rotate", "sharded_checkpoint", "check_state", "resume_state"]
 
 CHECKPOINT = "checkpoint.pt"       # its name inside a run directory
-CHECKPOINT_FORMAT = 1              # bumped when the layout changes
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or from another configuration or format."""
+
+
+class Processes(Protocol):
+    """The processes of a run whose clients are split over several (``federated.distributed.Shard``)."""
+
+    rank: int
+    world: int
+
+    def per_process(self, value: Tensor) -> Tensor:
+        """Every process's ``value``, stacked in rank order ``[world, ...]``."""
+        ...
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -83,6 +90,12 @@ def previous_checkpoint(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".pt") + ".prev.pt")
 
 
+def rotate(path: Path) -> None:
+    """Before a multi-process run's save: the newest checkpoint becomes the previous one."""
+    if path.is_file():
+        os.replace(path, previous_checkpoint(path))
+
+
 _UNREADABLE = -2
 
 
@@ -100,26 +113,27 @@ def _checkpoint_info(path: Path) -> tuple[int, int]:
         return _UNREADABLE, _UNREADABLE
 
 
-def sharded_checkpoint(shard: Shard, out_dir: Path) -> Path | None:
+def sharded_checkpoint(processes: Processes, out_dir: Path) -> Path | None:
     """The checkpoint this process resumes from: of the newest round that every process saved
     (its newest or the one before), the same decision on every process. None: start over.
 
     A process resuming from its previous checkpoint makes it its newest again: the newer one is of
     a round not every process saved, and must not be rotated into the "previous" place by the next
     save (a second kill would then leave the processes without a round in common)."""
-    path = out_dir / checkpoint_name(shard.rank)
+    path = out_dir / checkpoint_name(processes.rank)
     candidates = [path, previous_checkpoint(path)]
     info = [_checkpoint_info(p) for p in candidates]
-    every = shard.per_process(torch.tensor([x for pair in info for x in pair])).reshape(shard.world, 2, 2)
+    world = processes.world
+    every = processes.per_process(torch.tensor([x for pair in info for x in pair])).reshape(world, 2, 2)
     unreadable = (every[:, :, 0] == _UNREADABLE).nonzero().tolist()
     if unreadable:
         rank, which = unreadable[0]
         name = out_dir / checkpoint_name(rank)
         raise CheckpointError(f"cannot read the checkpoint {previous_checkpoint(name) if which else name}")
     worlds = {w for w in every[:, :, 1].flatten().tolist() if w != -1}
-    if worlds - {shard.world}:
-        raise CheckpointError(f"{out_dir} holds checkpoints written by {max(worlds - {shard.world})} process(es): "
-                              f"resume it with --nproc {max(worlds - {shard.world})}")
+    if worlds - {world}:
+        raise CheckpointError(f"{out_dir} holds checkpoints written by {max(worlds - {world})} process(es): "
+                              f"resume it with --nproc {max(worlds - {world})}")
     rounds = every[:, :, 0]                                          # [world, newest / before]
     target = int(rounds.max(1).values.min())
     if target < 0:
@@ -133,47 +147,43 @@ def sharded_checkpoint(shard: Shard, out_dir: Path) -> Path | None:
     return path
 
 
-def _checked(state: object, path: Path, config: Config, out_dir: Path) -> dict:
-    """``state`` if it is a checkpoint of this format and configuration, else CheckpointError."""
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+def check_state(state: object, path: Path, *, format: int, config_matches: Callable[[dict], bool]) -> dict:
+    """``state`` if it is a dict of layout ``format`` whose ``config`` ``config_matches``; else
+    CheckpointError naming ``path``."""
+    if not isinstance(state, dict) or state.get("format") != format:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{path} has format {found!r}; this version reads {CHECKPOINT_FORMAT}")
-    if not same_config(state["config"], config):
-        raise CheckpointError(f"{path} was written by another configuration than {out_dir / 'config.yaml'}")
+        raise CheckpointError(f"{path} has format {found!r}; this version reads {format}")
+    if not isinstance(state.get("config"), dict) or not config_matches(state["config"]):
+        raise CheckpointError(f"{path} was written by another configuration than this run's")
     return state
 
 
-def resume_simulation(sim: Simulation, out_dir: Path, history: History) -> int:
-    """Load ``out_dir``'s checkpoint into ``sim`` (a :class:`federated.train.Simulation`) and
-    ``history``; return the rounds already done (0: start over). With clients split over processes
-    every process loads its own, of the newest round all of them saved (:func:`sharded_checkpoint`)."""
-    shard = sim.shard
-    if shard is None:
+def resume_state(out_dir: Path, device: torch.device | str, processes: Processes | None,
+                 check: Callable[[object, Path], dict]) -> dict | None:
+    """The state to continue the run in ``out_dir`` from, passed through ``check`` (which raises
+    CheckpointError), or None when there is no checkpoint (killed before its first: start over).
+    With ``processes``, every process reads its own, of the newest round all of them saved
+    (:func:`sharded_checkpoint`), and all learn whether every one could before any goes on."""
+    if processes is None:
         path = out_dir / checkpoint_name()
-        state = load_checkpoint(path, sim.device) if path.is_file() else None
+        state = load_checkpoint(path, device) if path.is_file() else None
         # a multi-process run killed between its processes' writes may have only the previous one
         written_by = _checkpoint_info(previous_checkpoint(path))[1] if state is None else (
             state.get("world", 1) if isinstance(state, dict) else 1)
         if written_by not in (-1, _UNREADABLE, 1):
             raise CheckpointError(f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}")
-        state = None if state is None else _checked(state, path, sim.config, out_dir)
-    else:
-        # every process learns whether all could load theirs before any goes on (a process raising
-        # alone would leave the others waiting in their first collective)
-        path = sharded_checkpoint(shard, out_dir)
-        state, problem = None, None
-        try:
-            state = None if path is None else _checked(load_checkpoint(path, sim.device), path, sim.config, out_dir)
-        except CheckpointError as error:
-            problem = str(error)
-        failed = shard.per_process(torch.tensor(int(problem is not None)))
-        if problem is not None:
-            raise CheckpointError(problem)
-        if bool(failed.any()):
-            raise CheckpointError(f"process {int(failed.nonzero()[0, 0])} could not resume from its checkpoint in "
-                                  f"{out_dir} (its output says why)")
-    if state is None:
-        return 0                       # killed before its first checkpoint: start over, same result
-    sim.load_state_dict(state)
-    history.rounds = list(state["history"])
-    return int(state["round"])
+        return None if state is None else check(state, path)
+    # a process raising alone would leave the others waiting in their first collective
+    state, problem = None, None
+    try:
+        found = sharded_checkpoint(processes, out_dir)
+        state = None if found is None else check(load_checkpoint(found, device), found)
+    except CheckpointError as error:
+        problem = str(error)
+    failed = processes.per_process(torch.tensor(int(problem is not None)))
+    if problem is not None:
+        raise CheckpointError(problem)
+    if bool(failed.any()):
+        raise CheckpointError(f"process {int(failed.nonzero()[0, 0])} could not resume from its checkpoint in "
+                              f"{out_dir} (its output says why)")
+    return state

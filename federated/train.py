@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 
 from channels import FadingChannel
 from laser import Compressor
-from federated.checkpoint import CHECKPOINT_FORMAT, checkpoint_name, previous_checkpoint, resume_simulation, save_checkpoint
+from federated.checkpoint import check_state, checkpoint_name, resume_state, rotate, save_checkpoint
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
-from federated.config import Config, ConfigError, config_to_dict
+from federated.config import Config, ConfigError, config_to_dict, same_config
 from federated.distributed import Shard, init_shard, world_size_from_env
 from federated.downlink import NoisyDownlink
 from federated.history import History, RunDirectory, TensorBoardLog
@@ -105,8 +105,9 @@ def channel_record(passes: list[UplinkResult]) -> dict[str, object]:
 
 
 class Simulation:
-    """One run's state (task, model, server optimizer, compressor, channel, generators) and its
-    round. :meth:`state_dict` holds everything needed to continue bit-identically.
+    """One run's state (task, model, server optimizer, compressor, channel, generators, the rounds
+    done and their history) and its round. :meth:`state_dict` holds everything needed to continue
+    bit-identically; :meth:`load_state_dict` restores it.
 
     Example:
         >>> from federated.config import load_config
@@ -116,8 +117,12 @@ class Simulation:
         (0, True)
     """
 
+    STATE_FORMAT = 1                         # bumped when the layout of state_dict changes
+
     def __init__(self, config: Config, device: torch.device | None = None, shard: Shard | None = None) -> None:
         self.config = config
+        self.history = History()             # the rounds' records
+        self.rounds_done = 0
         self.shard = shard                   # clients split over processes (federated.distributed)
         self.device = device if device is not None else resolve_device(config.device)
         streams = split_seed(config.seed)
@@ -203,8 +208,10 @@ class Simulation:
             total = loss.detach() if total is None else total + loss.detach()
         return total / len(client_batches), grads
 
-    def round(self, t: int) -> dict[str, object]:
-        """Round ``t``: clients' gradients, uplink, the server's step; returns the round's record."""
+    def round(self, t: int | None = None) -> dict[str, object]:
+        """Round ``t`` (default: the next): clients' gradients, uplink, the server's step; returns the
+        round's record, which the history keeps."""
+        t = self.rounds_done if t is None else t
         config = self.config
         # --- clients: local gradient at the broadcast model, then encode (updates EF memory)
         num_clients, shard = config.clients.num_clients, self.shard
@@ -256,12 +263,22 @@ class Simulation:
             if self.ema is not None:
                 ema = self.task.evaluate(self.ema.model(self.model), self.autocast)
                 record.update({f"ema_{k}": v for k, v in ema.items()})
+        self.history.rounds.append(record)
+        self.rounds_done = t + 1
         return record
 
     def state_dict(self) -> dict[str, object]:
-        """Model, optimizer, schedule, EMA, compressor (memories, shared factors, generators),
-        channel, downlink, data order and torch's global generators (dropout)."""
+        """Everything a resumed run needs, as plain containers and tensors: the rounds done and their
+        history, the configuration (to check a resume against), model, optimizer, schedule, EMA,
+        compressor (memories, shared factors, generators), channel, downlink, data order and
+        torch's global generators (dropout). With clients split over processes, each process's
+        holds its own clients' memories (and only process 0's the history)."""
         return {
+            "format": self.STATE_FORMAT,
+            "round": self.rounds_done,
+            "config": config_to_dict(self.config),
+            "world": 1 if self.shard is None else self.shard.world,
+            "history": list(self.history.rounds) if self.main_process else [],
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
@@ -274,7 +291,16 @@ class Simulation:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
 
+    def check_state(self, state: object, path: Path) -> dict:
+        """``state`` (read from ``path``) if it is a state of this layout and configuration, else
+        :class:`~federated.checkpoint.CheckpointError`."""
+        return check_state(state, path, format=self.STATE_FORMAT,
+                           config_matches=lambda stored: same_config(stored, self.config))
+
     def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore what :meth:`state_dict` returned (tensors from any device)."""
+        self.rounds_done = int(state["round"])
+        self.history.rounds = list(state["history"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -338,24 +364,26 @@ def train(
 
 def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
     config = sim.config
-    history, start, run, board = History(), 0, None, None
+    history, run, board = sim.history, None, None
     shard, writer = sim.shard, sim.main_process
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            start = resume_simulation(sim, out_dir, history)
+            state = resume_state(out_dir, sim.device, shard, sim.check_state)
+            if state is not None:       # None: killed before its first checkpoint; start over, same result
+                sim.load_state_dict(state)
         if writer:
             run = (RunDirectory.reopen(out_dir, history.rounds) if resume
                    else RunDirectory(out_dir, config_to_dict(config)))
             if config.tensorboard:
                 board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
+    start = sim.rounds_done
     started = time.perf_counter()
     bar = tqdm(range(start, config.rounds), desc="rounds", disable=not progress, dynamic_ncols=True,
                initial=start, total=config.rounds)
     try:
         for t in bar:
             record = sim.round(t)
-            history.rounds.append(record)
             if sim.task.metric in record:
                 bar.set_postfix(loss=f"{record['train_loss']:.3f}", **{
                     sim.task.metric.removeprefix("test_")[:4]: f"{record[sim.task.metric]:.3f}"})
@@ -368,12 +396,9 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
                 # every process saves its own clients' state (error-feedback memories) beside the run's,
                 # keeping its previous one until the next save (see previous_checkpoint)
                 path = out_dir / checkpoint_name(0 if shard is None else shard.rank)
-                if shard is not None and path.is_file():
-                    os.replace(path, previous_checkpoint(path))
-                save_checkpoint(path, {
-                    "format": CHECKPOINT_FORMAT, "round": t + 1, "config": config_to_dict(config),
-                    "world": 1 if shard is None else shard.world, "history": history.rounds if writer else [],
-                    **sim.state_dict()})
+                if shard is not None:
+                    rotate(path)
+                save_checkpoint(path, sim.state_dict())
                 if board is not None:
                     board.flush()
     except NonFiniteError as error:
