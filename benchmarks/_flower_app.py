@@ -21,9 +21,9 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict  # 
 from flwr.clientapp import ClientApp  # noqa: E402
 
 from federated.config import load_config  # noqa: E402
-from federated.data import iid_split, load_dataset  # noqa: E402
+from federated.data.datasets import iid_split, load_dataset  # noqa: E402
 from federated.models import build_model  # noqa: E402
-from federated.tasks import cross_entropy  # noqa: E402
+from federated.data.tasks import cross_entropy  # noqa: E402
 
 CONFIG = REPO / "configs" / "mnist1d_noiseless.yaml"
 BATCH_SIZE = 32

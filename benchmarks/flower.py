@@ -43,7 +43,7 @@ import torch  # noqa: E402
 
 from federated.components import split_seed  # noqa: E402
 from federated.config import load_config  # noqa: E402
-from federated.data import load_dataset  # noqa: E402
+from federated.data.datasets import load_dataset  # noqa: E402
 from federated.models import build_model  # noqa: E402
 from federated.train import train  # noqa: E402
 

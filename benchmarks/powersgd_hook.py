@@ -53,7 +53,7 @@ from laser import LaserCompressor  # noqa: E402
 
 RANKS = (1, 2, 4, 8)
 MIN_COMPRESSION_RATE = 2
-MNIST1D_FEATURES = 40          # MNIST-1D signals have 40 samples (federated/data.py, load_mnist1d)
+MNIST1D_FEATURES = 40          # MNIST-1D signals have 40 samples (federated/data/datasets.py, load_mnist1d)
 
 
 # ------------------------------------------------------------------------------------ gradients

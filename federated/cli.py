@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from federated.config import Config, ConfigError, load_config
-from federated.errors import DataError
+from federated.data.errors import DataError
 
 EXIT_BAD_INPUT = 2
 

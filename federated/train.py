@@ -23,7 +23,7 @@ from federated.downlink import NoisyDownlink
 from federated.history import History, RunDirectory, TensorBoardLog
 from federated.models import build_model
 from federated.optim import WeightEMA, build_optimizer, build_scheduler
-from federated.tasks import build_task, cross_entropy
+from federated.data.tasks import build_task, cross_entropy
 from federated.uplink import UplinkResult, digital_uplink, uplink
 from federated.vectorized import VectorizedClients, vmap_supported
 

@@ -98,13 +98,13 @@ class VectorizedClients:
         model: the shared model; see :func:`vmap_supported` (checked at every call; a model that
             is not supported raises ``ValueError`` and should use the loop).
         loss: ``loss(logits, targets)`` -> scalar mean loss of one client's batch (e.g.
-            :func:`federated.tasks.cross_entropy`).
+            :func:`federated.data.tasks.cross_entropy`).
         chunk_size: clients per vmapped pass (``None``: all ``K`` at once); bounds the memory at
             ``chunk_size`` clients' activations.
 
     >>> import torch
     >>> from torch import nn
-    >>> from federated.tasks import cross_entropy
+    >>> from federated.data.tasks import cross_entropy
     >>> _ = torch.manual_seed(0)
     >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     >>> clients = VectorizedClients(model, cross_entropy)
@@ -152,7 +152,7 @@ class VectorizedClients:
 
         >>> import torch
         >>> from torch import nn
-        >>> from federated.tasks import cross_entropy
+        >>> from federated.data.tasks import cross_entropy
         >>> model = nn.Linear(4, 3)
         >>> batches = [(torch.randn(2, 8, 4), torch.randint(0, 3, (2, 8))) for _ in range(3)]
         >>> losses, grads = VectorizedClients(model, cross_entropy).accumulate(batches)

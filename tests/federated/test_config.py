@@ -8,7 +8,7 @@ import pytest
 from federated.components import CHANNELS, COMPRESSORS
 from federated.config import (ChannelConfig, CompressorConfig, ConfigError, DataConfig, ModelConfig,
                               load_config)
-from federated.tasks import TASKS
+from federated.data.tasks import TASKS
 from federated.models import MODELS
 
 

@@ -8,7 +8,7 @@ from federated.config import ModelConfig
 from federated.gpt import GPT
 from federated.models import build_model
 from federated.resnet import ResNet18
-from federated.tasks import cross_entropy
+from federated.data.tasks import cross_entropy
 from federated.vectorized import VectorizedClients, vmap_supported
 
 K, B = 5, 16

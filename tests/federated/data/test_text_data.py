@@ -6,9 +6,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from federated import text
-from federated.errors import DataError
-from federated.text import (
+from federated.data import text
+from federated.data.errors import DataError
+from federated.data.text import (
     ByteTokenizer,
     GPT2Tokenizer,
     load_pydoc,

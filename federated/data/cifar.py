@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from federated.archives import fetch, unpack
-from federated.errors import DataError
+from federated.data.archives import fetch, unpack
+from federated.data.errors import DataError
 
 __all__ = [
     "CIFAR10_MD5",

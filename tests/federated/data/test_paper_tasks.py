@@ -12,7 +12,7 @@ from torch import nn
 from federated import load_config
 from federated.config import OptimizerConfig
 from federated.optim import WeightEMA, build_optimizer, build_scheduler
-from federated.tasks import cross_entropy
+from federated.data.tasks import cross_entropy
 from federated.train import Simulation, train
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from federated.config import Config, ConfigError
-from federated.data import ClientBatches, iid_split, load_dataset
+from federated.data.datasets import ClientBatches, iid_split, load_dataset
 
 __all__ = ["Task", "ClassificationTask", "LanguageTask", "TASKS", "build_task", "cross_entropy"]
 
@@ -159,7 +159,7 @@ class LanguageTask(Task):
 
 
 def _text_task(config: Config, device: torch.device, generator: torch.Generator) -> Task:
-    from federated.text import TOKENIZERS, load_pydoc, load_wikitext103
+    from federated.data.text import TOKENIZERS, load_pydoc, load_wikitext103
 
     data = config.data
     tokenizer = TOKENIZERS[data.tokenizer]()
@@ -175,7 +175,7 @@ def _text_task(config: Config, device: torch.device, generator: torch.Generator)
 
 
 def _image_task(config: Config, device: torch.device, generator: torch.Generator) -> Task:
-    from federated.cifar import augment, load_cifar, normalize
+    from federated.data.cifar import augment, load_cifar, normalize
 
     data = config.data
     arrays = load_cifar(data.root, data.name, download=data.download)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from federated import cifar
-from federated.cifar import (
+from federated.data import cifar
+from federated.data.cifar import (
     CIFAR_MEAN,
     CIFAR_STD,
     augment,
@@ -22,7 +22,7 @@ from federated.cifar import (
     load_cifar,
     normalize,
 )
-from federated.errors import DataError
+from federated.data.errors import DataError
 
 
 def _trusted_load(path):

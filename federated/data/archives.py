@@ -17,7 +17,7 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from federated.errors import DataError
+from federated.data.errors import DataError
 
 __all__ = ["fetch", "unpack"]
 

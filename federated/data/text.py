@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from federated.archives import fetch, unpack
-from federated.errors import DataError
+from federated.data.archives import fetch, unpack
+from federated.data.errors import DataError
 
 __all__ = [
     "TOKENIZERS",
