@@ -46,9 +46,9 @@ import torch.distributed as dist  # noqa: E402
 from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as psgd  # noqa: E402
 
 from federated.config import load_config  # noqa: E402
-from federated.gpt import GPT, padded_vocab  # noqa: E402
+from federated.models.gpt import GPT, padded_vocab  # noqa: E402
 from federated.models import build_model  # noqa: E402
-from federated.resnet import ResNet18  # noqa: E402
+from federated.models.resnet import ResNet18  # noqa: E402
 from laser import LaserCompressor  # noqa: E402
 
 RANKS = (1, 2, 4, 8)
@@ -66,7 +66,7 @@ def model_shapes(name: str) -> list[torch.Size]:
         with torch.device("meta"):
             model = ResNet18(num_classes=10)
     elif name == "gpt2_124m":
-        with torch.device("meta"):      # the paper's setting (federated/gpt.py, GPT docstring)
+        with torch.device("meta"):      # the paper's setting (federated/models/gpt.py, GPT docstring)
             model = GPT(vocab_size=padded_vocab(50257), context=512, layers=12, heads=12, width=768, dropout=0.2)
     else:
         raise ValueError(name)

@@ -48,6 +48,6 @@ def _bare_resnet():
     """A Simulation-like object holding just a ResNet and no downlink (no CIFAR data needed)."""
     from types import SimpleNamespace
 
-    from federated.resnet import ResNet18
+    from federated.models.resnet import ResNet18
 
     return SimpleNamespace(model=ResNet18(num_classes=10, width=4), downlink=None)

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from federated.config import ModelConfig
-from federated.gpt import GPT
+from federated.models.gpt import GPT
 from federated.models import build_model
-from federated.resnet import ResNet18
+from federated.models.resnet import ResNet18
 from federated.data.tasks import cross_entropy
 from federated.vectorized import VectorizedClients, vmap_supported
 

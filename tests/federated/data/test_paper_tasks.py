@@ -101,7 +101,7 @@ def test_the_server_keeps_client_0s_batch_norm_statistics(tmp_path, write_cifar)
 
 
 def test_adamw_decays_linear_weights_only_and_sgd_decays_everything():
-    from federated.gpt import GPT
+    from federated.models.gpt import GPT
 
     model = GPT(vocab_size=64, context=8, layers=2, heads=2, width=16)
     adamw = build_optimizer(OptimizerConfig(name="adamw", weight_decay=0.1), model)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from federated.gpt import GPT, padded_vocab
-from federated.resnet import ResNet18
+from federated.models.gpt import GPT, padded_vocab
+from federated.models.resnet import ResNet18
 from laser import LaserCompressor, is_compressed
 
 
