@@ -194,7 +194,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 def _summary(root: Path, metric: str | None, x: str | None = None, methods: str | None = None):
     """The sweep table of ``root`` (raises ConfigError when it holds no finished run)."""
     from federated.config import ANALOG_COMPRESSORS, DIGITAL_COMPRESSORS
-    from federated.results import METHOD_KEY, is_reference, load_runs, summarize
+    from federated.experiments.results import METHOD_KEY, is_reference, load_runs, summarize
 
     runs = load_runs(root)
     if methods is not None:
@@ -214,13 +214,13 @@ def _summary(root: Path, metric: str | None, x: str | None = None, methods: str 
 
 def _report(root: Path, metric: str | None, target: float | None) -> None:
     """Print the sweep's table and write summary.csv and energy_to_target.csv."""
-    from federated.results import format_table, target_table, write_csv
+    from federated.experiments.results import format_table, target_table, write_csv
 
     table = _summary(root, metric)
     write_csv(table.rows, root / "summary.csv")
     print(format_table(table))
     if table.x in ("power.energy", "power.snr_db") and table.methods:
-        from federated.plots import method_style
+        from federated.experiments.plots import method_style
 
         goal, rows = target_table(table, target)
         snr = table.x == "power.snr_db"
@@ -239,7 +239,7 @@ def _report(root: Path, metric: str | None, target: float | None) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from federated.sweep import plan_sweep, run_sweep
+    from federated.experiments.sweep import plan_sweep, run_sweep
 
     configs = [c for c in args.configs if "=" not in c or Path(c).exists()]
     overrides = [c for c in args.configs if c not in configs]
@@ -280,8 +280,8 @@ def _caption(table) -> str:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from federated.plots import plot_metric_vs_round, plot_metric_vs_x
-    from federated.results import round_curves
+    from federated.experiments.plots import plot_metric_vs_round, plot_metric_vs_x
+    from federated.experiments.results import round_curves
 
     root = Path(args.sweep_dir)
     if not root.is_dir():

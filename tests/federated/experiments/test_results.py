@@ -12,7 +12,7 @@ import yaml
 from scipy import stats
 
 from federated.config import config_to_dict, load_config
-from federated.results import energy_to_target, load_runs, mean_ci, round_curves, summarize, target_table
+from federated.experiments.results import energy_to_target, load_runs, mean_ci, round_curves, summarize, target_table
 
 # t_{0.975} quantiles, from tables: 2 and 3 seeds
 T1, T2 = 12.706204736174707, 4.302652729749464
@@ -156,7 +156,7 @@ def test_plot_refuses_a_directory_without_runs_or_metric(tmp_path, sweep_dir):
 
 
 def test_the_summary_csv_of_a_synthetic_sweep(sweep_dir):
-    from federated.results import write_csv
+    from federated.experiments.results import write_csv
 
     table = summarize(load_runs(sweep_dir))
     rows = list(csv.DictReader(open(write_csv(table.rows, sweep_dir / "summary.csv"))))
@@ -169,7 +169,7 @@ def test_the_summary_csv_of_a_synthetic_sweep(sweep_dir):
 def test_snr_to_target_interpolates_in_db_and_reports_the_difference():
     rows = [{"x": -10.0, "mean": 0.5}, {"x": 0.0, "mean": 0.9}]
     assert energy_to_target(rows, 0.8, higher_is_better=True, log_x=False) == pytest.approx(-2.5)
-    from federated.results import SweepTable
+    from federated.experiments.results import SweepTable
 
     table = SweepTable("test_accuracy", "power.snr_db")
     for method, means in (("laser", (0.5, 0.9)), ("zsgd", (0.3, 0.7))):
@@ -182,7 +182,7 @@ def test_snr_to_target_interpolates_in_db_and_reports_the_difference():
 
 
 def test_the_printed_table_shows_every_cell_and_a_reference_only_sweep(sweep_dir):
-    from federated.results import format_table
+    from federated.experiments.results import format_table
 
     text = format_table(summarize(load_runs(sweep_dir)))
     assert "E=10" in text and "E=1000" in text
@@ -208,7 +208,7 @@ def test_mixed_directories_group_what_belongs_together(sweep_dir):
 
 
 def test_the_baseline_is_found_under_a_suffixed_name():
-    from federated.results import SweepTable
+    from federated.experiments.results import SweepTable
 
     table = SweepTable("test_accuracy", "power.energy")
     for method, means in (("laser, compressor.rank=4", (0.5, 0.9)), ("zsgd", (0.3, 0.7))):

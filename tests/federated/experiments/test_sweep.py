@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from federated.config import ConfigError
-from federated.sweep import PointResult, SweepResult, expand_grid, parse_grid, plan_sweep
+from federated.experiments.sweep import PointResult, SweepResult, expand_grid, parse_grid, plan_sweep
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DIGITS = str(ROOT / "configs" / "digits_laser.yaml")
 
 
@@ -200,7 +200,7 @@ def test_ctrl_c_stops_the_sweep_and_starts_nothing_more(tmp_path):
 def test_a_second_sweep_into_a_directory_in_use_is_refused(tmp_path):
     """Two sweeps at once into one directory would run a point twice into one run directory and lose
     sweep.json entries: while one holds the directory, another exits 2 naming it; afterwards it runs."""
-    from federated.sweep import _lock_directory
+    from federated.experiments.sweep import _lock_directory
     out = tmp_path / "sweep"
     out.mkdir()
     held = _lock_directory(out)                      # a sweep running into it (this process)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from federated.plots import (
+from federated.experiments.plots import (
     METHOD_STYLE,
     _draw_metric_vs_round,
     _draw_metric_vs_x,
@@ -181,7 +181,7 @@ def test_nothing_to_plot_is_an_error():
 
 
 def test_importing_the_module_does_not_import_matplotlib():
-    code = "import sys, federated.plots; print('matplotlib' in sys.modules)"
+    code = "import sys, federated.experiments.plots; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).parents[2])
+                            cwd=Path(__file__).parents[3])
     assert result.stdout.strip() == "False"

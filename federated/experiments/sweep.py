@@ -12,7 +12,7 @@ Layout of the sweep directory::
     DIR/<config name>/<key=value,...>/   one run directory per point (config.yaml, history.jsonl,
                                          summary.json, checkpoint.pt) and run.log, the run's output
     DIR/sweep.json                       every point's status and, for a failed one, its error
-    DIR/summary.csv, DIR/energy_to_target.csv   the tables of :mod:`federated.results`
+    DIR/summary.csv, DIR/energy_to_target.csv   the tables of :mod:`federated.experiments.results`
 
 A point is *done* when its ``summary.json`` says it finished or diverged (a non-finite loss is a
 result, not a failure); it is *resumed* from its checkpoint when it has one, and started afresh
