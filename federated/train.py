@@ -372,12 +372,11 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
             state = resume_state(out_dir, sim.device, shard, sim.check_state)
             if state is not None:       # None: killed before its first checkpoint; start over, same result
                 sim.load_state_dict(state)
-        if writer:
-            run = (RunDirectory.reopen(out_dir, history.rounds) if resume
-                   else RunDirectory(out_dir, config_to_dict(config)))
-            if config.tensorboard:
-                board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
     start = sim.rounds_done
+    if out_dir is not None and writer:
+        run = RunDirectory.reopen(out_dir, history.rounds) if resume else RunDirectory(out_dir, config_to_dict(config))
+        if config.tensorboard:
+            board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
     started = time.perf_counter()
     bar = tqdm(range(start, config.rounds), desc="rounds", disable=not progress, dynamic_ncols=True,
                initial=start, total=config.rounds)
