@@ -27,7 +27,7 @@ from federated.data.tasks import cross_entropy  # noqa: E402
 
 CONFIG = REPO / "configs" / "mnist1d_noiseless.yaml"
 BATCH_SIZE = 32
-_WORKER: dict[str, object] = {}        # per worker process: data, shards, a model to load weights into
+_WORKER: dict[str, object] = {}  # per worker process: data, shards, a model to load weights into
 
 
 def config_overrides(data_root: str) -> list[str]:
@@ -36,14 +36,16 @@ def config_overrides(data_root: str) -> list[str]:
 
 def _worker(num_clients: int, data_root: str) -> dict[str, object]:
     if not _WORKER:
-        torch.set_num_threads(1)       # one Ray actor per CPU
+        torch.set_num_threads(1)  # one Ray actor per CPU
         config = load_config(str(CONFIG), config_overrides(data_root))
         data = load_dataset(config.data)
         _WORKER.update(
-            x=data.x_train, y=data.y_train,
+            x=data.x_train,
+            y=data.y_train,
             shards=iid_split(len(data.y_train), num_clients, torch.Generator().manual_seed(0)),
-            model=build_model(config.model, {"num_features": data.num_features, "num_classes": data.num_classes},
-                              seed=0),
+            model=build_model(
+                config.model, {"num_features": data.num_features, "num_classes": data.num_classes}, seed=0
+            ),
         )
     return _WORKER
 
@@ -67,6 +69,10 @@ def train(msg: Message, context: Context) -> Message:
     with torch.no_grad():
         for p, g in zip(params, grads):
             p.sub_(float(config["lr"]) * g)
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
-                          "metrics": MetricRecord({"num-examples": BATCH_SIZE, "train_loss": float(loss)})})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord(model.state_dict()),
+            "metrics": MetricRecord({"num-examples": BATCH_SIZE, "train_loss": float(loss)}),
+        }
+    )
     return Message(content=content, reply_to=msg)

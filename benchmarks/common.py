@@ -22,20 +22,28 @@ from pathlib import Path
 __all__ = ["parse_args", "machine_info", "time_interleaved", "summarize", "print_table", "emit", "REPO"]
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:          # run as `python benchmarks/x.py` from anywhere
+if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(REPO))
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None,
-               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+def parse_args(
+    description: str,
+    argv: Sequence[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
     """``--quick`` (a short run for CI smoke tests), ``--json PATH`` (also write the result there) and
     ``--threads N`` (torch's intra-op threads; on a busy machine with few cores, 1 can be many times
     faster than 2 for small tensors, since waiting threads spin)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a short run (well under 20 s) for smoke tests")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON result to PATH")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch.set_num_threads(N) before timing (default: torch's own choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch.set_num_threads(N) before timing (default: torch's own choice)",
+    )
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
@@ -80,9 +88,13 @@ def machine_info(device: str = "cpu") -> dict[str, object]:
     return info
 
 
-def time_interleaved(cases: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 2,
-                     setups: Mapping[str, Callable[[], object]] | None = None,
-                     sync: Callable[[], object] | None = None) -> dict[str, list[float]]:
+def time_interleaved(
+    cases: Mapping[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 2,
+    setups: Mapping[str, Callable[[], object]] | None = None,
+    sync: Callable[[], object] | None = None,
+) -> dict[str, list[float]]:
     """Seconds per call of each case, ``repeats`` times, the cases taking turns.
 
     Every case first runs ``warmup`` untimed calls (in turns too). Then, each repeat, every case
@@ -134,8 +146,9 @@ def _fmt(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None,
-                file=None) -> None:
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None, file=None
+) -> None:
     """A plain-text table, columns right-aligned except the first."""
     file = file or sys.stdout
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
@@ -143,7 +156,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], title:
     if title:
         print(f"\n{title}", file=file)
     for n, row in enumerate(cells):
-        print("  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(row, widths))), file=file)
+        print(
+            "  ".join(v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(row, widths))),
+            file=file,
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths), file=file)
     file.flush()

@@ -50,17 +50,28 @@ from federated.train import train  # noqa: E402
 CONFIG = REPO / "configs" / "mnist1d_noiseless.yaml"
 NUM_CLIENTS = 16
 LR = 0.05
-DATA_ROOT = str(REPO / "data")       # the simulator's default cache (git-ignored), as an absolute path
+DATA_ROOT = str(REPO / "data")  # the simulator's default cache (git-ignored), as an absolute path
 
 
 # ------------------------------------------------------------------------------------------ ours
 def ours_config(rounds: int, vectorize: str = "loop"):
     """The run's configuration; ``vectorize`` other than "loop" sets ``clients.vectorize``."""
-    return load_config(str(CONFIG), [
-        "channel.name=noiseless", "compressor.name=zsgd", f"rounds={rounds}", f"eval_every={rounds}",
-        f"clients.num_clients={NUM_CLIENTS}", f"optimizer.lr={LR}", "optimizer.momentum=0.0",
-        "optimizer.weight_decay=0.0", "device=cpu", f"data.root={DATA_ROOT}",
-        *([f"clients.vectorize={vectorize}"] if vectorize != "loop" else [])])
+    return load_config(
+        str(CONFIG),
+        [
+            "channel.name=noiseless",
+            "compressor.name=zsgd",
+            f"rounds={rounds}",
+            f"eval_every={rounds}",
+            f"clients.num_clients={NUM_CLIENTS}",
+            f"optimizer.lr={LR}",
+            "optimizer.momentum=0.0",
+            "optimizer.weight_decay=0.0",
+            "device=cpu",
+            f"data.root={DATA_ROOT}",
+            *([f"clients.vectorize={vectorize}"] if vectorize != "loop" else []),
+        ],
+    )
 
 
 def vmap_available() -> str | None:
@@ -82,8 +93,15 @@ def run_ours(rounds: int, threads: int, vectorize: str = "loop") -> dict[str, fl
     finally:
         torch.set_num_threads(before)
     loop = float(history.summary["wall_time_s"])
-    return {"rounds": rounds, "threads": threads, "vectorize": vectorize, "loop_s": loop, "setup_s": total - loop, "rounds_per_s": rounds / loop,
-            "test_accuracy": float(history.summary.get("test_accuracy", float("nan")))}
+    return {
+        "rounds": rounds,
+        "threads": threads,
+        "vectorize": vectorize,
+        "loop_s": loop,
+        "setup_s": total - loop,
+        "rounds_per_s": rounds / loop,
+        "test_accuracy": float(history.summary.get("test_accuracy", float("nan"))),
+    }
 
 
 # ---------------------------------------------------------------------------------------- flower
@@ -96,14 +114,20 @@ def startup_seconds(code: str, repeats: int) -> dict[str, object]:
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         times.append(time.perf_counter() - start)
         if done.returncode != 0:
-            return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+            return {
+                "error": done.stderr.strip().splitlines()[-1]
+                if done.stderr.strip()
+                else f"exit {done.returncode}"
+            }
     return {"median_s": statistics.median(times), "samples_s": times}
 
 
 def final_accuracy(state_dict: dict[str, torch.Tensor]) -> float:
     config = ours_config(1)
     data = load_dataset(config.data)
-    model = build_model(config.model, {"num_features": data.num_features, "num_classes": data.num_classes}, seed=0)
+    model = build_model(
+        config.model, {"num_features": data.num_features, "num_classes": data.num_classes}, seed=0
+    )
     model.load_state_dict(state_dict)
     with torch.no_grad():
         return float((model(data.x_test).argmax(-1) == data.y_test).float().mean())
@@ -132,11 +156,16 @@ def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]]) -> di
         marks["main"] = time.perf_counter()
         try:
             config = ours_config(rounds)
-            model = build_model(config.model, {"num_features": 40, "num_classes": 10},
-                                seed=split_seed(config.seed).model)        # ours' initial weights
+            model = build_model(
+                config.model, {"num_features": 40, "num_classes": 10}, seed=split_seed(config.seed).model
+            )  # ours' initial weights
             arrays = ArrayRecord(model.state_dict())
-            strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=NUM_CLIENTS,
-                              min_available_nodes=NUM_CLIENTS)
+            strategy = FedAvg(
+                fraction_train=1.0,
+                fraction_evaluate=0.0,
+                min_train_nodes=NUM_CLIENTS,
+                min_available_nodes=NUM_CLIENTS,
+            )
             train_config = ConfigRecord({"lr": LR, "data-root": DATA_ROOT})
             start = time.perf_counter()
             strategy.start(grid=grid, initial_arrays=arrays, num_rounds=1, train_config=train_config)
@@ -150,11 +179,21 @@ def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]]) -> di
                         run["ours"].append(run_ours(rounds, *side))
                     else:
                         start = time.perf_counter()
-                        result = strategy.start(grid=grid, initial_arrays=arrays, num_rounds=rounds,
-                                                train_config=ConfigRecord({"lr": LR, "data-root": DATA_ROOT}))
+                        result = strategy.start(
+                            grid=grid,
+                            initial_arrays=arrays,
+                            num_rounds=rounds,
+                            train_config=ConfigRecord({"lr": LR, "data-root": DATA_ROOT}),
+                        )
                         elapsed = time.perf_counter() - start
-                        run["flower"].append({"rounds": rounds, "loop_s": elapsed, "rounds_per_s": rounds / elapsed,
-                                              "test_accuracy": final_accuracy(result.arrays.to_torch_state_dict())})
+                        run["flower"].append(
+                            {
+                                "rounds": rounds,
+                                "loop_s": elapsed,
+                                "rounds_per_s": rounds / elapsed,
+                                "test_accuracy": final_accuracy(result.arrays.to_torch_state_dict()),
+                            }
+                        )
         except BaseException as error:  # noqa: BLE001 - reported by the caller
             run["error"] = f"{type(error).__name__}: {error}"
             run["traceback"] = traceback.format_exc()[-3000:]
@@ -162,12 +201,19 @@ def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]]) -> di
         finally:
             marks["main_end"] = time.perf_counter()
 
-    backend_config = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                      "init_args": {"num_cpus": 2, "num_gpus": 0, "logging_level": "error", "log_to_driver": False}}
+    backend_config = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {"num_cpus": 2, "num_gpus": 0, "logging_level": "error", "log_to_driver": False},
+    }
     start = time.perf_counter()
     try:
-        run_simulation(server_app=server_app, client_app=_flower_app.app, num_supernodes=NUM_CLIENTS,
-                       backend_name="ray", backend_config=backend_config)
+        run_simulation(
+            server_app=server_app,
+            client_app=_flower_app.app,
+            num_supernodes=NUM_CLIENTS,
+            backend_name="ray",
+            backend_config=backend_config,
+        )
     except BaseException as error:  # noqa: BLE001 - SystemExit included: reported, not fatal
         run.setdefault("error", f"run_simulation: {type(error).__name__}: {error}")
         run.setdefault("traceback", traceback.format_exc()[-3000:])
@@ -176,7 +222,7 @@ def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]]) -> di
     if "main" in marks:
         run["serverapp_main_entered_s"] = marks["main"] - start
         run["shutdown_s"] = end - marks["main_end"]
-    if "warmup_end" in marks:       # Ray starts, and its actors, while the first round waits for nodes
+    if "warmup_end" in marks:  # Ray starts, and its actors, while the first round waits for nodes
         run["startup_and_first_round_s"] = marks["warmup_end"] - start
     elif "error" not in run:
         run["error"] = "the ServerApp's main never ran"
@@ -206,8 +252,9 @@ def main(argv=None) -> dict:
 
     startup = {
         "ours": startup_seconds("import torch, federated.train", startup_repeats),
-        "flower": startup_seconds("import torch, ray, flwr.simulation, flwr.serverapp, flwr.clientapp",
-                                  startup_repeats),
+        "flower": startup_seconds(
+            "import torch, ray, flwr.simulation, flwr.serverapp, flwr.clientapp", startup_repeats
+        ),
     }
     flower = run_flower(rounds, repeats, variants)
 
@@ -217,31 +264,57 @@ def main(argv=None) -> dict:
         rates[_label(n, v)] = median_of(flower["ours"], "rounds_per_s", threads=n, vectorize=v)
         rates[_label(n, v) + "_alone"] = median_of(alone, "rounds_per_s", threads=n, vectorize=v)
     rates["flower"] = flower_rate
-    ratios = {_label(n, v) + "_over_flower": (rates[_label(n, v)] / flower_rate
-                                              if rates[_label(n, v)] and flower_rate else None)
-              for n, v in variants}
+    ratios = {
+        _label(n, v) + "_over_flower": (
+            rates[_label(n, v)] / flower_rate if rates[_label(n, v)] and flower_rate else None
+        )
+        for n, v in variants
+    }
     best = max(variants, key=lambda nv: rates[_label(*nv)] or 0)
     ratio = ratios[_label(*best) + "_over_flower"]
 
     rows = []
     for label, samples in (("no Ray running", alone), ("turns with Flower", flower["ours"])):
         for n, v in variants:
-            rows.append([f"ours, {n} thread{'s' if n > 1 else ''}{', ' + v if v != 'loop' else ''}, {label}",
-                         median_of(samples, "rounds_per_s", threads=n, vectorize=v),
-                         median_of(samples, "loop_s", threads=n, vectorize=v),
-                         median_of(samples, "setup_s", threads=n, vectorize=v),
-                         startup["ours"].get("median_s"), median_of(samples, "test_accuracy", threads=n, vectorize=v)])
-    rows.append(["Flower (Ray, 2 actors x 1 thread)", flower_rate, median_of(flower["flower"], "loop_s"),
-                 flower.get("startup_and_first_round_s"), startup["flower"].get("median_s"),
-                 median_of(flower["flower"], "test_accuracy")])
-    print_table(["", "rounds/s", f"{rounds} rounds s", "set-up s (Flower: Ray + actors + round 1)",
-                 "process start-up s", "test acc."], rows,
-                title=f"MNIST-1D CNN, {NUM_CLIENTS} clients, {rounds} rounds, ideal channel: median of {repeats}")
+            rows.append(
+                [
+                    f"ours, {n} thread{'s' if n > 1 else ''}{', ' + v if v != 'loop' else ''}, {label}",
+                    median_of(samples, "rounds_per_s", threads=n, vectorize=v),
+                    median_of(samples, "loop_s", threads=n, vectorize=v),
+                    median_of(samples, "setup_s", threads=n, vectorize=v),
+                    startup["ours"].get("median_s"),
+                    median_of(samples, "test_accuracy", threads=n, vectorize=v),
+                ]
+            )
+    rows.append(
+        [
+            "Flower (Ray, 2 actors x 1 thread)",
+            flower_rate,
+            median_of(flower["flower"], "loop_s"),
+            flower.get("startup_and_first_round_s"),
+            startup["flower"].get("median_s"),
+            median_of(flower["flower"], "test_accuracy"),
+        ]
+    )
+    print_table(
+        [
+            "",
+            "rounds/s",
+            f"{rounds} rounds s",
+            "set-up s (Flower: Ray + actors + round 1)",
+            "process start-up s",
+            "test acc.",
+        ],
+        rows,
+        title=f"MNIST-1D CNN, {NUM_CLIENTS} clients, {rounds} rounds, ideal channel: median of {repeats}",
+    )
     for n, v in variants:
         r = ratios[_label(n, v) + "_over_flower"]
         if r is not None:
-            print(f"ours ({n} thread{'s' if n > 1 else ''}{', ' + v if v != 'loop' else ''}) / Flower "
-                  f"rounds per second: {r:.1f}x")
+            print(
+                f"ours ({n} thread{'s' if n > 1 else ''}{', ' + v if v != 'loop' else ''}) / Flower "
+                f"rounds per second: {r:.1f}x"
+            )
     if no_vmap is not None:
         print(f"(clients.vectorize=vmap not available here: {no_vmap})")
     if "error" in flower:
@@ -251,11 +324,20 @@ def main(argv=None) -> dict:
         "benchmark": "flower",
         "quick": args.quick,
         "machine": machine_info("cpu"),
-        "settings": {"config": str(CONFIG.relative_to(REPO)), "num_clients": NUM_CLIENTS, "rounds": rounds,
-                     "repeats": repeats, "batch_size": 32, "lr": LR, "momentum": 0.0, "weight_decay": 0.0,
-                     "ours_variants": [{"threads": n, "vectorize": v} for n, v in variants],
-                     "flower_client_resources": {"num_cpus": 1},
-                     "ray_num_cpus": 2, "flower_torch_threads_per_actor": 1},
+        "settings": {
+            "config": str(CONFIG.relative_to(REPO)),
+            "num_clients": NUM_CLIENTS,
+            "rounds": rounds,
+            "repeats": repeats,
+            "batch_size": 32,
+            "lr": LR,
+            "momentum": 0.0,
+            "weight_decay": 0.0,
+            "ours_variants": [{"threads": n, "vectorize": v} for n, v in variants],
+            "flower_client_resources": {"num_cpus": 1},
+            "ray_num_cpus": 2,
+            "flower_torch_threads_per_actor": 1,
+        },
         "versions": _versions(),
         "notes": [
             "rounds_per_s: rounds / time of the round loop; start-ups are reported apart",

@@ -45,41 +45,80 @@ print(json.dumps({"baseline_bytes": base, "peak_bytes": peak,
                   "parameters": sum(p.numel() for p in sim.params)}))
 """
 
-MODEL = ["data.name=pydoc", "model.name=gpt", "model.layers=4", "model.width=256", "model.heads=4",
-         "model.context=64", "model.dropout=0", "clients.batch_size=4", "optimizer.name=adamw", "optimizer.lr=1e-3",
-         "eval_every=1000000", "rounds=1000000"]
+MODEL = [
+    "data.name=pydoc",
+    "model.name=gpt",
+    "model.layers=4",
+    "model.width=256",
+    "model.heads=4",
+    "model.context=64",
+    "model.dropout=0",
+    "clients.batch_size=4",
+    "optimizer.name=adamw",
+    "optimizer.lr=1e-3",
+    "eval_every=1000000",
+    "rounds=1000000",
+]
 
 
 def measure(method: str, mode: str, clients: int, device: str, data_root: str) -> dict:
-    overrides = [*MODEL, f"compressor.name={method}", f"clients.vectorize={mode}", f"clients.num_clients={clients}",
-                 f"device={device}", f"data.root={data_root}"]
+    overrides = [
+        *MODEL,
+        f"compressor.name={method}",
+        f"clients.vectorize={mode}",
+        f"clients.num_clients={clients}",
+        f"device={device}",
+        f"data.root={data_root}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(overrides), device], capture_output=True, text=True,
-                         env=env, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(overrides), device],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     extra = result["peak_bytes"] - result["baseline_bytes"]
     gradient = 4 * result["parameters"]
-    return {"method": method, "mode": mode, "clients": clients, **result, "round_peak_bytes": extra,
-            "gradient_copies": extra / gradient}
+    return {
+        "method": method,
+        "mode": mode,
+        "clients": clients,
+        **result,
+        "round_peak_bytes": extra,
+        "gradient_copies": extra / gradient,
+    }
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0], extra=lambda p: (
-        p.add_argument("--device", default="cpu"),
-        p.add_argument("--clients", default="1,4,16,64"),
-        p.add_argument("--data-root", default=str(REPO / "data"))))
+    args = parse_args(
+        __doc__.splitlines()[0],
+        extra=lambda p: (
+            p.add_argument("--device", default="cpu"),
+            p.add_argument("--clients", default="1,4,16,64"),
+            p.add_argument("--data-root", default=str(REPO / "data")),
+        ),
+    )
     counts = [1, 4] if args.quick else [int(k) for k in args.clients.split(",")]
     results = []
     for method, mode in [("laser", "loop"), ("zsgd", "loop"), ("laser", "vmap")]:
         for clients in counts:
             results.append(measure(method, mode, clients, args.device, args.data_root))
             r = results[-1]
-            print(f"{method} {mode} K={clients}: peak {r['round_peak_bytes'] / 2**20:.1f} MiB above the set-up "
-                  f"({r['gradient_copies']:.1f} gradient copies)", flush=True)
-    print_table(["method", "mode", "K", "round peak (MiB)", "in gradient copies"],
-                [[r["method"], r["mode"], r["clients"], r["round_peak_bytes"] / 2**20, r["gradient_copies"]]
-                 for r in results],
-                title="Peak memory of three rounds above the simulation's set-up (GPT 4 x 256, 3.2 M parameters)")
+            print(
+                f"{method} {mode} K={clients}: peak {r['round_peak_bytes'] / 2**20:.1f} MiB above the set-up "
+                f"({r['gradient_copies']:.1f} gradient copies)",
+                flush=True,
+            )
+    print_table(
+        ["method", "mode", "K", "round peak (MiB)", "in gradient copies"],
+        [
+            [r["method"], r["mode"], r["clients"], r["round_peak_bytes"] / 2**20, r["gradient_copies"]]
+            for r in results
+        ],
+        title="Peak memory of three rounds above the simulation's set-up (GPT 4 x 256, 3.2 M parameters)",
+    )
     emit({"benchmark": "memory", "machine": machine_info(args.device), "results": results}, args.json)
 
 

@@ -53,7 +53,7 @@ from laser import LaserCompressor  # noqa: E402
 
 RANKS = (1, 2, 4, 8)
 MIN_COMPRESSION_RATE = 2
-MNIST1D_FEATURES = 40          # MNIST-1D signals have 40 samples (federated/data/datasets.py, load_mnist1d)
+MNIST1D_FEATURES = 40  # MNIST-1D signals have 40 samples (federated/data/datasets.py, load_mnist1d)
 
 
 # ------------------------------------------------------------------------------------ gradients
@@ -66,8 +66,10 @@ def model_shapes(name: str) -> list[torch.Size]:
         with torch.device("meta"):
             model = ResNet18(num_classes=10)
     elif name == "gpt2_124m":
-        with torch.device("meta"):      # the paper's setting (federated/models/gpt.py, GPT docstring)
-            model = GPT(vocab_size=padded_vocab(50257), context=512, layers=12, heads=12, width=768, dropout=0.2)
+        with torch.device("meta"):  # the paper's setting (federated/models/gpt.py, GPT docstring)
+            model = GPT(
+                vocab_size=padded_vocab(50257), context=512, layers=12, heads=12, width=768, dropout=0.2
+            )
     else:
         raise ValueError(name)
     return [p.shape for p in model.parameters()]
@@ -88,7 +90,7 @@ class Bucket:
     def __init__(self, grads: list[torch.Tensor]) -> None:
         self.flat = torch.cat([g.reshape(-1) for g in grads])
         self.shapes = [g.shape for g in grads]
-        self.params = [torch.empty(0) for _ in grads]       # the hooks never read them
+        self.params = [torch.empty(0) for _ in grads]  # the hooks never read them
         self._buffer = self.flat.clone()
 
     def refill(self) -> None:
@@ -117,7 +119,7 @@ class Bucket:
         views, offset = [], 0
         for shape in self.shapes:
             n = math.prod(shape)
-            views.append(self._buffer[offset:offset + n].view(shape))
+            views.append(self._buffer[offset : offset + n].view(shape))
             offset += n
         return views
 
@@ -125,10 +127,17 @@ class Bucket:
 def hook_case(hook, grads: list[torch.Tensor], rank: int, same_shape: bool = False):
     """The hook's per-iteration call and its untimed refill, past its vanilla-allreduce iterations
     (``start_powerSGD_iter`` must be > 1 with error feedback or warm start: 2, the smallest)."""
-    state = psgd.PowerSGDState(process_group=None, matrix_approximation_rank=rank, start_powerSGD_iter=2,
-                               min_compression_rate=MIN_COMPRESSION_RATE, use_error_feedback=True,
-                               warm_start=True, orthogonalization_epsilon=0, random_seed=0,
-                               batch_tensors_with_same_shape=same_shape)
+    state = psgd.PowerSGDState(
+        process_group=None,
+        matrix_approximation_rank=rank,
+        start_powerSGD_iter=2,
+        min_compression_rate=MIN_COMPRESSION_RATE,
+        use_error_feedback=True,
+        warm_start=True,
+        orthogonalization_epsilon=0,
+        random_seed=0,
+        batch_tensors_with_same_shape=same_shape,
+    )
     bucket = Bucket(grads)
     for _ in range(state.start_powerSGD_iter):
         bucket.refill()
@@ -166,8 +175,10 @@ def batched_hook_error(grads: list[torch.Tensor]) -> str | None:
         where = error.__traceback__
         while where.tb_next is not None:
             where = where.tb_next
-        return (f"{type(error).__name__}{': ' + str(error) if str(error) else ''} "
-                f"(in {where.tb_frame.f_code.co_name}, {Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno})")
+        return (
+            f"{type(error).__name__}{': ' + str(error) if str(error) else ''} "
+            f"(in {where.tb_frame.f_code.co_name}, {Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno})"
+        )
     return None
 
 
@@ -185,12 +196,14 @@ def hook_compressed(shapes: list[torch.Size], rank: int) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------------- LASER side
 def laser_case(grads: list[torch.Tensor], rank: int, passes: int):
-    compressor = LaserCompressor(rank=rank, min_compression_rate=float(MIN_COMPRESSION_RATE), factors_per_round=passes)
+    compressor = LaserCompressor(
+        rank=rank, min_compression_rate=float(MIN_COMPRESSION_RATE), factors_per_round=passes
+    )
     compressor.setup([g.detach() for g in grads], num_clients=1)
     uses = compressor.channel_uses(0)
 
     def iteration() -> list[torch.Tensor]:
-        blocks = compressor.encode(0, grads)        # one client: the noiseless mean is its blocks
+        blocks = compressor.encode(0, grads)  # one client: the noiseless mean is its blocks
         if passes == 2:
             if compressor.decode(blocks) is not None:
                 raise RuntimeError("the first pass's decode returned a gradient")
@@ -211,21 +224,25 @@ def init_group(tmp: str) -> None:
 
 def main(argv=None) -> dict:
     def options(parser) -> None:
-        parser.add_argument("--models", default=None, metavar="A,B",
-                            help="only these of mnist1d_cnn, cifar_resnet18, gpt2_124m (default: all of the mode)")
+        parser.add_argument(
+            "--models",
+            default=None,
+            metavar="A,B",
+            help="only these of mnist1d_cnn, cifar_resnet18, gpt2_124m (default: all of the mode)",
+        )
         parser.add_argument("--repeats", type=int, default=None, metavar="N", help="timed repeats per model")
 
     args = parse_args(__doc__.splitlines()[0], argv, extra=options)
     logging.getLogger("torch.distributed").setLevel(logging.WARNING)
     torch.manual_seed(0)
     if args.quick:
-        plan = {"mnist1d_cnn": (2, 15), "cifar_resnet18": (1, 3)}              # model: (warm-up, repeats)
+        plan = {"mnist1d_cnn": (2, 15), "cifar_resnet18": (1, 3)}  # model: (warm-up, repeats)
     else:
         plan = {"mnist1d_cnn": (5, 200), "cifar_resnet18": (3, 30), "gpt2_124m": (1, 6)}
     if args.models:
         plan = {name: plan.get(name, (1, 6)) for name in args.models.split(",")}
         for name in plan:
-            model_shapes(name)          # an unknown name fails here, before any timing
+            model_shapes(name)  # an unknown name fails here, before any timing
     if args.repeats:
         plan = {name: (warmup, args.repeats) for name, (warmup, _) in plan.items()}
 
@@ -239,8 +256,11 @@ def main(argv=None) -> dict:
             for _ in range(3):
                 dist.all_reduce(probe, async_op=True).get_future().wait()
 
-        overhead = summarize(time_interleaved({"allreduce_x3": allreduce_x3}, repeats=50 if args.quick else 300,
-                                              warmup=5)["allreduce_x3"])
+        overhead = summarize(
+            time_interleaved({"allreduce_x3": allreduce_x3}, repeats=50 if args.quick else 300, warmup=5)[
+                "allreduce_x3"
+            ]
+        )
 
         batched_error = batched_hook_error(random_gradients([torch.Size((64, 64)), torch.Size((64,))]))
         batched = psgd.batched_powerSGD_hook if batched_error is None else batched_hook_patched
@@ -255,18 +275,27 @@ def main(argv=None) -> dict:
                 cases["laser_2pass"], n2, uses2 = laser_case(grads, rank, passes=2)
                 cases["laser_1pass"], n1, uses1 = laser_case(grads, rank, passes=1)
                 cases["hook"], setups["hook"] = hook_case(psgd.powerSGD_hook, grads, rank)
-                cases["hook_same_shape"], setups["hook_same_shape"] = hook_case(psgd.powerSGD_hook, grads, rank,
-                                                                                same_shape=True)
+                cases["hook_same_shape"], setups["hook_same_shape"] = hook_case(
+                    psgd.powerSGD_hook, grads, rank, same_shape=True
+                )
                 cases["batched_hook"], setups["batched_hook"] = hook_case(batched, grads, rank)
                 nh, floats_h = hook_compressed(shapes, rank)
                 times = time_interleaved(cases, repeats=repeats, warmup=warmup, setups=setups)
                 ms = {name: summarize(t) for name, t in times.items()}
                 med = {name: s["median"] for name, s in ms.items()}
                 result = {
-                    "model": model, "tensors": len(shapes), "params": numel, "rank": rank,
-                    "repeats": repeats, "warmup": warmup,
+                    "model": model,
+                    "tensors": len(shapes),
+                    "params": numel,
+                    "rank": rank,
+                    "repeats": repeats,
+                    "warmup": warmup,
                     "compressed_tensors": {"laser_2pass": n2, "laser_1pass": n1, "hook": nh},
-                    "floats_sent_per_iteration": {"laser_2pass": uses2, "laser_1pass": uses1, "hook": floats_h},
+                    "floats_sent_per_iteration": {
+                        "laser_2pass": uses2,
+                        "laser_1pass": uses1,
+                        "hook": floats_h,
+                    },
                     "ms": med,
                     "ms_stats": ms,
                     "ratio_hook_over_laser_2pass": med["hook"] / med["laser_2pass"],
@@ -274,9 +303,21 @@ def main(argv=None) -> dict:
                     "ratio_hook_same_shape_over_laser_2pass": med["hook_same_shape"] / med["laser_2pass"],
                 }
                 results.append(result)
-                rows.append([model, rank, f"{nh}/{n2}/{n1}", med["laser_2pass"], med["laser_1pass"], med["hook"],
-                             med["hook_same_shape"], med["batched_hook"], result["ratio_hook_over_laser_2pass"],
-                             result["ratio_hook_over_laser_1pass"], result["ratio_hook_same_shape_over_laser_2pass"]])
+                rows.append(
+                    [
+                        model,
+                        rank,
+                        f"{nh}/{n2}/{n1}",
+                        med["laser_2pass"],
+                        med["laser_1pass"],
+                        med["hook"],
+                        med["hook_same_shape"],
+                        med["batched_hook"],
+                        result["ratio_hook_over_laser_2pass"],
+                        result["ratio_hook_over_laser_1pass"],
+                        result["ratio_hook_same_shape_over_laser_2pass"],
+                    ]
+                )
                 print(f"  {model} rank {rank}: done", file=sys.stderr, flush=True)
                 del cases, setups
             del grads
@@ -284,21 +325,48 @@ def main(argv=None) -> dict:
         dist.destroy_process_group()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print_table(["model", "rank", "compr. h/L2/L1", "LASER 2p ms", "LASER 1p ms", "hook ms", "hook same-shape ms",
-                 "batched hook ms", "hook/L2", "hook/L1", "hook same-shape/L2"], rows,
-                title="PowerSGD hook vs LASER: median ms per iteration (compress + decompress), ratio > 1: LASER faster")
+    print_table(
+        [
+            "model",
+            "rank",
+            "compr. h/L2/L1",
+            "LASER 2p ms",
+            "LASER 1p ms",
+            "hook ms",
+            "hook same-shape ms",
+            "batched hook ms",
+            "hook/L2",
+            "hook/L1",
+            "hook same-shape/L2",
+        ],
+        rows,
+        title="PowerSGD hook vs LASER: median ms per iteration (compress + decompress), ratio > 1: LASER faster",
+    )
     if batched_error is not None:
-        print(f"batched_powerSGD_hook fails as shipped: {batched_error}; its column times it with "
-              "_orthogonalize given the matrix as a batch of one")
-    print(f"(hook times include 3 allreduces on a 1-process gloo group; 3 bare ones take "
-          f"{overhead['median']:.3f} ms median)")
+        print(
+            f"batched_powerSGD_hook fails as shipped: {batched_error}; its column times it with "
+            "_orthogonalize given the matrix as a batch of one"
+        )
+    print(
+        f"(hook times include 3 allreduces on a 1-process gloo group; 3 bare ones take "
+        f"{overhead['median']:.3f} ms median)"
+    )
     result = {
         "benchmark": "powersgd_hook",
         "quick": args.quick,
         "machine": machine_info("cpu"),
-        "settings": {"ranks": list(RANKS), "min_compression_rate": MIN_COMPRESSION_RATE, "use_error_feedback": True,
-                     "warm_start": True, "orthogonalization_epsilon": 0, "start_powerSGD_iter": 2,
-                     "num_clients": 1, "dtype": "float32", "gradient_seed": 0, "buckets": 1},
+        "settings": {
+            "ranks": list(RANKS),
+            "min_compression_rate": MIN_COMPRESSION_RATE,
+            "use_error_feedback": True,
+            "warm_start": True,
+            "orthogonalization_epsilon": 0,
+            "start_powerSGD_iter": 2,
+            "num_clients": 1,
+            "dtype": "float32",
+            "gradient_seed": 0,
+            "buckets": 1,
+        },
         "notes": [
             "ms = median ms per iteration (compress + decompress, one client / one process)",
             "hook times include three allreduces on a one-process gloo group; allreduce_x3_ms times three bare ones",

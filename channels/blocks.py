@@ -48,12 +48,12 @@ class SignalBlocks:
         self.num_clients = len(client_blocks)
         self.dims = [int(b.numel()) for b in first]
         self.symbols = [(d + 1) // 2 for d in self.dims]
-        self.starts = [0, *itertools.accumulate(self.symbols)][:-1]          # each block's first symbol
-        self.block_dtypes = [b.dtype for b in first]                         # the estimates come back in these
+        self.starts = [0, *itertools.accumulate(self.symbols)][:-1]  # each block's first symbol
+        self.block_dtypes = [b.dtype for b in first]  # the estimates come back in these
         self.dtype = torch.float64 if torch.float64 in self.block_dtypes else torch.float32
         self.device = first[0].device
         self._blocks = client_blocks
-        if tensor is not None and tensor.shape[1] % 2 == 0:                 # already packed: no copy
+        if tensor is not None and tensor.shape[1] % 2 == 0:  # already packed: no copy
             self.packed: Tensor | None = tensor.to(self.dtype)
         elif tensor is not None or self.num_clients * 2 * sum(self.symbols) <= pack_limit:
             self.packed = self._pack(range(self.num_clients))
@@ -70,8 +70,10 @@ class SignalBlocks:
                 raise ValueError(f"client {k} has {len(blocks)} blocks, client 0 has {len(self.dims)}")
             for block, d in zip(blocks, self.dims):
                 if block.dim() != 1 or block.numel() != d:
-                    raise ValueError(f"every client's blocks must be 1-D with the lengths of client 0's, {self.dims}; "
-                                     f"client {k} has one of shape {tuple(block.shape)}")
+                    raise ValueError(
+                        f"every client's blocks must be 1-D with the lengths of client 0's, {self.dims}; "
+                        f"client {k} has one of shape {tuple(block.shape)}"
+                    )
                 parts.append(block)
                 if d % 2:
                     parts.append(zero)
@@ -80,10 +82,19 @@ class SignalBlocks:
     def norms(self) -> Tensor:
         """``[K, B]`` float64: the Euclidean norm of each client's block."""
         if self.packed is not None:
-            return torch.stack([torch.linalg.vector_norm(self.packed[:, 2 * a:2 * a + d], dim=1, dtype=torch.float64)
-                                for a, d in zip(self.starts, self.dims)], dim=1)
-        return torch.stack([torch.stack([torch.linalg.vector_norm(b, dtype=torch.float64) for b in blocks])
-                            for blocks in self._blocks])
+            return torch.stack(
+                [
+                    torch.linalg.vector_norm(self.packed[:, 2 * a : 2 * a + d], dim=1, dtype=torch.float64)
+                    for a, d in zip(self.starts, self.dims)
+                ],
+                dim=1,
+            )
+        return torch.stack(
+            [
+                torch.stack([torch.linalg.vector_norm(b, dtype=torch.float64) for b in blocks])
+                for blocks in self._blocks
+            ]
+        )
 
     def chunks(self) -> Iterator[tuple[slice, Tensor]]:
         """``(clients, symbols)``: complex ``[c, S]`` symbols of consecutive clients (all at once when

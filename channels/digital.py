@@ -33,7 +33,7 @@ __all__ = ["DigitalRound", "bit_limit", "digital_link", "shannon_rate", "uses_at
 
 F64 = torch.float64
 _LN2 = math.log(2.0)
-_MAX_USES = 2.0 ** 53                                        # float64 counts integers exactly below this
+_MAX_USES = 2.0**53  # float64 counts integers exactly below this
 
 
 def _f64(x: Tensor | float, name: str) -> Tensor:
@@ -80,8 +80,9 @@ def _bits_carried(uses: Tensor, energy_gain: Tensor, noise_var: Tensor) -> Tenso
     return torch.where(uses > 0, uses * rate, torch.zeros_like(rate))
 
 
-def uses_for_bits(bits: Tensor | float, energy: Tensor | float, gain: Tensor | float,
-                  noise_var: Tensor | float) -> Tensor:
+def uses_for_bits(
+    bits: Tensor | float, energy: Tensor | float, gain: Tensor | float, noise_var: Tensor | float
+) -> Tensor:
     """The fewest integer channel uses m with m C(E g / (m noise_var)) >= bits, the energy E spread
     evenly over the m uses (float64; inputs broadcast).
 
@@ -94,8 +95,10 @@ def uses_for_bits(bits: Tensor | float, energy: Tensor | float, gain: Tensor | f
     >>> uses_for_bits(torch.tensor([0.0, 1.0, 2.0, 3.0]), 3.0, 1.0, 1.0).tolist()   # limit 2.16 bits
     [0.0, 1.0, 18.0, inf]
     """
-    bits, energy, gain, noise_var = (_f64(x, name) for x, name in
-                                     ((bits, "bits"), (energy, "energy"), (gain, "gain"), (noise_var, "noise_var")))
+    bits, energy, gain, noise_var = (
+        _f64(x, name)
+        for x, name in ((bits, "bits"), (energy, "energy"), (gain, "gain"), (noise_var, "noise_var"))
+    )
     bits, energy, gain, noise_var = torch.broadcast_tensors(bits, energy, gain, noise_var)
     noiseless = (noise_var == 0) | torch.isinf(energy)
     limit = bit_limit(energy, gain, noise_var)
@@ -111,7 +114,7 @@ def uses_for_bits(bits: Tensor | float, energy: Tensor | float, gain: Tensor | f
     while (grow := short & (hi < _MAX_USES)).any():
         hi = torch.where(grow, torch.clamp(2 * hi, max=_MAX_USES), hi)
         short = active & (_bits_carried(hi, energy_gain, noise_var) < target)
-    lo = torch.zeros_like(hi)                                # m = 0 carries 0 < bits
+    lo = torch.zeros_like(hi)  # m = 0 carries 0 < bits
     searching = active & ~short
     while (searching & (hi - lo > 1)).any():
         mid = torch.floor((lo + hi) / 2)
@@ -123,8 +126,9 @@ def uses_for_bits(bits: Tensor | float, energy: Tensor | float, gain: Tensor | f
     return torch.where(infeasible, torch.full_like(uses, math.inf), uses)
 
 
-def uses_at_snr(bits: Tensor | float, snr_db: float, gain: Tensor | float,
-                noise_var: float = 1.0) -> tuple[Tensor, Tensor]:
+def uses_at_snr(
+    bits: Tensor | float, snr_db: float, gain: Tensor | float, noise_var: float = 1.0
+) -> tuple[Tensor, Tensor]:
     """Power-limited regime: every use at transmit SNR 10^(snr_db/10), received SNR times ``gain``.
 
         m = ceil(bits / C(10^(snr_db/10) g)),        energy = m noise_var 10^(snr_db/10).
@@ -144,7 +148,7 @@ def uses_at_snr(bits: Tensor | float, snr_db: float, gain: Tensor | float,
     rate = shannon_rate(snr * gain)
     rate, bits = torch.broadcast_tensors(rate, bits)
     uses = torch.ceil(bits / rate)
-    uses = torch.where((uses * rate < bits), uses + 1, uses)                        # rounding fix-ups
+    uses = torch.where((uses * rate < bits), uses + 1, uses)  # rounding fix-ups
     uses = torch.where((uses > 0) & ((uses - 1) * rate >= bits), uses - 1, uses)
     uses = torch.where(bits == 0, torch.zeros_like(uses), uses)
     return uses, uses * noise_var * snr
@@ -170,8 +174,14 @@ class DigitalRound:
         return float(self.channel_uses.sum())
 
 
-def digital_link(bits: Tensor, gains: Tensor, *, energy: Tensor | float | None = None,
-                 snr_db: float | None = None, noise_var: float = 1.0) -> DigitalRound:
+def digital_link(
+    bits: Tensor,
+    gains: Tensor,
+    *,
+    energy: Tensor | float | None = None,
+    snr_db: float | None = None,
+    noise_var: float = 1.0,
+) -> DigitalRound:
     """Send each client's ``bits[k]`` on its own link with power gain ``gains[k]`` (both ``[K]``).
 
     Exactly one budget:
@@ -209,7 +219,9 @@ def digital_link(bits: Tensor, gains: Tensor, *, energy: Tensor | float | None =
     else:
         energy = _f64(energy, "energy")
         if energy.dim() > 0 and energy.shape != bits.shape:
-            raise ValueError(f"energy must be a float or [K] = {tuple(bits.shape)}, got {tuple(energy.shape)}")
+            raise ValueError(
+                f"energy must be a float or [K] = {tuple(bits.shape)}, got {tuple(energy.shape)}"
+            )
         energy = energy.expand_as(bits)
         uses = uses_for_bits(bits, energy, gains, noise_var)
         delivered = torch.isfinite(uses)

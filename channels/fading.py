@@ -22,19 +22,17 @@ from torch import Tensor
 
 from channels._sionna import sionna_args
 
-__all__ = ["RayleighFading", "RicianFading", "TDLFading", "PathLoss", "umi_path_loss_db",
-           "FADING_MODELS"]
+__all__ = ["RayleighFading", "RicianFading", "TDLFading", "PathLoss", "umi_path_loss_db", "FADING_MODELS"]
 
-TDL_PROFILES = ("A", "B", "C", "D", "E")        # the scalable TR 38.901 profiles (Sionna's names)
-SPEED_OF_LIGHT_M_S = 3.0e8                      # the value TR 38.901 uses for the breakpoint
+TDL_PROFILES = ("A", "B", "C", "D", "E")  # the scalable TR 38.901 profiles (Sionna's names)
+SPEED_OF_LIGHT_M_S = 3.0e8  # the value TR 38.901 uses for the breakpoint
 
 
 class _GeneratorRayleigh(RayleighBlockFading):
     """Sionna's single-antenna Rayleigh block fading, drawing from an explicit generator."""
 
     def __init__(self, precision: str, device: str) -> None:
-        super().__init__(num_rx=1, num_rx_ant=1, num_tx=1, num_tx_ant=1,
-                         precision=precision, device=device)
+        super().__init__(num_rx=1, num_rx_ant=1, num_tx=1, num_tx_ant=1, precision=precision, device=device)
         self.generator: torch.Generator | None = None
 
     @property
@@ -59,7 +57,7 @@ def _rayleigh(blocks: dict, num_clients: int, generator: torch.Generator, dtype:
         blocks[key] = _GeneratorRayleigh(*key)
     block = blocks[key]
     block.generator = generator
-    a, _ = block(batch_size=num_clients, num_time_steps=1)         # [K, 1, 1, 1, 1, 1, 1]
+    a, _ = block(batch_size=num_clients, num_time_steps=1)  # [K, 1, 1, 1, 1, 1, 1]
     return a.reshape(num_clients, 1).to(dtype)
 
 
@@ -82,10 +80,11 @@ class RayleighFading(torch.nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._blocks: dict = {}        # (precision, device) -> Sionna block; not submodules
+        self._blocks: dict = {}  # (precision, device) -> Sionna block; not submodules
 
-    def forward(self, num_clients: int, generator: torch.Generator,
-                dtype: torch.dtype = torch.complex64) -> Tensor:
+    def forward(
+        self, num_clients: int, generator: torch.Generator, dtype: torch.dtype = torch.complex64
+    ) -> Tensor:
         return _rayleigh(self._blocks, num_clients, generator, dtype)
 
 
@@ -115,7 +114,7 @@ class RicianFading(torch.nn.Module):
 
     def __init__(self, k_factor: float) -> None:
         super().__init__()
-        if not (math.isfinite(k_factor) and k_factor >= 0):       # also rejects NaN
+        if not (math.isfinite(k_factor) and k_factor >= 0):  # also rejects NaN
             raise ValueError(f"k_factor must be a finite number >= 0, got {k_factor}")
         self.k_factor = float(k_factor)
         self._blocks: dict = {}
@@ -123,8 +122,9 @@ class RicianFading(torch.nn.Module):
     def extra_repr(self) -> str:
         return f"k_factor={self.k_factor}"
 
-    def forward(self, num_clients: int, generator: torch.Generator,
-                dtype: torch.dtype = torch.complex64) -> Tensor:
+    def forward(
+        self, num_clients: int, generator: torch.Generator, dtype: torch.dtype = torch.complex64
+    ) -> Tensor:
         g = _rayleigh(self._blocks, num_clients, generator, dtype)
         k = self.k_factor
         return math.sqrt(k / (k + 1)) + math.sqrt(1 / (k + 1)) * g
@@ -162,15 +162,22 @@ class TDLFading(torch.nn.Module):
         (torch.Size([3, 12]), torch.complex64)
     """
 
-    def __init__(self, profile: str = "A", delay_spread_s: float = 100e-9,
-                 carrier_frequency_hz: float = 3.5e9, num_subcarriers: int = 64,
-                 subcarrier_spacing_hz: float = 30e3) -> None:
+    def __init__(
+        self,
+        profile: str = "A",
+        delay_spread_s: float = 100e-9,
+        carrier_frequency_hz: float = 3.5e9,
+        num_subcarriers: int = 64,
+        subcarrier_spacing_hz: float = 30e3,
+    ) -> None:
         super().__init__()
         if profile not in TDL_PROFILES:
             raise ValueError(f"profile must be one of {list(TDL_PROFILES)}, got {profile!r}")
-        for name, value in [("delay_spread_s", delay_spread_s),
-                            ("carrier_frequency_hz", carrier_frequency_hz),
-                            ("subcarrier_spacing_hz", subcarrier_spacing_hz)]:
+        for name, value in [
+            ("delay_spread_s", delay_spread_s),
+            ("carrier_frequency_hz", carrier_frequency_hz),
+            ("subcarrier_spacing_hz", subcarrier_spacing_hz),
+        ]:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value}")
         if int(num_subcarriers) != num_subcarriers or num_subcarriers < 1:
@@ -180,22 +187,31 @@ class TDLFading(torch.nn.Module):
         self.carrier_frequency_hz = float(carrier_frequency_hz)
         self.num_subcarriers = int(num_subcarriers)
         self.subcarrier_spacing_hz = float(subcarrier_spacing_hz)
-        self._blocks: dict = {}        # (precision, device) -> (Sionna TDL, frequencies [N])
+        self._blocks: dict = {}  # (precision, device) -> (Sionna TDL, frequencies [N])
 
     def extra_repr(self) -> str:
-        return (f"profile={self.profile!r}, delay_spread_s={self.delay_spread_s}, "
-                f"num_subcarriers={self.num_subcarriers}, "
-                f"subcarrier_spacing_hz={self.subcarrier_spacing_hz}")
+        return (
+            f"profile={self.profile!r}, delay_spread_s={self.delay_spread_s}, "
+            f"num_subcarriers={self.num_subcarriers}, "
+            f"subcarrier_spacing_hz={self.subcarrier_spacing_hz}"
+        )
 
-    def forward(self, num_clients: int, generator: torch.Generator,
-                dtype: torch.dtype = torch.complex64) -> Tensor:
+    def forward(
+        self, num_clients: int, generator: torch.Generator, dtype: torch.dtype = torch.complex64
+    ) -> Tensor:
         key = sionna_args(generator, dtype)
         if key not in self._blocks:
             precision, device = key
-            tdl = _GeneratorTDL(self.profile, self.delay_spread_s, self.carrier_frequency_hz,
-                                precision=precision, device=device)
-            frequencies = subcarrier_frequencies(self.num_subcarriers, self.subcarrier_spacing_hz,
-                                                 precision=precision, device=device)
+            tdl = _GeneratorTDL(
+                self.profile,
+                self.delay_spread_s,
+                self.carrier_frequency_hz,
+                precision=precision,
+                device=device,
+            )
+            frequencies = subcarrier_frequencies(
+                self.num_subcarriers, self.subcarrier_spacing_hz, precision=precision, device=device
+            )
             self._blocks[key] = (tdl, frequencies)
         tdl, frequencies = self._blocks[key]
         tdl.generator = generator
@@ -206,9 +222,13 @@ class TDLFading(torch.nn.Module):
         return h.reshape(num_clients, self.num_subcarriers).to(dtype)
 
 
-def umi_path_loss_db(distance_2d_m: Tensor, scenario: Literal["umi_los", "umi_nlos"],
-                     carrier_frequency_hz: float, bs_height_m: float = 10.0,
-                     ut_height_m: float = 1.5) -> Tensor:
+def umi_path_loss_db(
+    distance_2d_m: Tensor,
+    scenario: Literal["umi_los", "umi_nlos"],
+    carrier_frequency_hz: float,
+    bs_height_m: float = 10.0,
+    ut_height_m: float = 1.5,
+) -> Tensor:
     """UMi street-canyon path loss in dB, 3GPP TR 38.901 Table 7.4.1-1 (fc in GHz, d in m):
 
         LOS:  PL1 = 32.4 + 21 log10(d3D) + 20 log10(fc)                        d2D <= d'BP
@@ -259,24 +279,33 @@ class PathLoss(torch.nn.Module):
         [1.0, 1.0, 1.0]
     """
 
-    def __init__(self, scenario: Literal["umi_los", "umi_nlos"] = "umi_nlos",
-                 carrier_frequency_hz: float = 3.5e9, min_distance_m: float = 10.0,
-                 max_distance_m: float = 200.0, shadowing: bool = True,
-                 reference_distance_m: float = 100.0, bs_height_m: float = 10.0,
-                 ut_height_m: float = 1.5) -> None:
+    def __init__(
+        self,
+        scenario: Literal["umi_los", "umi_nlos"] = "umi_nlos",
+        carrier_frequency_hz: float = 3.5e9,
+        min_distance_m: float = 10.0,
+        max_distance_m: float = 200.0,
+        shadowing: bool = True,
+        reference_distance_m: float = 100.0,
+        bs_height_m: float = 10.0,
+        ut_height_m: float = 1.5,
+    ) -> None:
         super().__init__()
         if scenario not in ("umi_los", "umi_nlos"):
             raise ValueError(f"scenario must be one of ['umi_los', 'umi_nlos'], got {scenario!r}")
-        if not 0.5e9 <= carrier_frequency_hz <= 100e9:               # also rejects NaN
-            raise ValueError(f"carrier_frequency_hz must be within 0.5e9-100e9 Hz (TR 38.901), "
-                             f"got {carrier_frequency_hz}")
+        if not 0.5e9 <= carrier_frequency_hz <= 100e9:  # also rejects NaN
+            raise ValueError(
+                f"carrier_frequency_hz must be within 0.5e9-100e9 Hz (TR 38.901), got {carrier_frequency_hz}"
+            )
         if not 10.0 <= min_distance_m <= max_distance_m <= 5000.0:
-            raise ValueError(f"need 10 <= min_distance_m <= max_distance_m <= 5000 (TR 38.901), "
-                             f"got min_distance_m={min_distance_m}, max_distance_m={max_distance_m}")
+            raise ValueError(
+                f"need 10 <= min_distance_m <= max_distance_m <= 5000 (TR 38.901), "
+                f"got min_distance_m={min_distance_m}, max_distance_m={max_distance_m}"
+            )
         if not (math.isfinite(reference_distance_m) and reference_distance_m > 0):
             raise ValueError(f"reference_distance_m must be a finite number > 0, got {reference_distance_m}")
         for name, value in [("bs_height_m", bs_height_m), ("ut_height_m", ut_height_m)]:
-            if not (math.isfinite(value) and value > 1.0):           # h' = h - 1 m in the breakpoint
+            if not (math.isfinite(value) and value > 1.0):  # h' = h - 1 m in the breakpoint
                 raise ValueError(f"{name} must be a finite number > 1 m, got {value}")
         self.scenario = scenario
         self.carrier_frequency_hz = float(carrier_frequency_hz)
@@ -289,9 +318,11 @@ class PathLoss(torch.nn.Module):
         self.shadowing_std_db = 4.0 if scenario == "umi_los" else 7.82
 
     def extra_repr(self) -> str:
-        return (f"scenario={self.scenario!r}, carrier_frequency_hz={self.carrier_frequency_hz}, "
-                f"distance_m=[{self.min_distance_m}, {self.max_distance_m}], "
-                f"shadowing={self.shadowing}, reference_distance_m={self.reference_distance_m}")
+        return (
+            f"scenario={self.scenario!r}, carrier_frequency_hz={self.carrier_frequency_hz}, "
+            f"distance_m=[{self.min_distance_m}, {self.max_distance_m}], "
+            f"shadowing={self.shadowing}, reference_distance_m={self.reference_distance_m}"
+        )
 
     def path_gain_db(self, distance_2d_m: Tensor) -> Tensor:
         """-(PL(d) - PL(d_ref)) in dB, without shadowing; same shape and dtype as ``distance_2d_m``."""
@@ -304,7 +335,7 @@ class PathLoss(torch.nn.Module):
         options = dict(dtype=torch.float64, device=generator.device, generator=generator)
         r2_min, r2_max = self.min_distance_m**2, self.max_distance_m**2
         distances = (torch.rand(num_clients, **options) * (r2_max - r2_min) + r2_min).sqrt()
-        distances = distances.clamp(self.min_distance_m, self.max_distance_m)   # rounding at the edges
+        distances = distances.clamp(self.min_distance_m, self.max_distance_m)  # rounding at the edges
         gain_db = self.path_gain_db(distances)
         if self.shadowing:
             gain_db = gain_db - self.shadowing_std_db * torch.randn(num_clients, **options)

@@ -149,7 +149,7 @@ class FadingChannel(nn.Module):
             generator = torch.Generator()
             generator.seed()
         self.generator = generator
-        self.large_scale: Tensor | None = None       # [K] mean power gains, fixed for the run
+        self.large_scale: Tensor | None = None  # [K] mean power gains, fixed for the run
         self._noise = ComplexNoise()
 
     def random_state(self) -> dict[str, Tensor | None]:
@@ -163,8 +163,13 @@ class FadingChannel(nn.Module):
         large_scale = state["large_scale"]
         self.large_scale = None if large_scale is None else large_scale.to(self.generator.device)
 
-    def realize(self, num_clients: int, channel_uses: int | None = None,
-                generator: torch.Generator | None = None, dtype: torch.dtype = torch.complex64) -> ChannelState:
+    def realize(
+        self,
+        num_clients: int,
+        channel_uses: int | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.complex64,
+    ) -> ChannelState:
         """Draw one round's channel for ``num_clients`` clients and ``channel_uses`` real uses."""
         generator = generator if generator is not None else self.generator
         blocks = self.coherence_blocks
@@ -173,8 +178,8 @@ class FadingChannel(nn.Module):
         if self.fading is None:
             gains = torch.ones(num_clients, blocks, 1, dtype=dtype, device=generator.device)
         else:
-            draws = self.fading(num_clients * blocks, generator, dtype)            # [K*C, N]
-            gains = draws.reshape(blocks, num_clients, -1).transpose(0, 1)         # [K, C, N]
+            draws = self.fading(num_clients * blocks, generator, dtype)  # [K*C, N]
+            gains = draws.reshape(blocks, num_clients, -1).transpose(0, 1)  # [K, C, N]
         if self.path_loss is not None:
             if self.large_scale is None or len(self.large_scale) != num_clients:
                 self.large_scale = self.path_loss(num_clients, generator).to(generator.device)
@@ -184,24 +189,47 @@ class FadingChannel(nn.Module):
         return ChannelState(gains, csi, symbols_per_block=max(1, math.ceil(symbols / blocks)))
 
     def forward(
-        self, signals: Tensor, energy: float | Tensor | None = None, *, snr_db: float | None = None,
-        state: ChannelState | None = None, symbol_offset: int = 0, generator: torch.Generator | None = None,
+        self,
+        signals: Tensor,
+        energy: float | Tensor | None = None,
+        *,
+        snr_db: float | None = None,
+        state: ChannelState | None = None,
+        symbol_offset: int = 0,
+        generator: torch.Generator | None = None,
         reduce: Reduction | None = None,
     ) -> ChannelOutput:
         if (energy is None) == (snr_db is None):
             raise ValueError("give exactly one of energy (per block) or snr_db (per channel use)")
-        blocks = SignalBlocks(signals)                                  # checks the [K, d] shape
+        blocks = SignalBlocks(signals)  # checks the [K, d] shape
         num_clients, dim = signals.shape
         if snr_db is not None:
             energy = energy_for_snr_db(snr_db, channel_uses=dim, noise_var=self.noise_var)
-        out = self.transmit(blocks, _per_client(energy, num_clients, blocks.dtype, signals.device),
-                            state=state, symbol_offset=symbol_offset, generator=generator, reduce=reduce)
-        return ChannelOutput(estimate=out.estimates[0], energy_used=out.energy_used[:, 0],
-                             noise_var=out.noise_var[0], active=out.active[:, 0], scale=out.scale[0])
+        out = self.transmit(
+            blocks,
+            _per_client(energy, num_clients, blocks.dtype, signals.device),
+            state=state,
+            symbol_offset=symbol_offset,
+            generator=generator,
+            reduce=reduce,
+        )
+        return ChannelOutput(
+            estimate=out.estimates[0],
+            energy_used=out.energy_used[:, 0],
+            noise_var=out.noise_var[0],
+            active=out.active[:, 0],
+            scale=out.scale[0],
+        )
 
     def transmit(
-        self, blocks: SignalBlocks, energy: Tensor, *, state: ChannelState | None = None, symbol_offset: int = 0,
-        generator: torch.Generator | None = None, reduce: Reduction | None = None,
+        self,
+        blocks: SignalBlocks,
+        energy: Tensor,
+        *,
+        state: ChannelState | None = None,
+        symbol_offset: int = 0,
+        generator: torch.Generator | None = None,
+        reduce: Reduction | None = None,
     ) -> BlocksOutput:
         """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
         each client's budget per block (>= 0; ``inf``: noiseless). Each block gets its own alignment
@@ -222,20 +250,27 @@ class FadingChannel(nn.Module):
         num_clients, work = blocks.num_clients, blocks.dtype
         cdtype = torch.complex128 if work == torch.float64 else torch.complex64
         if state is None:
-            if reduce is not None:    # each process would draw its own, different channel
-                raise ValueError("with reduce, pass the round's state (realized for every client, then sliced)")
+            if reduce is not None:  # each process would draw its own, different channel
+                raise ValueError(
+                    "with reduce, pass the round's state (realized for every client, then sliced)"
+                )
             state = self.realize(num_clients, sum(blocks.dims), generator, cdtype)
         if state.gains.shape[0] != num_clients:
-            raise ValueError(f"the channel state has {state.gains.shape[0]} clients, signals have {num_clients}")
+            raise ValueError(
+                f"the channel state has {state.gains.shape[0]} clients, signals have {num_clients}"
+            )
         energy = torch.as_tensor(energy, device=blocks.device).to(work)
         if energy.shape != (num_clients, len(blocks.dims)):
-            raise ValueError(f"energy must have shape [{num_clients}, {len(blocks.dims)}] (clients, blocks), "
-                             f"got {tuple(energy.shape)}")
+            raise ValueError(
+                f"energy must have shape [{num_clients}, {len(blocks.dims)}] (clients, blocks), "
+                f"got {tuple(energy.shape)}"
+            )
         if not bool(torch.all(energy >= 0)):  # also rejects NaN
             raise ValueError(f"energy must be >= 0 and not NaN, got {energy.min().item()} at the lowest")
         spans = [slice(a, a + s) for a, s in zip(blocks.starts, blocks.symbols)]
-        block_of = torch.repeat_interleave(torch.arange(len(spans), device=blocks.device),
-                                           torch.tensor(blocks.symbols, device=blocks.device))   # [S]
+        block_of = torch.repeat_interleave(
+            torch.arange(len(spans), device=blocks.device), torch.tensor(blocks.symbols, device=blocks.device)
+        )  # [S]
         total = sum(blocks.symbols)
 
         # every gain and its estimate exactly 1 (AWGN): dividing by h_hat and multiplying by h are
@@ -254,12 +289,14 @@ class FadingChannel(nn.Module):
         need, count, kept = [], torch.zeros(total, dtype=torch.long, device=blocks.device), None
         for clients, symbols in blocks.chunks():
             gains, inverted, mask = precode(clients, symbols)
-            need.append(torch.stack([torch.linalg.vector_norm(inverted[:, span], dim=1) for span in spans], 1))
+            need.append(
+                torch.stack([torch.linalg.vector_norm(inverted[:, span], dim=1) for span in spans], 1)
+            )
             count += mask.sum(0)
             kept = (gains, inverted, mask) if blocks.packed is not None else None
-        need = torch.cat(need)                                                     # [K, B]
+        need = torch.cat(need)  # [K, B]
         ratio = torch.where(need > 0, energy.sqrt() / need, math.inf)
-        eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)   # [B]
+        eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)  # [B]
         finite = torch.isfinite(eta)
         eta_tx = torch.where(finite, eta, torch.ones_like(eta))
         # pass 2: transmit x_k = eta m_k u_k / h_hat_k; the channel adds h_k x_k over the clients
@@ -274,8 +311,11 @@ class FadingChannel(nn.Module):
             # the sum over clients block by block, each on a contiguous copy: torch's sum over dim 0
             # rounds differently with the row's length and alignment, and this keeps the result that
             # of sending each block alone
-            part = arriving[0] if arriving.shape[0] == 1 else torch.cat(
-                [arriving[:, span].contiguous().sum(0) for span in spans])
+            part = (
+                arriving[0]
+                if arriving.shape[0] == 1
+                else torch.cat([arriving[:, span].contiguous().sum(0) for span in spans])
+            )
             received = part if received is None else received + part
         energy_used = torch.where(finite, torch.cat(energy_used), torch.where(need > 0, math.inf, 0.0))
         if reduce is not None:
@@ -284,20 +324,24 @@ class FadingChannel(nn.Module):
         noisy = self.noise_var > 0
         if noisy:
             y = torch.cat([self._noise(received[span], self.noise_var, generator) for span in spans])
-            y = torch.where(finite[block_of], y, received)                         # eta = inf: noiseless
+            y = torch.where(finite[block_of], y, received)  # eta = inf: noiseless
         else:
             y = received
         eta_rx = torch.where(finite, eta, torch.ones_like(eta))[block_of]
-        denominator = eta_rx * count.clamp(min=1)                                  # [S]
+        denominator = eta_rx * count.clamp(min=1)  # [S]
         estimate = from_symbols(torch.where(count > 0, y / denominator, 0), 2 * total)
         if noisy:
-            per_symbol = torch.where(finite[block_of] & (count > 0), self.noise_var / denominator.square(), 0.0)
+            per_symbol = torch.where(
+                finite[block_of] & (count > 0), self.noise_var / denominator.square(), 0.0
+            )
             noise_var = torch.stack([per_symbol[span].mean() for span in spans])
         else:
             noise_var = torch.zeros(len(spans), dtype=work, device=blocks.device)
         return BlocksOutput(
-            estimates=[estimate[2 * a:2 * a + d].to(dtype)
-                       for a, d, dtype in zip(blocks.starts, blocks.dims, blocks.block_dtypes)],
+            estimates=[
+                estimate[2 * a : 2 * a + d].to(dtype)
+                for a, d, dtype in zip(blocks.starts, blocks.dims, blocks.block_dtypes)
+            ],
             energy_used=energy_used,
             noise_var=noise_var.to(work),
             active=torch.cat(active),

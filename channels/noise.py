@@ -18,9 +18,9 @@ def to_symbols(values: Tensor) -> Tensor:
     >>> to_symbols(torch.tensor([1.0, 2.0, 3.0])).tolist()
     [(1+2j), (3+0j)]
     """
-    pairs = torch.nn.functional.pad(values, (0, 1)) if values.shape[-1] % 2 else values   # pad copies
+    pairs = torch.nn.functional.pad(values, (0, 1)) if values.shape[-1] % 2 else values  # pad copies
     pairs = pairs.reshape(*values.shape[:-1], -1, 2).contiguous()
-    if pairs.storage_offset() % 2:             # a view starting mid-pair cannot be viewed as complex
+    if pairs.storage_offset() % 2:  # a view starting mid-pair cannot be viewed as complex
         pairs = pairs.clone()
     return torch.view_as_complex(pairs)
 
@@ -64,5 +64,5 @@ class ComplexNoise:
             self._blocks[key] = _GeneratorAWGN(generator, *key)
         awgn = self._blocks[key]
         awgn.generator = generator
-        received = awgn(symbols.to(awgn.device), 2.0 * noise_var)      # Sionna's no: per complex symbol
+        received = awgn(symbols.to(awgn.device), 2.0 * noise_var)  # Sionna's no: per complex symbol
         return received.to(symbols.device)

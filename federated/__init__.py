@@ -1,8 +1,8 @@
 """Orchestration: configuration, data, models, the round loop and the ``laser`` command line.
 
-    >>> from federated import load_config
-    >>> load_config(None).compressor.name
-    'laser'
+>>> from federated import load_config
+>>> load_config(None).compressor.name
+'laser'
 """
 
 from federated.config import Config, ConfigError, load_config
@@ -11,7 +11,7 @@ __all__ = ["Config", "ConfigError", "load_config", "train"]
 
 
 def __getattr__(name: str):
-    if name == "train":           # imported on first use: the config alone needs no torch
+    if name == "train":  # imported on first use: the config alone needs no torch
         from federated.train import train
 
         return train

@@ -29,10 +29,21 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "CheckpointError", "Processes",
-           "checkpoint_name", "previous_checkpoint", "rotate", "sharded_checkpoint", "check_state", "resume_state"]
+__all__ = [
+    "CHECKPOINT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CheckpointError",
+    "Processes",
+    "checkpoint_name",
+    "previous_checkpoint",
+    "rotate",
+    "sharded_checkpoint",
+    "check_state",
+    "resume_state",
+]
 
-CHECKPOINT = "checkpoint.pt"       # its name inside a run directory
+CHECKPOINT = "checkpoint.pt"  # its name inside a run directory
 
 
 class CheckpointError(RuntimeError):
@@ -70,7 +81,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str) -> dict:
         return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
-    except Exception as error:       # a truncated or foreign file: say which, do not crash
+    except Exception as error:  # a truncated or foreign file: say which, do not crash
         raise CheckpointError(f"cannot read the checkpoint {path}: {error}") from None
 
 
@@ -132,15 +143,19 @@ def sharded_checkpoint(processes: Processes, out_dir: Path) -> Path | None:
         raise CheckpointError(f"cannot read the checkpoint {previous_checkpoint(name) if which else name}")
     worlds = {w for w in every[:, :, 1].flatten().tolist() if w != -1}
     if worlds - {world}:
-        raise CheckpointError(f"{out_dir} holds checkpoints written by {max(worlds - {world})} process(es): "
-                              f"resume it with --nproc {max(worlds - {world})}")
-    rounds = every[:, :, 0]                                          # [world, newest / before]
+        raise CheckpointError(
+            f"{out_dir} holds checkpoints written by {max(worlds - {world})} process(es): "
+            f"resume it with --nproc {max(worlds - {world})}"
+        )
+    rounds = every[:, :, 0]  # [world, newest / before]
     target = int(rounds.max(1).values.min())
     if target < 0:
-        return None                        # some process never saved one: start over, same result
+        return None  # some process never saved one: start over, same result
     if not bool((rounds == target).any(1).all()):
-        raise CheckpointError(f"the processes' checkpoints in {out_dir} have no round in common "
-                              f"({rounds.tolist()}): start the run again")
+        raise CheckpointError(
+            f"the processes' checkpoints in {out_dir} have no round in common "
+            f"({rounds.tolist()}): start the run again"
+        )
     chosen = candidates[[r for r, _ in info].index(target)]
     if chosen != path:
         os.replace(chosen, path)
@@ -158,8 +173,12 @@ def check_state(state: object, path: Path, *, format: int, config_matches: Calla
     return state
 
 
-def resume_state(out_dir: Path, device: torch.device | str, processes: Processes | None,
-                 check: Callable[[object, Path], dict]) -> dict | None:
+def resume_state(
+    out_dir: Path,
+    device: torch.device | str,
+    processes: Processes | None,
+    check: Callable[[object, Path], dict],
+) -> dict | None:
     """The state to continue the run in ``out_dir`` from, passed through ``check`` (which raises
     CheckpointError), or None when there is no checkpoint (killed before its first: start over).
     With ``processes``, every process reads its own, of the newest round all of them saved
@@ -168,10 +187,15 @@ def resume_state(out_dir: Path, device: torch.device | str, processes: Processes
         path = out_dir / checkpoint_name()
         state = load_checkpoint(path, device) if path.is_file() else None
         # a multi-process run killed between its processes' writes may have only the previous one
-        written_by = _checkpoint_info(previous_checkpoint(path))[1] if state is None else (
-            state.get("world", 1) if isinstance(state, dict) else 1)
+        written_by = (
+            _checkpoint_info(previous_checkpoint(path))[1]
+            if state is None
+            else (state.get("world", 1) if isinstance(state, dict) else 1)
+        )
         if written_by not in (-1, _UNREADABLE, 1):
-            raise CheckpointError(f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}")
+            raise CheckpointError(
+                f"{path} was written by {written_by} process(es): resume it with --nproc {written_by}"
+            )
         return None if state is None else check(state, path)
     # a process raising alone would leave the others waiting in their first collective
     state, problem = None, None
@@ -184,6 +208,8 @@ def resume_state(out_dir: Path, device: torch.device | str, processes: Processes
     if problem is not None:
         raise CheckpointError(problem)
     if bool(failed.any()):
-        raise CheckpointError(f"process {int(failed.nonzero()[0, 0])} could not resume from its checkpoint in "
-                              f"{out_dir} (its output says why)")
+        raise CheckpointError(
+            f"process {int(failed.nonzero()[0, 0])} could not resume from its checkpoint in "
+            f"{out_dir} (its output says why)"
+        )
     return state

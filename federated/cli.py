@@ -1,9 +1,9 @@
 """The ``laser`` command line. It parses arguments and calls the library; nothing else.
 
-    laser run [CONFIG] [key.sub=value ...] [--out DIR]
-    laser run --resume DIR
-    laser sweep CONFIG [CONFIG ...] [key.sub=value ...] --grid key=v1,v2,... [--jobs N] [--out DIR]
-    laser plot SWEEP_DIR [--metric NAME] [--x KEY] [--out DIR]
+laser run [CONFIG] [key.sub=value ...] [--out DIR]
+laser run --resume DIR
+laser sweep CONFIG [CONFIG ...] [key.sub=value ...] --grid key=v1,v2,... [--jobs N] [--out DIR]
+laser plot SWEEP_DIR [--metric NAME] [--x KEY] [--out DIR]
 """
 
 from __future__ import annotations
@@ -25,55 +25,89 @@ EXIT_BAD_INPUT = 2
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="laser", description="Federated learning over wireless channels (LASER and baselines).",
-        allow_abbrev=False)
+        prog="laser",
+        description="Federated learning over wireless channels (LASER and baselines).",
+        allow_abbrev=False,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
-        "run", allow_abbrev=False, help="train one configuration",
+        "run",
+        allow_abbrev=False,
+        help="train one configuration",
         description="Train one configuration. Without CONFIG, the packaged quickstart runs "
-                    "(MNIST-1D, 16 clients, LASER at a low energy; about half a minute on 2 CPU cores).")
+        "(MNIST-1D, 16 clients, LASER at a low energy; about half a minute on 2 CPU cores).",
+    )
     run.add_argument("config", nargs="?", help="a YAML file (default: the quickstart)")
     run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     run.add_argument("--out", help="run directory (default: runs/<config name>-<time>)")
-    run.add_argument("--resume", metavar="DIR",
-                     help="continue the run in DIR from its last checkpoint, with its stored configuration "
-                          "(to the result an uninterrupted run gets)")
+    run.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from its last checkpoint, with its stored configuration "
+        "(to the result an uninterrupted run gets)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
-    run.add_argument("--nproc", type=int, default=1,
-                     help="split the clients over this many processes on this machine (torch.distributed: gloo on "
-                          "CPUs, NCCL with one GPU each); the result equals one process's to float tolerance")
+    run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="split the clients over this many processes on this machine (torch.distributed: gloo on "
+        "CPUs, NCCL with one GPU each); the result equals one process's to float tolerance",
+    )
 
     sweep = commands.add_parser(
-        "sweep", allow_abbrev=False, help="run the cartesian product of configuration values, resumably",
+        "sweep",
+        allow_abbrev=False,
+        help="run the cartesian product of configuration values, resumably",
         description=textwrap.fill(
             "Run every config file times the product of the --grid values (no --grid: each config once), one "
             "run directory per point under --out, --jobs at a time. Re-running the same command skips finished "
             "points and resumes unfinished ones; a failed point is recorded and the others go on. Ends with the "
             "summary table (also DIR/summary.csv). Exit status: 0 when every point finished or diverged, 1 when "
-            "a point failed, 2 when a point's configuration was refused.", 100),
+            "a point failed, 2 when a point's configuration was refused.",
+            100,
+        ),
         epilog="examples:\n"
-               "  laser sweep configs/mnist1d_laser.yaml configs/mnist1d_zsgd.yaml \\\n"
-               "      --grid power.energy=logspace:10:1e4:4 --grid seed=0,1,2 --jobs 2 --out runs/energy\n"
-               "  laser sweep configs/mnist1d_noiseless.yaml --grid seed=range:3 --out runs/energy\n"
-               "  laser sweep configs/mnist1d_laser.yaml --grid optimizer.lr=0.01,0.05,0.1 --grid seed=0,1",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    sweep.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML files (key=value items: fixed overrides)")
-    sweep.add_argument("--grid", action="append", default=[], metavar="key=VALUES",
-                       help="a key and its values: v1,v2,... or logspace:START:STOP:NUM, linspace:START:STOP:NUM, "
-                            "range:[START:]STOP (repeatable; the product is swept)")
+        "  laser sweep configs/mnist1d_laser.yaml configs/mnist1d_zsgd.yaml \\\n"
+        "      --grid power.energy=logspace:10:1e4:4 --grid seed=0,1,2 --jobs 2 --out runs/energy\n"
+        "  laser sweep configs/mnist1d_noiseless.yaml --grid seed=range:3 --out runs/energy\n"
+        "  laser sweep configs/mnist1d_laser.yaml --grid optimizer.lr=0.01,0.05,0.1 --grid seed=0,1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument(
+        "configs", nargs="+", metavar="CONFIG", help="YAML files (key=value items: fixed overrides)"
+    )
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="key=VALUES",
+        help="a key and its values: v1,v2,... or logspace:START:STOP:NUM, linspace:START:STOP:NUM, "
+        "range:[START:]STOP (repeatable; the product is swept)",
+    )
     sweep.add_argument("--jobs", type=int, default=1, help="runs at a time, each a process (default 1)")
     sweep.add_argument("--out", help="sweep directory (default: runs/sweep-<first config name>)")
-    sweep.add_argument("--metric", help="summary metric (default: test_accuracy, or test_perplexity for text)")
-    sweep.add_argument("--target", type=float,
-                       help="metric to reach for the energy-to-target table (default: 90%% of the noiseless "
-                            "reference's, or of the best mean; perplexity: 110%%)")
+    sweep.add_argument(
+        "--metric", help="summary metric (default: test_accuracy, or test_perplexity for text)"
+    )
+    sweep.add_argument(
+        "--target",
+        type=float,
+        help="metric to reach for the energy-to-target table (default: 90%% of the noiseless "
+        "reference's, or of the best mean; perplexity: 110%%)",
+    )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
 
     plot = commands.add_parser(
-        "plot", allow_abbrev=False, help="figures of a sweep directory",
+        "plot",
+        allow_abbrev=False,
+        help="figures of a sweep directory",
         description="Draw the metric against energy (or SNR) with one line per method, 95%% confidence bands "
-                    "over seeds and the noiseless reference, and the metric against rounds; PNG and PDF.")
-    plot.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory of run directories (laser sweep --out)")
+        "over seeds and the noiseless reference, and the metric against rounds; PNG and PDF.",
+    )
+    plot.add_argument(
+        "sweep_dir", metavar="SWEEP_DIR", help="a directory of run directories (laser sweep --out)"
+    )
     plot.add_argument("--metric", help="default: test_accuracy, or test_perplexity for text tasks")
     plot.add_argument("--x", help="the x axis key (default: power.energy if it varies, else power.snr_db)")
     plot.add_argument("--methods", help="only these compressor names, comma-separated (references are kept)")
@@ -86,10 +120,16 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
     if args.resume is not None:
         out = Path(args.resume)
         if args.config is not None or args.overrides or args.out:
-            raise ConfigError("--resume", args.resume, "no CONFIG, overrides or --out beside it (a resumed run "
-                              "keeps the configuration and directory it started with)")
+            raise ConfigError(
+                "--resume",
+                args.resume,
+                "no CONFIG, overrides or --out beside it (a resumed run "
+                "keeps the configuration and directory it started with)",
+            )
         if not (out / "config.yaml").is_file():
-            raise ConfigError("--resume", args.resume, "a run directory written by laser run (with config.yaml)")
+            raise ConfigError(
+                "--resume", args.resume, "a run directory written by laser run (with config.yaml)"
+            )
         return load_config(out / "config.yaml"), out
     # A bare "key=value" in the config position is an override of the quickstart.
     if args.config is not None and "=" in args.config and not Path(args.config).exists():
@@ -114,7 +154,7 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
 
     check_shardable(config, args.nproc)
     child_argv, skip = [], False
-    for arg in argv:                      # the same command without --nproc (and with --out fixed)
+    for arg in argv:  # the same command without --nproc (and with --out fixed)
         if skip:
             skip = False
         elif arg == "--nproc":
@@ -123,14 +163,24 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
             child_argv.append(arg)
     if args.resume is None and not args.out:
         child_argv += ["--out", str(out)]
-    base = {**os.environ, "WORLD_SIZE": str(args.nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    base = {
+        **os.environ,
+        "WORLD_SIZE": str(args.nproc),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
     base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
     out.mkdir(parents=True, exist_ok=True)
-    logs = [None] + [open(out / f"rank{r}.log", "w") for r in range(1, args.nproc)]    # the others' output
-    procs = [subprocess.Popen([sys.executable, "-m", "federated.cli", *child_argv, *([] if r == 0 else ["--quiet"])],
-                              env={**base, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=logs[r],
-                              stderr=None if r == 0 else subprocess.STDOUT)
-             for r in range(args.nproc)]
+    logs = [None] + [open(out / f"rank{r}.log", "w") for r in range(1, args.nproc)]  # the others' output
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "federated.cli", *child_argv, *([] if r == 0 else ["--quiet"])],
+            env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=logs[r],
+            stderr=None if r == 0 else subprocess.STDOUT,
+        )
+        for r in range(args.nproc)
+    ]
     codes, first = [None] * args.nproc, None
     try:
         while any(c is None for c in codes):
@@ -140,7 +190,7 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
                         codes[r] = proc.wait(timeout=0.2)
                     except subprocess.TimeoutExpired:
                         continue
-                    if codes[r] != 0 and first is None:   # one failed: the others would wait for it forever
+                    if codes[r] != 0 and first is None:  # one failed: the others would wait for it forever
                         first = r
                         for other in procs:
                             if other.poll() is None:
@@ -154,8 +204,10 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
     if first is None:
         return 0
     if first > 0:
-        print(f"laser run: process {first} failed (exit status {codes[first]}); its output: {out / f'rank{first}.log'}",
-              file=sys.stderr)
+        print(
+            f"laser run: process {first} failed (exit status {codes[first]}); its output: {out / f'rank{first}.log'}",
+            file=sys.stderr,
+        )
     return codes[first] if codes[first] > 0 else 1
 
 
@@ -176,7 +228,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if outcome(summary) == "finished":
             print(f"laser run: {out} already finished ({summary.get('rounds')} rounds); nothing to resume")
             return 0
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:     # (inside a launch, train() joins the group)
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # (inside a launch, train() joins the group)
         return _launch(args, argv, config, out)
     try:
         history = train(config, out, progress=not args.quiet, resume=args.resume is not None)
@@ -201,14 +253,20 @@ def _summary(root: Path, metric: str | None, x: str | None = None, methods: str 
         keep = [m.strip() for m in methods.split(",")]
         known = ANALOG_COMPRESSORS + DIGITAL_COMPRESSORS
         if not all(m in known for m in keep):
-            raise ConfigError("--methods", methods, "compressor names separated by commas: " + ", ".join(known))
+            raise ConfigError(
+                "--methods", methods, "compressor names separated by commas: " + ", ".join(known)
+            )
         runs = [r for r in runs if r.config.get(METHOD_KEY) in keep or is_reference(r.config)]
     if not any(r.status in ("finished", "diverged") for r in runs):
         raise ConfigError("SWEEP_DIR", str(root), "a directory holding finished runs (laser sweep --out DIR)")
     table = summarize(runs, metric=metric, x=x)
     if not any(r["n"] for r in table.rows):
-        raise ConfigError("--metric", table.metric, "a metric the runs' summary.json files hold, e.g. test_accuracy, "
-                                                     "best_test_accuracy, ema_test_accuracy, test_perplexity")
+        raise ConfigError(
+            "--metric",
+            table.metric,
+            "a metric the runs' summary.json files hold, e.g. test_accuracy, "
+            "best_test_accuracy, ema_test_accuracy, test_perplexity",
+        )
     return table
 
 
@@ -226,11 +284,17 @@ def _report(root: Path, metric: str | None, target: float | None) -> None:
         snr = table.x == "power.snr_db"
         write_csv(rows, root / f"{'snr' if snr else 'energy'}_to_target.csv")
         shown = f"{goal * 100:.1f}%" if "accuracy" in table.metric else f"{goal:.4g}"
-        print(f"\n{'SNR (dB)' if snr else 'energy'} to reach {table.metric} = {shown} (interpolated"
-              f"{'' if snr else ' on a log axis'}; {'dB above' if snr else 'x'} LASER's):")
+        print(
+            f"\n{'SNR (dB)' if snr else 'energy'} to reach {table.metric} = {shown} (interpolated"
+            f"{'' if snr else ' on a log axis'}; {'dB above' if snr else 'x'} LASER's):"
+        )
         for row in rows:
             value = row["snr_db" if snr else "energy"]
-            text = "not reached" if value is None else f"{'<= ' if row['reached_at_first_point'] else ''}{value:.4g}"
+            text = (
+                "not reached"
+                if value is None
+                else f"{'<= ' if row['reached_at_first_point'] else ''}{value:.4g}"
+            )
             versus = row.get("db_above_laser" if snr else "ratio_to_laser")
             extra = "" if versus is None else (f"  ({versus:+.2f} dB)" if snr else f"  ({versus:.3g}x)")
             print(f"  {method_style(row['method']).display:<28} {text:>14}{extra}")
@@ -258,17 +322,28 @@ def _sweep(args: argparse.Namespace) -> int:
         print()
         try:
             _report(out, args.metric, args.target)
-        except ConfigError as error:          # e.g. a --metric the runs do not have: the runs are kept
+        except ConfigError as error:  # e.g. a --metric the runs do not have: the runs are kept
             report_error = error
-    print(f"\nlaser sweep: {len(points)} points: {len(points) - len(failures)} done ({skipped} before this run, "
-          f"{diverged} diverged), {len(failures)} failed; sweep directory {out}")
+    print(
+        f"\nlaser sweep: {len(points)} points: {len(points) - len(failures)} done ({skipped} before this run, "
+        f"{diverged} diverged), {len(failures)} failed; sweep directory {out}"
+    )
     if failures:
-        print(f"laser sweep: {len(failures)} point(s) failed (details in {out / 'sweep.json'}):", file=sys.stderr)
+        print(
+            f"laser sweep: {len(failures)} point(s) failed (details in {out / 'sweep.json'}):",
+            file=sys.stderr,
+        )
         for failure in failures:
-            print(f"  {failure.point.name}: {failure.error} (log: {failure.point.path / 'run.log'})", file=sys.stderr)
+            print(
+                f"  {failure.point.name}: {failure.error} (log: {failure.point.path / 'run.log'})",
+                file=sys.stderr,
+            )
     if report_error is not None:
-        print(f"laser sweep: config error: {report_error} (the runs are done; `laser plot {out} --metric ...` "
-              "summarises them again)", file=sys.stderr)
+        print(
+            f"laser sweep: config error: {report_error} (the runs are done; `laser plot {out} --metric ...` "
+            "summarises them again)",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     return result.exit_status
 
@@ -291,11 +366,17 @@ def _plot(args: argparse.Namespace) -> int:
     written = []
     if table.x is not None:
         rows = [r for r in table.rows if r["selection"] == "best_lr"]
-        written += plot_metric_vs_x(rows, out / f"{table.metric}_vs_{table.x.split('.')[-1]}", metric=table.metric,
-                                    x=table.x, references=[{**r, "label": r["method"]} for r in table.references],
-                                    title=_caption(table))
-    written += plot_metric_vs_round(round_curves(table), out / f"{table.metric}_vs_round", metric=table.metric,
-                                    title=_caption(table))
+        written += plot_metric_vs_x(
+            rows,
+            out / f"{table.metric}_vs_{table.x.split('.')[-1]}",
+            metric=table.metric,
+            x=table.x,
+            references=[{**r, "label": r["method"]} for r in table.references],
+            title=_caption(table),
+        )
+    written += plot_metric_vs_round(
+        round_curves(table), out / f"{table.metric}_vs_round", metric=table.metric, title=_caption(table)
+    )
     for path in written:
         print(path)
     return 0
@@ -325,10 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"laser {args.command}: config error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"\nlaser {args.command}: interrupted; what had finished is kept"
-              + ("; the same command continues the sweep" if args.command == "sweep" else ""), file=sys.stderr)
+        print(
+            f"\nlaser {args.command}: interrupted; what had finished is kept"
+            + ("; the same command continues the sweep" if args.command == "sweep" else ""),
+            file=sys.stderr,
+        )
         return 130
-    except OSError as error:          # an unwritable --out or data.root, a directory given as a file
+    except OSError as error:  # an unwritable --out or data.root, a directory given as a file
         print(f"laser {args.command}: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_BAD_INPUT

@@ -14,11 +14,25 @@ from federated.config import ChannelConfig, CompressorConfig
 from laser import Compressor, LaserCompressor, ZSGDCompressor
 from laser.adsgd import ADSGDCompressor
 from laser.baselines import CountSketchCompressor, RandomKCompressor, SignumCompressor
-from laser.digital import (NaturalCompressor, NaturalDitheringCompressor, QSGDCompressor, SignSGDCompressor,
-                           TopKCompressor, TopKDitheringCompressor)
+from laser.digital import (
+    NaturalCompressor,
+    NaturalDitheringCompressor,
+    QSGDCompressor,
+    SignSGDCompressor,
+    TopKCompressor,
+    TopKDitheringCompressor,
+)
 
-__all__ = ["COMPRESSORS", "CHANNELS", "Streams", "split_seed", "build_compressor", "build_channel",
-           "client_budget_scales"]
+__all__ = [
+    "COMPRESSORS",
+    "CHANNELS",
+    "Streams",
+    "split_seed",
+    "build_compressor",
+    "build_channel",
+    "client_budget_scales",
+]
+
 
 def _ef(c: CompressorConfig, default: bool) -> bool:
     return default if c.error_feedback is None else c.error_feedback
@@ -26,23 +40,36 @@ def _ef(c: CompressorConfig, default: bool) -> bool:
 
 # compressor name -> constructor from (CompressorConfig, the run's compressor seed)
 COMPRESSORS = {
-    "laser": lambda c, seed: LaserCompressor(rank=c.rank, min_compression_rate=c.min_compression_rate, seed=seed,
-                                             factors_per_round=c.factors_per_round, exponent=c.exponent),
-    "powersgd": lambda c, seed: LaserCompressor(rank=c.rank, min_compression_rate=c.min_compression_rate,
-                                                seed=seed, factors_per_round=2, exponent=c.exponent),
+    "laser": lambda c, seed: LaserCompressor(
+        rank=c.rank,
+        min_compression_rate=c.min_compression_rate,
+        seed=seed,
+        factors_per_round=c.factors_per_round,
+        exponent=c.exponent,
+    ),
+    "powersgd": lambda c, seed: LaserCompressor(
+        rank=c.rank,
+        min_compression_rate=c.min_compression_rate,
+        seed=seed,
+        factors_per_round=2,
+        exponent=c.exponent,
+    ),
     "zsgd": lambda c, seed: ZSGDCompressor(),
-    "randomk": lambda c, seed: RandomKCompressor(c.fraction, error_feedback=_ef(c, True), unbiased=c.unbiased,
-                                                 seed=seed),
+    "randomk": lambda c, seed: RandomKCompressor(
+        c.fraction, error_feedback=_ef(c, True), unbiased=c.unbiased, seed=seed
+    ),
     "sketch": lambda c, seed: CountSketchCompressor(c.fraction, error_feedback=_ef(c, False), seed=seed),
     "signum": lambda c, seed: SignumCompressor(momentum=c.momentum),
-    "adsgd": lambda c, seed: ADSGDCompressor(c.fraction, decoder=c.decoder, amp_iterations=c.amp_iterations,
-                                             seed=seed),
+    "adsgd": lambda c, seed: ADSGDCompressor(
+        c.fraction, decoder=c.decoder, amp_iterations=c.amp_iterations, seed=seed
+    ),
     "topk": lambda c, seed: TopKCompressor(c.fraction, error_feedback=_ef(c, True)),
     "qsgd": lambda c, seed: QSGDCompressor(levels=c.levels, seed=seed),
     "natural": lambda c, seed: NaturalCompressor(seed=seed),
     "natural_dithering": lambda c, seed: NaturalDitheringCompressor(levels=c.levels, seed=seed),
-    "topk_dithering": lambda c, seed: TopKDitheringCompressor(c.fraction, levels=c.levels,
-                                                              error_feedback=_ef(c, True), seed=seed),
+    "topk_dithering": lambda c, seed: TopKDitheringCompressor(
+        c.fraction, levels=c.levels, error_feedback=_ef(c, True), seed=seed
+    ),
     "signsgd": lambda c, seed: SignSGDCompressor(momentum=c.momentum),
 }
 
@@ -52,10 +79,13 @@ CHANNELS = {
     "noiseless": lambda c: None,
     "rayleigh": lambda c: RayleighFading(),
     "rician": lambda c: RicianFading(c.k_factor),
-    "tdl": lambda c: TDLFading(c.tdl_profile, delay_spread_s=c.delay_spread_s,
-                               carrier_frequency_hz=c.carrier_frequency_hz,
-                               num_subcarriers=c.num_subcarriers,
-                               subcarrier_spacing_hz=c.subcarrier_spacing_hz),
+    "tdl": lambda c: TDLFading(
+        c.tdl_profile,
+        delay_spread_s=c.delay_spread_s,
+        carrier_frequency_hz=c.carrier_frequency_hz,
+        num_subcarriers=c.num_subcarriers,
+        subcarrier_spacing_hz=c.subcarrier_spacing_hz,
+    ),
 }
 
 
@@ -63,13 +93,13 @@ CHANNELS = {
 class Streams:
     """Independent seeds for each source of randomness of a run."""
 
-    data: int          # IID split and each client's minibatch order
-    model: int         # model initialisation
-    compressor: int    # shared query factors (identical for every client)
-    channel: int       # fading, client positions, CSI errors and uplink noise
-    downlink: int      # downlink noise
-    budgets: int       # heterogeneous per-client budgets
-    dropout: int       # the model's own randomness (dropout): torch's global generator, seeded per run
+    data: int  # IID split and each client's minibatch order
+    model: int  # model initialisation
+    compressor: int  # shared query factors (identical for every client)
+    channel: int  # fading, client positions, CSI errors and uplink noise
+    downlink: int  # downlink noise
+    budgets: int  # heterogeneous per-client budgets
+    dropout: int  # the model's own randomness (dropout): torch's global generator, seeded per run
 
 
 def split_seed(seed: int) -> Streams:
@@ -78,7 +108,7 @@ def split_seed(seed: int) -> Streams:
     >>> split_seed(0) == split_seed(0), split_seed(0).data != split_seed(1).data
     (True, True)
     """
-    children = np.random.SeedSequence(seed).spawn(7)     # appending a stream keeps the earlier ones
+    children = np.random.SeedSequence(seed).spawn(7)  # appending a stream keeps the earlier ones
     return Streams(*(int(c.generate_state(1, np.uint64)[0] >> 1) for c in children))
 
 
@@ -90,12 +120,19 @@ def build_channel(config: ChannelConfig, seed: int, device: torch.device) -> Fad
     """The uplink channel: fading model, power-control policy, path loss and noise of ``config``."""
     path_loss = None
     if config.path_loss != "none":
-        path_loss = PathLoss(config.path_loss, carrier_frequency_hz=config.carrier_frequency_hz,
-                             min_distance_m=config.min_distance_m, max_distance_m=config.max_distance_m,
-                             shadowing=config.shadowing, reference_distance_m=config.reference_distance_m)
+        path_loss = PathLoss(
+            config.path_loss,
+            carrier_frequency_hz=config.carrier_frequency_hz,
+            min_distance_m=config.min_distance_m,
+            max_distance_m=config.max_distance_m,
+            shadowing=config.shadowing,
+            reference_distance_m=config.reference_distance_m,
+        )
     return FadingChannel(
         fading=CHANNELS[config.name](config),
-        policy=POWER_CONTROL[config.power_control](threshold=config.threshold, error_var=config.csi_error_var),
+        policy=POWER_CONTROL[config.power_control](
+            threshold=config.threshold, error_var=config.csi_error_var
+        ),
         noise_var=0.0 if config.name == "noiseless" else config.noise_var,
         path_loss=path_loss,
         coherence_blocks=config.coherence_blocks,

@@ -47,19 +47,32 @@ def free_port() -> int:
 def check_shardable(config: Config, world: int) -> None:
     """Refuse, before any work, what cannot be split over ``world`` processes to the one-process result."""
     if world > config.clients.num_clients:
-        raise ConfigError("clients.num_clients", config.clients.num_clients,
-                          f"at least as many clients as processes ({world})")
+        raise ConfigError(
+            "clients.num_clients",
+            config.clients.num_clients,
+            f"at least as many clients as processes ({world})",
+        )
     if config.compressor.name in PER_CLIENT_RANDOM:
-        raise ConfigError("compressor.name", config.compressor.name,
-                          "with clients split over processes, a compressor without per-client random rounding (not "
-                          + ", ".join(PER_CLIENT_RANDOM) + ")")
+        raise ConfigError(
+            "compressor.name",
+            config.compressor.name,
+            "with clients split over processes, a compressor without per-client random rounding (not "
+            + ", ".join(PER_CLIENT_RANDOM)
+            + ")",
+        )
     if config.downlink.snr_db is not None:
-        raise ConfigError("downlink.snr_db", config.downlink.snr_db,
-                          "null with clients split over processes (each client's noisy copy of the model is drawn "
-                          "in turn from one generator)")
+        raise ConfigError(
+            "downlink.snr_db",
+            config.downlink.snr_db,
+            "null with clients split over processes (each client's noisy copy of the model is drawn "
+            "in turn from one generator)",
+        )
     if config.model.dropout > 0:
-        raise ConfigError("model.dropout", config.model.dropout,
-                          "0 with clients split over processes (dropout masks are drawn in turn from one generator)")
+        raise ConfigError(
+            "model.dropout",
+            config.model.dropout,
+            "0 with clients split over processes (dropout masks are drawn in turn from one generator)",
+        )
 
 
 @dataclass(frozen=True)
@@ -69,12 +82,14 @@ class Shard:
     rank: int
     world: int
     num_clients: int
-    device: torch.device = torch.device("cpu")    # where the backend's collectives run (NCCL: the GPU)
+    device: torch.device = torch.device("cpu")  # where the backend's collectives run (NCCL: the GPU)
 
     @property
     def local(self) -> range:
         """The clients this process computes: a contiguous range, ranks in order."""
-        return range(self.rank * self.num_clients // self.world, (self.rank + 1) * self.num_clients // self.world)
+        return range(
+            self.rank * self.num_clients // self.world, (self.rank + 1) * self.num_clients // self.world
+        )
 
     @property
     def index(self) -> slice:
@@ -96,10 +111,10 @@ class Shard:
         sizes = [Shard(r, self.world, self.num_clients).local for r in range(self.world)]
         most = max(len(s) for s in sizes)
         padded = torch.zeros((most, *value.shape[1:]), dtype=value.dtype, device=self.device)
-        padded[:len(value)] = value
+        padded[: len(value)] = value
         parts = [torch.empty_like(padded) for _ in range(self.world)]
         dist.all_gather(parts, padded)
-        return torch.cat([part[:len(s)] for part, s in zip(parts, sizes)]).to(value.device)
+        return torch.cat([part[: len(s)] for part, s in zip(parts, sizes)]).to(value.device)
 
     def per_process(self, value: Tensor) -> Tensor:
         """Every process's ``value`` (same shape on each), stacked in rank order ``[world, ...]``."""
@@ -121,7 +136,12 @@ def init_shard(config: Config, device: torch.device) -> Shard | None:
         return None
     check_shardable(config, world)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=int(os.environ["RANK"]),
-                                world_size=world)
-    return Shard(dist.get_rank(), dist.get_world_size(), config.clients.num_clients,
-                 device if device.type == "cuda" else torch.device("cpu"))
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", rank=int(os.environ["RANK"]), world_size=world
+        )
+    return Shard(
+        dist.get_rank(),
+        dist.get_world_size(),
+        config.clients.num_clients,
+        device if device.type == "cuda" else torch.device("cpu"),
+    )

@@ -39,6 +39,8 @@ class NoisyDownlink:
         d = sum(p.numel() for p in values)
         power = float(sum(p.detach().square().sum() for p in values)) / d
         std = math.sqrt(power / self.snr)
-        return {name: p.detach() + std * torch.randn(p.shape, generator=self.generator, device=p.device,
-                                                      dtype=p.dtype)
-                for name, p in params.items()}
+        return {
+            name: p.detach()
+            + std * torch.randn(p.shape, generator=self.generator, device=p.device, dtype=p.dtype)
+            for name, p in params.items()
+        }

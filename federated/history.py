@@ -65,21 +65,33 @@ class History:
         evals = self.evaluations(metric)
         last = evals[-1] if evals else {}
         best = min if metric == "test_perplexity" else max
-        self.summary = {"rounds": len(self.rounds), metric: last.get(metric), "test_loss": last.get("test_loss"),
-                        f"best_{metric}": best((e[metric] for e in evals), default=None)}
+        self.summary = {
+            "rounds": len(self.rounds),
+            metric: last.get(metric),
+            "test_loss": last.get("test_loss"),
+            f"best_{metric}": best((e[metric] for e in evals), default=None),
+        }
         if f"ema_{metric}" in last:
-            self.summary.update({f"ema_{metric}": last[f"ema_{metric}"],
-                                 f"best_ema_{metric}": best(e[f"ema_{metric}"] for e in evals)})
-        self.summary.update({
-            "train_loss": _mean_tail([r["train_loss"] for r in self.rounds]),
-            "energy_per_client_total": sum(r["energy_max"] for r in self.rounds),
-            "energy_per_client_mean_total": sum(r["energy_mean"] for r in self.rounds),
-            "channel_uses_total": sum(r["channel_uses"] for r in self.rounds),
-            "noise_var_mean": _mean_tail([r["noise_var_mean"] for r in self.rounds], tail=None),
-            "active_clients_mean": _mean_tail([r["active_clients"] for r in self.rounds], tail=None),
-        })
-        if self.rounds and "bits_mean" in self.rounds[0]:       # digital compressors
-            self.summary["bits_per_client_mean"] = _mean_tail([r["bits_mean"] for r in self.rounds], tail=None)
+            self.summary.update(
+                {
+                    f"ema_{metric}": last[f"ema_{metric}"],
+                    f"best_ema_{metric}": best(e[f"ema_{metric}"] for e in evals),
+                }
+            )
+        self.summary.update(
+            {
+                "train_loss": _mean_tail([r["train_loss"] for r in self.rounds]),
+                "energy_per_client_total": sum(r["energy_max"] for r in self.rounds),
+                "energy_per_client_mean_total": sum(r["energy_mean"] for r in self.rounds),
+                "channel_uses_total": sum(r["channel_uses"] for r in self.rounds),
+                "noise_var_mean": _mean_tail([r["noise_var_mean"] for r in self.rounds], tail=None),
+                "active_clients_mean": _mean_tail([r["active_clients"] for r in self.rounds], tail=None),
+            }
+        )
+        if self.rounds and "bits_mean" in self.rounds[0]:  # digital compressors
+            self.summary["bits_per_client_mean"] = _mean_tail(
+                [r["bits_mean"] for r in self.rounds], tail=None
+            )
         self.summary.update(extra)
         return self.summary
 
@@ -154,8 +166,12 @@ class TensorBoardLog:
     def append(self, record: dict) -> None:
         step = record["round"] + 1
         for key, value in record.items():
-            if (key != "round" and isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and math.isfinite(value)):
+            if (
+                key != "round"
+                and isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ):
                 self._writer.add_scalar(self.tag(key), value, global_step=step)
 
     def flush(self) -> None:
@@ -174,6 +190,7 @@ def format_summary(summary: dict) -> str:
     test_accuracy  0.9123
     rounds         3
     """
+
     def show(value: object) -> str:
         if isinstance(value, float):
             return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"

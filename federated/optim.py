@@ -35,17 +35,26 @@ def build_optimizer(config: OptimizerConfig, model: nn.Module) -> torch.optim.Op
     """The server optimizer of ``config`` over ``model``'s parameters."""
     params = list(model.parameters())
     if config.name == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay, nesterov=config.nesterov)
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
+        )
     decayed = _decayed_weights(model)
-    groups = [{"params": [p for p in params if id(p) in decayed], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
-                             betas=(config.beta1, config.beta2))
+    groups = [
+        {"params": [p for p in params if id(p) in decayed], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=config.lr, betas=(config.beta1, config.beta2)
+    )
 
 
-def build_scheduler(config: OptimizerConfig, optimizer: torch.optim.Optimizer,
-                    rounds: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def build_scheduler(
+    config: OptimizerConfig, optimizer: torch.optim.Optimizer, rounds: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The learning-rate schedule over ``rounds`` server steps (stepped once per round), or None.
 
     >>> from federated.config import OptimizerConfig
@@ -63,9 +72,15 @@ def build_scheduler(config: OptimizerConfig, optimizer: torch.optim.Optimizer,
     if config.schedule == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=config.gamma)
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=rounds, pct_start=config.warmup_fraction,
-        anneal_strategy="cos", cycle_momentum=False, div_factor=config.div_factor,
-        final_div_factor=1.0 / (config.div_factor * config.final_lr_fraction))
+        optimizer,
+        max_lr=config.lr,
+        total_steps=rounds,
+        pct_start=config.warmup_fraction,
+        anneal_strategy="cos",
+        cycle_momentum=False,
+        div_factor=config.div_factor,
+        final_div_factor=1.0 / (config.div_factor * config.final_lr_fraction),
+    )
 
 
 class WeightEMA:
@@ -90,8 +105,9 @@ class WeightEMA:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay, self.count = decay, 0
         self._model = copy.deepcopy(model)
-        self.average = {name: torch.zeros_like(v) for name, v in model.state_dict().items()
-                        if v.is_floating_point()}
+        self.average = {
+            name: torch.zeros_like(v) for name, v in model.state_dict().items() if v.is_floating_point()
+        }
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -104,8 +120,9 @@ class WeightEMA:
     def model(self, source: nn.Module | None = None) -> nn.Module:
         """The averaged model (integer buffers from ``source``, the live model, if given)."""
         correction = 1.0 - self.decay ** max(self.count, 1)
-        state: dict[str, Tensor] = {} if source is None else {
-            k: v for k, v in source.state_dict().items() if k not in self.average}
+        state: dict[str, Tensor] = (
+            {} if source is None else {k: v for k, v in source.state_dict().items() if k not in self.average}
+        )
         state.update({k: v / correction for k, v in self.average.items()})
         self._model.load_state_dict(state, strict=source is not None)
         return self._model

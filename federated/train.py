@@ -45,14 +45,21 @@ def resolve_device(name: str) -> torch.device:
 
 def _check_finite(name: str, value: Tensor, round_: int) -> None:
     if not bool(torch.isfinite(value).all()):
-        raise NonFiniteError(f"round {round_}: the {name} is not finite (NaN or inf); the run stopped "
-                             "here (a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can "
-                             "make training diverge)")
+        raise NonFiniteError(
+            f"round {round_}: the {name} is not finite (NaN or inf); the run stopped "
+            "here (a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can "
+            "make training diverge)"
+        )
 
 
-def transmit(compressor: Compressor, channel: FadingChannel, client_blocks: list[list[Tensor]],
-             config: Config, budget_scale: Tensor | None,
-             shard: Shard | None = None) -> tuple[list[Tensor], list[UplinkResult]]:
+def transmit(
+    compressor: Compressor,
+    channel: FadingChannel,
+    client_blocks: list[list[Tensor]],
+    config: Config,
+    budget_scale: Tensor | None,
+    shard: Shard | None = None,
+) -> tuple[list[Tensor], list[UplinkResult]]:
     """One round's communication: every channel pass of ``compressor`` through ``channel`` and the
     server's decoding. Returns the gradient estimate and what each pass received.
 
@@ -65,8 +72,15 @@ def transmit(compressor: Compressor, channel: FadingChannel, client_blocks: list
     clients = range(len(client_blocks)) if shard is None else shard.local
     if not compressor.analog:
         bits = [compressor.message_bits(k) for k in clients]
-        received = digital_uplink(channel, client_blocks, bits, energy=power.energy, snr_db=power.snr_db,
-                                  budget_scale=budget_scale, shard=shard)
+        received = digital_uplink(
+            channel,
+            client_blocks,
+            bits,
+            energy=power.energy,
+            snr_db=power.snr_db,
+            budget_scale=budget_scale,
+            shard=shard,
+        )
         for j, k in enumerate(clients):
             if not received.active[k]:
                 compressor.undelivered(k, client_blocks[j])
@@ -76,9 +90,16 @@ def transmit(compressor: Compressor, channel: FadingChannel, client_blocks: list
         if p > 0:
             client_blocks = [compressor.encode_pass(k, p) for k in clients]
         energy = None if power.energy is None else power.energy * shares[p]
-        received = uplink(channel, client_blocks, energy=energy, snr_db=power.snr_db,
-                          allocation=power.allocation, budget_scale=budget_scale,
-                          groups=compressor.energy_groups(), shard=shard)
+        received = uplink(
+            channel,
+            client_blocks,
+            energy=energy,
+            snr_db=power.snr_db,
+            allocation=power.allocation,
+            budget_scale=budget_scale,
+            groups=compressor.energy_groups(),
+            shard=shard,
+        )
         results.append(received)
         g_hat = compressor.decode(received.estimates, received.noise_var)
     if g_hat is None:
@@ -117,13 +138,15 @@ class Simulation:
         (0, True)
     """
 
-    STATE_FORMAT = 1                         # bumped when the layout of state_dict changes
+    STATE_FORMAT = 1  # bumped when the layout of state_dict changes
 
-    def __init__(self, config: Config, device: torch.device | None = None, shard: Shard | None = None) -> None:
+    def __init__(
+        self, config: Config, device: torch.device | None = None, shard: Shard | None = None
+    ) -> None:
         self.config = config
-        self.history = History()             # the rounds' records
+        self.history = History()  # the rounds' records
         self.rounds_done = 0
-        self.shard = shard                   # clients split over processes (federated.distributed)
+        self.shard = shard  # clients split over processes (federated.distributed)
         self.device = device if device is not None else resolve_device(config.device)
         streams = split_seed(config.seed)
         self.task = build_task(config, self.device, streams.data)
@@ -136,9 +159,12 @@ class Simulation:
         self.compressor = build_compressor(config.compressor, seed=streams.compressor)
         try:
             self.compressor.setup([p.detach() for p in self.params], num_clients)
-        except ValueError as error:          # the method does not fit this model (A-DSGD's projection)
-            raise ConfigError("compressor.fraction", config.compressor.fraction,
-                              f"a setting {config.compressor.name} can run with on this model ({error})") from None
+        except ValueError as error:  # the method does not fit this model (A-DSGD's projection)
+            raise ConfigError(
+                "compressor.fraction",
+                config.compressor.fraction,
+                f"a setting {config.compressor.name} can run with on this model ({error})",
+            ) from None
         self.channel = build_channel(config.channel, streams.channel, self.device)
         self.budget_scale = None
         if config.power.spread_db > 0:
@@ -158,7 +184,10 @@ class Simulation:
             return None
         supported, reason = vmap_supported(self.model)
         if self.downlink is not None:
-            supported, reason = False, "each client receives its own noisy copy of the model (downlink.snr_db)"
+            supported, reason = (
+                False,
+                "each client receives its own noisy copy of the model (downlink.snr_db)",
+            )
         if not supported and mode == "vmap":
             raise ConfigError("clients.vectorize", mode, f"loop or auto for this run: {reason}")
         return VectorizedClients(self.model, cross_entropy) if supported else None
@@ -172,7 +201,10 @@ class Simulation:
         received (the broadcast one, or its own noisy copy over a noisy downlink)."""
         forward, wrt = self.forward, self.params
         if self.downlink is not None:
-            received = {n: p.requires_grad_() for n, p in self.downlink.receive(dict(self.model.named_parameters())).items()}
+            received = {
+                n: p.requires_grad_()
+                for n, p in self.downlink.receive(dict(self.model.named_parameters())).items()
+            }
             forward, wrt = (lambda x: functional_call(self.model, received, (x,))), list(received.values())
         return self._client_from_batches(self._batches(client), forward, wrt)
 
@@ -185,19 +217,28 @@ class Simulation:
         """Whether this process evaluates and writes the run (process 0, or the only one)."""
         return self.shard is None or self.shard.rank == 0
 
-    def _vectorized_round(self, clients: range, batches: list[list[tuple[Tensor, Tensor]]],
-                          ) -> tuple[list[Tensor], list[list[Tensor]]]:
+    def _vectorized_round(
+        self,
+        clients: range,
+        batches: list[list[tuple[Tensor, Tensor]]],
+    ) -> tuple[list[Tensor], list[list[Tensor]]]:
         """The clients' losses and encoded blocks from one vmapped pass per micro-batch (the clients'
         shards are equal, so their batches have one shape, the short end of an epoch included)."""
-        steps = [(torch.stack([x for x, _ in step]), torch.stack([y for _, y in step])) for step in zip(*batches)]
+        steps = [
+            (torch.stack([x for x, _ in step]), torch.stack([y for _, y in step])) for step in zip(*batches)
+        ]
         with self.autocast():
             losses, grads = self.vectorized.accumulate(steps)
         return list(losses), self.compressor.encode_many(list(clients), grads)
 
-    def _client_from_batches(self, client_batches: list[tuple[Tensor, Tensor]], forward=None, wrt=None,
-                             ) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def _client_from_batches(
+        self,
+        client_batches: list[tuple[Tensor, Tensor]],
+        forward=None,
+        wrt=None,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """A client's mean loss over its micro-batches and its gradient summed over them."""
-        forward = self.forward if forward is None else forward      # not `or`: a compiled module has no bool
+        forward = self.forward if forward is None else forward  # not `or`: a compiled module has no bool
         wrt = self.params if wrt is None else wrt
         grads, total = None, None
         for x, y in client_batches:
@@ -218,8 +259,8 @@ class Simulation:
         local = range(num_clients) if shard is None else shard.local
         client_blocks, losses, kept, batches = [], [], None, []
         for k in range(num_clients):
-            if k not in local:          # another process's client: draw its batches all the same, so
-                self._batches(k)        # every process's data stream stays the one-process one
+            if k not in local:  # another process's client: draw its batches all the same, so
+                self._batches(k)  # every process's data stream stays the one-process one
                 continue
             if self.vectorized is not None:
                 batches.append(self._batches(k))
@@ -237,13 +278,15 @@ class Simulation:
         train_loss = torch.stack(losses).sum()
         if shard is not None:
             train_loss = shard.sum(train_loss)
-            for b in self.buffers:                      # client 0's statistics, from the process holding it
+            for b in self.buffers:  # client 0's statistics, from the process holding it
                 shard.broadcast(b, src=0)
         train_loss = train_loss / num_clients
         _check_finite("training loss", train_loss, t)
 
         # --- uplink (energy split across blocks, over-the-air mean of each block), server decodes
-        g_hat, passes = transmit(self.compressor, self.channel, client_blocks, config, self.budget_scale, shard)
+        g_hat, passes = transmit(
+            self.compressor, self.channel, client_blocks, config, self.budget_scale, shard
+        )
         # --- server: step on the decoded gradient, broadcast; a float64 sum is finite iff every entry
         # is (float32 gradients cannot overflow it), and it needs no copy of the model-sized gradient
         _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
@@ -294,8 +337,12 @@ class Simulation:
     def check_state(self, state: object, path: Path) -> dict:
         """``state`` (read from ``path``) if it is a state of this layout and configuration, else
         :class:`~federated.checkpoint.CheckpointError`."""
-        return check_state(state, path, format=self.STATE_FORMAT,
-                           config_matches=lambda stored: same_config(stored, self.config))
+        return check_state(
+            state,
+            path,
+            format=self.STATE_FORMAT,
+            config_matches=lambda stored: same_config(stored, self.config),
+        )
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore what :meth:`state_dict` returned (tensors from any device)."""
@@ -321,8 +368,11 @@ def _require_tensorboard() -> None:
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
-        raise ConfigError("tensorboard", True, "false, or install the tensorboard extra: "
-                          "pip install 'laser-ota[tensorboard]'") from None
+        raise ConfigError(
+            "tensorboard",
+            True,
+            "false, or install the tensorboard extra: pip install 'laser-ota[tensorboard]'",
+        ) from None
 
 
 def train(
@@ -349,9 +399,9 @@ def train(
         (3, True)
     """
     if config.tensorboard and out_dir is not None:
-        _require_tensorboard()           # before any work: a ConfigError
+        _require_tensorboard()  # before any work: a ConfigError
     device = resolve_device(config.device)
-    if device.type == "cuda" and world_size_from_env() > 1:       # one GPU per process
+    if device.type == "cuda" and world_size_from_env() > 1:  # one GPU per process
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     shard = init_shard(config, device)
@@ -359,7 +409,9 @@ def train(
     with torch.random.fork_rng(devices=cuda):
         sim = Simulation(config, device, shard)
         torch.manual_seed(sim.dropout_seed)
-        return _train(sim, Path(out_dir) if out_dir is not None else None, progress and sim.main_process, resume)
+        return _train(
+            sim, Path(out_dir) if out_dir is not None else None, progress and sim.main_process, resume
+        )
 
 
 def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
@@ -370,22 +422,34 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
         out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             state = resume_state(out_dir, sim.device, shard, sim.check_state)
-            if state is not None:       # None: killed before its first checkpoint; start over, same result
+            if state is not None:  # None: killed before its first checkpoint; start over, same result
                 sim.load_state_dict(state)
     start = sim.rounds_done
     if out_dir is not None and writer:
-        run = RunDirectory.reopen(out_dir, history.rounds) if resume else RunDirectory(out_dir, config_to_dict(config))
+        run = (
+            RunDirectory.reopen(out_dir, history.rounds)
+            if resume
+            else RunDirectory(out_dir, config_to_dict(config))
+        )
         if config.tensorboard:
             board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
     started = time.perf_counter()
-    bar = tqdm(range(start, config.rounds), desc="rounds", disable=not progress, dynamic_ncols=True,
-               initial=start, total=config.rounds)
+    bar = tqdm(
+        range(start, config.rounds),
+        desc="rounds",
+        disable=not progress,
+        dynamic_ncols=True,
+        initial=start,
+        total=config.rounds,
+    )
     try:
         for t in bar:
             record = sim.round(t)
             if sim.task.metric in record:
-                bar.set_postfix(loss=f"{record['train_loss']:.3f}", **{
-                    sim.task.metric.removeprefix("test_")[:4]: f"{record[sim.task.metric]:.3f}"})
+                bar.set_postfix(
+                    loss=f"{record['train_loss']:.3f}",
+                    **{sim.task.metric.removeprefix("test_")[:4]: f"{record[sim.task.metric]:.3f}"},
+                )
             if run is not None:
                 run.append(record)
                 if board is not None:
@@ -401,8 +465,12 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
                 if board is not None:
                     board.flush()
     except NonFiniteError as error:
-        history.summarize(metric=sim.task.metric, status="failed", error=str(error),
-                          wall_time_s=round(time.perf_counter() - started, 3))
+        history.summarize(
+            metric=sim.task.metric,
+            status="failed",
+            error=str(error),
+            wall_time_s=round(time.perf_counter() - started, 3),
+        )
         if run is not None:
             run.finish(history.summary)
         raise
@@ -410,8 +478,12 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
         bar.close()
         if board is not None:
             board.close()
-    history.summarize(metric=sim.task.metric, status="finished", **({"resumed_from_round": start} if resume else {}),
-                      wall_time_s=round(time.perf_counter() - started, 3))
+    history.summarize(
+        metric=sim.task.metric,
+        status="finished",
+        **({"resumed_from_round": start} if resume else {}),
+        wall_time_s=round(time.perf_counter() - started, 3),
+    )
     if run is not None:
         run.finish(history.summary)
     return history

@@ -83,7 +83,7 @@ def uplink(
     """
     num_clients = len(client_blocks) if shard is None else shard.num_clients
     num_blocks = len(client_blocks[0])
-    if num_blocks == 0:            # nothing to send this pass (PowerSGD's second pass when no tensor is compressed)
+    if num_blocks == 0:  # nothing to send this pass (PowerSGD's second pass when no tensor is compressed)
         nobody = torch.zeros(num_clients, dtype=torch.float64)
         return UplinkResult([], nobody, 0, torch.zeros(0, dtype=torch.float64), nobody.bool())
     signals = SignalBlocks(client_blocks)
@@ -91,13 +91,13 @@ def uplink(
     channel_uses = int(dims.sum())
     if snr_db is not None:
         energy = energy_for_snr_db(snr_db, channel_uses, channel.noise_var)
-    norms = signals.norms()                                             # [K, B] float64
+    norms = signals.norms()  # [K, B] float64
     if shard is not None:
-        norms = shard.gather(norms)                                     # every client's, for the split
+        norms = shard.gather(norms)  # every client's, for the split
     if budget_scale is not None:
         energy = energy * budget_scale.to(norms.device)
     if groups is None:
-        block_energy = allocate_energy(norms, dims.to(norms.device), energy, allocation)        # [K, B]
+        block_energy = allocate_energy(norms, dims.to(norms.device), energy, allocation)  # [K, B]
     else:
         block_energy = allocate_grouped_energy(norms, dims.to(norms.device), energy, allocation, *groups)
     cdtype = torch.complex128 if signals.dtype == torch.float64 else torch.complex64
@@ -105,7 +105,7 @@ def uplink(
     if shard is not None:
         state, block_energy = state.clients(shard.index), block_energy[shard.index]
     out = channel.transmit(signals, block_energy, state=state, reduce=shard)
-    energy_used = out.energy_used.double().T.contiguous().sum(0)        # [K], summed in block order
+    energy_used = out.energy_used.double().T.contiguous().sum(0)  # [K], summed in block order
     active = out.active.any(1)
     if shard is not None:
         energy_used, active = shard.gather(energy_used), shard.gather(active.to(torch.uint8)).bool()
@@ -148,7 +148,7 @@ def digital_uplink(
     """
     num_clients = len(client_messages) if shard is None else shard.num_clients
     state = channel.realize(num_clients, 1, dtype=torch.complex128)
-    gains = (state.gains.abs() ** 2).flatten(1).mean(1).cpu()                              # [K]
+    gains = (state.gains.abs() ** 2).flatten(1).mean(1).cpu()  # [K]
     bits_t = torch.tensor([float(b) for b in bits], dtype=torch.float64)
     if shard is not None:
         bits_t = shard.gather(bits_t)
@@ -162,7 +162,7 @@ def digital_uplink(
     count = max(int(delivered.sum()), 1)
     estimates = []
     for b in range(len(client_messages[0])):
-        stacked = torch.stack([m[b] for m in client_messages])                                # [K, d_b]
+        stacked = torch.stack([m[b] for m in client_messages])  # [K, d_b]
         total = mine.to(stacked.device, stacked.dtype) @ stacked
         estimates.append((total if shard is None else shard.sum(total)) / count)
     return UplinkResult(

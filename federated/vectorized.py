@@ -68,18 +68,25 @@ def vmap_supported(model: nn.Module) -> tuple[bool, str]:
         if not module.training:
             continue
         if isinstance(module, _BatchNorm):
-            return False, (f"{label} is a BatchNorm in training mode: it normalises with each client's batch "
-                           "statistics and mutates its running-statistics buffers once per client")
+            return False, (
+                f"{label} is a BatchNorm in training mode: it normalises with each client's batch "
+                "statistics and mutates its running-statistics buffers once per client"
+            )
         if isinstance(module, _InstanceNorm) and module.track_running_stats:
-            return False, (f"{label} tracks running statistics in training mode: its buffers are mutated "
-                           "once per client")
+            return False, (
+                f"{label} tracks running statistics in training mode: its buffers are mutated once per client"
+            )
         if isinstance(module, _DropoutNd) and module.p > 0:
-            return False, (f"{label} is dropout with p={module.p} in training mode: its random masks "
-                           "under vmap differ from the loop's")
+            return False, (
+                f"{label} is dropout with p={module.p} in training mode: its random masks "
+                "under vmap differ from the loop's"
+            )
         rate = getattr(module, "dropout", None)
         if isinstance(rate, Real) and not isinstance(rate, bool) and rate > 0:
-            return False, (f"{label} applies dropout={rate} in training mode: its random masks under vmap "
-                           "differ from the loop's")
+            return False, (
+                f"{label} applies dropout={rate} in training mode: its random masks under vmap "
+                "differ from the loop's"
+            )
     return True, ""
 
 
@@ -117,24 +124,30 @@ class VectorizedClients:
     True
     """
 
-    def __init__(self, model: nn.Module, loss: Callable[[Tensor, Tensor], Tensor],
-                 chunk_size: int | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, loss: Callable[[Tensor, Tensor], Tensor], chunk_size: int | None = None
+    ) -> None:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be None or an integer >= 1, not {chunk_size}")
         self.model = model
         self.loss = loss
         self.chunk_size = chunk_size
 
-        def client_loss(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        def client_loss(
+            params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor
+        ) -> Tensor:
             return loss(functional_call(model, {**params, **buffers}, (x,)), y)
 
         # gradient w.r.t. the parameters only (argnums=0); parameters and buffers shared, batches mapped
-        self._vmapped = vmap(grad_and_value(client_loss, argnums=0), in_dims=(None, None, 0, 0),
-                             chunk_size=chunk_size)
+        self._vmapped = vmap(
+            grad_and_value(client_loss, argnums=0), in_dims=(None, None, 0, 0), chunk_size=chunk_size
+        )
 
     def __call__(self, xs: Tensor, ys: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         if xs.shape[0] != ys.shape[0]:
-            raise ValueError(f"xs and ys must stack the same number of clients, not {xs.shape[0]} and {ys.shape[0]}")
+            raise ValueError(
+                f"xs and ys must stack the same number of clients, not {xs.shape[0]} and {ys.shape[0]}"
+            )
         supported, reason = vmap_supported(self.model)
         if not supported:
             raise ValueError(f"the clients' gradients of this model cannot be vmapped: {reason}")

@@ -8,12 +8,33 @@ from laser.compressor import Compressor, DigitalCompressor, ZSGDCompressor
 from laser.lowrank import LaserCompressor, is_compressed, matrix_view, orthogonalize
 from laser.baselines import CountSketchCompressor, RandomKCompressor, SignumCompressor
 from laser.adsgd import ADSGDCompressor
-from laser.digital import (NaturalCompressor, NaturalDitheringCompressor, QSGDCompressor, SignSGDCompressor,
-                           TopKCompressor, TopKDitheringCompressor)
+from laser.digital import (
+    NaturalCompressor,
+    NaturalDitheringCompressor,
+    QSGDCompressor,
+    SignSGDCompressor,
+    TopKCompressor,
+    TopKDitheringCompressor,
+)
 
 __all__ = [
-    "ALLOCATIONS", "allocate_energy", "Compressor", "DigitalCompressor", "ZSGDCompressor", "LaserCompressor",
-    "is_compressed", "matrix_view", "orthogonalize", "RandomKCompressor", "CountSketchCompressor",
-    "SignumCompressor", "ADSGDCompressor", "TopKCompressor", "QSGDCompressor", "NaturalCompressor",
-    "NaturalDitheringCompressor", "TopKDitheringCompressor", "SignSGDCompressor",
+    "ALLOCATIONS",
+    "allocate_energy",
+    "Compressor",
+    "DigitalCompressor",
+    "ZSGDCompressor",
+    "LaserCompressor",
+    "is_compressed",
+    "matrix_view",
+    "orthogonalize",
+    "RandomKCompressor",
+    "CountSketchCompressor",
+    "SignumCompressor",
+    "ADSGDCompressor",
+    "TopKCompressor",
+    "QSGDCompressor",
+    "NaturalCompressor",
+    "NaturalDitheringCompressor",
+    "TopKDitheringCompressor",
+    "SignSGDCompressor",
 ]

@@ -47,11 +47,18 @@ from torch import Tensor
 from laser.compressor import Compressor
 from laser.sparse import check_fraction, keep_count, sparsify
 
-__all__ = ["AMP_THRESHOLD", "AMP_TOLERANCE", "ADSGDCompressor", "amp_estimate", "lmmse_estimate",
-           "soft_threshold", "sparsify"]
+__all__ = [
+    "AMP_THRESHOLD",
+    "AMP_TOLERANCE",
+    "ADSGDCompressor",
+    "amp_estimate",
+    "lmmse_estimate",
+    "soft_threshold",
+    "sparsify",
+]
 
-AMP_THRESHOLD = 1.1      # alpha in theta_t = alpha ||z_t|| / sqrt(s) (Donoho et al.'s tuning knob)
-AMP_TOLERANCE = 1e-6     # stop when ||x_{t+1} - x_t|| <= tol * ||x_{t+1}||
+AMP_THRESHOLD = 1.1  # alpha in theta_t = alpha ||z_t|| / sqrt(s) (Donoho et al.'s tuning knob)
+AMP_TOLERANCE = 1e-6  # stop when ||x_{t+1} - x_t|| <= tol * ||x_{t+1}||
 
 
 def soft_threshold(r: Tensor, theta: float | Tensor) -> Tensor:
@@ -79,16 +86,19 @@ def lmmse_estimate(y: Tensor, a: Tensor, u: Tensor, lam: Tensor, noise_var: floa
     y64 = y.to(torch.float64)
     s = y64.numel()
     lam = lam.clamp(min=0)
-    sigma2 = max((float(y64.square().sum()) - s * noise_var) / float(lam.sum()), torch.finfo(torch.float64).tiny)
+    sigma2 = max(
+        (float(y64.square().sum()) - s * noise_var) / float(lam.sum()), torch.finfo(torch.float64).tiny
+    )
     cut = s * torch.finfo(torch.float64).eps * float(lam.max())
     # v / sigma2 may overflow to inf (no signal above the noise): the weights are then 0, not NaN
-    weights = torch.where(lam > cut, 1.0 / (lam + noise_var / sigma2), 0.0)                  # [s]
-    z = u @ (weights * (u.T @ y64))                                                          # [s]
+    weights = torch.where(lam > cut, 1.0 / (lam + noise_var / sigma2), 0.0)  # [s]
+    z = u @ (weights * (u.T @ y64))  # [s]
     return a.T @ z.to(a.dtype)
 
 
-def amp_estimate(y: Tensor, a: Tensor, iterations: int, threshold: float = AMP_THRESHOLD,
-                 tolerance: float = AMP_TOLERANCE) -> Tensor | None:
+def amp_estimate(
+    y: Tensor, a: Tensor, iterations: int, threshold: float = AMP_THRESHOLD, tolerance: float = AMP_TOLERANCE
+) -> Tensor | None:
     """Soft-threshold AMP (Donoho, Maleki, Montanari 2009); ``None`` if it diverges.
 
     x^0 = 0, z^0 = y, delta = s / d; for t < ``iterations``:
@@ -131,10 +141,10 @@ def amp_estimate(y: Tensor, a: Tensor, iterations: int, threshold: float = AMP_T
 class _Projection:
     """One tensor's shared measurement matrix and the eigenpairs of A A^T (for the linear decoder)."""
 
-    a: Tensor        # [s, d], the params' dtype and device
-    u: Tensor        # [s, s] float64, eigenvectors of A A^T
-    lam: Tensor      # [s] float64, eigenvalues of A A^T
-    k: int           # sparsity of each client's message
+    a: Tensor  # [s, d], the params' dtype and device
+    u: Tensor  # [s, s] float64, eigenvectors of A A^T
+    lam: Tensor  # [s] float64, eigenvalues of A A^T
+    k: int  # sparsity of each client's message
 
 
 class ADSGDCompressor(Compressor):
@@ -166,14 +176,22 @@ class ADSGDCompressor(Compressor):
         [torch.Size([4, 5]), torch.Size([3])]
     """
 
-    def __init__(self, fraction: float = 0.1, decoder: Literal["lmmse", "amp"] = "lmmse",
-                 amp_iterations: int = 30, seed: int = 0, max_projection_entries: int = 2**27) -> None:
+    def __init__(
+        self,
+        fraction: float = 0.1,
+        decoder: Literal["lmmse", "amp"] = "lmmse",
+        amp_iterations: int = 30,
+        seed: int = 0,
+        max_projection_entries: int = 2**27,
+    ) -> None:
         if decoder not in ("lmmse", "amp"):
             raise ValueError(f"decoder must be 'lmmse' or 'amp', got {decoder!r}")
         if not (isinstance(amp_iterations, int) and amp_iterations >= 1):
             raise ValueError(f"amp_iterations must be an integer >= 1, got {amp_iterations!r}")
         if not (isinstance(max_projection_entries, int) and max_projection_entries >= 1):
-            raise ValueError(f"max_projection_entries must be an integer >= 1, got {max_projection_entries!r}")
+            raise ValueError(
+                f"max_projection_entries must be an integer >= 1, got {max_projection_entries!r}"
+            )
         self.fraction = check_fraction(fraction)
         self.decoder = decoder
         self.amp_iterations = amp_iterations
@@ -189,13 +207,14 @@ class ADSGDCompressor(Compressor):
             gigabytes = sum(s * d * p.element_size() for s, d, p in zip(measurements, dims, params)) / 1e9
             raise ValueError(
                 f"A-DSGD's dense projections would need {entries} entries ({gigabytes:.3g} GB), more than "
-                f"max_projection_entries={self.max_projection_entries}; use a smaller model or a lower fraction")
+                f"max_projection_entries={self.max_projection_entries}; use a smaller model or a lower fraction"
+            )
         generator = torch.Generator().manual_seed(self.seed)
         self.projections: list[_Projection] = []
         for p, s, d in zip(params, measurements, dims):
             a = torch.randn(s, d, generator=generator, dtype=p.dtype) / math.sqrt(s)
             a64 = a.to(torch.float64)
-            lam, u = torch.linalg.eigh(a64 @ a64.T)          # on the CPU: the same on every device
+            lam, u = torch.linalg.eigh(a64 @ a64.T)  # on the CPU: the same on every device
             k = keep_count(self.fraction / 2, d)
             self.projections.append(_Projection(a.to(p.device), u.to(p.device), lam.to(p.device), k))
         # error feedback: one flat [d_b] buffer per client and tensor (created on first use)
@@ -214,11 +233,13 @@ class ADSGDCompressor(Compressor):
                 v = v + memory
             message = sparsify(v, proj.k)
             self.memory[client][b] = v - message
-            index = message.nonzero().squeeze(1)             # at most k columns: O(s k), not O(s d)
+            index = message.nonzero().squeeze(1)  # at most k columns: O(s k), not O(s d)
             blocks.append(proj.a.index_select(1, index) @ message[index])
         return blocks
 
-    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
+    def decode(
+        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
+    ) -> list[Tensor]:
         if len(blocks) != len(self.shapes):
             raise ValueError(f"expected {len(self.shapes)} blocks, got {len(blocks)}")
         variances = [0.0] * len(blocks) if noise_var is None else [float(v) for v in noise_var]

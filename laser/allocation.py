@@ -54,20 +54,26 @@ def allocate_energy(norms: Tensor, dims: Tensor, energy: float | Tensor, rule: A
         weights = norms * dims.sqrt()
     else:
         weights = norms
-    totals = weights.sum(dim=1, keepdim=True)                              # [K, 1]
+    totals = weights.sum(dim=1, keepdim=True)  # [K, 1]
     voters = (totals > 0).squeeze(1)
     if bool(voters.any()):
-        fractions = (weights[voters] / totals[voters]).mean(dim=0)        # [B]
+        fractions = (weights[voters] / totals[voters]).mean(dim=0)  # [B]
     else:
         fractions = dims / dims.sum()
     energy = torch.as_tensor(energy, dtype=norms.dtype, device=norms.device).reshape(-1, 1)
-    shares = energy * fractions.unsqueeze(0)                               # [K, B]
-    shares = torch.where(fractions > 0, shares, 0.0)                      # inf * 0 is 0 here, not NaN
+    shares = energy * fractions.unsqueeze(0)  # [K, B]
+    shares = torch.where(fractions > 0, shares, 0.0)  # inf * 0 is 0 here, not NaN
     return shares.expand(norms.shape[0], -1)
 
 
-def allocate_grouped_energy(norms: Tensor, dims: Tensor, energy: float | Tensor, rule: Allocation,
-                            groups: Sequence[int], exponent: float) -> Tensor:
+def allocate_grouped_energy(
+    norms: Tensor,
+    dims: Tensor,
+    energy: float | Tensor,
+    rule: Allocation,
+    groups: Sequence[int],
+    exponent: float,
+) -> Tensor:
     """Split each client's energy over groups of blocks by ``rule``, then within a group over its
     blocks in proportion to ``||s_{k,b}||^exponent`` (fractions averaged over clients, as above).
 
@@ -90,15 +96,16 @@ def allocate_grouped_energy(norms: Tensor, dims: Tensor, energy: float | Tensor,
     index = torch.tensor([labels.index(g) for g in groups], device=norms.device)
     num_groups = len(labels)
     group_norms = torch.zeros(norms.shape[0], num_groups, dtype=norms.dtype, device=norms.device)
-    group_norms = group_norms.index_add(1, index, norms ** 2).sqrt()
+    group_norms = group_norms.index_add(1, index, norms**2).sqrt()
     group_dims = torch.zeros(num_groups, dtype=norms.dtype, device=norms.device).index_add(
-        0, index, dims.to(norms.device, norms.dtype))
-    group_energy = allocate_energy(group_norms, group_dims, energy, rule)     # [K, G]
-    weights = torch.ones_like(norms) if exponent == 0 else norms ** exponent  # [K, B]
-    totals = torch.zeros_like(group_norms).index_add(1, index, weights)[:, index]   # [K, B]
+        0, index, dims.to(norms.device, norms.dtype)
+    )
+    group_energy = allocate_energy(group_norms, group_dims, energy, rule)  # [K, G]
+    weights = torch.ones_like(norms) if exponent == 0 else norms**exponent  # [K, B]
+    totals = torch.zeros_like(group_norms).index_add(1, index, weights)[:, index]  # [K, B]
     voters = totals > 0
     per_client = torch.where(voters, weights / torch.where(voters, totals, 1.0), 0.0)
-    count = voters.sum(0)                                                      # [B]
+    count = voters.sum(0)  # [B]
     even_split = dims.to(norms.device, norms.dtype) / group_dims[index]
     fractions = torch.where(count > 0, per_client.sum(0) / count.clamp(min=1), even_split)
     return group_energy[:, index] * fractions

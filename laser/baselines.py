@@ -53,8 +53,10 @@ class _SharedRandomness(Compressor):
     def shared(self) -> list[tuple[Tensor, ...]]:
         """This round's shared random objects, one tuple per parameter tensor."""
         if self._round is None:
-            self._round = [tuple(t.to(self.device) for t in self._draw(math.prod(shape), size))
-                           for shape, size in zip(self.shapes, self.sizes)]
+            self._round = [
+                tuple(t.to(self.device) for t in self._draw(math.prod(shape), size))
+                for shape, size in zip(self.shapes, self.sizes)
+            ]
         return self._round
 
     @abstractmethod
@@ -72,20 +74,26 @@ class _SharedRandomness(Compressor):
             if self.memory[client][i] is not None:
                 v = v + self.memory[client][i]
             block = self._compress(v, shared, size)
-            if self.error_feedback:      # what the client wanted to send minus what it sent
+            if self.error_feedback:  # what the client wanted to send minus what it sent
                 self.memory[client][i] = v - self._expand(block, shared, v.numel())
             blocks.append(block)
         return blocks
 
-    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
-        grads = [self._expand(b, shared, math.prod(shape)).reshape(shape)
-                 for b, shared, shape in zip(blocks, self.shared(), self.shapes, strict=True)]
+    def decode(
+        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
+    ) -> list[Tensor]:
+        grads = [
+            self._expand(b, shared, math.prod(shape)).reshape(shape)
+            for b, shared, shape in zip(blocks, self.shared(), self.shapes, strict=True)
+        ]
         self._round = None
         return grads
 
     def state_dict(self) -> dict[str, object]:
         if self._round is not None:
-            raise ValueError("cannot save a compressor in the middle of a round (after encode, before decode)")
+            raise ValueError(
+                "cannot save a compressor in the middle of a round (after encode, before decode)"
+            )
         return {"generator": self.generator.get_state(), "memory": [list(m) for m in self.memory]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
@@ -114,8 +122,9 @@ class RandomKCompressor(_SharedRandomness):
         (2, [1.0, 2.0, 3.0, 4.0])
     """
 
-    def __init__(self, fraction: float = 0.1, error_feedback: bool = True, unbiased: bool = False,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, fraction: float = 0.1, error_feedback: bool = True, unbiased: bool = False, seed: int = 0
+    ) -> None:
         super().__init__(fraction, error_feedback, seed)
         self.unbiased = bool(unbiased)
 
@@ -219,12 +228,18 @@ class SignumCompressor(Compressor):
         for i, g in enumerate(grads):
             previous = self.buffers[client][i]
             g = g.reshape(-1)
-            m = g * (1 - self.momentum) if previous is None else previous * self.momentum + g * (1 - self.momentum)
+            m = (
+                g * (1 - self.momentum)
+                if previous is None
+                else previous * self.momentum + g * (1 - self.momentum)
+            )
             self.buffers[client][i] = m
             blocks.append(torch.sign(m))
         return blocks
 
-    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
+    def decode(
+        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
+    ) -> list[Tensor]:
         return [torch.sign(b).reshape(shape) for b, shape in zip(blocks, self.shapes, strict=True)]
 
     def state_dict(self) -> dict[str, object]:

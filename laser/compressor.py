@@ -41,8 +41,8 @@ class Compressor(ABC):
     again; the last pass's ``decode`` returns the gradient.
     """
 
-    analog: ClassVar[bool] = True    # blocks add up over the air (False: digital, one link per client)
-    passes: int = 1                  # channel passes per round
+    analog: ClassVar[bool] = True  # blocks add up over the air (False: digital, one link per client)
+    passes: int = 1  # channel passes per round
 
     @abstractmethod
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
@@ -64,7 +64,9 @@ class Compressor(ABC):
         raise NotImplementedError(f"{type(self).__name__} sends one pass per round")
 
     @abstractmethod
-    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor] | None:
+    def decode(
+        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
+    ) -> list[Tensor] | None:
         """The server's gradient estimate (shaped like the parameters) from the mean blocks.
 
         ``noise_var`` (optional side information from the channel) is the per-entry noise variance
@@ -117,7 +119,9 @@ class DigitalCompressor(Compressor):
         """The link could not carry ``message`` (outage; the client knew and stayed silent): undo
         what ``encode`` assumed was sent (error feedback keeps it for the next round)."""
 
-    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
+    def decode(
+        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
+    ) -> list[Tensor]:
         """The mean of the delivered messages, reshaped (override for a non-linear server step)."""
         return [b.reshape(shape) for b, shape in zip(blocks, self.shapes, strict=True)]
 
@@ -143,5 +147,7 @@ class ZSGDCompressor(Compressor):
     def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
         return [g.reshape(-1) for g in grads]
 
-    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor]:
+    def decode(
+        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
+    ) -> list[Tensor]:
         return [b.reshape(shape) for b, shape in zip(blocks, self.shapes, strict=True)]

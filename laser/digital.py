@@ -31,8 +31,12 @@ from laser.compressor import DigitalCompressor
 from laser.sparse import check_fraction, keep_count, sparsify
 
 __all__ = [
-    "NaturalCompressor", "NaturalDitheringCompressor", "QSGDCompressor", "SignSGDCompressor",
-    "TopKCompressor", "TopKDitheringCompressor",
+    "NaturalCompressor",
+    "NaturalDitheringCompressor",
+    "QSGDCompressor",
+    "SignSGDCompressor",
+    "TopKCompressor",
+    "TopKDitheringCompressor",
 ]
 
 
@@ -44,9 +48,9 @@ def _index_bits(d: int) -> int:
 def _natural_round(x: Tensor, u: Tensor) -> Tensor:
     """C_nat: unbiased random rounding of each entry to a signed power of two (``u`` ~ U[0, 1))."""
     magnitude = x.abs()
-    _, exponent = torch.frexp(magnitude)                     # |x| = mantissa * 2^exponent, mantissa in [0.5, 1)
-    lower = torch.exp2((exponent - 1).to(x.dtype))           # 2^floor(log2 |x|)
-    prob_up = magnitude / lower - 1                          # in [0, 1); 0 for exact powers of two
+    _, exponent = torch.frexp(magnitude)  # |x| = mantissa * 2^exponent, mantissa in [0.5, 1)
+    lower = torch.exp2((exponent - 1).to(x.dtype))  # 2^floor(log2 |x|)
+    prob_up = magnitude / lower - 1  # in [0, 1); 0 for exact powers of two
     rounded = torch.where(u < prob_up, 2 * lower, lower)
     return torch.where(magnitude > 0, torch.sign(x) * rounded, torch.zeros_like(x))
 
@@ -57,9 +61,9 @@ def _natural_dither(v: Tensor, levels: int, p: float, u: Tensor) -> Tensor:
     norm = torch.linalg.vector_norm(v, ord=p)
     if norm == 0:
         return torch.zeros_like(v)
-    y = (v.abs() / norm).clamp(max=1.0)                      # rounding can push y a hair above 1
+    y = (v.abs() / norm).clamp(max=1.0)  # rounding can push y a hair above 1
     _, exponent = torch.frexp(y)
-    lower = torch.exp2((exponent - 1).to(v.dtype))           # 2^floor(log2 y)
+    lower = torch.exp2((exponent - 1).to(v.dtype))  # 2^floor(log2 y)
     smallest = 2.0 ** (1 - levels)
     lower = torch.where((lower < smallest) | (y == 0), torch.zeros_like(y), lower)
     upper = torch.where(lower == 0, torch.full_like(y, smallest), 2 * lower)
@@ -85,7 +89,7 @@ class _MessageCompressor(DigitalCompressor):
     (memory_k = v - message, per client and tensor) and an owned generator (stochastic ones)."""
 
     error_feedback: bool = False
-    seed: int | None = None                                  # None: deterministic, no generator
+    seed: int | None = None  # None: deterministic, no generator
 
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
         super().setup(params, num_clients)
@@ -110,14 +114,14 @@ class _MessageCompressor(DigitalCompressor):
                 v = v + memory
             q, b = self._compress(v)
             if self.error_feedback:
-                self.memory[client][i] = v - q               # gradient domain: not scaled by the lr
+                self.memory[client][i] = v - q  # gradient domain: not scaled by the lr
             message.append(q)
             bits += b
         self.bits[client] = bits
         return message
 
     def undelivered(self, client: int, message: Sequence[Tensor]) -> None:
-        if self.error_feedback:                          # memory = v - message: back to v
+        if self.error_feedback:  # memory = v - message: back to v
             for i, q in enumerate(message):
                 if self.memory[client][i] is not None:
                     self.memory[client][i] = self.memory[client][i] + q
@@ -208,7 +212,7 @@ class QSGDCompressor(_MessageCompressor):
         s = self.levels
         bits = 32 + v.numel() * (1 + _index_bits(s + 1))
         norm = torch.linalg.vector_norm(v)
-        u = self._uniform(v)                                 # drawn even for a zero tensor: fixed stream
+        u = self._uniform(v)  # drawn even for a zero tensor: fixed stream
         if norm == 0:
             return torch.zeros_like(v), bits
         scaled = (s * v.abs() / norm).clamp(max=s)
@@ -309,8 +313,14 @@ class TopKDitheringCompressor(_MessageCompressor):
         42
     """
 
-    def __init__(self, fraction: float = 0.01, levels: int = 8, p: float = 2.0,
-                 error_feedback: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        fraction: float = 0.01,
+        levels: int = 8,
+        p: float = 2.0,
+        error_feedback: bool = True,
+        seed: int = 0,
+    ) -> None:
         self.fraction = check_fraction(fraction)
         self.levels = _check_levels(levels)
         self.p = _check_p(p)
@@ -319,7 +329,7 @@ class TopKDitheringCompressor(_MessageCompressor):
 
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
         super().setup(params, num_clients)
-        self.zetas = [self._zeta(keep_count(self.fraction, p.numel())) for p in params]   # one per tensor
+        self.zetas = [self._zeta(keep_count(self.fraction, p.numel())) for p in params]  # one per tensor
 
     def _zeta(self, k: int) -> float:
         r = min(self.p, 2.0)
@@ -363,7 +373,7 @@ class SignSGDCompressor(SignumCompressor, DigitalCompressor):
     analog: ClassVar[bool] = False
 
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
-        super().setup(params, num_clients)                    # Signum's buffers
+        super().setup(params, num_clients)  # Signum's buffers
         self.bits = [0] * num_clients
 
     def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:

@@ -81,12 +81,12 @@ def orthogonalize(factors: Tensor) -> Tensor:
 class _Group:
     """Compressed tensors sharing one matrix shape, processed as one batch (bmm, batched QR)."""
 
-    indices: list[int]        # positions in the parameter list
+    indices: list[int]  # positions in the parameter list
     m: int
     n: int
     rank: int
-    p: Tensor                 # [L, m, r] shared factor (left)
-    q: Tensor                 # [L, n, r] shared factor (right)
+    p: Tensor  # [L, m, r] shared factor (left)
+    q: Tensor  # [L, n, r] shared factor (right)
 
 
 class LaserCompressor(Compressor):
@@ -125,14 +125,22 @@ class LaserCompressor(Compressor):
         [torch.Size([20, 30]), torch.Size([20])]
     """
 
-    def __init__(self, rank: int = 4, min_compression_rate: float = 2.0, seed: int = 0,
-                 factors_per_round: int = 1, exponent: float | None = None) -> None:
+    def __init__(
+        self,
+        rank: int = 4,
+        min_compression_rate: float = 2.0,
+        seed: int = 0,
+        factors_per_round: int = 1,
+        exponent: float | None = None,
+    ) -> None:
         if not (isinstance(rank, int) and rank >= 1):
             raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
         if not min_compression_rate >= 0:
             raise ValueError(f"min_compression_rate must be >= 0, got {min_compression_rate!r}")
         if factors_per_round not in (1, 2):
-            raise ValueError(f"factors_per_round must be 1 (LASER) or 2 (PowerSGD), got {factors_per_round!r}")
+            raise ValueError(
+                f"factors_per_round must be 1 (LASER) or 2 (PowerSGD), got {factors_per_round!r}"
+            )
         if exponent is not None and not (isinstance(exponent, (int, float)) and math.isfinite(exponent)):
             raise ValueError(f"exponent must be a finite number or None, got {exponent!r}")
         self.rank = rank
@@ -147,7 +155,7 @@ class LaserCompressor(Compressor):
         self.step = 0
         generator = torch.Generator().manual_seed(self.seed)
         by_shape: dict[tuple[int, int], list[int]] = {}
-        rate = self.min_compression_rate * self.passes        # the rule counts both factors' uses
+        rate = self.min_compression_rate * self.passes  # the rule counts both factors' uses
         for i, p in enumerate(params):
             if is_compressed(p.shape, self.rank, rate):
                 by_shape.setdefault(matrix_view(p.shape), []).append(i)
@@ -166,14 +174,16 @@ class LaserCompressor(Compressor):
         self.memory: list[list[Tensor | None]] = [[None] * len(self.groups) for _ in range(num_clients)]
         self._queries: list[Tensor] | None = None
         self._pass = 0
-        self._held: list[list[Tensor] | None] = [None] * num_clients   # two passes: M_k between them
-        self._received: list[Tensor] | None = None                    # two passes: pass-1 estimates
+        self._held: list[list[Tensor] | None] = [None] * num_clients  # two passes: M_k between them
+        self._received: list[Tensor] | None = None  # two passes: pass-1 estimates
 
     def _uses(self, even: bool) -> list[int]:
         uncompressed = sum(math.prod(self.shapes[i]) for i in self.uncompressed)
         if self.passes == 2:
-            return [uncompressed + sum(len(g.indices) * g.rank * g.m for g in self.groups),
-                    sum(len(g.indices) * g.rank * g.n for g in self.groups)]
+            return [
+                uncompressed + sum(len(g.indices) * g.rank * g.m for g in self.groups),
+                sum(len(g.indices) * g.rank * g.n for g in self.groups),
+            ]
         return [uncompressed + sum(len(g.indices) * g.rank * (g.n if even else g.m) for g in self.groups)]
 
     def channel_uses(self, step: int | None = None) -> int:
@@ -228,14 +238,16 @@ class LaserCompressor(Compressor):
             else:
                 m = torch.stack([grads[i].reshape(group.m, group.n) for i in group.indices])
             if self.passes == 2:
-                held.append(m)                             # the memory is set in pass 2
-                x = torch.bmm(m, a)                                        # P_k = M_k orth(Q)
+                held.append(m)  # the memory is set in pass 2
+                x = torch.bmm(m, a)  # P_k = M_k orth(Q)
             elif self._even:
-                x = torch.bmm(m.transpose(1, 2), a)                        # [L, n, r]
-                self.memory[client][gi] = m.baddbmm_(a, x.transpose(1, 2), alpha=-1)   # M - A X^T, no temporary
+                x = torch.bmm(m.transpose(1, 2), a)  # [L, n, r]
+                self.memory[client][gi] = m.baddbmm_(
+                    a, x.transpose(1, 2), alpha=-1
+                )  # M - A X^T, no temporary
             else:
-                x = torch.bmm(m, a)                                        # [L, m, r]
-                self.memory[client][gi] = m.baddbmm_(x, a.transpose(1, 2), alpha=-1)   # M - X A^T
+                x = torch.bmm(m, a)  # [L, m, r]
+                self.memory[client][gi] = m.baddbmm_(x, a.transpose(1, 2), alpha=-1)  # M - X A^T
             for j, i in enumerate(group.indices):
                 factors[i] = x[j]
         if self.passes == 2:
@@ -252,19 +264,21 @@ class LaserCompressor(Compressor):
         factors: list[dict[int, Tensor]] = [{} for _ in clients]
         held: list[list[Tensor]] = [[] for _ in clients]
         for gi, (group, a) in enumerate(zip(self.groups, self.queries())):
-            m = torch.stack([grads[i].reshape(count, group.m, group.n) for i in group.indices], dim=1)  # [C, L, m, n]
+            m = torch.stack(
+                [grads[i].reshape(count, group.m, group.n) for i in group.indices], dim=1
+            )  # [C, L, m, n]
             for j, k in enumerate(clients):
                 if self.memory[k][gi] is not None:
                     m[j] += self.memory[k][gi]
             if self.passes == 2:
-                x = m @ a                                                  # P_k = M_k orth(Q), [C, L, m, r]
+                x = m @ a  # P_k = M_k orth(Q), [C, L, m, r]
                 for j in range(count):
                     held[j].append(m[j])
             elif self._even:
-                x = m.transpose(-1, -2) @ a                                # [C, L, n, r]
+                x = m.transpose(-1, -2) @ a  # [C, L, n, r]
                 m -= a @ x.transpose(-1, -2)
             else:
-                x = m @ a                                                  # [C, L, m, r]
+                x = m @ a  # [C, L, m, r]
                 m -= x @ a.transpose(-1, -2)
             for j, k in enumerate(clients):
                 if self.passes == 1:
@@ -288,8 +302,8 @@ class LaserCompressor(Compressor):
         blocks: list[Tensor] = []
         factors: dict[int, Tensor] = {}
         for gi, (group, p_hat, m) in enumerate(zip(self.groups, self._p_hat, held)):
-            x = torch.bmm(m.transpose(1, 2), p_hat)                        # Q_k = M_k^T P^, [L, n, r]
-            self.memory[client][gi] = m.baddbmm_(p_hat, x.transpose(1, 2), alpha=-1)   # M - P^ Q_k^T
+            x = torch.bmm(m.transpose(1, 2), p_hat)  # Q_k = M_k^T P^, [L, n, r]
+            self.memory[client][gi] = m.baddbmm_(p_hat, x.transpose(1, 2), alpha=-1)  # M - P^ Q_k^T
             for j, i in enumerate(group.indices):
                 factors[i] = x[j]
         for i in self.compressed:
@@ -307,7 +321,7 @@ class LaserCompressor(Compressor):
                     out[i] = blocks[b].reshape(side, group.rank)
                     b += 1
                 else:
-                    out[i] = torch.stack(list(blocks[b:b + group.rank]), dim=1)
+                    out[i] = torch.stack(list(blocks[b : b + group.rank]), dim=1)
                     b += group.rank
             else:
                 out[i] = blocks[b].reshape(self.shapes[i])
@@ -317,17 +331,19 @@ class LaserCompressor(Compressor):
         return out
 
     def _stacked(self, group: _Group, parsed: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
-        y = torch.stack([parsed[i] for i in group.indices])                # [L, side, r]
+        y = torch.stack([parsed[i] for i in group.indices])  # [L, side, r]
         # a factor received as exactly zero (nobody had energy, or every client's matrix was
         # zero) would make every later query zero at rank 1: the previous factor is kept instead
         silent = (y == 0).flatten(1).all(1).reshape(-1, 1, 1)
         return y, silent
 
-    def decode(self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None) -> list[Tensor] | None:
+    def decode(
+        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
+    ) -> list[Tensor] | None:
         right = self._sends_right_factor()
         params = self.compressed if self._pass == 1 else list(range(len(self.shapes)))
         parsed = self._parse(blocks, params, right)
-        if self.passes == 2 and self._pass == 0:           # received P: orthonormalise, ask for Q
+        if self.passes == 2 and self._pass == 0:  # received P: orthonormalise, ask for Q
             self._received = [parsed[i] for i in self.uncompressed]
             self._p_hat = []
             for group in self.groups:
@@ -346,7 +362,7 @@ class LaserCompressor(Compressor):
                 group.p, group.q = p_hat, torch.where(silent, group.q, y)
             elif self._even:
                 a = self.queries()[gi]
-                approx = torch.bmm(a, y.transpose(1, 2))                   # [L, m, n]
+                approx = torch.bmm(a, y.transpose(1, 2))  # [L, m, n]
                 group.p, group.q = a, torch.where(silent, group.q, y)
             else:
                 a = self.queries()[gi]

@@ -62,8 +62,11 @@ def write_cifar_files(root, name: str = "cifar10", num_train: int = 500, num_tes
     def batch(n: int, label: str) -> dict:
         labels = rng.integers(0, num_classes, n)
         data = (prototypes[labels] + rng.integers(0, 256, (n, 3072))) // 2
-        content = {b"batch_label": label.encode(), b"data": data.astype(np.uint8),
-                   b"filenames": [f"image_{label[-6:]}_{k}.png".encode() for k in range(n)]}
+        content = {
+            b"batch_label": label.encode(),
+            b"data": data.astype(np.uint8),
+            b"filenames": [f"image_{label[-6:]}_{k}.png".encode() for k in range(n)],
+        }
         if name == "cifar10":
             content[b"labels"] = labels.tolist()
         else:
@@ -74,25 +77,61 @@ def write_cifar_files(root, name: str = "cifar10", num_train: int = 500, num_tes
     for k, n in enumerate(np.array_split(np.arange(num_train), len(train_files))):
         label = f"training batch {k + 1} of {len(train_files)}" if name == "cifar10" else "training"
         _dump_python2(batch(len(n), label), path / train_files[k])
-    _dump_python2(batch(num_test, "testing batch 1 of 1" if name == "cifar10" else "testing"),
-                  path / test_file)
+    _dump_python2(
+        batch(num_test, "testing batch 1 of 1" if name == "cifar10" else "testing"), path / test_file
+    )
     if name == "cifar10":
-        _dump_python2({b"label_names": [f"class{c}".encode() for c in range(10)],
-                       b"num_cases_per_batch": 10000, b"num_vis": 3072}, path / "batches.meta")
+        _dump_python2(
+            {
+                b"label_names": [f"class{c}".encode() for c in range(10)],
+                b"num_cases_per_batch": 10000,
+                b"num_vis": 3072,
+            },
+            path / "batches.meta",
+        )
     else:
-        _dump_python2({b"fine_label_names": [f"fine{c}".encode() for c in range(100)],
-                       b"coarse_label_names": [f"coarse{c}".encode() for c in range(20)]}, path / "meta")
+        _dump_python2(
+            {
+                b"fine_label_names": [f"fine{c}".encode() for c in range(100)],
+                b"coarse_label_names": [f"coarse{c}".encode() for c in range(20)],
+            },
+            path / "meta",
+        )
     return Path(root)
 
 
-_WORDS = ("the", "of", "and", "in", "was", "to", "a", "game", "season", "river", "album", "first",
-          "Valkyria", "Senjō", "1 @,@ 000", "2 @.@ 5", "north @-@ east", "(", ")", "'s", "–", "song")
+_WORDS = (
+    "the",
+    "of",
+    "and",
+    "in",
+    "was",
+    "to",
+    "a",
+    "game",
+    "season",
+    "river",
+    "album",
+    "first",
+    "Valkyria",
+    "Senjō",
+    "1 @,@ 000",
+    "2 @.@ 5",
+    "north @-@ east",
+    "(",
+    ")",
+    "'s",
+    "–",
+    "song",
+)
 
 
 def _wikitext_article(rng: random.Random) -> str:
     def paragraph() -> str:
-        sentences = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 16))).capitalize() + " ."
-                     for _ in range(rng.randint(2, 5))]
+        sentences = [
+            " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 16))).capitalize() + " ."
+            for _ in range(rng.randint(2, 5))
+        ]
         return " " + " ".join(sentences) + " \n"
 
     title = " ".join(rng.choice(_WORDS[7:14]) for _ in range(2)).title()
@@ -108,8 +147,11 @@ def write_wikitext_files(root, num_train_articles: int = 20, num_eval_articles: 
     rng = random.Random(0)
     path = Path(root) / "wikitext-103-raw"
     path.mkdir(parents=True, exist_ok=True)
-    for split, count in (("train", num_train_articles), ("valid", num_eval_articles),
-                         ("test", num_eval_articles)):
+    for split, count in (
+        ("train", num_train_articles),
+        ("valid", num_eval_articles),
+        ("test", num_eval_articles),
+    ):
         text = "".join(_wikitext_article(rng) for _ in range(count))
         (path / f"wiki.{split}.raw").write_text(text, encoding="utf-8", newline="")
     return Path(root)

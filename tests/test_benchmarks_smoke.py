@@ -13,11 +13,23 @@ REPO = Path(__file__).resolve().parent.parent
 def test_powersgd_hook_quick(tmp_path):
     out = tmp_path / "powersgd_hook.json"
     # one torch thread: on a busy two-core machine two threads can be many times slower
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "powersgd_hook.py"), "--quick",
-                           "--threads", "1", "--json", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "powersgd_hook.py"),
+            "--quick",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "JSON:" in done.stdout and "hook/L2" in done.stdout        # the table, then the JSON
+    assert "JSON:" in done.stdout and "hook/L2" in done.stdout  # the table, then the JSON
     result = json.loads(out.read_text())
     assert result["benchmark"] == "powersgd_hook" and result["quick"] is True
     assert result["machine"]["torch_threads"] == 1 and result["machine"]["cpu_count"] >= 1
@@ -40,16 +52,34 @@ def test_powersgd_hook_quick(tmp_path):
 
 def _quick(script, tmp_path, *extra):
     out = tmp_path / f"{script}.json"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--quick", "--threads", "1",
-                           "--json", str(out), "--data-root", str(tmp_path / "data"), *extra],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / f"{script}.py"),
+            "--quick",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+            "--data-root",
+            str(tmp_path / "data"),
+            *extra,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
 
 
 def test_overhead_quick(tmp_path):
     result = _quick("overhead", tmp_path)
-    assert {(r["method"], r["channel"]) for r in result["results"]} == {("laser", "awgn"), ("laser", "rayleigh")}
+    assert {(r["method"], r["channel"]) for r in result["results"]} == {
+        ("laser", "awgn"),
+        ("laser", "rayleigh"),
+    }
     for row in result["results"]:
         assert row["clients_ms"]["median"] > 0 and row["round_ms"]["median"] > 0
         assert row["overhead"] == row["round_ms"]["median"] / row["clients_ms"]["median"]

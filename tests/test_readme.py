@@ -12,5 +12,5 @@ def test_readme_python_blocks_run():
     for block in blocks:
         namespace: dict = {}
         exec(compile(block, str(README), "exec"), namespace)
-        if "w_true" in namespace:             # the FedAvg example over a fading channel converges
+        if "w_true" in namespace:  # the FedAvg example over a fading channel converges
             assert float((namespace["w"] - namespace["w_true"]).norm()) < 1e-3

@@ -45,21 +45,33 @@ METHOD_STYLE: dict[str, MethodStyle] = {
     "natural_dithering": MethodStyle("natural dithering", "darkgoldenrod", "h"),
     "topk_dithering": MethodStyle("top-k + dithering", "teal", "*"),
     "signsgd": MethodStyle("signSGD", "darkmagenta", "H"),
-    "noiseless": MethodStyle("noiseless", "black", ""),     # the reference ("noiseless SGD") in round curves
+    "noiseless": MethodStyle("noiseless", "black", ""),  # the reference ("noiseless SGD") in round curves
 }
 # for names not in METHOD_STYLE, numbered in sorted order (greys are kept for reference lines)
 _OTHER_COLOURS = ("#6a3d9a", "#b15928", "#33a02c", "#1f78b4", "#e31a1c", "#ff7f00", "#a6cee3", "#fb9a99")
 _OTHER_MARKERS = ("o", "s", "^", "v", "D", "P", "d", "<", ">", "p", "h", "*")
-_VARIANT_LINESTYLES = ("-", "--", ":", "-.")      # variants of one method ("laser (lr=0.1)", ...)
+_VARIANT_LINESTYLES = ("-", "--", ":", "-.")  # variants of one method ("laser (lr=0.1)", ...)
 _REFERENCE_STYLES = (("black", "--"), ("0.45", "-."), ("0.25", ":"))
 _DIVERGED_LABEL = "all runs diverged"
 _LEADING_IDENTIFIER = re.compile(r"\s*([A-Za-z0-9_]+)")
 
 _RC = {
-    "font.size": 10, "axes.labelsize": 10, "axes.titlesize": 10, "xtick.labelsize": 9,
-    "ytick.labelsize": 9, "legend.fontsize": 8.5, "legend.framealpha": 0.9, "lines.linewidth": 1.6,
-    "lines.markersize": 5, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.6,
-    "pdf.fonttype": 42, "ps.fonttype": 42, "savefig.bbox": "tight", "savefig.pad_inches": 0.03,
+    "font.size": 10,
+    "axes.labelsize": 10,
+    "axes.titlesize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 8.5,
+    "legend.framealpha": 0.9,
+    "lines.linewidth": 1.6,
+    "lines.markersize": 5,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.03,
 }
 
 
@@ -68,7 +80,7 @@ def _split(name: str) -> tuple[str, str]:
     match = _LEADING_IDENTIFIER.match(name)
     if match is None:
         return name.strip().lower(), ""
-    return match.group(1).lower(), name[match.end():].rstrip()
+    return match.group(1).lower(), name[match.end() :].rstrip()
 
 
 def method_style(name: str, *, among: Iterable[str] = ()) -> MethodStyle:
@@ -91,8 +103,9 @@ def method_style(name: str, *, among: Iterable[str] = ()) -> MethodStyle:
         return known._replace(display=known.display + suffix)
     unknown = sorted(({_split(other)[0] for other in among} - METHOD_STYLE.keys()) | {key})
     rank = unknown.index(key)
-    return MethodStyle(name.strip(), _OTHER_COLOURS[rank % len(_OTHER_COLOURS)],
-                       _OTHER_MARKERS[rank % len(_OTHER_MARKERS)])
+    return MethodStyle(
+        name.strip(), _OTHER_COLOURS[rank % len(_OTHER_COLOURS)], _OTHER_MARKERS[rank % len(_OTHER_MARKERS)]
+    )
 
 
 def _styles(methods: Sequence[str]) -> dict[str, tuple[MethodStyle, str]]:
@@ -100,8 +113,11 @@ def _styles(methods: Sequence[str]) -> dict[str, tuple[MethodStyle, str]]:
     variants: dict[str, list[str]] = {}
     for name in sorted(set(methods)):
         variants.setdefault(_split(name)[0], []).append(name)
-    return {name: (method_style(name, among=methods), _VARIANT_LINESTYLES[k % len(_VARIANT_LINESTYLES)])
-            for group in variants.values() for k, name in enumerate(group)}
+    return {
+        name: (method_style(name, among=methods), _VARIANT_LINESTYLES[k % len(_VARIANT_LINESTYLES)])
+        for group in variants.values()
+        for k, name in enumerate(group)
+    }
 
 
 def _metric_axis(metric: str) -> tuple[str, float, str]:
@@ -157,8 +173,9 @@ def _draw_references(ax: Axes, references: Sequence[dict], factor: float) -> Non
             ax.axhspan(factor * low, factor * high, color=colour, alpha=0.12, linewidth=0)
 
 
-def _draw_metric_vs_x(rows: list[dict], *, metric: str, x: str, references: Sequence[dict] = (),
-                      title: str | None = None) -> Figure:
+def _draw_metric_vs_x(
+    rows: list[dict], *, metric: str, x: str, references: Sequence[dict] = (), title: str | None = None
+) -> Figure:
     """The figure of :func:`plot_metric_vs_x`, not saved."""
     if not rows:
         raise ValueError("plot_metric_vs_x: no rows to plot")
@@ -172,7 +189,7 @@ def _draw_metric_vs_x(rows: list[dict], *, metric: str, x: str, references: Sequ
     methods = list(dict.fromkeys(row["method"] for row in rows))
     styles = _styles(methods)
     with matplotlib.rc_context(_RC):
-        wide = len(methods) + len(references) > 5              # the legend goes beside the axes
+        wide = len(methods) + len(references) > 5  # the legend goes beside the axes
         fig = Figure(figsize=(7.4, 4.2) if wide else (5.0, 3.6), layout="constrained")
         ax = fig.add_subplot()
         ax.set(xscale=xscale, yscale=yscale, xlabel=xlabel, ylabel=ylabel)
@@ -180,35 +197,60 @@ def _draw_metric_vs_x(rows: list[dict], *, metric: str, x: str, references: Sequ
         n_diverging = 0
         for method in methods:
             style, linestyle = styles[method]
-            points = sorted(((float(r["x"]), _number(r["mean"]), r.get("ci_low"), r.get("ci_high"))
-                             for r in rows if r["method"] == method), key=lambda p: p[0])
+            points = sorted(
+                (
+                    (float(r["x"]), _number(r["mean"]), r.get("ci_low"), r.get("ci_high"))
+                    for r in rows
+                    if r["method"] == method
+                ),
+                key=lambda p: p[0],
+            )
             finished = [p for p in points if math.isfinite(p[1])]
             xs = [p[0] for p in finished]
             ys = [factor * p[1] for p in finished]
             bands = [_band(p[1], p[2], p[3]) for p in finished]
             lows, highs = [factor * b[0] for b in bands], [factor * b[1] for b in bands]
-            if limits is not None:                          # a few seeds' t interval can leave [0, 100] %
+            if limits is not None:  # a few seeds' t interval can leave [0, 100] %
                 lows, highs = [max(v, limits[0]) for v in lows], [min(v, limits[1]) for v in highs]
             ax.plot(xs, ys, color=style.colour, marker=style.marker, linestyle=linestyle, label=style.display)
             if len(xs) > 1 and lows != highs:
                 ax.fill_between(xs, lows, highs, color=style.colour, alpha=0.2, linewidth=0)
-            elif len(xs) == 1 and lows != highs:           # a band needs two points: an error bar
-                ax.errorbar(xs, ys, yerr=[[ys[0] - lows[0]], [highs[0] - ys[0]]], color=style.colour,
-                            linestyle="none", capsize=3, label="_nolegend_")
+            elif len(xs) == 1 and lows != highs:  # a band needs two points: an error bar
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=[[ys[0] - lows[0]], [highs[0] - ys[0]]],
+                    color=style.colour,
+                    linestyle="none",
+                    capsize=3,
+                    label="_nolegend_",
+                )
             diverged = [p[0] for p in points if not math.isfinite(p[1])]
-            if diverged:                                   # at the bottom of the axis, one row per method
-                ax.plot(diverged, [0.04 + 0.05 * n_diverging] * len(diverged), transform=ax.get_xaxis_transform(),
-                        color=style.colour, marker="x", markersize=7, markeredgewidth=1.8, linestyle="none",
-                        clip_on=False, label="_nolegend_")
+            if diverged:  # at the bottom of the axis, one row per method
+                ax.plot(
+                    diverged,
+                    [0.04 + 0.05 * n_diverging] * len(diverged),
+                    transform=ax.get_xaxis_transform(),
+                    color=style.colour,
+                    marker="x",
+                    markersize=7,
+                    markeredgewidth=1.8,
+                    linestyle="none",
+                    clip_on=False,
+                    label="_nolegend_",
+                )
                 n_diverging += 1
         _draw_references(ax, references, factor)
         handles, labels = ax.get_legend_handles_labels()
         if n_diverging:
-            handles.append(Line2D([], [], color="0.3", marker="x", markersize=7, markeredgewidth=1.8,
-                                  linestyle="none"))
+            handles.append(
+                Line2D([], [], color="0.3", marker="x", markersize=7, markeredgewidth=1.8, linestyle="none")
+            )
             labels.append(_DIVERGED_LABEL)
         if limits is not None:
-            ax.set_ylim(limits[0] - 0.02 * (limits[1] - limits[0]), limits[1] + 0.02 * (limits[1] - limits[0]))
+            ax.set_ylim(
+                limits[0] - 0.02 * (limits[1] - limits[0]), limits[1] + 0.02 * (limits[1] - limits[0])
+            )
         if len(handles) <= 6:
             ax.legend(handles, labels, loc="best")
         else:
@@ -239,31 +281,46 @@ def _draw_metric_vs_round(curves: list[dict], *, metric: str, title: str | None 
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(0.6 + 3.2 * ncols, 1.0 + 2.7 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
-        for ax in axes[len(panels):]:
+        for ax in axes[len(panels) :]:
             ax.remove()
         for k, (ax, panel) in enumerate(zip(axes, panels)):
             ax.set(title=panel, yscale=yscale)
             _plain_log_ticks(ax)
             if k % ncols == 0:
                 ax.set_ylabel(ylabel)
-            if k + ncols >= len(panels):                # nothing below it
+            if k + ncols >= len(panels):  # nothing below it
                 ax.set_xlabel("round")
             for curve in curves:
                 if curve["panel"] != panel:
                     continue
                 style, linestyle = styles[curve["method"]]
                 rounds = np.asarray(curve["round"], dtype=float)
-                every = max(1, len(rounds) // 8)              # ~8 markers, staggered between methods
+                every = max(1, len(rounds) // 8)  # ~8 markers, staggered between methods
                 offset = methods.index(curve["method"]) * every // len(methods)
-                ax.plot(rounds, values(curve["mean"]), color=style.colour, marker=style.marker,
-                        markevery=(offset, every), linestyle=linestyle, label=style.display)
+                ax.plot(
+                    rounds,
+                    values(curve["mean"]),
+                    color=style.colour,
+                    marker=style.marker,
+                    markevery=(offset, every),
+                    linestyle=linestyle,
+                    label=style.display,
+                )
                 low, high = values(curve["low"]), values(curve["high"])
-                if "accuracy" in metric:                 # a few seeds' t interval can leave [0, 100] %
+                if "accuracy" in metric:  # a few seeds' t interval can leave [0, 100] %
                     low, high = np.ma.clip(low, 0, 100), np.ma.clip(high, 0, 100)
-                ax.fill_between(rounds, low, high, color=style.colour,
-                                alpha=0.2, linewidth=0)
-        handles = [Line2D([], [], color=styles[m][0].colour, marker=styles[m][0].marker, linestyle=styles[m][1],
-                          label=styles[m][0].display) for m in methods]
+                ax.fill_between(rounds, low, high, color=style.colour, alpha=0.2, linewidth=0)
+        handles = [
+            Line2D(
+                [],
+                [],
+                color=styles[m][0].colour,
+                marker=styles[m][0].marker,
+                linestyle=styles[m][1],
+                label=styles[m][0].display,
+            )
+            for m in methods
+        ]
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4))
         if title:
             fig.suptitle(title)
@@ -281,12 +338,19 @@ def _save(fig: Figure, path_stem: str | Path) -> list[Path]:
     png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
     with matplotlib.rc_context(_RC):
         fig.savefig(png, dpi=200)
-        fig.savefig(pdf, metadata={"CreationDate": None})      # the same bytes for the same figure
+        fig.savefig(pdf, metadata={"CreationDate": None})  # the same bytes for the same figure
     return [png, pdf]
 
 
-def plot_metric_vs_x(rows: list[dict], path_stem: str | Path, *, metric: str, x: str,
-                     references: Sequence[dict] = (), title: str | None = None) -> list[Path]:
+def plot_metric_vs_x(
+    rows: list[dict],
+    path_stem: str | Path,
+    *,
+    metric: str,
+    x: str,
+    references: Sequence[dict] = (),
+    title: str | None = None,
+) -> list[Path]:
     """A final metric against a swept key: one line with a confidence band per method.
 
     ``rows`` has one dict per (method, x value) with keys method, x, mean, ci_low, ci_high, n and
@@ -312,8 +376,9 @@ def plot_metric_vs_x(rows: list[dict], path_stem: str | Path, *, metric: str, x:
     return _save(_draw_metric_vs_x(rows, metric=metric, x=x, references=references, title=title), path_stem)
 
 
-def plot_metric_vs_round(curves: list[dict], path_stem: str | Path, *, metric: str,
-                         title: str | None = None) -> list[Path]:
+def plot_metric_vs_round(
+    curves: list[dict], path_stem: str | Path, *, metric: str, title: str | None = None
+) -> list[Path]:
     """A metric against the round: one panel per ``panel`` value, one line with its band per method.
 
     ``curves`` are dicts with keys method, panel, round, mean, low and high (lists of one length;

@@ -42,14 +42,36 @@ import yaml
 
 from federated.history import outcome
 
-__all__ = ["Run", "SweepTable", "load_runs", "summarize", "energy_to_target", "mean_ci", "write_csv",
-           "format_table", "round_curves", "target_table", "default_metric", "is_reference", "METHOD_KEY",
-           "SEED_KEY", "LR_KEY"]
+__all__ = [
+    "Run",
+    "SweepTable",
+    "load_runs",
+    "summarize",
+    "energy_to_target",
+    "mean_ci",
+    "write_csv",
+    "format_table",
+    "round_curves",
+    "target_table",
+    "default_metric",
+    "is_reference",
+    "METHOD_KEY",
+    "SEED_KEY",
+    "LR_KEY",
+]
 
 METHOD_KEY, SEED_KEY, LR_KEY = "compressor.name", "seed", "optimizer.lr"
 X_KEYS = ("power.energy", "power.snr_db")
 # where and how a run ran, not what it computes
-_IGNORED = {"data.root", "data.download", "device", "checkpoint_every", "compile", "tensorboard", "clients.vectorize"}
+_IGNORED = {
+    "data.root",
+    "data.download",
+    "device",
+    "checkpoint_every",
+    "compile",
+    "tensorboard",
+    "clients.vectorize",
+}
 
 
 @dataclass
@@ -86,7 +108,9 @@ def load_runs(root: str | Path) -> list[Run]:
             continue
         try:
             config = _flatten(yaml.safe_load(config_path.read_text()) or {})
-            summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
+            summary = (
+                json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
+            )
         except (OSError, ValueError, yaml.YAMLError):
             continue
         runs.append(Run(path, config, summary, outcome(summary) or "unfinished"))
@@ -116,8 +140,11 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, flo
 def is_reference(config: dict) -> bool:
     """Whether a run's channel adds no noise (noiseless, infinite energy or zero noise): an x-independent line."""
     energy = config.get("power.energy")
-    return config.get("channel.name") == "noiseless" or (isinstance(energy, float) and math.isinf(energy)) \
+    return (
+        config.get("channel.name") == "noiseless"
+        or (isinstance(energy, float) and math.isinf(energy))
         or config.get("channel.noise_var") == 0
+    )
 
 
 def _varying(runs: list[Run], skip: set[str]) -> list[str]:
@@ -147,8 +174,10 @@ class SweepTable:
 
     def best(self, method: str) -> list[dict]:
         """A method's best-over-learning-rate curve, sorted by x."""
-        return sorted((r for r in self.rows if r["selection"] == "best_lr" and r["method"] == method),
-                      key=lambda r: r["x"])
+        return sorted(
+            (r for r in self.rows if r["selection"] == "best_lr" and r["method"] == method),
+            key=lambda r: r["x"],
+        )
 
     @property
     def methods(self) -> list[str]:
@@ -162,9 +191,16 @@ class SweepTable:
 def _cell(runs: list[Run], metric: str) -> dict:
     values = [v for v in (r.value(metric) for r in runs) if v is not None]
     mean, sd, low, high = mean_ci(values)
-    return {"n": len(values), "n_diverged": sum(r.status == "diverged" for r in runs),
-            "seeds": ",".join(str(r.config.get(SEED_KEY)) for r in runs),
-            "mean": mean, "sd": sd, "ci_low": low, "ci_high": high, "_runs": runs}
+    return {
+        "n": len(values),
+        "n_diverged": sum(r.status == "diverged" for r in runs),
+        "seeds": ",".join(str(r.config.get(SEED_KEY)) for r in runs),
+        "mean": mean,
+        "sd": sd,
+        "ci_low": low,
+        "ci_high": high,
+        "_runs": runs,
+    }
 
 
 def default_metric(runs: list[Run]) -> str:
@@ -181,9 +217,11 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
     curves = [r for r in runs if not is_reference(r.config)]
     if x is None:
         x = next((k for k in X_KEYS if len({r.config.get(k) for r in curves}) > 1), None)
-        x = x or next((k for k in X_KEYS if curves and all(r.config.get(k) is not None for r in curves)), None)
+        x = x or next(
+            (k for k in X_KEYS if curves and all(r.config.get(k) is not None for r in curves)), None
+        )
     table = SweepTable(metric, x)
-    curves = [r for r in curves if r.config.get(x) is not None]      # e.g. SNR runs in an energy sweep
+    curves = [r for r in curves if r.config.get(x) is not None]  # e.g. SNR runs in an energy sweep
     by_method: dict[str, list[Run]] = defaultdict(list)
     for run in curves:
         by_method[str(run.config.get(METHOD_KEY))].append(run)
@@ -193,9 +231,18 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
         for run in method_runs:
             cells[(_label(name, run.config, extra), run.config.get(LR_KEY), run.config.get(x))].append(run)
         best: dict[tuple, dict] = {}
-        for (label, lr, xv), cell_runs in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
-            row = {"selection": "plain", "method": label, "lr": lr, "x_key": x, "x": xv, "metric": metric,
-                   **_cell(cell_runs, metric)}
+        for (label, lr, xv), cell_runs in sorted(
+            cells.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])
+        ):
+            row = {
+                "selection": "plain",
+                "method": label,
+                "lr": lr,
+                "x_key": x,
+                "x": xv,
+                "metric": metric,
+                **_cell(cell_runs, metric),
+            }
             table.rows.append(row)
             key = (label, xv)
             if key not in best or _better(row, best[key], table.higher_is_better):
@@ -211,8 +258,18 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
         by_lr: dict[object, list[Run]] = defaultdict(list)
         for run in ref_runs:
             by_lr[run.config.get(LR_KEY)].append(run)
-        rows = [{"selection": "reference", "method": label, "lr": lr, "x_key": x, "x": None, "metric": metric,
-                 **_cell(group, metric)} for lr, group in by_lr.items()]
+        rows = [
+            {
+                "selection": "reference",
+                "method": label,
+                "lr": lr,
+                "x_key": x,
+                "x": None,
+                "metric": metric,
+                **_cell(group, metric),
+            }
+            for lr, group in by_lr.items()
+        ]
         best_row = rows[0]
         for row in rows[1:]:
             best_row = row if _better(row, best_row, table.higher_is_better) else best_row
@@ -231,7 +288,9 @@ def _better(a: dict, b: dict, higher_is_better: bool) -> bool:
     return a["mean"] > b["mean"] if higher_is_better else a["mean"] < b["mean"]
 
 
-def energy_to_target(curve: list[dict], target: float, *, higher_is_better: bool, log_x: bool = True) -> float | None:
+def energy_to_target(
+    curve: list[dict], target: float, *, higher_is_better: bool, log_x: bool = True
+) -> float | None:
     """The smallest x at which the curve's mean reaches ``target``, interpolated linearly in log10(x)
     (``log_x=False``: in x, for an SNR in dB) between the bracketing points; the first x if it is
     reached there already; None if never. Cells where every run diverged count as not reaching it."""
@@ -240,7 +299,11 @@ def energy_to_target(curve: list[dict], target: float, *, higher_is_better: bool
         mean, xv = row["mean"], row["x"]
         reached = not math.isnan(mean) and (mean >= target if higher_is_better else mean <= target)
         if reached:
-            if previous is None or math.isnan(previous["mean"]) or (log_x and (xv <= 0 or previous["x"] <= 0)):
+            if (
+                previous is None
+                or math.isnan(previous["mean"])
+                or (log_x and (xv <= 0 or previous["x"] <= 0))
+            ):
                 return float(xv)
             m0, m1 = previous["mean"], mean
             frac = (target - m0) / (m1 - m0) if m1 != m0 else 1.0
@@ -252,7 +315,9 @@ def energy_to_target(curve: list[dict], target: float, *, higher_is_better: bool
     return None
 
 
-def target_table(table: SweepTable, target: float | None = None, baseline: str = "laser") -> tuple[float, list[dict]]:
+def target_table(
+    table: SweepTable, target: float | None = None, baseline: str = "laser"
+) -> tuple[float, list[dict]]:
     """The energy (``power.energy`` sweeps) or SNR (``power.snr_db``) each method needs to reach
     ``target``, with its ratio to ``baseline``'s energy (``ratio_to_laser``) or its difference in dB
     (``db_above_laser``). The default target is 90% of the best reference's mean (perplexity: 110%),
@@ -263,18 +328,28 @@ def target_table(table: SweepTable, target: float | None = None, baseline: str =
         anchor = (max if better else min)(pool) if pool else math.nan
         target = anchor * (0.9 if better else 1.1)
     key = "snr_db" if snr else "energy"
-    rows = [{"method": m, "target": target,
-             key: energy_to_target(table.best(m), target, higher_is_better=better, log_x=not snr),
-             "reached_at_first_point": False} for m in table.methods]
+    rows = [
+        {
+            "method": m,
+            "target": target,
+            key: energy_to_target(table.best(m), target, higher_is_better=better, log_x=not snr),
+            "reached_at_first_point": False,
+        }
+        for m in table.methods
+    ]
     for row in rows:
         curve = table.best(row["method"])
         row["reached_at_first_point"] = row[key] is not None and bool(curve) and row[key] == curve[0]["x"]
     # the baseline's row: its exact name, else the one method named after it (e.g. "laser, compressor.rank=4")
-    named = [r for r in rows if r["method"] == baseline] or [r for r in rows if r["method"].startswith(baseline + ",")]
+    named = [r for r in rows if r["method"] == baseline] or [
+        r for r in rows if r["method"].startswith(baseline + ",")
+    ]
     base = named[0][key] if len(named) == 1 else None
     for row in rows:
         if snr:
-            row[f"db_above_{baseline}"] = row[key] - base if row[key] is not None and base is not None else None
+            row[f"db_above_{baseline}"] = (
+                row[key] - base if row[key] is not None and base is not None else None
+            )
         else:
             row[f"ratio_to_{baseline}"] = row[key] / base if row[key] is not None and base else None
     return target, rows
@@ -293,18 +368,23 @@ def round_curves(table: SweepTable) -> list[dict]:
             for line in (run.path / "history.jsonl").read_text().splitlines():
                 record = json.loads(line)
                 if isinstance(record.get(table.metric), (int, float)):
-                    series[int(record["round"]) + 1].append(float(record[table.metric]))   # rounds done
+                    series[int(record["round"]) + 1].append(float(record[table.metric]))  # rounds done
         if not series:
             continue
         stats = [mean_ci(series[t]) for t in sorted(series)]
-        curve = {"method": row["method"], "round": sorted(series), "mean": [s[0] for s in stats],
-                 "low": [s[2] for s in stats], "high": [s[3] for s in stats]}
+        curve = {
+            "method": row["method"],
+            "round": sorted(series),
+            "mean": [s[0] for s in stats],
+            "low": [s[2] for s in stats],
+            "high": [s[3] for s in stats],
+        }
         if row["selection"] == "reference":
             references.append(curve)
         else:
             curves.append({**curve, "panel": f"{_axis_name(table.x)} = {_show(row['x'])}"})
     panels = list(dict.fromkeys(c["panel"] for c in curves)) or ["no channel noise"]
-    curves += [{**ref, "panel": panel} for panel in panels for ref in references]   # in every panel
+    curves += [{**ref, "panel": panel} for panel in panels for ref in references]  # in every panel
     return curves
 
 
@@ -321,8 +401,13 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
-                             for k, v in row.items() if k in columns})
+            writer.writerow(
+                {
+                    k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                    for k, v in row.items()
+                    if k in columns
+                }
+            )
     tmp.replace(path)
     return path
 

@@ -55,13 +55,24 @@ import yaml
 from federated.config import Config, ConfigError, load_config, same_config
 from federated.history import outcome
 
-__all__ = ["Point", "PointResult", "SweepResult", "parse_grid", "expand_grid", "plan_sweep", "run_sweep",
-           "EXIT_FAILED", "EXIT_BAD_INPUT"]
+__all__ = [
+    "Point",
+    "PointResult",
+    "SweepResult",
+    "parse_grid",
+    "expand_grid",
+    "plan_sweep",
+    "run_sweep",
+    "EXIT_FAILED",
+    "EXIT_BAD_INPUT",
+]
 
-EXIT_FAILED = 1       # a point failed while running
-EXIT_BAD_INPUT = 2    # a point's configuration was refused (or the sweep's own arguments were)
-GRID_SYNTAX = ("key=v1,v2,... (YAML values), or key=logspace:START:STOP:NUM, key=linspace:START:STOP:NUM, "
-               "key=range:[START:]STOP")
+EXIT_FAILED = 1  # a point failed while running
+EXIT_BAD_INPUT = 2  # a point's configuration was refused (or the sweep's own arguments were)
+GRID_SYNTAX = (
+    "key=v1,v2,... (YAML values), or key=logspace:START:STOP:NUM, key=linspace:START:STOP:NUM, "
+    "key=range:[START:]STOP"
+)
 
 
 # ------------------------------------------------------------------------------------ the grid
@@ -115,8 +126,11 @@ def parse_grid(spec: str) -> tuple[str, list[str]]:
     if not sep or not key or not raw.strip():
         raise ConfigError("--grid", spec, GRID_SYNTAX)
     if not _key_exists(key):
-        raise ConfigError("--grid", spec, "a configuration key such as power.energy, power.snr_db, compressor.name, "
-                                          "seed or optimizer.lr")
+        raise ConfigError(
+            "--grid",
+            spec,
+            "a configuration key such as power.energy, power.snr_db, compressor.name, seed or optimizer.lr",
+        )
     match = re.fullmatch(r"(logspace|linspace|range):(.+)", raw.strip())
     if match is None:
         values = _split_values(raw)
@@ -177,7 +191,7 @@ class PointResult:
 
     point: Point
     status: str
-    skipped: bool = False             # done by an earlier invocation, not run now
+    skipped: bool = False  # done by an earlier invocation, not run now
     error: str | None = None
     metric: dict = field(default_factory=dict)
 
@@ -210,8 +224,9 @@ def _dirname(values: dict[str, str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.,=+\-\[\]]", "_", text)
 
 
-def plan_sweep(configs: list[str | Path], grid: list[str], out: str | Path,
-               overrides: list[str] = ()) -> list[Point]:
+def plan_sweep(
+    configs: list[str | Path], grid: list[str], out: str | Path, overrides: list[str] = ()
+) -> list[Point]:
     """The points of a sweep: every config file times the grid's product.
 
     Raises ConfigError for a bad grid or a missing config file (nothing is run then).
@@ -225,13 +240,21 @@ def plan_sweep(configs: list[str | Path], grid: list[str], out: str | Path,
     if len(set(stems)) != len(stems):
         raise ConfigError("config", [str(p) for p in paths], "config files with distinct names")
     fixed = tuple(overrides)
-    points = [Point(path, fixed + tuple(f"{k}={v}" for k, v in combo.items()), Path(out) / path.stem / _dirname(combo))
-              for path in paths for combo in combos]
+    points = [
+        Point(
+            path, fixed + tuple(f"{k}={v}" for k, v in combo.items()), Path(out) / path.stem / _dirname(combo)
+        )
+        for path in paths
+        for combo in combos
+    ]
     seen: dict[Path, Point] = {}
     for point in points:
         if point.path in seen:
-            raise ConfigError("--grid", " ".join(grid), f"values that name distinct directories (two points would "
-                                                        f"share {point.path})")
+            raise ConfigError(
+                "--grid",
+                " ".join(grid),
+                f"values that name distinct directories (two points would share {point.path})",
+            )
         seen[point.path] = point
     return points
 
@@ -261,8 +284,11 @@ def _state(point: Point) -> tuple[str, Config | None, str | None]:
     if not (point.path / "config.yaml").is_file():
         return "fresh", config, None
     if not _same_config(point.path, config):
-        return "conflict", config, (f"{point.path} holds a run of another configuration; delete it or sweep "
-                                    "into another --out")
+        return (
+            "conflict",
+            config,
+            (f"{point.path} holds a run of another configuration; delete it or sweep into another --out"),
+        )
     status = outcome(_read_json(point.path / "summary.json") or {})
     if status is not None:
         return "done", config, status
@@ -279,6 +305,7 @@ def _death_signal():
         return None
     try:
         import ctypes
+
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
@@ -296,23 +323,35 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def _run_point(point: Point, mode: str, env: dict[str, str], children: set, stopping: threading.Event,
-               ) -> PointResult:
+def _run_point(
+    point: Point,
+    mode: str,
+    env: dict[str, str],
+    children: set,
+    stopping: threading.Event,
+) -> PointResult:
     """Run (or resume) one point in a child process, its output in ``run.log``; ``children`` holds
     the running processes (so that an interrupted sweep can stop them)."""
     if stopping.is_set():
         return PointResult(point, "failed", error="not started: the sweep was interrupted")
     point.path.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "federated.cli", "run"]
-    command += (["--resume", str(point.path)] if mode == "resume"
-                else [str(point.config_path), *point.overrides, "--out", str(point.path)])
+    command += (
+        ["--resume", str(point.path)]
+        if mode == "resume"
+        else [str(point.config_path), *point.overrides, "--out", str(point.path)]
+    )
     command.append("--quiet")
     log = point.path / "run.log"
     with open(log, "a") as handle:
-        handle.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if mode == 'resume' else 'start'}: "
-                     f"laser run {' '.join(command[4:])}\n")
+        handle.write(
+            f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if mode == 'resume' else 'start'}: "
+            f"laser run {' '.join(command[4:])}\n"
+        )
         handle.flush()
-        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=_DEATH_SIGNAL)
+        child = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=_DEATH_SIGNAL
+        )
         children.add(child)
         try:
             code = child.wait()
@@ -344,8 +383,13 @@ def _write_manifest(out: Path, results: dict[Path, PointResult]) -> None:
     manifest = _read_json(out / "sweep.json") or {"points": {}}
     for result in results.values():
         manifest["points"][result.point.name] = {
-            "config": str(result.point.config_path), "overrides": list(result.point.overrides),
-            "status": result.status, "error": result.error, "log": str(result.point.path / "run.log"), **result.metric}
+            "config": str(result.point.config_path),
+            "overrides": list(result.point.overrides),
+            "status": result.status,
+            "error": result.error,
+            "log": str(result.point.path / "run.log"),
+            **result.metric,
+        }
     tmp = out / ".sweep.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp, out / "sweep.json")
@@ -358,22 +402,32 @@ def _lock_directory(out: Path) -> typing.TextIO | None:
     entries. Returns the open lock file (keep it open), or None where ``fcntl`` does not exist."""
     try:
         import fcntl
-    except ImportError:                       # not POSIX: no lock
+    except ImportError:  # not POSIX: no lock
         return None
     handle = open(out / ".sweep.lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
-        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):   # no locks here (some NFS, FUSE)
-            print(f"laser sweep: cannot lock {out} ({error.strerror}); run one sweep into it at a time",
-                  file=sys.stderr)
+        if error.errno not in (
+            errno.EWOULDBLOCK,
+            errno.EAGAIN,
+            errno.EACCES,
+        ):  # no locks here (some NFS, FUSE)
+            print(
+                f"laser sweep: cannot lock {out} ({error.strerror}); run one sweep into it at a time",
+                file=sys.stderr,
+            )
             handle.close()
             return None
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise ConfigError("--out", str(out), f"a directory no other running laser sweep writes into ({holder} is "
-                          "sweeping into it: wait for it to end, or sweep into another --out)") from None
+        raise ConfigError(
+            "--out",
+            str(out),
+            f"a directory no other running laser sweep writes into ({holder} is "
+            "sweeping into it: wait for it to end, or sweep into another --out)",
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}")
@@ -410,7 +464,9 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
             point.path.mkdir(parents=True, exist_ok=True)
             if state == "bad_input":
                 (point.path / "run.log").write_text(detail + "\n")
-            results[point.path] = PointResult(point, "bad_input" if state == "bad_input" else "failed", error=detail)
+            results[point.path] = PointResult(
+                point, "bad_input" if state == "bad_input" else "failed", error=detail
+            )
             continue
         total += config.rounds
         if state == "done":
@@ -426,15 +482,17 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
     threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(name, str(threads))
-    bar = tqdm(total=total, initial=done_rounds, unit="round", desc="sweep", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total, initial=done_rounds, unit="round", desc="sweep", disable=not progress, dynamic_ncols=True
+    )
     counted = {point.path: _rounds_done(point) if state == "resume" else 0 for point, state, _ in todo}
     children: set[subprocess.Popen] = set()
     stopping = threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     running: dict[Future, tuple[Point, Config]] = {
         pool.submit(_run_point, point, state, env, children, stopping): (point, config)
-        for point, state, config in todo}
+        for point, state, config in todo
+    }
     try:
         while running:
             time.sleep(0.5)
@@ -447,16 +505,21 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
                 _write_manifest(out, {point.path: result})
                 if progress:
                     what = ", ".join(f"{k}={v:.4g}" for k, v in result.metric.items()) or result.status
-                    bar.write(f"{'failed' if result.failed else 'done'}: {point.name}: "
-                              f"{result.error if result.failed else what}")
+                    bar.write(
+                        f"{'failed' if result.failed else 'done'}: {point.name}: "
+                        f"{result.error if result.failed else what}"
+                    )
             for future, (point, config) in running.items():
                 now = min(_rounds_done(point), config.rounds)
                 if now > counted[point.path]:
                     bar.update(now - counted[point.path])
                     counted[point.path] = now
-            bar.set_postfix(done=sum(not r.failed for r in results.values()),
-                            failed=sum(r.failed for r in results.values()), running=min(jobs, len(running)))
-    except BaseException:            # Ctrl-C (or a crash): stop starting points, stop the running ones
+            bar.set_postfix(
+                done=sum(not r.failed for r in results.values()),
+                failed=sum(r.failed for r in results.values()),
+                running=min(jobs, len(running)),
+            )
+    except BaseException:  # Ctrl-C (or a crash): stop starting points, stop the running ones
         stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
         for child in list(children):

@@ -29,6 +29,12 @@ def build_model(config: ModelConfig, inputs: dict[str, int], seed: int) -> nn.Mo
         if config.name == "resnet18":
             return ResNet18(num_classes=inputs["num_classes"], width=config.width)
         if config.name == "gpt":
-            return GPT(vocab_size=padded_vocab(inputs["vocab_size"]), context=config.context,
-                       layers=config.layers, heads=config.heads, width=config.width, dropout=config.dropout)
+            return GPT(
+                vocab_size=padded_vocab(inputs["vocab_size"]),
+                context=config.context,
+                layers=config.layers,
+                heads=config.heads,
+                width=config.width,
+                dropout=config.dropout,
+            )
         return MODELS[config.name](inputs["num_features"], inputs["num_classes"], width=config.width)

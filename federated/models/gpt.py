@@ -38,16 +38,19 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.heads = heads
         self.dropout = dropout
-        self.c_attn = nn.Linear(width, 3 * width, bias=False)   # query, key, value of all heads
+        self.c_attn = nn.Linear(width, 3 * width, bias=False)  # query, key, value of all heads
         self.c_proj = nn.Linear(width, width, bias=False)
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        q, k, v = (
+            t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v)
+        )  # (B, nh, T, hs)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -109,21 +112,24 @@ class GPT(nn.Module):
     True
     """
 
-    def __init__(self, vocab_size: int, context: int, layers: int, heads: int, width: int,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, vocab_size: int, context: int, layers: int, heads: int, width: int, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if width % heads != 0:
             raise ValueError(f"heads ({heads}) must divide width ({width})")
         self.context = context
-        self.transformer = nn.ModuleDict({
-            "wte": nn.Embedding(vocab_size, width),
-            "wpe": nn.Embedding(context, width),
-            "drop": nn.Dropout(dropout),
-            "h": nn.ModuleList([Block(width, heads, dropout) for _ in range(layers)]),
-            "ln_f": nn.LayerNorm(width, bias=False),
-        })
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(vocab_size, width),
+                "wpe": nn.Embedding(context, width),
+                "drop": nn.Dropout(dropout),
+                "h": nn.ModuleList([Block(width, heads, dropout) for _ in range(layers)]),
+                "ln_f": nn.LayerNorm(width, bias=False),
+            }
+        )
         self.lm_head = nn.Linear(width, vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight      # tied: one tensor, one gradient
+        self.lm_head.weight = self.transformer.wte.weight  # tied: one tensor, one gradient
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
@@ -139,4 +145,4 @@ class GPT(nn.Module):
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, width)
         for block in self.transformer.h:
             x = block(x)
-        return self.lm_head(self.transformer.ln_f(x))                                     # (B, T, vocab)
+        return self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)

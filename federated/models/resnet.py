@@ -67,13 +67,15 @@ class ResNet18(nn.Module):
         stages, in_channels = [], width
         for multiple, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
             channels = multiple * width
-            stages.append(nn.Sequential(BasicBlock(in_channels, channels, stride), BasicBlock(channels, channels)))
+            stages.append(
+                nn.Sequential(BasicBlock(in_channels, channels, stride), BasicBlock(channels, channels))
+            )
             in_channels = channels
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(8 * width, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.relu(self.bn1(self.conv1(x)))                      # (N, w, 32, 32)
+        h = F.relu(self.bn1(self.conv1(x)))  # (N, w, 32, 32)
         h = self.layer4(self.layer3(self.layer2(self.layer1(h))))  # (N, 8w, 4, 4)
-        return self.linear(self.pool(h).flatten(1))              # (N, classes)
+        return self.linear(self.pool(h).flatten(1))  # (N, classes)

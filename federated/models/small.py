@@ -19,9 +19,12 @@ class Conv1dNet(nn.Module):
     def __init__(self, num_features: int, num_classes: int, width: int = 64) -> None:
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv1d(1, width, kernel_size=5, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(width, width, kernel_size=3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(width, width, kernel_size=3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(1, width, kernel_size=5, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(width, width, kernel_size=3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(width, width, kernel_size=3, stride=2, padding=1),
+            nn.ReLU(),
         )
         length = num_features
         for kernel in (5, 3, 3):
@@ -29,8 +32,8 @@ class Conv1dNet(nn.Module):
         self.head = nn.Linear(width * length, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.convs(x.unsqueeze(1))            # (N, width, L')
-        return self.head(h.flatten(1))           # (N, classes)
+        h = self.convs(x.unsqueeze(1))  # (N, width, L')
+        return self.head(h.flatten(1))  # (N, classes)
 
 
 class LinearNet(nn.Module):

@@ -29,7 +29,7 @@ def test_alignment_scale_and_energy_budget(generator):
     norms = torch.linalg.vector_norm(s, dim=1)
     eta = math.sqrt(energy) / float(norms.max())
     assert_close(out.scale, torch.tensor(eta, dtype=torch.float64))
-    assert_close(out.energy_used, eta**2 * norms**2)                    # ||eta s_k||^2
+    assert_close(out.energy_used, eta**2 * norms**2)  # ||eta s_k||^2
     assert bool((out.energy_used <= energy * (1 + 1e-12)).all())
     assert_close(out.energy_used.max(), torch.tensor(energy, dtype=torch.float64))  # largest signal: equality
     assert_close(out.noise_var, torch.tensor(1.0 / (eta**2 * 8**2), dtype=torch.float64))
@@ -43,7 +43,7 @@ def test_per_client_energies_the_tightest_client_sets_the_scale():
 
 def test_noise_variance_matches_the_formula_within_five_standard_errors(generator):
     """Empirical per-entry variance of (estimate - mean) against noise_var / (eta^2 K^2)."""
-    s = _signals(generator, num_clients=16, dim=20001)                     # odd d: the padded I/Q symbol
+    s = _signals(generator, num_clients=16, dim=20001)  # odd d: the padded I/Q symbol
     channel = AWGNChannel(noise_var=2.0, generator=generator)
     errors, expected = [], None
     for _ in range(10):
@@ -54,14 +54,14 @@ def test_noise_variance_matches_the_formula_within_five_standard_errors(generato
     n = errors.numel()
     standard_error = expected * math.sqrt(2.0 / (n - 1))
     assert abs(float(errors.var()) - expected) < 5 * standard_error
-    assert abs(float(errors.mean())) < 5 * math.sqrt(expected / n)       # unbiased
+    assert abs(float(errors.mean())) < 5 * math.sqrt(expected / n)  # unbiased
 
 
 def test_in_phase_and_quadrature_noise_are_independent_and_equal(generator):
     s = torch.zeros(2, 40000, dtype=torch.float64)
-    s[0, 0] = 1.0                                                         # eta = 1, K = 2
+    s[0, 0] = 1.0  # eta = 1, K = 2
     out = AWGNChannel(noise_var=1.0, generator=generator)(s, energy=1.0)
-    noise = (out.estimate - s.mean(0)).view(-1, 2)                        # (I, Q) pairs
+    noise = (out.estimate - s.mean(0)).view(-1, 2)  # (I, Q) pairs
     n = noise.shape[0]
     var = 1.0 / 4
     for part in (noise[:, 0], noise[:, 1]):
@@ -114,7 +114,7 @@ def test_a_client_with_zero_energy_is_not_heard():
     s = torch.tensor([[1.0, 1.0], [3.0, 3.0]], dtype=torch.float64)
     out = AWGNChannel(0.0)(s, energy=torch.tensor([1.0, 0.0], dtype=torch.float64))
     assert out.active.tolist() == [True, False]
-    assert_close(out.estimate, s[0])                                     # mean over active clients
+    assert_close(out.estimate, s[0])  # mean over active clients
     assert_close(out.energy_used, torch.tensor([1.0, 0.0], dtype=torch.float64))
 
 

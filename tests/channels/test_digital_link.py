@@ -39,11 +39,13 @@ def test_bit_limit_formula():
     assert _carried(1e9, 10.0, 0.5, 2.0) == pytest.approx(float(bit_limit(10.0, 0.5, 2.0)), rel=1e-8)
 
 
-GRID = [(bits, energy, gain, noise_var)
-        for bits in (1.0, 7.0, 100.0, 1234.0, 10 ** 6)
-        for energy in (0.5, 10.0, 1e3, 1e7)
-        for gain in (0.01, 1.0, 3.7)
-        for noise_var in (0.1, 1.0)]
+GRID = [
+    (bits, energy, gain, noise_var)
+    for bits in (1.0, 7.0, 100.0, 1234.0, 10**6)
+    for energy in (0.5, 10.0, 1e3, 1e7)
+    for gain in (0.01, 1.0, 3.7)
+    for noise_var in (0.1, 1.0)
+]
 
 
 def test_uses_for_bits_is_minimal_and_feasible():
@@ -52,7 +54,9 @@ def test_uses_for_bits_is_minimal_and_feasible():
     uses = uses_for_bits(bits, energy, gain, noise_var)
     limit = bit_limit(energy, gain, noise_var)
     feasible = 0
-    for b, e, g, n, m, lim in zip(*(t.tolist() for t in (bits, energy, gain, noise_var, uses, limit)), strict=True):
+    for b, e, g, n, m, lim in zip(
+        *(t.tolist() for t in (bits, energy, gain, noise_var, uses, limit)), strict=True
+    ):
         if b >= lim:
             assert m == math.inf
             continue
@@ -60,7 +64,7 @@ def test_uses_for_bits_is_minimal_and_feasible():
         assert m == int(m) and m >= 1
         assert _carried(m, e, g, n) >= b
         assert m == 1 or _carried(m - 1, e, g, n) < b
-    assert 30 <= feasible < len(GRID)                        # both cases are exercised
+    assert 30 <= feasible < len(GRID)  # both cases are exercised
 
 
 @pytest.mark.parametrize("share", [0.5, 0.9, 0.99, 0.999, 0.99999])
@@ -80,11 +84,11 @@ def test_uses_for_bits_infeasible_and_special_cases():
     limit = float(bit_limit(10.0, 1.0, 1.0))
     assert float(uses_for_bits(limit, 10.0, 1.0, 1.0)) == math.inf
     assert float(uses_for_bits(limit * 1.01, 10.0, 1.0, 1.0)) == math.inf
-    assert float(uses_for_bits(1.0, 10.0, 0.0, 1.0)) == math.inf        # no gain
-    assert float(uses_for_bits(1.0, 0.0, 1.0, 1.0)) == math.inf         # no energy
-    assert float(uses_for_bits(0.0, 0.0, 0.0, 1.0)) == 0.0              # nothing to send
-    assert float(uses_for_bits(1e9, 10.0, 1.0, 0.0)) == 0.0             # noiseless: free
-    assert float(uses_for_bits(1.0, 3.0, 1.0, 1.0)) == 1.0              # 1 use at SNR 3 carries 1 bit
+    assert float(uses_for_bits(1.0, 10.0, 0.0, 1.0)) == math.inf  # no gain
+    assert float(uses_for_bits(1.0, 0.0, 1.0, 1.0)) == math.inf  # no energy
+    assert float(uses_for_bits(0.0, 0.0, 0.0, 1.0)) == 0.0  # nothing to send
+    assert float(uses_for_bits(1e9, 10.0, 1.0, 0.0)) == 0.0  # noiseless: free
+    assert float(uses_for_bits(1.0, 3.0, 1.0, 1.0)) == 1.0  # 1 use at SNR 3 carries 1 bit
     with pytest.raises(ValueError, match="bits"):
         uses_for_bits(-1.0, 1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="noise_var"):
@@ -92,14 +96,14 @@ def test_uses_for_bits_infeasible_and_special_cases():
 
 
 def test_uses_at_snr():
-    snr_db = 10 * math.log10(15.0)                           # 2 bits per use at gain 1
+    snr_db = 10 * math.log10(15.0)  # 2 bits per use at gain 1
     bits = torch.tensor([0.0, 1.0, 2.0, 3.0, 100.0, 101.0], dtype=F64)
     uses, energy = uses_at_snr(bits, snr_db, 1.0, noise_var=0.5)
     assert uses.tolist() == [0.0, 1.0, 1.0, 2.0, 50.0, 51.0]
     assert_close(energy, uses * 0.5 * 15.0, rtol=1e-12, atol=0)
     # a gain scales the received SNR: 15 * (3 / 15) = 3 -> 1 bit per use
     assert uses_at_snr(7.0, snr_db, 0.2)[0].item() == 7.0
-    rate = float(shannon_rate(10 ** 0.73 * 0.37))
+    rate = float(shannon_rate(10**0.73 * 0.37))
     m = uses_at_snr(1000.0, 7.3, 0.37)[0].item()
     assert m * rate >= 1000.0 > (m - 1) * rate
     assert uses_at_snr(1.0, 10.0, 0.0)[0].item() == math.inf
@@ -107,7 +111,7 @@ def test_uses_at_snr():
 
 def test_digital_link_energy_mode():
     energy = 3.0
-    limit = float(bit_limit(energy, 1.0, 1.0))                # 2.16 bits at gain 1
+    limit = float(bit_limit(energy, 1.0, 1.0))  # 2.16 bits at gain 1
     bits = torch.tensor([1.0, 2.0, 3.0, 0.0, 1.0, 1.0], dtype=F64)
     gains = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 4.0], dtype=F64)
     out = digital_link(bits, gains, energy=energy)
@@ -123,14 +127,15 @@ def test_digital_link_energy_mode():
 
 def test_digital_link_per_client_energy():
     out = digital_link(torch.tensor([2.0, 2.0]), torch.tensor([1.0, 1.0]), energy=torch.tensor([1.0, 100.0]))
-    assert out.delivered.tolist() == [False, True]            # 2 bits > 1 / (2 ln 2) = 0.72
+    assert out.delivered.tolist() == [False, True]  # 2 bits > 1 / (2 ln 2) = 0.72
     assert out.energy_used.tolist() == [0.0, 100.0]
 
 
 def test_digital_link_snr_mode():
     snr_db = 10 * math.log10(15.0)
-    out = digital_link(torch.tensor([4.0, 4.0, 0.0, 3.0]), torch.tensor([1.0, 0.2, 0.0, 0.0]),
-                       snr_db=snr_db, noise_var=2.0)
+    out = digital_link(
+        torch.tensor([4.0, 4.0, 0.0, 3.0]), torch.tensor([1.0, 0.2, 0.0, 0.0]), snr_db=snr_db, noise_var=2.0
+    )
     assert out.delivered.tolist() == [True, True, True, False]
     assert out.channel_uses.tolist() == [2.0, 4.0, 0.0, 0.0]  # 2 and 1 bits per use
     assert_close(out.energy_used, torch.tensor([2 * 30.0, 4 * 30.0, 0.0, 0.0], dtype=F64), rtol=1e-12, atol=0)
@@ -138,22 +143,27 @@ def test_digital_link_snr_mode():
 
 def test_digital_link_noiseless_is_free():
     bits, gains = torch.tensor([1e6, 0.0, 5.0]), torch.tensor([1.0, 1.0, 0.0])
-    for out in (digital_link(bits, gains, energy=1.0, noise_var=0.0),
-                digital_link(bits, gains, snr_db=0.0, noise_var=0.0),
-                digital_link(bits, gains, energy=math.inf)):
+    for out in (
+        digital_link(bits, gains, energy=1.0, noise_var=0.0),
+        digital_link(bits, gains, snr_db=0.0, noise_var=0.0),
+        digital_link(bits, gains, energy=math.inf),
+    ):
         assert out.delivered.all()
         assert out.channel_uses.tolist() == [0.0, 0.0, 0.0]
         assert out.energy_used.tolist() == [0.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({}, "exactly one"),
-    ({"energy": 1.0, "snr_db": 10.0}, "exactly one"),
-    ({"energy": -1.0}, "energy"),
-    ({"energy": torch.ones(3)}, "energy"),
-    ({"energy": 1.0, "noise_var": -1.0}, "noise_var"),
-    ({"snr_db": float("nan")}, "snr_db"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({}, "exactly one"),
+        ({"energy": 1.0, "snr_db": 10.0}, "exactly one"),
+        ({"energy": -1.0}, "energy"),
+        ({"energy": torch.ones(3)}, "energy"),
+        ({"energy": 1.0, "noise_var": -1.0}, "noise_var"),
+        ({"snr_db": float("nan")}, "snr_db"),
+    ],
+)
 def test_digital_link_validates(kwargs, name):
     with pytest.raises(ValueError, match=name):
         digital_link(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]), **kwargs)

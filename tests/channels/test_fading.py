@@ -9,7 +9,7 @@ from torch.testing import assert_close
 
 from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFading, TDLFading
 
-NUM_DRAWS = 40_000          # flat-fading samples per statistical test
+NUM_DRAWS = 40_000  # flat-fading samples per statistical test
 
 
 def _assert_mean_within(samples: torch.Tensor, expected: float, z: float = 5.0) -> None:
@@ -21,8 +21,10 @@ def _assert_mean_within(samples: torch.Tensor, expected: float, z: float = 5.0) 
 
 # ---- small-scale fading: E|h|^2 = 1 and the distributions ------------------------------------
 
+
 @pytest.mark.parametrize(
-    "model", [RayleighFading(), RicianFading(0.0), RicianFading(1.0), RicianFading(10.0)])
+    "model", [RayleighFading(), RicianFading(0.0), RicianFading(1.0), RicianFading(10.0)]
+)
 def test_flat_fading_has_unit_average_power(model, generator):
     h = model(NUM_DRAWS, generator)
     assert h.shape == (NUM_DRAWS, 1) and model.num_subcarriers == 1
@@ -43,21 +45,21 @@ def test_rician_mean_and_variance(k_factor, generator):
     """E[h] = sqrt(K/(K+1)) (phi = 0), Var[h] = 1/(K+1); |h - E h|^2 ~ Exp(1/(K+1))."""
     h = RicianFading(k_factor)(NUM_DRAWS, generator, torch.complex128).flatten()
     variance = 1 / (k_factor + 1)
-    mean_se = math.sqrt(variance / 2 / NUM_DRAWS)                       # per real part
+    mean_se = math.sqrt(variance / 2 / NUM_DRAWS)  # per real part
     assert abs(float(h.real.mean()) - math.sqrt(k_factor / (k_factor + 1))) < 5 * mean_se
     assert abs(float(h.imag.mean())) < 5 * mean_se
     assert abs(float(h.var()) - variance) < 5 * variance / math.sqrt(NUM_DRAWS)
 
 
-@pytest.mark.parametrize("profile", ["A", "D"])                        # NLOS and LOS (Rician first tap)
+@pytest.mark.parametrize("profile", ["A", "D"])  # NLOS and LOS (Rician first tap)
 def test_tdl_has_unit_average_power_on_every_subcarrier(profile, generator):
     model = TDLFading(profile, delay_spread_s=300e-9, num_subcarriers=16)
     h = model(8_000, generator)
     assert h.shape == (8_000, 16) and model.num_subcarriers == 16
-    power = h.abs().square().double()                                   # [K, N]
+    power = h.abs().square().double()  # [K, N]
     se = power.std(0) / math.sqrt(power.shape[0])
     assert bool(((power.mean(0) - 1).abs() < 5 * se).all()), power.mean(0)
-    _assert_mean_within(power.mean(1), 1.0)                             # clients are independent
+    _assert_mean_within(power.mean(1), 1.0)  # clients are independent
 
 
 def test_tdl_is_flat_when_the_delay_spread_is_tiny(generator):
@@ -68,10 +70,12 @@ def test_tdl_is_flat_when_the_delay_spread_is_tiny(generator):
 
 # ---- path loss -------------------------------------------------------------------------------
 
+
 def test_gain_at_the_reference_distance_is_one():
     for scenario in ("umi_los", "umi_nlos"):
-        pathloss = PathLoss(scenario, min_distance_m=50.0, max_distance_m=50.0,
-                            reference_distance_m=50.0, shadowing=False)
+        pathloss = PathLoss(
+            scenario, min_distance_m=50.0, max_distance_m=50.0, reference_distance_m=50.0, shadowing=False
+        )
         gains = pathloss(4, torch.Generator().manual_seed(0))
         assert gains.dtype == torch.float64
         assert_close(gains, torch.ones(4, dtype=torch.float64))
@@ -83,7 +87,7 @@ def test_gains_decrease_with_distance_and_distances_lie_in_range(scenario, gener
     distances, gains = pathloss.sample(2_000, generator)
     assert bool((distances >= 10.0).all() and (distances <= 1000.0).all())
     order = distances.argsort()
-    assert bool((gains[order].diff() <= 0).all())                       # across the LOS breakpoint too
+    assert bool((gains[order].diff() <= 0).all())  # across the LOS breakpoint too
     grid = torch.linspace(10.0, 5000.0, 500, dtype=torch.float64)
     assert bool((pathloss.path_gain_db(grid).diff() < 0).all())
 
@@ -100,7 +104,7 @@ def test_distances_are_uniform_over_the_annulus_area(generator):
 def test_shadowing_is_log_normal_with_the_table_sigma(scenario, sigma_db, generator):
     pathloss = PathLoss(scenario)
     distances, gains = pathloss.sample(NUM_DRAWS, generator)
-    shadowing_db = 10 * gains.log10() - pathloss.path_gain_db(distances)   # -X_k
+    shadowing_db = 10 * gains.log10() - pathloss.path_gain_db(distances)  # -X_k
     assert abs(float(shadowing_db.std()) - sigma_db) < 5 * sigma_db / math.sqrt(2 * (NUM_DRAWS - 1))
     assert abs(float(shadowing_db.mean())) < 5 * sigma_db / math.sqrt(NUM_DRAWS)
 
@@ -120,7 +124,7 @@ def test_same_seed_same_gains_and_global_generators_untouched(model):
     second = model(5, torch.Generator().manual_seed(7))
     third = model(5, torch.Generator().manual_seed(8))
     assert torch.equal(first, second) and not torch.equal(first, third)
-    assert torch.equal(torch.rand(1), expected)                                 # torch's global RNG
+    assert torch.equal(torch.rand(1), expected)  # torch's global RNG
     assert torch.equal(sionna_config.torch_rng("cpu").get_state(), sionna_state)  # Sionna's
 
 
@@ -132,17 +136,20 @@ def test_requested_dtype_is_returned(name, generator):
         assert h.dtype == dtype and h.shape == (3, model.num_subcarriers)
 
 
-@pytest.mark.parametrize("make, argument", [
-    (lambda: RicianFading(-1.0), "k_factor"),
-    (lambda: RicianFading(float("nan")), "k_factor"),
-    (lambda: TDLFading("Z"), "profile"),
-    (lambda: TDLFading(num_subcarriers=0), "num_subcarriers"),
-    (lambda: TDLFading(subcarrier_spacing_hz=0.0), "subcarrier_spacing_hz"),
-    (lambda: TDLFading(delay_spread_s=-1e-9), "delay_spread_s"),
-    (lambda: PathLoss(carrier_frequency_hz=200e9), "carrier_frequency_hz"),
-    (lambda: PathLoss(carrier_frequency_hz=0.1e9), "carrier_frequency_hz"),
-    (lambda: PathLoss(min_distance_m=300.0, max_distance_m=200.0), "min_distance_m"),
-])
+@pytest.mark.parametrize(
+    "make, argument",
+    [
+        (lambda: RicianFading(-1.0), "k_factor"),
+        (lambda: RicianFading(float("nan")), "k_factor"),
+        (lambda: TDLFading("Z"), "profile"),
+        (lambda: TDLFading(num_subcarriers=0), "num_subcarriers"),
+        (lambda: TDLFading(subcarrier_spacing_hz=0.0), "subcarrier_spacing_hz"),
+        (lambda: TDLFading(delay_spread_s=-1e-9), "delay_spread_s"),
+        (lambda: PathLoss(carrier_frequency_hz=200e9), "carrier_frequency_hz"),
+        (lambda: PathLoss(carrier_frequency_hz=0.1e9), "carrier_frequency_hz"),
+        (lambda: PathLoss(min_distance_m=300.0, max_distance_m=200.0), "min_distance_m"),
+    ],
+)
 def test_bad_input_names_the_argument(make, argument):
     with pytest.raises(ValueError, match=argument):
         make()

@@ -31,7 +31,8 @@ def test_every_policy_reduces_to_awgn_when_all_gains_are_one(generator, policy):
     s = _signals(generator)
     awgn = AWGNChannel(1.0, generator=torch.Generator().manual_seed(9))(s, 3.0)
     faded = FadingChannel(policy=policy, noise_var=1.0, generator=torch.Generator().manual_seed(9))(
-        s, 3.0, state=_state([1.0] * 6))
+        s, 3.0, state=_state([1.0] * 6)
+    )
     assert_close(faded.estimate, awgn.estimate)
     assert_close(faded.energy_used, awgn.energy_used)
     assert_close(faded.noise_var, awgn.noise_var)
@@ -39,7 +40,9 @@ def test_every_policy_reduces_to_awgn_when_all_gains_are_one(generator, policy):
 
 def test_perfect_inversion_aligns_any_complex_gains_exactly(generator):
     s = _signals(generator)
-    gains = torch.complex(torch.randn(6, generator=generator, dtype=F64), torch.randn(6, generator=generator, dtype=F64))
+    gains = torch.complex(
+        torch.randn(6, generator=generator, dtype=F64), torch.randn(6, generator=generator, dtype=F64)
+    )
     out = FadingChannel(noise_var=0.0)(s, 2.0, state=_state(gains))
     assert_close(out.estimate, s.mean(0))
     # the weakest |h| / ||s|| client spends its whole budget
@@ -66,22 +69,26 @@ def test_truncated_inversion_silences_deep_fades_and_averages_the_rest(generator
     s = _signals(generator, num_clients=3)
     out = FadingChannel(policy=TruncatedInversion(0.25), noise_var=0.0)(s, 1.0, state=_state([0.1, 1.0, 2.0]))
     assert out.active.tolist() == [False, True, True]
-    assert_close(out.estimate, s[1:].mean(0))                     # normalised by K_active = 2
+    assert_close(out.estimate, s[1:].mean(0))  # normalised by K_active = 2
     assert float(out.energy_used[0]) == 0.0
 
 
 def test_truncated_inversion_noise_is_normalised_by_the_active_count(generator):
     s = _signals(generator, num_clients=3)
     out = FadingChannel(policy=TruncatedInversion(0.25), noise_var=1.0, generator=generator)(
-        s, 1.0, state=_state([0.1, 1.0, 2.0]))
+        s, 1.0, state=_state([0.1, 1.0, 2.0])
+    )
     assert float(out.noise_var) == pytest.approx(1.0 / (float(out.scale) ** 2 * 2**2))
 
 
 def test_participation_under_rayleigh_fading_is_exp_minus_threshold_over_mean_gain():
     threshold, trials = 0.7, 4000
-    channel = FadingChannel(RayleighFading(), TruncatedInversion(threshold), generator=torch.Generator().manual_seed(0))
-    active = torch.stack([
-        (channel.realize(num_clients=8).csi.abs().square() >= threshold).reshape(-1) for _ in range(trials)])
+    channel = FadingChannel(
+        RayleighFading(), TruncatedInversion(threshold), generator=torch.Generator().manual_seed(0)
+    )
+    active = torch.stack(
+        [(channel.realize(num_clients=8).csi.abs().square() >= threshold).reshape(-1) for _ in range(trials)]
+    )
     p, n = math.exp(-threshold), active.numel()
     assert abs(float(active.double().mean()) - p) < 5 * math.sqrt(p * (1 - p) / n)
 
@@ -90,7 +97,7 @@ def test_imperfect_csi_misaligns_the_estimate(generator):
     """A known CSI error rotates and scales each client's contribution by h / h_hat."""
     s = _signals(generator, num_clients=2, dim=4)
     gains = torch.tensor([1.0, 1.0], dtype=C128)
-    csi = torch.tensor([1.0, 1j], dtype=C128)                    # client 1 believes h = j
+    csi = torch.tensor([1.0, 1j], dtype=C128)  # client 1 believes h = j
     out = FadingChannel(policy=ImperfectCSI(0.1), noise_var=0.0)(s, 1.0, state=_state(gains, csi))
     # client 1's symbols arrive multiplied by h / h_hat = -j: (I, Q) -> (Q, -I)
     rotated = s[1].reshape(-1, 2).flip(1) * torch.tensor([1.0, -1.0], dtype=F64)
@@ -108,7 +115,7 @@ def test_imperfect_csi_error_has_the_given_variance():
 def test_broadband_state_maps_symbols_onto_subcarriers_and_coherence_blocks():
     gains = torch.arange(2 * 3 * 4, dtype=F64).reshape(2, 3, 4).to(C128) + 1
     state = ChannelState(gains, gains, symbols_per_block=5)
-    g, _ = state.at(symbol_offset=3, num_symbols=9)               # symbols 3..11
+    g, _ = state.at(symbol_offset=3, num_symbols=9)  # symbols 3..11
     j = torch.arange(3, 12)
     assert torch.equal(g, gains[:, (j // 5).clamp(max=2), j % 4])
 
@@ -122,8 +129,10 @@ def test_coherence_blocks_draw_independent_gains():
 
 def test_same_seed_same_gains_and_noise(generator):
     s = _signals(generator)
-    runs = [FadingChannel(RayleighFading(), generator=torch.Generator().manual_seed(4))(s, 1.0).estimate
-            for _ in range(2)]
+    runs = [
+        FadingChannel(RayleighFading(), generator=torch.Generator().manual_seed(4))(s, 1.0).estimate
+        for _ in range(2)
+    ]
     assert torch.equal(runs[0], runs[1])
 
 
@@ -132,8 +141,15 @@ def test_state_with_the_wrong_number_of_clients_is_rejected(generator):
         FadingChannel()(_signals(generator, num_clients=3), 1.0, state=_state([1.0, 1.0]))
 
 
-@pytest.mark.parametrize("make", [lambda: TruncatedInversion(-1.0), lambda: ImperfectCSI(-0.1),
-                                  lambda: TruncatedInversion(math.nan), lambda: FadingChannel(coherence_blocks=0)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TruncatedInversion(-1.0),
+        lambda: ImperfectCSI(-0.1),
+        lambda: TruncatedInversion(math.nan),
+        lambda: FadingChannel(coherence_blocks=0),
+    ],
+)
 def test_bad_policy_arguments_are_rejected(make):
     with pytest.raises(ValueError, match="threshold|error_var|coherence_blocks"):
         make()
@@ -144,13 +160,17 @@ def test_bad_policy_arguments_are_rejected(make):
     num_clients=st.integers(1, 6),
     dim=st.integers(1, 9),
     seed=st.integers(0, 2**31),
-    policy=st.sampled_from([PerfectInversion(), TruncatedInversion(0.5), ImperfectCSI(0.2), ImperfectCSI(0.5, 0.3)]),
+    policy=st.sampled_from(
+        [PerfectInversion(), TruncatedInversion(0.5), ImperfectCSI(0.2), ImperfectCSI(0.5, 0.3)]
+    ),
     budget_scale=st.floats(1e-6, 1e6),
     zero_client=st.booleans(),
 )
 def test_no_client_ever_exceeds_its_budget(num_clients, dim, seed, policy, budget_scale, zero_client):
     g = torch.Generator().manual_seed(seed)
-    s = torch.randn(num_clients, dim, generator=g, dtype=F64) * torch.rand(num_clients, 1, generator=g, dtype=F64)
+    s = torch.randn(num_clients, dim, generator=g, dtype=F64) * torch.rand(
+        num_clients, 1, generator=g, dtype=F64
+    )
     if zero_client:
         s[0] = 0
     budgets = budget_scale * torch.rand(num_clients, generator=g, dtype=F64)
@@ -163,9 +183,12 @@ def test_no_client_ever_exceeds_its_budget(num_clients, dim, seed, policy, budge
 # ---------------------------------------------------------------------------------------------------------
 # a round's blocks in one call (FadingChannel.transmit) against one call per block (forward)
 
+
 def _round(generator, num_clients=5, dims=(7, 30, 1, 12), dtype=F64):
-    return [[torch.randn(d, generator=generator, dtype=dtype) * (b + 1) for b, d in enumerate(dims)]
-            for _ in range(num_clients)]
+    return [
+        [torch.randn(d, generator=generator, dtype=dtype) * (b + 1) for b, d in enumerate(dims)]
+        for _ in range(num_clients)
+    ]
 
 
 def _block_by_block(channel, client_blocks, energy, state, seed):
@@ -183,8 +206,12 @@ def _channels():
         "awgn": AWGNChannel(noise_var=0.5),
         "rayleigh_truncated": FadingChannel(RayleighFading(), TruncatedInversion(0.3), noise_var=0.5),
         "imperfect_csi": FadingChannel(RayleighFading(), ImperfectCSI(0.2, threshold=0.1), noise_var=0.5),
-        "tdl_coherence": FadingChannel(TDLFading("C", 300e-9, num_subcarriers=8), TruncatedInversion(0.2),
-                                       noise_var=0.5, coherence_blocks=3),
+        "tdl_coherence": FadingChannel(
+            TDLFading("C", 300e-9, num_subcarriers=8),
+            TruncatedInversion(0.2),
+            noise_var=0.5,
+            coherence_blocks=3,
+        ),
     }
 
 
@@ -196,10 +223,16 @@ def test_one_call_for_all_blocks_is_one_call_per_block(name, dtype, generator):
     channel = _channels()[name]
     client_blocks = _round(generator, dtype=dtype)
     energy = torch.rand(5, 4, generator=generator, dtype=F64) * 10
-    energy[1, 2] = 0.0                                                 # a client silent in one block
-    state = channel.realize(5, sum(b.numel() for b in client_blocks[0]),
-                            torch.Generator().manual_seed(3), torch.complex128 if dtype == F64 else torch.complex64)
-    out = channel.transmit(SignalBlocks(client_blocks), energy, state=state, generator=torch.Generator().manual_seed(7))
+    energy[1, 2] = 0.0  # a client silent in one block
+    state = channel.realize(
+        5,
+        sum(b.numel() for b in client_blocks[0]),
+        torch.Generator().manual_seed(3),
+        torch.complex128 if dtype == F64 else torch.complex64,
+    )
+    out = channel.transmit(
+        SignalBlocks(client_blocks), energy, state=state, generator=torch.Generator().manual_seed(7)
+    )
     expected = _block_by_block(channel, client_blocks, energy, state, seed=7)
     compare = torch.equal if name == "awgn" else (lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-6))
     for b, block in enumerate(expected):

@@ -15,21 +15,38 @@ from federated.train import train
 
 
 def _config(tmp_path, *overrides):
-    base = ["data.name=digits", "model.name=mlp", "model.width=16", "rounds=4", "eval_every=4",
-            "clients.num_clients=8", "clients.batch_size=16", "power.energy=1000"]
+    base = [
+        "data.name=digits",
+        "model.name=mlp",
+        "model.width=16",
+        "rounds=4",
+        "eval_every=4",
+        "clients.num_clients=8",
+        "clients.batch_size=16",
+        "power.energy=1000",
+    ]
     return load_config(None, base + list(overrides))
 
 
-@pytest.mark.parametrize("channel", [
-    ["channel.name=rayleigh"],
-    ["channel.name=rayleigh", "channel.power_control=truncated", "channel.threshold=0.3"],
-    ["channel.name=rician", "channel.k_factor=5", "channel.power_control=imperfect_csi", "channel.csi_error_var=0.05"],
-    ["channel.name=tdl", "channel.tdl_profile=C", "channel.num_subcarriers=16"],
-    ["channel.name=rayleigh", "channel.coherence_blocks=4"],
-    ["channel.name=awgn", "channel.path_loss=umi_nlos"],
-    ["power.spread_db=10"],
-    ["downlink.snr_db=20"],
-], ids=["rayleigh", "truncated", "rician-imperfect", "tdl", "coherence", "pathloss", "spread", "downlink"])
+@pytest.mark.parametrize(
+    "channel",
+    [
+        ["channel.name=rayleigh"],
+        ["channel.name=rayleigh", "channel.power_control=truncated", "channel.threshold=0.3"],
+        [
+            "channel.name=rician",
+            "channel.k_factor=5",
+            "channel.power_control=imperfect_csi",
+            "channel.csi_error_var=0.05",
+        ],
+        ["channel.name=tdl", "channel.tdl_profile=C", "channel.num_subcarriers=16"],
+        ["channel.name=rayleigh", "channel.coherence_blocks=4"],
+        ["channel.name=awgn", "channel.path_loss=umi_nlos"],
+        ["power.spread_db=10"],
+        ["downlink.snr_db=20"],
+    ],
+    ids=["rayleigh", "truncated", "rician-imperfect", "tdl", "coherence", "pathloss", "spread", "downlink"],
+)
 def test_every_option_trains_and_logs_participation(tmp_path, channel):
     history = train(_config(tmp_path, *channel), tmp_path / "run", progress=False)
     for record in history.rounds:
@@ -42,8 +59,17 @@ def test_every_option_trains_and_logs_participation(tmp_path, channel):
 
 def test_truncation_lowers_participation_as_the_threshold_rises(tmp_path):
     def participation(threshold):
-        history = train(_config(tmp_path, "channel.name=rayleigh", "channel.power_control=truncated",
-                                f"channel.threshold={threshold}", "rounds=40", "eval_every=40"), progress=False)
+        history = train(
+            _config(
+                tmp_path,
+                "channel.name=rayleigh",
+                "channel.power_control=truncated",
+                f"channel.threshold={threshold}",
+                "rounds=40",
+                "eval_every=40",
+            ),
+            progress=False,
+        )
         return sum(r["active_clients"] for r in history.rounds) / (8 * 40)
 
     low, high = participation(0.05), participation(1.0)
@@ -65,8 +91,10 @@ def test_heterogeneous_budgets_cap_each_client_at_its_own_budget():
     scales = client_budget_scales(20.0, 16, seed=3)
     assert bool(((scales >= 0.1) & (scales <= 10.0)).all()) and float(scales.max() / scales.min()) > 10
     g = torch.Generator().manual_seed(0)
-    blocks = [[torch.randn(9, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)]
-              for _ in range(16)]
+    blocks = [
+        [torch.randn(9, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)]
+        for _ in range(16)
+    ]
     out = uplink(AWGNChannel(1.0, generator=g), blocks, energy=50.0, budget_scale=scales)
     assert bool((out.energy_used <= 50.0 * scales * (1 + 1e-9)).all())
     assert float((out.energy_used / (50.0 * scales)).max()) == pytest.approx(1.0, abs=0.5)  # someone is tight

@@ -11,13 +11,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def laser(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "federated.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "federated.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_run_a_config_file_with_overrides(tmp_path):
-    result = laser("run", str(ROOT / "configs" / "digits_laser.yaml"), "rounds=4", "eval_every=2",
-                   f"data.root={tmp_path}/data", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    result = laser(
+        "run",
+        str(ROOT / "configs" / "digits_laser.yaml"),
+        "rounds=4",
+        "eval_every=2",
+        f"data.root={tmp_path}/data",
+        "--out",
+        str(tmp_path / "run"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "test_accuracy" in result.stdout and "run directory" in result.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -25,8 +34,16 @@ def test_run_a_config_file_with_overrides(tmp_path):
 
 
 def test_run_without_a_config_runs_the_quickstart(tmp_path):
-    result = laser("run", "rounds=2", "data.num_samples=600", f"data.root={tmp_path}/data", "--quiet",
-                   "--out", str(tmp_path / "q"), cwd=tmp_path)
+    result = laser(
+        "run",
+        "rounds=2",
+        "data.num_samples=600",
+        f"data.root={tmp_path}/data",
+        "--quiet",
+        "--out",
+        str(tmp_path / "q"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     config = (tmp_path / "q" / "config.yaml").read_text()
     assert "name: laser" in config and "num_clients: 16" in config
@@ -38,10 +55,14 @@ def test_run_without_a_config_runs_the_quickstart(tmp_path):
         (["run", "missing.yaml"], ["config = 'missing.yaml'", "an existing YAML file"]),
         (["run", "power.energy=-5"], ["power.energy = -5", ">= 0"]),
         (["run", "compressor.name=topkk"], ["compressor.name = 'topkk'", "laser, powersgd, zsgd"]),
-        (["run", "compressor.name=adsgd", "compressor.fraction=1", "rounds=1"],
-         ["compressor.fraction = 1.0", "dense projections would need"]),
-        (["run", "compressor.name=qsgd", "power.energy=null", "power.snr_db=10", "power.spread_db=3"],
-         ["power.spread_db = 3.0", "digital"]),
+        (
+            ["run", "compressor.name=adsgd", "compressor.fraction=1", "rounds=1"],
+            ["compressor.fraction = 1.0", "dense projections would need"],
+        ),
+        (
+            ["run", "compressor.name=qsgd", "power.energy=null", "power.snr_db=10", "power.spread_db=3"],
+            ["power.spread_db = 3.0", "digital"],
+        ),
         (["run", "compressor.rank=0"], ["compressor.rank = 0", ">= 1"]),
         (["run", "power.energy=nan"], ["power.energy", ">= 0"]),
         (["run", "colour=red"], ["colour", "a known key"]),
@@ -63,8 +84,16 @@ def test_bad_input_is_one_line_exit_status_2_no_traceback(tmp_path, args, words)
 
 
 def test_divergence_exits_1_and_keeps_the_history(tmp_path):
-    result = laser("run", str(ROOT / "configs" / "digits_noiseless.yaml"), "optimizer.lr=1e12", "rounds=50",
-                   "--quiet", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    result = laser(
+        "run",
+        str(ROOT / "configs" / "digits_noiseless.yaml"),
+        "optimizer.lr=1e12",
+        "rounds=50",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "not finite" in result.stderr and "Traceback" not in result.stderr
     assert (tmp_path / "run" / "history.jsonl").read_text().strip()
@@ -77,8 +106,15 @@ def test_a_yaml_file_that_is_not_a_mapping_is_bad_input(tmp_path):
 
 
 def test_overrides_may_follow_the_options(tmp_path):
-    result = laser("run", str(ROOT / "configs" / "digits_laser.yaml"), "--quiet", "--out", str(tmp_path / "r"),
-                   "rounds=2", cwd=tmp_path)
+    result = laser(
+        "run",
+        str(ROOT / "configs" / "digits_laser.yaml"),
+        "--quiet",
+        "--out",
+        str(tmp_path / "r"),
+        "rounds=2",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["rounds"] == 2
 
@@ -88,10 +124,23 @@ def test_an_unknown_option_is_a_usage_error(tmp_path):
     assert result.returncode == 2 and "unrecognized arguments: --bogus" in result.stderr
 
 
-@pytest.mark.parametrize("data", [["data.name=cifar10", "model.name=resnet18"],
-                                  ["data.name=wikitext103", "model.name=gpt", "model.heads=4"]])
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["data.name=cifar10", "model.name=resnet18"],
+        ["data.name=wikitext103", "model.name=gpt", "model.heads=4"],
+    ],
+)
 def test_missing_data_without_download_is_a_clear_error(tmp_path, data):
-    result = laser("run", *data, "data.download=false", f"data.root={tmp_path}/nothing", "--quiet",
-                   "--out", str(tmp_path / "r"), cwd=tmp_path)
+    result = laser(
+        "run",
+        *data,
+        "data.download=false",
+        f"data.root={tmp_path}/nothing",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(tmp_path / "nothing") in result.stderr

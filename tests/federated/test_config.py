@@ -6,8 +6,14 @@ import typing
 import pytest
 
 from federated.components import CHANNELS, COMPRESSORS
-from federated.config import (ChannelConfig, CompressorConfig, ConfigError, DataConfig, ModelConfig,
-                              load_config)
+from federated.config import (
+    ChannelConfig,
+    CompressorConfig,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    load_config,
+)
 from federated.data.tasks import TASKS
 from federated.models import MODELS
 

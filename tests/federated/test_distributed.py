@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def laser(*args, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "federated.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "federated.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_shards_are_contiguous_and_cover_every_client_once():
@@ -30,11 +36,14 @@ def test_shards_are_contiguous_and_cover_every_client_once():
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
-@pytest.mark.parametrize("overrides, words", [
-    (["compressor.name=qsgd"], "compressor.name"),
-    (["downlink.snr_db=20"], "downlink.snr_db"),
-    (["clients.num_clients=1"], "clients.num_clients"),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["compressor.name=qsgd"], "compressor.name"),
+        (["downlink.snr_db=20"], "downlink.snr_db"),
+        (["clients.num_clients=1"], "clients.num_clients"),
+    ],
+)
 def test_what_cannot_be_split_is_refused_before_any_work(overrides, words):
     with pytest.raises(ConfigError, match=words):
         check_shardable(load_config(None, overrides), world=2)
@@ -43,20 +52,37 @@ def test_what_cannot_be_split_is_refused_before_any_work(overrides, words):
 CASES = {
     # LASER over Rayleigh fading with truncated inversion: the alignment scale (all-reduce min), the
     # superposition and the count of clients heard (all-reduce sums) all cross the processes
-    "laser_rayleigh_truncated": ["channel.name=rayleigh", "channel.power_control=truncated", "channel.threshold=0.3",
-                                 "power.energy=100"],
+    "laser_rayleigh_truncated": [
+        "channel.name=rayleigh",
+        "channel.power_control=truncated",
+        "channel.threshold=0.3",
+        "power.energy=100",
+    ],
     # two channel passes per round (encode_pass on each process's clients), heterogeneous budgets
     "powersgd_spread": ["compressor.name=powersgd", "power.spread_db=6", "power.energy=1000"],
     # digital links: gathered bit counts, delivered messages summed, undelivered ones kept in memory
-    "topk_digital": ["compressor.name=topk", "compressor.fraction=0.05", "power.energy=30000",
-                     "power.spread_db=10"],
+    "topk_digital": [
+        "compressor.name=topk",
+        "compressor.fraction=0.05",
+        "power.energy=30000",
+        "power.spread_db=10",
+    ],
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_two_processes_give_the_one_process_result(tmp_path, case):
-    overrides = ["data.name=digits", "model.name=mlp", "clients.num_clients=5", "clients.batch_size=16", "rounds=8",
-                 "eval_every=4", "checkpoint_every=8", f"data.root={tmp_path}/data", *CASES[case]]
+    overrides = [
+        "data.name=digits",
+        "model.name=mlp",
+        "clients.num_clients=5",
+        "clients.batch_size=16",
+        "rounds=8",
+        "eval_every=4",
+        "checkpoint_every=8",
+        f"data.root={tmp_path}/data",
+        *CASES[case],
+    ]
     one = train(load_config(None, overrides), tmp_path / "one", progress=False)
     result = laser("run", *overrides, "--nproc", "2", "--quiet", "--out", str(tmp_path / "two"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr + (tmp_path / "two" / "rank1.log").read_text()
@@ -70,7 +96,7 @@ def test_two_processes_give_the_one_process_result(tmp_path, case):
         assert (b.get("test_accuracy") is None) == (a.get("test_accuracy") is None)
         if "test_accuracy" in a:
             assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-4)
-    assert any(r["active_clients"] < 5 for r in one.rounds) or case == "powersgd_spread"   # the case bites
+    assert any(r["active_clients"] < 5 for r in one.rounds) or case == "powersgd_spread"  # the case bites
     # the final models agree, and each process saved its own clients' error-feedback memories
     model_one = load_checkpoint(tmp_path / "one" / "checkpoint.pt", torch.device("cpu"))["model"]
     rank0 = load_checkpoint(tmp_path / "two" / "checkpoint.pt", torch.device("cpu"))
@@ -82,11 +108,19 @@ def test_two_processes_give_the_one_process_result(tmp_path, case):
 
 
 def test_a_checkpoint_resumes_only_with_its_number_of_processes(tmp_path):
-    overrides = ["data.name=digits", "model.name=mlp", "clients.num_clients=4", "rounds=4", "checkpoint_every=2",
-                 f"data.root={tmp_path}/data"]
+    overrides = [
+        "data.name=digits",
+        "model.name=mlp",
+        "clients.num_clients=4",
+        "rounds=4",
+        "checkpoint_every=2",
+        f"data.root={tmp_path}/data",
+    ]
     out = tmp_path / "run"
-    assert laser("run", *overrides, "--nproc", "2", "--quiet", "--out", str(out), cwd=tmp_path).returncode == 0
-    (out / "summary.json").unlink()                  # as if it had been killed after its last checkpoint
+    assert (
+        laser("run", *overrides, "--nproc", "2", "--quiet", "--out", str(out), cwd=tmp_path).returncode == 0
+    )
+    (out / "summary.json").unlink()  # as if it had been killed after its last checkpoint
     result = laser("run", "--resume", str(out), "--quiet", cwd=tmp_path)
     assert result.returncode == 2 and "--nproc 2" in result.stderr and "Traceback" not in result.stderr
     again = laser("run", "--resume", str(out), "--nproc", "2", "--quiet", cwd=tmp_path)
@@ -95,7 +129,9 @@ def test_a_checkpoint_resumes_only_with_its_number_of_processes(tmp_path):
 
 
 def test_a_refused_split_exits_2_in_one_line(tmp_path):
-    result = laser("run", "data.name=digits", "model.name=mlp", "compressor.name=qsgd", "--nproc", "2", cwd=tmp_path)
+    result = laser(
+        "run", "data.name=digits", "model.name=mlp", "compressor.name=qsgd", "--nproc", "2", cwd=tmp_path
+    )
     assert result.returncode == 2 and "compressor.name = 'qsgd'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -109,13 +145,22 @@ def test_a_run_killed_between_its_processes_checkpoints_resumes_from_the_round_a
     """Each process keeps its previous checkpoint until its next one: process 1 killed before writing
     round 4 (it holds round 2) while process 0 wrote round 4 resumes both from round 2, and ends
     where the uninterrupted run ended."""
-    overrides = ["data.name=digits", "model.name=mlp", "clients.num_clients=4", "rounds=4", "checkpoint_every=2",
-                 "eval_every=2", f"data.root={tmp_path}/data"]
+    overrides = [
+        "data.name=digits",
+        "model.name=mlp",
+        "clients.num_clients=4",
+        "rounds=4",
+        "checkpoint_every=2",
+        "eval_every=2",
+        f"data.root={tmp_path}/data",
+    ]
     out = tmp_path / "run"
-    assert laser("run", *overrides, "--nproc", "2", "--quiet", "--out", str(out), cwd=tmp_path).returncode == 0
+    assert (
+        laser("run", *overrides, "--nproc", "2", "--quiet", "--out", str(out), cwd=tmp_path).returncode == 0
+    )
     uninterrupted = (out / "history.jsonl").read_text()
     assert load_checkpoint(out / "checkpoint.prev.pt", torch.device("cpu"))["round"] == 2
-    (out / "checkpoint.rank1.prev.pt").replace(out / "checkpoint.rank1.pt")    # process 1: round 2 only
+    (out / "checkpoint.rank1.prev.pt").replace(out / "checkpoint.rank1.pt")  # process 1: round 2 only
     (out / "summary.json").unlink()
     result = laser("run", "--resume", str(out), "--nproc", "2", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -134,18 +179,22 @@ class _Processes:
         return torch.tensor(self.reports)
 
 
-@pytest.mark.parametrize("mine, other, expected", [
-    ({"checkpoint.pt": 6, "checkpoint.prev.pt": 4}, [4, 2], 4),                # the other lags one save
-    ({"checkpoint.pt": 4, "checkpoint.prev.pt": 2}, [6, 4], 4),                # this one lags
-    ({"checkpoint.pt": 4}, [4, 2], 4),
-    ({"checkpoint.pt": 2}, [-1, -1], None),                                    # the other has none
-    ({"checkpoint.pt": 8, "checkpoint.prev.pt": 6}, [2, -1], "no round in common"),
-    ({"checkpoint.pt": 4}, [4, -1], "--nproc 3"),                              # written by 3
-    ({"checkpoint.pt": 4}, [-2, -1], "cannot read the checkpoint .*checkpoint.rank1.pt"),   # unreadable
-])
+@pytest.mark.parametrize(
+    "mine, other, expected",
+    [
+        ({"checkpoint.pt": 6, "checkpoint.prev.pt": 4}, [4, 2], 4),  # the other lags one save
+        ({"checkpoint.pt": 4, "checkpoint.prev.pt": 2}, [6, 4], 4),  # this one lags
+        ({"checkpoint.pt": 4}, [4, 2], 4),
+        ({"checkpoint.pt": 2}, [-1, -1], None),  # the other has none
+        ({"checkpoint.pt": 8, "checkpoint.prev.pt": 6}, [2, -1], "no round in common"),
+        ({"checkpoint.pt": 4}, [4, -1], "--nproc 3"),  # written by 3
+        ({"checkpoint.pt": 4}, [-2, -1], "cannot read the checkpoint .*checkpoint.rank1.pt"),  # unreadable
+    ],
+)
 def test_the_processes_agree_on_the_round_to_resume_from(tmp_path, mine, other, expected):
     from federated.checkpoint import CheckpointError
     from federated.checkpoint import sharded_checkpoint
+
     world = 3 if expected == "--nproc 3" else 2
     for name, round_ in mine.items():
         torch.save({"round": round_, "world": world}, tmp_path / name)
@@ -162,7 +211,10 @@ def test_the_processes_agree_on_the_round_to_resume_from(tmp_path, mine, other, 
     # the round resumed from is the newest checkpoint now: a newer one of a round the other process
     # never saved is gone, so the next save cannot rotate it into the "previous" place
     assert found == tmp_path / "checkpoint.pt" and torch.load(found)["round"] == expected
-    assert not (tmp_path / "checkpoint.prev.pt").exists() or torch.load(tmp_path / "checkpoint.prev.pt")["round"] < expected
+    assert (
+        not (tmp_path / "checkpoint.prev.pt").exists()
+        or torch.load(tmp_path / "checkpoint.prev.pt")["round"] < expected
+    )
 
 
 def test_a_second_kill_after_resuming_from_the_previous_checkpoint_still_resumes(tmp_path):
@@ -170,9 +222,10 @@ def test_a_second_kill_after_resuming_from_the_previous_checkpoint_still_resumes
     again at round 10 after process 0 rotated its checkpoint but before it wrote the new one: both
     still have round 5 in common."""
     from federated.checkpoint import sharded_checkpoint
+
     torch.save({"round": 10, "world": 2}, tmp_path / "checkpoint.pt")
     torch.save({"round": 5, "world": 2}, tmp_path / "checkpoint.prev.pt")
     shard = _Processes(2, [None, [5, 2, -1, -1]])
     assert torch.load(sharded_checkpoint(shard, tmp_path))["round"] == 5
-    (tmp_path / "checkpoint.pt").replace(tmp_path / "checkpoint.prev.pt")           # the next save's rotation
+    (tmp_path / "checkpoint.pt").replace(tmp_path / "checkpoint.prev.pt")  # the next save's rotation
     assert torch.load(sharded_checkpoint(shard, tmp_path))["round"] == 5

@@ -42,8 +42,9 @@ def _assert_same_state(a, b, where="checkpoint"):
 
 def _assert_same_run(resumed: Path, reference: Path) -> None:
     assert _history(resumed) == _history(reference)
-    _assert_same_state(load_checkpoint(resumed / "checkpoint.pt", "cpu"),
-                       load_checkpoint(reference / "checkpoint.pt", "cpu"))
+    _assert_same_state(
+        load_checkpoint(resumed / "checkpoint.pt", "cpu"), load_checkpoint(reference / "checkpoint.pt", "cpu")
+    )
     a, b = (json.loads((run / "summary.json").read_text()) for run in (resumed, reference))
     for summary in (a, b):
         summary.pop("wall_time_s")
@@ -53,18 +54,41 @@ def _assert_same_run(resumed: Path, reference: Path) -> None:
 
 # Everything that has state: dropout (torch's global generator), EMA, a one-cycle AdamW, LASER's
 # memories and factors, fading with path loss (large-scale gains), a noisy downlink.
-GPT_RUN = ["data.name=pydoc", "model.name=gpt", "model.layers=1", "model.heads=2", "model.width=16",
-           "model.context=16", "model.dropout=0.1", "clients.num_clients=3", "clients.batch_size=2",
-           "optimizer.name=adamw", "optimizer.lr=1e-3", "optimizer.schedule=onecycle", "ema=0.9",
-           "compressor.name=laser", "compressor.rank=2", "channel.name=rayleigh", "channel.power_control=truncated",
-           "channel.threshold=0.1", "channel.path_loss=umi_nlos", "downlink.snr_db=30", "power.energy=1000",
-           "eval_every=50", "device=cpu"]
+GPT_RUN = [
+    "data.name=pydoc",
+    "model.name=gpt",
+    "model.layers=1",
+    "model.heads=2",
+    "model.width=16",
+    "model.context=16",
+    "model.dropout=0.1",
+    "clients.num_clients=3",
+    "clients.batch_size=2",
+    "optimizer.name=adamw",
+    "optimizer.lr=1e-3",
+    "optimizer.schedule=onecycle",
+    "ema=0.9",
+    "compressor.name=laser",
+    "compressor.rank=2",
+    "channel.name=rayleigh",
+    "channel.power_control=truncated",
+    "channel.threshold=0.1",
+    "channel.path_loss=umi_nlos",
+    "downlink.snr_db=30",
+    "power.energy=1000",
+    "eval_every=50",
+    "device=cpu",
+]
 
 
 def _laser(*args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "federated.cli", "run", *args, "--quiet"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "federated.cli", "run", *args, "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_a_run_killed_in_a_subprocess_resumes_bit_identically(tmp_path):
@@ -98,21 +122,42 @@ class _Kill(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", [
-    ["compressor.name=laser"], ["compressor.name=powersgd"], ["compressor.name=randomk"],
-    ["compressor.name=sketch", "compressor.error_feedback=true"], ["compressor.name=signum", "compressor.momentum=0.9"],
-    ["compressor.name=adsgd", "compressor.fraction=0.5"], ["compressor.name=topk", "power.energy=1e6"],
-    ["compressor.name=qsgd", "power.energy=1e6"], ["compressor.name=zsgd", "power.spread_db=6"],
-])
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["compressor.name=laser"],
+        ["compressor.name=powersgd"],
+        ["compressor.name=randomk"],
+        ["compressor.name=sketch", "compressor.error_feedback=true"],
+        ["compressor.name=signum", "compressor.momentum=0.9"],
+        ["compressor.name=adsgd", "compressor.fraction=0.5"],
+        ["compressor.name=topk", "power.energy=1e6"],
+        ["compressor.name=qsgd", "power.energy=1e6"],
+        ["compressor.name=zsgd", "power.spread_db=6"],
+    ],
+)
 def test_every_method_resumes_bit_identically(tmp_path, monkeypatch, method):
-    config = load_config(None, ["data.name=digits", "model.name=mlp", "model.width=8", "clients.num_clients=3",
-                                "rounds=7", "eval_every=2", "checkpoint_every=3", "ema=0.5",
-                                "optimizer.schedule=multistep", "optimizer.milestones=[4]", *method])
+    config = load_config(
+        None,
+        [
+            "data.name=digits",
+            "model.name=mlp",
+            "model.width=8",
+            "clients.num_clients=3",
+            "rounds=7",
+            "eval_every=2",
+            "checkpoint_every=3",
+            "ema=0.5",
+            "optimizer.schedule=multistep",
+            "optimizer.milestones=[4]",
+            *method,
+        ],
+    )
     train(config, tmp_path / "reference", progress=False)
 
     original = Simulation.round
 
-    def round_then_die(self, t):                    # dies in round 5, after the checkpoint of round 3
+    def round_then_die(self, t):  # dies in round 5, after the checkpoint of round 3
         if t == 4:
             raise _Kill
         return original(self, t)
@@ -127,8 +172,10 @@ def test_every_method_resumes_bit_identically(tmp_path, monkeypatch, method):
 
 
 def test_resuming_without_a_checkpoint_starts_over(tmp_path):
-    config = load_config(None, ["data.name=digits", "model.name=linear", "clients.num_clients=2", "rounds=3",
-                                "checkpoint_every=0"])
+    config = load_config(
+        None,
+        ["data.name=digits", "model.name=linear", "clients.num_clients=2", "rounds=3", "checkpoint_every=0"],
+    )
     train(config, tmp_path / "a", progress=False)
     (tmp_path / "b").mkdir()
     history = train(config, tmp_path / "b", progress=False, resume=True)
@@ -138,7 +185,13 @@ def test_resuming_without_a_checkpoint_starts_over(tmp_path):
 
 def test_cli_resume_rules(tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["data.name=digits", "model.name=linear", "clients.num_clients=2", "rounds=3", "checkpoint_every=1"]
+    base = [
+        "data.name=digits",
+        "model.name=linear",
+        "clients.num_clients=2",
+        "rounds=3",
+        "checkpoint_every=1",
+    ]
     assert main(["run", *base, "--out", str(out), "--quiet"]) == 0
     assert main(["run", "--resume", str(out), "--quiet"]) == 0
     assert "already finished" in capsys.readouterr().out
@@ -155,7 +208,7 @@ def test_cli_resume_rules(tmp_path, capsys):
 
 def test_checkpoints_load_without_unpickling_objects(tmp_path):
     path = tmp_path / "evil.pt"
-    torch.save({"round": 1, "payload": _Kill()}, path)           # an arbitrary object in the pickle
+    torch.save({"round": 1, "payload": _Kill()}, path)  # an arbitrary object in the pickle
     with pytest.raises(CheckpointError, match="cannot read"):
         load_checkpoint(path, "cpu")
 
@@ -172,4 +225,4 @@ def test_a_failed_write_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_checkpoint(path, {"round": 2})
     assert load_checkpoint(path, "cpu") == {"round": 1}
-    assert list(tmp_path.iterdir()) == [path]                    # no temporary file left behind
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind

@@ -26,12 +26,12 @@ def _history(run):
 
 
 def _scalars(run) -> dict[str, list[tuple[int, float]]]:
-    board = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})    # 0: keep every event
+    board = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})  # 0: keep every event
     board.Reload()
     return {tag: [(e.step, e.value) for e in board.Scalars(tag)] for tag in board.Tags()["scalars"]}
 
 
-def _float32(value):              # TensorBoard stores scalars as float32
+def _float32(value):  # TensorBoard stores scalars as float32
     return float(np.float32(value))
 
 
@@ -39,13 +39,23 @@ def test_the_history_is_logged_as_scalars_per_round(tmp_path):
     run = tmp_path / "run"
     train(_config(tmp_path, "tensorboard=true"), run, progress=False)
     history, scalars = _history(run), _scalars(run)
-    assert set(scalars) == {"train/train_loss", "optim/lr", "test/test_loss", "test/test_accuracy",
-                            "channel/energy_max", "channel/energy_mean", "channel/channel_uses",
-                            "channel/noise_var_mean", "channel/active_clients"}
+    assert set(scalars) == {
+        "train/train_loss",
+        "optim/lr",
+        "test/test_loss",
+        "test/test_accuracy",
+        "channel/energy_max",
+        "channel/energy_mean",
+        "channel/channel_uses",
+        "channel/noise_var_mean",
+        "channel/active_clients",
+    }
     assert scalars["train/train_loss"] == [(r["round"] + 1, _float32(r["train_loss"])) for r in history]
     assert [step for step, _ in scalars["train/train_loss"]] == [1, 2, 3, 4, 5, 6]
-    assert scalars["test/test_accuracy"] == [(3, _float32(history[2]["test_accuracy"])),
-                                             (6, _float32(history[5]["test_accuracy"]))]
+    assert scalars["test/test_accuracy"] == [
+        (3, _float32(history[2]["test_accuracy"])),
+        (6, _float32(history[5]["test_accuracy"])),
+    ]
     assert scalars["optim/lr"] == [(step, _float32(0.05)) for step in range(1, 7)]
     assert scalars["channel/active_clients"] == [(step, 4.0) for step in range(1, 7)]
     assert scalars["channel/channel_uses"] == [(r["round"] + 1, float(r["channel_uses"])) for r in history]
@@ -60,7 +70,7 @@ def test_a_resumed_run_has_one_value_per_step(tmp_path, monkeypatch):
     run = tmp_path / "run"
     original = Simulation.round
 
-    def round_then_die(self, t):                    # dies in round 5: round 4 is logged after the checkpoint
+    def round_then_die(self, t):  # dies in round 5: round 4 is logged after the checkpoint
         if t == 4:
             raise _Kill
         return original(self, t)
@@ -79,8 +89,10 @@ def test_a_resumed_run_has_one_value_per_step(tmp_path, monkeypatch):
     assert len(list((run / "tensorboard").iterdir())) == 2
     assert scalars["train/train_loss"] == [(r["round"] + 1, _float32(r["train_loss"])) for r in history]
     assert [step for step, _ in scalars["train/train_loss"]] == [1, 2, 3, 4, 5, 6]
-    assert scalars["test/test_accuracy"] == [(3, _float32(history[2]["test_accuracy"])),
-                                             (6, _float32(history[5]["test_accuracy"]))]
+    assert scalars["test/test_accuracy"] == [
+        (3, _float32(history[2]["test_accuracy"])),
+        (6, _float32(history[5]["test_accuracy"])),
+    ]
 
 
 def test_a_failed_run_closes_its_log(tmp_path, monkeypatch):
@@ -96,7 +108,9 @@ def test_a_failed_run_closes_its_log(tmp_path, monkeypatch):
     with pytest.raises(NonFiniteError):
         train(_config(tmp_path, "tensorboard=true", "checkpoint_every=0"), run, progress=False)
     # no checkpoint flushed the writer: the two rounds reached disk when the failure closed it
-    assert _scalars(run)["train/train_loss"] == [(r["round"] + 1, _float32(r["train_loss"])) for r in _history(run)]
+    assert _scalars(run)["train/train_loss"] == [
+        (r["round"] + 1, _float32(r["train_loss"])) for r in _history(run)
+    ]
     assert len(_history(run)) == 2
 
 
@@ -109,16 +123,29 @@ def test_off_by_default_writes_no_tensorboard_directory(tmp_path):
 
 
 def test_without_the_package_the_run_stops_with_a_config_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)      # makes the import fail
-    config = _config(tmp_path, "tensorboard=true", "rounds=2")           # loads: validated anywhere
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # makes the import fail
+    config = _config(tmp_path, "tensorboard=true", "rounds=2")  # loads: validated anywhere
     with pytest.raises(ConfigError) as error:
         train(config, tmp_path / "run", progress=False)
     assert error.value.key == "tensorboard" and error.value.value is True
     assert "pip install 'laser-ota[tensorboard]'" in str(error.value)
-    assert not (tmp_path / "run").exists()                               # stopped before any work
+    assert not (tmp_path / "run").exists()  # stopped before any work
     # the CLI: exit 2, one line naming the key
-    assert main(["run", *RUN, f"data.root={tmp_path}/data", "rounds=2", "tensorboard=true",
-                 "--out", str(tmp_path / "cli"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                *RUN,
+                f"data.root={tmp_path}/data",
+                "rounds=2",
+                "tensorboard=true",
+                "--out",
+                str(tmp_path / "cli"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("laser run: config error: tensorboard = True") and err.count("\n") == 1
     # without a run directory nothing is logged, so nothing is needed

@@ -10,8 +10,13 @@ from federated.train import NonFiniteError, train
 
 
 def _config(tmp_path, *overrides):
-    base = [f"data.root={tmp_path / 'data'}", "rounds=6", "eval_every=3", "clients.num_clients=4",
-            "clients.batch_size=16"]
+    base = [
+        f"data.root={tmp_path / 'data'}",
+        "rounds=6",
+        "eval_every=3",
+        "clients.num_clients=4",
+        "clients.batch_size=16",
+    ]
     return load_config(None, base + list(overrides))
 
 
@@ -25,9 +30,11 @@ def _config(tmp_path, *overrides):
     ],
     ids=["mnist1d-cnn", "mnist1d-linear", "digits-linear", "digits-mlp"],
 )
-@pytest.mark.parametrize("method", [["compressor.name=laser"], ["compressor.name=zsgd"],
-                                    ["compressor.name=zsgd", "channel.name=noiseless"]],
-                         ids=["laser", "zsgd", "noiseless"])
+@pytest.mark.parametrize(
+    "method",
+    [["compressor.name=laser"], ["compressor.name=zsgd"], ["compressor.name=zsgd", "channel.name=noiseless"]],
+    ids=["laser", "zsgd", "noiseless"],
+)
 def test_end_to_end_run_writes_its_directory(tmp_path, task, method):
     out = tmp_path / "run"
     history = train(_config(tmp_path, *task, *method), out, progress=False)
@@ -56,8 +63,17 @@ def test_same_seed_same_result_and_another_seed_differs(tmp_path):
 
 
 def test_training_learns_on_a_noiseless_channel(tmp_path):
-    history = train(_config(tmp_path, "data.name=digits", "model.name=linear", "rounds=60", "eval_every=60",
-                            "channel.name=noiseless"), progress=False)
+    history = train(
+        _config(
+            tmp_path,
+            "data.name=digits",
+            "model.name=linear",
+            "rounds=60",
+            "eval_every=60",
+            "channel.name=noiseless",
+        ),
+        progress=False,
+    )
     assert history.summary["test_accuracy"] > 0.8
 
 
@@ -72,8 +88,14 @@ def test_laser_sends_fewer_channel_uses_than_zsgd(tmp_path):
 
 def test_non_finite_training_stops_with_a_message_and_keeps_the_history(tmp_path):
     out = tmp_path / "run"
-    config = _config(tmp_path, "data.name=digits", "model.name=mlp", "optimizer.lr=1e12",
-                     "channel.name=noiseless", "rounds=50")
+    config = _config(
+        tmp_path,
+        "data.name=digits",
+        "model.name=mlp",
+        "optimizer.lr=1e12",
+        "channel.name=noiseless",
+        "rounds=50",
+    )
     with pytest.raises(NonFiniteError, match="not finite"):
         train(config, out, progress=False)
     summary = json.loads((out / "summary.json").read_text())
@@ -89,14 +111,15 @@ def test_training_leaves_the_global_generator_alone(tmp_path):
     assert torch.equal(torch.rand(1), expected)
 
 
-
 def test_laser_that_compresses_nothing_is_exactly_zsgd(tmp_path):
     """With a compression-rate threshold no tensor meets, LASER sends every tensor raw without
     error feedback: the whole pipeline must then reproduce Z-SGD bit for bit, noise included."""
     common = ["data.name=digits", "model.name=mlp", "model.width=16", "rounds=8", "power.energy=5"]
     zsgd = train(_config(tmp_path, *common, "compressor.name=zsgd"), progress=False)
-    laser = train(_config(tmp_path, *common, "compressor.name=laser", "compressor.min_compression_rate=1e9"),
-                  progress=False)
+    laser = train(
+        _config(tmp_path, *common, "compressor.name=laser", "compressor.min_compression_rate=1e9"),
+        progress=False,
+    )
     assert laser.rounds == zsgd.rounds
 
 

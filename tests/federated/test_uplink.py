@@ -12,8 +12,10 @@ F64 = torch.float64
 
 
 def _client_blocks(generator, num_clients=5, dims=(7, 30, 1)):
-    return [[torch.randn(d, generator=generator, dtype=F64) * (b + 1) for b, d in enumerate(dims)]
-            for _ in range(num_clients)]
+    return [
+        [torch.randn(d, generator=generator, dtype=F64) * (b + 1) for b, d in enumerate(dims)]
+        for _ in range(num_clients)
+    ]
 
 
 class RecordingChannel(AWGNChannel):
@@ -30,8 +32,8 @@ def test_block_budgets_sum_to_the_budget_and_the_largest_signal_of_each_block_me
     channel.calls = []
     client_blocks = _client_blocks(generator)
     out = uplink(channel, client_blocks, energy=50.0)
-    assert len(channel.calls) == 1 and out.channel_uses == 7 + 30 + 1       # one call for the round
-    _, budgets, round_out = channel.calls[0]                                  # [K, B]
+    assert len(channel.calls) == 1 and out.channel_uses == 7 + 30 + 1  # one call for the round
+    _, budgets, round_out = channel.calls[0]  # [K, B]
     assert_close(budgets.sum(1), torch.full((5,), 50.0, dtype=F64))
     for b in range(3):
         signals = torch.stack([c[b] for c in client_blocks])
@@ -66,15 +68,20 @@ def test_noise_energy_matches_the_papers_formula(generator):
     share, computed here from scratch."""
     blocks = _client_blocks(generator)
     out = uplink(AWGNChannel(1.0, generator=generator), blocks, energy=5.0)
-    norms = torch.tensor([[float(torch.linalg.vector_norm(b)) for b in client] for client in blocks], dtype=F64)
+    norms = torch.tensor(
+        [[float(torch.linalg.vector_norm(b)) for b in client] for client in blocks], dtype=F64
+    )
     shares = 5.0 * (norms / norms.sum(1, keepdim=True)).mean(0)
-    expected = sum(d * float(norms[:, b].max()) ** 2 / (25 * float(shares[b])) for b, d in enumerate((7, 30, 1)))
+    expected = sum(
+        d * float(norms[:, b].max()) ** 2 / (25 * float(shares[b])) for b, d in enumerate((7, 30, 1))
+    )
     assert math.isclose(out.noise_energy, expected, rel_tol=1e-9)
 
 
 def test_grouped_blocks_get_the_grouped_allocation(generator):
     """With energy groups, each block's budget (read back from its noise variance) is the grouped split."""
     from laser.allocation import allocate_grouped_energy
+
     channel = RecordingChannel(1.0, generator=generator)
     channel.calls = []
     blocks = _client_blocks(generator, num_clients=3, dims=(5, 5, 5, 9))
@@ -86,7 +93,7 @@ def test_grouped_blocks_get_the_grouped_allocation(generator):
     assert_close(budgets, expected)
     # per-entry noise variance c_b^2 / (K^2 E_b), c_b the largest client norm of block b
     c = norms.max(0).values
-    assert_close(out.noise_var, c ** 2 / (9 * expected[0]))
+    assert_close(out.noise_var, c**2 / (9 * expected[0]))
 
 
 def test_a_pass_with_nothing_to_send_costs_nothing():

@@ -7,18 +7,50 @@ from federated.config import ConfigError, load_config
 from federated.train import Simulation, train
 
 
-@pytest.mark.filterwarnings("ignore:There is a performance drop")   # SDPA on CPU has no batching rule (correct, slow)
-@pytest.mark.parametrize("overrides", [
-    ["data.name=digits", "model.name=mlp", "compressor.name=laser", "channel.name=rayleigh",
-     "channel.power_control=truncated", "channel.threshold=0.2"],
-    ["data.name=mnist1d", "data.num_samples=1000", "model.name=cnn", "compressor.name=powersgd",
-     "clients.accumulation_steps=2"],
-    ["data.name=pydoc", "model.name=gpt", "model.layers=1", "model.width=16", "model.heads=2", "model.context=16",
-     "model.dropout=0", "compressor.name=zsgd", "optimizer.name=adamw", "optimizer.lr=0.003"],
-])
+@pytest.mark.filterwarnings(
+    "ignore:There is a performance drop"
+)  # SDPA on CPU has no batching rule (correct, slow)
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [
+            "data.name=digits",
+            "model.name=mlp",
+            "compressor.name=laser",
+            "channel.name=rayleigh",
+            "channel.power_control=truncated",
+            "channel.threshold=0.2",
+        ],
+        [
+            "data.name=mnist1d",
+            "data.num_samples=1000",
+            "model.name=cnn",
+            "compressor.name=powersgd",
+            "clients.accumulation_steps=2",
+        ],
+        [
+            "data.name=pydoc",
+            "model.name=gpt",
+            "model.layers=1",
+            "model.width=16",
+            "model.heads=2",
+            "model.context=16",
+            "model.dropout=0",
+            "compressor.name=zsgd",
+            "optimizer.name=adamw",
+            "optimizer.lr=0.003",
+        ],
+    ],
+)
 def test_vmap_gives_the_loops_run(tmp_path, overrides):
-    base = [*overrides, "rounds=6", "eval_every=3", "clients.num_clients=6", "clients.batch_size=8",
-            f"data.root={tmp_path}/data"]
+    base = [
+        *overrides,
+        "rounds=6",
+        "eval_every=3",
+        "clients.num_clients=6",
+        "clients.batch_size=8",
+        f"data.root={tmp_path}/data",
+    ]
     loop = train(load_config(None, [*base, "clients.vectorize=loop"]), progress=False)
     vmap = train(load_config(None, [*base, "clients.vectorize=vmap"]), progress=False)
     metric = "test_perplexity" if "data.name=pydoc" in overrides else "test_accuracy"
@@ -33,14 +65,38 @@ def test_vmap_is_refused_where_it_is_not_the_loop_and_auto_falls_back(tmp_path):
     with pytest.raises(ConfigError, match="clients.vectorize.*BatchNorm"):
         Simulation._vectorized(_bare_resnet(), "vmap")
     assert Simulation._vectorized(_bare_resnet(), "auto") is None
-    noisy = Simulation(load_config(None, ["data.name=digits", "model.name=mlp", "downlink.snr_db=20",
-                                          f"data.root={tmp_path}/data", "clients.vectorize=auto"]))
+    noisy = Simulation(
+        load_config(
+            None,
+            [
+                "data.name=digits",
+                "model.name=mlp",
+                "downlink.snr_db=20",
+                f"data.root={tmp_path}/data",
+                "clients.vectorize=auto",
+            ],
+        )
+    )
     assert noisy.vectorized is None
     with pytest.raises(ConfigError, match="downlink"):
-        Simulation(load_config(None, ["data.name=digits", "model.name=mlp", "downlink.snr_db=20",
-                                      f"data.root={tmp_path}/data", "clients.vectorize=vmap"]))
-    plain = Simulation(load_config(None, ["data.name=digits", "model.name=mlp", f"data.root={tmp_path}/data",
-                                          "clients.vectorize=auto"]))
+        Simulation(
+            load_config(
+                None,
+                [
+                    "data.name=digits",
+                    "model.name=mlp",
+                    "downlink.snr_db=20",
+                    f"data.root={tmp_path}/data",
+                    "clients.vectorize=vmap",
+                ],
+            )
+        )
+    plain = Simulation(
+        load_config(
+            None,
+            ["data.name=digits", "model.name=mlp", f"data.root={tmp_path}/data", "clients.vectorize=auto"],
+        )
+    )
     assert plain.vectorized is not None
 
 

@@ -12,7 +12,7 @@ from federated.data.tasks import cross_entropy
 from federated.vectorized import VectorizedClients, vmap_supported
 
 K, B = 5, 16
-FEATURES, CLASSES = 40, 10          # MNIST-1D: 40-sample signals, 10 classes
+FEATURES, CLASSES = 40, 10  # MNIST-1D: 40-sample signals, 10 classes
 VOCAB, CONTEXT = 32, 8
 
 # the SDPA kernel has no batching rule yet on CPU: vmap falls back to a (correct) loop and warns
@@ -34,10 +34,14 @@ def _batches(name: str, generator: torch.Generator) -> tuple[torch.Tensor, torch
     if name == "gpt":
         xs = torch.randint(0, VOCAB, (K, B, CONTEXT), generator=generator)
         return xs, torch.randint(0, VOCAB, (K, B, CONTEXT), generator=generator)
-    return torch.randn(K, B, FEATURES, generator=generator), torch.randint(0, CLASSES, (K, B), generator=generator)
+    return torch.randn(K, B, FEATURES, generator=generator), torch.randint(
+        0, CLASSES, (K, B), generator=generator
+    )
 
 
-def _loop(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+def _loop(
+    model: nn.Module, xs: torch.Tensor, ys: torch.Tensor
+) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
     """The reference: each client's loss and gradient, one autograd pass per client."""
     params = list(model.parameters())
     losses, grads = [], []
@@ -80,11 +84,14 @@ def test_accumulate_sums_gradients_and_averages_losses(name, generator):
     batches = [_batches(name, generator) for _ in range(3)]
     losses, grads = VectorizedClients(model, cross_entropy).accumulate(batches)
     ref_total, ref_grads = None, None
-    for xs, ys in batches:          # client_gradient's semantics: gradients summed, loss = total / steps
+    for xs, ys in batches:  # client_gradient's semantics: gradients summed, loss = total / steps
         step_losses, step_grads = _loop(model, xs, ys)
         ref_total = step_losses if ref_total is None else ref_total + step_losses
-        ref_grads = step_grads if ref_grads is None else [
-            [a + b for a, b in zip(ga, gb)] for ga, gb in zip(ref_grads, step_grads)]
+        ref_grads = (
+            step_grads
+            if ref_grads is None
+            else [[a + b for a, b in zip(ga, gb)] for ga, gb in zip(ref_grads, step_grads)]
+        )
     _assert_matches(model, losses, grads, ref_total / 3, ref_grads)
 
 
@@ -96,7 +103,7 @@ def test_parameters_are_read_at_call_time(generator):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     for p, g in zip(model.parameters(), clients(xs, ys)[1]):
         p.grad = g.mean(0)
-    optimizer.step()                # the server steps the model in place between rounds
+    optimizer.step()  # the server steps the model in place between rounds
     losses, grads = clients(xs, ys)
     assert not torch.allclose(losses, before)
     _assert_matches(model, losses, grads, *_loop(model, xs, ys))
@@ -108,7 +115,7 @@ def test_gradients_have_the_models_dtype(generator):
     losses, grads = VectorizedClients(model, cross_entropy)(xs.double(), ys)
     assert all(g.dtype == torch.float64 for g in grads)
     ref_losses, ref_grads = _loop(model, xs.double(), ys)
-    torch.testing.assert_close(losses, ref_losses, atol=1e-6, rtol=1e-5)   # cross_entropy is float32
+    torch.testing.assert_close(losses, ref_losses, atol=1e-6, rtol=1e-5)  # cross_entropy is float32
     for i, g in enumerate(grads):
         for k in range(K):
             torch.testing.assert_close(g[k], ref_grads[k][i], atol=1e-12, rtol=1e-10)
@@ -119,7 +126,9 @@ def test_batchnorm_in_training_mode_is_not_supported(generator):
     supported, reason = vmap_supported(model)
     assert not supported and "BatchNorm" in reason
     with pytest.raises(ValueError, match="BatchNorm"):
-        VectorizedClients(model, cross_entropy)(torch.zeros(2, 2, 3, 32, 32), torch.zeros(2, 2, dtype=torch.long))
+        VectorizedClients(model, cross_entropy)(
+            torch.zeros(2, 2, 3, 32, 32), torch.zeros(2, 2, dtype=torch.long)
+        )
 
 
 def test_batchnorm_in_eval_mode_is_supported_and_equals_the_loop(generator):

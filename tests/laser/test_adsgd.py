@@ -85,12 +85,14 @@ def test_channel_uses_and_sparsity(generator, fraction):
     assert [b.shape for b in blocks] == [torch.Size([s]) for s in expected]
     assert adsgd.channel_uses() == sum(expected)
     assert [proj.k for proj in adsgd.projections] == [max(1, math.floor(fraction * d / 2)) for d in dims]
-    assert [proj.a.shape for proj in adsgd.projections] == [torch.Size([s, d]) for s, d in zip(expected, dims)]
+    assert [proj.a.shape for proj in adsgd.projections] == [
+        torch.Size([s, d]) for s, d in zip(expected, dims)
+    ]
 
 
 def test_shared_matrix_statistics():
     """A_b has i.i.d. N(0, 1/s) entries, the same for the same seed, different for another seed."""
-    params = [torch.zeros(100, 50, dtype=F64)]               # s = 500, d = 5000: 2.5e6 entries
+    params = [torch.zeros(100, 50, dtype=F64)]  # s = 500, d = 5000: 2.5e6 entries
     one, same, other = ADSGDCompressor(), ADSGDCompressor(), ADSGDCompressor(seed=1)
     for c in (one, same, other):
         c.setup(params, num_clients=1)
@@ -133,7 +135,7 @@ def test_lmmse_with_noise_beats_linear_alternatives(generator):
             xhat = adsgd.decode([y], noise_var=[noise_var])[0]
             assert torch.isfinite(xhat).all()
             min_norm = adsgd.decode([y], noise_var=[0.0])[0]
-            back = proj.a.T @ y                                   # best scale in hindsight (oracle)
+            back = proj.a.T @ y  # best scale in hindsight (oracle)
             scaled_trials.append(_relative_error(back * (back @ x) / (back @ back), x))
             trials.append(_relative_error(xhat, x))
             assert trials[-1] < _relative_error(min_norm, x)
@@ -153,7 +155,7 @@ def test_lmmse_matches_direct_formulas(generator):
     sigma2 = (y @ y - 30 * 0.2) / (a * a).sum()
     direct = a.T @ torch.linalg.solve(a @ a.T + 0.2 / sigma2 * torch.eye(30, dtype=F64), y)
     assert_close(lmmse_estimate(y, a, u, lam, 0.2), direct)
-    deficient = torch.cat([a[:20], a[:10]])                      # rank 20 of 30 rows
+    deficient = torch.cat([a[:20], a[:10]])  # rank 20 of 30 rows
     y = deficient @ torch.randn(80, generator=generator, dtype=F64)
     lam, u = torch.linalg.eigh(deficient @ deficient.T)
     assert_close(lmmse_estimate(y, deficient, u, lam, 0.0), torch.linalg.pinv(deficient) @ y)
@@ -172,7 +174,7 @@ def test_amp_recovers_a_sparse_vector_where_lmmse_cannot(generator, noise_var):
     adsgd, a, x = _recovery_setup(generator)
     assert a.shape == (160, 400)
     y = a @ x + math.sqrt(noise_var) * torch.randn(160, generator=generator, dtype=F64)
-    assert amp_estimate(y, a, iterations=30) is not None                       # no fallback
+    assert amp_estimate(y, a, iterations=30) is not None  # no fallback
     assert _relative_error(adsgd["amp"].decode([y], noise_var=[noise_var])[0], x) < 1e-2
     assert _relative_error(adsgd["lmmse"].decode([y], noise_var=[noise_var])[0], x) > 0.3
 
@@ -197,7 +199,9 @@ def test_amp_falls_back_to_lmmse_when_it_diverges(generator):
 def test_zero_blocks_decode_to_zero(decoder):
     adsgd = ADSGDCompressor(fraction=0.5, decoder=decoder)
     adsgd.setup(_params(), num_clients=1)
-    out = adsgd.decode([torch.zeros(s, dtype=F64) for s in (54, 200, 3)], noise_var=torch.tensor([0.0, 1.0, 0.5]))
+    out = adsgd.decode(
+        [torch.zeros(s, dtype=F64) for s in (54, 200, 3)], noise_var=torch.tensor([0.0, 1.0, 0.5])
+    )
     assert all(torch.equal(g, torch.zeros_like(p)) for g, p in zip(out, _params()))
 
 
@@ -230,10 +234,16 @@ def test_too_large_projection_raises():
     ADSGDCompressor(max_projection_entries=400_000).setup([torch.zeros(200, 10)], num_clients=1)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"fraction": 0.0}, "fraction"), ({"fraction": 1.5}, "fraction"), ({"decoder": "omp"}, "decoder"),
-    ({"amp_iterations": 0}, "amp_iterations"), ({"max_projection_entries": 0}, "max_projection_entries"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"fraction": 0.0}, "fraction"),
+        ({"fraction": 1.5}, "fraction"),
+        ({"decoder": "omp"}, "decoder"),
+        ({"amp_iterations": 0}, "amp_iterations"),
+        ({"max_projection_entries": 0}, "max_projection_entries"),
+    ],
+)
 def test_invalid_arguments_are_rejected(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ADSGDCompressor(**kwargs)

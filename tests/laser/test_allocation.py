@@ -23,7 +23,7 @@ def test_each_client_allocation_sums_to_its_budget(generator, rule):
 
 def test_norm_rule_is_the_mean_of_the_clients_norm_fractions(generator):
     norms = torch.rand(4, 5, generator=generator, dtype=F64)
-    expected = 3.0 * (norms / norms.sum(1, keepdim=True)).mean(0)    # E_b = E mean_k(a_kb / sum_b' a_kb')
+    expected = 3.0 * (norms / norms.sum(1, keepdim=True)).mean(0)  # E_b = E mean_k(a_kb / sum_b' a_kb')
     shares = allocate_energy(norms, torch.ones(5), 3.0)
     for k in range(4):
         assert_close(shares[k], expected)
@@ -48,11 +48,13 @@ def test_norm_rule_minimises_the_sum_of_per_entry_noise_variances(generator):
 
 def test_guards_zero_norms_and_infinite_energy():
     zeros = torch.zeros(2, 3, dtype=F64)
-    assert_close(allocate_energy(zeros, torch.tensor([1, 1, 2]), 4.0), torch.tensor([[1.0, 1.0, 2.0]] * 2, dtype=F64))
-    mixed = torch.tensor([[0.0, 0.0], [1.0, 3.0]], dtype=F64)        # client 0 sends nothing: no vote
+    assert_close(
+        allocate_energy(zeros, torch.tensor([1, 1, 2]), 4.0), torch.tensor([[1.0, 1.0, 2.0]] * 2, dtype=F64)
+    )
+    mixed = torch.tensor([[0.0, 0.0], [1.0, 3.0]], dtype=F64)  # client 0 sends nothing: no vote
     assert_close(allocate_energy(mixed, torch.ones(2), 4.0)[0], torch.tensor([1.0, 3.0], dtype=F64))
     inf = allocate_energy(torch.tensor([[1.0, 0.0]], dtype=F64), torch.ones(2), math.inf)
-    assert inf.tolist() == [[math.inf, 0.0]]                           # no NaN from inf * 0
+    assert inf.tolist() == [[math.inf, 0.0]]  # no NaN from inf * 0
 
 
 def test_unknown_rule_is_rejected():
@@ -62,6 +64,7 @@ def test_unknown_rule_is_rejected():
 
 def test_grouped_allocation_gives_groups_their_norm_share_and_splits_by_exponent(generator):
     from laser.allocation import allocate_grouped_energy
+
     norms = torch.rand(3, 5, generator=generator, dtype=torch.float64) + 0.1
     dims = torch.tensor([4, 4, 4, 7, 2])
     groups = ["a", "a", "a", "b", "c"]

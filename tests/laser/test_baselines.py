@@ -6,8 +6,13 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from laser.baselines import (CountSketchCompressor, RandomKCompressor, SignumCompressor, count_sketch,
-                             count_unsketch)
+from laser.baselines import (
+    CountSketchCompressor,
+    RandomKCompressor,
+    SignumCompressor,
+    count_sketch,
+    count_unsketch,
+)
 
 F64 = torch.float64
 SHAPES = [(6, 10), (7,), (3, 2, 2)]
@@ -26,8 +31,14 @@ def _own_message(compressor, block, i):
     return compressor._expand(block, compressor.shared()[i], math.prod(SHAPES[i]))
 
 
-@pytest.mark.parametrize("make", [lambda: RandomKCompressor(0.3), lambda: RandomKCompressor(0.3, unbiased=True),
-                                  lambda: CountSketchCompressor(0.5, error_feedback=True)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RandomKCompressor(0.3),
+        lambda: RandomKCompressor(0.3, unbiased=True),
+        lambda: CountSketchCompressor(0.5, error_feedback=True),
+    ],
+)
 def test_error_feedback_identity(generator, make):
     """memory_old + gradient == own decoded message + memory_new, exactly, for every client and round."""
     c = make()
@@ -43,8 +54,9 @@ def test_error_feedback_identity(generator, make):
         c.decode([torch.stack(b).mean(0) for b in zip(*blocks)])
 
 
-@pytest.mark.parametrize("make", [lambda: RandomKCompressor(0.3, error_feedback=False),
-                                  lambda: CountSketchCompressor(0.4)])
+@pytest.mark.parametrize(
+    "make", [lambda: RandomKCompressor(0.3, error_feedback=False), lambda: CountSketchCompressor(0.4)]
+)
 def test_linearity_under_the_shared_seed(generator, make):
     """The mean of the clients' blocks is the block of their mean gradient, and decodes to it."""
     c = make()
@@ -53,23 +65,24 @@ def test_linearity_under_the_shared_seed(generator, make):
     blocks = [c.encode(k, g) for k, g in enumerate(client_grads)]
     mean_blocks = [torch.stack(b).mean(0) for b in zip(*blocks)]
     mean_grads = [torch.stack(g).mean(0) for g in zip(*client_grads)]
-    for a, b in zip(mean_blocks, c.encode(3, mean_grads)):      # same round, same randomness
+    for a, b in zip(mean_blocks, c.encode(3, mean_grads)):  # same round, same randomness
         assert_close(a, b)
-    assert [b.numel() for b in mean_blocks] == [math.floor(f * math.prod(s)) for f, s in
-                                                zip([c.fraction] * 3, SHAPES)]
+    assert [b.numel() for b in mean_blocks] == [
+        math.floor(f * math.prod(s)) for f, s in zip([c.fraction] * 3, SHAPES)
+    ]
 
 
 def test_fresh_randomness_each_round_and_shared_within_it(generator):
     rk = RandomKCompressor(0.2, seed=5)
     rk.setup(_params(), num_clients=2)
     first = rk.shared()[0][0].clone()
-    assert torch.equal(rk.shared()[0][0], first)                  # cached for the whole round
+    assert torch.equal(rk.shared()[0][0], first)  # cached for the whole round
     rk.decode([b for b in rk.encode(0, _grads(generator))])
     assert not torch.equal(rk.shared()[0][0], first)
-    other = RandomKCompressor(0.2, seed=5)                       # same seed: same supports
+    other = RandomKCompressor(0.2, seed=5)  # same seed: same supports
     other.setup(_params(), num_clients=2)
     assert torch.equal(other.shared()[0][0], first)
-    assert len(set(first.tolist())) == first.numel()              # without replacement
+    assert len(set(first.tolist())) == first.numel()  # without replacement
 
 
 def test_random_k_with_fraction_one_reproduces_the_input(generator):
@@ -97,8 +110,13 @@ def test_sketch_is_one_row_count_sketch():
     assert count_unsketch(torch.tensor([-2.0, 2.0]), buckets, signs).tolist() == [2.0, 2.0, -2.0, 2.0]
 
 
-@pytest.mark.parametrize("make", [lambda s: RandomKCompressor(0.25, error_feedback=False, unbiased=True, seed=s),
-                                  lambda s: CountSketchCompressor(0.5, seed=s)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: RandomKCompressor(0.25, error_feedback=False, unbiased=True, seed=s),
+        lambda s: CountSketchCompressor(0.5, seed=s),
+    ],
+)
 def test_unbiased_over_the_shared_randomness(generator, make):
     """E[decode(encode(g))] = g: the mean of N independent rounds is within 5 standard errors."""
     g = [torch.randn(s, generator=generator, dtype=F64) for s in SHAPES]
@@ -132,13 +150,19 @@ def test_signum_momentum_signs_the_running_average(generator):
     signum.setup([torch.zeros(4, dtype=F64)], num_clients=1)
     g1, g2 = torch.tensor([1.0, -1.0, 2.0, 0.0], dtype=F64), torch.tensor([-5.0, 0.5, -0.1, 0.0], dtype=F64)
     signum.encode(0, [g1])
-    block, = signum.encode(0, [g2])
+    (block,) = signum.encode(0, [g2])
     m = 0.9 * 0.1 * g1 + 0.1 * g2
     assert torch.equal(block, torch.sign(m))
 
 
-@pytest.mark.parametrize("make", [lambda: RandomKCompressor(0.3, seed=3), lambda: CountSketchCompressor(0.3, seed=3),
-                                  lambda: SignumCompressor(momentum=0.5)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RandomKCompressor(0.3, seed=3),
+        lambda: CountSketchCompressor(0.3, seed=3),
+        lambda: SignumCompressor(momentum=0.5),
+    ],
+)
 def test_state_round_trip_continues_identically(generator, make):
     a, b = make(), make()
     a.setup(_params(), num_clients=2)

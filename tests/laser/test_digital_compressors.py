@@ -16,7 +16,7 @@ from laser.digital import (
 )
 
 F64 = torch.float64
-SHAPES = [(10, 20), (7,)]                                    # d = 200 and 7
+SHAPES = [(10, 20), (7,)]  # d = 200 and 7
 
 
 def _params():
@@ -36,11 +36,15 @@ def _averaged(compressor, v, n):
 
 # ----------------------------------------------------------------------------- exact identities
 
-@pytest.mark.parametrize("make", [
-    lambda: TopKCompressor(fraction=0.1),
-    lambda: TopKDitheringCompressor(fraction=0.1, levels=4, p=2.0),
-    lambda: TopKDitheringCompressor(fraction=0.3, levels=2, p=math.inf),
-])
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TopKCompressor(fraction=0.1),
+        lambda: TopKDitheringCompressor(fraction=0.1, levels=4, p=2.0),
+        lambda: TopKDitheringCompressor(fraction=0.3, levels=2, p=math.inf),
+    ],
+)
 def test_error_feedback_identity(generator, make):
     """v = g + old memory == message + new memory, for every client and tensor, several rounds."""
     compressor = make()
@@ -92,19 +96,23 @@ def test_no_error_feedback_keeps_no_memory(generator):
 
 # ----------------------------------------------------------------------------- bit counts by hand
 
-@pytest.mark.parametrize(("compressor", "bits"), [
-    # d = 200: k = 20, index ceil(log2 200) = 8; d = 7: k = max(1, 0) = 1, index 3
-    (TopKCompressor(fraction=0.1), 20 * (32 + 8) + 1 * (32 + 3)),
-    # levels 4: a sign + ceil(log2 5) = 3 bits per entry, plus a 32-bit norm per tensor
-    (QSGDCompressor(levels=4), 32 + 200 * 4 + 32 + 7 * 4),
-    (NaturalCompressor(), 9 * 207),
-    # levels 8: ceil(log2 9) = 4 level bits
-    (NaturalDitheringCompressor(levels=8), 32 + 200 * 5 + 32 + 7 * 5),
-    (TopKDitheringCompressor(fraction=0.1, levels=8), 32 + 20 * (8 + 1 + 4) + 32 + 1 * (3 + 1 + 4)),
-    # levels 1: ceil(log2 2) = 1; fraction 1: dense, no index bits
-    (TopKDitheringCompressor(fraction=1.0, levels=1), 32 + 200 * (1 + 1) + 32 + 7 * (1 + 1)),
-    (SignSGDCompressor(), 207),
-])
+
+@pytest.mark.parametrize(
+    ("compressor", "bits"),
+    [
+        # d = 200: k = 20, index ceil(log2 200) = 8; d = 7: k = max(1, 0) = 1, index 3
+        (TopKCompressor(fraction=0.1), 20 * (32 + 8) + 1 * (32 + 3)),
+        # levels 4: a sign + ceil(log2 5) = 3 bits per entry, plus a 32-bit norm per tensor
+        (QSGDCompressor(levels=4), 32 + 200 * 4 + 32 + 7 * 4),
+        (NaturalCompressor(), 9 * 207),
+        # levels 8: ceil(log2 9) = 4 level bits
+        (NaturalDitheringCompressor(levels=8), 32 + 200 * 5 + 32 + 7 * 5),
+        (TopKDitheringCompressor(fraction=0.1, levels=8), 32 + 20 * (8 + 1 + 4) + 32 + 1 * (3 + 1 + 4)),
+        # levels 1: ceil(log2 2) = 1; fraction 1: dense, no index bits
+        (TopKDitheringCompressor(fraction=1.0, levels=1), 32 + 200 * (1 + 1) + 32 + 7 * (1 + 1)),
+        (SignSGDCompressor(), 207),
+    ],
+)
 def test_bit_counts(generator, compressor, bits):
     compressor.setup(_params(), num_clients=2)
     compressor.encode(1, _grads(generator))
@@ -138,18 +146,21 @@ def _fixed_vector():
     return torch.tensor([2.5, -0.3, 1.0, 0.0, -7.1, 0.04, 3.3, -1.5], dtype=F64)
 
 
-@pytest.mark.parametrize("compressor", [
-    QSGDCompressor(levels=2, seed=1),
-    QSGDCompressor(levels=4, seed=2),
-    NaturalCompressor(seed=3),
-    NaturalDitheringCompressor(levels=3, p=2.0, seed=4),
-    NaturalDitheringCompressor(levels=4, p=math.inf, seed=5),
-])
+@pytest.mark.parametrize(
+    "compressor",
+    [
+        QSGDCompressor(levels=2, seed=1),
+        QSGDCompressor(levels=4, seed=2),
+        NaturalCompressor(seed=3),
+        NaturalDitheringCompressor(levels=3, p=2.0, seed=4),
+        NaturalDitheringCompressor(levels=4, p=math.inf, seed=5),
+    ],
+)
 def test_unbiased(compressor):
     """|mean - v| <= 5 sd / sqrt(N) per coordinate (a coordinate with sd 0 must be exact)."""
     v = _fixed_vector()
     mean, sd = _averaged(compressor, v, N)
-    assert (sd > 0).sum() >= 4                               # the check is not vacuous
+    assert (sd > 0).sum() >= 4  # the check is not vacuous
     assert ((mean - v).abs() <= 5 * sd / math.sqrt(N) + 1e-12).all(), (mean - v, sd)
 
 
@@ -174,7 +185,7 @@ def test_natural_compression_outputs_signed_powers_of_two():
         # neighbours: 2^floor(log2|v|) or twice that
         lower = torch.exp2(torch.floor(torch.log2(v[nonzero].abs())))
         assert ((q[nonzero].abs() == lower) | (q[nonzero].abs() == 2 * lower)).all()
-    assert nat.encode(0, [v])[0][2] == 1.0                   # an exact power of two is unchanged
+    assert nat.encode(0, [v])[0][2] == 1.0  # an exact power of two is unchanged
 
 
 def test_natural_compression_rounds_2_5_up_a_quarter_of_the_time():
@@ -192,7 +203,9 @@ def test_natural_dithering_lies_on_the_level_grid(generator, p):
     levels = 4
     dither = NaturalDitheringCompressor(levels=levels, p=p, seed=9)
     dither.setup(_params(), num_clients=1)
-    grid = torch.tensor([0.0] + [2.0 ** (j - levels) for j in range(1, levels + 1)], dtype=F64)   # 0, 1/8, ..., 1
+    grid = torch.tensor(
+        [0.0] + [2.0 ** (j - levels) for j in range(1, levels + 1)], dtype=F64
+    )  # 0, 1/8, ..., 1
     for _ in range(5):
         grads = _grads(generator)
         for g, q in zip(grads, dither.encode(0, grads), strict=True):
@@ -203,14 +216,19 @@ def test_natural_dithering_lies_on_the_level_grid(generator, p):
 
 
 def test_zero_tensor_is_sent_as_zeros():
-    for compressor in (QSGDCompressor(), NaturalDitheringCompressor(), NaturalCompressor(),
-                       TopKDitheringCompressor(fraction=0.5)):
+    for compressor in (
+        QSGDCompressor(),
+        NaturalDitheringCompressor(),
+        NaturalCompressor(),
+        TopKDitheringCompressor(fraction=0.5),
+    ):
         compressor.setup([torch.zeros(5, dtype=F64)], num_clients=1)
         q = compressor.encode(0, [torch.zeros(5, dtype=F64)])[0]
         assert torch.equal(q, torch.zeros(5, dtype=F64))
 
 
 # ----------------------------------------------------------------------------- signSGD
+
 
 def test_sign_majority_vote_of_three_clients(generator):
     sign = SignSGDCompressor()
@@ -238,7 +256,7 @@ def test_sign_momentum_is_an_exponential_average(generator):
         for mi, q, b in zip(m, message, sign.buffers[1], strict=True):
             assert_close(b, mi, rtol=1e-14, atol=1e-15)
             assert torch.equal(q, torch.sign(mi))
-    assert sign.buffers[0] == [None, None]                   # client 0 never encoded
+    assert sign.buffers[0] == [None, None]  # client 0 never encoded
 
 
 def test_sign_without_momentum_sends_the_sign_of_the_gradient(generator):
@@ -252,14 +270,18 @@ def test_sign_without_momentum_sends_the_sign_of_the_gradient(generator):
 
 # ----------------------------------------------------------------------------- state and arguments
 
-@pytest.mark.parametrize("make", [
-    lambda: TopKCompressor(fraction=0.1),
-    lambda: QSGDCompressor(levels=3, seed=11),
-    lambda: NaturalCompressor(seed=12),
-    lambda: NaturalDitheringCompressor(levels=5, p=math.inf, seed=13),
-    lambda: TopKDitheringCompressor(fraction=0.2, levels=3, seed=14),
-    lambda: SignSGDCompressor(momentum=0.5),
-])
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TopKCompressor(fraction=0.1),
+        lambda: QSGDCompressor(levels=3, seed=11),
+        lambda: NaturalCompressor(seed=12),
+        lambda: NaturalDitheringCompressor(levels=5, p=math.inf, seed=13),
+        lambda: TopKDitheringCompressor(fraction=0.2, levels=3, seed=14),
+        lambda: SignSGDCompressor(momentum=0.5),
+    ],
+)
 def test_state_dict_round_trip_continues_identically(generator, make):
     first, second = make(), make()
     first.setup(_params(), num_clients=2)
@@ -289,30 +311,43 @@ def test_state_dict_holds_the_generator_state():
     assert not torch.equal(first.encode(0, [v])[0], second.encode(0, [v])[0])
 
 
-@pytest.mark.parametrize(("make", "name"), [
-    (lambda: TopKCompressor(fraction=0.0), "fraction"),
-    (lambda: TopKCompressor(fraction=1.5), "fraction"),
-    (lambda: TopKDitheringCompressor(fraction=-0.1), "fraction"),
-    (lambda: QSGDCompressor(levels=0), "levels"),
-    (lambda: QSGDCompressor(levels=2.5), "levels"),
-    (lambda: NaturalDitheringCompressor(levels=True), "levels"),
-    (lambda: NaturalDitheringCompressor(p=1.0), "p"),
-    (lambda: TopKDitheringCompressor(p=3), "p"),
-    (lambda: SignSGDCompressor(momentum=1.0), "momentum"),
-    (lambda: SignSGDCompressor(momentum=-0.1), "momentum"),
-])
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: TopKCompressor(fraction=0.0), "fraction"),
+        (lambda: TopKCompressor(fraction=1.5), "fraction"),
+        (lambda: TopKDitheringCompressor(fraction=-0.1), "fraction"),
+        (lambda: QSGDCompressor(levels=0), "levels"),
+        (lambda: QSGDCompressor(levels=2.5), "levels"),
+        (lambda: NaturalDitheringCompressor(levels=True), "levels"),
+        (lambda: NaturalDitheringCompressor(p=1.0), "p"),
+        (lambda: TopKDitheringCompressor(p=3), "p"),
+        (lambda: SignSGDCompressor(momentum=1.0), "momentum"),
+        (lambda: SignSGDCompressor(momentum=-0.1), "momentum"),
+    ],
+)
 def test_arguments_are_validated(make, name):
     with pytest.raises(ValueError, match=name):
         make()
 
 
 def test_messages_keep_dtype_and_shape(generator):
-    for compressor in (TopKCompressor(0.5), QSGDCompressor(), NaturalCompressor(), NaturalDitheringCompressor(),
-                       TopKDitheringCompressor(0.5), SignSGDCompressor()):
+    for compressor in (
+        TopKCompressor(0.5),
+        QSGDCompressor(),
+        NaturalCompressor(),
+        NaturalDitheringCompressor(),
+        TopKDitheringCompressor(0.5),
+        SignSGDCompressor(),
+    ):
         compressor.setup([torch.zeros(3, 4), torch.zeros(2)], num_clients=1)
-        message = compressor.encode(0, [torch.randn(3, 4, generator=generator), torch.randn(2, generator=generator)])
-        assert [(q.shape, q.dtype) for q in message] == [(torch.Size([12]), torch.float32),
-                                                         (torch.Size([2]), torch.float32)]
+        message = compressor.encode(
+            0, [torch.randn(3, 4, generator=generator), torch.randn(2, generator=generator)]
+        )
+        assert [(q.shape, q.dtype) for q in message] == [
+            (torch.Size([12]), torch.float32),
+            (torch.Size([2]), torch.float32),
+        ]
         decoded = compressor.decode(message)
         assert [g.shape for g in decoded] == [torch.Size([3, 4]), torch.Size([2])]
 
@@ -320,10 +355,11 @@ def test_messages_keep_dtype_and_shape(generator):
 def test_an_undelivered_message_stays_in_the_error_feedback_memory(generator):
     """Outage: the client keeps what it could not send, memory = v (to rounding)."""
     from laser.digital import TopKCompressor
+
     topk = TopKCompressor(fraction=0.2)
     topk.setup([torch.zeros(10, dtype=torch.float64)], num_clients=1)
     g1 = torch.randn(10, generator=generator, dtype=torch.float64)
-    topk.decode(topk.encode(0, [g1]))                          # a delivered round fills the memory
+    topk.decode(topk.encode(0, [g1]))  # a delivered round fills the memory
     memory_before = topk.memory[0][0].clone()
     assert float(memory_before.abs().sum()) > 0
     g2 = torch.randn(10, generator=generator, dtype=torch.float64)

@@ -19,8 +19,10 @@ def test_encode_many_is_encode_client_by_client(generator, passes, exponent):
     clients = [0, 2, 3]
     for c in (one, many):
         c.setup(params, num_clients=4)
-    for _ in range(4):                                                 # even and odd rounds, with memory
-        grads = [torch.randn(len(clients), *p.shape, generator=generator, dtype=torch.float64) for p in params]
+    for _ in range(4):  # even and odd rounds, with memory
+        grads = [
+            torch.randn(len(clients), *p.shape, generator=generator, dtype=torch.float64) for p in params
+        ]
         blocks_one = [one.encode(k, [g[j] for g in grads]) for j, k in enumerate(clients)]
         blocks_many = many.encode_many(clients, grads)
         for a, b in zip(blocks_one, blocks_many, strict=True):
@@ -28,7 +30,7 @@ def test_encode_many_is_encode_client_by_client(generator, passes, exponent):
                 torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)
         mean = [torch.stack(x).mean(0) for x in zip(*blocks_one)]
         out_one, out_many = one.decode(mean), many.decode(mean)
-        if passes == 2:                                                # the second pass, client by client
+        if passes == 2:  # the second pass, client by client
             second = [torch.stack(x).mean(0) for x in zip(*[one.encode_pass(k, 1) for k in clients])]
             second_many = [torch.stack(x).mean(0) for x in zip(*[many.encode_pass(k, 1) for k in clients])]
             for x, y in zip(second, second_many, strict=True):
@@ -39,7 +41,7 @@ def test_encode_many_is_encode_client_by_client(generator, passes, exponent):
         for k in clients:
             for x, y in zip(one.memory[k], many.memory[k], strict=True):
                 torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)
-        assert all(m is None for m in many.memory[1])                 # a client not in the batch is untouched
+        assert all(m is None for m in many.memory[1])  # a client not in the batch is untouched
 
 
 def test_the_default_encode_many_loops_over_encode(generator):

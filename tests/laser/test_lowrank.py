@@ -11,8 +11,12 @@ F64 = torch.float64
 
 def _params():
     # a conv kernel, a linear weight, two tensors of the same shape (one batch), and a bias
-    return [torch.zeros(16, 3, 3, 3, dtype=F64), torch.zeros(10, 40, dtype=F64),
-            torch.zeros(10, 40, dtype=F64), torch.zeros(7, dtype=F64)]
+    return [
+        torch.zeros(16, 3, 3, 3, dtype=F64),
+        torch.zeros(10, 40, dtype=F64),
+        torch.zeros(10, 40, dtype=F64),
+        torch.zeros(7, dtype=F64),
+    ]
 
 
 def _grads(generator, params):
@@ -59,7 +63,7 @@ def test_linearity_decoded_mean_equals_compression_of_the_mean(generator):
     many, one = LaserCompressor(rank=2), LaserCompressor(rank=2)
     many.setup(params, num_clients=5)
     one.setup(params, num_clients=1)
-    for _ in range(3):                     # several rounds: the warm-started factors must agree too
+    for _ in range(3):  # several rounds: the warm-started factors must agree too
         client_grads = [_grads(generator, params) for _ in range(5)]
         blocks = [many.encode(k, g) for k, g in enumerate(client_grads)]
         decoded = many.decode([torch.stack(b).mean(0) for b in zip(*blocks)])
@@ -75,11 +79,13 @@ def test_linearity_decoded_mean_equals_compression_of_the_mean(generator):
 def test_exact_recovery_of_a_rank_r_matrix(generator):
     """A rank-r gradient is recovered exactly after one full power iteration (two rounds)."""
     m, n, r = 12, 30, 3
-    target = torch.randn(m, r, generator=generator, dtype=F64) @ torch.randn(r, n, generator=generator, dtype=F64)
+    target = torch.randn(m, r, generator=generator, dtype=F64) @ torch.randn(
+        r, n, generator=generator, dtype=F64
+    )
     laser = LaserCompressor(rank=r)
     laser.setup([torch.zeros(m, n, dtype=F64)], num_clients=1)
-    laser.decode(laser.encode(0, [target]))           # round 0: memory holds the residual
-    laser.memory[0] = [None]                           # feed the same matrix again, no memory
+    laser.decode(laser.encode(0, [target]))  # round 0: memory holds the residual
+    laser.memory[0] = [None]  # feed the same matrix again, no memory
     decoded = laser.decode(laser.encode(0, [target]))[0]
     assert_close(decoded, target)
 
@@ -107,7 +113,7 @@ def _fresh(rank):
 
 
 def test_rank_one_vectors_are_normalised_one_by_one():
-    factors = torch.tensor([[[3.0], [4.0]], [[0.0], [0.5]]], dtype=F64)    # two same-shape matrices
+    factors = torch.tensor([[[3.0], [4.0]], [[0.0], [0.5]]], dtype=F64)  # two same-shape matrices
     a = orthogonalize(factors)
     assert_close(torch.linalg.vector_norm(a, dim=1), torch.ones(2, 1, dtype=F64))
 
@@ -131,9 +137,9 @@ def test_channel_uses_alternate_between_the_two_factors():
 
 
 def test_the_min_compression_rate_rule():
-    assert is_compressed((10, 784), rank=4, min_compression_rate=2)          # MNIST linear layer
-    assert not is_compressed((512,), rank=4, min_compression_rate=2)        # 1-D: never
-    assert not is_compressed((8, 8), rank=4, min_compression_rate=2)        # 64 / (0.5*4*16) = 2, not > 2
+    assert is_compressed((10, 784), rank=4, min_compression_rate=2)  # MNIST linear layer
+    assert not is_compressed((512,), rank=4, min_compression_rate=2)  # 1-D: never
+    assert not is_compressed((8, 8), rank=4, min_compression_rate=2)  # 64 / (0.5*4*16) = 2, not > 2
 
 
 def test_state_round_trip_continues_identically(generator):
@@ -179,7 +185,7 @@ def test_memory_is_the_local_residual_and_the_noisy_factor_is_the_next_query(gen
     laser.setup(params, num_clients=2)
     for _ in range(4):
         even = laser.step % 2 == 0
-        expected_queries = [orthogonalize(g.p if even else g.q) for g in laser.groups]   # independently
+        expected_queries = [orthogonalize(g.p if even else g.q) for g in laser.groups]  # independently
         grads = [_grads(generator, params) for _ in range(2)]
         targets = [_error_compensated(laser, k, g) for k, g in enumerate(grads)]
         blocks = [laser.encode(k, g) for k, g in enumerate(grads)]
@@ -190,8 +196,10 @@ def test_memory_is_the_local_residual_and_the_noisy_factor_is_the_next_query(gen
                     m = targets[k][i]
                     residual = m - a[j] @ a[j].T @ m if even else m - m @ a[j] @ a[j].T
                     assert_close(laser.memory[k][gi][j], residual)
-        noisy = [torch.stack(b).mean(0) + 0.3 * torch.randn(b[0].shape, generator=generator, dtype=F64)
-                 for b in zip(*blocks)]
+        noisy = [
+            torch.stack(b).mean(0) + 0.3 * torch.randn(b[0].shape, generator=generator, dtype=F64)
+            for b in zip(*blocks)
+        ]
         laser.decode(noisy)
         for gi, group in enumerate(laser.groups):
             side = group.n if even else group.m
@@ -202,7 +210,7 @@ def test_memory_is_the_local_residual_and_the_noisy_factor_is_the_next_query(gen
 def test_a_factor_received_as_zero_does_not_silence_rank_one_forever(generator):
     laser = LaserCompressor(rank=1)
     laser.setup([torch.zeros(8, 12, dtype=F64)], num_clients=1)
-    laser.decode([torch.zeros(12, dtype=F64)])                    # a round in which nothing arrived
+    laser.decode([torch.zeros(12, dtype=F64)])  # a round in which nothing arrived
     g = torch.randn(8, 12, generator=generator, dtype=F64)
     assert float(torch.linalg.vector_norm(laser.decode(laser.encode(0, [g]))[0])) > 0
 
@@ -218,10 +226,12 @@ def _powersgd_round(c, client_grads):
 
 def test_powersgd_recovers_a_rank_r_matrix_in_one_round(generator):
     m, n, r = 12, 30, 3
-    target = torch.randn(m, r, generator=generator, dtype=F64) @ torch.randn(r, n, generator=generator, dtype=F64)
+    target = torch.randn(m, r, generator=generator, dtype=F64) @ torch.randn(
+        r, n, generator=generator, dtype=F64
+    )
     c = LaserCompressor(rank=r, factors_per_round=2)
     c.setup([torch.zeros(m, n, dtype=F64)], num_clients=1)
-    decoded, = _powersgd_round(c, [[target]])
+    (decoded,) = _powersgd_round(c, [[target]])
     assert_close(decoded, target)
     assert float(c.memory[0][0].abs().max()) < 1e-10
 
@@ -281,8 +291,11 @@ def test_exponent_sends_columns_as_blocks_and_decodes_the_same(generator):
         labels, exponent = split.energy_groups()
         assert exponent == 1.0 and len(labels) == len(b)
         assert labels == [i for i in range(len(params)) for _ in range(3 if i in split.compressed else 1)]
-        assert [x.numel() for x in b] == [x.numel() // (3 if i in split.compressed else 1)
-                                          for i, x in enumerate(a) for _ in range(3 if i in split.compressed else 1)]
+        assert [x.numel() for x in b] == [
+            x.numel() // (3 if i in split.compressed else 1)
+            for i, x in enumerate(a)
+            for _ in range(3 if i in split.compressed else 1)
+        ]
         for x, y in zip(plain.decode(a), split.decode(b)):
             assert_close(x, y)
     assert plain.energy_groups() is None

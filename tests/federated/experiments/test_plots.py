@@ -21,21 +21,51 @@ from federated.experiments.plots import (
 
 def _row(method: str, x: float, mean: float | None, half_width: float = 0.02, n: int = 3) -> dict:
     if mean is None:
-        return {"method": method, "x": x, "mean": None, "ci_low": None, "ci_high": None, "n": n, "n_diverged": n}
-    return {"method": method, "x": x, "mean": mean, "ci_low": mean - half_width, "ci_high": mean + half_width,
-            "n": n, "n_diverged": 0}
+        return {
+            "method": method,
+            "x": x,
+            "mean": None,
+            "ci_low": None,
+            "ci_high": None,
+            "n": n,
+            "n_diverged": n,
+        }
+    return {
+        "method": method,
+        "x": x,
+        "mean": mean,
+        "ci_low": mean - half_width,
+        "ci_high": mean + half_width,
+        "n": n,
+        "n_diverged": 0,
+    }
 
 
-ROWS = [_row("laser", 1000, 0.85), _row("laser", 10, 0.60), _row("laser", 100, 0.80),
-        _row("zsgd", 10, None), _row("zsgd", 100, 0.40), _row("zsgd", 1000, 0.70)]
+ROWS = [
+    _row("laser", 1000, 0.85),
+    _row("laser", 10, 0.60),
+    _row("laser", 100, 0.80),
+    _row("zsgd", 10, None),
+    _row("zsgd", 100, 0.40),
+    _row("zsgd", 1000, 0.70),
+]
 SINGLE_RUN_ROWS = [_row("randomk", x, m, half_width=0.0, n=1) for x, m in [(10, 0.3), (100, 0.5)]]
 REFERENCE = {"label": "noiseless SGD", "mean": 0.9, "ci_low": 0.88, "ci_high": 0.92}
 
 
 def _curves(metric_values: list[float], panels: list[str], methods: list[str]) -> list[dict]:
-    return [{"method": m, "panel": p, "round": list(range(0, 10 * len(metric_values), 10)),
-             "mean": metric_values, "low": [v * 0.9 for v in metric_values],
-             "high": [v * 1.1 for v in metric_values]} for p in panels for m in methods]
+    return [
+        {
+            "method": m,
+            "panel": p,
+            "round": list(range(0, 10 * len(metric_values), 10)),
+            "mean": metric_values,
+            "low": [v * 0.9 for v in metric_values],
+            "high": [v * 1.1 for v in metric_values],
+        }
+        for p in panels
+        for m in methods
+    ]
 
 
 def _line(ax, label: str):
@@ -77,8 +107,14 @@ def test_unknown_methods_get_free_colours_by_sorted_order():
 
 def test_metric_vs_x_writes_png_and_pdf(tmp_path):
     stem = tmp_path / "figures" / "accuracy_vs_energy"
-    paths = plot_metric_vs_x(ROWS + SINGLE_RUN_ROWS, stem, metric="test_accuracy", x="power.energy",
-                             references=[REFERENCE], title="MNIST, AWGN")
+    paths = plot_metric_vs_x(
+        ROWS + SINGLE_RUN_ROWS,
+        stem,
+        metric="test_accuracy",
+        x="power.energy",
+        references=[REFERENCE],
+        title="MNIST, AWGN",
+    )
     _assert_written(paths, stem)
 
 
@@ -94,10 +130,10 @@ def test_energy_axis_is_log_and_accuracy_in_percent_with_bands():
     assert ax.get_xlabel() == "transmit energy per client per round, E (noise variance 1)"
     assert ax.get_ylabel() == "test accuracy (%)"
     laser = _line(ax, "LASER")
-    assert list(laser.get_xdata()) == [10, 100, 1000]                   # sorted by x
+    assert list(laser.get_xdata()) == [10, 100, 1000]  # sorted by x
     assert laser.get_ydata() == pytest.approx([60.0, 80.0, 85.0])
     assert laser.get_color() == "tab:red" and laser.get_marker() == "o"
-    assert len(ax.collections) == 2                                     # one band per method
+    assert len(ax.collections) == 2  # one band per method
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() == pytest.approx(58.0) and band.max() == pytest.approx(87.0)
 
@@ -117,7 +153,7 @@ def test_single_runs_have_no_band_and_a_lone_point_an_error_bar():
     assert ax.get_xscale() == "linear" and ax.get_xlabel() == "SNR per channel use (dB)"
     assert "diverged" not in " ".join(t.get_text() for t in ax.get_legend().get_texts())
     lone = _draw_metric_vs_x([_row("laser", 10, 0.5)], metric="test_accuracy", x="power.snr_db").axes[0]
-    assert len(lone.containers) == 1                                     # the error bar
+    assert len(lone.containers) == 1  # the error bar
 
 
 def test_reference_is_a_horizontal_line_in_the_legend():
@@ -132,8 +168,8 @@ def test_perplexity_is_on_a_log_axis_and_other_keys_choose_their_scale():
     rows = [_row("laser", lr, p, half_width=5.0) for lr, p in [(0.001, 120.0), (0.01, 80.0), (0.1, 95.0)]]
     ax = _draw_metric_vs_x(rows, metric="test_perplexity", x="optimizer.lr").axes[0]
     assert ax.get_yscale() == "log" and ax.get_ylabel() == "validation perplexity"
-    assert ax.yaxis.get_major_formatter()(100.0) == "100"                   # not 10^2
-    assert ax.get_xscale() == "log" and ax.get_xlabel() == "optimizer.lr"     # spans a factor 100
+    assert ax.yaxis.get_major_formatter()(100.0) == "100"  # not 10^2
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "optimizer.lr"  # spans a factor 100
     assert _line(ax, "LASER").get_ydata() == pytest.approx([120.0, 80.0, 95.0])
     ranks = [_row("laser", r, 0.5) for r in (1, 2, 4, 8)]
     ax = _draw_metric_vs_x(ranks, metric="train_loss", x="compressor.rank").axes[0]
@@ -150,10 +186,11 @@ def test_variants_of_one_method_share_its_colour_but_not_its_line_style():
 
 def test_round_panels_in_order_sharing_y_with_one_legend():
     panels = ["E = 1000", "E = 10", "E = 100", "E = 1"]
-    fig = _draw_metric_vs_round(_curves([0.1, 0.4, 0.7], panels, ["zsgd", "laser"]), metric="test_accuracy",
-                                title="MNIST")
+    fig = _draw_metric_vs_round(
+        _curves([0.1, 0.4, 0.7], panels, ["zsgd", "laser"]), metric="test_accuracy", title="MNIST"
+    )
     axes = fig.axes
-    assert [ax.get_title() for ax in axes] == panels                  # first appearance, 3 per row
+    assert [ax.get_title() for ax in axes] == panels  # first appearance, 3 per row
     assert [ax.get_subplotspec().rowspan.start for ax in axes] == [0, 0, 0, 1]
     assert all(axes[0].get_shared_y_axes().joined(axes[0], ax) for ax in axes[1:])
     assert [ax.get_xlabel() for ax in axes] == ["", "round", "round", "round"]
@@ -166,7 +203,9 @@ def test_round_panels_in_order_sharing_y_with_one_legend():
 
 
 def test_round_curves_with_gaps_on_a_log_axis():
-    fig = _draw_metric_vs_round(_curves([300.0, math.nan, 80.0], ["E = 10"], ["laser"]), metric="test_perplexity")
+    fig = _draw_metric_vs_round(
+        _curves([300.0, math.nan, 80.0], ["E = 10"], ["laser"]), metric="test_perplexity"
+    )
     (ax,) = fig.axes
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "round"
     ydata = _line(ax, "LASER").get_ydata()
@@ -182,6 +221,11 @@ def test_nothing_to_plot_is_an_error():
 
 def test_importing_the_module_does_not_import_matplotlib():
     code = "import sys, federated.experiments.plots; print('matplotlib' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).parents[3])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[3],
+    )
     assert result.stdout.strip() == "False"

@@ -12,7 +12,14 @@ import yaml
 from scipy import stats
 
 from federated.config import config_to_dict, load_config
-from federated.experiments.results import energy_to_target, load_runs, mean_ci, round_curves, summarize, target_table
+from federated.experiments.results import (
+    energy_to_target,
+    load_runs,
+    mean_ci,
+    round_curves,
+    summarize,
+    target_table,
+)
 
 # t_{0.975} quantiles, from tables: 2 and 3 seeds
 T1, T2 = 12.706204736174707, 4.302652729749464
@@ -21,12 +28,23 @@ T1, T2 = 12.706204736174707, 4.302652729749464
 def write_run(path: Path, overrides: list[str], accuracy: float | None, curve=(0.3, 0.5)) -> None:
     """A run directory as ``laser run`` writes it: ``accuracy=None`` is a diverged run."""
     path.mkdir(parents=True)
-    (path / "config.yaml").write_text(yaml.safe_dump(config_to_dict(load_config(None, overrides)), sort_keys=False))
+    (path / "config.yaml").write_text(
+        yaml.safe_dump(config_to_dict(load_config(None, overrides)), sort_keys=False)
+    )
     rounds = [{"round": t, "train_loss": 1.0} for t in range(4)]
-    rounds[1]["test_accuracy"], rounds[3]["test_accuracy"] = curve[0], accuracy if accuracy is not None else curve[1]
+    rounds[1]["test_accuracy"], rounds[3]["test_accuracy"] = (
+        curve[0],
+        accuracy if accuracy is not None else curve[1],
+    )
     (path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rounds))
-    summary = ({"status": "finished", "rounds": 4, "test_accuracy": accuracy} if accuracy is not None else
-               {"status": "failed", "error": "round 2: the training loss is not finite (NaN or inf); the run stopped"})
+    summary = (
+        {"status": "finished", "rounds": 4, "test_accuracy": accuracy}
+        if accuracy is not None
+        else {
+            "status": "failed",
+            "error": "round 2: the training loss is not finite (NaN or inf); the run stopped",
+        }
+    )
     (path / "summary.json").write_text(json.dumps(summary))
 
 
@@ -35,11 +53,11 @@ GRID = {
     ("laser", 0.05, 10): [0.60, 0.70, 0.80],
     ("laser", 0.05, 100): [0.80, 0.82, 0.84],
     ("laser", 0.05, 1000): [0.86, 0.88, 0.90],
-    ("laser", 0.01, 10): [0.75, 0.75, 0.78],      # the better lr at energy 10 only
+    ("laser", 0.01, 10): [0.75, 0.75, 0.78],  # the better lr at energy 10 only
     ("laser", 0.01, 100): [0.70, 0.71, 0.72],
     ("laser", 0.01, 1000): [0.80, 0.80, 0.80],
     ("zsgd", 0.05, 10): [None, None, None],
-    ("zsgd", 0.05, 100): [0.50, None, 0.70],      # 1 of 3 diverged
+    ("zsgd", 0.05, 100): [0.50, None, 0.70],  # 1 of 3 diverged
     ("zsgd", 0.05, 1000): [0.88, 0.90, 0.92],
 }
 
@@ -48,12 +66,17 @@ GRID = {
 def sweep_dir(tmp_path):
     for (method, lr, energy), accuracies in GRID.items():
         for seed, accuracy in enumerate(accuracies):
-            write_run(tmp_path / method / f"lr={lr},E={energy},seed={seed}",
-                      [f"compressor.name={method}", f"optimizer.lr={lr}", f"power.energy={energy}", f"seed={seed}"],
-                      accuracy)
+            write_run(
+                tmp_path / method / f"lr={lr},E={energy},seed={seed}",
+                [f"compressor.name={method}", f"optimizer.lr={lr}", f"power.energy={energy}", f"seed={seed}"],
+                accuracy,
+            )
     for seed, accuracy in enumerate([0.90, 0.92, 0.94]):
-        write_run(tmp_path / "noiseless" / f"seed={seed}",
-                  ["channel.name=noiseless", "compressor.name=zsgd", f"seed={seed}"], accuracy)
+        write_run(
+            tmp_path / "noiseless" / f"seed={seed}",
+            ["channel.name=noiseless", "compressor.name=zsgd", f"seed={seed}"],
+            accuracy,
+        )
     # an unfinished run (no summary) is ignored; so is a folder that is not a run
     write_run(tmp_path / "laser" / "unfinished", ["power.energy=10", "seed=7"], 0.1)
     (tmp_path / "laser" / "unfinished" / "summary.json").unlink()
@@ -103,9 +126,11 @@ def test_energy_to_target_interpolates_on_a_log_axis(sweep_dir):
     assert energy_to_target(table.best("laser"), 0.80, higher_is_better=True) == pytest.approx(10 ** (5 / 3))
     # Z-SGD: diverged at 10, 0.6 at 100, 0.9 at 1000 -> 0.8 at 10^(2 + 2/3)
     assert energy_to_target(table.best("zsgd"), 0.80, higher_is_better=True) == pytest.approx(10 ** (8 / 3))
-    assert energy_to_target(table.best("laser"), 0.70, higher_is_better=True) == 10.0   # reached at the first point
+    assert (
+        energy_to_target(table.best("laser"), 0.70, higher_is_better=True) == 10.0
+    )  # reached at the first point
     assert energy_to_target(table.best("laser"), 0.95, higher_is_better=True) is None
-    target, rows = target_table(table)                     # default: 90% of the noiseless reference
+    target, rows = target_table(table)  # default: 90% of the noiseless reference
     assert target == pytest.approx(0.9 * 0.92)
     by_method = {r["method"]: r for r in rows}
     assert by_method["laser"]["ratio_to_laser"] == pytest.approx(1.0)
@@ -122,15 +147,16 @@ def test_round_curves_average_the_history_over_seeds(sweep_dir):
     table = summarize(load_runs(sweep_dir))
     curves = {(c["method"], c["panel"]): c for c in round_curves(table)}
     laser_100 = curves[("laser", "E = 100")]
-    assert laser_100["round"] == [2, 4]                       # rounds done at each evaluation
+    assert laser_100["round"] == [2, 4]  # rounds done at each evaluation
     assert laser_100["mean"] == pytest.approx([0.3, 0.82])
     for panel in ("E = 10", "E = 100", "E = 1000"):
         assert curves[("noiseless SGD", panel)]["mean"][-1] == pytest.approx(0.92)
 
 
 def laser(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "federated.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "federated.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_plot_writes_png_and_pdf_figures(sweep_dir):
@@ -147,10 +173,12 @@ def test_plot_writes_png_and_pdf_figures(sweep_dir):
 
 def test_plot_refuses_a_directory_without_runs_or_metric(tmp_path, sweep_dir):
     (tmp_path / "empty").mkdir()
-    for args, words in ((["plot", str(tmp_path / "empty")], "finished runs"),
-                        (["plot", str(tmp_path / "nowhere")], "an existing directory"),
-                        (["plot", str(sweep_dir), "--metric", "test_perplexity"], "--metric"),
-                        (["plot", str(sweep_dir), "--methods", "laser,lasr"], "--methods")):
+    for args, words in (
+        (["plot", str(tmp_path / "empty")], "finished runs"),
+        (["plot", str(tmp_path / "nowhere")], "an existing directory"),
+        (["plot", str(sweep_dir), "--metric", "test_perplexity"], "--metric"),
+        (["plot", str(sweep_dir), "--methods", "laser,lasr"], "--methods"),
+    ):
         result = laser(*args, cwd=tmp_path)
         assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr
 
@@ -174,10 +202,14 @@ def test_snr_to_target_interpolates_in_db_and_reports_the_difference():
     table = SweepTable("test_accuracy", "power.snr_db")
     for method, means in (("laser", (0.5, 0.9)), ("zsgd", (0.3, 0.7))):
         for x, mean in zip((-10.0, 0.0), means):
-            table.rows.append({"selection": "best_lr", "method": method, "x": x, "mean": mean, "n": 1, "n_diverged": 0})
+            table.rows.append(
+                {"selection": "best_lr", "method": method, "x": x, "mean": mean, "n": 1, "n_diverged": 0}
+            )
     target, rows = target_table(table, 0.6)
     by_method = {r["method"]: r for r in rows}
-    assert by_method["laser"]["snr_db"] == pytest.approx(-7.5) and by_method["zsgd"]["snr_db"] == pytest.approx(-2.5)
+    assert by_method["laser"]["snr_db"] == pytest.approx(-7.5) and by_method["zsgd"][
+        "snr_db"
+    ] == pytest.approx(-2.5)
     assert by_method["zsgd"]["db_above_laser"] == pytest.approx(5.0)
 
 
@@ -186,8 +218,8 @@ def test_the_printed_table_shows_every_cell_and_a_reference_only_sweep(sweep_dir
 
     text = format_table(summarize(load_runs(sweep_dir)))
     assert "E=10" in text and "E=1000" in text
-    assert "diverged (3/3)" in text                        # Z-SGD at energy 10
-    assert f"76.0 ± {100 * T2 * 0.01732051 / math.sqrt(3):.1f}" in text    # LASER at 10, best lr
+    assert "diverged (3/3)" in text  # Z-SGD at energy 10
+    assert f"76.0 ± {100 * T2 * 0.01732051 / math.sqrt(3):.1f}" in text  # LASER at 10, best lr
     only = format_table(summarize([r for r in load_runs(sweep_dir) if "noiseless" in str(r.path)]))
     assert "noiseless SGD" in only and "92.0 ±" in only
 
@@ -196,15 +228,23 @@ def test_mixed_directories_group_what_belongs_together(sweep_dir):
     # an SNR run in an energy sweep's directory stays out of the energy curves (no crash)
     write_run(sweep_dir / "snr" / "laser", ["power.energy=null", "power.snr_db=0", "seed=0"], 0.5)
     # references of different configurations are different lines; a run setting is not a method
-    write_run(sweep_dir / "noiseless" / "fewer-clients", ["channel.name=noiseless", "compressor.name=zsgd",
-                                                         "clients.num_clients=4"], 0.8)
-    write_run(sweep_dir / "laser" / "vmap", ["power.energy=10", "seed=5", "clients.vectorize=vmap",
-                                             "optimizer.lr=0.05"], 0.6)
+    write_run(
+        sweep_dir / "noiseless" / "fewer-clients",
+        ["channel.name=noiseless", "compressor.name=zsgd", "clients.num_clients=4"],
+        0.8,
+    )
+    write_run(
+        sweep_dir / "laser" / "vmap",
+        ["power.energy=10", "seed=5", "clients.vectorize=vmap", "optimizer.lr=0.05"],
+        0.6,
+    )
     table = summarize(load_runs(sweep_dir))
     assert table.x == "power.energy" and table.methods == ["laser", "zsgd"]
-    assert [r["n"] for r in table.best("laser")] == [3, 3, 3]          # 0.01 still wins at energy 10
+    assert [r["n"] for r in table.best("laser")] == [3, 3, 3]  # 0.01 still wins at energy 10
     assert sorted(r["method"] for r in table.references) == [
-        "noiseless SGD, clients.num_clients=16", "noiseless SGD, clients.num_clients=4"]
+        "noiseless SGD, clients.num_clients=16",
+        "noiseless SGD, clients.num_clients=4",
+    ]
 
 
 def test_the_baseline_is_found_under_a_suffixed_name():
@@ -213,7 +253,8 @@ def test_the_baseline_is_found_under_a_suffixed_name():
     table = SweepTable("test_accuracy", "power.energy")
     for method, means in (("laser, compressor.rank=4", (0.5, 0.9)), ("zsgd", (0.3, 0.7))):
         for x, mean in zip((10.0, 1000.0), means):
-            table.rows.append({"selection": "best_lr", "method": method, "x": x, "mean": mean, "n": 1,
-                               "n_diverged": 0})
+            table.rows.append(
+                {"selection": "best_lr", "method": method, "x": x, "mean": mean, "n": 1, "n_diverged": 0}
+            )
     _, rows = target_table(table, 0.6)
-    assert {r["method"]: r["ratio_to_laser"] for r in rows}["zsgd"] == pytest.approx(10.0)   # 316 / 31.6
+    assert {r["method"]: r["ratio_to_laser"] for r in rows}["zsgd"] == pytest.approx(10.0)  # 316 / 31.6

@@ -58,10 +58,12 @@ def test_parameter_counts(resnet10, resnet100, gpt2):
 def test_gpt_parameter_names_follow_nanogpt(gpt2):
     names = [name for name, _ in gpt2.named_parameters()]
     per_layer = ["ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"]
-    expected = (["transformer.wte.weight", "transformer.wpe.weight"]
-                + [f"transformer.h.{i}.{part}.weight" for i in range(12) for part in per_layer]
-                + ["transformer.ln_f.weight"])
-    assert names == expected                      # 75 tensors; the tied head is not listed again
+    expected = (
+        ["transformer.wte.weight", "transformer.wpe.weight"]
+        + [f"transformer.h.{i}.{part}.weight" for i in range(12) for part in per_layer]
+        + ["transformer.ln_f.weight"]
+    )
+    assert names == expected  # 75 tensors; the tied head is not listed again
 
 
 def test_shape_rule_counts(resnet10, gpt2):
@@ -69,11 +71,14 @@ def test_shape_rule_counts(resnet10, gpt2):
     assert _shape_rule(gpt2) == (75, 50, 25, 19_200)
 
 
-@pytest.mark.parametrize("model, even, odd", [
-    ("resnet10", 135_670, 28_850),
-    ("resnet100", 135_760, 29_300),
-    ("gpt2", 283_392, 554_240),
-])
+@pytest.mark.parametrize(
+    "model, even, odd",
+    [
+        ("resnet10", 135_670, 28_850),
+        ("resnet100", 135_760, 29_300),
+        ("gpt2", 283_392, 554_240),
+    ],
+)
 def test_laser_channel_uses_per_round(request, model, even, odd):
     assert _channel_uses(request.getfixturevalue(model)) == (even, odd, even, odd)
 
@@ -96,7 +101,7 @@ def test_gpt_head_is_tied_to_token_embedding():
     wte, head = model.transformer.wte.weight, model.lm_head.weight
     assert head is wte and head.data_ptr() == wte.data_ptr()
     model(torch.zeros(1, 4, dtype=torch.long)).sum().backward()
-    assert wte.grad is not None and head.grad is wte.grad    # both uses accumulate in one gradient
+    assert wte.grad is not None and head.grad is wte.grad  # both uses accumulate in one gradient
 
 
 def test_gpt_output_shapes_and_context_limit():
@@ -120,12 +125,15 @@ def test_resnet_forward_backward():
 
 
 # ----------------------------------------------------------------------------- statistical checks
-@pytest.mark.parametrize("suffix, std", [
-    ("c_proj.weight", 0.02 / math.sqrt(2 * 4)),
-    ("c_attn.weight", 0.02),
-    ("c_fc.weight", 0.02),
-    ("wte.weight", 0.02),
-])
+@pytest.mark.parametrize(
+    "suffix, std",
+    [
+        ("c_proj.weight", 0.02 / math.sqrt(2 * 4)),
+        ("c_attn.weight", 0.02),
+        ("c_fc.weight", 0.02),
+        ("wte.weight", 0.02),
+    ],
+)
 def test_gpt_initialisation_std(suffix, std):
     model = _seeded(lambda: GPT(vocab_size=256, context=16, layers=4, heads=2, width=64))
     w = torch.cat([p.detach().flatten() for name, p in model.named_parameters() if name.endswith(suffix)])
