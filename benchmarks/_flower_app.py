@@ -22,8 +22,8 @@ from flwr.clientapp import ClientApp  # noqa: E402
 
 from federated.config import load_config  # noqa: E402
 from federated.data.datasets import iid_split, load_dataset  # noqa: E402
-from federated.models import build_model  # noqa: E402
 from federated.data.tasks import cross_entropy  # noqa: E402
+from federated.models import build_model  # noqa: E402
 
 CONFIG = REPO / "configs" / "mnist1d_noiseless.yaml"
 BATCH_SIZE = 32

@@ -72,8 +72,8 @@ def main() -> None:
         results.append(measure(clients, args.device, repeats, args.data_root, args.batch))
         r = results[-1]
         print(
-            f"K={clients}: loop {r['loop_rounds_per_s']:.2f} rounds/s, vmap {r['vmap_rounds_per_s']:.2f} rounds/s, "
-            f"x{r['speedup']:.2f}",
+            f"K={clients}: loop {r['loop_rounds_per_s']:.2f} rounds/s, "
+            f"vmap {r['vmap_rounds_per_s']:.2f} rounds/s, x{r['speedup']:.2f}",
             flush=True,
         )
     print_table(

@@ -8,8 +8,9 @@ and no momentum or weight decay, so both run the same algorithm: one SGD step on
 * ours: ``federated.train.train(load_config("configs/mnist1d_noiseless.yaml", [channel.name=noiseless,
   compressor.name=zsgd, rounds=R, eval_every=R, optimizer.momentum=0, optimizer.weight_decay=0,
   device=cpu]), progress=False)`` in this process, with 1 and with 2 torch threads (``--threads N``:
-  only N), and, where the simulator has it, with ``clients.vectorize=vmap`` (first thread count). Rate: R / the run's ``wall_time_s`` (the round loop, one test evaluation at the end
-  included); set-up (data, model) is reported apart.
+  only N), and, where the simulator has it, with ``clients.vectorize=vmap`` (first thread count).
+  Rate: R / the run's ``wall_time_s`` (the round loop, one test evaluation at the end included);
+  set-up (data, model) is reported apart.
 * Flower (``flwr.simulation.run_simulation``, Ray backend, 16 supernodes, one CPU per client, so
   two Ray actors on two CPUs, one torch thread each): ``ServerApp`` running ``FedAvg`` (training
   on all 16 nodes, no federated evaluation); the ``ClientApp`` (``benchmarks/_flower_app.py``)
@@ -37,9 +38,8 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, emit, machine_info, parse_args, print_table  # noqa: E402
-
 import torch  # noqa: E402
+from common import REPO, emit, machine_info, parse_args, print_table  # noqa: E402
 
 from federated.components import split_seed  # noqa: E402
 from federated.config import load_config  # noqa: E402
@@ -137,11 +137,11 @@ def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]]) -> di
     """Ray start-up and a warm-up round, then ``repeats`` turns of (ours R rounds in each variant
     (threads, vectorize), Flower R rounds)."""
     try:
+        import _flower_app
         from flwr.app import ArrayRecord, ConfigRecord, Context
         from flwr.serverapp import Grid, ServerApp
         from flwr.serverapp.strategy import FedAvg
         from flwr.simulation import run_simulation
-        import _flower_app
     except Exception as error:  # noqa: BLE001 - reported
         return {"error": f"import failed: {type(error).__name__}: {error}"}
 
@@ -342,11 +342,12 @@ def main(argv=None) -> dict:
         "notes": [
             "rounds_per_s: rounds / time of the round loop; start-ups are reported apart",
             "ours: the loop includes one test evaluation at the end; Flower's none (fraction_evaluate=0)",
-            "Flower's rate is measured after a one-round warm-up; startup_and_first_round_s: from run_simulation "
-            "to the end of that round (Ray init, actor pool, imports and data loading in the actors)",
-            "ratio_ours_over_flower: the fastest variant of ours (ratio_best), medians measured in turns with "
-            "Flower (ours run while Ray is up); ratios has every variant (threads; clients.vectorize=vmap where "
-            "the simulator has it, else vmap_unavailable says why)",
+            "Flower's rate is measured after a one-round warm-up; startup_and_first_round_s: from "
+            "run_simulation to the end of that round (Ray init, actor pool, imports and data loading in "
+            "the actors)",
+            "ratio_ours_over_flower: the fastest variant of ours (ratio_best), medians measured in turns "
+            "with Flower (ours run while Ray is up); ratios has every variant (threads; "
+            "clients.vectorize=vmap where the simulator has it, else vmap_unavailable says why)",
             "process_startup_s: a fresh interpreter importing the modules of each side",
         ],
         "rounds_per_s": rates,

@@ -39,15 +39,14 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine_info, parse_args, print_table, summarize, time_interleaved  # noqa: E402
-
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+from common import emit, machine_info, parse_args, print_table, summarize, time_interleaved  # noqa: E402
 from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as psgd  # noqa: E402
 
 from federated.config import load_config  # noqa: E402
-from federated.models.gpt import GPT, padded_vocab  # noqa: E402
 from federated.models import build_model  # noqa: E402
+from federated.models.gpt import GPT, padded_vocab  # noqa: E402
 from federated.models.resnet import ResNet18  # noqa: E402
 from laser import LaserCompressor  # noqa: E402
 
@@ -175,9 +174,10 @@ def batched_hook_error(grads: list[torch.Tensor]) -> str | None:
         where = error.__traceback__
         while where.tb_next is not None:
             where = where.tb_next
+        code = where.tb_frame.f_code
         return (
             f"{type(error).__name__}{': ' + str(error) if str(error) else ''} "
-            f"(in {where.tb_frame.f_code.co_name}, {Path(where.tb_frame.f_code.co_filename).name}:{where.tb_lineno})"
+            f"(in {code.co_name}, {Path(code.co_filename).name}:{where.tb_lineno})"
         )
     return None
 
@@ -340,7 +340,8 @@ def main(argv=None) -> dict:
             "hook same-shape/L2",
         ],
         rows,
-        title="PowerSGD hook vs LASER: median ms per iteration (compress + decompress), ratio > 1: LASER faster",
+        title="PowerSGD hook vs LASER: median ms per iteration (compress + decompress), "
+        "ratio > 1: LASER faster",
     )
     if batched_error is not None:
         print(
@@ -369,11 +370,14 @@ def main(argv=None) -> dict:
         },
         "notes": [
             "ms = median ms per iteration (compress + decompress, one client / one process)",
-            "hook times include three allreduces on a one-process gloo group; allreduce_x3_ms times three bare ones",
-            "the bucket refill before each hook call is not timed; GradBucket has no Python constructor, so a "
-            "Python object with the methods the hooks call stands in for it",
-            "laser_2pass compresses the same tensors as the hook; laser_1pass counts one factor per round in its rule",
-            "batched_hook is batched_powerSGD_hook (one square matrix for the whole bucket): a different algorithm",
+            "hook times include three allreduces on a one-process gloo group; allreduce_x3_ms times three "
+            "bare ones",
+            "the bucket refill before each hook call is not timed; GradBucket has no Python constructor, so "
+            "a Python object with the methods the hooks call stands in for it",
+            "laser_2pass compresses the same tensors as the hook; laser_1pass counts one factor per round in "
+            "its rule",
+            "batched_hook is batched_powerSGD_hook (one square matrix for the whole bucket): a different "
+            "algorithm",
             "ratio_* = hook median / LASER median: > 1 means LASER is faster",
         ],
         "allreduce_x3_ms": overhead,

@@ -60,11 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         help="run the cartesian product of configuration values, resumably",
         description=textwrap.fill(
-            "Run every config file times the product of the --grid values (no --grid: each config once), one "
-            "run directory per point under --out, --jobs at a time. Re-running the same command skips finished "
-            "points and resumes unfinished ones; a failed point is recorded and the others go on. Ends with the "
-            "summary table (also DIR/summary.csv). Exit status: 0 when every point finished or diverged, 1 when "
-            "a point failed, 2 when a point's configuration was refused.",
+            "Run every config file times the product of the --grid values (no --grid: each config once), "
+            "one run directory per point under --out, --jobs at a time. Re-running the same command skips "
+            "finished points and resumes unfinished ones; a failed point is recorded and the others go on. "
+            "Ends with the summary table (also DIR/summary.csv). Exit status: 0 when every point finished "
+            "or diverged, 1 when a point failed, 2 when a point's configuration was refused.",
             100,
         ),
         epilog="examples:\n"
@@ -205,7 +205,8 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
         return 0
     if first > 0:
         print(
-            f"laser run: process {first} failed (exit status {codes[first]}); its output: {out / f'rank{first}.log'}",
+            f"laser run: process {first} failed (exit status {codes[first]}); "
+            f"its output: {out / f'rank{first}.log'}",
             file=sys.stderr,
         )
     return codes[first] if codes[first] > 0 else 1
@@ -325,8 +326,8 @@ def _sweep(args: argparse.Namespace) -> int:
         except ConfigError as error:  # e.g. a --metric the runs do not have: the runs are kept
             report_error = error
     print(
-        f"\nlaser sweep: {len(points)} points: {len(points) - len(failures)} done ({skipped} before this run, "
-        f"{diverged} diverged), {len(failures)} failed; sweep directory {out}"
+        f"\nlaser sweep: {len(points)} points: {len(points) - len(failures)} done "
+        f"({skipped} before this run, {diverged} diverged), {len(failures)} failed; sweep directory {out}"
     )
     if failures:
         print(

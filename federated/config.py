@@ -98,8 +98,9 @@ class ModelConfig:
     # cnn: 1-D CNN; linear: linear classifier; mlp: one hidden layer; resnet18: the CIFAR ResNet-18;
     # gpt: a GPT-2-style decoder (nanoGPT), tied embeddings, no biases
     name: Literal["cnn", "linear", "mlp", "resnet18", "gpt"] = "cnn"
-    width: int = 64  # cnn: channels; mlp: hidden units; resnet18: base width (64: the paper's);
-    # gpt: embedding width (768: GPT-2 124M)
+    # cnn: channels; mlp: hidden units; resnet18: base width (64: the paper's); gpt: embedding
+    # width (768: GPT-2 124M)
+    width: int = 64
     layers: int = 12  # gpt: transformer blocks
     heads: int = 12  # gpt: attention heads (divides width)
     context: int = 512  # gpt: tokens per training sequence
@@ -122,8 +123,9 @@ class ModelConfig:
 class ClientsConfig:
     num_clients: int = 16  # K, all of whom take part in every round
     batch_size: int = 32  # examples (language: sequences) per client per micro-batch
-    accumulation_steps: int = 1  # micro-batches per client per round; their gradients are summed
-    # (not averaged), as the paper's GPT-2 runs do
+    # micro-batches per client per round; their gradients are summed (not averaged), as the
+    # paper's GPT-2 runs do
+    accumulation_steps: int = 1
     # loop: one client after another (the default: bit-identical to earlier versions' results);
     # vmap: every client's gradient in one torch.func.vmap call (small models, many clients; the
     # loop's result to float rounding); auto: vmap where the model allows it (no batch norm or
@@ -294,8 +296,9 @@ class PowerConfig:
     energy: float | None = 100.0  # energy-limited regime: per-client energy per round (the paper's P)
     snr_db: float | None = None  # power-limited regime: per-channel-use SNR in dB (set energy: null)
     allocation: Literal["norm", "norm_sqrt_dim", "uniform"] = "norm"  # split of energy over blocks
-    spread_db: float = 0.0  # heterogeneous budgets: client k gets 10^(u_k/10) times the budget,
-    # u_k uniform in [-spread_db/2, spread_db/2], drawn once per run
+    # heterogeneous budgets: client k gets 10^(u_k/10) times the budget, u_k uniform in
+    # [-spread_db/2, spread_db/2], drawn once per run
+    spread_db: float = 0.0
 
     def __post_init__(self) -> None:
         _check(
@@ -377,12 +380,15 @@ class Config:
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the clients' forward and backward under bf16 autocast
     compile: bool = False  # torch.compile the model's forward (worth it on a GPU for large models)
-    ema: float | None = None  # decay of an exponential moving average of the weights (and BN statistics),
-    # evaluated beside them as ema_test_*; the paper's vision tasks: 0.99
-    checkpoint_every: int = 100  # rounds between checkpoints in the run directory (0: none); a killed
-    # run continues with `laser run --resume DIR`
-    tensorboard: bool = False  # also write the per-round history as TensorBoard scalars under
-    # DIR/tensorboard (needs the tensorboard extra)
+    # decay of an exponential moving average of the weights (and BN statistics), evaluated beside
+    # them as ema_test_*; the paper's vision tasks: 0.99
+    ema: float | None = None
+    # rounds between checkpoints in the run directory (0: none); a killed run continues with
+    # `laser run --resume DIR`
+    checkpoint_every: int = 100
+    # also write the per-round history as TensorBoard scalars under DIR/tensorboard (needs the
+    # tensorboard extra)
+    tensorboard: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     clients: ClientsConfig = field(default_factory=ClientsConfig)

@@ -27,7 +27,8 @@ def outcome(summary: dict) -> str | None:
     non-finite loss or gradient: a result, e.g. of too little energy), or None (still running,
     killed, or failed otherwise).
 
-    >>> outcome({"status": "finished"}), outcome({"status": "failed", "error": "round 3: the loss is not finite"})
+    >>> diverged = {"status": "failed", "error": "round 3: the loss is not finite"}
+    >>> outcome({"status": "finished"}), outcome(diverged)
     ('finished', 'diverged')
     """
     if summary.get("status") == "finished":

@@ -59,7 +59,8 @@ def build_scheduler(
 
     >>> from federated.config import OptimizerConfig
     >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    >>> schedule = build_scheduler(OptimizerConfig(lr=1.0, schedule="onecycle", warmup_fraction=0.1), opt, 100)
+    >>> config = OptimizerConfig(lr=1.0, schedule="onecycle", warmup_fraction=0.1)
+    >>> schedule = build_scheduler(config, opt, 100)
     >>> lrs = []                                    # the learning rate each of the 100 rounds uses
     >>> for _ in range(100):
     ...     lrs.append(opt.param_groups[0]["lr"])

@@ -14,18 +14,18 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from channels import FadingChannel
-from laser import Compressor
 from federated.checkpoint import check_state, checkpoint_name, resume_state, rotate, save_checkpoint
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
 from federated.config import Config, ConfigError, config_to_dict, same_config
+from federated.data.tasks import build_task, cross_entropy
 from federated.distributed import Shard, init_shard, world_size_from_env
 from federated.downlink import NoisyDownlink
 from federated.history import History, RunDirectory, TensorBoardLog
 from federated.models import build_model
 from federated.optim import WeightEMA, build_optimizer, build_scheduler
-from federated.data.tasks import build_task, cross_entropy
 from federated.uplink import UplinkResult, digital_uplink, uplink
 from federated.vectorized import VectorizedClients, vmap_supported
+from laser import Compressor
 
 __all__ = ["train", "Simulation", "NonFiniteError", "resolve_device"]
 
@@ -132,7 +132,8 @@ class Simulation:
 
     Example:
         >>> from federated.config import load_config
-        >>> sim = Simulation(load_config(None, ["data.name=digits", "model.name=linear", "clients.num_clients=4"]))
+        >>> config = load_config(None, ["data.name=digits", "model.name=linear", "clients.num_clients=4"])
+        >>> sim = Simulation(config)
         >>> record = sim.round(0)
         >>> record["round"], record["channel_uses"] > 0
         (0, True)

@@ -3,11 +3,10 @@
 Imports nothing from ``channels`` or ``federated``.
 """
 
-from laser.allocation import ALLOCATIONS, allocate_energy
-from laser.compressor import Compressor, DigitalCompressor, ZSGDCompressor
-from laser.lowrank import LaserCompressor, is_compressed, matrix_view, orthogonalize
-from laser.baselines import CountSketchCompressor, RandomKCompressor, SignumCompressor
 from laser.adsgd import ADSGDCompressor
+from laser.allocation import ALLOCATIONS, allocate_energy
+from laser.baselines import CountSketchCompressor, RandomKCompressor, SignumCompressor
+from laser.compressor import Compressor, DigitalCompressor, ZSGDCompressor
 from laser.digital import (
     NaturalCompressor,
     NaturalDitheringCompressor,
@@ -16,6 +15,7 @@ from laser.digital import (
     TopKCompressor,
     TopKDitheringCompressor,
 )
+from laser.lowrank import LaserCompressor, is_compressed, matrix_view, orthogonalize
 
 __all__ = [
     "ALLOCATIONS",

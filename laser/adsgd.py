@@ -113,7 +113,8 @@ def amp_estimate(
 
     >>> g = torch.Generator().manual_seed(0)
     >>> a = torch.randn(40, 100, generator=g, dtype=torch.float64) / 40 ** 0.5
-    >>> x = torch.zeros(100, dtype=torch.float64); x[[3, 50, 97]] = torch.tensor([1.0, -2.0, 0.5], dtype=x.dtype)
+    >>> x = torch.zeros(100, dtype=torch.float64)
+    >>> x[[3, 50, 97]] = torch.tensor([1.0, -2.0, 0.5], dtype=x.dtype)
     >>> bool((amp_estimate(a @ x, a, iterations=100) - x).norm() < 1e-4 * x.norm())
     True
     """
@@ -169,7 +170,8 @@ class ADSGDCompressor(Compressor):
         >>> adsgd = ADSGDCompressor(fraction=0.5)
         >>> params = [torch.zeros(4, 5, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)]
         >>> adsgd.setup(params, num_clients=2)
-        >>> blocks = adsgd.encode(0, [torch.randn(4, 5, dtype=torch.float64), torch.ones(3, dtype=torch.float64)])
+        >>> grads = [torch.randn(4, 5, dtype=torch.float64), torch.ones(3, dtype=torch.float64)]
+        >>> blocks = adsgd.encode(0, grads)
         >>> [b.numel() for b in blocks], adsgd.channel_uses()    # s = floor(0.5 d)
         ([10, 1], 11)
         >>> [g.shape for g in adsgd.decode(blocks, noise_var=[0.1, 0.1])]
@@ -207,7 +209,8 @@ class ADSGDCompressor(Compressor):
             gigabytes = sum(s * d * p.element_size() for s, d, p in zip(measurements, dims, params)) / 1e9
             raise ValueError(
                 f"A-DSGD's dense projections would need {entries} entries ({gigabytes:.3g} GB), more than "
-                f"max_projection_entries={self.max_projection_entries}; use a smaller model or a lower fraction"
+                f"max_projection_entries={self.max_projection_entries}; use a smaller model or a lower "
+                "fraction"
             )
         generator = torch.Generator().manual_seed(self.seed)
         self.projections: list[_Projection] = []

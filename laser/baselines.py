@@ -142,7 +142,8 @@ class RandomKCompressor(_SharedRandomness):
 def count_sketch(v: Tensor, buckets: Tensor, signs: Tensor, width: int) -> Tensor:
     """One-row count sketch of ``v``: ``S[j] = sum_{i: h(i) = j} sigma(i) v_i`` (``width`` buckets).
 
-    >>> count_sketch(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0, 1, 0]), torch.tensor([1.0, 1.0, -1.0]), 2)
+    >>> signs = torch.tensor([1.0, 1.0, -1.0])
+    >>> count_sketch(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0, 1, 0]), signs, 2)
     tensor([-2.,  2.])
     """
     return torch.zeros(width, dtype=v.dtype, device=v.device).index_add_(0, buckets, signs.to(v.dtype) * v)
@@ -206,8 +207,8 @@ class SignumCompressor(Compressor):
     Example:
         >>> signum = SignumCompressor()
         >>> signum.setup([torch.zeros(3)], num_clients=3)
-        >>> blocks = [signum.encode(k, [g])[0] for k, g in enumerate(
-        ...     [torch.tensor([1.0, -2.0, 0.5]), torch.tensor([3.0, 1.0, -1.0]), torch.tensor([-1.0, -1.0, -2.0])])]
+        >>> grads = [torch.tensor(g) for g in ([1.0, -2.0, 0.5], [3.0, 1.0, -1.0], [-1.0, -1.0, -2.0])]
+        >>> blocks = [signum.encode(k, [g])[0] for k, g in enumerate(grads)]
         >>> signum.decode([torch.stack(blocks).mean(0)])[0]
         tensor([ 1., -1., -1.])
     """

@@ -22,7 +22,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 __all__ = ["Compressor", "DigitalCompressor", "ZSGDCompressor"]
@@ -88,7 +87,7 @@ class Compressor(ABC):
         """Everything needed to continue bit-identically (tensors, ints and lists of tensors)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, object]) -> None:  # noqa: B027 (stateless by default)
         """Restore what :meth:`state_dict` returned."""
 
 

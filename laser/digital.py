@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
 from numbers import Integral, Real
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -364,8 +364,8 @@ class SignSGDCompressor(SignumCompressor, DigitalCompressor):
     Example:
         >>> sign = SignSGDCompressor()
         >>> sign.setup([torch.zeros(3)], num_clients=3)
-        >>> msgs = [sign.encode(k, [g])[0] for k, g in enumerate(
-        ...     [torch.tensor([1.0, -2.0, 0.5]), torch.tensor([-1.0, -1.0, 3.0]), torch.tensor([2.0, 1.0, -1.0])])]
+        >>> grads = [torch.tensor(g) for g in ([1.0, -2.0, 0.5], [-1.0, -1.0, 3.0], [2.0, 1.0, -1.0])]
+        >>> msgs = [sign.encode(k, [g])[0] for k, g in enumerate(grads)]
         >>> sign.decode([torch.stack(msgs).mean(0)])[0].tolist(), sign.message_bits(0)
         ([1.0, -1.0, 1.0], 3)
     """

@@ -16,7 +16,7 @@ def generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
 
 
-# --- small datasets in the real on-disk formats (federated/data/cifar.py, federated/data/text.py) -------------
+# --- small datasets in the real on-disk formats (federated/data/cifar.py, federated/data/text.py) ---
 
 _CIFAR_FILES = {  # name: (folder, train files, test file, number of (fine) classes)
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{k}" for k in range(1, 6)], "test_batch", 10),

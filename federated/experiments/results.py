@@ -138,7 +138,8 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, flo
 
 
 def is_reference(config: dict) -> bool:
-    """Whether a run's channel adds no noise (noiseless, infinite energy or zero noise): an x-independent line."""
+    """Whether a run's channel adds no noise (noiseless, infinite energy or zero noise): a line
+    that does not depend on x."""
     energy = config.get("power.energy")
     return (
         config.get("channel.name") == "noiseless"

@@ -509,7 +509,7 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
                         f"{'failed' if result.failed else 'done'}: {point.name}: "
                         f"{result.error if result.failed else what}"
                     )
-            for future, (point, config) in running.items():
+            for point, config in running.values():
                 now = min(_rounds_done(point), config.rounds)
                 if now > counted[point.path]:
                     bar.update(now - counted[point.path])

@@ -21,7 +21,8 @@ def build_model(config: ModelConfig, inputs: dict[str, int], seed: int) -> nn.Mo
     ``vocab_size``), initialised from ``seed`` without touching torch's global generator.
 
     >>> from federated.config import ModelConfig
-    >>> build_model(ModelConfig(name="mlp", width=8), {"num_features": 4, "num_classes": 3}, seed=0)(torch.zeros(2, 4)).shape
+    >>> model = build_model(ModelConfig(name="mlp", width=8), {"num_features": 4, "num_classes": 3}, seed=0)
+    >>> model(torch.zeros(2, 4)).shape
     torch.Size([2, 3])
     """
     with torch.random.fork_rng(devices=[]):

@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from federated import load_config
 from channels import AWGNChannel
+from federated import load_config
 from federated.components import client_budget_scales
 from federated.downlink import NoisyDownlink
-from federated.uplink import uplink
 from federated.train import train
+from federated.uplink import uplink
 
 
 def _config(tmp_path, *overrides):

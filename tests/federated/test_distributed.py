@@ -192,8 +192,7 @@ class _Processes:
     ],
 )
 def test_the_processes_agree_on_the_round_to_resume_from(tmp_path, mine, other, expected):
-    from federated.checkpoint import CheckpointError
-    from federated.checkpoint import sharded_checkpoint
+    from federated.checkpoint import CheckpointError, sharded_checkpoint
 
     world = 3 if expected == "--nproc 3" else 2
     for name, round_ in mine.items():

@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from federated.config import ModelConfig
-from federated.models.gpt import GPT
-from federated.models import build_model
-from federated.models.resnet import ResNet18
 from federated.data.tasks import cross_entropy
+from federated.models import build_model
+from federated.models.gpt import GPT
+from federated.models.resnet import ResNet18
 from federated.vectorized import VectorizedClients, vmap_supported
 
 K, B = 5, 16
