@@ -44,16 +44,20 @@ def fetch(url: str, folder: Path, md5: str | None, instructions: str) -> Path:
         raise DataError(f"could not download {url}: {err}. {instructions}") from err
     if md5 is not None and digest.hexdigest() != md5:
         path.unlink(missing_ok=True)
-        raise DataError(f"{url} has MD5 {digest.hexdigest()}, expected {md5} (a truncated or "
-                        f"different file). {instructions}")
+        raise DataError(
+            f"{url} has MD5 {digest.hexdigest()}, expected {md5} (a truncated or "
+            f"different file). {instructions}"
+        )
     return path
 
 
 def _check_member(name: str, archive: Path) -> None:
     posix, windows = PurePosixPath(name), PureWindowsPath(name)
     if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in windows.parts:
-        raise DataError(f"refusing to unpack {archive}: member {name!r} would land outside "
-                        "the data folder (absolute path or '..')")
+        raise DataError(
+            f"refusing to unpack {archive}: member {name!r} would land outside "
+            "the data folder (absolute path or '..')"
+        )
 
 
 def unpack(archive: Path, root: Path, folder: str) -> None:

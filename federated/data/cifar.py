@@ -38,13 +38,13 @@ __all__ = [
     "normalize",
 ]
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)     # per channel, of pixels scaled to [0, 1]; the paper uses
-CIFAR_STD = (0.2023, 0.1994, 0.2010)      # these for both CIFAR-10 and CIFAR-100
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # per channel, of pixels scaled to [0, 1]; the paper uses
+CIFAR_STD = (0.2023, 0.1994, 0.2010)  # these for both CIFAR-10 and CIFAR-100
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
-PADDING = 4                               # RandomCrop(32, padding=4)
+PADDING = 4  # RandomCrop(32, padding=4)
 SIZE = 32
 
 
@@ -60,10 +60,18 @@ class _Layout:
 
 
 _LAYOUTS = {
-    "cifar10": _Layout("cifar-10-batches-py", tuple(f"data_batch_{k}" for k in range(1, 6)),
-                       ("test_batch",), b"labels", 10, CIFAR10_URL, CIFAR10_MD5),
-    "cifar100": _Layout("cifar-100-python", ("train",), ("test",), b"fine_labels", 100,
-                        CIFAR100_URL, CIFAR100_MD5),
+    "cifar10": _Layout(
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{k}" for k in range(1, 6)),
+        ("test_batch",),
+        b"labels",
+        10,
+        CIFAR10_URL,
+        CIFAR10_MD5,
+    ),
+    "cifar100": _Layout(
+        "cifar-100-python", ("train",), ("test",), b"fine_labels", 100, CIFAR100_URL, CIFAR100_MD5
+    ),
 }
 
 
@@ -98,7 +106,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         except KeyError:
             raise pickle.UnpicklingError(
                 f"refusing to load the global {module}.{name}: CIFAR files hold only NumPy arrays, "
-                "lists and bytes") from None
+                "lists and bytes"
+            ) from None
 
 
 def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,27 +119,39 @@ def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndar
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise ValueError(f"{path} is not a CIFAR batch: expected a dict with b'data' and {label_key!r}")
     data = batch[b"data"]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
-            or data.shape[1] != 3 * SIZE * SIZE:
-        raise ValueError(f"{path}: b'data' must be a uint8 array [n, 3072], got "
-                         f"{getattr(data, 'dtype', type(data))} {getattr(data, 'shape', '')}")
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3 * SIZE * SIZE
+    ):
+        raise ValueError(
+            f"{path}: b'data' must be a uint8 array [n, 3072], got "
+            f"{getattr(data, 'dtype', type(data))} {getattr(data, 'shape', '')}"
+        )
     labels = np.asarray(batch[label_key])
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu" \
-            or (labels.size and (labels.min() < 0 or labels.max() >= num_classes)):
+    if (
+        labels.shape != (len(data),)
+        or labels.dtype.kind not in "iu"
+        or (labels.size and (labels.min() < 0 or labels.max() >= num_classes))
+    ):
         raise ValueError(f"{path}: {label_key!r} must hold {len(data)} integers in [0, {num_classes})")
     return data.reshape(-1, 3, SIZE, SIZE), labels.astype(np.int64)
 
 
 def _instructions(root: Path, layout: _Layout) -> str:
     archive = layout.url.rsplit("/", 1)[-1]
-    return (f"Expected {', '.join(layout.train_files + layout.test_files)} in {root / layout.folder}. "
-            f"Set data.download=true (download=True in Python) to fetch {layout.url}, or on a machine with internet run "
-            f"`curl -LO {layout.url}` (MD5 {layout.md5}), copy {archive} here and run "
-            f"`tar -xzf {archive} -C {root}`.")
+    return (
+        f"Expected {', '.join(layout.train_files + layout.test_files)} in {root / layout.folder}. "
+        f"Set data.download=true (download=True in Python) to fetch {layout.url}, or on a machine with internet run "
+        f"`curl -LO {layout.url}` (MD5 {layout.md5}), copy {archive} here and run "
+        f"`tar -xzf {archive} -C {root}`."
+    )
 
 
-def download_cifar(root: str | Path, name: Literal["cifar10", "cifar100"], url: str | None = None,
-                   md5: str | None = None) -> None:
+def download_cifar(
+    root: str | Path, name: Literal["cifar10", "cifar100"], url: str | None = None, md5: str | None = None
+) -> None:
     """Download the official archive of ``name`` (or ``url``, checked against ``md5``; both default
     to the official ones) and unpack it into ``root``. Failures raise :class:`DataError`."""
     root, layout = Path(root), _LAYOUTS[name]
@@ -141,8 +162,7 @@ def download_cifar(root: str | Path, name: Literal["cifar10", "cifar100"], url: 
         archive.unlink(missing_ok=True)
 
 
-def load_cifar(root: str | Path, name: Literal["cifar10", "cifar100"],
-               download: bool = False) -> CifarArrays:
+def load_cifar(root: str | Path, name: Literal["cifar10", "cifar100"], download: bool = False) -> CifarArrays:
     """CIFAR-10 (50k/10k, 10 classes) or CIFAR-100 (50k/10k, 100 fine classes) from ``root``,
     downloaded first if its files are missing and ``download`` is true.
 
@@ -158,8 +178,10 @@ def load_cifar(root: str | Path, name: Literal["cifar10", "cifar100"],
 
     def read(files: tuple[str, ...]) -> tuple[Tensor, Tensor]:
         batches = [_read_batch(folder / file, layout.label_key, layout.num_classes) for file in files]
-        return (torch.from_numpy(np.concatenate([x for x, _ in batches])),
-                torch.from_numpy(np.concatenate([y for _, y in batches])))
+        return (
+            torch.from_numpy(np.concatenate([x for x, _ in batches])),
+            torch.from_numpy(np.concatenate([y for _, y in batches])),
+        )
 
     x_train, y_train = read(layout.train_files)
     x_test, y_test = read(layout.test_files)
@@ -195,11 +217,11 @@ def augment(x: Tensor, generator: torch.Generator) -> Tensor:
     top, left = torch.randint(0, span, (2, B), generator=generator, device=generator.device).to(x.device)
     flip = (torch.rand(B, generator=generator, device=generator.device) < 0.5).to(x.device)
     padded = x.new_zeros(B, 3, SIZE + 2 * PADDING, SIZE + 2 * PADDING)
-    padded[:, :, PADDING:PADDING + SIZE, PADDING:PADDING + SIZE] = x
+    padded[:, :, PADDING : PADDING + SIZE, PADDING : PADDING + SIZE] = x
     steps = torch.arange(SIZE, device=x.device)
-    rows = top[:, None] + steps                                          # (B, 32)
+    rows = top[:, None] + steps  # (B, 32)
     cols = left[:, None] + torch.where(flip[:, None], steps.flip(0), steps)  # (B, 32), reversed if flipped
     width = padded.shape[-1]
-    crop = padded.gather(2, rows[:, None, :, None].expand(B, 3, SIZE, width))   # (B, 3, 32, 40)
-    crop = crop.gather(3, cols[:, None, None, :].expand(B, 3, SIZE, SIZE))      # (B, 3, 32, 32)
+    crop = padded.gather(2, rows[:, None, :, None].expand(B, 3, SIZE, width))  # (B, 3, 32, 40)
+    crop = crop.gather(3, cols[:, None, None, :].expand(B, 3, SIZE, SIZE))  # (B, 3, 32, 32)
     return normalize(crop)

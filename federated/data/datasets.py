@@ -37,15 +37,17 @@ class Dataset:
 
 def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[Tensor, Tensor]:
     mean, std = x_train.mean(), x_train.std()
-    return (torch.as_tensor((x_train - mean) / std, dtype=torch.float32),
-            torch.as_tensor((x_test - mean) / std, dtype=torch.float32))
+    return (
+        torch.as_tensor((x_train - mean) / std, dtype=torch.float32),
+        torch.as_tensor((x_test - mean) / std, dtype=torch.float32),
+    )
 
 
 def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
     np.savez(tmp, **arrays)
-    os.replace(tmp, path)          # concurrent runs never see a half-written file
+    os.replace(tmp, path)  # concurrent runs never see a half-written file
 
 
 def load_mnist1d(config: DataConfig) -> Dataset:
@@ -59,7 +61,7 @@ def load_mnist1d(config: DataConfig) -> Dataset:
         args.num_samples = config.num_samples
         args.train_split = 1.0 - config.test_fraction
         py_state, np_state = random.getstate(), np.random.get_state()
-        try:       # make_dataset seeds Python's and NumPy's global generators: leave them as they were
+        try:  # make_dataset seeds Python's and NumPy's global generators: leave them as they were
             raw = make_dataset(args)
         finally:
             random.setstate(py_state)
@@ -67,8 +69,13 @@ def load_mnist1d(config: DataConfig) -> Dataset:
         _atomic_save(cache, x=raw["x"], y=raw["y"], x_test=raw["x_test"], y_test=raw["y_test"])
     with np.load(cache) as raw:
         x_train, x_test = _standardize(raw["x"], raw["x_test"])
-        return Dataset(x_train, torch.as_tensor(raw["y"], dtype=torch.int64),
-                       x_test, torch.as_tensor(raw["y_test"], dtype=torch.int64), num_classes=10)
+        return Dataset(
+            x_train,
+            torch.as_tensor(raw["y"], dtype=torch.int64),
+            x_test,
+            torch.as_tensor(raw["y_test"], dtype=torch.int64),
+            num_classes=10,
+        )
 
 
 def load_digits(config: DataConfig) -> Dataset:
@@ -80,8 +87,13 @@ def load_digits(config: DataConfig) -> Dataset:
     num_test = int(round(config.test_fraction * len(order)))
     test, train = order[:num_test], order[num_test:]
     x_train, x_test = _standardize(bunch.data[train], bunch.data[test])
-    return Dataset(x_train, torch.as_tensor(bunch.target[train], dtype=torch.int64),
-                   x_test, torch.as_tensor(bunch.target[test], dtype=torch.int64), num_classes=10)
+    return Dataset(
+        x_train,
+        torch.as_tensor(bunch.target[train], dtype=torch.int64),
+        x_test,
+        torch.as_tensor(bunch.target[test], dtype=torch.int64),
+        num_classes=10,
+    )
 
 
 DATASETS = {"mnist1d": load_mnist1d, "digits": load_digits}
@@ -103,7 +115,7 @@ def iid_split(num_samples: int, num_clients: int, generator: torch.Generator) ->
         raise ValueError(f"{num_samples} samples cannot be split over {num_clients} clients")
     order = torch.randperm(num_samples, generator=generator)
     size = num_samples // num_clients
-    return [order[k * size:(k + 1) * size] for k in range(num_clients)]
+    return [order[k * size : (k + 1) * size] for k in range(num_clients)]
 
 
 class ClientBatches:
@@ -127,7 +139,7 @@ class ClientBatches:
             self.position[client] = 0
         start = self.position[client]
         self.position[client] = start + self.batch_size
-        return self.order[client][start:start + self.batch_size]
+        return self.order[client][start : start + self.batch_size]
 
     def state_dict(self) -> dict[str, object]:
         return {"order": list(self.order), "position": list(self.position)}

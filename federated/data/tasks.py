@@ -39,8 +39,8 @@ def cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean") -> T
 class Task(ABC):
     """The interface the round loop uses; see :class:`ClassificationTask` and :class:`LanguageTask`."""
 
-    metric: str                     # the summary's headline metric: test_accuracy or test_perplexity
-    model_inputs: dict[str, int]    # what the model builder needs (num_features / num_classes / vocab_size)
+    metric: str  # the summary's headline metric: test_accuracy or test_perplexity
+    model_inputs: dict[str, int]  # what the model builder needs (num_features / num_classes / vocab_size)
 
     @abstractmethod
     def batch(self, client: int) -> tuple[Tensor, Tensor]:
@@ -77,10 +77,21 @@ class ClassificationTask(Task):
 
     metric = "test_accuracy"
 
-    def __init__(self, x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, num_classes: int,
-                 num_clients: int, batch_size: int, generator: torch.Generator, device: torch.device,
-                 train_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
-                 test_transform: Callable[[Tensor], Tensor] | None = None, eval_batch_size: int = 1024) -> None:
+    def __init__(
+        self,
+        x_train: Tensor,
+        y_train: Tensor,
+        x_test: Tensor,
+        y_test: Tensor,
+        num_classes: int,
+        num_clients: int,
+        batch_size: int,
+        generator: torch.Generator,
+        device: torch.device,
+        train_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+        test_transform: Callable[[Tensor], Tensor] | None = None,
+        eval_batch_size: int = 1024,
+    ) -> None:
         self.x_train, self.y_train = x_train.to(device), y_train.to(device)
         self.x_test, self.y_test = x_test.to(device), y_test.to(device)
         self.device, self.generator = device, generator
@@ -99,8 +110,8 @@ class ClassificationTask(Task):
     def _evaluate(self, model: nn.Module, autocast: Callable) -> dict[str, float]:
         loss, correct = 0.0, 0
         for start in range(0, len(self.y_test), self.eval_batch_size):
-            x = self.x_test[start:start + self.eval_batch_size]
-            y = self.y_test[start:start + self.eval_batch_size]
+            x = self.x_test[start : start + self.eval_batch_size]
+            y = self.y_test[start : start + self.eval_batch_size]
             with autocast():
                 logits = model(x if self.test_transform is None else self.test_transform(x))
             loss += float(cross_entropy(logits, y, reduction="sum"))
@@ -123,8 +134,16 @@ class LanguageTask(Task):
 
     metric = "test_perplexity"
 
-    def __init__(self, train_tokens: np.ndarray, valid_tokens: np.ndarray, vocab_size: int, context: int,
-                 batch_size: int, generator: torch.Generator, device: torch.device) -> None:
+    def __init__(
+        self,
+        train_tokens: np.ndarray,
+        valid_tokens: np.ndarray,
+        vocab_size: int,
+        context: int,
+        batch_size: int,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
         self.train = torch.from_numpy(np.asarray(train_tokens, dtype=np.int32)).to(device)
         self.valid = torch.from_numpy(np.asarray(valid_tokens, dtype=np.int32)).to(device)
         self.context, self.batch_size = context, batch_size
@@ -135,19 +154,21 @@ class LanguageTask(Task):
         self.model_inputs = {"vocab_size": vocab_size}
 
     def batch(self, client: int) -> tuple[Tensor, Tensor]:
-        starts = torch.randint(0, len(self.train) - self.context, (self.batch_size,), generator=self.generator)
+        starts = torch.randint(
+            0, len(self.train) - self.context, (self.batch_size,), generator=self.generator
+        )
         windows = self.train[starts.to(self.device)[:, None] + self.offsets].long()
         return windows[:, :-1], windows[:, 1:]
 
     def _evaluate(self, model: nn.Module, autocast: Callable) -> dict[str, float]:
-        count = (len(self.valid) - 1) // self.context          # whole windows; the tail is dropped
-        tokens = self.valid[:count * self.context + 1].long()
+        count = (len(self.valid) - 1) // self.context  # whole windows; the tail is dropped
+        tokens = self.valid[: count * self.context + 1].long()
         x, y = tokens[:-1].view(count, self.context), tokens[1:].view(count, self.context)
         total = 0.0
         for start in range(0, count, self.eval_batch_size):
             with autocast():
-                logits = model(x[start:start + self.eval_batch_size])
-            total += float(cross_entropy(logits, y[start:start + self.eval_batch_size], reduction="sum"))
+                logits = model(x[start : start + self.eval_batch_size])
+            total += float(cross_entropy(logits, y[start : start + self.eval_batch_size], reduction="sum"))
         loss = total / (count * self.context)
         return {"test_loss": loss, "test_perplexity": math.exp(min(loss, 700.0))}
 
@@ -163,15 +184,22 @@ def _text_task(config: Config, device: torch.device, generator: torch.Generator)
 
     data = config.data
     tokenizer = TOKENIZERS[data.tokenizer]()
-    tokens = (load_pydoc(data.root, tokenizer, valid_fraction=data.test_fraction) if data.name == "pydoc"
-              else load_wikitext103(data.root, tokenizer, download=data.download))
+    tokens = (
+        load_pydoc(data.root, tokenizer, valid_fraction=data.test_fraction)
+        if data.name == "pydoc"
+        else load_wikitext103(data.root, tokenizer, download=data.download)
+    )
     context = config.model.context
     for split, stream in (("training", tokens.train), ("validation", tokens.valid)):
         if len(stream) <= context + 1:
-            raise ConfigError("model.context", context,
-                              f"fewer tokens than the {len(stream)} of {data.name}'s {split} split")
-    return LanguageTask(tokens.train, tokens.valid, tokens.vocab_size, context, config.clients.batch_size,
-                        generator, device)
+            raise ConfigError(
+                "model.context",
+                context,
+                f"fewer tokens than the {len(stream)} of {data.name}'s {split} split",
+            )
+    return LanguageTask(
+        tokens.train, tokens.valid, tokens.vocab_size, context, config.clients.batch_size, generator, device
+    )
 
 
 def _image_task(config: Config, device: torch.device, generator: torch.Generator) -> Task:
@@ -187,23 +215,51 @@ def _vector_task(config: Config, device: torch.device, generator: torch.Generato
     return _classification(config, load_dataset(config.data), device, generator)
 
 
-def _classification(config: Config, arrays, device: torch.device, generator: torch.Generator,
-                    train_transform=None, test_transform=None) -> Task:
+def _classification(
+    config: Config,
+    arrays,
+    device: torch.device,
+    generator: torch.Generator,
+    train_transform=None,
+    test_transform=None,
+) -> Task:
     data, clients = config.data, config.clients
     if len(arrays.y_train) < clients.num_clients:
-        raise ConfigError("clients.num_clients", clients.num_clients,
-                          f"at most the {len(arrays.y_train)} training samples of {data.name}")
+        raise ConfigError(
+            "clients.num_clients",
+            clients.num_clients,
+            f"at most the {len(arrays.y_train)} training samples of {data.name}",
+        )
     if len(arrays.y_test) == 0:
-        raise ConfigError("data.test_fraction", data.test_fraction,
-                          f"a fraction that leaves at least one test sample of {data.name}")
-    return ClassificationTask(arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test, arrays.num_classes,
-                              clients.num_clients, clients.batch_size, generator, device,
-                              train_transform, test_transform)
+        raise ConfigError(
+            "data.test_fraction",
+            data.test_fraction,
+            f"a fraction that leaves at least one test sample of {data.name}",
+        )
+    return ClassificationTask(
+        arrays.x_train,
+        arrays.y_train,
+        arrays.x_test,
+        arrays.y_test,
+        arrays.num_classes,
+        clients.num_clients,
+        clients.batch_size,
+        generator,
+        device,
+        train_transform,
+        test_transform,
+    )
 
 
 # data.name -> the task's builder
-TASKS = {"mnist1d": _vector_task, "digits": _vector_task, "cifar10": _image_task, "cifar100": _image_task,
-         "wikitext103": _text_task, "pydoc": _text_task}
+TASKS = {
+    "mnist1d": _vector_task,
+    "digits": _vector_task,
+    "cifar10": _image_task,
+    "cifar100": _image_task,
+    "wikitext103": _text_task,
+    "pydoc": _text_task,
+}
 
 
 def build_task(config: Config, device: torch.device, seed: int) -> Task:

@@ -35,7 +35,7 @@ __all__ = [
 
 WIKITEXT103_URL = "https://wikitext.smerity.com/wikitext-103-raw-v1.zip"
 WIKITEXT_FOLDER = "wikitext-103-raw"
-WIKITEXT_SPLITS = ("train", "valid")      # the archive also holds wiki.test.raw, which is not used
+WIKITEXT_SPLITS = ("train", "valid")  # the archive also holds wiki.test.raw, which is not used
 
 
 def token_dtype(vocab_size: int) -> type[np.unsignedinteger]:
@@ -44,7 +44,7 @@ def token_dtype(vocab_size: int) -> type[np.unsignedinteger]:
 
 
 class Tokenizer(Protocol):
-    name: str          # names the cache files
+    name: str  # names the cache files
     vocab_size: int
 
     def encode(self, text: str) -> np.ndarray: ...
@@ -75,7 +75,8 @@ _TIKTOKEN_HELP = (
     "openaipublic.blob.core.windows.net) once and caches it in $TIKTOKEN_CACHE_DIR (default: "
     "<temp dir>/data-gym-cache). Without internet, pre-seed that cache: on a machine with internet run "
     "`TIKTOKEN_CACHE_DIR=$PWD/tiktoken-cache python -c \"import tiktoken; tiktoken.get_encoding('gpt2')\"`, "
-    "copy the tiktoken-cache folder here and set TIKTOKEN_CACHE_DIR to its path.")
+    "copy the tiktoken-cache folder here and set TIKTOKEN_CACHE_DIR to its path."
+)
 
 
 class GPT2Tokenizer:
@@ -88,13 +89,16 @@ class GPT2Tokenizer:
             try:
                 import tiktoken
             except ImportError as err:
-                raise DataError("the GPT-2 tokenizer needs tiktoken: pip install 'laser-ota[text]' "
-                                "(or pip install tiktoken)") from err
+                raise DataError(
+                    "the GPT-2 tokenizer needs tiktoken: pip install 'laser-ota[text]' "
+                    "(or pip install tiktoken)"
+                ) from err
             try:
                 encoding = tiktoken.get_encoding("gpt2")
-            except Exception as err:        # network errors surface as requests/urllib/OSError types
-                raise DataError(f"tiktoken could not load the GPT-2 vocabulary ({err}). "
-                                f"{_TIKTOKEN_HELP}") from err
+            except Exception as err:  # network errors surface as requests/urllib/OSError types
+                raise DataError(
+                    f"tiktoken could not load the GPT-2 vocabulary ({err}). {_TIKTOKEN_HELP}"
+                ) from err
         self.encoding = encoding
         self.name: str = encoding.name
         self.vocab_size: int = encoding.n_vocab
@@ -135,8 +139,7 @@ def _chunks(file, chunk_chars: int):
         yield "".join(lines)
 
 
-def tokenize_file(raw_path: Path, cache_path: Path, tokenizer: Tokenizer,
-                  chunk_chars: int = 1 << 22) -> int:
+def tokenize_file(raw_path: Path, cache_path: Path, tokenizer: Tokenizer, chunk_chars: int = 1 << 22) -> int:
     """Encode the UTF-8 text file ``raw_path`` chunk by chunk (memory stays bounded) into
     ``cache_path``, raw :func:`token_dtype` ids written with ``tofile``, atomically. Returns the
     number of tokens."""
@@ -149,7 +152,7 @@ def tokenize_file(raw_path: Path, cache_path: Path, tokenizer: Tokenizer,
                 ids = tokenizer.encode(chunk).astype(dtype, copy=False)
                 ids.tofile(out)
                 count += len(ids)
-        os.replace(name, cache_path)       # concurrent runs never see a half-written cache
+        os.replace(name, cache_path)  # concurrent runs never see a half-written cache
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
@@ -164,9 +167,11 @@ def _read_cache(path: Path, dtype: type[np.unsignedinteger]) -> np.ndarray:
 
 def _wikitext_instructions(root: Path) -> str:
     archive = WIKITEXT103_URL.rsplit("/", 1)[-1]
-    return (f"Expected wiki.train.raw and wiki.valid.raw in {root / WIKITEXT_FOLDER}. Set "
-            f"data.download=true (download=True in Python) to fetch {WIKITEXT103_URL}, or on a machine with internet run "
-            f"`curl -LO {WIKITEXT103_URL}`, copy {archive} here and run `unzip {archive} -d {root}`.")
+    return (
+        f"Expected wiki.train.raw and wiki.valid.raw in {root / WIKITEXT_FOLDER}. Set "
+        f"data.download=true (download=True in Python) to fetch {WIKITEXT103_URL}, or on a machine with internet run "
+        f"`curl -LO {WIKITEXT103_URL}`, copy {archive} here and run `unzip {archive} -d {root}`."
+    )
 
 
 def download_wikitext103(root: str | Path, url: str | None = None) -> None:
@@ -199,8 +204,9 @@ def load_wikitext103(root: str | Path, tokenizer: Tokenizer, download: bool = Fa
         if not cache[split].is_file():
             tokenize_file(raw[split], cache[split], tokenizer)
     dtype = token_dtype(tokenizer.vocab_size)
-    return TokenData(_read_cache(cache["train"], dtype), _read_cache(cache["valid"], dtype),
-                     tokenizer.vocab_size)
+    return TokenData(
+        _read_cache(cache["train"], dtype), _read_cache(cache["valid"], dtype), tokenizer.vocab_size
+    )
 
 
 def load_pydoc(root: str | Path, tokenizer: Tokenizer, valid_fraction: float = 0.1) -> TokenData:

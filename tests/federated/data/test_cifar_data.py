@@ -27,17 +27,18 @@ from federated.data.errors import DataError
 
 def _trusted_load(path):
     with open(path, "rb") as file:
-        return pickle.load(file, encoding="bytes")   # our own fixture file: plain pickle is fine here
+        return pickle.load(file, encoding="bytes")  # our own fixture file: plain pickle is fine here
 
 
 # --- reading ------------------------------------------------------------------------------------------
+
 
 def test_cifar10_pixels_are_channel_major_and_labels_match(tmp_path, write_cifar):
     root = write_cifar(tmp_path, "cifar10", num_train=50, num_test=20)
     folder = root / "cifar-10-batches-py"
     test_batch = _trusted_load(folder / "test_batch")
     test_batch[b"data"][:] = 0
-    test_batch[b"data"][3, 2 * 1024 + 5 * 32 + 7] = 200     # blue plane, row 5, column 7 of image 3
+    test_batch[b"data"][3, 2 * 1024 + 5 * 32 + 7] = 200  # blue plane, row 5, column 7 of image 3
     (folder / "test_batch").write_bytes(pickle.dumps(test_batch, protocol=4))  # a Python 3 pickle too
 
     data = load_cifar(root, "cifar10", download=False)
@@ -64,18 +65,24 @@ def test_cifar100_uses_fine_labels(tmp_path, write_cifar):
     assert np.array_equal(data.x_train.reshape(30, -1).numpy(), raw[b"data"])
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({b"data": np.zeros((10, 3071), np.uint8)}, "uint8 array"),
-    ({b"data": np.zeros((10, 3072), np.float32)}, "uint8 array"),
-    ({b"labels": [0] * 9}, "must hold 10 integers"),
-    ({b"labels": [10] * 10}, "must hold 10 integers"),
-    ({b"fine_labels": [0] * 10}, "expected a dict"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({b"data": np.zeros((10, 3071), np.uint8)}, "uint8 array"),
+        ({b"data": np.zeros((10, 3072), np.float32)}, "uint8 array"),
+        ({b"labels": [0] * 9}, "must hold 10 integers"),
+        ({b"labels": [10] * 10}, "must hold 10 integers"),
+        ({b"fine_labels": [0] * 10}, "expected a dict"),
+    ],
+)
 def test_malformed_batch_raises_value_error_naming_the_file(tmp_path, write_cifar, change, message):
     root = write_cifar(tmp_path, "cifar10", num_train=50, num_test=10)
     path = root / "cifar-10-batches-py" / "test_batch"
-    batch = {key: value for key, value in _trusted_load(path).items() if b"fine_labels" not in change
-             or key != b"labels"}
+    batch = {
+        key: value
+        for key, value in _trusted_load(path).items()
+        if b"fine_labels" not in change or key != b"labels"
+    }
     path.write_bytes(pickle.dumps({**batch, **change}, protocol=4))
     with pytest.raises(ValueError, match=f"test_batch.*{message}"):
         load_cifar(root, "cifar10", download=False)
@@ -95,11 +102,12 @@ def test_unpickler_refuses_code_without_running_it(tmp_path, write_cifar, monkey
     with pytest.raises(ValueError, match=r"data_batch_1.*refusing to load the global \w+\.system"):
         load_cifar(root, "cifar10", download=False)
     assert calls == []
-    pickle.loads(path.read_bytes())          # a plain unpickler would have run it (the patched one)
+    pickle.loads(path.read_bytes())  # a plain unpickler would have run it (the patched one)
     assert calls == [("true",)]
 
 
 # --- downloading --------------------------------------------------------------------------------------
+
 
 def _tar_gz(path, members: dict[str, bytes]):
     with tarfile.open(path, "w:gz") as tar:
@@ -127,7 +135,7 @@ def test_download_from_file_url_unpacks_the_archive(tmp_path, write_cifar, monke
     data = load_cifar(root, name, download=True)
     expected = load_cifar(source, name, download=False)
     assert torch.equal(data.x_train, expected.x_train) and torch.equal(data.y_test, expected.y_test)
-    assert sorted(p.name for p in root.iterdir()) == [layout.folder]    # no archive or scratch left
+    assert sorted(p.name for p in root.iterdir()) == [layout.folder]  # no archive or scratch left
 
 
 def test_wrong_md5_raises_and_leaves_nothing(tmp_path, write_cifar):
@@ -143,8 +151,9 @@ def test_members_outside_the_root_are_refused(tmp_path, member):
     archive = _tar_gz(tmp_path / "bad.tar.gz", {"cifar-10-batches-py/test_batch": b"x", member: b"x"})
     root = tmp_path / "a" / "data"
     with pytest.raises(DataError, match="refusing to unpack"):
-        download_cifar(root, "cifar10", url=archive.as_uri(),
-                       md5=hashlib.md5(archive.read_bytes()).hexdigest())
+        download_cifar(
+            root, "cifar10", url=archive.as_uri(), md5=hashlib.md5(archive.read_bytes()).hexdigest()
+        )
     assert list(root.iterdir()) == [] and not (tmp_path / "a" / "evil").exists()
 
 
@@ -163,11 +172,12 @@ def test_unreachable_url_raises_data_error(tmp_path):
 
 # --- augmentation -------------------------------------------------------------------------------------
 
+
 def _reference(image, top: int, left: int, flip: bool):
     """torchvision's order, one image: zero-pad by 4, crop at (top, left), maybe flip, normalise."""
     padded = torch.zeros(3, 40, 40, dtype=torch.uint8)
     padded[:, 4:36, 4:36] = image
-    window = padded[:, top:top + 32, left:left + 32]
+    window = padded[:, top : top + 32, left : left + 32]
     return normalize((window.flip(-1) if flip else window)[None])[0]
 
 
@@ -182,8 +192,13 @@ def test_every_augmented_image_is_one_normalised_window(generator):
     x = torch.randint(1, 256, (24, 3, 32, 32), generator=generator, dtype=torch.uint8)
     out = augment(x, generator)
     for image, result in zip(x, out):
-        matches = [(top, left, flip) for top in range(9) for left in range(9) for flip in (False, True)
-                   if torch.equal(_reference(image, top, left, flip), result)]
+        matches = [
+            (top, left, flip)
+            for top in range(9)
+            for left in range(9)
+            for flip in (False, True)
+            if torch.equal(_reference(image, top, left, flip), result)
+        ]
         assert len(matches) == 1
 
 
@@ -191,8 +206,9 @@ def _decode_offsets(out):
     """Offsets of augmented copies of an image whose pixel (i, j) holds (i + 1, j + 1, 0): the centre
     pixel (16, 16) of the window comes from image row top + 12 and column left + 12 (left + 11 when
     flipped, since the output column 16 is then the window's column 15)."""
-    pixels = torch.round(out * torch.tensor(CIFAR_STD).view(3, 1, 1) * 255
-                         + torch.tensor(CIFAR_MEAN).view(3, 1, 1) * 255).long()
+    pixels = torch.round(
+        out * torch.tensor(CIFAR_STD).view(3, 1, 1) * 255 + torch.tensor(CIFAR_MEAN).view(3, 1, 1) * 255
+    ).long()
     flip = pixels[:, 1, 16, 17] < pixels[:, 1, 16, 16]
     top = pixels[:, 0, 16, 16] - 1 - 12
     left = pixels[:, 1, 16, 16] - 1 - 12 + flip.long()
@@ -202,15 +218,16 @@ def _decode_offsets(out):
 def test_offsets_are_uniform_on_0_to_8_and_flips_half(generator):
     n = 4096
     steps = torch.arange(1, 33, dtype=torch.uint8)
-    image = torch.stack([steps[:, None].expand(32, 32), steps[None, :].expand(32, 32),
-                         torch.zeros(32, 32, dtype=torch.uint8)])
+    image = torch.stack(
+        [steps[:, None].expand(32, 32), steps[None, :].expand(32, 32), torch.zeros(32, 32, dtype=torch.uint8)]
+    )
     top, left, flip = _decode_offsets(augment(image.expand(n, 3, 32, 32), generator))
     p = 1 / 9
     for offsets in (top, left):
         counts = torch.bincount(offsets, minlength=9)
-        assert len(counts) == 9                                         # nothing outside 0..8
-        assert (counts - n * p).abs().max() < 5 * (n * p * (1 - p)) ** 0.5   # 5 sigma: ~100 of 455
-    assert abs(flip.double().mean() - 0.5) < 5 * 0.5 / n ** 0.5        # 5 sigma: 0.039
+        assert len(counts) == 9  # nothing outside 0..8
+        assert (counts - n * p).abs().max() < 5 * (n * p * (1 - p)) ** 0.5  # 5 sigma: ~100 of 455
+    assert abs(flip.double().mean() - 0.5) < 5 * 0.5 / n**0.5  # 5 sigma: 0.039
 
 
 def test_augment_uses_only_its_generator():

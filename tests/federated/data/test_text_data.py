@@ -26,6 +26,7 @@ MERGES = [b" \n", b" \n ", b" \n \n", b"\n\n", b" =", b" = =", b"th", b"the", b"
 def small_encoding():
     """A GPT-2-style byte-level BPE with 256 byte tokens and a few merges, built offline."""
     import tiktoken
+
     ranks = {bytes([i]): i for i in range(256)}
     for token in MERGES:
         ranks[token] = len(ranks)
@@ -34,13 +35,14 @@ def small_encoding():
 
 # --- tokenizers ---------------------------------------------------------------------------------------
 
+
 def test_byte_tokenizer_round_trip():
     tokenizer = ByteTokenizer()
     sample = " = Valkyria Chronicles III = \n Senjō no Valkyria – 3 @,@ 000 ✓\n"
     ids = tokenizer.encode(sample)
     assert ids.dtype == np.uint16 and len(ids) == len(sample.encode("utf-8"))
     assert tokenizer.decode(ids) == sample
-    assert tokenizer.decode(np.array([104, 0xC3], dtype=np.uint16)) == "h\ufffd"   # cut character
+    assert tokenizer.decode(np.array([104, 0xC3], dtype=np.uint16)) == "h\ufffd"  # cut character
 
 
 def test_gpt2_tokenizer_with_a_hand_built_encoding(small_encoding):
@@ -49,8 +51,8 @@ def test_gpt2_tokenizer_with_a_hand_built_encoding(small_encoding):
     ids = tokenizer.encode(sample)
     assert tokenizer.name == "gpt2-test" and tokenizer.vocab_size == 256 + len(MERGES)
     assert ids.dtype == np.uint16 and ids.tolist() == small_encoding.encode_ordinary(sample)
-    assert 256 + MERGES.index(b" \n \n") in ids.tolist()      # merges are used
-    assert tokenizer.decode(ids) == sample                      # special-token text is plain text
+    assert 256 + MERGES.index(b" \n \n") in ids.tolist()  # merges are used
+    assert tokenizer.decode(ids) == sample  # special-token text is plain text
 
 
 def test_gpt2_tokenizer_offline_raises_data_error(monkeypatch):
@@ -65,12 +67,13 @@ def test_gpt2_tokenizer_offline_raises_data_error(monkeypatch):
 
 
 def test_gpt2_tokenizer_without_tiktoken_says_what_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tiktoken", None)         # makes `import tiktoken` fail
+    monkeypatch.setitem(sys.modules, "tiktoken", None)  # makes `import tiktoken` fail
     with pytest.raises(DataError, match=r"pip install 'laser-ota\[text\]'"):
         GPT2Tokenizer()
 
 
 # --- WikiText-103 -------------------------------------------------------------------------------------
+
 
 def test_token_cache_is_written_once_and_read_back(tmp_path, write_wikitext):
     folder = write_wikitext(tmp_path) / "wikitext-103-raw"
@@ -81,7 +84,7 @@ def test_token_cache_is_written_once_and_read_back(tmp_path, write_wikitext):
         assert ByteTokenizer().decode(getattr(first, split)) == raw[split]
         assert (folder / f"byte.{split}.bin").stat().st_size == 2 * len(getattr(first, split))
 
-    (folder / "wiki.train.raw").unlink()                             # the cache must be used instead
+    (folder / "wiki.train.raw").unlink()  # the cache must be used instead
     (folder / "wiki.valid.raw").write_text("different text", encoding="utf-8")
     second = load_wikitext103(tmp_path, ByteTokenizer(), download=False)
     assert second.train.dtype == np.uint16
@@ -92,9 +95,10 @@ def test_chunked_tokenisation_equals_whole_text(tmp_path, write_wikitext, small_
     raw = write_wikitext(tmp_path) / "wikitext-103-raw" / "wiki.train.raw"
     whole = raw.read_text(encoding="utf-8")
     expected = small_encoding.encode_ordinary(whole)
-    per_line = [token for line in whole.splitlines(keepends=True)
-                for token in small_encoding.encode_ordinary(line)]
-    assert per_line != expected                      # cutting at every line would change the tokens
+    per_line = [
+        token for line in whole.splitlines(keepends=True) for token in small_encoding.encode_ordinary(line)
+    ]
+    assert per_line != expected  # cutting at every line would change the tokens
     count = tokenize_file(raw, tmp_path / "tokens.bin", GPT2Tokenizer(small_encoding), chunk_chars=64)
     assert count == len(expected)
     assert np.fromfile(tmp_path / "tokens.bin", dtype=np.uint16).tolist() == expected
@@ -116,14 +120,18 @@ def _zip(path, members: dict[str, bytes]):
 
 def test_download_from_file_url(tmp_path, write_wikitext, monkeypatch):
     source = write_wikitext(tmp_path / "source") / "wikitext-103-raw"
-    archive = _zip(tmp_path / "wikitext.zip",
-                   {f"wikitext-103-raw/{p.name}": p.read_bytes() for p in sorted(source.iterdir())})
+    archive = _zip(
+        tmp_path / "wikitext.zip",
+        {f"wikitext-103-raw/{p.name}": p.read_bytes() for p in sorted(source.iterdir())},
+    )
     monkeypatch.setattr(text, "WIKITEXT103_URL", archive.as_uri())
     root = tmp_path / "data"
     data = load_wikitext103(root, ByteTokenizer(), download=True)
-    assert (root / "wikitext-103-raw" / "wiki.test.raw").read_bytes() == (source / "wiki.test.raw").read_bytes()
+    assert (root / "wikitext-103-raw" / "wiki.test.raw").read_bytes() == (
+        source / "wiki.test.raw"
+    ).read_bytes()
     assert ByteTokenizer().decode(data.valid) == (source / "wiki.valid.raw").read_text(encoding="utf-8")
-    assert sorted(p.name for p in root.iterdir()) == ["wikitext-103-raw"]   # no archive or scratch left
+    assert sorted(p.name for p in root.iterdir()) == ["wikitext-103-raw"]  # no archive or scratch left
 
 
 def test_zip_member_outside_the_root_is_refused(tmp_path):
@@ -141,6 +149,7 @@ def test_missing_wikitext_without_download_names_the_directory(tmp_path):
 
 
 # --- pydoc ----------------------------------------------------------------------------------------------
+
 
 def test_pydoc_splits_in_proportion(tmp_path):
     from pydoc_data.topics import topics
