@@ -18,7 +18,7 @@ def measure(clients: int, device: str, repeats: int, data_root: str, batch: int)
     import torch
 
     from federated.config import load_config
-    from federated.train import Simulation
+    from federated.simulation import Simulation
 
     overrides = [
         f"clients.num_clients={clients}",

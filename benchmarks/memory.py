@@ -25,7 +25,7 @@ from common import REPO, emit, machine_info, parse_args, print_table
 CHILD = r"""
 import json, sys, torch
 from federated.config import load_config
-from federated.train import Simulation
+from federated.simulation import Simulation
 
 def rss(field):
     for line in open("/proc/self/status"):

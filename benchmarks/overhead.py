@@ -33,7 +33,7 @@ def measure(task: str, method: str, channel: str, device: str, repeats: int, dat
     import torch
 
     from federated.config import load_config
-    from federated.train import Simulation
+    from federated.simulation import Simulation
 
     path, extra = TASKS[task]
     config = load_config(

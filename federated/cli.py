@@ -148,9 +148,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
 
 def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path) -> int:
     """Start ``--nproc`` copies of this command as one torch.distributed job; rank 0's status."""
-    import subprocess
-
-    from federated.distributed import check_shardable, free_port
+    from federated.distributed import check_shardable, launch
 
     check_shardable(config, args.nproc)
     child_argv, skip = [], False
@@ -163,60 +161,15 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
             child_argv.append(arg)
     if args.resume is None and not args.out:
         child_argv += ["--out", str(out)]
-    base = {
-        **os.environ,
-        "WORLD_SIZE": str(args.nproc),
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(free_port()),
-    }
-    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
-    out.mkdir(parents=True, exist_ok=True)
-    logs = [None] + [open(out / f"rank{r}.log", "w") for r in range(1, args.nproc)]  # the others' output
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "federated.cli", *child_argv, *([] if r == 0 else ["--quiet"])],
-            env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
-            stdout=logs[r],
-            stderr=None if r == 0 else subprocess.STDOUT,
-        )
-        for r in range(args.nproc)
-    ]
-    codes, first = [None] * args.nproc, None
-    try:
-        while any(c is None for c in codes):
-            for r, proc in enumerate(procs):
-                if codes[r] is None:
-                    try:
-                        codes[r] = proc.wait(timeout=0.2)
-                    except subprocess.TimeoutExpired:
-                        continue
-                    if codes[r] != 0 and first is None:  # one failed: the others would wait for it forever
-                        first = r
-                        for other in procs:
-                            if other.poll() is None:
-                                other.terminate()
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-        for log in logs[1:]:
-            log.close()
-    if first is None:
-        return 0
-    if first > 0:
-        print(
-            f"laser run: process {first} failed (exit status {codes[first]}); "
-            f"its output: {out / f'rank{first}.log'}",
-            file=sys.stderr,
-        )
-    return codes[first] if codes[first] > 0 else 1
+    return launch(child_argv, args.nproc, out)
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     config, out = _load(args)
     from federated.checkpoint import CheckpointError
     from federated.history import format_summary, outcome
-    from federated.train import NonFiniteError, resolve_device, train
+    from federated.simulation import NonFiniteError, resolve_device
+    from federated.train import train
 
     if args.nproc < 1:
         raise ConfigError("--nproc", args.nproc, "an integer >= 1")
@@ -273,32 +226,16 @@ def _summary(root: Path, metric: str | None, x: str | None = None, methods: str 
 
 def _report(root: Path, metric: str | None, target: float | None) -> None:
     """Print the sweep's table and write summary.csv and energy_to_target.csv."""
-    from federated.experiments.results import format_table, target_table, write_csv
+    from federated.experiments.results import format_table, write_csv
+    from federated.experiments.targets import format_targets, target_table
 
     table = _summary(root, metric)
     write_csv(table.rows, root / "summary.csv")
     print(format_table(table))
     if table.x in ("power.energy", "power.snr_db") and table.methods:
-        from federated.experiments.plots import method_style
-
         goal, rows = target_table(table, target)
-        snr = table.x == "power.snr_db"
-        write_csv(rows, root / f"{'snr' if snr else 'energy'}_to_target.csv")
-        shown = f"{goal * 100:.1f}%" if "accuracy" in table.metric else f"{goal:.4g}"
-        print(
-            f"\n{'SNR (dB)' if snr else 'energy'} to reach {table.metric} = {shown} (interpolated"
-            f"{'' if snr else ' on a log axis'}; {'dB above' if snr else 'x'} LASER's):"
-        )
-        for row in rows:
-            value = row["snr_db" if snr else "energy"]
-            text = (
-                "not reached"
-                if value is None
-                else f"{'<= ' if row['reached_at_first_point'] else ''}{value:.4g}"
-            )
-            versus = row.get("db_above_laser" if snr else "ratio_to_laser")
-            extra = "" if versus is None else (f"  ({versus:+.2f} dB)" if snr else f"  ({versus:.3g}x)")
-            print(f"  {method_style(row['method']).display:<28} {text:>14}{extra}")
+        write_csv(rows, root / f"{'snr' if table.x == 'power.snr_db' else 'energy'}_to_target.csv")
+        print("\n" + format_targets(table, goal, rows))
     extra = [root / f"{name}_to_target.csv" for name in ("energy", "snr")]
     print("\ntables: " + ", ".join(str(p) for p in [root / "summary.csv", *extra] if p.is_file()))
 

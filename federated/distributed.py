@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -25,7 +28,15 @@ from torch import Tensor
 
 from federated.config import Config, ConfigError
 
-__all__ = ["Shard", "init_shard", "world_size_from_env", "free_port", "check_shardable", "PER_CLIENT_RANDOM"]
+__all__ = [
+    "Shard",
+    "init_shard",
+    "world_size_from_env",
+    "free_port",
+    "check_shardable",
+    "launch",
+    "PER_CLIENT_RANDOM",
+]
 
 # compressors that draw each client's randomness in turn from one generator: a process that skips
 # the other clients would draw differently (QSGD, natural compression and dithering round at random)
@@ -145,3 +156,60 @@ def init_shard(config: Config, device: torch.device) -> Shard | None:
         config.clients.num_clients,
         device if device.type == "cuda" else torch.device("cpu"),
     )
+
+
+def launch(arguments: list[str], nproc: int, out: Path) -> int:
+    """Run ``laser ARGUMENTS`` as ``nproc`` processes of one torch.distributed job on this machine
+    (process r > 0 quiet, its output in ``out/rank<r>.log``); when one fails the others are stopped
+    (they would wait for it forever). Returns process 0's exit status, or the first failure's."""
+    base = {
+        **os.environ,
+        "WORLD_SIZE": str(nproc),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
+    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    out.mkdir(parents=True, exist_ok=True)
+    others = [open(out / f"rank{r}.log", "w") for r in range(1, nproc)]  # the others' output
+    logs = [None, *others]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "federated.cli", *arguments, *([] if r == 0 else ["--quiet"])],
+            env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=logs[r],
+            stderr=None if r == 0 else subprocess.STDOUT,
+        )
+        for r in range(nproc)
+    ]
+    codes: list[int | None] = [None] * nproc
+    first: int | None = None
+    try:
+        while any(c is None for c in codes):
+            for r, proc in enumerate(procs):
+                if codes[r] is None:
+                    try:
+                        codes[r] = proc.wait(timeout=0.2)
+                    except subprocess.TimeoutExpired:
+                        continue
+                    if codes[r] != 0 and first is None:  # one failed: the others would wait for it forever
+                        first = r
+                        for other in procs:
+                            if other.poll() is None:
+                                other.terminate()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        for log in others:
+            log.close()
+    if first is None:
+        return 0
+    code = codes[first]
+    assert code is not None  # first is set only once its exit status is
+    if first > 0:
+        print(
+            f"laser run: process {first} failed (exit status {codes[first]}); "
+            f"its output: {out / f'rank{first}.log'}",
+            file=sys.stderr,
+        )
+    return code if code > 0 else 1

@@ -1,33 +1,31 @@
-"""The round loop: clients compute gradients, compress, transmit over the air; the server decodes,
-steps and broadcasts (DESIGN.md section 3)."""
+"""One run's simulation: its state (task, model, compressor, channel, generators, history) and its
+round: clients compute gradients, compress, transmit over the air; the server decodes, steps and
+broadcasts. :func:`federated.train.train` runs it round after round."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.func import functional_call
-from tqdm.auto import tqdm
 
-from channels import FadingChannel
-from federated.checkpoint import check_state, checkpoint_name, resume_state, rotate, save_checkpoint
+from federated.checkpoint import check_state
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
 from federated.config import Config, ConfigError, config_to_dict, same_config
 from federated.data.tasks import build_task, cross_entropy
-from federated.distributed import Shard, init_shard, world_size_from_env
+from federated.distributed import Shard
 from federated.downlink import NoisyDownlink
-from federated.history import History, RunDirectory, TensorBoardLog
+from federated.history import History
 from federated.models import build_model
 from federated.optim import WeightEMA, build_optimizer, build_scheduler
-from federated.uplink import UplinkResult, digital_uplink, uplink
+from federated.uplink import channel_record, transmit
 from federated.vectorized import VectorizedClients, vmap_supported
-from laser import Compressor
 
-__all__ = ["train", "Simulation", "NonFiniteError", "resolve_device"]
+__all__ = ["Simulation", "NonFiniteError", "resolve_device"]
 
 
 class NonFiniteError(RuntimeError):
@@ -50,79 +48,6 @@ def _check_finite(name: str, value: Tensor, round_: int) -> None:
             "here (a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can "
             "make training diverge)"
         )
-
-
-def transmit(
-    compressor: Compressor,
-    channel: FadingChannel,
-    client_blocks: list[list[Tensor]],
-    config: Config,
-    budget_scale: Tensor | None,
-    shard: Shard | None = None,
-) -> tuple[list[Tensor], list[UplinkResult]]:
-    """One round's communication: every channel pass of ``compressor`` through ``channel`` and the
-    server's decoding. Returns the gradient estimate and what each pass received.
-
-    An analog compressor's blocks go over the air (:func:`federated.uplink.uplink`), pass by pass,
-    each pass with its share of the energy budget and its own channel state; a digital one's
-    messages go on orthogonal links (:func:`federated.uplink.digital_uplink`). With ``shard``,
-    ``client_blocks`` are this process's clients' (:mod:`federated.distributed`).
-    """
-    power = config.power
-    clients = range(len(client_blocks)) if shard is None else shard.local
-    if not compressor.analog:
-        bits = [compressor.message_bits(k) for k in clients]
-        received = digital_uplink(
-            channel,
-            client_blocks,
-            bits,
-            energy=power.energy,
-            snr_db=power.snr_db,
-            budget_scale=budget_scale,
-            shard=shard,
-        )
-        for j, k in enumerate(clients):
-            if not received.active[k]:
-                compressor.undelivered(k, client_blocks[j])
-        return compressor.decode(received.estimates, received.noise_var), [received]
-    results, shares, g_hat = [], compressor.pass_shares(), None
-    for p in range(compressor.passes):
-        if p > 0:
-            client_blocks = [compressor.encode_pass(k, p) for k in clients]
-        energy = None if power.energy is None else power.energy * shares[p]
-        received = uplink(
-            channel,
-            client_blocks,
-            energy=energy,
-            snr_db=power.snr_db,
-            allocation=power.allocation,
-            budget_scale=budget_scale,
-            groups=compressor.energy_groups(),
-            shard=shard,
-        )
-        results.append(received)
-        g_hat = compressor.decode(received.estimates, received.noise_var)
-    if g_hat is None:
-        raise RuntimeError(f"{type(compressor).__name__}.decode returned None after its last pass")
-    return g_hat, results
-
-
-def channel_record(passes: list[UplinkResult]) -> dict[str, object]:
-    """The per-round channel log (DESIGN.md section 4) over all passes of a round."""
-    energy = torch.stack([r.energy_used.double().cpu() for r in passes]).sum(0)
-    uses = sum(r.channel_uses for r in passes)
-    noise_energy = sum(r.noise_energy for r in passes)
-    record = {
-        "energy_max": float(energy.max()),
-        "energy_mean": float(energy.mean()),
-        "channel_uses": uses,
-        "noise_var_mean": noise_energy / uses if uses else 0.0,
-        "noise_var": [float(v) for r in passes for v in r.noise_var],
-        "active_clients": int(torch.stack([r.active.cpu() for r in passes]).any(0).sum()),
-    }
-    if passes[0].bits is not None:
-        record["bits_mean"] = float(passes[0].bits.mean())
-    return record
 
 
 class Simulation:
@@ -200,7 +125,8 @@ class Simulation:
     def client_gradient(self, client: int) -> tuple[Tensor, tuple[Tensor, ...]]:
         """The client's mean loss and its gradient (summed over its micro-batches) at the model it
         received (the broadcast one, or its own noisy copy over a noisy downlink)."""
-        forward, wrt = self.forward, self.params
+        forward: Callable[[Tensor], Tensor] = self.forward
+        wrt: Sequence[Tensor] = self.params
         if self.downlink is not None:
             received = {
                 n: p.requires_grad_()
@@ -228,6 +154,7 @@ class Simulation:
         steps = [
             (torch.stack([x for x, _ in step]), torch.stack([y for _, y in step])) for step in zip(*batches)
         ]
+        assert self.vectorized is not None  # batches are collected only for the vmapped clients
         with self.autocast():
             losses, grads = self.vectorized.accumulate(steps)
         return list(losses), self.compressor.encode_many(list(clients), grads)
@@ -235,19 +162,21 @@ class Simulation:
     def _client_from_batches(
         self,
         client_batches: list[tuple[Tensor, Tensor]],
-        forward=None,
-        wrt=None,
+        forward: Callable[[Tensor], Tensor] | None = None,
+        wrt: Sequence[Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """A client's mean loss over its micro-batches and its gradient summed over them."""
         forward = self.forward if forward is None else forward  # not `or`: a compiled module has no bool
         wrt = self.params if wrt is None else wrt
-        grads, total = None, None
+        grads: tuple[Tensor, ...] | None = None
+        total: Tensor | None = None
         for x, y in client_batches:
             with self.autocast():
                 loss = cross_entropy(forward(x), y)
             g = torch.autograd.grad(loss, wrt)
             grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
             total = loss.detach() if total is None else total + loss.detach()
+        assert grads is not None and total is not None  # clients.accumulation_steps >= 1 micro-batches
         return total / len(client_batches), grads
 
     def round(self, t: int | None = None) -> dict[str, object]:
@@ -345,7 +274,7 @@ class Simulation:
             config_matches=lambda stored: same_config(stored, self.config),
         )
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (tensors from any device)."""
         self.rounds_done = int(state["round"])
         self.history.rounds = list(state["history"])
@@ -363,128 +292,3 @@ class Simulation:
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-
-
-def _require_tensorboard() -> None:
-    try:
-        import torch.utils.tensorboard  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "tensorboard",
-            True,
-            "false, or install the tensorboard extra: pip install 'laser-ota[tensorboard]'",
-        ) from None
-
-
-def train(
-    config: Config,
-    out_dir: str | Path | None = None,
-    *,
-    progress: bool = True,
-    resume: bool = False,
-) -> History:
-    """Run one federated training job as ``config`` says; return its history.
-
-    With ``out_dir`` the run directory (config, per-round history, summary, every
-    ``config.checkpoint_every`` rounds a checkpoint and, with ``config.tensorboard``, TensorBoard
-    scalars) is written as it goes. ``resume=True`` continues the run in ``out_dir`` from its
-    checkpoint to the result an uninterrupted run gets.
-    Torch's global generator (dropout) is seeded from the run's seed and restored afterwards.
-
-    Example:
-        >>> from federated.config import load_config
-        >>> cfg = load_config(None, ["data.name=digits", "model.name=linear", "rounds=3",
-        ...                          "clients.num_clients=4"])
-        >>> history = train(cfg, progress=False)
-        >>> len(history.rounds), 0.0 <= history.summary["test_accuracy"] <= 1.0
-        (3, True)
-    """
-    if config.tensorboard and out_dir is not None:
-        _require_tensorboard()  # before any work: a ConfigError
-    device = resolve_device(config.device)
-    if device.type == "cuda" and world_size_from_env() > 1:  # one GPU per process
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    shard = init_shard(config, device)
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        sim = Simulation(config, device, shard)
-        torch.manual_seed(sim.dropout_seed)
-        return _train(
-            sim, Path(out_dir) if out_dir is not None else None, progress and sim.main_process, resume
-        )
-
-
-def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
-    config = sim.config
-    history, run, board = sim.history, None, None
-    shard, writer = sim.shard, sim.main_process
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            state = resume_state(out_dir, sim.device, shard, sim.check_state)
-            if state is not None:  # None: killed before its first checkpoint; start over, same result
-                sim.load_state_dict(state)
-    start = sim.rounds_done
-    if out_dir is not None and writer:
-        run = (
-            RunDirectory.reopen(out_dir, history.rounds)
-            if resume
-            else RunDirectory(out_dir, config_to_dict(config))
-        )
-        if config.tensorboard:
-            board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
-    started = time.perf_counter()
-    bar = tqdm(
-        range(start, config.rounds),
-        desc="rounds",
-        disable=not progress,
-        dynamic_ncols=True,
-        initial=start,
-        total=config.rounds,
-    )
-    try:
-        for t in bar:
-            record = sim.round(t)
-            if sim.task.metric in record:
-                bar.set_postfix(
-                    loss=f"{record['train_loss']:.3f}",
-                    **{sim.task.metric.removeprefix("test_")[:4]: f"{record[sim.task.metric]:.3f}"},
-                )
-            if run is not None:
-                run.append(record)
-                if board is not None:
-                    board.append(record)
-            every = config.checkpoint_every
-            if out_dir is not None and every and ((t + 1) % every == 0 or t + 1 == config.rounds):
-                # every process saves its own clients' state (error-feedback memories) beside the run's,
-                # keeping its previous one until the next save (see previous_checkpoint)
-                path = out_dir / checkpoint_name(0 if shard is None else shard.rank)
-                if shard is not None:
-                    rotate(path)
-                save_checkpoint(path, sim.state_dict())
-                if board is not None:
-                    board.flush()
-    except NonFiniteError as error:
-        history.summarize(
-            metric=sim.task.metric,
-            status="failed",
-            error=str(error),
-            wall_time_s=round(time.perf_counter() - started, 3),
-        )
-        if run is not None:
-            run.finish(history.summary)
-        raise
-    finally:
-        bar.close()
-        if board is not None:
-            board.close()
-    history.summarize(
-        metric=sim.task.metric,
-        status="finished",
-        **({"resumed_from_round": start} if resume else {}),
-        wall_time_s=round(time.perf_counter() - started, 3),
-    )
-    if run is not None:
-        run.finish(history.summary)
-    return history

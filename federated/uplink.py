@@ -1,24 +1,28 @@
 """One round's uplink: every client's blocks, the energy split across blocks, one channel call per pass.
 
 This is where ``laser`` (power allocation) meets ``channels`` (the physics); the round loop calls
-:func:`uplink` once per channel pass of an analog compressor, and :func:`digital_uplink` for a
-digital one.
+:func:`transmit`, which sends each channel pass of an analog compressor with :func:`uplink` and a
+digital compressor's messages with :func:`digital_uplink`, and logs the round with
+:func:`channel_record`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
 
 from channels import FadingChannel, SignalBlocks, energy_for_snr_db
 from channels.digital import digital_link
+from federated.config import Config
 from federated.distributed import Shard
+from laser import Compressor, DigitalCompressor
 from laser.allocation import Allocation, allocate_energy, allocate_grouped_energy
 
-__all__ = ["UplinkResult", "uplink", "digital_uplink"]
+__all__ = ["UplinkResult", "uplink", "digital_uplink", "transmit", "channel_record"]
 
 
 @dataclass(frozen=True)
@@ -89,17 +93,19 @@ def uplink(
     signals = SignalBlocks(client_blocks)
     dims = torch.tensor(signals.dims)
     channel_uses = int(dims.sum())
+    budget: float | Tensor | None = energy
     if snr_db is not None:
-        energy = energy_for_snr_db(snr_db, channel_uses, channel.noise_var)
+        budget = energy_for_snr_db(snr_db, channel_uses, channel.noise_var)
+    assert budget is not None, "uplink needs energy or snr_db"
     norms = signals.norms()  # [K, B] float64
     if shard is not None:
         norms = shard.gather(norms)  # every client's, for the split
     if budget_scale is not None:
-        energy = energy * budget_scale.to(norms.device)
+        budget = budget * budget_scale.to(norms.device)
     if groups is None:
-        block_energy = allocate_energy(norms, dims.to(norms.device), energy, allocation)  # [K, B]
+        block_energy = allocate_energy(norms, dims.to(norms.device), budget, allocation)  # [K, B]
     else:
-        block_energy = allocate_grouped_energy(norms, dims.to(norms.device), energy, allocation, *groups)
+        block_energy = allocate_grouped_energy(norms, dims.to(norms.device), budget, allocation, *groups)
     cdtype = torch.complex128 if signals.dtype == torch.float64 else torch.complex64
     state = channel.realize(num_clients, channel_uses, dtype=cdtype)
     if shard is not None:
@@ -152,11 +158,12 @@ def digital_uplink(
     bits_t = torch.tensor([float(b) for b in bits], dtype=torch.float64)
     if shard is not None:
         bits_t = shard.gather(bits_t)
+    budget: float | Tensor | None = energy
     if energy is not None and budget_scale is not None:
-        energy = float(energy) * budget_scale.double().cpu()
+        budget = float(energy) * budget_scale.double().cpu()
     elif snr_db is not None and budget_scale is not None:
         raise ValueError("heterogeneous budgets (power.spread_db) apply to energy budgets only")
-    sent = digital_link(bits_t, gains, energy=energy, snr_db=snr_db, noise_var=channel.noise_var)
+    sent = digital_link(bits_t, gains, energy=budget, snr_db=snr_db, noise_var=channel.noise_var)
     delivered = sent.delivered
     mine = delivered if shard is None else delivered[shard.index]
     count = max(int(delivered.sum()), 1)
@@ -173,3 +180,79 @@ def digital_uplink(
         active=delivered,
         bits=bits_t,
     )
+
+
+def transmit(
+    compressor: Compressor,
+    channel: FadingChannel,
+    client_blocks: list[list[Tensor]],
+    config: Config,
+    budget_scale: Tensor | None,
+    shard: Shard | None = None,
+) -> tuple[list[Tensor], list[UplinkResult]]:
+    """One round's communication: every channel pass of ``compressor`` through ``channel`` and the
+    server's decoding. Returns the gradient estimate and what each pass received.
+
+    An analog compressor's blocks go over the air (:func:`federated.uplink.uplink`), pass by pass,
+    each pass with its share of the energy budget and its own channel state; a digital one's
+    messages go on orthogonal links (:func:`federated.uplink.digital_uplink`). With ``shard``,
+    ``client_blocks`` are this process's clients' (:mod:`federated.distributed`).
+    """
+    power = config.power
+    clients = range(len(client_blocks)) if shard is None else shard.local
+    if not compressor.analog:
+        # digital compressors are DigitalCompressor subclasses (laser.compressor); cast, not isinstance,
+        # so that the branch keeps testing the analog flag alone
+        digital = cast(DigitalCompressor, compressor)
+        bits = [digital.message_bits(k) for k in clients]
+        received = digital_uplink(
+            channel,
+            client_blocks,
+            bits,
+            energy=power.energy,
+            snr_db=power.snr_db,
+            budget_scale=budget_scale,
+            shard=shard,
+        )
+        for j, k in enumerate(clients):
+            if not received.active[k]:
+                digital.undelivered(k, client_blocks[j])
+        return digital.decode(received.estimates, received.noise_var), [received]
+    results, shares, g_hat = [], compressor.pass_shares(), None
+    for p in range(compressor.passes):
+        if p > 0:
+            client_blocks = [compressor.encode_pass(k, p) for k in clients]
+        energy = None if power.energy is None else power.energy * shares[p]
+        received = uplink(
+            channel,
+            client_blocks,
+            energy=energy,
+            snr_db=power.snr_db,
+            allocation=power.allocation,
+            budget_scale=budget_scale,
+            groups=compressor.energy_groups(),
+            shard=shard,
+        )
+        results.append(received)
+        g_hat = compressor.decode(received.estimates, received.noise_var)
+    if g_hat is None:
+        raise RuntimeError(f"{type(compressor).__name__}.decode returned None after its last pass")
+    return g_hat, results
+
+
+def channel_record(passes: list[UplinkResult]) -> dict[str, object]:
+    """The per-round channel log (DESIGN.md section 4) over all passes of a round."""
+    energy = torch.stack([r.energy_used.double().cpu() for r in passes]).sum(0)
+    uses = sum(r.channel_uses for r in passes)
+    noise_energy = sum(r.noise_energy for r in passes)
+    record = {
+        "energy_max": float(energy.max()),
+        "energy_mean": float(energy.mean()),
+        "channel_uses": uses,
+        "noise_var_mean": noise_energy / uses if uses else 0.0,
+        "noise_var": [float(v) for r in passes for v in r.noise_var],
+        "active_clients": int(torch.stack([r.active.cpu() for r in passes]).any(0).sum()),
+    }
+    if passes[0].bits is not None:
+        record["bits_mean"] = float(passes[0].bits.mean())
+    return record

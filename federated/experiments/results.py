@@ -1,6 +1,6 @@
 """A sweep's results: every run directory under a folder, grouped into curves with confidence
-intervals over seeds, the paper's best-over-learning-rate selection, and the energy each method
-needs to reach a target.
+intervals over seeds, and the paper's best-over-learning-rate selection (the energy each method
+needs to reach a target is :mod:`federated.experiments.targets`'s).
 
 Grouping. A run's *method* is its ``compressor.name``, followed by the keys that vary among that
 method's runs other than the x axis, the seed and the learning rate (``laser, compressor.rank=8``).
@@ -14,10 +14,6 @@ non-finite loss) has no metric: it is counted in ``n_diverged``, not in the mean
 learning rate* (the paper's protocol) keeps, per (method, x), the learning rate with the fewest
 divergences and then the best mean; *plain* keeps every learning rate.
 
-Energy to a target. Along a method's best-over-learning-rate curve, the smallest energy at which the
-mean reaches the target, interpolated linearly in log10(energy) between the two energies that
-bracket the first crossing; reported with its ratio to LASER's.
-
 Example:
     >>> runs = [Run(Path(f"r{s}{e}"), {"compressor.name": "laser", "power.energy": e, "seed": s,
     ...         "optimizer.lr": 0.05, "channel.name": "awgn"}, {"test_accuracy": a}, "finished")
@@ -25,8 +21,6 @@ Example:
     >>> table = summarize(runs)
     >>> [(r["x"], round(r["mean"], 3), r["n"]) for r in table.rows if r["selection"] == "best_lr"]
     [(10, 0.6, 2), (100, 0.85, 2)]
-    >>> round(energy_to_target(table.best("laser"), 0.7, higher_is_better=True), 3)
-    25.119
 """
 
 from __future__ import annotations
@@ -47,12 +41,10 @@ __all__ = [
     "SweepTable",
     "load_runs",
     "summarize",
-    "energy_to_target",
     "mean_ci",
     "write_csv",
     "format_table",
     "round_curves",
-    "target_table",
     "default_metric",
     "is_reference",
     "METHOD_KEY",
@@ -148,7 +140,7 @@ def is_reference(config: dict) -> bool:
     )
 
 
-def _varying(runs: list[Run], skip: set[str]) -> list[str]:
+def _varying(runs: list[Run], skip: set[str | None]) -> list[str]:
     keys = sorted({k for r in runs for k in r.config} - skip - _IGNORED)
     return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]
 
@@ -287,73 +279,6 @@ def _better(a: dict, b: dict, higher_is_better: bool) -> bool:
     if math.isnan(a["mean"]):
         return False
     return a["mean"] > b["mean"] if higher_is_better else a["mean"] < b["mean"]
-
-
-def energy_to_target(
-    curve: list[dict], target: float, *, higher_is_better: bool, log_x: bool = True
-) -> float | None:
-    """The smallest x at which the curve's mean reaches ``target``, interpolated linearly in log10(x)
-    (``log_x=False``: in x, for an SNR in dB) between the bracketing points; the first x if it is
-    reached there already; None if never. Cells where every run diverged count as not reaching it."""
-    previous = None
-    for row in curve:
-        mean, xv = row["mean"], row["x"]
-        reached = not math.isnan(mean) and (mean >= target if higher_is_better else mean <= target)
-        if reached:
-            if (
-                previous is None
-                or math.isnan(previous["mean"])
-                or (log_x and (xv <= 0 or previous["x"] <= 0))
-            ):
-                return float(xv)
-            m0, m1 = previous["mean"], mean
-            frac = (target - m0) / (m1 - m0) if m1 != m0 else 1.0
-            if not log_x:
-                return previous["x"] + frac * (xv - previous["x"])
-            lo, hi = math.log10(previous["x"]), math.log10(xv)
-            return 10 ** (lo + frac * (hi - lo))
-        previous = row
-    return None
-
-
-def target_table(
-    table: SweepTable, target: float | None = None, baseline: str = "laser"
-) -> tuple[float, list[dict]]:
-    """The energy (``power.energy`` sweeps) or SNR (``power.snr_db``) each method needs to reach
-    ``target``, with its ratio to ``baseline``'s energy (``ratio_to_laser``) or its difference in dB
-    (``db_above_laser``). The default target is 90% of the best reference's mean (perplexity: 110%),
-    or of the best mean in the table."""
-    better, snr = table.higher_is_better, table.x == "power.snr_db"
-    if target is None:
-        pool = [r["mean"] for r in (table.references or table.rows) if not math.isnan(r["mean"])]
-        anchor = (max if better else min)(pool) if pool else math.nan
-        target = anchor * (0.9 if better else 1.1)
-    key = "snr_db" if snr else "energy"
-    rows = [
-        {
-            "method": m,
-            "target": target,
-            key: energy_to_target(table.best(m), target, higher_is_better=better, log_x=not snr),
-            "reached_at_first_point": False,
-        }
-        for m in table.methods
-    ]
-    for row in rows:
-        curve = table.best(row["method"])
-        row["reached_at_first_point"] = row[key] is not None and bool(curve) and row[key] == curve[0]["x"]
-    # the baseline's row: its exact name, else the one method named after it (e.g. "laser, compressor.rank=4")
-    named = [r for r in rows if r["method"] == baseline] or [
-        r for r in rows if r["method"].startswith(baseline + ",")
-    ]
-    base = named[0][key] if len(named) == 1 else None
-    for row in rows:
-        if snr:
-            row[f"db_above_{baseline}"] = (
-                row[key] - base if row[key] is not None and base is not None else None
-            )
-        else:
-            row[f"ratio_to_{baseline}"] = row[key] / base if row[key] is not None and base else None
-    return target, rows
 
 
 def round_curves(table: SweepTable) -> list[dict]:

@@ -3,9 +3,8 @@ parallel processes; re-running the same command skips finished points and resume
 
     laser sweep CONFIG [CONFIG ...] [key=value ...] --grid key=v1,v2,... [--grid ...] [--jobs N] [--out DIR]
 
-Grid values are written as on the command line of ``laser run`` (YAML scalars), or as a range:
-``logspace:START:STOP:NUM`` (NUM values, log-spaced, both ends included), ``linspace:START:STOP:NUM``
-or ``range:[START:]STOP`` (integers, as Python's ``range``).
+Grid values are written as on the command line of ``laser run`` (YAML scalars), or as a range
+(:mod:`federated.experiments.plan`).
 
 Layout of the sweep directory::
 
@@ -19,27 +18,13 @@ result, not a failure); it is *resumed* from its checkpoint when it has one, and
 otherwise. A point that fails (a value the configuration refuses, a crash) is recorded with its
 error and the others go on. Several sweeps may share one directory (e.g. each method's config and
 the noiseless reference): the summary reads every run directory under it.
-
-Example:
-    >>> for point in expand_grid(["power.energy=10,100", "seed=range:2"]):
-    ...     print(point)
-    {'power.energy': '10', 'seed': '0'}
-    {'power.energy': '10', 'seed': '1'}
-    {'power.energy': '100', 'seed': '0'}
-    {'power.energy': '100', 'seed': '1'}
-    >>> parse_grid("power.energy=logspace:10:1e4:4")
-    ('power.energy', ['10', '100', '1000', '10000'])
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
-import itertools
 import json
-import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -53,138 +38,17 @@ from pathlib import Path
 import yaml
 
 from federated.config import Config, ConfigError, load_config, same_config
+from federated.experiments.plan import Point, plan_sweep
 from federated.history import outcome
 
-__all__ = [
-    "Point",
-    "PointResult",
-    "SweepResult",
-    "parse_grid",
-    "expand_grid",
-    "plan_sweep",
-    "run_sweep",
-    "EXIT_FAILED",
-    "EXIT_BAD_INPUT",
-]
+# plan_sweep (federated.experiments.plan) and run_sweep are a sweep's two steps
+__all__ = ["PointResult", "SweepResult", "plan_sweep", "run_sweep", "EXIT_FAILED", "EXIT_BAD_INPUT"]
 
 EXIT_FAILED = 1  # a point failed while running
 EXIT_BAD_INPUT = 2  # a point's configuration was refused (or the sweep's own arguments were)
-GRID_SYNTAX = (
-    "key=v1,v2,... (YAML values), or key=logspace:START:STOP:NUM, key=linspace:START:STOP:NUM, "
-    "key=range:[START:]STOP"
-)
-
-
-# ------------------------------------------------------------------------------------ the grid
-def _split_values(raw: str) -> list[str]:
-    """Split at commas outside brackets, so that a list value ``[3,5]`` stays one value."""
-    values, depth, start = [], 0, 0
-    for i, char in enumerate(raw):
-        depth += char in "[{"
-        depth -= char in "]}"
-        if char == "," and depth == 0:
-            values.append(raw[start:i])
-            start = i + 1
-    values.append(raw[start:])
-    return [v.strip() for v in values]
-
-
-def _number(text: str, spec: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError("--grid", spec, GRID_SYNTAX) from None
-    if not math.isfinite(value):
-        raise ConfigError("--grid", spec, "finite range ends")
-    return value
-
-
-def _show(value: float) -> str:
-    """A float as a short override text: 100.0 -> '100', 0.001 -> '0.001', 31.6227... -> '31.623'."""
-    text = f"{value:.5g}"
-    return text if "e" not in text else f"{value:.6g}"
-
-
-def _key_exists(key: str) -> bool:
-    """Whether ``key`` (``section.name``) is a leaf of the configuration's schema."""
-    cls: type = Config
-    *sections, last = key.split(".")
-    for part in sections:
-        tp = typing.get_type_hints(cls).get(part)
-        if tp is None or not dataclasses.is_dataclass(tp):
-            return False
-        cls = tp
-    tp = typing.get_type_hints(cls).get(last)
-    return tp is not None and not dataclasses.is_dataclass(tp)
-
-
-def parse_grid(spec: str) -> tuple[str, list[str]]:
-    """``key=values`` -> (key, the values as override texts). Raises ConfigError for bad syntax or
-    a key the configuration does not have."""
-    key, sep, raw = spec.partition("=")
-    key = key.strip()
-    if not sep or not key or not raw.strip():
-        raise ConfigError("--grid", spec, GRID_SYNTAX)
-    if not _key_exists(key):
-        raise ConfigError(
-            "--grid",
-            spec,
-            "a configuration key such as power.energy, power.snr_db, compressor.name, seed or optimizer.lr",
-        )
-    match = re.fullmatch(r"(logspace|linspace|range):(.+)", raw.strip())
-    if match is None:
-        values = _split_values(raw)
-        if not all(values):
-            raise ConfigError("--grid", spec, GRID_SYNTAX + " (an empty value between commas)")
-    else:
-        kind, args = match.group(1), match.group(2).split(":")
-        if kind == "range":
-            if len(args) not in (1, 2) or not all(re.fullmatch(r"-?\d+", a) for a in args):
-                raise ConfigError("--grid", spec, "range:STOP or range:START:STOP with integers")
-            values = [str(v) for v in range(*map(int, args))]
-        else:
-            if len(args) != 3 or not re.fullmatch(r"\d+", args[2]) or int(args[2]) < 1:
-                raise ConfigError("--grid", spec, f"{kind}:START:STOP:NUM with NUM an integer >= 1")
-            start, stop, num = _number(args[0], spec), _number(args[1], spec), int(args[2])
-            if kind == "logspace":
-                if start <= 0 or stop <= 0:
-                    raise ConfigError("--grid", spec, "logspace ends > 0")
-                lo, hi = math.log10(start), math.log10(stop)
-                points = [10 ** (lo + (hi - lo) * i / (num - 1)) if num > 1 else start for i in range(num)]
-            else:
-                points = [start + (stop - start) * i / (num - 1) if num > 1 else start for i in range(num)]
-            values = [_show(v) for v in points]
-        if not values:
-            raise ConfigError("--grid", spec, "a range with at least one value")
-    if len(set(values)) != len(values):
-        raise ConfigError("--grid", spec, "distinct values")
-    return key, values
-
-
-def expand_grid(specs: list[str]) -> list[dict[str, str]]:
-    """The cartesian product of ``--grid`` specs, in the order given (the last key varies fastest)."""
-    grid = [parse_grid(spec) for spec in specs]
-    keys = [key for key, _ in grid]
-    duplicate = next((k for k in keys if keys.count(k) > 1), None)
-    if duplicate is not None:
-        raise ConfigError("--grid", duplicate, "each key in one --grid only")
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(values for _, values in grid))]
 
 
 # ------------------------------------------------------------------------------------ points
-@dataclass(frozen=True)
-class Point:
-    """One run of a sweep: a config file, its overrides (fixed ones, then the grid's), its directory."""
-
-    config_path: Path
-    overrides: tuple[str, ...]
-    path: Path
-
-    @property
-    def name(self) -> str:
-        return f"{self.path.parent.name}/{self.path.name}"
-
-
 @dataclass
 class PointResult:
     """What became of a point: ``finished``, ``diverged`` (both results), ``failed`` or ``bad_input``."""
@@ -215,48 +79,6 @@ class SweepResult:
         if any(r.status == "bad_input" for r in self.results):
             return EXIT_BAD_INPUT
         return EXIT_FAILED if self.failures else 0
-
-
-def _dirname(values: dict[str, str]) -> str:
-    if not values:
-        return "run"
-    text = ",".join(f"{key}={value}" for key, value in values.items())
-    return re.sub(r"[^A-Za-z0-9_.,=+\-\[\]]", "_", text)
-
-
-def plan_sweep(
-    configs: list[str | Path], grid: list[str], out: str | Path, overrides: list[str] = ()
-) -> list[Point]:
-    """The points of a sweep: every config file times the grid's product.
-
-    Raises ConfigError for a bad grid or a missing config file (nothing is run then).
-    """
-    combos = expand_grid(list(grid))
-    paths = [Path(c) for c in configs]
-    for path in paths:
-        if not path.is_file():
-            raise ConfigError("config", str(path), "an existing YAML file")
-    stems = [p.stem for p in paths]
-    if len(set(stems)) != len(stems):
-        raise ConfigError("config", [str(p) for p in paths], "config files with distinct names")
-    fixed = tuple(overrides)
-    points = [
-        Point(
-            path, fixed + tuple(f"{k}={v}" for k, v in combo.items()), Path(out) / path.stem / _dirname(combo)
-        )
-        for path in paths
-        for combo in combos
-    ]
-    seen: dict[Path, Point] = {}
-    for point in points:
-        if point.path in seen:
-            raise ConfigError(
-                "--grid",
-                " ".join(grid),
-                f"values that name distinct directories (two points would share {point.path})",
-            )
-        seen[point.path] = point
-    return points
 
 
 def _read_json(path: Path) -> dict | None:
@@ -461,6 +283,7 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
     for point in points:
         state, config, detail = _state(point)
         if state == "bad_input" or state == "conflict":
+            assert detail is not None  # _state gives these two states an error text
             point.path.mkdir(parents=True, exist_ok=True)
             if state == "bad_input":
                 (point.path / "run.log").write_text(detail + "\n")
@@ -468,8 +291,10 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
                 point, "bad_input" if state == "bad_input" else "failed", error=detail
             )
             continue
+        assert config is not None  # every other state loaded it
         total += config.rounds
         if state == "done":
+            assert detail is not None  # the run's status
             summary = _read_json(point.path / "summary.json") or {}
             results[point.path] = PointResult(point, detail, skipped=True, metric=_metrics(summary))
             done_rounds += config.rounds

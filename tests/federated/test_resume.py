@@ -15,7 +15,8 @@ import torch
 from federated import load_config
 from federated.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from federated.cli import main
-from federated.train import Simulation, train
+from federated.simulation import Simulation
+from federated.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from federated import load_config
 from federated.cli import main
 from federated.config import ConfigError
-from federated.train import NonFiniteError, Simulation, train
+from federated.simulation import NonFiniteError, Simulation
+from federated.train import train
 
 RUN = ["data.name=digits", "model.name=linear", "clients.num_clients=4", "rounds=6", "eval_every=3"]
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from federated import load_config
-from federated.train import NonFiniteError, train
+from federated.simulation import NonFiniteError
+from federated.train import train
 
 
 def _config(tmp_path, *overrides):

@@ -4,7 +4,8 @@
 import pytest
 
 from federated.config import ConfigError, load_config
-from federated.train import Simulation, train
+from federated.simulation import Simulation
+from federated.train import train
 
 
 @pytest.mark.filterwarnings(

@@ -13,7 +13,8 @@ from federated import load_config
 from federated.config import OptimizerConfig
 from federated.data.tasks import cross_entropy
 from federated.optim import WeightEMA, build_optimizer, build_scheduler
-from federated.train import Simulation, train
+from federated.simulation import Simulation
+from federated.train import train
 
 
 def _cifar(root, *overrides):

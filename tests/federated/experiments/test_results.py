@@ -12,14 +12,8 @@ import yaml
 from scipy import stats
 
 from federated.config import config_to_dict, load_config
-from federated.experiments.results import (
-    energy_to_target,
-    load_runs,
-    mean_ci,
-    round_curves,
-    summarize,
-    target_table,
-)
+from federated.experiments.results import load_runs, mean_ci, round_curves, summarize
+from federated.experiments.targets import energy_to_target, target_table
 
 # t_{0.975} quantiles, from tables: 2 and 3 seeds
 T1, T2 = 12.706204736174707, 4.302652729749464

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from federated.config import ConfigError
-from federated.experiments.sweep import PointResult, SweepResult, expand_grid, parse_grid, plan_sweep
+from federated.experiments.plan import expand_grid, parse_grid, plan_sweep
+from federated.experiments.sweep import PointResult, SweepResult
 
 ROOT = Path(__file__).resolve().parents[3]
 DIGITS = str(ROOT / "configs" / "digits_laser.yaml")

@@ -1,0 +1,80 @@
+"""The whole run's configuration: its own keys (seed, rounds, evaluation, checkpoints, device) and
+one section per concern (:mod:`federated.config.learning`, :mod:`federated.config.wireless`), with
+the checks that involve several sections."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from federated.config.errors import check as _check
+from federated.config.learning import MODEL_DATA, ClientsConfig, DataConfig, ModelConfig, OptimizerConfig
+from federated.config.wireless import ChannelConfig, CompressorConfig, DownlinkConfig, PowerConfig
+
+__all__ = ["Config"]
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0  # one seed per run, split into independent streams
+    rounds: int = 300  # communication rounds (= server steps)
+    eval_every: int = 50  # evaluate on the test set every this many rounds (and at the end)
+    device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the clients' forward and backward under bf16 autocast
+    compile: bool = False  # torch.compile the model's forward (worth it on a GPU for large models)
+    # decay of an exponential moving average of the weights (and BN statistics), evaluated beside
+    # them as ema_test_*; the paper's vision tasks: 0.99
+    ema: float | None = None
+    # rounds between checkpoints in the run directory (0: none); a killed run continues with
+    # `laser run --resume DIR`
+    checkpoint_every: int = 100
+    # also write the per-round history as TensorBoard scalars under DIR/tensorboard (needs the
+    # tensorboard extra)
+    tensorboard: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    clients: ClientsConfig = field(default_factory=ClientsConfig)
+    compressor: CompressorConfig = field(default_factory=CompressorConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+    power: PowerConfig = field(default_factory=PowerConfig)
+    downlink: DownlinkConfig = field(default_factory=DownlinkConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        _check(self.rounds >= 1, "rounds", self.rounds, "an integer >= 1")
+        _check(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
+        _check(self.ema is None or 0 < self.ema < 1, "ema", self.ema, "a number in (0, 1), or null (no EMA)")
+        _check(
+            self.checkpoint_every >= 0,
+            "checkpoint_every",
+            self.checkpoint_every,
+            "an integer >= 0 (0: never)",
+        )
+        _check(
+            self.data.name in MODEL_DATA[self.model.name],
+            "model.name",
+            self.model.name,
+            f"a model for data.name={self.data.name}: "
+            + ", ".join(m for m, names in MODEL_DATA.items() if self.data.name in names),
+        )
+        _check(
+            self.optimizer.schedule != "multistep" or bool(self.optimizer.milestones),
+            "optimizer.milestones",
+            list(self.optimizer.milestones),
+            "at least one round when optimizer.schedule is multistep",
+        )
+        _check(
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+            "device",
+            self.device,
+            "auto, cpu, cuda or cuda:N",
+        )
+        _check(
+            self.compressor.analog or self.power.snr_db is None or self.power.spread_db == 0,
+            "power.spread_db",
+            self.power.spread_db,
+            f"0 for a digital compressor ({self.compressor.name}) at a fixed power.snr_db "
+            "(heterogeneous budgets apply to energy budgets there)",
+        )

@@ -1,0 +1,204 @@
+"""How updates travel: the compressor, the uplink channel, the downlink and the transmit budget.
+
+Each section is a frozen dataclass; every field has a comment (and a unit where it has one), and
+``__post_init__`` refuses out-of-range values with a :class:`~federated.config.ConfigError` naming
+the key (the loader prefixes the section).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from federated.config.errors import check as _check
+
+__all__ = [
+    "CompressorConfig",
+    "ChannelConfig",
+    "DownlinkConfig",
+    "PowerConfig",
+    "ANALOG_COMPRESSORS",
+    "DIGITAL_COMPRESSORS",
+]
+
+
+ANALOG_COMPRESSORS = ("laser", "powersgd", "zsgd", "randomk", "sketch", "signum", "adsgd")
+DIGITAL_COMPRESSORS = ("topk", "qsgd", "natural", "natural_dithering", "topk_dithering", "signsgd")
+
+
+@dataclass(frozen=True)
+class CompressorConfig:
+    # analog (summed over the air): laser (rank-r factor, one per round, error feedback), powersgd
+    # (both factors per round, two passes), zsgd (uncompressed), randomk (shared random support,
+    # error feedback), sketch (one-row count-mean sketch), signum (signs, majority vote), adsgd
+    # (top-k, shared Gaussian projection, MMSE or AMP decoding); digital (bits on orthogonal links at
+    # the Shannon rate): topk (error feedback), qsgd, natural (compression), natural_dithering,
+    # topk_dithering (top-k then natural dithering, error feedback), signsgd (majority vote)
+    name: Literal[
+        "laser",
+        "powersgd",
+        "zsgd",
+        "randomk",
+        "sketch",
+        "signum",
+        "adsgd",
+        "topk",
+        "qsgd",
+        "natural",
+        "natural_dithering",
+        "topk_dithering",
+        "signsgd",
+    ] = "laser"
+    rank: int = 4  # laser, powersgd: rank r of the transmitted factors
+    min_compression_rate: float = 2.0  # laser, powersgd: compress a tensor only if it saves more than this
+    factors_per_round: int = 1  # laser: 1 (alternating, the paper) or 2 (= powersgd)
+    exponent: float | None = None  # laser, powersgd: split a factor's energy over its columns ~ norm^exponent
+    fraction: float = 0.1  # randomk, sketch, adsgd, topk, topk_dithering: share of each tensor's entries sent
+    error_feedback: bool | None = None  # randomk, sketch, topk, topk_dithering: null = the method's default
+    unbiased: bool = False  # randomk: scale the decoded values by d / K
+    levels: int = 8  # qsgd, natural_dithering, topk_dithering: quantisation levels s
+    momentum: float = 0.0  # signum, signsgd: client momentum beta before taking signs
+    decoder: Literal["lmmse", "amp"] = "lmmse"  # adsgd: linear MMSE estimate or message passing
+    amp_iterations: int = 30  # adsgd: AMP iterations
+
+    def __post_init__(self) -> None:
+        _check(self.rank >= 1, "rank", self.rank, "an integer >= 1")
+        _check(
+            self.min_compression_rate >= 0, "min_compression_rate", self.min_compression_rate, "a number >= 0"
+        )
+        _check(
+            self.factors_per_round in (1, 2),
+            "factors_per_round",
+            self.factors_per_round,
+            "1 (LASER) or 2 (PowerSGD)",
+        )
+        _check(
+            self.exponent is None or math.isfinite(self.exponent),
+            "exponent",
+            self.exponent,
+            "a finite number, or null (one energy share per factor)",
+        )
+        _check(0 < self.fraction <= 1, "fraction", self.fraction, "a number in (0, 1]")
+        _check(self.levels >= 1, "levels", self.levels, "an integer >= 1")
+        _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        _check(self.amp_iterations >= 1, "amp_iterations", self.amp_iterations, "an integer >= 1")
+
+    @property
+    def analog(self) -> bool:
+        """Whether the method's messages add up over the air (else: digital, orthogonal links)."""
+        return self.name in ANALOG_COMPRESSORS
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    # awgn: the paper's channel (all gains 1); noiseless: exact mean; rayleigh / rician: flat block
+    # fading per client and round; tdl: 3GPP TDL profile over OFDM subcarriers (broadband)
+    name: Literal["awgn", "noiseless", "rayleigh", "rician", "tdl"] = "awgn"
+    noise_var: float = 1.0  # noise variance per real channel use (sigma^2)
+    power_control: Literal["inversion", "truncated", "imperfect_csi"] = (
+        "inversion"  # see channels.power_control
+    )
+    threshold: float = 0.0  # truncated / imperfect_csi: silent where |h|^2 (as known) < threshold
+    csi_error_var: float = 0.0  # imperfect_csi: variance of the complex channel-estimation error
+    coherence_blocks: int = 1  # independent fading draws per round (1: block fading per round)
+    k_factor: float = 3.0  # rician: power ratio of the line-of-sight to the scattered part
+    tdl_profile: Literal["A", "B", "C", "D", "E"] = "A"  # tdl: 3GPP TR 38.901 profile
+    delay_spread_s: float = 100e-9  # tdl: RMS delay spread in seconds
+    num_subcarriers: int = 64  # tdl: OFDM subcarriers the blocks are spread over
+    subcarrier_spacing_hz: float = 30e3  # tdl: subcarrier spacing
+    carrier_frequency_hz: float = 3.5e9  # tdl and path loss: carrier frequency
+    path_loss: Literal["none", "umi_los", "umi_nlos"] = "none"  # large-scale gain from client positions
+    min_distance_m: float = 10.0  # path loss: clients uniform over the annulus [min, max]
+    max_distance_m: float = 200.0
+    reference_distance_m: float = 100.0  # path loss: mean gain 1 (SNR = energy / noise_var) here
+    shadowing: bool = True  # path loss: log-normal shadowing (4 dB LOS, 7.82 dB NLOS)
+
+    def __post_init__(self) -> None:
+        _check(
+            math.isfinite(self.noise_var) and self.noise_var >= 0,
+            "noise_var",
+            self.noise_var,
+            "a finite number >= 0",
+        )
+        _check(
+            math.isfinite(self.threshold) and self.threshold >= 0,
+            "threshold",
+            self.threshold,
+            "a finite number >= 0 (a channel power gain)",
+        )
+        _check(
+            math.isfinite(self.csi_error_var) and self.csi_error_var >= 0,
+            "csi_error_var",
+            self.csi_error_var,
+            "a finite number >= 0",
+        )
+        _check(self.coherence_blocks >= 1, "coherence_blocks", self.coherence_blocks, "an integer >= 1")
+        _check(
+            math.isfinite(self.k_factor) and self.k_factor >= 0,
+            "k_factor",
+            self.k_factor,
+            "a finite number >= 0 (0 is Rayleigh)",
+        )
+        _check(self.delay_spread_s > 0, "delay_spread_s", self.delay_spread_s, "a number > 0 (seconds)")
+        _check(self.num_subcarriers >= 1, "num_subcarriers", self.num_subcarriers, "an integer >= 1")
+        _check(
+            self.subcarrier_spacing_hz > 0,
+            "subcarrier_spacing_hz",
+            self.subcarrier_spacing_hz,
+            "a number > 0",
+        )
+        _check(
+            0.5e9 <= self.carrier_frequency_hz <= 100e9,
+            "carrier_frequency_hz",
+            self.carrier_frequency_hz,
+            "a frequency in [0.5e9, 100e9] Hz (the 3GPP TR 38.901 models' range)",
+        )
+        _check(
+            10 <= self.min_distance_m <= self.max_distance_m <= 5000,
+            "max_distance_m",
+            self.max_distance_m,
+            "10 <= min_distance_m <= max_distance_m <= 5000 (metres)",
+        )
+        _check(
+            self.reference_distance_m > 0, "reference_distance_m", self.reference_distance_m, "a number > 0"
+        )
+
+
+@dataclass(frozen=True)
+class DownlinkConfig:
+    snr_db: float | None = None  # per-entry SNR of the model broadcast; null: noiseless (the paper's)
+
+    def __post_init__(self) -> None:
+        if self.snr_db is not None:
+            _check(
+                -200 <= self.snr_db <= 200, "snr_db", self.snr_db, "a number of dB in [-200, 200], or null"
+            )
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    energy: float | None = 100.0  # energy-limited regime: per-client energy per round (the paper's P)
+    snr_db: float | None = None  # power-limited regime: per-channel-use SNR in dB (set energy: null)
+    allocation: Literal["norm", "norm_sqrt_dim", "uniform"] = "norm"  # split of energy over blocks
+    # heterogeneous budgets: client k gets 10^(u_k/10) times the budget, u_k uniform in
+    # [-spread_db/2, spread_db/2], drawn once per run
+    spread_db: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(
+            (self.energy is None) != (self.snr_db is None),
+            "energy",
+            self.energy,
+            "exactly one of power.energy and power.snr_db to be set (the other null)",
+        )
+        if self.energy is not None:
+            _check(self.energy >= 0, "energy", self.energy, "a number >= 0 (.inf for noiseless)")
+        if self.snr_db is not None:
+            _check(-200 <= self.snr_db <= 200, "snr_db", self.snr_db, "a number of dB in [-200, 200]")
+        _check(
+            math.isfinite(self.spread_db) and self.spread_db >= 0,
+            "spread_db",
+            self.spread_db,
+            "a finite number >= 0 (dB)",
+        )

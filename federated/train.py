@@ -1,0 +1,144 @@
+"""A run: :class:`~federated.simulation.Simulation` round after round, with its run directory
+(config, history, summary, checkpoints, TensorBoard), the progress bar and ``--resume``."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from federated.checkpoint import checkpoint_name, resume_state, rotate, save_checkpoint
+from federated.config import Config, ConfigError, config_to_dict
+from federated.distributed import init_shard, world_size_from_env
+from federated.history import History, RunDirectory, TensorBoardLog
+from federated.simulation import NonFiniteError, Simulation, resolve_device
+
+__all__ = ["train"]
+
+
+def _require_tensorboard() -> None:
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "tensorboard",
+            True,
+            "false, or install the tensorboard extra: pip install 'laser-ota[tensorboard]'",
+        ) from None
+
+
+def train(
+    config: Config,
+    out_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+) -> History:
+    """Run one federated training job as ``config`` says; return its history.
+
+    With ``out_dir`` the run directory (config, per-round history, summary, every
+    ``config.checkpoint_every`` rounds a checkpoint and, with ``config.tensorboard``, TensorBoard
+    scalars) is written as it goes. ``resume=True`` continues the run in ``out_dir`` from its
+    checkpoint to the result an uninterrupted run gets.
+    Torch's global generator (dropout) is seeded from the run's seed and restored afterwards.
+
+    Example:
+        >>> from federated.config import load_config
+        >>> cfg = load_config(None, ["data.name=digits", "model.name=linear", "rounds=3",
+        ...                          "clients.num_clients=4"])
+        >>> history = train(cfg, progress=False)
+        >>> len(history.rounds), 0.0 <= history.summary["test_accuracy"] <= 1.0
+        (3, True)
+    """
+    if config.tensorboard and out_dir is not None:
+        _require_tensorboard()  # before any work: a ConfigError
+    device = resolve_device(config.device)
+    if device.type == "cuda" and world_size_from_env() > 1:  # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    shard = init_shard(config, device)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        sim = Simulation(config, device, shard)
+        torch.manual_seed(sim.dropout_seed)
+        return _train(
+            sim, Path(out_dir) if out_dir is not None else None, progress and sim.main_process, resume
+        )
+
+
+def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
+    config = sim.config
+    history, run, board = sim.history, None, None
+    shard, writer = sim.shard, sim.main_process
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            state = resume_state(out_dir, sim.device, shard, sim.check_state)
+            if state is not None:  # None: killed before its first checkpoint; start over, same result
+                sim.load_state_dict(state)
+    start = sim.rounds_done
+    if out_dir is not None and writer:
+        run = (
+            RunDirectory.reopen(out_dir, history.rounds)
+            if resume
+            else RunDirectory(out_dir, config_to_dict(config))
+        )
+        if config.tensorboard:
+            board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
+    started = time.perf_counter()
+    bar = tqdm(
+        range(start, config.rounds),
+        desc="rounds",
+        disable=not progress,
+        dynamic_ncols=True,
+        initial=start,
+        total=config.rounds,
+    )
+    try:
+        for t in bar:
+            record = sim.round(t)
+            if sim.task.metric in record:
+                bar.set_postfix(
+                    loss=f"{record['train_loss']:.3f}",
+                    **{sim.task.metric.removeprefix("test_")[:4]: f"{record[sim.task.metric]:.3f}"},
+                )
+            if run is not None:
+                run.append(record)
+                if board is not None:
+                    board.append(record)
+            every = config.checkpoint_every
+            if out_dir is not None and every and ((t + 1) % every == 0 or t + 1 == config.rounds):
+                # every process saves its own clients' state (error-feedback memories) beside the run's,
+                # keeping its previous one until the next save (see previous_checkpoint)
+                path = out_dir / checkpoint_name(0 if shard is None else shard.rank)
+                if shard is not None:
+                    rotate(path)
+                save_checkpoint(path, sim.state_dict())
+                if board is not None:
+                    board.flush()
+    except NonFiniteError as error:
+        history.summarize(
+            metric=sim.task.metric,
+            status="failed",
+            error=str(error),
+            wall_time_s=round(time.perf_counter() - started, 3),
+        )
+        if run is not None:
+            run.finish(history.summary)
+        raise
+    finally:
+        bar.close()
+        if board is not None:
+            board.close()
+    history.summarize(
+        metric=sim.task.metric,
+        status="finished",
+        **({"resumed_from_round": start} if resume else {}),
+        wall_time_s=round(time.perf_counter() - started, 3),
+    )
+    if run is not None:
+        run.finish(history.summary)
+    return history
