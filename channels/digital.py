@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -99,7 +100,10 @@ def uses_for_bits(
         _f64(x, name)
         for x, name in ((bits, "bits"), (energy, "energy"), (gain, "gain"), (noise_var, "noise_var"))
     )
-    bits, energy, gain, noise_var = torch.broadcast_tensors(bits, energy, gain, noise_var)
+    # torch.broadcast_tensors is untyped (returns Any); it returns a tuple of tensors
+    bits, energy, gain, noise_var = cast(
+        tuple[Tensor, ...], torch.broadcast_tensors(bits, energy, gain, noise_var)
+    )
     noiseless = (noise_var == 0) | torch.isinf(energy)
     limit = bit_limit(energy, gain, noise_var)
     active = (bits > 0) & ~noiseless & (bits < limit)
@@ -146,7 +150,7 @@ def uses_at_snr(
     noise_var = float(_f64(noise_var, "noise_var"))
     snr = db_to_linear(snr_db)
     rate = shannon_rate(snr * gain)
-    rate, bits = torch.broadcast_tensors(rate, bits)
+    rate, bits = cast(tuple[Tensor, ...], torch.broadcast_tensors(rate, bits))  # untyped in torch
     uses = torch.ceil(bits / rate)
     uses = torch.where((uses * rate < bits), uses + 1, uses)  # rounding fix-ups
     uses = torch.where((uses > 0) & ((uses - 1) * rate >= bits), uses - 1, uses)
@@ -217,6 +221,7 @@ def digital_link(
         uses, spent = uses_at_snr(bits, snr_db, gains, noise_var)
         delivered = (bits == 0) | (gains > 0)
     else:
+        assert energy is not None  # exactly one of energy and snr_db, checked above
         energy = _f64(energy, "energy")
         if energy.dim() > 0 and energy.shape != bits.shape:
             raise ValueError(

@@ -13,7 +13,7 @@ torch's). Outputs live on ``generator.device``.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from sionna.phy.channel import RayleighBlockFading, cir_to_ofdm_channel, subcarrier_frequencies
@@ -37,6 +37,7 @@ class _GeneratorRayleigh(RayleighBlockFading):
 
     @property
     def torch_rng(self) -> torch.Generator:
+        assert self.generator is not None  # set by the caller before every draw
         return self.generator
 
 
@@ -47,6 +48,7 @@ class _GeneratorTDL(TDL):
 
     @property
     def torch_rng(self) -> torch.Generator:
+        assert self.generator is not None  # set by the caller before every draw
         return self.generator
 
 
@@ -332,7 +334,7 @@ class PathLoss(torch.nn.Module):
 
     def sample(self, num_clients: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Draw ground distances ``[K]`` (m) and relative power gains ``[K]``, both float64."""
-        options = dict(dtype=torch.float64, device=generator.device, generator=generator)
+        options: dict[str, Any] = dict(dtype=torch.float64, device=generator.device, generator=generator)
         r2_min, r2_max = self.min_distance_m**2, self.max_distance_m**2
         distances = (torch.rand(num_clients, **options) * (r2_max - r2_min) + r2_min).sqrt()
         distances = distances.clamp(self.min_distance_m, self.max_distance_m)  # rounding at the edges

@@ -1,6 +1,6 @@
 """Checkpoint files: atomic writes, safe reads, names and rotation, and the checks of a state read
 back (DESIGN.md section 7). What a checkpoint holds is the simulation's business
-(:meth:`federated.train.Simulation.state_dict`); this module sees only plain dicts.
+(:meth:`federated.simulation.Simulation.state_dict`); this module sees only plain dicts.
 
 A checkpoint is one ``torch.save`` file of plain containers (dicts, lists, numbers, strings) and
 tensors, so it loads with ``torch.load(..., weights_only=True)``: no arbitrary object is ever
@@ -53,8 +53,12 @@ class CheckpointError(RuntimeError):
 class Processes(Protocol):
     """The processes of a run whose clients are split over several (``federated.distributed.Shard``)."""
 
-    rank: int
-    world: int
+    # read-only, so that a frozen dataclass (Shard) satisfies the protocol
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def world(self) -> int: ...
 
     def per_process(self, value: Tensor) -> Tensor:
         """Every process's ``value``, stacked in rank order ``[world, ...]``."""

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -131,7 +132,7 @@ class WeightEMA:
     def state_dict(self) -> dict[str, object]:
         return {"count": self.count, "average": self.average}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.count = int(state["count"])
         for name, value in state["average"].items():
             self.average[name].copy_(value)

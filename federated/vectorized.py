@@ -1,7 +1,7 @@
 """All clients' gradients in one vectorised call, for small models and many clients.
 
 In a round every client ``k`` computes the gradient of its mean loss on its own batch at the same
-(broadcast) model. :class:`~federated.train.Simulation` does that in a Python loop over the ``K``
+(broadcast) model. :class:`~federated.simulation.Simulation` does that in a Python loop over the ``K``
 clients: ``K`` small forward and backward passes, each too small to keep a GPU (or the CPU's
 vector units) busy. :class:`VectorizedClients` instead stacks the clients' batches into
 ``[K, B, ...]`` and runs :func:`torch.func.grad_and_value` of a :func:`torch.func.functional_call`
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from numbers import Real
+from typing import cast
 
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
@@ -82,7 +83,8 @@ def vmap_supported(model: nn.Module) -> tuple[bool, str]:
                 "under vmap differ from the loop's"
             )
         rate = getattr(module, "dropout", None)
-        if isinstance(rate, Real) and not isinstance(rate, bool) and rate > 0:
+        # the numbers.Real ABC declares only __lt__ and __le__; concrete reals (float, Fraction, numpy) have >
+        if isinstance(rate, Real) and not isinstance(rate, bool) and cast(float, rate) > 0:
             return False, (
                 f"{label} applies dropout={rate} in training mode: its random masks under vmap "
                 "differ from the loop's"
@@ -174,9 +176,11 @@ class VectorizedClients:
         """
         if not batches:
             raise ValueError("accumulate needs at least one micro-batch")
-        total, grads = None, None
+        total: Tensor | None = None
+        grads: tuple[Tensor, ...] | None = None
         for xs, ys in batches:
             losses, g = self(xs, ys)
             total = losses if total is None else total + losses
             grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
+        assert total is not None and grads is not None  # batches is not empty (checked above)
         return total / len(batches), grads

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor
@@ -262,7 +262,7 @@ class ADSGDCompressor(Compressor):
         return {"memory": [list(client) for client in self.memory]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        memory = state["memory"]
+        memory = cast(list[list[Tensor | None]], state["memory"])
         if len(memory) != len(self.memory) or any(len(c) != len(self.shapes) for c in memory):
             raise ValueError("the saved memories do not match this set-up's clients and tensors")
         self.memory = [list(client) for client in memory]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -71,8 +72,9 @@ class _SharedRandomness(Compressor):
         blocks = []
         for i, (g, shared, size) in enumerate(zip(grads, self.shared(), self.sizes, strict=True)):
             v = g.reshape(-1)
-            if self.memory[client][i] is not None:
-                v = v + self.memory[client][i]
+            memory = self.memory[client][i]
+            if memory is not None:
+                v = v + memory
             block = self._compress(v, shared, size)
             if self.error_feedback:  # what the client wanted to send minus what it sent
                 self.memory[client][i] = v - self._expand(block, shared, v.numel())
@@ -97,8 +99,8 @@ class _SharedRandomness(Compressor):
         return {"generator": self.generator.get_state(), "memory": [list(m) for m in self.memory]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.generator.set_state(state["generator"].cpu())
-        self.memory = [list(m) for m in state["memory"]]
+        self.generator.set_state(cast(Tensor, state["generator"]).cpu())
+        self.memory = [list(m) for m in cast(list[list[Tensor | None]], state["memory"])]
         self._round = None
 
 
@@ -247,4 +249,5 @@ class SignumCompressor(Compressor):
         return {"buffers": [[None if m is None else m.clone() for m in row] for row in self.buffers]}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.buffers = [[None if m is None else m.clone() for m in row] for row in state["buffers"]]
+        buffers = cast(list[list[Tensor | None]], state["buffers"])
+        self.buffers = [[None if m is None else m.clone() for m in row] for row in buffers]

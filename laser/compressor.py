@@ -132,6 +132,7 @@ class ZSGDCompressor(Compressor):
     noiseless channel it is plain synchronous SGD, the reference line.
 
     Example:
+        >>> import torch
         >>> zsgd = ZSGDCompressor()
         >>> zsgd.setup([torch.zeros(2, 3), torch.zeros(3)], num_clients=1)
         >>> [b.shape for b in zsgd.encode(0, [torch.ones(2, 3), torch.ones(3)])]

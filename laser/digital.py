@@ -21,7 +21,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor
@@ -123,8 +123,9 @@ class _MessageCompressor(DigitalCompressor):
     def undelivered(self, client: int, message: Sequence[Tensor]) -> None:
         if self.error_feedback:  # memory = v - message: back to v
             for i, q in enumerate(message):
-                if self.memory[client][i] is not None:
-                    self.memory[client][i] = self.memory[client][i] + q
+                memory = self.memory[client][i]
+                if memory is not None:
+                    self.memory[client][i] = memory + q
 
     def state_dict(self) -> dict[str, object]:
         state: dict[str, object] = {"bits": list(self.bits)}
@@ -135,12 +136,13 @@ class _MessageCompressor(DigitalCompressor):
         return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.bits = list(state["bits"])
+        self.bits = list(cast(list[int], state["bits"]))
         if "memory" in state:
-            self.memory = [[None if m is None else m.clone() for m in row] for row in state["memory"]]
+            memory = cast(list[list[Tensor | None]], state["memory"])
+            self.memory = [[None if m is None else m.clone() for m in row] for row in memory]
         if "generator" in state:
             self.generator = torch.Generator()
-            self.generator.set_state(state["generator"].cpu())
+            self.generator.set_state(cast(Tensor, state["generator"]).cpu())
 
 
 class TopKCompressor(_MessageCompressor):
@@ -386,4 +388,4 @@ class SignSGDCompressor(SignumCompressor, DigitalCompressor):
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         super().load_state_dict(state)
-        self.bits = list(state["bits"])
+        self.bits = list(cast(list[int], state["bits"]))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -149,6 +150,8 @@ class LaserCompressor(Compressor):
         self.passes = factors_per_round
         self.exponent = None if exponent is None else float(exponent)
 
+    _p_hat: list[Tensor] | None  # two passes: orth(P) between them (set by decode)
+
     # ----------------------------------------------------------------------------------- set-up
     def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
         self.shapes = [p.shape for p in params]
@@ -158,7 +161,9 @@ class LaserCompressor(Compressor):
         rate = self.min_compression_rate * self.passes  # the rule counts both factors' uses
         for i, p in enumerate(params):
             if is_compressed(p.shape, self.rank, rate):
-                by_shape.setdefault(matrix_view(p.shape), []).append(i)
+                view = matrix_view(p.shape)
+                assert view is not None  # a compressed tensor has a matrix view
+                by_shape.setdefault(view, []).append(i)
         self.groups: list[_Group] = []
         like = params[0] if params else torch.zeros(())
         for (m, n), indices in by_shape.items():
@@ -268,8 +273,9 @@ class LaserCompressor(Compressor):
                 [grads[i].reshape(count, group.m, group.n) for i in group.indices], dim=1
             )  # [C, L, m, n]
             for j, k in enumerate(clients):
-                if self.memory[k][gi] is not None:
-                    m[j] += self.memory[k][gi]
+                memory = self.memory[k][gi]
+                if memory is not None:
+                    m[j] += memory
             if self.passes == 2:
                 x = m @ a  # P_k = M_k orth(Q), [C, L, m, r]
                 for j in range(count):
@@ -299,6 +305,7 @@ class LaserCompressor(Compressor):
         if self.passes != 2 or pass_index != 1 or self._pass != 1:
             raise ValueError(f"pass {pass_index} is not the next pass of this round")
         held, self._held[client] = self._held[client], None
+        assert held is not None and self._p_hat is not None  # set by pass 0's encode and decode
         blocks: list[Tensor] = []
         factors: dict[int, Tensor] = {}
         for gi, (group, p_hat, m) in enumerate(zip(self.groups, self._p_hat, held)):
@@ -353,10 +360,15 @@ class LaserCompressor(Compressor):
             return None
         grads: list[Tensor | None] = [None] * len(self.shapes)
         for j, i in enumerate(self.uncompressed):
-            grads[i] = self._received[j] if self.passes == 2 else parsed[i]
+            if self.passes == 2:
+                assert self._received is not None  # set by pass 0's decode
+                grads[i] = self._received[j]
+            else:
+                grads[i] = parsed[i]
         for gi, group in enumerate(self.groups):
             y, silent = self._stacked(group, parsed)
             if self.passes == 2:
+                assert self._p_hat is not None  # set by pass 0's decode
                 p_hat = self._p_hat[gi]
                 approx = torch.bmm(p_hat, y.transpose(1, 2))
                 group.p, group.q = p_hat, torch.where(silent, group.q, y)
@@ -374,7 +386,7 @@ class LaserCompressor(Compressor):
         self._queries = None
         self._pass = 0
         self._received = self._p_hat = None
-        return grads
+        return cast(list[Tensor], grads)  # every parameter is compressed or not: all set
 
     # ------------------------------------------------------------------------------ save/restore
     def state_dict(self) -> dict[str, object]:
@@ -389,8 +401,10 @@ class LaserCompressor(Compressor):
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        self.step = int(state["step"])
-        for group, p, q in zip(self.groups, state["p"], state["q"], strict=True):
+        self.step = int(cast(int, state["step"]))
+        p_factors, q_factors = cast(list[Tensor], state["p"]), cast(list[Tensor], state["q"])
+        for group, p, q in zip(self.groups, p_factors, q_factors, strict=True):
             group.p, group.q = p, q
-        self.memory = [[None if m is None else m.clone() for m in client] for client in state["memory"]]
+        memory = cast(list[list[Tensor | None]], state["memory"])
+        self.memory = [[None if m is None else m.clone() for m in client] for client in memory]
         self._queries = None

@@ -143,8 +143,8 @@ def _instructions(root: Path, layout: _Layout) -> str:
     archive = layout.url.rsplit("/", 1)[-1]
     return (
         f"Expected {', '.join(layout.train_files + layout.test_files)} in {root / layout.folder}. "
-        f"Set data.download=true (download=True in Python) to fetch {layout.url}, or on a machine with internet run "
-        f"`curl -LO {layout.url}` (MD5 {layout.md5}), copy {archive} here and run "
+        f"Set data.download=true (download=True in Python) to fetch {layout.url}, or on a machine with "
+        f"internet run `curl -LO {layout.url}` (MD5 {layout.md5}), copy {archive} here and run "
         f"`tar -xzf {archive} -C {root}`."
     )
 

@@ -10,6 +10,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[Tensor, Tenso
 def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds might hold allow_pickle: bool
     os.replace(tmp, path)  # concurrent runs never see a half-written file
 
 
@@ -144,6 +145,6 @@ class ClientBatches:
     def state_dict(self) -> dict[str, object]:
         return {"order": list(self.order), "position": list(self.position)}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output (index tensors from any device come back to the CPU)."""
         self.order, self.position = [o.cpu() for o in state["order"]], list(state["position"])

@@ -7,7 +7,8 @@ the cross-entropy of the model's logits, so the round loop does not care which i
 
 Example:
     >>> from federated.config import load_config
-    >>> task = build_task(load_config(None, ["data.name=digits", "clients.num_clients=4"]), torch.device("cpu"), seed=0)
+    >>> config = load_config(None, ["data.name=digits", "clients.num_clients=4"])
+    >>> task = build_task(config, torch.device("cpu"), seed=0)
     >>> x, y = task.batch(0)
     >>> tuple(x.shape), tuple(y.shape), task.metric
     ((32, 64), (32,), 'test_accuracy')
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +68,7 @@ class Task(ABC):
         """The data order and generator state (for checkpoints)."""
 
     @abstractmethod
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (tensors may come on any device)."""
 
 
@@ -121,7 +123,7 @@ class ClassificationTask(Task):
     def state_dict(self) -> dict[str, object]:
         return {"generator": self.generator.get_state(), "batches": self.batches.state_dict()}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"].cpu())
         self.batches.load_state_dict(state["batches"])
 
@@ -175,7 +177,7 @@ class LanguageTask(Task):
     def state_dict(self) -> dict[str, object]:
         return {"generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"].cpu())
 
 
@@ -206,6 +208,7 @@ def _image_task(config: Config, device: torch.device, generator: torch.Generator
     from federated.data.cifar import augment, load_cifar, normalize
 
     data = config.data
+    assert data.name in ("cifar10", "cifar100")  # TASKS sends only the CIFAR sets here
     arrays = load_cifar(data.root, data.name, download=data.download)
     train_transform = augment if data.augment else (lambda x, generator: normalize(x))
     return _classification(config, arrays, device, generator, train_transform, normalize)

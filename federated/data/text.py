@@ -79,12 +79,26 @@ _TIKTOKEN_HELP = (
 )
 
 
+class _Encoding(Protocol):
+    """What :class:`GPT2Tokenizer` uses of a ``tiktoken.Encoding``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def n_vocab(self) -> int: ...
+
+    def encode_ordinary(self, text: str) -> list[int]: ...
+
+    def decode(self, tokens: list[int], errors: str = ...) -> str: ...
+
+
 class GPT2Tokenizer:
     """GPT-2's byte-level BPE through ``tiktoken`` (50,257 ids); ``encode`` inserts no end-of-text
     token. ``encoding`` replaces ``tiktoken.get_encoding("gpt2")`` (tests pass a small one); the
     tokenizer takes its name and vocabulary size from it."""
 
-    def __init__(self, encoding: object | None = None) -> None:
+    def __init__(self, encoding: _Encoding | None = None) -> None:
         if encoding is None:
             try:
                 import tiktoken
@@ -169,8 +183,8 @@ def _wikitext_instructions(root: Path) -> str:
     archive = WIKITEXT103_URL.rsplit("/", 1)[-1]
     return (
         f"Expected wiki.train.raw and wiki.valid.raw in {root / WIKITEXT_FOLDER}. Set "
-        f"data.download=true (download=True in Python) to fetch {WIKITEXT103_URL}, or on a machine with internet run "
-        f"`curl -LO {WIKITEXT103_URL}`, copy {archive} here and run `unzip {archive} -d {root}`."
+        f"data.download=true (download=True in Python) to fetch {WIKITEXT103_URL}, or on a machine with "
+        f"internet run `curl -LO {WIKITEXT103_URL}`, copy {archive} here and run `unzip {archive} -d {root}`."
     )
 
 

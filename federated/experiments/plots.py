@@ -13,11 +13,12 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 __all__ = ["METHOD_STYLE", "MethodStyle", "method_style", "plot_metric_vs_round", "plot_metric_vs_x"]
 
@@ -50,12 +51,14 @@ METHOD_STYLE: dict[str, MethodStyle] = {
 # for names not in METHOD_STYLE, numbered in sorted order (greys are kept for reference lines)
 _OTHER_COLOURS = ("#6a3d9a", "#b15928", "#33a02c", "#1f78b4", "#e31a1c", "#ff7f00", "#a6cee3", "#fb9a99")
 _OTHER_MARKERS = ("o", "s", "^", "v", "D", "P", "d", "<", ">", "p", "h", "*")
-_VARIANT_LINESTYLES = ("-", "--", ":", "-.")  # variants of one method ("laser (lr=0.1)", ...)
+_LineStyle = Literal["-", "--", ":", "-."]
+# variants of one method ("laser (lr=0.1)", ...)
+_VARIANT_LINESTYLES: tuple[_LineStyle, ...] = ("-", "--", ":", "-.")
 _REFERENCE_STYLES = (("black", "--"), ("0.45", "-."), ("0.25", ":"))
 _DIVERGED_LABEL = "all runs diverged"
 _LEADING_IDENTIFIER = re.compile(r"\s*([A-Za-z0-9_]+)")
 
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "font.size": 10,
     "axes.labelsize": 10,
     "axes.titlesize": 10,
@@ -108,7 +111,7 @@ def method_style(name: str, *, among: Iterable[str] = ()) -> MethodStyle:
     )
 
 
-def _styles(methods: Sequence[str]) -> dict[str, tuple[MethodStyle, str]]:
+def _styles(methods: Sequence[str]) -> dict[str, tuple[MethodStyle, _LineStyle]]:
     """Each method's style and line style: variants of one method differ by line style (sorted)."""
     variants: dict[str, list[str]] = {}
     for name in sorted(set(methods)):

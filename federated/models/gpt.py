@@ -10,12 +10,28 @@ rules (LASER's shape rule, weight decay on Linear weights only) map one to one.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = ["GPT", "padded_vocab"]
+
+if TYPE_CHECKING:
+
+    class _Transformer(nn.ModuleDict):
+        """``GPT.transformer`` for the type checker: an ``nn.ModuleDict`` whose submodules it names
+        (``nn.Module.__getattr__`` is typed ``Tensor | Module``)."""
+
+        wte: nn.Embedding
+        wpe: nn.Embedding
+        drop: nn.Dropout
+        h: nn.ModuleList
+        ln_f: nn.LayerNorm
+
+else:
+    _Transformer = nn.ModuleDict  # at run time: the plain ModuleDict
 
 
 def padded_vocab(vocab_size: int, multiple: int = 64) -> int:
@@ -119,7 +135,7 @@ class GPT(nn.Module):
         if width % heads != 0:
             raise ValueError(f"heads ({heads}) must divide width ({width})")
         self.context = context
-        self.transformer = nn.ModuleDict(
+        self.transformer = _Transformer(
             {
                 "wte": nn.Embedding(vocab_size, width),
                 "wpe": nn.Embedding(context, width),

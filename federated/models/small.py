@@ -11,6 +11,7 @@ class Conv1dNet(nn.Module):
     """The MNIST-1D CNN (after Greydanus 2020's ConvBase): three stride-2 1-D convolutions with
     ``width`` channels and ReLUs, then a linear classifier.
 
+    >>> import torch
     >>> Conv1dNet(40, 10, width=8)(torch.zeros(3, 40)).shape
     torch.Size([3, 10])
     """
@@ -38,6 +39,7 @@ class Conv1dNet(nn.Module):
 class LinearNet(nn.Module):
     """A linear classifier (the LASER paper's MNIST model, one layer, no nonlinearity).
 
+    >>> import torch
     >>> LinearNet(64, 10)(torch.zeros(2, 64)).shape
     torch.Size([2, 10])
     """
@@ -53,6 +55,7 @@ class LinearNet(nn.Module):
 class MLP(nn.Module):
     """One hidden layer of ``width`` ReLU units.
 
+    >>> import torch
     >>> MLP(64, 10, width=32)(torch.zeros(2, 64)).shape
     torch.Size([2, 10])
     """
