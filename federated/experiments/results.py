@@ -353,7 +353,7 @@ def _cell_text(row: dict, percent: bool) -> str:
 
 def format_table(table: SweepTable) -> str:
     """The best-over-lr cells as a text table: methods down, x across; mean ± 95% half-width."""
-    from federated.experiments.plots import method_style
+    from federated.experiments.styles import method_style
 
     percent = "accuracy" in table.metric
     xs = sorted({r["x"] for r in table.rows if r["selection"] == "best_lr" and r["x"] is not None})

@@ -92,7 +92,7 @@ def target_table(
 
 def format_targets(table: SweepTable, goal: float, rows: list[dict]) -> str:
     """:func:`target_table`'s ``goal`` and ``rows`` as the lines ``laser sweep`` prints."""
-    from federated.experiments.plots import method_style
+    from federated.experiments.styles import method_style
 
     snr = table.x == "power.snr_db"
     shown = f"{goal * 100:.1f}%" if "accuracy" in table.metric else f"{goal:.4g}"

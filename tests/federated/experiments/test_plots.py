@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from federated.experiments.plots import (
-    METHOD_STYLE,
     _draw_metric_vs_round,
     _draw_metric_vs_x,
-    method_style,
     plot_metric_vs_round,
     plot_metric_vs_x,
 )
+from federated.experiments.styles import METHOD_STYLE, method_style
 
 
 def _row(method: str, x: float, mean: float | None, half_width: float = 0.02, n: int = 3) -> dict:
