@@ -53,6 +53,7 @@ class SignalBlocks:
         self.dtype = torch.float64 if torch.float64 in self.block_dtypes else torch.float32
         self.device = first[0].device
         self._blocks = client_blocks
+        self._norms: Tensor | None = None
         if tensor is not None and tensor.shape[1] % 2 == 0:  # already packed: no copy
             self.packed: Tensor | None = tensor.to(self.dtype)
         elif tensor is not None or self.num_clients * 2 * sum(self.symbols) <= pack_limit:
@@ -80,7 +81,13 @@ class SignalBlocks:
         return torch.cat(parts).to(self.dtype).reshape(len(clients), -1)
 
     def norms(self) -> Tensor:
-        """``[K, B]`` float64: the Euclidean norm of each client's block."""
+        """``[K, B]`` float64: the Euclidean norm of each client's block (computed once; the energy
+        split and, over unit gains, the channel's alignment both need it)."""
+        if self._norms is None:
+            self._norms = self._compute_norms()
+        return self._norms
+
+    def _compute_norms(self) -> Tensor:
         if self.packed is not None:
             return torch.stack(
                 [

@@ -159,7 +159,9 @@ class FadingChannel(nn.Module):
 
     def set_random_state(self, state: dict[str, Tensor | None]) -> None:
         """Restore what :meth:`random_state` returned (from tensors on any device)."""
-        self.generator.set_state(state["generator"].cpu())
+        generator_state = state["generator"]
+        assert generator_state is not None  # random_state always saves the generator's state
+        self.generator.set_state(generator_state.cpu())
         large_scale = state["large_scale"]
         self.large_scale = None if large_scale is None else large_scale.to(self.generator.device)
 
@@ -205,6 +207,7 @@ class FadingChannel(nn.Module):
         num_clients, dim = signals.shape
         if snr_db is not None:
             energy = energy_for_snr_db(snr_db, channel_uses=dim, noise_var=self.noise_var)
+        assert energy is not None  # given, or computed from snr_db just above
         out = self.transmit(
             blocks,
             _per_client(energy, num_clients, blocks.dtype, signals.device),
@@ -232,12 +235,16 @@ class FadingChannel(nn.Module):
         reduce: Reduction | None = None,
     ) -> BlocksOutput:
         """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
-        each client's budget per block (>= 0; ``inf``: noiseless). Each block gets its own alignment
-        scale and its own noise draw, in block order, so grouping blocks into one call changes no
-        result; the maths is :meth:`forward`'s, block by block (see the module docstring). Signals
-        packed one client at a time (a round above ``SignalBlocks``'s ``pack_limit``) are summed over
-        the clients in another order: the same result to float rounding. With
-        ``reduce``, ``blocks``, ``energy`` and ``state`` are this process's clients (as in ``forward``).
+        each client's budget per block (>= 0; ``inf``: noiseless). The physics is per block: each
+        block b has its own alignment scale eta_b = min_k sqrt(E_kb) / ||m_k u_kb / h_hat_k||, so each
+        client spends at most E_kb on it, and its own effective noise variance noise_var / (eta_b
+        K_a)^2 (see the module docstring). The computation is fused over the pass: block norms come
+        from the real I/Q values (float64 accumulation), the clients' symbols are summed once and
+        scaled by their block's eta, and one noise draw covers every symbol of the pass (the same
+        distribution as one draw per block, another stream). Signals packed one client at a time (a
+        round above ``SignalBlocks``'s ``pack_limit``) are summed over the clients in another order:
+        the same result to float rounding. With ``reduce``, ``blocks``, ``energy`` and ``state`` are
+        this process's clients (as in ``forward``).
 
         Example:
             >>> blocks = SignalBlocks([[torch.tensor([3.0, 4.0]), torch.tensor([1.0])],
@@ -270,65 +277,80 @@ class FadingChannel(nn.Module):
         spans = [slice(a, a + s) for a, s in zip(blocks.starts, blocks.symbols)]
         block_of = torch.repeat_interleave(
             torch.arange(len(spans), device=blocks.device), torch.tensor(blocks.symbols, device=blocks.device)
-        )  # [S]
+        )  # [S]: the block of each symbol
         total = sum(blocks.symbols)
 
         # every gain and its estimate exactly 1 (AWGN): dividing by h_hat and multiplying by h are
         # exact identities, skipped (they are the costly complex passes of an uncompressed round)
         unit = bool((state.gains == 1).all()) and bool((state.csi == 1).all())
 
-        def precode(clients: slice, symbols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            """This chunk's true gains, its inverted symbols m_k u_k / h_hat_k and where it sends."""
+        def precode(clients: slice, symbols: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
+            """This chunk's true gains, its inverted symbols m_k u_k / h_hat_k, where it sends, and
+            whether it sends everywhere."""
             gains, csi = state.clients(clients).at(symbol_offset, total)
             gains, csi = gains.to(cdtype), csi.to(cdtype)
             mask = self.policy.transmits(csi) & (csi != 0) & (energy[clients] > 0)[:, block_of]
+            everywhere = bool(mask.all())
             inverted = symbols if unit else symbols / torch.where(csi != 0, csi, 1)
-            return gains, (inverted if bool(mask.all()) else torch.where(mask, inverted, 0)), mask
+            return gains, (inverted if everywhere else torch.where(mask, inverted, 0)), mask, everywhere
+
+        def block_norms(clients: slice, inverted: Tensor, everywhere: bool) -> Tensor:
+            """``[c, B]`` float64: ||m_k u_k / h_hat_k|| per block, from the real I/Q values (over
+            unit gains with every client sending, the signal's own norms, computed once)."""
+            if unit and everywhere:
+                return blocks.norms()[clients]
+            pairs = torch.view_as_real(inverted)  # [c, S, 2], a view
+            return torch.stack(
+                [torch.linalg.vector_norm(pairs[:, span], dim=(1, 2), dtype=torch.float64) for span in spans],
+                1,
+            )
 
         # pass 1: every client's need ||m_k u_k / h_hat_k|| per block; the common scale eta per block
-        need, count, kept = [], torch.zeros(total, dtype=torch.long, device=blocks.device), None
+        needs: list[Tensor] = []
+        count = torch.zeros(total, dtype=torch.long, device=blocks.device)
+        kept: tuple[Tensor, Tensor, Tensor, bool] | None = None
         for clients, symbols in blocks.chunks():
-            gains, inverted, mask = precode(clients, symbols)
-            need.append(
-                torch.stack([torch.linalg.vector_norm(inverted[:, span], dim=1) for span in spans], 1)
-            )
-            count += mask.sum(0)
-            kept = (gains, inverted, mask) if blocks.packed is not None else None
-        need = torch.cat(need)  # [K, B]
-        ratio = torch.where(need > 0, energy.sqrt() / need, math.inf)
-        eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)  # [B]
+            gains, inverted, mask, everywhere = precode(clients, symbols)
+            needs.append(block_norms(clients, inverted, everywhere))
+            count += mask.shape[0] if everywhere else mask.sum(0)
+            kept = (gains, inverted, mask, everywhere) if blocks.packed is not None else None
+        need = torch.cat(needs)  # [K, B] float64
+        wide_energy = energy.double()
+        ratio = torch.where(need > 0, wide_energy.sqrt() / need, math.inf)
+        eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)  # [B] float64
         finite = torch.isfinite(eta)
-        eta_tx = torch.where(finite, eta, torch.ones_like(eta))
-        # pass 2: transmit x_k = eta m_k u_k / h_hat_k; the channel adds h_k x_k over the clients
-        received, energy_used, active = None, [], []
+        eta_tx = torch.where(finite, eta, 1.0)
+        # each client spends eta^2 ||m_k u_k / h_hat_k||^2 on a block (inf: an infinite budget)
+        energy_used = torch.where(
+            finite, eta_tx.square() * need.square(), torch.where(need > 0, math.inf, 0.0)
+        )
+        # pass 2: the channel adds h_k x_k = h_k eta m_k u_k / h_hat_k over the clients; eta is common
+        # to the clients of a symbol, so their sum is taken first and scaled once
+        summed: Tensor | None = None
+        active: list[Tensor] = []
         for clients, symbols in blocks.chunks():
-            gains, inverted, mask = kept if kept is not None else precode(clients, symbols)
-            x = eta_tx[block_of] * inverted
-            power = x.abs().square()
-            energy_used.append(torch.stack([power[:, span].sum(1) for span in spans], 1))
-            active.append(torch.stack([mask[:, span].any(1) for span in spans], 1))
-            arriving = x if unit else gains * x
-            # the sum over clients block by block, each on a contiguous copy: torch's sum over dim 0
-            # rounds differently with the row's length and alignment, and this keeps the result that
-            # of sending each block alone
-            part = (
-                arriving[0]
-                if arriving.shape[0] == 1
-                else torch.cat([arriving[:, span].contiguous().sum(0) for span in spans])
-            )
-            received = part if received is None else received + part
-        energy_used = torch.where(finite, torch.cat(energy_used), torch.where(need > 0, math.inf, 0.0))
+            gains, inverted, mask, everywhere = kept if kept is not None else precode(clients, symbols)
+            if everywhere:
+                active.append(torch.ones(mask.shape[0], len(spans), dtype=torch.bool, device=blocks.device))
+            else:
+                active.append(torch.stack([mask[:, span].any(1) for span in spans], 1))
+            part = (inverted if unit else gains * inverted).sum(0)
+            summed = part if summed is None else summed + part
+        assert summed is not None  # blocks.chunks() yields at least one chunk
         if reduce is not None:
-            received, count = reduce.sum(received), reduce.sum(count)
-        # noise, block by block in block order (the stream does not depend on how blocks are grouped)
+            summed, count = reduce.sum(summed), reduce.sum(count)
+        denominator = count.clamp(min=1).to(work)  # [S], the clients heard on each symbol
         noisy = self.noise_var > 0
         if noisy:
-            y = torch.cat([self._noise(received[span], self.noise_var, generator) for span in spans])
-            y = torch.where(finite[block_of], y, received)  # eta = inf: noiseless
+            # the antenna's y = eta * sum + z, one noise draw for the whole pass (CN(0, 2 noise_var)
+            # per symbol); the server divides by eta K_a (eta = inf: noiseless, z left out)
+            scale = eta_tx.to(work)[block_of]
+            y = self._noise(summed * scale, self.noise_var, generator)
+            if not bool(finite.all()):
+                y = torch.where(finite[block_of], y, summed * scale)
+            denominator = denominator * scale
         else:
-            y = received
-        eta_rx = torch.where(finite, eta, torch.ones_like(eta))[block_of]
-        denominator = eta_rx * count.clamp(min=1)  # [S]
+            y = summed
         estimate = from_symbols(torch.where(count > 0, y / denominator, 0), 2 * total)
         if noisy:
             per_symbol = torch.where(
@@ -342,8 +364,8 @@ class FadingChannel(nn.Module):
                 estimate[2 * a : 2 * a + d].to(dtype)
                 for a, d, dtype in zip(blocks.starts, blocks.dims, blocks.block_dtypes)
             ],
-            energy_used=energy_used,
+            energy_used=energy_used.to(work),
             noise_var=noise_var.to(work),
             active=torch.cat(active),
-            scale=torch.where(finite, eta, math.inf),
+            scale=torch.where(finite, eta, math.inf).to(work),
         )

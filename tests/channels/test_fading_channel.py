@@ -1,5 +1,6 @@
 """FadingChannel and the power-control policies (DESIGN.md sections 4-5; issue: channels library)."""
 
+import copy
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from torch.testing import assert_close
 from channels import AWGNChannel
 from channels.fading import RayleighFading, TDLFading
 from channels.fading_channel import ChannelState, FadingChannel, SignalBlocks
+from channels.noise import ComplexNoise, from_symbols
 from channels.power_control import ImperfectCSI, PerfectInversion, TruncatedInversion
 
 F64, C128 = torch.float64, torch.complex128
@@ -217,31 +219,42 @@ def _channels():
 
 @pytest.mark.parametrize("name", list(_channels()))
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
-def test_one_call_for_all_blocks_is_one_call_per_block(name, dtype, generator):
-    """Same scales, energies, activity and noise draws; bit for bit over AWGN, to float rounding under
-    fading (complex products round differently at other positions of a vector)."""
+def test_one_call_for_all_blocks_has_the_physics_of_one_call_per_block(name, dtype, generator):
+    """The fused pass keeps the per-block physics: the same scales, energies, activity and effective
+    noise variances as one call per block, and the same estimates but for the noise, which is one
+    draw for the whole pass (to float rounding: the fused pass sums and scales in another order)."""
     channel = _channels()[name]
     client_blocks = _round(generator, dtype=dtype)
     energy = torch.rand(5, 4, generator=generator, dtype=F64) * 10
     energy[1, 2] = 0.0  # a client silent in one block
-    state = channel.realize(
-        5,
-        sum(b.numel() for b in client_blocks[0]),
-        torch.Generator().manual_seed(3),
-        torch.complex128 if dtype == F64 else torch.complex64,
-    )
+    cdtype = torch.complex128 if dtype == F64 else torch.complex64
+    dims = [b.numel() for b in client_blocks[0]]
+    state = channel.realize(5, sum(dims), torch.Generator().manual_seed(3), cdtype)
     out = channel.transmit(
         SignalBlocks(client_blocks), energy, state=state, generator=torch.Generator().manual_seed(7)
     )
     expected = _block_by_block(channel, client_blocks, energy, state, seed=7)
-    compare = torch.equal if name == "awgn" else (lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-6))
+    quiet = copy.deepcopy(channel)
+    quiet.noise_var = 0.0  # the same channel state and policy, no noise
+    clean = quiet.transmit(SignalBlocks(client_blocks), energy, state=state)
+    clean_expected = _block_by_block(quiet, client_blocks, energy, state, seed=7)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
     for b, block in enumerate(expected):
-        assert compare(out.estimates[b], block.estimate)
-        assert compare(out.energy_used[:, b], block.energy_used)
-        assert compare(out.noise_var[b], block.noise_var)
-        assert compare(out.scale[b], block.scale)
+        assert_close(out.energy_used[:, b], block.energy_used, **tol)
+        assert_close(out.noise_var[b], block.noise_var, **tol)
+        assert_close(out.scale[b], block.scale, **tol)
         assert torch.equal(out.active[:, b], block.active)
+        assert_close(clean.estimates[b], clean_expected[b].estimate, **tol)
     assert not out.active[1, 2] and out.energy_used[1, 2] == 0
+    if name == "awgn":  # the noise is one draw of CN(0, 2 noise_var) per symbol over the pass, in order
+        symbols = [(d + 1) // 2 for d in dims]
+        z = ComplexNoise()(torch.zeros(sum(symbols), dtype=cdtype), 0.5, torch.Generator().manual_seed(7))
+        start = 0
+        for b, d in enumerate(dims):
+            heard = int(out.active[:, b].sum())
+            noise = from_symbols(z[start : start + symbols[b]], d) / (out.scale[b] * heard)
+            assert_close(out.estimates[b] - clean.estimates[b], noise, **tol)
+            start += symbols[b]
 
 
 @pytest.mark.parametrize("name", list(_channels()))
