@@ -168,7 +168,6 @@ def launch(arguments: list[str], nproc: int, out: Path) -> int:
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(free_port()),
     }
-    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     out.mkdir(parents=True, exist_ok=True)
     others = [open(out / f"rank{r}.log", "w") for r in range(1, nproc)]  # the others' output
     logs = [None, *others]

@@ -43,7 +43,8 @@ def train(
     ``config.checkpoint_every`` rounds a checkpoint and, with ``config.tensorboard``, TensorBoard
     scalars) is written as it goes. ``resume=True`` continues the run in ``out_dir`` from its
     checkpoint to the result an uninterrupted run gets.
-    Torch's global generator (dropout) is seeded from the run's seed and restored afterwards.
+    Torch's global generator (dropout) is seeded from the run's seed and torch's CPU threads are set
+    to ``config.threads``; both are restored afterwards.
 
     Example:
         >>> from federated.config import load_config
@@ -61,12 +62,17 @@ def train(
         torch.cuda.set_device(device)
     shard = init_shard(config, device)
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        sim = Simulation(config, device, shard)
-        torch.manual_seed(sim.dropout_seed)
-        return _train(
-            sim, Path(out_dir) if out_dir is not None else None, progress and sim.main_process, resume
-        )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)  # the run's numbers depend on it: set here, not by the environment
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            sim = Simulation(config, device, shard)
+            torch.manual_seed(sim.dropout_seed)
+            return _train(
+                sim, Path(out_dir) if out_dir is not None else None, progress and sim.main_process, resume
+            )
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:

@@ -21,6 +21,10 @@ class Config:
     rounds: int = 300  # communication rounds (= server steps)
     eval_every: int = 50  # evaluate on the test set every this many rounds (and at the end)
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
+    # torch's CPU threads for this run (intra-op; BLAS and OpenMP alike), set by the run itself: a
+    # run's numbers depend on this value, not on OMP_NUM_THREADS / MKL_NUM_THREADS or on how it was
+    # launched (bit-identical for a given value on one machine); more threads speed up large models
+    threads: int = 1
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the clients' forward and backward under bf16 autocast
     compile: bool = False  # torch.compile the model's forward (worth it on a GPU for large models)
     # decay of an exponential moving average of the weights (and BN statistics), evaluated beside
@@ -44,6 +48,7 @@ class Config:
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(self.rounds >= 1, "rounds", self.rounds, "an integer >= 1")
+        _check(self.threads >= 1, "threads", self.threads, "an integer >= 1 (torch's CPU threads)")
         _check(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
         _check(self.ema is None or 0 < self.ema < 1, "ema", self.ema, "a number in (0, 1), or null (no EMA)")
         _check(

@@ -63,6 +63,7 @@ _IGNORED = {
     "compile",
     "tensorboard",
     "clients.vectorize",
+    "threads",
 }
 
 

@@ -303,10 +303,9 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
             done_rounds += _rounds_done(point) if state == "resume" else 0
     _write_manifest(out, results)
 
+    # each point sets its torch threads from its own configuration (key threads): the sweep leaves
+    # the environment alone, so a point computes exactly what the same laser run does
     env = dict(os.environ)
-    threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(name, str(threads))
     bar = tqdm(
         total=total, initial=done_rounds, unit="round", desc="sweep", disable=not progress, dynamic_ncols=True
     )
