@@ -29,6 +29,11 @@ message is typically beyond soft-threshold AMP's recovery limit; AMP then diverg
 falls back to the linear estimate (see :func:`amp_estimate`). AMP needs no ``noise_var``: its
 threshold tracks the residual, which includes the noise.
 
+Sides (:mod:`laser.compressor`): a client (:class:`ADSGDClient`) keeps its memories; the server
+(:class:`ADSGDServer`) decodes. Neither broadcasts anything: the A_b, fixed for the run, are
+computed once per method object (:meth:`ADSGDCompressor.projections`) and the same read-only
+tensors are shared by every side it makes.
+
 References: Amiri & Gündüz, "Machine Learning at the Wireless Edge: Distributed Stochastic Gradient
 Descent Over-the-Air", IEEE TSP 2020; Makkuva et al., "LASER", ICML 2024 (baselines, A-DSGD);
 Donoho, Maleki & Montanari, "Message-passing algorithms for compressed sensing", PNAS 2009.
@@ -37,20 +42,24 @@ Donoho, Maleki & Montanari, "Message-passing algorithms for compressed sensing",
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from numbers import Integral
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from laser.compressor import Compressor
+from laser.baselines import _check_blocks
+from laser.compressor import Compressor, CompressorClient, CompressorServer, Shared, check_params
 from laser.sparse import check_fraction, keep_count, sparsify
 
 __all__ = [
     "AMP_THRESHOLD",
     "AMP_TOLERANCE",
     "ADSGDCompressor",
+    "ADSGDClient",
+    "ADSGDServer",
     "amp_estimate",
     "lmmse_estimate",
     "soft_threshold",
@@ -138,14 +147,122 @@ def amp_estimate(
     return x
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Projection:
-    """One tensor's shared measurement matrix and the eigenpairs of A A^T (for the linear decoder)."""
+    """One tensor's shared measurement matrix and the eigenpairs of A A^T (for the linear decoder).
+    Read-only: one instance serves every side a method makes."""
 
     a: Tensor  # [s, d], the params' dtype and device
     u: Tensor  # [s, s] float64, eigenvectors of A A^T
     lam: Tensor  # [s] float64, eigenvalues of A A^T
     k: int  # sparsity of each client's message
+
+
+_ProjectionKey = tuple[int, float, tuple[tuple[tuple[int, ...], torch.dtype, torch.device], ...]]
+
+
+class ADSGDClient(CompressorClient):
+    """One client of A-DSGD: its error-feedback memories (flat ``[d_b]``, created on first use) and
+    the method's shared projections (the same read-only tensors as every other side's). Needs no
+    broadcast: the A_b are fixed for the run. State: ``{"memory": [...]}``."""
+
+    def __init__(self, method: ADSGDCompressor, params: Iterable[Tensor], index: int = 0) -> None:
+        tensors = check_params(params, half=False)
+        super().__init__(tensors, index)
+        self.projections = method.projections(tensors)
+        self.numels = [p.numel() for p in tensors]
+        self.devices = [p.device for p in tensors]
+        self.memory: list[Tensor | None] = [None] * len(tensors)
+        # per tensor, until the next encode: (support, values) of the message, a copy of the block
+        self._sent: list[tuple[Tensor, Tensor, Tensor] | None] = [None] * len(tensors)
+
+    def encode(self, grads: Sequence[Tensor], shared: Shared | None = None) -> list[Tensor]:
+        grads = self._checked(grads)
+        blocks, sent = [], []
+        for b, (g, proj) in enumerate(zip(grads, self.projections, strict=True)):
+            v = g.reshape(-1)
+            memory = self.memory[b]
+            if memory is not None:
+                v = v + memory
+            message = sparsify(v, proj.k)  # a new tensor; exactly v on its support
+            self.memory[b] = v - message  # exactly 0 on the support
+            index = message.nonzero().squeeze(1)  # at most k columns: O(s k), not O(s d)
+            values = message[index]
+            blocks.append(proj.a.index_select(1, index) @ values)
+            sent.append((index, values, blocks[-1].clone()))  # a copy: the caller may scale its blocks
+        self._sent = list(sent)
+        return blocks
+
+    def undelivered(self, blocks: Sequence[Tensor]) -> None:
+        """The channel did not hear this client's last ``blocks`` (all of them, or those not zero: a
+        block the channel heard is given as zeros): the memory takes each unheard block's message
+        back, so it is ``v = g + e`` there, the whole vector the client meant to send, exactly (the
+        memory is 0 on the message's support, where the message is v). A block that is neither the
+        one sent nor zeros is refused: a projected message cannot be taken back in part."""
+        blocks = _check_blocks(blocks, [proj.a.shape[0] for proj in self.projections])
+        if all(sent is None for sent in self._sent):
+            raise ValueError(
+                "undelivered(blocks) must follow this client's encode of the round, once (no message pending)"
+            )
+        back = []
+        for i, (b, sent) in enumerate(zip(blocks, self._sent)):
+            if sent is not None and torch.equal(b, sent[2]):
+                back.append(i)
+            elif bool(b.any()):
+                raise ValueError(
+                    f"blocks[{i}] is neither the block this client sent this round (not yet given back) "
+                    "nor zeros (heard): A-DSGD can only take back a whole projected message"
+                )
+        for i in back:
+            memory, sent = self.memory[i], self._sent[i]
+            assert memory is not None and sent is not None  # encode sets both
+            memory.index_copy_(0, sent[0], sent[1])
+            self._sent[i] = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"memory": [None if m is None else m.clone() for m in self.memory]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        memory = list(state["memory"])
+        if len(memory) != len(self.memory):
+            raise ValueError(
+                f"state holds {len(memory)} memories; this client has {len(self.memory)} tensors"
+            )
+        for i, (m, d) in enumerate(zip(memory, self.numels)):
+            if m is not None and (not isinstance(m, Tensor) or m.numel() != d):
+                raise ValueError(f"state['memory'][{i}] must be None or a flat tensor of {d} entries")
+        self.memory = [
+            None if m is None else m.to(dev, copy=True).reshape(-1) for m, dev in zip(memory, self.devices)
+        ]
+        self._sent = [None] * len(self.memory)
+
+
+class ADSGDServer(CompressorServer):
+    """A-DSGD's server: decodes each block with the linear estimate or AMP, using the method's shared
+    projections. No state beyond what the seed gives (``state_dict()`` is empty), no broadcast."""
+
+    def __init__(self, method: ADSGDCompressor, params: Iterable[Tensor]) -> None:
+        tensors = check_params(params, half=False)
+        super().__init__(tensors)
+        self.projections = method.projections(tensors)
+        self.decoder = method.decoder
+        self.amp_iterations = method.amp_iterations
+
+    def block_sizes(self) -> list[int]:
+        """s_b per tensor: :meth:`channel_uses` is their sum, the real channel uses per round."""
+        return [int(proj.a.shape[0]) for proj in self.projections]
+
+    def _decode(self, blocks: list[Tensor], noise_var: Tensor | None) -> list[Tensor]:
+        grads = []
+        for b, (y, proj, shape) in enumerate(zip(blocks, self.projections, self.shapes)):
+            v = 0.0 if noise_var is None else float(noise_var[b])
+            xhat = None
+            if self.decoder == "amp":
+                xhat = amp_estimate(y, proj.a, self.amp_iterations)
+            if xhat is None:
+                xhat = lmmse_estimate(y, proj.a, proj.u, proj.lam, v)
+            grads.append(xhat.to(y.dtype).reshape(shape))  # a new tensor: neither estimate returns y
+        return grads
 
 
 class ADSGDCompressor(Compressor):
@@ -162,19 +279,24 @@ class ADSGDCompressor(Compressor):
 
     Blocks (in parameter order): client c's A_b message_c, ``s_b`` values each. ``decode`` takes the
     channel's per-block noise variances (``None`` or 0: noiseless) and returns grads shaped like the
-    parameters. Only the memories are state: the A_b and their eigenpairs are regenerated
-    identically from ``seed`` by ``setup``, so ``load_state_dict`` after ``setup`` continues
-    bit-identically.
+    parameters. The A_b and their eigenpairs are fixed for the run: :meth:`projections` computes
+    them once per method object and parameter layout, and every side the method makes (the server,
+    each client) holds the same read-only tensors. Only the clients' memories are state
+    (:class:`ADSGDClient`); the server has none beyond the seed (:class:`ADSGDServer`), so
+    ``load_state_dict`` after ``setup`` continues bit-identically. Parameters must be float32 or
+    float64 (the eigendecomposition).
 
     Example:
         >>> adsgd = ADSGDCompressor(fraction=0.5)
         >>> params = [torch.zeros(4, 5, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)]
-        >>> adsgd.setup(params, num_clients=2)
+        >>> client, server = adsgd.make_client(params), adsgd.make_server(params)
+        >>> client.projections[0].a is server.projections[0].a     # one copy, shared by the sides
+        True
         >>> grads = [torch.randn(4, 5, dtype=torch.float64), torch.ones(3, dtype=torch.float64)]
-        >>> blocks = adsgd.encode(0, grads)
-        >>> [b.numel() for b in blocks], adsgd.channel_uses()    # s = floor(0.5 d)
+        >>> blocks = client.encode(grads, server.broadcast())
+        >>> [b.numel() for b in blocks], server.channel_uses()      # s = floor(0.5 d)
         ([10, 1], 11)
-        >>> [g.shape for g in adsgd.decode(blocks, noise_var=[0.1, 0.1])]
+        >>> [g.shape for g in server.decode(blocks, noise_var=[0.1, 0.1])]
         [torch.Size([4, 5]), torch.Size([3])]
     """
 
@@ -188,20 +310,36 @@ class ADSGDCompressor(Compressor):
     ) -> None:
         if decoder not in ("lmmse", "amp"):
             raise ValueError(f"decoder must be 'lmmse' or 'amp', got {decoder!r}")
-        if not (isinstance(amp_iterations, int) and amp_iterations >= 1):
+        if isinstance(amp_iterations, bool) or not (isinstance(amp_iterations, int) and amp_iterations >= 1):
             raise ValueError(f"amp_iterations must be an integer >= 1, got {amp_iterations!r}")
-        if not (isinstance(max_projection_entries, int) and max_projection_entries >= 1):
+        if isinstance(max_projection_entries, bool) or not (
+            isinstance(max_projection_entries, int) and max_projection_entries >= 1
+        ):
             raise ValueError(
                 f"max_projection_entries must be an integer >= 1, got {max_projection_entries!r}"
             )
-        self.fraction = check_fraction(fraction)
-        self.decoder = decoder
-        self.amp_iterations = amp_iterations
-        self.seed = seed
-        self.max_projection_entries = max_projection_entries
+        if isinstance(seed, bool) or not isinstance(seed, Integral):
+            raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
+        self.fraction: float = check_fraction(fraction)
+        self.decoder: Literal["lmmse", "amp"] = decoder
+        self.amp_iterations: int = amp_iterations
+        self.seed: int = int(seed)
+        self.max_projection_entries: int = max_projection_entries
+        self._projections: dict[_ProjectionKey, list[_Projection]] = {}
 
-    def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
-        self.shapes = [p.shape for p in params]
+    def projections(self, params: Iterable[Tensor]) -> list[_Projection]:
+        """The shared A_b (with the eigenpairs of A_b A_b^T and the sparsity k_b) for these parameters,
+        computed on first use and cached on this method, keyed by the parameters' shapes, dtypes and
+        devices (and the seed and fraction): every side gets the same read-only tensors."""
+        tensors = check_params(params, half=False)
+        key = (self.seed, self.fraction, tuple((tuple(p.shape), p.dtype, p.device) for p in tensors))
+        cached = self._projections.get(key)
+        if cached is None:
+            cached = self._draw(tensors)
+            self._projections[key] = cached
+        return list(cached)
+
+    def _draw(self, params: list[Tensor]) -> list[_Projection]:
         dims = [p.numel() for p in params]
         measurements = [keep_count(self.fraction, d) for d in dims]
         entries = sum(s * d for s, d in zip(measurements, dims))
@@ -213,56 +351,28 @@ class ADSGDCompressor(Compressor):
                 "fraction"
             )
         generator = torch.Generator().manual_seed(self.seed)
-        self.projections: list[_Projection] = []
+        projections = []
         for p, s, d in zip(params, measurements, dims):
             a = torch.randn(s, d, generator=generator, dtype=p.dtype) / math.sqrt(s)
             a64 = a.to(torch.float64)
             lam, u = torch.linalg.eigh(a64 @ a64.T)  # on the CPU: the same on every device
             k = keep_count(self.fraction / 2, d)
-            self.projections.append(_Projection(a.to(p.device), u.to(p.device), lam.to(p.device), k))
-        # error feedback: one flat [d_b] buffer per client and tensor (created on first use)
-        self.memory: list[list[Tensor | None]] = [[None] * len(params) for _ in range(num_clients)]
+            projections.append(_Projection(a.to(p.device), u.to(p.device), lam.to(p.device), k))
+        return projections
+
+    def make_client(self, params: Iterable[Tensor], index: int = 0) -> ADSGDClient:
+        return ADSGDClient(self, params, index)
+
+    def make_server(self, params: Iterable[Tensor]) -> ADSGDServer:
+        return ADSGDServer(self, params)
 
     def channel_uses(self) -> int:
-        """Real channel uses one client needs per round, sum_b s_b."""
-        return sum(proj.a.shape[0] for proj in self.projections)
+        """Real channel uses one client needs per round, sum_b s_b (the server's, after ``setup``)."""
+        return self._server().channel_uses()
 
-    def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
-        blocks = []
-        for b, (g, proj) in enumerate(zip(grads, self.projections, strict=True)):
-            v = g.reshape(-1)
-            memory = self.memory[client][b]
-            if memory is not None:
-                v = v + memory
-            message = sparsify(v, proj.k)
-            self.memory[client][b] = v - message
-            index = message.nonzero().squeeze(1)  # at most k columns: O(s k), not O(s d)
-            blocks.append(proj.a.index_select(1, index) @ message[index])
-        return blocks
-
-    def decode(
-        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
-    ) -> list[Tensor]:
-        if len(blocks) != len(self.shapes):
-            raise ValueError(f"expected {len(self.shapes)} blocks, got {len(blocks)}")
-        variances = [0.0] * len(blocks) if noise_var is None else [float(v) for v in noise_var]
-        if len(variances) != len(blocks) or not all(math.isfinite(v) and v >= 0 for v in variances):
-            raise ValueError(f"noise_var must hold one finite value >= 0 per block, got {noise_var!r}")
-        grads = []
-        for y, v, proj, shape in zip(blocks, variances, self.projections, self.shapes):
-            xhat = None
-            if self.decoder == "amp":
-                xhat = amp_estimate(y, proj.a, self.amp_iterations)
-            if xhat is None:
-                xhat = lmmse_estimate(y, proj.a, proj.u, proj.lam, v)
-            grads.append(xhat.to(y.dtype).reshape(shape))
-        return grads
-
-    def state_dict(self) -> dict[str, object]:
-        return {"memory": [list(client) for client in self.memory]}
-
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        memory = cast(list[list[Tensor | None]], state["memory"])
-        if len(memory) != len(self.memory) or any(len(c) != len(self.shapes) for c in memory):
-            raise ValueError("the saved memories do not match this set-up's clients and tensors")
-        self.memory = [list(client) for client in memory]
+    def __repr__(self) -> str:
+        return (
+            f"ADSGDCompressor(fraction={self.fraction}, decoder={self.decoder!r}, "
+            f"amp_iterations={self.amp_iterations}, seed={self.seed}, "
+            f"max_projection_entries={self.max_projection_entries})"
+        )

@@ -1,77 +1,235 @@
-"""The compressor interface, and Z-SGD (no compression) as its simplest member.
+"""The compressor interface: a method, its client side and its server side; Z-SGD as the simplest.
 
 A compressor turns each client's gradient into *blocks*: real vectors whose meaning is the same for
 every client, so that the channel's sum of the clients' blocks is meaningful. The server decodes the
-channel's estimate of the mean block back into a gradient. One object holds the state of all
-clients (their error-feedback memories) and the server's shared state; nothing is sent between them
-but the blocks, and the side information the docstrings name.
+channel's estimate of the mean block back into a gradient. Three objects share the work:
+
+* a :class:`Compressor` is the *method*: its hyperparameters, and a factory of its two sides;
+* a :class:`CompressorClient` is one client's side (:meth:`Compressor.make_client`): it encodes the
+  client's gradient and keeps what is the client's own (error-feedback memory, momentum, its
+  generator for random rounding);
+* a :class:`CompressorServer` is the server's side (:meth:`Compressor.make_server`): it decodes and
+  keeps what every client shares (LASER's factors, the round's random supports), which it
+  :meth:`~CompressorServer.broadcast`\\ s before each pass: the only thing a client needs from it.
+
+So a client can live in its own process: per pass, the server sends ``server.broadcast()`` (a dict
+of tensors and ints), the client returns ``client.encode(grads, shared)``, the channel averages
+the blocks, and ``server.decode(mean_blocks)`` gives the gradient. Each side has ``state_dict``.
+For a simulation of every client in one process, :meth:`Compressor.setup` builds the server and K
+clients in the method object (``server``, ``clients``), and ``encode(k, grads)`` /
+``decode(blocks)`` drive them. :func:`laser.transmit_round` runs a whole round over a channel.
 
 Two families share the interface:
 
-* **analog** (``analog = True``): the blocks are linear in the client's data given shared
-  randomness, so the multiple-access channel's superposition is the sum of the messages (LASER,
-  Z-SGD, Random-K, count sketch, A-DSGD; Signum, whose majority vote needs only the sum of signs).
+* **analog** (``analog = True``): the blocks are linear in the client's data given the shared
+  state, so the multiple-access channel's superposition is the sum of the messages (LASER, Z-SGD,
+  Random-K, count sketch, A-DSGD; Signum, whose majority vote needs only the sum of signs).
 * **digital** (:class:`DigitalCompressor`, ``analog = False``): each client's message is a bit
   string sent on its own orthogonal link; ``encode`` returns the message *as the server decodes it*
-  and :meth:`DigitalCompressor.message_bits` its size, which the link turns into channel uses.
+  and :meth:`DigitalClient.message_bits` its size, which the link turns into channel uses.
+
+Nothing a compressor keeps or returns aliases the caller's tensors: blocks, memories and decoded
+gradients are copies, so a training loop may reuse its ``.grad`` buffers.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
+import numpy as np
+import torch
 from torch import Tensor
 
-__all__ = ["Compressor", "DigitalCompressor", "ZSGDCompressor"]
+__all__ = [
+    "Compressor",
+    "CompressorClient",
+    "CompressorServer",
+    "DigitalCompressor",
+    "DigitalClient",
+    "DigitalServer",
+    "ZSGDCompressor",
+    "Shared",
+    "NonFiniteGradientError",
+    "check_params",
+    "client_seed",
+]
+
+Shared = Mapping[str, Any]  # what the server broadcasts before a pass: tensors, ints, lists of tensors
 
 
-class Compressor(ABC):
-    """Encode per client, decode at the server; state that can be saved and restored.
+class NonFiniteGradientError(ValueError):
+    """A client's gradient holds a NaN or an infinity (refused by ``encode`` when ``check_finite``)."""
 
-    Life cycle: ``setup(params, num_clients)`` once; then per round ``encode(k, grads_k)`` for each
-    participating client k (in any order), the channel, and one ``decode(mean_blocks)``, which ends
-    the round (shared state such as LASER's warm-started factors is updated there).
 
-    A compressor that needs more than one channel pass per round (PowerSGD as published sends P,
-    then Q computed from the received P) has ``passes > 1``: after ``decode`` of pass p returns
-    ``None``, the loop collects ``encode_pass(k, p + 1)`` from every client, sends it, and decodes
-    again; the last pass's ``decode`` returns the gradient.
+def check_params(params: Iterable[Tensor], name: str = "params", *, half: bool = True) -> list[Tensor]:
+    """``params`` (any iterable of tensors or parameters) as a list, refusing what no compressor
+    can work on: no tensors, a non-tensor, an empty tensor, a non-float dtype (or, with
+    ``half=False``, a 16-bit float, for methods whose linear algebra needs float32 or float64)."""
+    if isinstance(params, Tensor):
+        raise TypeError(f"{name} must be an iterable of tensors (e.g. model.parameters()), got one tensor")
+    try:
+        tensors = list(params)
+    except TypeError:
+        raise TypeError(f"{name} must be an iterable of tensors, got {type(params).__name__}") from None
+    if not tensors:
+        raise ValueError(f"{name} is empty: there is nothing to compress")
+    for i, p in enumerate(tensors):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"{name}[{i}] must be a tensor, got {type(p).__name__}")
+        if p.numel() == 0:
+            raise ValueError(f"{name}[{i}] has no entries (shape {tuple(p.shape)}); leave it out")
+        if not p.is_floating_point() or (not half and p.element_size() < 4):
+            accepted = "a floating-point dtype" if half else "float32 or float64"
+            raise TypeError(f"{name}[{i}] has dtype {p.dtype}; this compressor needs {accepted}")
+    return tensors
+
+
+def client_seed(seed: int, index: int) -> int:
+    """A seed of client ``index``'s own generator, independent across clients (NumPy's SeedSequence).
+
+    >>> client_seed(0, 1) != client_seed(0, 2) and client_seed(0, 1) == client_seed(0, 1)
+    True
+    """
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _check_index(index: object, name: str, count: int | None = None) -> int:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(index).__name__}")
+    index = int(index)
+    if index < 0 or (count is not None and index >= count):
+        accepted = f"in 0..{count - 1}" if count is not None else ">= 0"
+        raise ValueError(f"{name} = {index} is out of range; expected an integer {accepted}")
+    return index
+
+
+class CompressorClient(ABC):
+    """One client's side of a compressor: encodes its gradient into blocks, keeps its own state.
+
+    ``grads`` are the client's tensors in parameter order, shaped and typed like the parameters it
+    was made for; ``shared`` is what the server broadcast for this pass. Checks: the number, shapes
+    and dtypes of ``grads`` (a ``ValueError`` or ``TypeError`` naming the argument), and, with
+    ``check_finite`` (default), that they are finite: a NaN or inf is refused before it can reach
+    the memory or, through the channel, the shared state.
     """
 
-    analog: ClassVar[bool] = True  # blocks add up over the air (False: digital, one link per client)
-    passes: int = 1  # channel passes per round
+    def __init__(self, params: Iterable[Tensor], index: int = 0, *, check_finite: bool = True) -> None:
+        tensors = check_params(params)
+        self.index = _check_index(index, "index")
+        self.shapes = [p.shape for p in tensors]
+        self.dtypes = [p.dtype for p in tensors]
+        self.check_finite = bool(check_finite)
+
+    def _checked(self, grads: Sequence[Tensor] | Iterable[Tensor]) -> list[Tensor]:
+        if isinstance(grads, Tensor):
+            raise TypeError("grads must be a sequence of tensors in parameter order, got one tensor")
+        grads = list(grads)
+        if len(grads) != len(self.shapes):
+            raise ValueError(
+                f"grads has {len(grads)} tensors; expected {len(self.shapes)}, one per parameter"
+            )
+        for i, (g, shape, dtype) in enumerate(zip(grads, self.shapes, self.dtypes)):
+            if not isinstance(g, Tensor):
+                raise TypeError(f"grads[{i}] must be a tensor, got {type(g).__name__}")
+            if g.shape != shape:
+                raise ValueError(
+                    f"grads[{i}] has shape {tuple(g.shape)}; expected {tuple(shape)} (parameter order)"
+                )
+            if g.dtype != dtype:
+                raise TypeError(f"grads[{i}] has dtype {g.dtype}; expected {dtype}, the parameter's")
+        if self.check_finite:
+            norms = torch._foreach_norm(grads)  # one fused pass over every tensor
+            finite = torch.isfinite(torch.stack([n.to(torch.float64, copy=False).cpu() for n in norms]))
+            if not bool(finite.all()):
+                bad = int((~finite).nonzero()[0, 0])
+                raise NonFiniteGradientError(
+                    f"grads[{bad}] is not finite (NaN or inf); refused before it reaches the error-feedback "
+                    "memory or the shared state (check_finite=False skips this check)"
+                )
+        return grads
 
     @abstractmethod
-    def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
-        """Allocate state for ``num_clients`` clients of a model whose parameters have these shapes,
-        dtype and device."""
+    def encode(self, grads: Sequence[Tensor], shared: Shared | None = None) -> list[Tensor]:
+        """This client's blocks for the round's first pass (1-D tensors, new memory); updates its
+        own state (error feedback). ``shared``: the server's :meth:`~CompressorServer.broadcast`."""
+
+    def encode_pass(self, pass_index: int, shared: Shared | None = None) -> list[Tensor]:
+        """This client's blocks for pass ``pass_index >= 1`` of the round (methods with ``passes > 1``)."""
+        raise ValueError(f"pass_index = {pass_index}: {type(self).__name__} sends one pass per round")
+
+    def undelivered(self, blocks: Sequence[Tensor]) -> None:  # noqa: B027 (most clients keep nothing)
+        """The channel did not hear ``blocks`` (a digital outage, a client the power control
+        silenced): undo what :meth:`encode` assumed was sent, so error feedback keeps it."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything this client needs to continue bit-identically (tensors, ints, lists)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (stateless by default)
+        """Restore what :meth:`state_dict` returned."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(index={self.index}, tensors={len(self.shapes)})"
+
+
+class CompressorServer(ABC):
+    """The server's side: the shared state, what it broadcasts before each pass, and the decoder.
+
+    Life cycle of a round: ``broadcast()`` (clients encode with it), the channel, then
+    ``decode(mean_blocks)``; with ``passes > 1``, ``decode`` returns ``None`` until the last pass,
+    each pass preceded by a new ``broadcast()``.
+    """
+
+    analog: ClassVar[bool] = True  # False: the blocks are messages on orthogonal links (digital)
+    passes: int = 1
+
+    def __init__(self, params: Iterable[Tensor]) -> None:
+        tensors = check_params(params)
+        self.shapes = [p.shape for p in tensors]
+        self.dtypes = [p.dtype for p in tensors]
+        self._pass = 0
+
+    def broadcast(self) -> dict[str, Any]:
+        """What every client needs from the server to encode the next pass (empty by default)."""
+        return {}
 
     @abstractmethod
-    def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
-        """Client ``client``'s blocks for this round (1-D tensors); updates its error feedback."""
-
-    def encode_many(self, clients: Sequence[int], grads: Sequence[Tensor]) -> list[list[Tensor]]:
-        """:meth:`encode` for several clients at once, ``grads[i]`` stacking their gradients of
-        parameter ``i`` as ``[len(clients), *shape]`` (the vectorised clients' layout). This default
-        encodes one client after another; a compressor may batch them (to float rounding)."""
-        return [self.encode(k, tuple(g[j] for g in grads)) for j, k in enumerate(clients)]
-
-    def encode_pass(self, client: int, pass_index: int) -> list[Tensor]:
-        """Client ``client``'s blocks for pass ``pass_index >= 1`` of this round (``passes > 1`` only)."""
-        raise NotImplementedError(f"{type(self).__name__} sends one pass per round")
+    def block_sizes(self) -> list[int]:
+        """The length of each block of the next pass (what :meth:`decode` will expect)."""
 
     @abstractmethod
+    def _decode(self, blocks: list[Tensor], noise_var: Tensor | None) -> list[Tensor] | None:
+        """:meth:`decode` after its checks."""
+
     def decode(
         self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
     ) -> list[Tensor] | None:
-        """The server's gradient estimate (shaped like the parameters) from the mean blocks.
-
-        ``noise_var`` (optional side information from the channel) is the per-entry noise variance
-        of each received block; decoders that weigh noise (A-DSGD's MMSE estimate) use it.
-        Returns ``None`` after a pass that is not the round's last (``passes > 1``).
-        """
+        """The gradient estimate, shaped like the parameters (new tensors), from the mean blocks of
+        the round's last pass; ``None`` after an earlier pass. ``noise_var``: the per-entry noise
+        variance of each block (``[B]``; ``None``: noiseless), which noise-aware decoders weigh."""
+        if isinstance(blocks, Tensor):
+            raise TypeError("blocks must be a sequence of 1-D tensors, one per block, got one tensor")
+        blocks = list(blocks)
+        expected = self.block_sizes()
+        sizes = [int(b.numel()) if isinstance(b, Tensor) else -1 for b in blocks]
+        if sizes != expected:
+            raise ValueError(
+                f"blocks do not match this pass: got {len(blocks)} blocks of sizes {sizes[:8]}"
+                f"{'...' if len(sizes) > 8 else ''}; expected {len(expected)} of sizes {expected[:8]}"
+                f"{'...' if len(expected) > 8 else ''}"
+            )
+        variances = None
+        if noise_var is not None:
+            variances = torch.as_tensor(noise_var, dtype=torch.float64).flatten().cpu()
+            if variances.numel() != len(blocks) or not bool(
+                (variances >= 0).all() and variances.isfinite().all()
+            ):
+                raise ValueError(
+                    f"noise_var must hold one finite value >= 0 per block ({len(blocks)}), got {noise_var!r}"
+                )
+        return self._decode(blocks, variances)
 
     def pass_shares(self) -> list[float]:
         """The share of the round's energy budget each pass may spend (one per pass, summing to 1)."""
@@ -83,16 +241,149 @@ class Compressor(ABC):
         it over its blocks in proportion to ``||block||^e``. ``None``: every block is its own group."""
         return None
 
-    def state_dict(self) -> dict[str, object]:
-        """Everything needed to continue bit-identically (tensors, ints and lists of tensors)."""
+    def channel_uses(self) -> int:
+        """Real channel uses one client needs in the next round, all passes (analog methods)."""
+        return sum(self.block_sizes())
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the server needs to continue bit-identically (tensors, ints, lists)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:  # noqa: B027 (stateless by default)
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (stateless by default)
         """Restore what :meth:`state_dict` returned."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(tensors={len(self.shapes)}, passes={self.passes})"
+
+
+class Compressor(ABC):
+    """A compression method: its hyperparameters, and a factory of its client and server sides.
+
+    :meth:`make_client` and :meth:`make_server` make the two sides for a model's parameters (any iterable of
+    tensors: shapes, dtypes and device are what they need). :meth:`setup` builds the server and K
+    clients inside this object, for a simulation of every client in one process; then
+    ``encode(k, grads)``, ``encode_pass(k, p)``, ``undelivered(k, blocks)`` and ``decode(blocks)``
+    drive them, with the server's broadcast handed to the clients as it would be sent.
+
+    A method that needs more than one channel pass per round (PowerSGD as published sends P, then Q
+    computed from the received P) has ``passes > 1``: after ``decode`` of pass p returns ``None``,
+    the loop collects ``encode_pass(k, p + 1)`` from every client, sends it, and decodes again; the
+    last pass's ``decode`` returns the gradient.
+    """
+
+    analog: ClassVar[bool] = True  # blocks add up over the air (False: digital, one link per client)
+    passes: int = 1  # channel passes per round
+
+    @abstractmethod
+    def make_client(self, params: Iterable[Tensor], index: int = 0) -> CompressorClient:
+        """Client ``index``'s side for a model with these parameters."""
+
+    @abstractmethod
+    def make_server(self, params: Iterable[Tensor]) -> CompressorServer:
+        """The server's side for a model with these parameters."""
+
+    # ---------------------------------------------------------- every client in one object (simulations)
+    def setup(self, params: Iterable[Tensor], num_clients: int) -> None:
+        """Build the server and ``num_clients`` clients here (a simulation of every client)."""
+        tensors = check_params(params)
+        num_clients = _check_index(num_clients, "num_clients")
+        if num_clients < 1:
+            raise ValueError("num_clients = 0 is out of range; expected an integer >= 1")
+        self.server = self.make_server(tensors)
+        self.clients = [self.make_client(tensors, k) for k in range(num_clients)]
+
+    def _side(self, client: object) -> CompressorClient:
+        if not hasattr(self, "clients"):
+            raise RuntimeError(f"{type(self).__name__}.setup(params, num_clients) must come before encode")
+        return self.clients[_check_index(client, "client", len(self.clients))]
+
+    def _server(self) -> CompressorServer:
+        if not hasattr(self, "server"):
+            raise RuntimeError(f"{type(self).__name__}.setup(params, num_clients) must come before decode")
+        return self.server
+
+    def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
+        """Client ``client``'s blocks for this round's first pass; updates its error feedback."""
+        side = self._side(client)
+        return side.encode(grads, self._server().broadcast())
+
+    def encode_many(self, clients: Sequence[int], grads: Sequence[Tensor]) -> list[list[Tensor]]:
+        """:meth:`encode` for several clients at once, ``grads[i]`` stacking their gradients of
+        parameter ``i`` as ``[len(clients), *shape]`` (the vectorised clients' layout). This default
+        encodes one client after another; a method may batch them (to float rounding)."""
+        return [self.encode(k, tuple(g[j] for g in grads)) for j, k in enumerate(clients)]
+
+    def encode_pass(self, client: int, pass_index: int) -> list[Tensor]:
+        """Client ``client``'s blocks for pass ``pass_index >= 1`` of this round (``passes > 1`` only)."""
+        side = self._side(client)
+        return side.encode_pass(pass_index, self._server().broadcast())
+
+    def undelivered(self, client: int, blocks: Sequence[Tensor]) -> None:
+        """Client ``client``'s ``blocks`` were not heard: its error feedback keeps them."""
+        self._side(client).undelivered(blocks)
+
+    def decode(
+        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
+    ) -> list[Tensor] | None:
+        """The server's gradient estimate (shaped like the parameters) from the mean blocks; ``None``
+        after a pass that is not the round's last (``passes > 1``)."""
+        return self._server().decode(blocks, noise_var)
+
+    def pass_shares(self) -> list[float]:
+        """The share of the round's energy budget each pass may spend (one per pass, summing to 1)."""
+        return self._server().pass_shares()
+
+    def energy_groups(self) -> tuple[list[int], float] | None:
+        """Blocks that share one energy budget (see :meth:`CompressorServer.energy_groups`)."""
+        return self._server().energy_groups()
+
+    def channel_uses(self) -> int:
+        """Real channel uses one client needs in the next round, all passes."""
+        return self._server().channel_uses()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The server's state and every client's (what :meth:`setup` built)."""
+        return {"server": self._server().state_dict(), "clients": [c.state_dict() for c in self.clients]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (after :meth:`setup` with the same arguments)."""
+        clients = state.get("clients") if isinstance(state, Mapping) else None
+        if not isinstance(clients, Sequence) or len(clients) != len(self.clients) or "server" not in state:
+            raise ValueError(
+                f"state must be a {type(self).__name__}.state_dict() of {len(self.clients)} clients, "
+                f"got one of {len(clients) if isinstance(clients, Sequence) else 'no'} clients"
+            )
+        self._server().load_state_dict(state["server"])
+        for side, saved in zip(self.clients, clients):
+            side.load_state_dict(saved)
+
+
+class DigitalClient(CompressorClient):
+    """A digital client: :meth:`encode` returns its message as the server decodes it (exact: the
+    link is error-free), and :meth:`message_bits` its size."""
+
+    bits: int = 0
+
+    def message_bits(self) -> int:
+        """Bits of the message :meth:`encode` last returned."""
+        return self.bits
+
+
+class DigitalServer(CompressorServer):
+    """The server of a digital method: it averages the delivered messages (one block per tensor)."""
+
+    analog: ClassVar[bool] = False
+
+    def block_sizes(self) -> list[int]:
+        return [int(torch.Size(s).numel()) for s in self.shapes]
+
+    def _decode(self, blocks: list[Tensor], noise_var: Tensor | None) -> list[Tensor]:
+        """The mean of the delivered messages, reshaped (override for a non-linear server step)."""
+        return [b.reshape(shape).clone() for b, shape in zip(blocks, self.shapes, strict=True)]
 
 
 class DigitalCompressor(Compressor):
-    """A compressor whose messages are bits on orthogonal links (not summable over the air).
+    """A method whose messages are bits on orthogonal links (not summable over the air).
 
     ``encode(k, grads)`` returns client k's message as the server reconstructs it (one flattened
     block per parameter tensor; exact, since the digital link is error-free) and records its size
@@ -106,23 +397,27 @@ class DigitalCompressor(Compressor):
 
     analog: ClassVar[bool] = False
 
-    def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
-        self.shapes = [p.shape for p in params]
-        self.bits = [0] * num_clients
+    def make_server(self, params: Iterable[Tensor]) -> CompressorServer:
+        return DigitalServer(params)
 
     def message_bits(self, client: int) -> int:
         """Bits of the message ``encode`` last returned for ``client``."""
-        return self.bits[client]
+        side = self._side(client)
+        assert isinstance(side, DigitalClient)
+        return side.message_bits()
 
-    def undelivered(self, client: int, message: Sequence[Tensor]) -> None:
-        """The link could not carry ``message`` (outage; the client knew and stayed silent): undo
-        what ``encode`` assumed was sent (error feedback keeps it for the next round)."""
 
-    def decode(
-        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
-    ) -> list[Tensor]:
-        """The mean of the delivered messages, reshaped (override for a non-linear server step)."""
-        return [b.reshape(shape) for b, shape in zip(blocks, self.shapes, strict=True)]
+class _ZSGDClient(CompressorClient):
+    def encode(self, grads: Sequence[Tensor], shared: Shared | None = None) -> list[Tensor]:
+        return [g.reshape(-1).clone() for g in self._checked(grads)]
+
+
+class _ZSGDServer(CompressorServer):
+    def block_sizes(self) -> list[int]:
+        return [int(torch.Size(s).numel()) for s in self.shapes]
+
+    def _decode(self, blocks: list[Tensor], noise_var: Tensor | None) -> list[Tensor]:
+        return [b.reshape(shape).clone() for b, shape in zip(blocks, self.shapes, strict=True)]
 
 
 class ZSGDCompressor(Compressor):
@@ -134,20 +429,19 @@ class ZSGDCompressor(Compressor):
     Example:
         >>> import torch
         >>> zsgd = ZSGDCompressor()
-        >>> zsgd.setup([torch.zeros(2, 3), torch.zeros(3)], num_clients=1)
-        >>> [b.shape for b in zsgd.encode(0, [torch.ones(2, 3), torch.ones(3)])]
+        >>> params = [torch.zeros(2, 3), torch.zeros(3)]
+        >>> client, server = zsgd.make_client(params), zsgd.make_server(params)
+        >>> [b.shape for b in client.encode([torch.ones(2, 3), torch.ones(3)])]
         [torch.Size([6]), torch.Size([3])]
-        >>> [g.shape for g in zsgd.decode([torch.ones(6), torch.ones(3)])]
+        >>> [g.shape for g in server.decode([torch.ones(6), torch.ones(3)])]
         [torch.Size([2, 3]), torch.Size([3])]
     """
 
-    def setup(self, params: Sequence[Tensor], num_clients: int) -> None:
-        self.shapes = [p.shape for p in params]
+    def make_client(self, params: Iterable[Tensor], index: int = 0) -> CompressorClient:
+        return _ZSGDClient(params, index)
 
-    def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
-        return [g.reshape(-1) for g in grads]
+    def make_server(self, params: Iterable[Tensor]) -> CompressorServer:
+        return _ZSGDServer(params)
 
-    def decode(
-        self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
-    ) -> list[Tensor]:
-        return [b.reshape(shape) for b, shape in zip(blocks, self.shapes, strict=True)]
+    def __repr__(self) -> str:
+        return "ZSGDCompressor()"

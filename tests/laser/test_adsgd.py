@@ -1,5 +1,9 @@
-"""ADSGDCompressor: exact identities in float64, and recovery checks for its two decoders."""
+"""ADSGDCompressor: exact identities in float64, recovery checks for its two decoders, and its two
+sides sharing one copy of the projections. The checks at the public calls, the no-aliasing test,
+separate sides against the façade and undelivered messages are in test_baselines.py, for every
+analog baseline, A-DSGD included."""
 
+import io
 import math
 from itertools import pairwise
 
@@ -10,6 +14,12 @@ from torch.testing import assert_close
 from laser.adsgd import ADSGDCompressor, amp_estimate, lmmse_estimate, sparsify
 
 F64 = torch.float64
+
+
+def _over_the_wire(obj):
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return torch.load(io.BytesIO(buffer.getvalue()))
 
 
 def _params():
@@ -50,17 +60,17 @@ def test_error_feedback_identity(generator):
         blocks = []
         for c in range(3):
             grads = _grads(generator, params)
-            before = [None if m is None else m.clone() for m in adsgd.memory[c]]
+            before = [None if m is None else m.clone() for m in adsgd.clients[c].memory]
             blocks.append(adsgd.encode(c, grads))
-            for b, proj in enumerate(adsgd.projections):
+            for b, proj in enumerate(adsgd.server.projections):
                 v = grads[b].reshape(-1) + (0 if before[b] is None else before[b])
                 message = sparsify(v, proj.k)
-                assert torch.equal(message + adsgd.memory[c][b], v)
-                assert torch.equal(adsgd.memory[c][b], v - message)
+                assert torch.equal(message + adsgd.clients[c].memory[b], v)
+                assert torch.equal(adsgd.clients[c].memory[b], v - message)
                 assert int((message != 0).sum()) == proj.k
                 assert_close(blocks[c][b], proj.a @ message)
         adsgd.decode([torch.stack(b).mean(0) for b in zip(*blocks)])
-    assert all(m is not None and m.abs().sum() > 0 for client in adsgd.memory for m in client)
+    assert all(m is not None and m.abs().sum() > 0 for client in adsgd.clients for m in client.memory)
 
 
 def test_linearity_mean_of_blocks_is_projection_of_mean_message(generator):
@@ -69,7 +79,7 @@ def test_linearity_mean_of_blocks_is_projection_of_mean_message(generator):
     adsgd.setup(params, num_clients=2)
     grads = [_grads(generator, params) for _ in range(2)]
     blocks = [adsgd.encode(c, grads[c]) for c in range(2)]
-    for b, proj in enumerate(adsgd.projections):
+    for b, proj in enumerate(adsgd.server.projections):
         messages = [sparsify(grads[c][b].reshape(-1), proj.k) for c in range(2)]
         assert_close((blocks[0][b] + blocks[1][b]) / 2, proj.a @ ((messages[0] + messages[1]) / 2))
 
@@ -83,9 +93,12 @@ def test_channel_uses_and_sparsity(generator, fraction):
     dims = [p.numel() for p in params]
     expected = [max(1, math.floor(fraction * d)) for d in dims]
     assert [b.shape for b in blocks] == [torch.Size([s]) for s in expected]
-    assert adsgd.channel_uses() == sum(expected)
-    assert [proj.k for proj in adsgd.projections] == [max(1, math.floor(fraction * d / 2)) for d in dims]
-    assert [proj.a.shape for proj in adsgd.projections] == [
+    assert adsgd.channel_uses() == adsgd.server.channel_uses() == sum(expected)
+    assert adsgd.server.block_sizes() == expected
+    assert [proj.k for proj in adsgd.server.projections] == [
+        max(1, math.floor(fraction * d / 2)) for d in dims
+    ]
+    assert [proj.a.shape for proj in adsgd.server.projections] == [
         torch.Size([s, d]) for s, d in zip(expected, dims)
     ]
 
@@ -96,8 +109,8 @@ def test_shared_matrix_statistics():
     one, same, other = ADSGDCompressor(), ADSGDCompressor(), ADSGDCompressor(seed=1)
     for c in (one, same, other):
         c.setup(params, num_clients=1)
-    a = one.projections[0].a
-    assert torch.equal(a, same.projections[0].a) and not torch.equal(a, other.projections[0].a)
+    a = one.server.projections[0].a
+    assert torch.equal(a, same.server.projections[0].a) and not torch.equal(a, other.server.projections[0].a)
     s, n = a.shape[0], a.numel()
     # sample mean and variance of n entries: standard errors sqrt(1/(s n)) and sqrt(2/n)/s; 6 sigma
     assert abs(float(a.mean())) < 6 / math.sqrt(s * n)
@@ -112,7 +125,7 @@ def test_full_measurements_noiseless_lmmse_is_exact(generator):
     grads = [_grads(generator, params) for _ in range(3)]
     blocks = [adsgd.encode(c, grads[c]) for c in range(3)]
     decoded = adsgd.decode([torch.stack(b).mean(0) for b in zip(*blocks)], noise_var=[0.0, 0.0, 0.0])
-    for b, proj in enumerate(adsgd.projections):
+    for b, proj in enumerate(adsgd.server.projections):
         mean_message = torch.stack([sparsify(grads[c][b].reshape(-1), proj.k) for c in range(3)]).mean(0)
         assert_close(decoded[b].reshape(-1), mean_message, rtol=0, atol=1e-9)
         assert decoded[b].shape == params[b].shape
@@ -125,7 +138,7 @@ def test_lmmse_with_noise_beats_linear_alternatives(generator):
     d = 200
     adsgd = ADSGDCompressor(fraction=1.0)
     adsgd.setup([torch.zeros(d, dtype=F64)], num_clients=1)
-    proj = adsgd.projections[0]
+    proj = adsgd.server.projections[0]
     x = _sparse(generator, d, 40)
     errors = []
     for noise_var in [1e-1, 1e-2, 1e-3, 1e-4]:
@@ -166,7 +179,7 @@ def _recovery_setup(generator):
     adsgd = {name: ADSGDCompressor(fraction=0.4, decoder=name) for name in ("lmmse", "amp")}
     for c in adsgd.values():
         c.setup([torch.zeros(400, dtype=F64)], num_clients=1)
-    return adsgd, adsgd["amp"].projections[0].a, _sparse(generator, 400, 10)
+    return adsgd, adsgd["amp"].server.projections[0].a, _sparse(generator, 400, 10)
 
 
 @pytest.mark.parametrize("noise_var", [0.0, 1e-10])
@@ -188,7 +201,7 @@ def test_amp_falls_back_to_lmmse_when_it_diverges(generator):
         c.setup(params, num_clients=2)
     grads = [_grads(generator, params) for _ in range(2)]
     y = torch.stack([adsgd["amp"].encode(c, grads[c])[0] for c in range(2)]).mean(0)
-    proj = adsgd["amp"].projections[0]
+    proj = adsgd["amp"].server.projections[0]
     assert amp_estimate(y, proj.a, iterations=30) is None
     expected = lmmse_estimate(y, proj.a, proj.u, proj.lam, 0.01)
     assert torch.equal(adsgd["amp"].decode([y], noise_var=[0.01])[0], expected)
@@ -220,17 +233,24 @@ def test_state_dict_round_trip_continues_identically(generator):
         run(first, grads)
     second = ADSGDCompressor(fraction=0.25, decoder="amp")
     second.setup(params, num_clients=2)
-    second.load_state_dict(first.state_dict())
+    second.load_state_dict(_over_the_wire(first.state_dict()))
     for grads in rounds[2:]:
         (blocks_1, out_1), (blocks_2, out_2) = run(first, grads), run(second, grads)
         assert all(torch.equal(u, v) for bu, bv in zip(blocks_1, blocks_2) for u, v in zip(bu, bv))
         assert all(torch.equal(u, v) for u, v in zip(out_1, out_2))
-    assert all(torch.equal(u, v) for cu, cv in zip(first.memory, second.memory) for u, v in zip(cu, cv))
+    assert all(
+        torch.equal(u, v)
+        for cu, cv in zip(first.clients, second.clients)
+        for u, v in zip(cu.memory, cv.memory)
+    )
+    assert first.state_dict()["server"] == {}
 
 
 def test_too_large_projection_raises():
     with pytest.raises(ValueError, match=r"400000 entries .*smaller model or a lower fraction"):
         ADSGDCompressor(max_projection_entries=399_999).setup([torch.zeros(200, 10)], num_clients=1)
+    with pytest.raises(ValueError, match=r"400000 entries"):
+        ADSGDCompressor(max_projection_entries=399_999).make_client([torch.zeros(200, 10)])
     ADSGDCompressor(max_projection_entries=400_000).setup([torch.zeros(200, 10)], num_clients=1)
 
 
@@ -242,10 +262,11 @@ def test_too_large_projection_raises():
         ({"decoder": "omp"}, "decoder"),
         ({"amp_iterations": 0}, "amp_iterations"),
         ({"max_projection_entries": 0}, "max_projection_entries"),
+        ({"seed": 0.5}, "seed"),
     ],
 )
 def test_invalid_arguments_are_rejected(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises((ValueError, TypeError), match=name):
         ADSGDCompressor(**kwargs)
 
 
@@ -254,3 +275,54 @@ def test_invalid_noise_var_is_rejected():
     adsgd.setup([torch.zeros(10, dtype=F64)], num_clients=1)
     with pytest.raises(ValueError, match="noise_var"):
         adsgd.decode([torch.ones(5, dtype=F64)], noise_var=[-1.0])
+
+
+def test_the_sides_of_one_method_share_one_copy_of_the_projections(generator):
+    """The server and every client hold the same read-only tensors, computed once per method object
+    and parameter layout; another method object (another process) computes equal ones."""
+    params = _params()
+    adsgd = ADSGDCompressor(fraction=0.25)
+    adsgd.setup(params, num_clients=3)
+    sides = [adsgd.server, *adsgd.clients, adsgd.make_client(iter(params), 3)]
+    for b in range(len(params)):
+        assert all(side.projections[b] is adsgd.server.projections[b] for side in sides)
+        assert all(side.projections[b].a is adsgd.server.projections[b].a for side in sides)
+    adsgd.setup([p.clone() for p in params], num_clients=2)  # the same layout: the cache serves it
+    assert adsgd.server.projections[0].a is sides[0].projections[0].a
+    as_float32 = adsgd.projections([p.float() for p in params])  # another dtype: its own, in float32
+    assert as_float32[0].a.dtype == torch.float32 and as_float32[0].a is not sides[0].projections[0].a
+    other = ADSGDCompressor(fraction=0.25).make_server(params)
+    assert other.projections[0].a is not sides[0].projections[0].a
+    assert all(
+        torch.equal(x.a, y.a) and torch.equal(x.u, y.u) and torch.equal(x.lam, y.lam) and x.k == y.k
+        for x, y in zip(other.projections, sides[0].projections, strict=True)
+    )
+    grads = _grads(generator, params)
+    assert all(
+        torch.equal(x, y) for x, y in zip(adsgd.encode(0, grads), adsgd.make_client(params).encode(grads))
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_parameters_are_refused(dtype):
+    """The eigendecomposition needs float32 or float64."""
+    params = [torch.zeros(10, 4), torch.zeros(3, dtype=dtype)]
+    for make in (
+        lambda c: c.setup(params, num_clients=1),
+        lambda c: c.make_client(params),
+        lambda c: c.make_server(params),
+    ):
+        with pytest.raises(
+            TypeError, match=rf"params\[1\] has dtype {dtype}; this compressor needs float32 or float64"
+        ):
+            make(ADSGDCompressor())
+
+
+def test_the_server_needs_no_state_and_broadcasts_nothing(generator):
+    params = _params()
+    adsgd = ADSGDCompressor(fraction=0.25)
+    adsgd.setup(params, num_clients=1)
+    assert adsgd.server.broadcast() == {} and adsgd.server.state_dict() == {}
+    blocks = adsgd.clients[0].encode(_grads(generator, params))  # no broadcast needed
+    assert [b.numel() for b in blocks] == adsgd.server.block_sizes()
+    assert adsgd.clients[0].state_dict().keys() == {"memory"}

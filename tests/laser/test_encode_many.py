@@ -39,9 +39,9 @@ def test_encode_many_is_encode_client_by_client(generator, passes, exponent):
         for x, y in zip(out_one, out_many, strict=True):
             torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)
         for k in clients:
-            for x, y in zip(one.memory[k], many.memory[k], strict=True):
+            for x, y in zip(one.clients[k].memory, many.clients[k].memory, strict=True):
                 torch.testing.assert_close(y, x, rtol=1e-12, atol=1e-12)
-        assert all(m is None for m in many.memory[1])  # a client not in the batch is untouched
+        assert all(m is None for m in many.clients[1].memory)  # a client not in the batch is untouched
 
 
 def test_the_default_encode_many_loops_over_encode(generator):

@@ -26,8 +26,8 @@ def _grads(generator, params):
 def _error_compensated(laser, client, grads):
     """M = memory + gradient for every compressed tensor (before encode changes the memory)."""
     out = {}
-    for gi, group in enumerate(laser.groups):
-        memory = laser.memory[client][gi]
+    for gi, group in enumerate(laser.server.groups):
+        memory = laser.clients[client].memory[gi]
         for j, i in enumerate(group.indices):
             m = grads[i].reshape(group.m, group.n)
             out[i] = m if memory is None else m + memory[j]
@@ -41,19 +41,19 @@ def test_error_feedback_identity(generator, rank):
     laser = LaserCompressor(rank=rank)
     laser.setup(params, num_clients=3)
     for _ in range(4):
-        even = laser.step % 2 == 0
+        even = laser.server.step % 2 == 0
         blocks, targets = [], []
         for k in range(3):
             grads = _grads(generator, params)
             targets.append(_error_compensated(laser, k, grads))
             blocks.append(laser.encode(k, grads))
         for k in range(3):
-            for gi, group in enumerate(laser.groups):
-                a = laser.queries()[gi]
+            for gi, group in enumerate(laser.server.groups):
+                a = laser.server.queries()[gi]
                 for j, i in enumerate(group.indices):
                     x = blocks[k][i].reshape(group.n if even else group.m, group.rank)
                     approx = a[j] @ x.T if even else x @ a[j].T
-                    assert_close(approx + laser.memory[k][gi][j], targets[k][i])
+                    assert_close(approx + laser.clients[k].memory[gi][j], targets[k][i])
         laser.decode([torch.stack(b).mean(0) for b in zip(*blocks)])
 
 
@@ -72,8 +72,10 @@ def test_linearity_decoded_mean_equals_compression_of_the_mean(generator):
         reference = one.decode(one.encode(0, mean_grads))
         for d, r in zip(decoded, reference):
             assert_close(d, r)
-        for gi in range(len(one.groups)):
-            assert_close(torch.stack([many.memory[k][gi] for k in range(5)]).mean(0), one.memory[0][gi])
+        for gi in range(len(one.server.groups)):
+            assert_close(
+                torch.stack([many.clients[k].memory[gi] for k in range(5)]).mean(0), one.clients[0].memory[gi]
+            )
 
 
 def test_exact_recovery_of_a_rank_r_matrix(generator):
@@ -85,7 +87,7 @@ def test_exact_recovery_of_a_rank_r_matrix(generator):
     laser = LaserCompressor(rank=r)
     laser.setup([torch.zeros(m, n, dtype=F64)], num_clients=1)
     laser.decode(laser.encode(0, [target]))  # round 0: memory holds the residual
-    laser.memory[0] = [None]  # feed the same matrix again, no memory
+    laser.clients[0].memory = [None]  # feed the same matrix again, no memory
     decoded = laser.decode(laser.encode(0, [target]))[0]
     assert_close(decoded, target)
 
@@ -94,7 +96,7 @@ def test_query_factors_are_orthonormal_and_shared(generator):
     laser = LaserCompressor(rank=4)
     laser.setup(_params(), num_clients=2)
     for _ in range(3):
-        for a in laser.queries():
+        for a in laser.server.queries():
             eye = torch.eye(a.shape[-1], dtype=F64).expand(a.shape[0], -1, -1)
             assert_close(a.transpose(1, 2) @ a, eye)
         blocks = [laser.encode(k, _grads(generator, _params())) for k in range(2)]
@@ -102,8 +104,9 @@ def test_query_factors_are_orthonormal_and_shared(generator):
     # the initial factors come from the seed alone: the same for any number of clients
     other = LaserCompressor(rank=4)
     other.setup(_params(), num_clients=7)
-    for g, h in zip(_fresh(4).groups, other.groups, strict=True):
-        assert torch.equal(g.p, h.p) and torch.equal(g.q, h.q)
+    fresh = _fresh(4).server
+    for p, q, p2, q2 in zip(fresh.p, fresh.q, other.server.p, other.server.q, strict=True):
+        assert torch.equal(p, p2) and torch.equal(q, q2)
 
 
 def _fresh(rank):
@@ -124,7 +127,7 @@ def test_uncompressed_tensors_are_sent_raw_without_memory(generator):
     laser.setup(params, num_clients=1)
     grads = _grads(generator, params)
     blocks = laser.encode(0, grads)
-    assert laser.uncompressed == [3]
+    assert laser.server.uncompressed == [3]
     assert torch.equal(blocks[3], grads[3])
     assert_close(laser.decode(blocks)[3], grads[3])
 
@@ -132,8 +135,8 @@ def test_uncompressed_tensors_are_sent_raw_without_memory(generator):
 def test_channel_uses_alternate_between_the_two_factors():
     laser = _fresh(4)
     # even: n*r per compressed tensor (27*4 + 2*40*4), odd: m*r (16*4 + 2*10*4); bias 7 always
-    assert laser.channel_uses(0) == 27 * 4 + 2 * 40 * 4 + 7
-    assert laser.channel_uses(1) == 16 * 4 + 2 * 10 * 4 + 7
+    assert laser.server.channel_uses(0) == 27 * 4 + 2 * 40 * 4 + 7
+    assert laser.server.channel_uses(1) == 16 * 4 + 2 * 10 * 4 + 7
 
 
 def test_the_min_compression_rate_rule():
@@ -174,7 +177,7 @@ def test_full_rank_on_a_square_matrix_is_exact_every_round(generator):
     for _ in range(3):
         g = torch.randn(6, 6, generator=generator, dtype=F64)
         assert_close(laser.decode(laser.encode(0, [g]))[0], g)
-        assert_close(laser.memory[0][0], torch.zeros(1, 6, 6, dtype=F64))
+        assert_close(laser.clients[0].memory[0], torch.zeros(1, 6, 6, dtype=F64))
 
 
 def test_memory_is_the_local_residual_and_the_noisy_factor_is_the_next_query(generator):
@@ -184,27 +187,29 @@ def test_memory_is_the_local_residual_and_the_noisy_factor_is_the_next_query(gen
     laser = LaserCompressor(rank=2)
     laser.setup(params, num_clients=2)
     for _ in range(4):
-        even = laser.step % 2 == 0
-        expected_queries = [orthogonalize(g.p if even else g.q) for g in laser.groups]  # independently
+        even = laser.server.step % 2 == 0
+        expected_queries = [
+            orthogonalize(p if even else q) for p, q in zip(laser.server.p, laser.server.q)
+        ]  # independently
         grads = [_grads(generator, params) for _ in range(2)]
         targets = [_error_compensated(laser, k, g) for k, g in enumerate(grads)]
         blocks = [laser.encode(k, g) for k, g in enumerate(grads)]
         for k in range(2):
-            for gi, group in enumerate(laser.groups):
+            for gi, group in enumerate(laser.server.groups):
                 a = expected_queries[gi]
                 for j, i in enumerate(group.indices):
                     m = targets[k][i]
                     residual = m - a[j] @ a[j].T @ m if even else m - m @ a[j] @ a[j].T
-                    assert_close(laser.memory[k][gi][j], residual)
+                    assert_close(laser.clients[k].memory[gi][j], residual)
         noisy = [
             torch.stack(b).mean(0) + 0.3 * torch.randn(b[0].shape, generator=generator, dtype=F64)
             for b in zip(*blocks)
         ]
         laser.decode(noisy)
-        for gi, group in enumerate(laser.groups):
+        for gi, group in enumerate(laser.server.groups):
             side = group.n if even else group.m
             y = torch.stack([noisy[i].reshape(side, group.rank) for i in group.indices])
-            assert_close(laser.queries()[gi], orthogonalize(y))
+            assert_close(laser.server.queries()[gi], orthogonalize(y))
 
 
 def test_a_factor_received_as_zero_does_not_silence_rank_one_forever(generator):
@@ -233,7 +238,7 @@ def test_powersgd_recovers_a_rank_r_matrix_in_one_round(generator):
     c.setup([torch.zeros(m, n, dtype=F64)], num_clients=1)
     (decoded,) = _powersgd_round(c, [[target]])
     assert_close(decoded, target)
-    assert float(c.memory[0][0].abs().max()) < 1e-10
+    assert float(c.clients[0].memory[0].abs().max()) < 1e-10
 
 
 def test_powersgd_error_feedback_and_linearity(generator):
@@ -249,12 +254,12 @@ def test_powersgd_error_feedback_and_linearity(generator):
         for d, ref in zip(decoded, reference):
             assert_close(d, ref)
         # the memory is the client's own residual M_k - P^ Q_k^T, with P^ the shared orthonormal factor
-        for gi, group in enumerate(many.groups):
-            p_hat = many.groups[gi].p
+        for gi, group in enumerate(many.server.groups):
+            p_hat = many.server.p[gi]
             for k in range(4):
                 for j, i in enumerate(group.indices):
                     q_k = wanted[k][i].T @ p_hat[j]
-                    assert_close(p_hat[j] @ q_k.T + many.memory[k][gi][j], wanted[k][i])
+                    assert_close(p_hat[j] @ q_k.T + many.clients[k].memory[gi][j], wanted[k][i])
 
 
 def test_powersgd_channel_uses_and_energy_shares():
@@ -268,7 +273,7 @@ def test_powersgd_channel_uses_and_energy_shares():
     two.setup([torch.zeros(20, 30)], num_clients=1)
     one = LaserCompressor(rank=4, min_compression_rate=4.0)
     one.setup([torch.zeros(20, 30)], num_clients=1)
-    assert (two.compressed, one.compressed) == ([], [0])
+    assert (two.server.compressed, one.server.compressed) == ([], [0])
 
 
 def test_powersgd_cannot_be_saved_between_its_passes(generator):
@@ -290,11 +295,13 @@ def test_exponent_sends_columns_as_blocks_and_decodes_the_same(generator):
         a, b = plain.encode(0, grads), split.encode(0, grads)
         labels, exponent = split.energy_groups()
         assert exponent == 1.0 and len(labels) == len(b)
-        assert labels == [i for i in range(len(params)) for _ in range(3 if i in split.compressed else 1)]
+        assert labels == [
+            i for i in range(len(params)) for _ in range(3 if i in split.server.compressed else 1)
+        ]
         assert [x.numel() for x in b] == [
-            x.numel() // (3 if i in split.compressed else 1)
+            x.numel() // (3 if i in split.server.compressed else 1)
             for i, x in enumerate(a)
-            for _ in range(3 if i in split.compressed else 1)
+            for _ in range(3 if i in split.server.compressed else 1)
         ]
         for x, y in zip(plain.decode(a), split.decode(b)):
             assert_close(x, y)
