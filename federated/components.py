@@ -11,7 +11,7 @@ from channels import FadingChannel
 from channels.fading import PathLoss, RayleighFading, RicianFading, TDLFading
 from channels.power_control import POWER_CONTROL
 from federated.config import ChannelConfig, CompressorConfig
-from laser import Compressor, LaserCompressor, ZSGDCompressor
+from laser import Compressor, LaserCompressor, WarmUp, ZSGDCompressor
 from laser.adsgd import ADSGDCompressor
 from laser.baselines import CountSketchCompressor, RandomKCompressor, SignumCompressor
 from laser.digital import (
@@ -113,7 +113,9 @@ def split_seed(seed: int) -> Streams:
 
 
 def build_compressor(config: CompressorConfig, seed: int) -> Compressor:
-    return COMPRESSORS[config.name](config, seed)
+    """The compression method of ``config`` (with its warm-up rounds, if any)."""
+    method = COMPRESSORS[config.name](config, seed)
+    return WarmUp(method, config.warmup_rounds) if config.warmup_rounds > 0 else method
 
 
 def build_channel(config: ChannelConfig, seed: int, device: torch.device) -> FadingChannel:

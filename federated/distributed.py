@@ -35,12 +35,7 @@ __all__ = [
     "free_port",
     "check_shardable",
     "launch",
-    "PER_CLIENT_RANDOM",
 ]
-
-# compressors that draw each client's randomness in turn from one generator: a process that skips
-# the other clients would draw differently (QSGD, natural compression and dithering round at random)
-PER_CLIENT_RANDOM = ("qsgd", "natural", "natural_dithering", "topk_dithering")
 
 
 def world_size_from_env() -> int:
@@ -62,14 +57,6 @@ def check_shardable(config: Config, world: int) -> None:
             "clients.num_clients",
             config.clients.num_clients,
             f"at least as many clients as processes ({world})",
-        )
-    if config.compressor.name in PER_CLIENT_RANDOM:
-        raise ConfigError(
-            "compressor.name",
-            config.compressor.name,
-            "with clients split over processes, a compressor without per-client random rounding (not "
-            + ", ".join(PER_CLIENT_RANDOM)
-            + ")",
         )
     if config.downlink.snr_db is not None:
         raise ConfigError(

@@ -22,8 +22,8 @@ from federated.downlink import NoisyDownlink
 from federated.history import History
 from federated.models import build_model
 from federated.optim import WeightEMA, build_optimizer, build_scheduler
-from federated.uplink import channel_record, transmit
 from federated.vectorized import VectorizedClients, vmap_supported
+from laser import NonFiniteGradientError, RoundResult, transmit_blocks
 
 __all__ = ["Simulation", "NonFiniteError", "resolve_device"]
 
@@ -50,6 +50,26 @@ def _check_finite(name: str, value: Tensor, round_: int) -> None:
         )
 
 
+def channel_record(result: RoundResult) -> dict[str, object]:
+    """The per-round channel log over all passes of a round: each client's energy (max and mean),
+    channel uses, the mean and per-block effective noise variance, the clients heard, bits."""
+    passes = result.passes
+    energy = result.energy_used
+    uses = result.channel_uses
+    noise_energy = sum(r.noise_energy for r in passes)
+    record = {
+        "energy_max": float(energy.max()),
+        "energy_mean": float(energy.mean()),
+        "channel_uses": uses,
+        "noise_var_mean": noise_energy / uses if uses else 0.0,
+        "noise_var": [float(v) for v in result.noise_var],
+        "active_clients": int(result.active.sum()),
+    }
+    if passes[0].bits is not None:
+        record["bits_mean"] = float(passes[0].bits.mean())
+    return record
+
+
 class Simulation:
     """One run's state (task, model, server optimizer, compressor, channel, generators, the rounds
     done and their history) and its round. :meth:`state_dict` holds everything needed to continue
@@ -64,7 +84,7 @@ class Simulation:
         (0, True)
     """
 
-    STATE_FORMAT = 1  # bumped when the layout of state_dict changes
+    STATE_FORMAT = 2  # bumped when the layout of state_dict changes
 
     def __init__(
         self, config: Config, device: torch.device | None = None, shard: Shard | None = None
@@ -139,6 +159,17 @@ class Simulation:
         """The client's micro-batches of this round (drawing them advances the task's data stream)."""
         return [self.task.batch(client) for _ in range(self.config.clients.accumulation_steps)]
 
+    def _encode(self, client: int, grads: Sequence[Tensor], t: int) -> list[Tensor]:
+        """Client ``client``'s blocks for this round (a non-finite gradient ends the run, diverged)."""
+        try:
+            return self.compressor.encode(client, grads)
+        except NonFiniteGradientError:
+            raise NonFiniteError(
+                f"round {t}: client {client}'s gradient is not finite (NaN or inf); the run stopped here "
+                "(a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can make training "
+                "diverge)"
+            ) from None
+
     @property
     def main_process(self) -> bool:
         """Whether this process evaluates and writes the run (process 0, or the only one)."""
@@ -198,7 +229,7 @@ class Simulation:
             loss, grads = self.client_gradient(k)
             if k == 0 and self.buffers:
                 kept = [b.clone() for b in self.buffers]
-            client_blocks.append(self.compressor.encode(k, grads))
+            client_blocks.append(self._encode(k, grads, t))
             losses.append(loss)
         if batches:
             losses, client_blocks = self._vectorized_round(local, batches)
@@ -213,10 +244,21 @@ class Simulation:
         train_loss = train_loss / num_clients
         _check_finite("training loss", train_loss, t)
 
-        # --- uplink (energy split across blocks, over-the-air mean of each block), server decodes
-        g_hat, passes = transmit(
-            self.compressor, self.channel, client_blocks, config, self.budget_scale, shard
+        # --- uplink (energy split across blocks, over-the-air mean of each pass), server decodes
+        power, compressor = config.power, self.compressor
+        result = transmit_blocks(
+            self.channel,
+            compressor.server,
+            [compressor.clients[k] for k in local],
+            client_blocks,
+            energy=power.energy,
+            snr_db=power.snr_db,
+            allocation=power.allocation,
+            budget_scale=self.budget_scale,
+            keep_unheard=config.compressor.keep_unheard,
+            processes=shard,
         )
+        g_hat = result.gradient
         # --- server: step on the decoded gradient, broadcast; a float64 sum is finite iff every entry
         # is (float32 gradients cannot overflow it), and it needs no copy of the model-sized gradient
         _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
@@ -230,7 +272,7 @@ class Simulation:
         if self.ema is not None:
             self.ema.update(self.model)
 
-        record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(passes)}
+        record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(result)}
         if ((t + 1) % config.eval_every == 0 or t + 1 == config.rounds) and self.main_process:
             record.update(self.task.evaluate(self.model, self.autocast))
             if self.ema is not None:

@@ -1,12 +1,26 @@
-"""LASER and its baselines: compressors, error feedback and power allocation (the encoding side).
+"""LASER and its baselines: the encoding side of over-the-air federated learning.
 
-Imports nothing from ``channels`` or ``federated``.
+A compressor is a method (:class:`Compressor`) with two sides: one per client
+(:class:`CompressorClient`: encodes, keeps its error-feedback memory) and the server's
+(:class:`CompressorServer`: decodes, keeps the shared state and broadcasts it). Power allocation
+splits a client's energy over its blocks; :func:`transmit_round` sends a whole round of any
+compressor through a ``channels`` channel (the one place ``laser`` imports ``channels``; it never
+imports ``federated``).
 """
 
 from laser.adsgd import ADSGDCompressor
-from laser.allocation import ALLOCATIONS, allocate_energy
+from laser.allocation import ALLOCATIONS, allocate_energy, allocate_grouped_energy
 from laser.baselines import CountSketchCompressor, RandomKCompressor, SignumCompressor
-from laser.compressor import Compressor, DigitalCompressor, ZSGDCompressor
+from laser.compressor import (
+    Compressor,
+    CompressorClient,
+    CompressorServer,
+    DigitalClient,
+    DigitalCompressor,
+    DigitalServer,
+    NonFiniteGradientError,
+    ZSGDCompressor,
+)
 from laser.digital import (
     NaturalCompressor,
     NaturalDitheringCompressor,
@@ -15,15 +29,25 @@ from laser.digital import (
     TopKCompressor,
     TopKDitheringCompressor,
 )
-from laser.lowrank import LaserCompressor, is_compressed, matrix_view, orthogonalize
+from laser.lowrank import LaserClient, LaserCompressor, LaserServer, is_compressed, matrix_view, orthogonalize
+from laser.ota import PassRecord, RoundResult, transmit_blocks, transmit_round
+from laser.warmup import WarmUp
 
 __all__ = [
     "ALLOCATIONS",
     "allocate_energy",
+    "allocate_grouped_energy",
     "Compressor",
+    "CompressorClient",
+    "CompressorServer",
     "DigitalCompressor",
+    "DigitalClient",
+    "DigitalServer",
+    "NonFiniteGradientError",
     "ZSGDCompressor",
     "LaserCompressor",
+    "LaserClient",
+    "LaserServer",
     "is_compressed",
     "matrix_view",
     "orthogonalize",
@@ -37,4 +61,9 @@ __all__ = [
     "NaturalDitheringCompressor",
     "TopKDitheringCompressor",
     "SignSGDCompressor",
+    "PassRecord",
+    "RoundResult",
+    "transmit_round",
+    "transmit_blocks",
+    "WarmUp",
 ]

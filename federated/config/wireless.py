@@ -56,6 +56,12 @@ class CompressorConfig:
     exponent: float | None = None  # laser, powersgd: split a factor's energy over its columns ~ norm^exponent
     fraction: float = 0.1  # randomk, sketch, adsgd, topk, topk_dithering: share of each tensor's entries sent
     error_feedback: bool | None = None  # randomk, sketch, topk, topk_dithering: null = the method's default
+    # error feedback keeps what the channel did not hear: a client the power control silenced (or
+    # whose budget was 0) in a block of the round's last pass gets it back into its memory
+    keep_unheard: bool = False
+    # the first rounds uncompressed (every client sends its whole gradient, no error feedback), then
+    # the method: PyTorch PowerSGD's start_powerSGD_iter; analog methods only
+    warmup_rounds: int = 0
     unbiased: bool = False  # randomk: scale the decoded values by d / K
     levels: int = 8  # qsgd, natural_dithering, topk_dithering: quantisation levels s
     momentum: float = 0.0  # signum, signsgd: client momentum beta before taking signs
@@ -83,6 +89,12 @@ class CompressorConfig:
         _check(self.levels >= 1, "levels", self.levels, "an integer >= 1")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
         _check(self.amp_iterations >= 1, "amp_iterations", self.amp_iterations, "an integer >= 1")
+        _check(
+            self.warmup_rounds >= 0 and (self.warmup_rounds == 0 or self.analog),
+            "warmup_rounds",
+            self.warmup_rounds,
+            "an integer >= 0, and 0 for a digital method (its warm-up would not be over the air)",
+        )
 
     @property
     def analog(self) -> bool:

@@ -11,7 +11,7 @@ from federated import load_config
 from federated.components import client_budget_scales
 from federated.downlink import NoisyDownlink
 from federated.train import train
-from federated.uplink import uplink
+from laser import ZSGDCompressor, transmit_round
 
 
 def _config(tmp_path, *overrides):
@@ -91,10 +91,19 @@ def test_heterogeneous_budgets_cap_each_client_at_its_own_budget():
     scales = client_budget_scales(20.0, 16, seed=3)
     assert bool(((scales >= 0.1) & (scales <= 10.0)).all()) and float(scales.max() / scales.min()) > 10
     g = torch.Generator().manual_seed(0)
-    blocks = [
+    grads = [
         [torch.randn(9, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)]
         for _ in range(16)
     ]
-    out = uplink(AWGNChannel(1.0, generator=g), blocks, energy=50.0, budget_scale=scales)
+    zsgd, params = ZSGDCompressor(), grads[0]
+    clients = [zsgd.make_client(params, k) for k in range(16)]
+    out = transmit_round(
+        AWGNChannel(1.0, generator=g),
+        zsgd.make_server(params),
+        clients,
+        grads,
+        energy=50.0,
+        budget_scale=scales,
+    )
     assert bool((out.energy_used <= 50.0 * scales * (1 + 1e-9)).all())
     assert float((out.energy_used / (50.0 * scales)).max()) == pytest.approx(1.0, abs=0.5)  # someone is tight

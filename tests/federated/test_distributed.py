@@ -39,7 +39,6 @@ def test_shards_are_contiguous_and_cover_every_client_once():
 @pytest.mark.parametrize(
     "overrides, words",
     [
-        (["compressor.name=qsgd"], "compressor.name"),
         (["downlink.snr_db=20"], "downlink.snr_db"),
         (["clients.num_clients=1"], "clients.num_clients"),
     ],
@@ -60,11 +59,12 @@ CASES = {
     ],
     # two channel passes per round (encode_pass on each process's clients), heterogeneous budgets
     "powersgd_spread": ["compressor.name=powersgd", "power.spread_db=6", "power.energy=1000"],
-    # digital links: gathered bit counts, delivered messages summed, undelivered ones kept in memory
-    "topk_digital": [
-        "compressor.name=topk",
+    # digital links: gathered bit counts, delivered messages summed, undelivered ones kept in memory;
+    # random rounding from each client's own generator, wherever the client is computed
+    "topk_dithering_digital": [
+        "compressor.name=topk_dithering",
         "compressor.fraction=0.05",
-        "power.energy=30000",
+        "power.energy=10000",
         "power.spread_db=10",
     ],
 }

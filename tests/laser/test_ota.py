@@ -1,4 +1,5 @@
-"""The round's uplink: budget split, per-client energy, decoded blocks (DESIGN.md section 4)."""
+"""One over-the-air round (laser.ota): the budget split, per-client energy and decoded blocks of a
+pass; the public round call for a compressor's client and server sides."""
 
 import math
 
@@ -6,7 +7,23 @@ import torch
 from torch.testing import assert_close
 
 from channels import AWGNChannel
-from federated.uplink import uplink
+from laser.ota import _analog_pass
+
+
+def uplink(channel, client_blocks, *, energy=None, snr_db=None, groups=None):
+    """One analog pass of ``client_blocks`` (the unit under test), its record."""
+    record, _ = _analog_pass(
+        channel,
+        client_blocks,
+        energy=energy,
+        snr_db=snr_db,
+        allocation="norm",
+        budget_scale=None,
+        groups=groups,
+        processes=None,
+    )
+    return record
+
 
 F64 = torch.float64
 

@@ -1,0 +1,389 @@
+"""One over-the-air round of a compressor: encode, split the energy, transmit every pass, decode.
+
+:func:`transmit_round` is the public call for any compressor and any ``channels`` channel: it takes
+each participating client's gradient (tensors in parameter order), encodes it with the client's
+side, sends each channel pass of the method through the channel (one channel realization per pass,
+the blocks one after another in its channel uses, each client's budget split over the blocks),
+decodes with the server's side, and returns the decoded tensors with a record of what the round
+cost (:class:`RoundResult`). :func:`transmit_blocks` starts from blocks already encoded, for loops
+that encode each client as soon as its gradient exists (no K gradients held at once); the round
+loop of ``federated`` uses it. A digital method's messages go on orthogonal links instead
+(:func:`channels.digital.digital_link`), averaged exactly as they arrive.
+
+Energy: each client's round budget (``energy``, or ``snr_db`` per channel use times the round's
+channel uses; times ``budget_scale[k]`` if given) is shared by the passes in proportion to their
+channel uses (:meth:`~laser.compressor.CompressorServer.pass_shares`) and split over a pass's
+blocks by ``allocation`` (:func:`laser.allocation.allocate_energy`; per group of blocks when the
+method says so, :func:`laser.allocation.allocate_grouped_energy`).
+
+Example (LASER over the paper's AWGN channel, 4 clients, energy 100 each):
+    >>> import torch
+    >>> from channels import AWGNChannel
+    >>> from laser import LaserCompressor
+    >>> params = [torch.zeros(20, 30), torch.zeros(20)]
+    >>> method = LaserCompressor(rank=2)
+    >>> server = method.make_server(params)
+    >>> clients = [method.make_client(params, k) for k in range(4)]
+    >>> channel = AWGNChannel(noise_var=1.0, generator=torch.Generator().manual_seed(0))
+    >>> grads = [[torch.randn(20, 30), torch.randn(20)] for _ in clients]
+    >>> out = transmit_round(channel, server, clients, grads, energy=100.0)
+    >>> [g.shape for g in out.gradient], out.channel_uses, int(out.active.sum())
+    ([torch.Size([20, 30]), torch.Size([20])], 80, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from channels import FadingChannel, SignalBlocks, energy_for_snr_db
+from channels.digital import digital_link
+from laser.allocation import ALLOCATIONS, Allocation, allocate_energy, allocate_grouped_energy
+from laser.compressor import CompressorClient, CompressorServer, DigitalClient
+
+__all__ = ["PassRecord", "RoundResult", "Processes", "transmit_round", "transmit_blocks"]
+
+
+class Processes(Protocol):
+    """Clients split over processes (``federated.distributed.Shard``): this process holds the
+    clients ``index`` of ``num_clients``; ``gather`` concatenates every process's rows in client
+    order, ``sum`` and ``min`` all-reduce (the channel's superposition and alignment scale)."""
+
+    @property
+    def num_clients(self) -> int: ...
+
+    @property
+    def index(self) -> slice: ...
+
+    def gather(self, value: Tensor) -> Tensor: ...
+
+    def sum(self, value: Tensor) -> Tensor: ...
+
+    def min(self, value: Tensor) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """What the server received in one channel pass, and what it cost.
+
+    Attributes:
+        estimates: the server's estimate of the mean of each block (B tensors ``[d_b]``).
+        energy_used: ``[K]`` float64, each client's energy over all its blocks in this pass.
+        channel_uses: real channel uses of the pass (analog: shared by all clients; digital: the
+            sum of the clients' orthogonal allocations).
+        noise_var: ``[B]`` float64, the effective per-entry noise variance of each decoded block.
+        active: ``[K]`` bool, the clients heard in at least one block.
+        bits: ``[K]`` float64, digital only: each client's message size in bits.
+    """
+
+    estimates: list[Tensor]
+    energy_used: Tensor
+    channel_uses: int
+    noise_var: Tensor
+    active: Tensor
+    bits: Tensor | None = None
+
+    @property
+    def noise_energy(self) -> float:
+        """Expected squared error of all decoded blocks together, sum_b d_b * noise_var_b."""
+        dims = torch.tensor([e.numel() for e in self.estimates], dtype=torch.float64)
+        return float((dims * self.noise_var.cpu()).sum())
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """A round's decoded tensors and its record, summed over the method's channel passes.
+
+    Attributes:
+        gradient: the server's estimate of the clients' mean, shaped like the parameters.
+        passes: what each channel pass received and cost (:class:`PassRecord`).
+    """
+
+    gradient: list[Tensor]
+    passes: list[PassRecord]
+
+    @property
+    def energy_used(self) -> Tensor:
+        """``[K]`` float64: each client's energy over the round."""
+        return torch.stack([p.energy_used.double().cpu() for p in self.passes]).sum(0)
+
+    @property
+    def channel_uses(self) -> int:
+        """Real channel uses of the round, all passes."""
+        return sum(p.channel_uses for p in self.passes)
+
+    @property
+    def noise_var(self) -> Tensor:
+        """``[B]`` float64: the effective per-entry noise variance of every block, passes in order."""
+        return torch.cat([p.noise_var.double().cpu() for p in self.passes])
+
+    @property
+    def active(self) -> Tensor:
+        """``[K]`` bool: the clients heard in at least one block of the round."""
+        return torch.stack([p.active.cpu() for p in self.passes]).any(0)
+
+    @property
+    def bits(self) -> Tensor | None:
+        """``[K]``: each client's message bits (digital methods), else None."""
+        return self.passes[0].bits
+
+
+def _budget(
+    energy: float | Tensor | None, snr_db: float | None, channel_uses: int, noise_var: float
+) -> float | Tensor:
+    if (energy is None) == (snr_db is None):
+        raise ValueError("give exactly one of energy (per client and round) or snr_db (per channel use)")
+    if snr_db is not None:
+        return energy_for_snr_db(snr_db, channel_uses, noise_var)
+    assert energy is not None
+    return energy
+
+
+def _analog_pass(
+    channel: FadingChannel,
+    client_blocks: Sequence[Sequence[Tensor]],
+    *,
+    energy: float | Tensor | None,
+    snr_db: float | None,
+    allocation: Allocation,
+    budget_scale: Tensor | None,
+    groups: tuple[list[int], float] | None,
+    processes: Processes | None,
+) -> tuple[PassRecord, Tensor]:
+    """One pass over the air; the record and ``[K_local, B]``: which of this process's clients
+    were heard in each block."""
+    num_clients = len(client_blocks) if processes is None else processes.num_clients
+    num_blocks = len(client_blocks[0]) if client_blocks else 0
+    if num_blocks == 0:  # nothing to send this pass (PowerSGD's second pass when no tensor is compressed)
+        nobody = torch.zeros(num_clients, dtype=torch.float64)
+        record = PassRecord([], nobody, 0, torch.zeros(0, dtype=torch.float64), nobody.bool())
+        return record, torch.ones(len(client_blocks), 0, dtype=torch.bool)
+    signals = SignalBlocks(client_blocks)
+    dims = torch.tensor(signals.dims)
+    channel_uses = int(dims.sum())
+    budget = _budget(energy, snr_db, channel_uses, channel.noise_var)
+    norms = signals.norms()  # [K, B] float64
+    if processes is not None:
+        norms = processes.gather(norms)  # every client's, for the split
+    if budget_scale is not None:
+        budget = budget * budget_scale.to(norms.device)
+    if groups is None:
+        block_energy = allocate_energy(norms, dims.to(norms.device), budget, allocation)  # [K, B]
+    else:
+        block_energy = allocate_grouped_energy(norms, dims.to(norms.device), budget, allocation, *groups)
+    cdtype = torch.complex128 if signals.dtype == torch.float64 else torch.complex64
+    state = channel.realize(num_clients, channel_uses, dtype=cdtype)
+    if processes is not None:
+        state, block_energy = state.clients(processes.index), block_energy[processes.index]
+    out = channel.transmit(signals, block_energy, state=state, reduce=processes)
+    energy_used = out.energy_used.double().T.contiguous().sum(0)  # [K], summed in block order
+    heard = out.active
+    active = heard.any(1)
+    if processes is not None:
+        energy_used = processes.gather(energy_used)
+        active = processes.gather(active.to(torch.uint8)).bool()
+    record = PassRecord(out.estimates, energy_used, channel_uses, out.noise_var.double(), active)
+    return record, heard
+
+
+def _digital_pass(
+    channel: FadingChannel,
+    clients: Sequence[CompressorClient],
+    client_messages: Sequence[Sequence[Tensor]],
+    *,
+    energy: float | Tensor | None,
+    snr_db: float | None,
+    budget_scale: Tensor | None,
+    processes: Processes | None,
+) -> tuple[PassRecord, Tensor]:
+    """Each client's message on its own orthogonal link at the Shannon rate of its mean |h|^2 this
+    round (error-free; silent when no number of uses carries it: outage); the server averages what
+    arrives exactly (zero if nothing does). Returns the record and the delivered local clients."""
+    num_clients = len(client_messages) if processes is None else processes.num_clients
+    state = channel.realize(num_clients, 1, dtype=torch.complex128)
+    gains = (state.gains.abs() ** 2).flatten(1).mean(1).cpu()  # [K]
+    bits = torch.tensor([float(_digital_client(c).message_bits()) for c in clients], dtype=torch.float64)
+    if processes is not None:
+        bits = processes.gather(bits)
+    if energy is not None and budget_scale is not None:
+        energy = energy * budget_scale.double().cpu()
+    elif snr_db is not None and budget_scale is not None:
+        raise ValueError(
+            "budget_scale applies to energy budgets only for digital methods (snr_db is per use)"
+        )
+    sent = digital_link(bits, gains, energy=energy, snr_db=snr_db, noise_var=channel.noise_var)
+    delivered = sent.delivered
+    mine = delivered if processes is None else delivered[processes.index]
+    count = max(int(delivered.sum()), 1)
+    estimates = []
+    for b in range(len(client_messages[0])):
+        stacked = torch.stack([m[b] for m in client_messages])  # [K, d_b]
+        total = mine.to(stacked.device, stacked.dtype) @ stacked
+        estimates.append((total if processes is None else processes.sum(total)) / count)
+    record = PassRecord(
+        estimates=estimates,
+        energy_used=sent.energy_used,
+        channel_uses=int(sent.total_channel_uses),
+        noise_var=torch.zeros(len(estimates), dtype=torch.float64),
+        active=delivered,
+        bits=bits,
+    )
+    return record, mine
+
+
+def _digital_client(client: CompressorClient) -> DigitalClient:
+    if not isinstance(client, DigitalClient):
+        raise TypeError(
+            f"clients of a digital method must be DigitalClient objects, got {type(client).__name__}"
+        )
+    return client
+
+
+def _check_call(
+    server: CompressorServer,
+    clients: Sequence[CompressorClient],
+    allocation: str,
+    processes: Processes | None,
+) -> None:
+    if not isinstance(server, CompressorServer):
+        raise TypeError(
+            f"server must be a CompressorServer (method.make_server(params)), got {type(server).__name__}"
+        )
+    if isinstance(clients, CompressorClient) or not all(isinstance(c, CompressorClient) for c in clients):
+        raise TypeError(
+            "clients must be a sequence of CompressorClient objects (method.make_client(params, k))"
+        )
+    if not clients and processes is None:
+        raise ValueError("clients is empty: a round needs at least one participating client")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(
+            f"allocation = {allocation!r} is not accepted; expected one of {', '.join(ALLOCATIONS)}"
+        )
+
+
+def transmit_blocks(
+    channel: FadingChannel,
+    server: CompressorServer,
+    clients: Sequence[CompressorClient],
+    blocks: Sequence[Sequence[Tensor]],
+    *,
+    energy: float | Tensor | None = None,
+    snr_db: float | None = None,
+    allocation: Allocation = "norm",
+    budget_scale: Tensor | None = None,
+    keep_unheard: bool = False,
+    processes: Processes | None = None,
+) -> RoundResult:
+    """A round from the first pass's blocks already encoded: ``blocks[j]`` by ``clients[j]`` (with
+    ``server.broadcast()``). The method's further passes are encoded here (``encode_pass``).
+
+    ``keep_unheard``: a client the channel did not hear in a block of the round's last pass (the
+    power-control policy silenced it, or its budget was 0) gets that block back through
+    ``undelivered``, so its error feedback keeps what it could not send (default False: the
+    memory assumes it was sent, and the unheard content is lost). Digital methods always keep an
+    undelivered message. With ``processes``, ``clients`` and ``blocks`` are this process's clients'
+    (``processes.index``); the result is every client's, as with one process.
+    """
+    _check_call(server, clients, allocation, processes)
+    if len(blocks) != len(clients):
+        raise ValueError(f"blocks has {len(blocks)} clients' blocks; clients has {len(clients)}")
+    passes: list[PassRecord] = []
+    if not server.analog:
+        record, delivered = _digital_pass(
+            channel,
+            clients,
+            blocks,
+            energy=energy,
+            snr_db=snr_db,
+            budget_scale=budget_scale,
+            processes=processes,
+        )
+        for client, message, ok in zip(clients, blocks, delivered.tolist()):
+            if not ok:
+                client.undelivered(message)
+        gradient = server.decode(record.estimates, record.noise_var)
+        assert gradient is not None
+        return RoundResult(gradient, [record])
+    shares = server.pass_shares()
+    gradient = None
+    current = blocks
+    for p in range(server.passes):
+        if p > 0:
+            shared = server.broadcast()
+            current = [client.encode_pass(p, shared) for client in clients]
+        record, heard = _analog_pass(
+            channel,
+            current,
+            energy=None if energy is None else energy * shares[p],
+            snr_db=snr_db,
+            allocation=allocation,
+            budget_scale=budget_scale,
+            groups=server.energy_groups(),
+            processes=processes,
+        )
+        passes.append(record)
+        if keep_unheard and p == server.passes - 1 and not bool(heard.all()):
+            for client, sent, mask in zip(clients, current, heard.cpu().tolist()):
+                if not all(mask):  # the heard blocks arrived: nothing of them to keep
+                    client.undelivered([torch.zeros_like(b) if ok else b for b, ok in zip(sent, mask)])
+        gradient = server.decode(record.estimates, record.noise_var)
+    if gradient is None:
+        raise RuntimeError(f"{type(server).__name__}.decode returned None after its last pass")
+    return RoundResult(gradient, passes)
+
+
+def transmit_round(
+    channel: FadingChannel,
+    server: CompressorServer,
+    clients: Sequence[CompressorClient],
+    grads: Iterable[Sequence[Tensor]],
+    *,
+    energy: float | Tensor | None = None,
+    snr_db: float | None = None,
+    allocation: Allocation = "norm",
+    budget_scale: Tensor | None = None,
+    keep_unheard: bool = False,
+    processes: Processes | None = None,
+) -> RoundResult:
+    """One over-the-air round of a compressor: every participating client encodes its tensors
+    (``grads[j]`` for ``clients[j]``, in parameter order) with the server's broadcast, every pass
+    goes through ``channel``, the server decodes. Returns the decoded tensors and the round's record.
+
+    Args:
+        channel: a ``channels`` channel (``AWGNChannel``, ``FadingChannel``); one realization per pass.
+        server, clients: the method's sides (``method.make_server(params)``,
+            ``method.make_client(params, k)``); the clients are the round's participants.
+        grads: each participant's tensors, consumed one client at a time (a generator may compute
+            them lazily).
+        energy: each client's energy for the round (a float, or ``[K]``), or ``snr_db``: a
+            per-channel-use SNR (the round's energy grows with its channel uses).
+        allocation: the split of a budget over a pass's blocks (``norm``, LASER's; ``norm_sqrt_dim``;
+            ``uniform``).
+        budget_scale: ``[K]`` multipliers of the budgets (heterogeneous clients).
+        keep_unheard, processes: see :func:`transmit_blocks`.
+    """
+    _check_call(server, clients, allocation, processes)
+    shared = server.broadcast()
+    blocks = []
+    count = 0
+    for client, tensors in zip(clients, grads):
+        blocks.append(client.encode(tensors, shared))
+        count += 1
+    if count != len(clients):
+        raise ValueError(f"grads holds {count} clients' tensors; clients has {len(clients)}")
+    return transmit_blocks(
+        channel,
+        server,
+        clients,
+        blocks,
+        energy=energy,
+        snr_db=snr_db,
+        allocation=allocation,
+        budget_scale=budget_scale,
+        keep_unheard=keep_unheard,
+        processes=processes,
+    )
