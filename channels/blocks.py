@@ -121,7 +121,8 @@ class BlocksOutput:
         estimates: B tensors ``[d_b]``, the server's estimate of the mean of each block.
         energy_used: ``[K, B]``, each client's energy per block (``inf`` for a non-zero signal with
             an infinite budget).
-        noise_var: ``[B]``, the per-entry variance of each estimate's error; 0 when noiseless.
+        noise_var: ``[B]`` float64, the per-entry variance of each estimate's error; 0 when
+            noiseless (the shape of every round's noise_var: one value per block).
         active: ``[K, B]`` bool, who was heard in each block.
         scale: ``[B]``, each block's alignment scale eta (``inf`` when noiseless).
     """

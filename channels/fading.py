@@ -87,6 +87,7 @@ class RayleighFading(torch.nn.Module):
     def forward(
         self, num_clients: int, generator: torch.Generator, dtype: torch.dtype = torch.complex64
     ) -> Tensor:
+        """``[num_clients, 1]`` complex gains h ~ CN(0, 1), drawn from ``generator``."""
         return _rayleigh(self._blocks, num_clients, generator, dtype)
 
 
@@ -127,6 +128,7 @@ class RicianFading(torch.nn.Module):
     def forward(
         self, num_clients: int, generator: torch.Generator, dtype: torch.dtype = torch.complex64
     ) -> Tensor:
+        """``[num_clients, 1]`` complex Rician gains (E|h|^2 = 1), drawn from ``generator``."""
         g = _rayleigh(self._blocks, num_clients, generator, dtype)
         k = self.k_factor
         return math.sqrt(k / (k + 1)) + math.sqrt(1 / (k + 1)) * g
@@ -201,6 +203,8 @@ class TDLFading(torch.nn.Module):
     def forward(
         self, num_clients: int, generator: torch.Generator, dtype: torch.dtype = torch.complex64
     ) -> Tensor:
+        """``[num_clients, num_subcarriers]`` complex frequency responses of the TDL profile
+        (E|h|^2 = 1 per subcarrier), drawn from ``generator``."""
         key = sionna_args(generator, dtype)
         if key not in self._blocks:
             precision, device = key
@@ -344,6 +348,7 @@ class PathLoss(torch.nn.Module):
         return distances, torch.pow(10.0, gain_db / 10)
 
     def forward(self, num_clients: int, generator: torch.Generator) -> Tensor:
+        """``[num_clients]`` large-scale power gains (see :meth:`sample`), drawn from ``generator``."""
         return self.sample(num_clients, generator)[1]
 
 

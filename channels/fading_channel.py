@@ -152,6 +152,12 @@ class FadingChannel(nn.Module):
         self.large_scale: Tensor | None = None  # [K] mean power gains, fixed for the run
         self._noise = ComplexNoise()
 
+    def extra_repr(self) -> str:
+        parts = [f"policy={self.policy!r}", f"noise_var={self.noise_var}"]
+        if self.coherence_blocks != 1:
+            parts.append(f"coherence_blocks={self.coherence_blocks}")
+        return ", ".join(parts)
+
     def random_state(self) -> dict[str, Tensor | None]:
         """The channel's random state: its generator and the run's large-scale gains (for checkpoints;
         ``state_dict`` stays the ``nn.Module`` one)."""
@@ -201,6 +207,9 @@ class FadingChannel(nn.Module):
         generator: torch.Generator | None = None,
         reduce: Reduction | None = None,
     ) -> ChannelOutput:
+        """One block over the air: ``signals`` ``[K, d]`` (real), each client's ``energy`` for it (a
+        float or ``[K]``) or a per-use ``snr_db``; returns a :class:`ChannelOutput` (see the class
+        docstring for ``state``, ``symbol_offset``, ``generator`` and ``reduce``)."""
         if (energy is None) == (snr_db is None):
             raise ValueError("give exactly one of energy (per block) or snr_db (per channel use)")
         blocks = SignalBlocks(signals)  # checks the [K, d] shape
@@ -365,7 +374,7 @@ class FadingChannel(nn.Module):
                 for a, d, dtype in zip(blocks.starts, blocks.dims, blocks.block_dtypes)
             ],
             energy_used=energy_used.to(work),
-            noise_var=noise_var.to(work),
+            noise_var=noise_var.to(torch.float64),
             active=torch.cat(active),
             scale=torch.where(finite, eta, math.inf).to(work),
         )
