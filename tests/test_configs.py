@@ -57,7 +57,7 @@ def test_gpt2_configs_follow_the_protocol():
         assert (c.data.name, c.data.tokenizer, c.rounds, c.seed) == ("wikitext103", "gpt2", 20000, 0)
         assert (c.clients.num_clients, c.clients.batch_size, c.clients.accumulation_steps) == (16, 55, 3)
         o = c.optimizer
-        assert (o.name, o.lr, o.beta1, o.beta2, o.weight_decay) == ("adamw", 2e-3, 0.9, 0.95, 1e-3)
+        assert (o.name, o.lr, o.betas, o.weight_decay) == ("adamw", 2e-3, (0.9, 0.95), 1e-3)
         assert (o.schedule, o.warmup_fraction, o.div_factor, o.final_lr_fraction) == (
             "onecycle",
             0.02,

@@ -39,10 +39,30 @@ class DataConfig:
     download: bool = True  # cifar10, cifar100, wikitext103: fetch the official archive if root lacks it
     augment: bool = True  # cifar10, cifar100: random crop (4-pixel padding) and horizontal flip
     tokenizer: Literal["byte", "gpt2"] = "byte"  # wikitext103, pydoc: UTF-8 bytes, or GPT-2 BPE (tiktoken)
+    # how the training data is split over the clients (drawn from the data seed, saved in the run
+    # directory as partition.json). Classification: iid (equal random shards, the paper's),
+    # dirichlet (each class split over the clients in proportions ~ Dir_K(alpha)), shards (sorted by
+    # label, cut into shards_per_client x K shards, each client given shards_per_client; McMahan et
+    # al.), quantity (client sizes ~ Dir_K(alpha), labels IID). Language: iid (every client's windows
+    # anywhere in the stream, the paper's) or contiguous (each client's windows in its own slice)
+    partition: Literal["iid", "dirichlet", "shards", "quantity", "contiguous"] = "iid"
+    alpha: float = 0.5  # dirichlet, quantity: concentration (small: skewed; large: close to IID)
+    shards_per_client: int = 2  # shards
+    min_partition_size: int = 10  # dirichlet, quantity: redraw until every client has this many samples
 
     def __post_init__(self) -> None:
         _check(self.num_samples >= 100, "num_samples", self.num_samples, "an integer >= 100")
         _check(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "a number in (0, 1)")
+        _check(math.isfinite(self.alpha) and self.alpha > 0, "alpha", self.alpha, "a finite number > 0")
+        _check(self.shards_per_client >= 1, "shards_per_client", self.shards_per_client, "an integer >= 1")
+        _check(self.min_partition_size >= 0, "min_partition_size", self.min_partition_size, "an integer >= 0")
+        text = self.name in TEXT_DATA
+        _check(
+            self.partition in (("iid", "contiguous") if text else ("iid", "dirichlet", "shards", "quantity")),
+            "partition",
+            self.partition,
+            "iid or contiguous for a language task" if text else "iid, dirichlet, shards or quantity",
+        )
 
     @property
     def is_text(self) -> bool:
@@ -88,11 +108,27 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ClientsConfig:
-    num_clients: int = 16  # K, all of whom take part in every round
+    num_clients: int = 16  # K
+    per_round: int | None = None  # m, the clients that take part in a round (null: all K)
+    # who takes part when per_round < K: uniform (m of K without replacement, the sampler's own seed
+    # stream) or best_channel (the m with the largest channel quality |h|^2 this round: favours near
+    # clients; not reweighted)
+    sampling: Literal["uniform", "best_channel"] = "uniform"
     batch_size: int = 32  # examples (language: sequences) per client per micro-batch
     # micro-batches per client per round; their gradients are summed (not averaged), as the
     # paper's GPT-2 runs do
     accumulation_steps: int = 1
+    # what a client sends. lr null (FedSGD, the paper's): one gradient at the model it received.
+    # lr set (local training): local_steps steps of its optimizer from the received model x, one
+    # micro-batch each, then the model change x - x_k (a pseudo-gradient)
+    lr: float | None = None
+    local_steps: int = 1  # H; more than 1 needs clients.lr
+    optimizer: Literal["sgd", "adam"] = "sgd"  # the clients' optimizer (local training)
+    momentum: float = 0.0  # sgd: heavy-ball momentum of the client optimizer
+    keep_state: bool = False  # keep each client's optimizer state between its rounds (else reset)
+    # the server's mean of the clients' updates: uniform, or weighted by each client's number of
+    # training samples (data_size; self-normalised over the clients heard, as FedAvg's)
+    weighting: Literal["uniform", "data_size"] = "uniform"
     # loop: one client after another (the default: bit-identical to earlier versions' results);
     # vmap: every client's gradient in one torch.func.vmap call (small models, many clients; the
     # loop's result to float rounding); auto: vmap where the model allows it (no batch norm or
@@ -103,19 +139,45 @@ class ClientsConfig:
         _check(self.num_clients >= 1, "num_clients", self.num_clients, "an integer >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _check(self.accumulation_steps >= 1, "accumulation_steps", self.accumulation_steps, "an integer >= 1")
+        _check(
+            self.per_round is None or 1 <= self.per_round <= self.num_clients,
+            "per_round",
+            self.per_round,
+            f"an integer in 1..num_clients ({self.num_clients}), or null (all)",
+        )
+        _check(
+            self.lr is None or (math.isfinite(self.lr) and self.lr > 0),
+            "lr",
+            self.lr,
+            "a finite number > 0, or null (FedSGD: clients send a gradient)",
+        )
+        _check(self.local_steps >= 1, "local_steps", self.local_steps, "an integer >= 1")
+        _check(
+            self.local_steps == 1 or self.lr is not None,
+            "local_steps",
+            self.local_steps,
+            "1 unless clients.lr is set (local steps need the clients' learning rate)",
+        )
+        _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    # the server's optimizer, fed with the decoded gradient. sgd: weight decay is L2 on every
+    # the server's optimizer, fed with the decoded gradient (or pseudo-gradient x - mean x_k: sgd
+    # with lr 1 and no momentum is FedAvg, with momentum FedAvgM). sgd: weight decay is L2 on every
     # parameter (the paper's vision tasks); adamw: decoupled weight decay on the weights of Linear
-    # layers only (not LayerNorm, biases, embeddings or the tied head; the paper's GPT-2)
-    name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.05  # peak learning rate
+    # layers only (not LayerNorm, biases, embeddings or the tied head; the paper's GPT-2);
+    # fedadam, fedyogi, fedadagrad: Reddi et al. 2021, Algorithm 2 (no bias correction, m_0 = 0,
+    # v_0 = tau^2; no weight decay)
+    name: Literal["sgd", "adamw", "fedadam", "fedyogi", "fedadagrad"] = "sgd"
+    lr: float = 0.05  # peak learning rate (the server's; a schedule scales it)
     momentum: float = 0.9  # sgd: heavy-ball momentum
     nesterov: bool = False  # sgd
-    beta1: float = 0.9  # adamw
-    beta2: float = 0.95  # adamw
+    betas: tuple[float, ...] = (0.9, 0.95)  # adamw, fedadam, fedyogi (beta1, beta2), fedadagrad (beta1)
+    tau: float = 1e-3  # fedadam, fedyogi, fedadagrad: adaptivity (added to sqrt(v); v_0 = tau^2)
+    # fedadam: v_0 = 0 and the step lr sqrt(1 - beta2^(t+2)) / (1 - beta1^(t+2)) in round t (from
+    # 0), Flower 1.42's FedAdam exactly
+    bias_correction: bool = False
     weight_decay: float = 1e-4
     # learning-rate schedule over rounds. multistep: lr *= gamma at each round in milestones;
     # onecycle: warm up from lr / div_factor to lr over warmup_fraction of the rounds, then cosine
@@ -130,13 +192,31 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         _check(math.isfinite(self.lr) and self.lr > 0, "lr", self.lr, "a finite number > 0")
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
-        _check(0 <= self.beta1 < 1, "beta1", self.beta1, "a number in [0, 1)")
-        _check(0 <= self.beta2 < 1, "beta2", self.beta2, "a number in [0, 1)")
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "betas",
+            list(self.betas),
+            "two numbers in [0, 1), e.g. [0.9, 0.99]",
+        )
+        _check(math.isfinite(self.tau) and self.tau > 0, "tau", self.tau, "a finite number > 0")
+        _check(
+            not self.bias_correction or self.name == "fedadam",
+            "bias_correction",
+            self.bias_correction,
+            "false unless optimizer.name is fedadam (Flower's bias-corrected FedAdam)",
+        )
         _check(
             math.isfinite(self.weight_decay) and self.weight_decay >= 0,
             "weight_decay",
             self.weight_decay,
             "a finite number >= 0",
+        )
+        _check(
+            self.weight_decay == 0 or self.name not in ("fedadam", "fedyogi", "fedadagrad"),
+            "weight_decay",
+            self.weight_decay,
+            f"0 for optimizer.name={self.name} (Reddi et al.'s Algorithm 2 has no weight decay; the default "
+            "is 1e-4, so write optimizer.weight_decay=0 with it)",
         )
         _check(
             not self.nesterov or (self.name == "sgd" and self.momentum > 0),

@@ -118,6 +118,19 @@ def _set_path(tree: dict, override: str) -> None:
     node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
 
 
+def _migrate(tree: Any) -> Any:
+    """A configuration written by an earlier version, in today's keys: ``optimizer.beta1`` and
+    ``optimizer.beta2`` became ``optimizer.betas`` (so old run directories still resume)."""
+    if not isinstance(tree, dict) or not isinstance(tree.get("optimizer"), dict):
+        return tree
+    optimizer = dict(tree["optimizer"])
+    if "beta1" in optimizer or "beta2" in optimizer:
+        betas = list(optimizer.pop("betas", [0.9, 0.95]))
+        betas = [optimizer.pop("beta1", betas[0]), optimizer.pop("beta2", betas[1])]
+        optimizer["betas"] = betas
+    return {**tree, "optimizer": optimizer}
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML file (``None``: the defaults), apply ``key.sub=value`` overrides, validate."""
     tree: dict = {}
@@ -135,7 +148,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError("config", str(path), "a YAML mapping of keys to values at the top level")
     for override in overrides or []:
         _set_path(tree, override)
-    return _build(Config, tree, "")
+    return _build(Config, _migrate(tree), "")
 
 
 def same_config(stored: dict, config: Config) -> bool:
@@ -146,7 +159,7 @@ def same_config(stored: dict, config: Config) -> bool:
     (True, False)
     """
     try:
-        return _build(Config, stored, "") == config
+        return _build(Config, _migrate(stored), "") == config
     except ConfigError:
         return False
 

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from federated.config.errors import check as _check
-from federated.config.learning import MODEL_DATA, ClientsConfig, DataConfig, ModelConfig, OptimizerConfig
+from federated.config.learning import (
+    MODEL_DATA,
+    TEXT_DATA,
+    ClientsConfig,
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+)
 from federated.config.wireless import ChannelConfig, CompressorConfig, DownlinkConfig, PowerConfig
 
 __all__ = ["Config"]
@@ -25,7 +32,9 @@ class Config:
     # run's numbers depend on this value, not on OMP_NUM_THREADS / MKL_NUM_THREADS or on how it was
     # launched (bit-identical for a given value on one machine); more threads speed up large models
     threads: int = 1
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the clients' forward and backward under bf16 autocast
+    # fp32; bf16: the clients' forward and backward under bf16 autocast; fp64: model and inputs in
+    # float64 (exact comparisons, numerics studies)
+    precision: Literal["fp32", "bf16", "fp64"] = "fp32"
     compile: bool = False  # torch.compile the model's forward (worth it on a GPU for large models)
     # decay of an exponential moving average of the weights (and BN statistics), evaluated beside
     # them as ema_test_*; the paper's vision tasks: 0.99
@@ -82,4 +91,19 @@ class Config:
             self.power.spread_db,
             f"0 for a digital compressor ({self.compressor.name}) at a fixed power.snr_db "
             "(heterogeneous budgets apply to energy budgets there)",
+        )
+        clients, data = self.clients, self.data
+        _check(
+            clients.weighting != "data_size" or not (data.name in TEXT_DATA and data.partition == "iid"),
+            "clients.weighting",
+            clients.weighting,
+            "uniform for a language task with data.partition iid (every client samples the whole "
+            "stream: no data sizes); data_size needs data.partition contiguous there",
+        )
+        _check(
+            clients.vectorize != "vmap" or (clients.lr is None and data.partition == "iid"),
+            "clients.vectorize",
+            clients.vectorize,
+            "loop or auto with local training (clients.lr) or a non-IID partition (clients run one "
+            "after another there: local steps, and batches of unequal shapes)",
         )
