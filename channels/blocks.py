@@ -118,11 +118,13 @@ class BlocksOutput:
     """What the server decodes from one round's blocks (:meth:`FadingChannel.transmit`).
 
     Attributes:
-        estimates: B tensors ``[d_b]``, the server's estimate of the mean of each block.
+        estimates: B tensors ``[d_b]``, the server's estimate of the mean of each block (the weighted
+            mean sum_A w_k u_k / sum_A w_k of the clients heard, with ``weights``).
         energy_used: ``[K, B]``, each client's energy per block (``inf`` for a non-zero signal with
             an infinite budget).
-        noise_var: ``[B]`` float64, the per-entry variance of each estimate's error; 0 when
-            noiseless (the shape of every round's noise_var: one value per block).
+        noise_var: ``[B]`` float64, the per-entry variance of each estimate's error, noise_var /
+            (eta_b K_a)^2 or, with weights, noise_var / (eta_b sum_A w_k)^2, averaged over the block's
+            symbols; 0 when noiseless (the shape of every round's noise_var: one value per block).
         active: ``[K, B]`` bool, who was heard in each block.
         scale: ``[B]``, each block's alignment scale eta (``inf`` when noiseless).
     """

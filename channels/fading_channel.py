@@ -8,7 +8,9 @@ whole round), then every block of the round goes through it:
 per complex symbol (u_k: client k's block packed as I/Q symbols; h_k: its gain on that symbol's
 subcarrier and coherence block; h_hat_k: the gain it believes, see :mod:`channels.power_control`;
 m_k: 1 where the policy lets it transmit). The server estimates the mean of the active clients per
-symbol as y / (eta * K_a), with K_a the number of clients transmitting on that symbol.
+symbol as y / (eta * K_a), with K_a the number of clients transmitting on that symbol. With client
+weights w_k (``weights``), client k sends w_k u_k instead and the server divides by eta * sum_{A_j} w_k:
+the weighted mean of the clients heard (derived in :meth:`FadingChannel.transmit`).
 
 Gains are small-scale fading (``fading``, E|h|^2 = 1) times the square root of a large-scale gain per
 client (``path_loss``, drawn once per run: client positions do not change between rounds).
@@ -17,6 +19,7 @@ client (``path_loss``, drawn once per run: client positions do not change betwee
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +31,15 @@ from channels.budget import energy_for_snr_db
 from channels.noise import ComplexNoise, from_symbols
 from channels.power_control import PerfectInversion, PowerControl
 
-__all__ = ["BlocksOutput", "ChannelOutput", "ChannelState", "FadingChannel", "Reduction", "SignalBlocks"]
+__all__ = [
+    "BlocksOutput",
+    "ChannelOutput",
+    "ChannelState",
+    "FadingChannel",
+    "Reduction",
+    "SignalBlocks",
+    "check_weights",
+]
 
 
 class Reduction(Protocol):
@@ -46,13 +57,16 @@ class ChannelOutput:
     """What the server decodes from one block, and what it cost.
 
     Attributes:
-        estimate: ``[d]``, the server's estimate of the mean of the active clients' signals.
+        estimate: ``[d]``, the server's estimate of the mean of the active clients' signals (their
+            weighted mean with ``weights``).
         energy_used: ``[K]``, the energy each client transmitted for this block (sum of squares of
             its channel input); ``inf`` for a client with a non-zero signal and an infinite budget.
-        noise_var: 0-dim tensor, the per-entry variance of ``estimate - mean``; 0 when noiseless.
+        noise_var: 0-dim tensor, the per-entry variance of ``estimate - mean``; 0 when noiseless
+            (noise_var / (eta K_a)^2, or noise_var / (eta sum_A w)^2 with weights).
         active: ``[K]`` bool, the clients that were heard (a non-zero budget, and on at least one
             symbol allowed to transmit by the power-control policy).
-        scale: 0-dim tensor, the common alignment scale eta (``inf`` when the block is noiseless).
+        scale: 0-dim tensor, the common alignment scale eta (``inf`` when the block is noiseless); with
+            weights, the scale of the weighted signals w_k u_k.
     """
 
     estimate: Tensor
@@ -68,6 +82,40 @@ def _per_client(energy: float | Tensor, num_clients: int, dtype: torch.dtype, de
     if energy.dim() > 1 or (energy.dim() == 1 and energy.numel() != num_clients):
         raise ValueError(f"energy must be a float or have shape [{num_clients}], got {tuple(energy.shape)}")
     return energy.expand(num_clients).unsqueeze(1)
+
+
+def check_weights(
+    weights: Tensor | Sequence[float], num_clients: int, device: torch.device | str | None = None
+) -> Tensor:
+    """``weights`` as a float64 ``[K]`` tensor on ``device``, checked: real numbers, finite, > 0.
+
+    Raises TypeError (not real numbers) or ValueError (another shape than ``[num_clients]``, a value
+    <= 0, NaN or infinite), naming ``weights``.
+
+    >>> check_weights([1, 2.5], 2).tolist()
+    [1.0, 2.5]
+    """
+    if isinstance(weights, Tensor):
+        probe = weights.detach()
+    else:
+        try:
+            probe = torch.as_tensor(weights)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"weights must be a [K] tensor or list of numbers, got {weights!r}") from error
+    if probe.dtype == torch.bool or probe.is_complex():
+        raise TypeError(f"weights must be real numbers, got a tensor of {probe.dtype}")
+    if isinstance(weights, Tensor):
+        values = probe.to(device=device, dtype=torch.float64)
+    else:  # straight to float64: no float32 rounding of Python floats on the way
+        values = torch.as_tensor(weights, dtype=torch.float64, device=device)
+    if values.shape != (num_clients,):
+        raise ValueError(
+            f"weights must have shape [{num_clients}] (one per client), got {tuple(values.shape)}"
+        )
+    bad = ~(torch.isfinite(values) & (values > 0))
+    if bool(bad.any()):
+        raise ValueError(f"weights must be finite and > 0, got {values[bad][:5].tolist()} among them")
+    return values
 
 
 @dataclass(frozen=True)
@@ -90,9 +138,43 @@ class ChannelState:
         carrier = j % num_carriers
         return self.gains[:, block, carrier], self.csi[:, block, carrier]
 
-    def clients(self, index: slice) -> ChannelState:
-        """The state of the clients ``index`` (a process's share of them)."""
-        return ChannelState(self.gains[index], self.csi[index], self.symbols_per_block)
+    def clients(self, index: slice | Tensor | Sequence[int]) -> ChannelState:
+        """The state of the clients ``index``: a slice (a process's share of them), or client indices
+        (an integer tensor or a list; a bool mask picks the clients where it is True), their rows in
+        that order (the round's participants, chosen after seeing the channel).
+
+        >>> gains = torch.tensor([[[1.0 + 0j]], [[2.0 + 0j]], [[3.0 + 0j]]])
+        >>> ChannelState(gains, gains, 1).clients([2, 0]).gains.flatten().real.tolist()
+        [3.0, 1.0]
+        """
+        if isinstance(index, slice):
+            return ChannelState(self.gains[index], self.csi[index], self.symbols_per_block)
+        num_clients = self.gains.shape[0]
+        rows = torch.as_tensor(index, device=self.gains.device)
+        if rows.numel() == 0:
+            rows = rows.long()  # [] comes as float32
+        if rows.dim() != 1 or rows.is_floating_point() or rows.is_complex():
+            raise TypeError(f"index must be a slice or a 1-D tensor or list of client indices, got {index!r}")
+        if rows.dtype == torch.bool:
+            if rows.numel() != num_clients:
+                raise ValueError(
+                    f"a bool index needs one entry per client ({num_clients}), got {rows.numel()}"
+                )
+            rows = rows.nonzero().flatten()
+        if not bool(((rows >= 0) & (rows < num_clients)).all()):
+            raise IndexError(f"client indices must be in [0, {num_clients}), got {rows.tolist()}")
+        return ChannelState(self.gains[rows], self.csi[rows], self.symbols_per_block)
+
+    def quality(self) -> Tensor:
+        """``[K]`` float64: each client's mean channel power gain over the round's coherence blocks and
+        subcarriers, mean_{c, n} |h_kcn|^2 (large-scale gain included; what channel-aware client
+        sampling ranks the clients by, and the gain of a digital client's link).
+
+        >>> gains = torch.tensor([[[1.0 + 0j, 0.0 + 1j]], [[2.0 + 0j, 0.0 + 0j]]])  # [K=2, C=1, N=2]
+        >>> ChannelState(gains, gains, 1).quality().tolist()
+        [1.0, 2.0]
+        """
+        return (self.gains.abs().to(torch.float64) ** 2).flatten(1).mean(1)
 
 
 class FadingChannel(nn.Module):
@@ -110,10 +192,12 @@ class FadingChannel(nn.Module):
         generator: default generator of fading, CSI errors and noise.
 
     Call: like :class:`~channels.awgn.AWGNChannel`, plus ``state`` (from :meth:`realize`; default a fresh
-    realization for this block alone), ``symbol_offset`` (where the block starts in the round) and
-    ``reduce`` (clients split over processes: ``signals``, ``energy`` and ``state`` are this
-    process's clients, the superposition is all-reduced, and every process draws the same noise from
-    identically seeded generators; ``energy_used`` and ``active`` are then this process's clients').
+    realization for this block alone), ``symbol_offset`` (where the block starts in the round),
+    ``reduce`` (clients split over processes: ``signals``, ``energy``, ``state`` and ``weights`` are
+    this process's clients, the superposition is all-reduced, and every process draws the same noise
+    from identically seeded generators; ``energy_used`` and ``active`` are then this process's
+    clients') and ``weights`` (``[K]`` client weights w_k > 0: the estimate is the weighted mean
+    sum_A w_k u_k / sum_A w_k of the clients heard, see :meth:`transmit`; ``None``: the plain mean).
     :meth:`transmit` sends a whole round's blocks (:class:`SignalBlocks`) in one call, each block
     with its own budget, scale and noise, as one call per block would.
 
@@ -125,6 +209,10 @@ class FadingChannel(nn.Module):
         >>> out = channel(torch.tensor([[1.0, 2.0, 3.0, 4.0], [3.0, 2.0, 1.0, 0.0]]), 10.0, state=state)
         >>> out.estimate.tolist(), out.active.tolist()
         ([2.0, 2.0, 2.0, 2.0], [True, True])
+        >>> out = channel(torch.tensor([[1.0, 2.0, 3.0, 4.0], [3.0, 2.0, 1.0, 0.0]]), 10.0, state=state,
+        ...               weights=[1.0, 3.0])                  # (1 u_1 + 3 u_2) / 4
+        >>> out.estimate.tolist()
+        [2.5, 2.0, 1.5, 1.0]
     """
 
     def __init__(
@@ -206,10 +294,12 @@ class FadingChannel(nn.Module):
         symbol_offset: int = 0,
         generator: torch.Generator | None = None,
         reduce: Reduction | None = None,
+        weights: Tensor | Sequence[float] | None = None,
     ) -> ChannelOutput:
         """One block over the air: ``signals`` ``[K, d]`` (real), each client's ``energy`` for it (a
         float or ``[K]``) or a per-use ``snr_db``; returns a :class:`ChannelOutput` (see the class
-        docstring for ``state``, ``symbol_offset``, ``generator`` and ``reduce``)."""
+        docstring for ``state``, ``symbol_offset``, ``generator``, ``reduce`` and ``weights``; the
+        weighted physics is derived in :meth:`transmit`)."""
         if (energy is None) == (snr_db is None):
             raise ValueError("give exactly one of energy (per block) or snr_db (per channel use)")
         blocks = SignalBlocks(signals)  # checks the [K, d] shape
@@ -224,6 +314,7 @@ class FadingChannel(nn.Module):
             symbol_offset=symbol_offset,
             generator=generator,
             reduce=reduce,
+            weights=weights,
         )
         return ChannelOutput(
             estimate=out.estimates[0],
@@ -242,6 +333,7 @@ class FadingChannel(nn.Module):
         symbol_offset: int = 0,
         generator: torch.Generator | None = None,
         reduce: Reduction | None = None,
+        weights: Tensor | Sequence[float] | None = None,
     ) -> BlocksOutput:
         """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
         each client's budget per block (>= 0; ``inf``: noiseless). The physics is per block: each
@@ -252,8 +344,39 @@ class FadingChannel(nn.Module):
         scaled by their block's eta, and one noise draw covers every symbol of the pass (the same
         distribution as one draw per block, another stream). Signals packed one client at a time (a
         round above ``SignalBlocks``'s ``pack_limit``) are summed over the clients in another order:
-        the same result to float rounding. With ``reduce``, ``blocks``, ``energy`` and ``state`` are
-        this process's clients (as in ``forward``).
+        the same result to float rounding. With ``reduce``, ``blocks``, ``energy``, ``state`` and
+        ``weights`` are this process's clients (as in ``forward``).
+
+        Weighted mean (``weights``: ``[K]`` client weights w_k > 0 and finite, e.g. data sizes; ``None``
+        or all 1: the plain mean above, bit for bit). The estimate of symbol j is the weighted mean of
+        the clients heard on it, A_j (self-normalised over the heard set: when truncation or a zero
+        budget leaves clients out, the weights renormalise over the others):
+
+            estimate_j = sum_{k in A_j} w_k u_kj / W_j,        W_j = sum_{k in A_j} w_k.
+
+        Client k pre-scales its signal by w_k before the alignment, x_kj = eta_b w_k m_kj u_kj /
+        h_hat_kj, so the common scale is set by the largest *weighted* need,
+
+            eta_b = min_k sqrt(E_kb) / ||w_k m_k u_kb / h_hat_k||,
+
+        and client k spends eta_b^2 w_k^2 ||m_k u_kb / h_hat_k||^2 <= E_kb (the tightest exactly
+        E_kb). A common factor on every client's signal, such as the K_A / sum_A w of a formulation
+        normalised to the plain mean's scale, is divided out by the min in eta_b: it changes no
+        transmitted signal. Derivation (perfect CSI, h_hat = h): the antenna receives
+
+            y_j = sum_k h_kj x_kj + z_j = eta_b sum_{k in A_j} w_k u_kj + z_j,    z_j ~ CN(0, 2 noise_var),
+
+        the server divides by eta_b W_j (W_j all-reduced over processes with ``reduce``, like the
+        counts), and
+
+            y_j / (eta_b W_j) = sum_{A_j} w_k u_kj / W_j + z_j / (eta_b W_j):
+
+        the weighted mean plus an error z_j / (eta_b W_j) of zero mean and per-entry (I or Q)
+        variance noise_var / (eta_b W_j)^2, averaged over the block's symbols in ``noise_var``. With
+        all w_k = 1, W_j = K_a and this is the unweighted channel. The weighted mean is that of the
+        clients given: when they are a random sample of a population weighted by data size, the
+        self-normalised estimate (a ratio of two random sums) is a biased, consistent estimate of the
+        population's weighted mean, as Flower's FedAvg is.
 
         Example:
             >>> blocks = SignalBlocks([[torch.tensor([3.0, 4.0]), torch.tensor([1.0])],
@@ -261,6 +384,9 @@ class FadingChannel(nn.Module):
             >>> out = FadingChannel(noise_var=0.0).transmit(blocks, torch.full((2, 2), 25.0))
             >>> [e.tolist() for e in out.estimates], out.scale.tolist()
             ([[1.5, 2.5], [2.0]], [1.0, 1.6666666269302368])
+            >>> out = FadingChannel(noise_var=0.0).transmit(blocks, torch.full((2, 2), 25.0), weights=[3, 1])
+            >>> [e.tolist() for e in out.estimates], out.energy_used[:, 0].tolist()   # 3 u_1 needs 15
+            ([[2.25, 3.25], [1.5]], [25.0, 0.1111111119389534])
         """
         generator = generator if generator is not None else self.generator
         num_clients, work = blocks.num_clients, blocks.dtype
@@ -283,6 +409,9 @@ class FadingChannel(nn.Module):
             )
         if not bool(torch.all(energy >= 0)):  # also rejects NaN
             raise ValueError(f"energy must be >= 0 and not NaN, got {energy.min().item()} at the lowest")
+        # client weights w_k: float64 for the needs and the heard weight W_j, the work dtype for the signals
+        weight = None if weights is None else check_weights(weights, num_clients, blocks.device)
+        weight_work = None if weight is None else weight.to(work)
         spans = [slice(a, a + s) for a, s in zip(blocks.starts, blocks.symbols)]
         block_of = torch.repeat_interleave(
             torch.arange(len(spans), device=blocks.device), torch.tensor(blocks.symbols, device=blocks.device)
@@ -314,14 +443,22 @@ class FadingChannel(nn.Module):
                 1,
             )
 
-        # pass 1: every client's need ||m_k u_k / h_hat_k|| per block; the common scale eta per block
+        # pass 1: every client's need ||w_k m_k u_k / h_hat_k|| per block (w_k = 1 without weights); the
+        # common scale eta per block; on each symbol, the count K_a of the clients heard (long) or, with
+        # weights, their weight W (float64)
         needs: list[Tensor] = []
-        count = torch.zeros(total, dtype=torch.long, device=blocks.device)
+        count_dtype = torch.long if weight is None else torch.float64
+        count = torch.zeros(total, dtype=count_dtype, device=blocks.device)
         kept: tuple[Tensor, Tensor, Tensor, bool] | None = None
         for clients, symbols in blocks.chunks():
             gains, inverted, mask, everywhere = precode(clients, symbols)
-            needs.append(block_norms(clients, inverted, everywhere))
-            count += mask.shape[0] if everywhere else mask.sum(0)
+            norms = block_norms(clients, inverted, everywhere)
+            if weight is None:
+                needs.append(norms)
+                count += mask.shape[0] if everywhere else mask.sum(0)
+            else:
+                needs.append(norms * weight[clients, None])
+                count += weight[clients].sum() if everywhere else (mask * weight[clients, None]).sum(0)
             kept = (gains, inverted, mask, everywhere) if blocks.packed is not None else None
         need = torch.cat(needs)  # [K, B] float64
         wide_energy = energy.double()
@@ -329,11 +466,11 @@ class FadingChannel(nn.Module):
         eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)  # [B] float64
         finite = torch.isfinite(eta)
         eta_tx = torch.where(finite, eta, 1.0)
-        # each client spends eta^2 ||m_k u_k / h_hat_k||^2 on a block (inf: an infinite budget)
+        # each client spends eta^2 ||w_k m_k u_k / h_hat_k||^2 on a block (inf: an infinite budget)
         energy_used = torch.where(
             finite, eta_tx.square() * need.square(), torch.where(need > 0, math.inf, 0.0)
         )
-        # pass 2: the channel adds h_k x_k = h_k eta m_k u_k / h_hat_k over the clients; eta is common
+        # pass 2: the channel adds h_k x_k = h_k eta w_k m_k u_k / h_hat_k over the clients; eta is common
         # to the clients of a symbol, so their sum is taken first and scaled once
         summed: Tensor | None = None
         active: list[Tensor] = []
@@ -343,16 +480,24 @@ class FadingChannel(nn.Module):
                 active.append(torch.ones(mask.shape[0], len(spans), dtype=torch.bool, device=blocks.device))
             else:
                 active.append(torch.stack([mask[:, span].any(1) for span in spans], 1))
-            part = (inverted if unit else gains * inverted).sum(0)
+            received = inverted if unit else gains * inverted
+            if weight_work is not None:  # w_k times I and Q: real products, exact for w_k = 1
+                scaled = torch.view_as_real(received) * weight_work[clients, None, None]
+                received = torch.view_as_complex(scaled)
+            part = received.sum(0)
             summed = part if summed is None else summed + part
         assert summed is not None  # blocks.chunks() yields at least one chunk
         if reduce is not None:
             summed, count = reduce.sum(summed), reduce.sum(count)
-        denominator = count.clamp(min=1).to(work)  # [S], the clients heard on each symbol
+        heard = count > 0  # with weights, W_j > 0 exactly where someone is heard (every w_k > 0)
+        if weight is None:
+            denominator = count.clamp(min=1).to(work)  # [S], the clients heard on each symbol
+        else:
+            denominator = torch.where(heard, count, 1.0).to(work)  # [S], W_j = sum_{A_j} w_k
         noisy = self.noise_var > 0
         if noisy:
             # the antenna's y = eta * sum + z, one noise draw for the whole pass (CN(0, 2 noise_var)
-            # per symbol); the server divides by eta K_a (eta = inf: noiseless, z left out)
+            # per symbol); the server divides by eta K_a, or eta W (eta = inf: noiseless, z left out)
             scale = eta_tx.to(work)[block_of]
             y = self._noise(summed * scale, self.noise_var, generator)
             if not bool(finite.all()):
@@ -360,11 +505,9 @@ class FadingChannel(nn.Module):
             denominator = denominator * scale
         else:
             y = summed
-        estimate = from_symbols(torch.where(count > 0, y / denominator, 0), 2 * total)
+        estimate = from_symbols(torch.where(heard, y / denominator, 0), 2 * total)
         if noisy:
-            per_symbol = torch.where(
-                finite[block_of] & (count > 0), self.noise_var / denominator.square(), 0.0
-            )
+            per_symbol = torch.where(finite[block_of] & heard, self.noise_var / denominator.square(), 0.0)
             noise_var = torch.stack([per_symbol[span].mean() for span in spans])
         else:
             noise_var = torch.zeros(len(spans), dtype=work, device=blocks.device)

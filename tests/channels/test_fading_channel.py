@@ -303,3 +303,64 @@ def test_each_estimate_comes_back_in_its_blocks_dtype_computed_in_the_widest():
     blocks = SignalBlocks([[torch.ones(2), torch.ones(2, dtype=F64)]] * 2)
     out = FadingChannel(noise_var=0.0).transmit(blocks, torch.ones(2, 2))
     assert blocks.dtype == F64 and [e.dtype for e in out.estimates] == [torch.float32, F64]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ChannelState: any clients' rows, and each client's channel quality
+
+
+def test_channel_state_takes_clients_by_index_in_the_order_given():
+    gains = torch.arange(1, 5 * 2 * 3 + 1, dtype=F64).reshape(5, 2, 3).to(C128)
+    state = ChannelState(gains, 2 * gains, symbols_per_block=7)
+    for index in ([3, 0, 4], torch.tensor([3, 0, 4]), (3, 0, 4)):
+        picked = state.clients(index)
+        assert torch.equal(picked.gains, gains[[3, 0, 4]]) and torch.equal(picked.csi, 2 * gains[[3, 0, 4]])
+        assert picked.symbols_per_block == 7
+    assert torch.equal(state.clients(torch.tensor([False, True, False, True, False])).gains, gains[[1, 3]])
+    assert torch.equal(state.clients(slice(1, 3)).gains, gains[1:3])
+    assert state.clients([]).gains.shape == (0, 2, 3)
+    assert torch.equal(state.clients([2, 2]).gains, gains[[2, 2]])  # a client twice: its row twice
+
+
+@pytest.mark.parametrize(
+    "index, error",
+    [
+        ([5], IndexError),
+        ([-1], IndexError),
+        ([0.5], TypeError),
+        ([[0, 1]], TypeError),
+        ([True, False], ValueError),
+    ],
+)
+def test_channel_state_refuses_bad_client_indices(index, error):
+    state = ChannelState(torch.ones(5, 1, 1, dtype=C128), torch.ones(5, 1, 1, dtype=C128), 1)
+    with pytest.raises(error, match="index|indices"):
+        state.clients(index)
+
+
+def test_channel_quality_is_the_mean_power_gain_over_coherence_blocks_and_subcarriers():
+    channel = FadingChannel(
+        TDLFading("C", 300e-9, num_subcarriers=8),
+        coherence_blocks=3,
+        generator=torch.Generator().manual_seed(0),
+    )
+    state = channel.realize(num_clients=4, channel_uses=60, dtype=torch.complex64)
+    quality = state.quality()
+    assert quality.dtype == F64 and quality.shape == (4,)
+    expected = state.gains.to(C128).abs().square().mean(dim=(1, 2))
+    assert_close(quality, expected, rtol=1e-6, atol=0)
+    assert torch.equal(state.clients([2, 0]).quality(), quality[[2, 0]])  # ranks the clients
+
+
+def test_channel_quality_of_rayleigh_fading_averages_to_the_large_scale_gain():
+    """E|h|^2 = beta_k: over many rounds the quality of client k averages to its path-loss gain."""
+    from channels.fading import PathLoss
+
+    channel = FadingChannel(
+        RayleighFading(), path_loss=PathLoss(), generator=torch.Generator().manual_seed(1)
+    )
+    rounds = 4000
+    qualities = torch.stack([channel.realize(num_clients=3).quality() for _ in range(rounds)])
+    beta = channel.large_scale.double()
+    # |h|^2 / beta is exponential with mean 1 and standard deviation 1
+    assert bool(((qualities.mean(0) / beta - 1).abs() < 5 / math.sqrt(rounds)).all())
