@@ -10,6 +10,11 @@ that encode each client as soon as its gradient exists (no K gradients held at o
 loop of ``federated`` uses it. A digital method's messages go on orthogonal links instead
 (:func:`channels.digital.digital_link`), averaged exactly as they arrive.
 
+Both take optional client ``weights`` w_k > 0 (``[K]``, e.g. data sizes): the server then estimates
+the weighted mean sum_k w_k g_k / sum_k w_k over the clients heard instead of the plain mean (the
+channel's physics: :meth:`channels.FadingChannel.transmit`), and an optional ``state``: the round's
+channel realization, drawn before the round (channel-aware client sampling), for its first pass.
+
 Energy: each client's round budget (``energy``, or ``snr_db`` per channel use times the round's
 channel uses; times ``budget_scale[k]`` if given) is shared by the passes in proportion to their
 channel uses (:meth:`~laser.compressor.CompressorServer.pass_shares`) and split over a pass's
@@ -33,6 +38,8 @@ Example (LASER over the paper's AWGN channel, 4 clients, energy 100 each):
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -40,8 +47,9 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from channels import FadingChannel, SignalBlocks, energy_for_snr_db
+from channels import ChannelState, FadingChannel, SignalBlocks, energy_for_snr_db
 from channels.digital import digital_link
+from channels.fading_channel import check_weights
 from laser.allocation import ALLOCATIONS, Allocation, allocate_energy, allocate_grouped_energy
 from laser.compressor import CompressorClient, CompressorServer, DigitalClient
 
@@ -71,7 +79,8 @@ class PassRecord:
     """What the server received in one channel pass, and what it cost.
 
     Attributes:
-        estimates: the server's estimate of the mean of each block (B tensors ``[d_b]``).
+        estimates: the server's estimate of the mean (weighted mean, with weights) of each block (B
+            tensors ``[d_b]``).
         energy_used: ``[K]`` float64, each client's energy over all its blocks in this pass.
         channel_uses: real channel uses of the pass (analog: shared by all clients; digital: the
             sum of the clients' orthogonal allocations).
@@ -99,7 +108,8 @@ class RoundResult:
     """A round's decoded tensors and its record, summed over the method's channel passes.
 
     Attributes:
-        gradient: the server's estimate of the clients' mean, shaped like the parameters.
+        gradient: the server's estimate of the clients' mean (weighted mean, with weights), shaped like
+            the parameters.
         passes: what each channel pass received and cost (:class:`PassRecord`).
     """
 
@@ -153,9 +163,12 @@ def _analog_pass(
     budget_scale: Tensor | None,
     groups: tuple[list[int], float] | None,
     processes: Processes | None,
+    weights: Tensor | None = None,
+    state: ChannelState | None = None,
 ) -> tuple[PassRecord, Tensor]:
     """One pass over the air; the record and ``[K_local, B]``: which of this process's clients
-    were heard in each block."""
+    were heard in each block. ``weights``: this process's clients' (the channel's reduce sums them);
+    ``state``: every participating client's channel for this pass (default: a new realization)."""
     num_clients = len(client_blocks) if processes is None else processes.num_clients
     num_blocks = len(client_blocks[0]) if client_blocks else 0
     if num_blocks == 0:  # nothing to send this pass (PowerSGD's second pass when no tensor is compressed)
@@ -176,10 +189,14 @@ def _analog_pass(
     else:
         block_energy = allocate_grouped_energy(norms, dims.to(norms.device), budget, allocation, *groups)
     cdtype = torch.complex128 if signals.dtype == torch.float64 else torch.complex64
-    state = channel.realize(num_clients, channel_uses, dtype=cdtype)
+    if state is None:
+        state = channel.realize(num_clients, channel_uses, dtype=cdtype)
+    else:  # its coherence blocks spread over this pass's symbols, as realize would cut them
+        per_block = max(1, math.ceil(math.ceil(channel_uses / 2) / state.gains.shape[1]))
+        state = dataclasses.replace(state, symbols_per_block=per_block)
     if processes is not None:
         state, block_energy = state.clients(processes.index), block_energy[processes.index]
-    out = channel.transmit(signals, block_energy, state=state, reduce=processes)
+    out = channel.transmit(signals, block_energy, state=state, reduce=processes, weights=weights)
     energy_used = out.energy_used.double().T.contiguous().sum(0)  # [K], summed in block order
     heard = out.active
     active = heard.any(1)
@@ -199,13 +216,18 @@ def _digital_pass(
     snr_db: float | None,
     budget_scale: Tensor | None,
     processes: Processes | None,
+    weights: Tensor | None = None,
+    state: ChannelState | None = None,
 ) -> tuple[PassRecord, Tensor]:
     """Each client's message on its own orthogonal link at the Shannon rate of its mean |h|^2 this
     round (error-free; silent when no number of uses carries it: outage); the server averages what
-    arrives exactly (zero if nothing does). Returns the record and the delivered local clients."""
+    arrives exactly (zero if nothing does): sum_delivered m_k / K_delivered, or with ``weights`` (this
+    process's clients') sum_delivered w_k m_k / sum_delivered w_k. ``state``: every participating
+    client's channel (default: a new realization). Returns the record and the delivered local clients."""
     num_clients = len(client_messages) if processes is None else processes.num_clients
-    state = channel.realize(num_clients, 1, dtype=torch.complex128)
-    gains = (state.gains.abs() ** 2).flatten(1).mean(1).cpu()  # [K]
+    if state is None:
+        state = channel.realize(num_clients, 1, dtype=torch.complex128)
+    gains = state.quality().cpu()  # [K], mean |h|^2
     bits = torch.tensor([float(_digital_client(c).message_bits()) for c in clients], dtype=torch.float64)
     if processes is not None:
         bits = processes.gather(bits)
@@ -218,11 +240,16 @@ def _digital_pass(
     sent = digital_link(bits, gains, energy=energy, snr_db=snr_db, noise_var=channel.noise_var)
     delivered = sent.delivered
     mine = delivered if processes is None else delivered[processes.index]
-    count = max(int(delivered.sum()), 1)
+    if weights is None:
+        factors, count = mine, float(max(int(delivered.sum()), 1))
+    else:  # sum_delivered w_k m_k / sum_delivered w_k, the weights summed over every process's clients
+        every = weights if processes is None else processes.gather(weights)
+        heard = float(every.cpu()[delivered.cpu()].sum())
+        factors, count = torch.where(mine.cpu(), weights.cpu(), 0.0), heard if heard > 0 else 1.0
     estimates = []
     for b in range(len(client_messages[0])):
         stacked = torch.stack([m[b] for m in client_messages])  # [K, d_b]
-        total = mine.to(stacked.device, stacked.dtype) @ stacked
+        total = factors.to(stacked.device, stacked.dtype) @ stacked
         estimates.append((total if processes is None else processes.sum(total)) / count)
     record = PassRecord(
         estimates=estimates,
@@ -265,6 +292,16 @@ def _check_call(
         )
 
 
+def _check_state(state: ChannelState, num_clients: int) -> None:
+    if not isinstance(state, ChannelState):
+        raise TypeError(f"state must be a ChannelState (channel.realize(...)), got {type(state).__name__}")
+    if state.gains.shape[0] != num_clients:
+        raise ValueError(
+            f"state has {state.gains.shape[0]} clients' channels; the round has {num_clients} participating "
+            "clients (realize it for them, or take their rows with state.clients(index))"
+        )
+
+
 def transmit_blocks(
     channel: FadingChannel,
     server: CompressorServer,
@@ -277,9 +314,26 @@ def transmit_blocks(
     budget_scale: Tensor | None = None,
     keep_unheard: bool = False,
     processes: Processes | None = None,
+    weights: Tensor | None = None,
+    state: ChannelState | None = None,
 ) -> RoundResult:
     """A round from the first pass's blocks already encoded: ``blocks[j]`` by ``clients[j]`` (with
     ``server.broadcast()``). The method's further passes are encoded here (``encode_pass``).
+
+    ``weights``: ``[K]`` client weights w_k > 0 (finite), in the order of ``clients``: the server's
+    estimate is the weighted mean of what it hears. An analog pass sends them to the channel
+    (``channel.transmit(..., weights=...)``: client k pre-scales its signal by w_k, the server divides
+    by eta times the weight heard, estimate_j = sum_{k in A_j} w_k u_kj / sum_{k in A_j} w_k per
+    symbol j, renormalised over the clients heard; see :meth:`channels.FadingChannel.transmit`); a
+    digital pass averages the delivered messages exactly, sum_delivered w_k m_k / sum_delivered w_k
+    (zero if none arrives). ``None``: the plain mean, as with all weights 1.
+
+    ``state``: the round's channel realization drawn before the round (``channel.realize``, e.g. for
+    channel-aware client sampling, which must see the channel before choosing; take the chosen
+    clients' rows with ``state.clients(index)``), for the participating clients only: K =
+    ``len(clients)``, or ``processes.num_clients`` with ``processes`` (every process passes the whole
+    state; its clients' rows are taken here). The first pass goes through it instead of a new draw
+    (its coherence blocks spread over the pass's channel uses); later passes draw their own.
 
     ``keep_unheard``: a client the channel did not hear in a block of the round's last pass (the
     power-control policy silenced it, or its budget was 0) gets that block back through
@@ -291,6 +345,10 @@ def transmit_blocks(
     _check_call(server, clients, allocation, processes)
     if len(blocks) != len(clients):
         raise ValueError(f"blocks has {len(blocks)} clients' blocks; clients has {len(clients)}")
+    if weights is not None:
+        weights = check_weights(weights, len(clients))
+    if state is not None:
+        _check_state(state, len(clients) if processes is None else processes.num_clients)
     passes: list[PassRecord] = []
     if not server.analog:
         record, delivered = _digital_pass(
@@ -301,6 +359,8 @@ def transmit_blocks(
             snr_db=snr_db,
             budget_scale=budget_scale,
             processes=processes,
+            weights=weights,
+            state=state,
         )
         for client, message, ok in zip(clients, blocks, delivered.tolist()):
             if not ok:
@@ -324,6 +384,8 @@ def transmit_blocks(
             budget_scale=budget_scale,
             groups=server.energy_groups(),
             processes=processes,
+            weights=weights,
+            state=state if p == 0 else None,
         )
         passes.append(record)
         if keep_unheard and p == server.passes - 1 and not bool(heard.all()):
@@ -348,6 +410,8 @@ def transmit_round(
     budget_scale: Tensor | None = None,
     keep_unheard: bool = False,
     processes: Processes | None = None,
+    weights: Tensor | None = None,
+    state: ChannelState | None = None,
 ) -> RoundResult:
     """One over-the-air round of a compressor: every participating client encodes its tensors
     (``grads[j]`` for ``clients[j]``, in parameter order) with the server's broadcast, every pass
@@ -364,7 +428,28 @@ def transmit_round(
         allocation: the split of a budget over a pass's blocks (``norm``, LASER's; ``norm_sqrt_dim``;
             ``uniform``).
         budget_scale: ``[K]`` multipliers of the budgets (heterogeneous clients).
+        weights: ``[K]`` client weights w_k > 0 in the order of ``clients`` (this process's clients'
+            with ``processes``; e.g. data sizes): the decoded tensors estimate the weighted mean
+            sum_k w_k g_k / sum_k w_k over the clients heard (analog: the channel's weighted
+            superposition, renormalised per symbol over the clients heard; digital: the delivered
+            messages, sum_delivered w_k m_k / sum_delivered w_k, zero if none arrives). ``None``:
+            the plain mean.
+        state: the round's channel drawn beforehand (``channel.realize(K, ...)``, K the participating
+            clients, all processes' with ``processes``), used by the first pass instead of a new
+            realization; later passes draw their own.
         keep_unheard, processes: see :func:`transmit_blocks`.
+
+    Example (Z-SGD, noiseless: the weighted mean exactly):
+        >>> from channels import AWGNChannel
+        >>> from laser import ZSGDCompressor
+        >>> params = [torch.zeros(2)]
+        >>> zsgd = ZSGDCompressor()
+        >>> server, clients = zsgd.make_server(params), [zsgd.make_client(params, k) for k in range(2)]
+        >>> grads = [[torch.tensor([1.0, 0.0])], [torch.tensor([0.0, 4.0])]]
+        >>> out = transmit_round(AWGNChannel(noise_var=0.0), server, clients, grads, energy=1.0,
+        ...                      weights=torch.tensor([3.0, 1.0]))
+        >>> out.gradient[0].tolist()                        # (3 g_1 + 1 g_2) / 4
+        [0.75, 1.0]
     """
     _check_call(server, clients, allocation, processes)
     shared = server.broadcast()
@@ -386,4 +471,6 @@ def transmit_round(
         budget_scale=budget_scale,
         keep_unheard=keep_unheard,
         processes=processes,
+        weights=weights,
+        state=state,
     )

@@ -2,11 +2,16 @@
 pass; the public round call for a compressor's client and server sides."""
 
 import math
+import threading
 
+import pytest
 import torch
 from torch.testing import assert_close
 
-from channels import AWGNChannel
+from channels import AWGNChannel, ChannelState, FadingChannel
+from channels.fading import RayleighFading
+from channels.power_control import TruncatedInversion
+from laser import LaserCompressor, TopKCompressor, ZSGDCompressor, transmit_blocks, transmit_round
 from laser.ota import _analog_pass
 
 
@@ -118,3 +123,193 @@ def test_a_pass_with_nothing_to_send_costs_nothing():
     out = uplink(AWGNChannel(noise_var=1.0), [[], [], []], energy=10.0)
     assert out.estimates == [] and out.channel_uses == 0 and out.noise_energy == 0.0
     assert out.energy_used.tolist() == [0.0, 0.0, 0.0] and not out.active.any()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# client weights: the server's estimate is the weighted mean; a channel realization drawn before the round
+
+PARAMS = [torch.zeros(3, 4, dtype=F64), torch.zeros(5, dtype=F64)]
+WEIGHTS = torch.tensor([1.0, 3.0, 0.5, 2.0], dtype=F64)
+
+
+def _grads(generator, num_clients=4):
+    return [
+        [torch.randn(p.shape, generator=generator, dtype=F64) for p in PARAMS] for _ in range(num_clients)
+    ]
+
+
+def _weighted(grads, weights, keep=None):
+    """sum_k w_k g_k / sum_k w_k per tensor, over the clients ``keep`` (default all)."""
+    keep = [True] * len(grads) if keep is None else keep
+    total = sum(float(w) for w, ok in zip(weights, keep) if ok)
+    return [
+        sum(float(w) * g[t] for g, w, ok in zip(grads, weights, keep) if ok) / total
+        for t in range(len(PARAMS))
+    ]
+
+
+def _sides(method, num_clients=4):
+    return method.make_server(PARAMS), [method.make_client(PARAMS, k) for k in range(num_clients)]
+
+
+def _flat_state(gains):
+    gains = torch.as_tensor(gains, dtype=torch.complex128).reshape(-1, 1, 1)
+    return ChannelState(gains, gains, symbols_per_block=1)
+
+
+def test_zsgd_over_a_noiseless_channel_with_weights_gives_the_weighted_mean(generator):
+    grads = _grads(generator)
+    server, clients = _sides(ZSGDCompressor())
+    out = transmit_round(AWGNChannel(noise_var=0.0), server, clients, grads, energy=5.0, weights=WEIGHTS)
+    for got, expected in zip(out.gradient, _weighted(grads, WEIGHTS), strict=True):
+        assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert bool((out.energy_used <= 5.0 * (1 + 1e-9)).all())
+
+
+def test_a_digital_method_with_weights_gives_the_weighted_mean_of_the_delivered_messages(generator):
+    grads = _grads(generator)
+    server, clients = _sides(TopKCompressor(1.0))  # the message is the whole gradient
+    out = transmit_round(AWGNChannel(noise_var=1.0), server, clients, grads, energy=1e9, weights=WEIGHTS)
+    assert out.active.all()
+    for got, expected in zip(out.gradient, _weighted(grads, WEIGHTS), strict=True):
+        assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_state_drawn_before_the_round_decides_who_is_heard_and_the_weights_renormalise(generator):
+    """Client 1 in a deep fade of the given state: truncation silences it, the weighted mean is the
+    other three's (analog); an outage, the weighted mean of the delivered messages (digital)."""
+    grads = _grads(generator)
+    state = _flat_state([1.0, 0.1, 1.2j, -0.9])
+    keep = [True, False, True, True]
+    channel = FadingChannel(RayleighFading(), TruncatedInversion(0.25), noise_var=0.0)
+    server, clients = _sides(ZSGDCompressor())
+    out = transmit_round(channel, server, clients, grads, energy=5.0, weights=WEIGHTS, state=state)
+    assert out.active.tolist() == keep
+    for got, expected in zip(out.gradient, _weighted(grads, WEIGHTS, keep), strict=True):
+        assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+    digital = FadingChannel(RayleighFading(), noise_var=1.0)
+    server, clients = _sides(TopKCompressor(1.0))
+    out = transmit_round(
+        digital, server, clients, grads, energy=1e5, weights=WEIGHTS, state=_flat_state([1, 0, 1, 1])
+    )
+    assert out.active.tolist() == keep  # gain 0: an outage
+    for got, expected in zip(out.gradient, _weighted(grads, WEIGHTS, keep), strict=True):
+        assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert_close(clients[1].memory[0], grads[1][0].flatten())  # the undelivered message stays in its memory
+
+
+def test_a_digital_round_where_nothing_arrives_estimates_zero(generator):
+    server, clients = _sides(TopKCompressor(1.0))
+    channel = AWGNChannel(noise_var=1.0)
+    out = transmit_round(channel, server, clients, _grads(generator), energy=1e-6, weights=WEIGHTS)
+    assert not out.active.any() and all(bool((g == 0).all()) for g in out.gradient)
+
+
+class RecordingStates(AWGNChannel):
+    """Keeps the state each pass went through."""
+
+    def transmit(self, blocks, energy, **kwargs):
+        self.states.append(kwargs["state"])
+        return super().transmit(blocks, energy, **kwargs)
+
+
+def test_the_given_state_serves_the_first_pass_and_later_passes_draw_their_own(generator):
+    params = [torch.zeros(20, 30, dtype=F64)]
+    method = LaserCompressor(rank=2, factors_per_round=2)  # PowerSGD: two passes
+    server, clients = method.make_server(params), [method.make_client(params, k) for k in range(3)]
+    channel = RecordingStates(noise_var=0.0)
+    channel.states = []
+    state = _flat_state([1.0, 1.0, 1.0])
+    grads = [[torch.randn(20, 30, generator=generator, dtype=F64)] for _ in clients]
+    transmit_round(channel, server, clients, grads, energy=1.0, state=state)
+    assert len(channel.states) == 2
+    assert channel.states[0].gains is state.gains and channel.states[1].gains is not state.gains
+
+
+def test_the_given_state_is_spread_over_the_pass_and_must_be_the_participants(generator):
+    grads = _grads(generator, num_clients=3)
+    server, clients = _sides(ZSGDCompressor(), num_clients=3)
+    channel = FadingChannel(RayleighFading(), noise_var=0.0, coherence_blocks=2)
+    state = channel.realize(3, channel_uses=2)  # realized before the pass's length was known
+    channel.transmit = _recording(channel.transmit, seen := [])
+    transmit_round(channel, server, clients, grads, energy=1.0, state=state)
+    assert seen[0].symbols_per_block == 5  # 17 real uses = 9 symbols, cut into 2 coherence blocks
+    with pytest.raises(ValueError, match="state has 5 clients"):
+        transmit_round(channel, server, clients, grads, energy=1.0, state=channel.realize(5, 17))
+    with pytest.raises(TypeError, match="state must be a ChannelState"):
+        transmit_round(channel, server, clients, grads, energy=1.0, state=state.gains)
+
+
+def _recording(transmit, seen):
+    def recorded(blocks, energy, **kwargs):
+        seen.append(kwargs["state"])
+        return transmit(blocks, energy, **kwargs)
+
+    return recorded
+
+
+@pytest.mark.parametrize(
+    "weights, error",
+    [(torch.ones(3), ValueError), ([1.0, 0.0, 1.0, 1.0], ValueError), (["x"] * 4, TypeError)],
+)
+def test_bad_weights_are_refused(weights, error, generator):
+    server, clients = _sides(ZSGDCompressor())
+    with pytest.raises(error, match="weights"):
+        transmit_round(AWGNChannel(0.0), server, clients, _grads(generator), energy=1.0, weights=weights)
+
+
+class _Process:
+    """One of two threads standing in for processes (``laser.ota.Processes``): all-reduce and gather."""
+
+    def __init__(self, rank, shared, num_clients=4, split=2):
+        self.rank, self.shared = rank, shared
+        self.num_clients = num_clients
+        self.index = slice(0, split) if rank == 0 else slice(split, num_clients)
+
+    def _exchange(self, value, combine):
+        barrier, slots = self.shared
+        slots[self.rank] = value
+        barrier.wait()
+        result = combine(slots)
+        barrier.wait()
+        return result
+
+    def sum(self, value):
+        return self._exchange(value, lambda slots: torch.stack(slots).sum(0))
+
+    def min(self, value):
+        return self._exchange(value, lambda slots: torch.stack(slots).min(0).values)
+
+    def gather(self, value):
+        return self._exchange(value, lambda slots: torch.cat(slots))
+
+
+@pytest.mark.parametrize("method", [ZSGDCompressor(), TopKCompressor(1.0)], ids=["zsgd", "topk"])
+def test_weights_split_over_processes_give_the_one_process_result(method, generator):
+    grads = _grads(generator)
+    state = _flat_state([1.0, 0.1, 1.2j, -0.9])  # client 1 silenced (analog) or in outage (digital)
+    channel = FadingChannel(RayleighFading(), TruncatedInversion(0.25), noise_var=0.0)
+    server, clients = _sides(method)
+    energy = 1e5 if not server.analog else 5.0
+    whole = transmit_round(channel, server, clients, grads, energy=energy, weights=WEIGHTS, state=state)
+    shared, results = (threading.Barrier(2), [None, None]), [None, None]
+
+    def process(rank):
+        me = _Process(rank, shared)
+        server, clients = _sides(method)
+        mine = clients[me.index]
+        blocks = [c.encode(g, server.broadcast()) for c, g in zip(mine, grads[me.index])]
+        results[rank] = transmit_blocks(
+            channel, server, mine, blocks, energy=energy, weights=WEIGHTS[me.index], state=state, processes=me
+        )
+
+    threads = [threading.Thread(target=process, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for out in results:
+        for got, expected in zip(out.gradient, whole.gradient, strict=True):
+            assert_close(got, expected, rtol=1e-12, atol=1e-12)
+        assert torch.equal(out.active, whole.active)
