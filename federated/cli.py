@@ -103,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         help="figures of a sweep directory",
         description="Draw the metric against energy (or SNR) with one line per method, 95%% confidence bands "
-        "over seeds and the noiseless reference, and the metric against rounds; PNG and PDF.",
+        "over seeds and the noiseless reference, the metric against rounds, and each distinct partition of "
+        "the training data over the clients (the runs' partition.json) as a heat map; PNG and PDF.",
     )
     plot.add_argument(
         "sweep_dir", metavar="SWEEP_DIR", help="a directory of run directories (laser sweep --out)"
@@ -292,6 +293,38 @@ def _caption(table) -> str:
     return f"mean and 95% confidence interval over {runs} seed{'s' if seeds != [1] else ''}"
 
 
+def _partition_figures(root: Path, out: Path) -> list[Path]:
+    """One heat map per distinct client x class partition among the runs under ``root`` (their
+    ``partition.json``), named by its settings (and the seed, or a number, where settings repeat)."""
+    from federated.experiments.plots import partition_heatmap, partition_stem, partition_title
+    from federated.experiments.results import SEED_KEY, load_runs
+
+    distinct: dict[str, tuple[dict, str | None, list]] = {}  # the table's JSON -> (table, data, seeds)
+    for run in load_runs(root):
+        try:
+            table = json.loads((run.path / "partition.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(table, dict) or not table.get("counts"):
+            continue  # a language partition: no classes
+        key = json.dumps(table, sort_keys=True)
+        _, data, seeds = distinct.setdefault(key, (table, run.config.get("data.name"), []))
+        if run.config.get(SEED_KEY) not in seeds:
+            seeds.append(run.config.get(SEED_KEY))
+    entries = list(distinct.values())
+    stems = [partition_stem(table, data) for table, data, _ in entries]
+    # the same settings drawn from other seeds (or other data): the seed, else a number, tells them apart
+    stems = [
+        f"{stem}_seed{seeds[0]}" if stems.count(stem) > 1 and len(seeds) == 1 else stem
+        for stem, (_, _, seeds) in zip(stems, entries)
+    ]
+    stems = [f"{stem}_{n + 1}" if stems.count(stem) > 1 else stem for n, stem in enumerate(stems)]
+    written = []
+    for stem, (table, data, seeds) in zip(stems, entries):
+        written += partition_heatmap(table, out / stem, title=partition_title(table, data, seeds))
+    return written
+
+
 def _plot(args: argparse.Namespace) -> int:
     from federated.experiments.plots import plot_metric_vs_round, plot_metric_vs_x
     from federated.experiments.results import round_curves
@@ -315,6 +348,7 @@ def _plot(args: argparse.Namespace) -> int:
     written += plot_metric_vs_round(
         round_curves(table), out / f"{table.metric}_vs_round", metric=table.metric, title=_caption(table)
     )
+    written += _partition_figures(root, out)
     for path in written:
         print(path)
     return 0

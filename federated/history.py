@@ -5,6 +5,9 @@ Run directory layout::
     DIR/config.yaml      the resolved configuration (every key, defaults included)
     DIR/history.jsonl    one JSON object per round, written as the run goes
     DIR/summary.json     final metrics and totals, written at the end (or when a run fails)
+    DIR/partition.json   how the training data is split over the clients (``Task.partition()``:
+                         the partition, its parameters, each client's size and, for classification,
+                         its samples of each class), written when the run builds its data
     DIR/checkpoint.pt    every ``checkpoint_every`` rounds and at the end: what ``--resume`` needs
     DIR/tensorboard/     with ``tensorboard: true``: the history as TensorBoard scalars
 """
@@ -126,6 +129,15 @@ class RunDirectory:
     def append(self, record: dict) -> None:
         self._history.write(json.dumps(_jsonable(record)) + "\n")
         self._history.flush()
+
+    def write_partition(self, table: dict) -> Path:
+        """Write ``DIR/partition.json`` (indent 2; atomically): ``table`` is the task's
+        :meth:`~federated.data.tasks.Task.partition`. Returns its path."""
+        path = self.path / "partition.json"
+        tmp = self.path / ".partition.json.tmp"
+        tmp.write_text(json.dumps(_jsonable(table), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
 
     def finish(self, summary: dict) -> None:
         self._history.close()

@@ -1,9 +1,14 @@
 """What a run learns: the data on the device, each client's minibatches, and the test metric.
 
 Two kinds of task share one small interface (``batch(client)``, ``evaluate(model)``,
-``state_dict()``): classification (MNIST-1D, digits, CIFAR-10/100; test accuracy) and language
-modelling (WikiText-103, the standard library's pydoc texts; validation perplexity). Both train on
-the cross-entropy of the model's logits, so the round loop does not care which it runs.
+``state_dict()``, ``client_sizes()``, ``partition()``): classification (MNIST-1D, digits,
+CIFAR-10/100; test accuracy) and language modelling (WikiText-103, the standard library's pydoc
+texts; validation perplexity). Both train on the cross-entropy of the model's logits, so the round
+loop does not care which it runs.
+
+The split over the clients is ``data.partition`` (:mod:`federated.data.partitions`), drawn from the
+data seed's generator where the IID split drew its permutation, so ``iid`` (the default) gives the
+batches of earlier versions bit for bit.
 
 Example:
     >>> from federated.config import load_config
@@ -12,6 +17,8 @@ Example:
     >>> x, y = task.batch(0)
     >>> tuple(x.shape), tuple(y.shape), task.metric
     ((32, 64), (32,), 'test_accuracy')
+    >>> task.client_sizes(), task.partition()["partition"]
+    ([359, 359, 359, 359], 'iid')
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from federated.config import Config, ConfigError
-from federated.data.datasets import ClientBatches, iid_split, load_dataset
+from federated.data.datasets import ClientBatches, load_dataset
+from federated.data.partitions import PartitionError, PartitionSpec, contiguous, partition_table
+from federated.data.partitions import split as split_clients
 
 __all__ = ["Task", "ClassificationTask", "LanguageTask", "TASKS", "build_task", "cross_entropy"]
 
@@ -64,6 +73,18 @@ class Task(ABC):
         """:meth:`evaluate` without the mode and gradient bookkeeping."""
 
     @abstractmethod
+    def client_sizes(self) -> list[int]:
+        """Each client's number of training samples (language: tokens of its slice), e.g. for
+        weighting the clients' updates by their data size."""
+
+    @abstractmethod
+    def partition(self) -> dict[str, Any]:
+        """How the training data is split over the clients, JSON-ready: ``partition`` (the name),
+        ``parameters``, ``num_clients``, ``unit`` (samples or tokens), ``sizes`` (per client, or None)
+        and, for classification, ``num_classes`` and ``counts`` (client x class); what the run
+        directory's ``partition.json`` holds."""
+
+    @abstractmethod
     def state_dict(self) -> dict[str, object]:
         """The data order and generator state (for checkpoints)."""
 
@@ -73,9 +94,15 @@ class Task(ABC):
 
 
 class ClassificationTask(Task):
-    """Samples kept on the device; IID shards, each client walking through its own in a fresh order
-    every epoch; an optional transform of each training batch (CIFAR's augmentation) and of the
-    test inputs (normalisation)."""
+    """Samples kept on the device; one shard per client by ``partition`` (default IID: equal random
+    shards), each client walking through its own in a fresh order every epoch (a non-IID shard
+    smaller than the batch: the batch drawn from it with replacement, see
+    :class:`~federated.data.datasets.ClientBatches`); an optional transform of each training batch
+    (CIFAR's augmentation) and of the test inputs (normalisation).
+
+    The partition is drawn from ``generator`` first (IID: the one permutation of earlier versions),
+    then each client's first epoch order; a :class:`~federated.data.partitions.PartitionError` (a
+    ``ValueError`` naming the ``data.*`` key) when it cannot be made."""
 
     metric = "test_accuracy"
 
@@ -93,11 +120,23 @@ class ClassificationTask(Task):
         train_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
         test_transform: Callable[[Tensor], Tensor] | None = None,
         eval_batch_size: int = 1024,
+        partition: PartitionSpec | None = None,
     ) -> None:
+        partition = PartitionSpec() if partition is None else partition
+        self.spec, self.num_classes = partition, num_classes
+        self.parts = split_clients(y_train.cpu(), num_clients, partition, generator)
+        empty = [k for k, part in enumerate(self.parts) if len(part) == 0]
+        if empty:
+            raise PartitionError(
+                "data.min_partition_size",
+                partition.min_partition_size,
+                f"at least 1 (client {empty[0]} of {num_clients} was given no samples; or raise data.alpha)",
+            )
+        self.counts = partition_table(y_train.cpu(), self.parts, num_classes)
         self.x_train, self.y_train = x_train.to(device), y_train.to(device)
         self.x_test, self.y_test = x_test.to(device), y_test.to(device)
         self.device, self.generator = device, generator
-        self.batches = ClientBatches(iid_split(len(y_train), num_clients, generator), batch_size, generator)
+        self.batches = ClientBatches(self.parts, batch_size, generator, replacement=partition.name != "iid")
         self.train_transform, self.test_transform = train_transform, test_transform
         self.eval_batch_size = eval_batch_size
         self.model_inputs = {"num_features": int(np.prod(x_train.shape[1:])), "num_classes": num_classes}
@@ -120,6 +159,20 @@ class ClassificationTask(Task):
             correct += int((logits.argmax(-1) == y).sum())
         return {"test_loss": loss / len(self.y_test), "test_accuracy": correct / len(self.y_test)}
 
+    def client_sizes(self) -> list[int]:
+        return [len(part) for part in self.parts]
+
+    def partition(self) -> dict[str, Any]:
+        return {
+            "partition": self.spec.name,
+            "parameters": self.spec.parameters,
+            "num_clients": len(self.parts),
+            "unit": "samples",
+            "sizes": self.client_sizes(),
+            "num_classes": self.num_classes,
+            "counts": self.counts,
+        }
+
     def state_dict(self) -> dict[str, object]:
         return {"generator": self.generator.get_state(), "batches": self.batches.state_dict()}
 
@@ -130,9 +183,11 @@ class ClassificationTask(Task):
 
 class LanguageTask(Task):
     """Next-token prediction on one token stream. Each client draws ``batch_size`` windows of
-    ``context + 1`` tokens at uniform random positions of the whole training stream (IID, with
-    replacement, as the paper's GPT-2 runs); validation covers the whole validation stream in
-    consecutive non-overlapping windows and reports ``exp(mean token loss)``."""
+    ``context + 1`` tokens at uniform random positions (with replacement): of the whole training
+    stream with ``partition="iid"`` (as the paper's GPT-2 runs), or of its own slice of it with
+    ``"contiguous"`` (:func:`~federated.data.partitions.contiguous`: ``num_clients`` equal slices);
+    validation covers the whole validation stream in consecutive non-overlapping windows and reports
+    ``exp(mean token loss)``."""
 
     metric = "test_perplexity"
 
@@ -145,7 +200,16 @@ class LanguageTask(Task):
         batch_size: int,
         generator: torch.Generator,
         device: torch.device,
+        num_clients: int = 1,
+        partition: PartitionSpec | None = None,
     ) -> None:
+        partition = PartitionSpec() if partition is None else partition
+        if partition.name not in ("iid", "contiguous"):
+            raise ValueError(f"data.partition = {partition.name!r} is not a language partition")
+        self.spec, self.num_clients = partition, num_clients
+        self.slices = (
+            contiguous(len(train_tokens), num_clients, context) if partition.name == "contiguous" else None
+        )
         self.train = torch.from_numpy(np.asarray(train_tokens, dtype=np.int32)).to(device)
         self.valid = torch.from_numpy(np.asarray(valid_tokens, dtype=np.int32)).to(device)
         self.context, self.batch_size = context, batch_size
@@ -156,9 +220,15 @@ class LanguageTask(Task):
         self.model_inputs = {"vocab_size": vocab_size}
 
     def batch(self, client: int) -> tuple[Tensor, Tensor]:
-        starts = torch.randint(
-            0, len(self.train) - self.context, (self.batch_size,), generator=self.generator
-        )
+        if self.slices is None:
+            starts = torch.randint(
+                0, len(self.train) - self.context, (self.batch_size,), generator=self.generator
+            )
+        else:  # windows inside the client's slice: starts in [start, stop - context - 1]
+            own = self.slices[client]
+            starts = own.start + torch.randint(
+                0, len(own) - self.context, (self.batch_size,), generator=self.generator
+            )
         windows = self.train[starts.to(self.device)[:, None] + self.offsets].long()
         return windows[:, :-1], windows[:, 1:]
 
@@ -173,6 +243,26 @@ class LanguageTask(Task):
             total += float(cross_entropy(logits, y[start : start + self.eval_batch_size], reduction="sum"))
         loss = total / (count * self.context)
         return {"test_loss": loss, "test_perplexity": math.exp(min(loss, 700.0))}
+
+    def client_sizes(self) -> list[int]:
+        """Tokens in each client's slice (``contiguous``); an IID language task has no sizes."""
+        if self.slices is None:
+            raise ValueError(
+                "a language task with data.partition = iid has no client sizes: every client draws "
+                "its windows from the whole training stream (data.partition = contiguous gives each "
+                "client its own slice)"
+            )
+        return partition_table(None, self.slices)
+
+    def partition(self) -> dict[str, Any]:
+        return {
+            "partition": self.spec.name,
+            "parameters": self.spec.parameters,
+            "num_clients": self.num_clients,
+            "unit": "tokens",
+            "sizes": None if self.slices is None else self.client_sizes(),
+            "slices": None if self.slices is None else [[s.start, s.stop] for s in self.slices],
+        }
 
     def state_dict(self) -> dict[str, object]:
         return {"generator": self.generator.get_state()}
@@ -200,7 +290,15 @@ def _text_task(config: Config, device: torch.device, generator: torch.Generator)
                 f"fewer tokens than the {len(stream)} of {data.name}'s {split} split",
             )
     return LanguageTask(
-        tokens.train, tokens.valid, tokens.vocab_size, context, config.clients.batch_size, generator, device
+        tokens.train,
+        tokens.valid,
+        tokens.vocab_size,
+        context,
+        config.clients.batch_size,
+        generator,
+        device,
+        num_clients=config.clients.num_clients,
+        partition=_spec(config),
     )
 
 
@@ -251,7 +349,13 @@ def _classification(
         device,
         train_transform,
         test_transform,
+        partition=_spec(config),
     )
+
+
+def _spec(config: Config) -> PartitionSpec:
+    data = config.data
+    return PartitionSpec(data.partition, data.alpha, data.shards_per_client, data.min_partition_size)
 
 
 # data.name -> the task's builder
@@ -266,6 +370,11 @@ TASKS = {
 
 
 def build_task(config: Config, device: torch.device, seed: int) -> Task:
-    """The task of ``config.data`` on ``device``; ``seed`` drives the split, the client batches and
-    the augmentation (one CPU generator, so a run draws the same data on any device)."""
-    return TASKS[config.data.name](config, device, torch.Generator().manual_seed(seed))
+    """The task of ``config.data`` on ``device``; ``seed`` drives the split (``data.partition``), the
+    client batches and the augmentation (one CPU generator, so a run draws the same data on any
+    device). A partition that cannot be made is a :class:`~federated.config.ConfigError` naming the
+    key to change."""
+    try:
+        return TASKS[config.data.name](config, device, torch.Generator().manual_seed(seed))
+    except PartitionError as error:
+        raise ConfigError(error.key, error.value, error.accepted) from error

@@ -1,17 +1,24 @@
-"""The figures of ``laser plot``: files written, axes, scales, units and method styles."""
+"""The figures of ``laser plot``: files written, axes, scales, units and method styles, and the
+partition heat maps."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from federated.config import config_to_dict, load_config
 from federated.experiments.plots import (
     _draw_metric_vs_round,
     _draw_metric_vs_x,
+    _draw_partition_heatmap,
+    partition_heatmap,
+    partition_stem,
     plot_metric_vs_round,
     plot_metric_vs_x,
 )
@@ -216,6 +223,84 @@ def test_nothing_to_plot_is_an_error():
         _draw_metric_vs_x([], metric="test_accuracy", x="power.energy")
     with pytest.raises(ValueError, match="no curves"):
         _draw_metric_vs_round([], metric="test_accuracy")
+
+
+PARTITION = {  # a partition.json as Task.partition() writes it: 4 clients, 3 classes
+    "partition": "dirichlet",
+    "parameters": {"alpha": 0.5, "min_partition_size": 10},
+    "num_clients": 4,
+    "unit": "samples",
+    "sizes": [40, 25, 30, 35],
+    "num_classes": 3,
+    "counts": [[30, 10, 0], [0, 5, 20], [10, 10, 10], [0, 35, 0]],
+}
+
+
+def test_partition_heatmap_writes_png_and_pdf_from_a_partition_json(tmp_path):
+    (tmp_path / "partition.json").write_text(json.dumps(PARTITION, indent=2))
+    table = json.loads((tmp_path / "partition.json").read_text())
+    stem = tmp_path / "figures" / partition_stem(table, "digits")
+    assert stem.name == "partition_digits_dirichlet_alpha0.5_min10_K4"
+    _assert_written(partition_heatmap(table, stem, title="digits"), stem)
+
+
+def test_partition_heatmap_has_clients_down_classes_across_and_small_tables_annotated():
+    fig = _draw_partition_heatmap(PARTITION, title="digits: dirichlet")
+    ax, colourbar = fig.axes
+    (image,) = ax.get_images()
+    assert image.get_array().tolist() == PARTITION["counts"]  # rows: clients, columns: classes
+    assert ax.get_xlabel() == "class" and ax.get_ylabel() == "client (training samples)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0 (40)", "1 (25)", "2 (30)", "3 (35)"]
+    assert [t.get_text() for t in ax.texts] == [str(v) for row in PARTITION["counts"] for v in row]
+    assert colourbar.get_ylabel() == "training samples" and ax.get_title() == "digits: dirichlet"
+    big = {**PARTITION, "num_clients": 100, "counts": [[k % 7, 3, 5] * 4 for k in range(100)]}
+    ax = _draw_partition_heatmap(big).axes[0]
+    assert not ax.texts and ax.get_ylabel() == "client"  # 1,200 cells: no numbers
+    with pytest.raises(ValueError, match="no client x class counts"):
+        _draw_partition_heatmap({**PARTITION, "counts": None})
+
+
+def _run_dir(path: Path, overrides: list[str], partition: dict | None) -> None:
+    """A finished run directory as ``laser run`` writes it, with its partition.json."""
+    path.mkdir(parents=True)
+    config = load_config(None, ["data.name=digits", "clients.num_clients=4", *overrides])
+    (path / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    rounds = [{"round": 0, "train_loss": 1.0, "test_accuracy": 0.5}]
+    (path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rounds))
+    (path / "summary.json").write_text(json.dumps({"status": "finished", "rounds": 1, "test_accuracy": 0.5}))
+    if partition is not None:
+        (path / "partition.json").write_text(json.dumps(partition, indent=2))
+
+
+def test_laser_plot_draws_one_heat_map_per_distinct_partition(tmp_path, capsys):
+    from federated.cli import main
+
+    other_seed = {**PARTITION, "counts": [[20, 20, 0], [10, 0, 15], [10, 10, 10], [0, 35, 5]]}
+    shards = {**PARTITION, "partition": "shards", "parameters": {"shards_per_client": 2}}
+    language = {
+        "partition": "contiguous",
+        "parameters": {},
+        "num_clients": 4,
+        "unit": "tokens",
+        "sizes": [9] * 4,
+    }
+    for method in ("laser", "zsgd"):  # the same data seeds: the same partitions
+        for seed, table in ((0, PARTITION), (1, other_seed)):
+            _run_dir(tmp_path / method / f"seed={seed}", [f"compressor.name={method}", f"seed={seed}"], table)
+    _run_dir(tmp_path / "shards", ["data.partition=shards"], shards)
+    _run_dir(tmp_path / "text", ["seed=5"], language)  # no classes: no heat map
+    _run_dir(tmp_path / "old", ["seed=6"], None)  # written before partition.json existed
+    assert main(["plot", str(tmp_path)]) == 0
+    figures = sorted(p.name for p in (tmp_path / "figures").glob("partition*"))
+    stems = [
+        "partition_digits_dirichlet_alpha0.5_min10_K4_seed0",
+        "partition_digits_dirichlet_alpha0.5_min10_K4_seed1",
+    ]
+    stems.append("partition_digits_shards_shards2_K4")
+    assert figures == sorted(f"{stem}.{ext}" for stem in stems for ext in ("pdf", "png"))
+    assert str(tmp_path / "figures" / "partition_digits_shards_shards2_K4.png") in capsys.readouterr().out
+    png = (tmp_path / "figures" / f"{stems[0]}.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
 
 
 def test_importing_the_module_does_not_import_matplotlib():
