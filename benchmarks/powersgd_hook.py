@@ -200,7 +200,7 @@ def laser_case(grads: list[torch.Tensor], rank: int, passes: int):
         rank=rank, min_compression_rate=float(MIN_COMPRESSION_RATE), factors_per_round=passes
     )
     compressor.setup([g.detach() for g in grads], num_clients=1)
-    uses = compressor.channel_uses(0)
+    uses = compressor.server.channel_uses(0)
 
     def iteration() -> list[torch.Tensor]:
         blocks = compressor.encode(0, grads)  # one client: the noiseless mean is its blocks
@@ -213,7 +213,7 @@ def laser_case(grads: list[torch.Tensor], rank: int, passes: int):
             raise RuntimeError("the last pass's decode returned None")
         return out
 
-    return iteration, len(compressor.compressed), uses
+    return iteration, len(compressor.server.compressed), uses
 
 
 # ------------------------------------------------------------------------------------- driver

@@ -100,6 +100,7 @@ class Streams:
     downlink: int  # downlink noise
     budgets: int  # heterogeneous per-client budgets
     dropout: int  # the model's own randomness (dropout): torch's global generator, seeded per run
+    sampling: int  # which clients take part in each round (clients.per_round < num_clients)
 
 
 def split_seed(seed: int) -> Streams:
@@ -108,7 +109,7 @@ def split_seed(seed: int) -> Streams:
     >>> split_seed(0) == split_seed(0), split_seed(0).data != split_seed(1).data
     (True, True)
     """
-    children = np.random.SeedSequence(seed).spawn(7)  # appending a stream keeps the earlier ones
+    children = np.random.SeedSequence(seed).spawn(8)  # appending a stream keeps the earlier ones
     return Streams(*(int(c.generate_state(1, np.uint64)[0] >> 1) for c in children))
 
 

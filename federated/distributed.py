@@ -58,6 +58,14 @@ def check_shardable(config: Config, world: int) -> None:
             config.clients.num_clients,
             f"at least as many clients as processes ({world})",
         )
+    per_round = config.clients.per_round
+    if per_round is not None and per_round < config.clients.num_clients:
+        raise ConfigError(
+            "clients.per_round",
+            per_round,
+            "null (every client) with clients split over processes (a sampled round would leave a "
+            "process idle or unevenly loaded)",
+        )
     if config.downlink.snr_db is not None:
         raise ConfigError(
             "downlink.snr_db",

@@ -1,19 +1,21 @@
 """One run's simulation: its state (task, model, compressor, channel, generators, history) and its
-round: clients compute gradients, compress, transmit over the air; the server decodes, steps and
-broadcasts. :func:`federated.train.train` runs it round after round."""
+round: the participants compute their updates (:mod:`federated.clients`), compress, transmit over
+the air; the server decodes, steps and broadcasts. :func:`federated.train.train` runs it round
+after round."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-from torch.func import functional_call
+from torch import Tensor, nn
 
+from channels import ChannelState
 from federated.checkpoint import check_state
+from federated.clients import Clients, build_sampler
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
 from federated.config import Config, ConfigError, config_to_dict, same_config
 from federated.data.tasks import build_task, cross_entropy
@@ -70,6 +72,18 @@ def channel_record(result: RoundResult) -> dict[str, object]:
     return record
 
 
+class _Float64Inputs(nn.Module):
+    """A model run in float64 (``precision: fp64``): floating-point inputs are cast to float64."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The model's output for ``x`` (cast to float64 if it is a float tensor)."""
+        return self.model(x.double() if x.is_floating_point() else x)
+
+
 class Simulation:
     """One run's state (task, model, server optimizer, compressor, channel, generators, the rounds
     done and their history) and its round. :meth:`state_dict` holds everything needed to continue
@@ -97,9 +111,14 @@ class Simulation:
         streams = split_seed(config.seed)
         self.task = build_task(config, self.device, streams.data)
         self.model = build_model(config.model, self.task.model_inputs, seed=streams.model).to(self.device)
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.net: nn.Module = self.model  # what evaluates: the model, or its float64 wrapper
+        if config.precision == "fp64":
+            self.model.double()
+            self.net = _Float64Inputs(self.model)
+        self.forward = torch.compile(self.net) if config.compile else self.net
         self.params = list(self.model.parameters())
-        # batch-norm statistics: the server keeps client 0's (the paper's), not those of all K passes
+        # batch-norm statistics: with FedSGD the server keeps the first participant's (the paper's
+        # client 0), with local training the participants' mean (federated.clients)
         self.buffers = [b for b in self.model.buffers() if b.is_floating_point()]
         num_clients = config.clients.num_clients
         self.compressor = build_compressor(config.compressor, seed=streams.compressor)
@@ -118,6 +137,13 @@ class Simulation:
         self.downlink = None
         if config.downlink.snr_db is not None:
             self.downlink = NoisyDownlink(config.downlink.snr_db, streams.downlink, self.device)
+        self.clients = Clients(
+            self.model, self.forward, self.task, config.clients, self.downlink, self.autocast
+        )
+        self.sampler = build_sampler(config.clients, streams.sampling)
+        self.weights: Tensor | None = None  # each client's weight in the server's mean
+        if config.clients.weighting == "data_size":
+            self.weights = torch.tensor(self.task.client_sizes(), dtype=torch.float64)
         self.optimizer = build_optimizer(config.optimizer, self.model)
         self.scheduler = build_scheduler(config.optimizer, self.optimizer, config.rounds)
         self.ema = WeightEMA(self.model, config.ema) if config.ema is not None else None
@@ -134,6 +160,13 @@ class Simulation:
                 False,
                 "each client receives its own noisy copy of the model (downlink.snr_db)",
             )
+        elif supported and (
+            self.config.precision == "fp64" or self.clients.local or self.config.data.partition != "iid"
+        ):
+            supported, reason = (
+                False,
+                "precision fp64, local training and non-IID partitions run client by client",
+            )
         if not supported and mode == "vmap":
             raise ConfigError("clients.vectorize", mode, f"loop or auto for this run: {reason}")
         return VectorizedClients(self.model, cross_entropy) if supported else None
@@ -143,29 +176,16 @@ class Simulation:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
 
     def client_gradient(self, client: int) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """The client's mean loss and its gradient (summed over its micro-batches) at the model it
-        received (the broadcast one, or its own noisy copy over a noisy downlink)."""
-        forward: Callable[[Tensor], Tensor] = self.forward
-        wrt: Sequence[Tensor] = self.params
-        if self.downlink is not None:
-            received = {
-                n: p.requires_grad_()
-                for n, p in self.downlink.receive(dict(self.model.named_parameters())).items()
-            }
-            forward, wrt = (lambda x: functional_call(self.model, received, (x,))), list(received.values())
-        return self._client_from_batches(self._batches(client), forward, wrt)
+        """The client's FedSGD gradient this round (see :meth:`federated.clients.Clients.gradient`)."""
+        return self.clients.gradient(client)
 
-    def _batches(self, client: int) -> list[tuple[Tensor, Tensor]]:
-        """The client's micro-batches of this round (drawing them advances the task's data stream)."""
-        return [self.task.batch(client) for _ in range(self.config.clients.accumulation_steps)]
-
-    def _encode(self, client: int, grads: Sequence[Tensor], t: int) -> list[Tensor]:
-        """Client ``client``'s blocks for this round (a non-finite gradient ends the run, diverged)."""
+    def _encode(self, client: int, update: Sequence[Tensor], t: int) -> list[Tensor]:
+        """Client ``client``'s blocks for this round (a non-finite update ends the run, diverged)."""
         try:
-            return self.compressor.encode(client, grads)
+            return self.compressor.encode(client, update)
         except NonFiniteGradientError:
             raise NonFiniteError(
-                f"round {t}: client {client}'s gradient is not finite (NaN or inf); the run stopped here "
+                f"round {t}: client {client}'s update is not finite (NaN or inf); the run stopped here "
                 "(a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can make training "
                 "diverge)"
             ) from None
@@ -176,9 +196,7 @@ class Simulation:
         return self.shard is None or self.shard.rank == 0
 
     def _vectorized_round(
-        self,
-        clients: range,
-        batches: list[list[tuple[Tensor, Tensor]]],
+        self, clients: Sequence[int], batches: list[list[tuple[Tensor, Tensor]]]
     ) -> tuple[list[Tensor], list[list[Tensor]]]:
         """The clients' losses and encoded blocks from one vmapped pass per micro-batch (the clients'
         shards are equal, so their batches have one shape, the short end of an epoch included)."""
@@ -190,77 +208,80 @@ class Simulation:
             losses, grads = self.vectorized.accumulate(steps)
         return list(losses), self.compressor.encode_many(list(clients), grads)
 
-    def _client_from_batches(
-        self,
-        client_batches: list[tuple[Tensor, Tensor]],
-        forward: Callable[[Tensor], Tensor] | None = None,
-        wrt: Sequence[Tensor] | None = None,
-    ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """A client's mean loss over its micro-batches and its gradient summed over them."""
-        forward = self.forward if forward is None else forward  # not `or`: a compiled module has no bool
-        wrt = self.params if wrt is None else wrt
-        grads: tuple[Tensor, ...] | None = None
-        total: Tensor | None = None
-        for x, y in client_batches:
-            with self.autocast():
-                loss = cross_entropy(forward(x), y)
-            g = torch.autograd.grad(loss, wrt)
-            grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
-            total = loss.detach() if total is None else total + loss.detach()
-        assert grads is not None and total is not None  # clients.accumulation_steps >= 1 micro-batches
-        return total / len(client_batches), grads
+    def _participants(self) -> tuple[list[int], ChannelState | None]:
+        """This round's participants and, when not everyone takes part, the round's first channel
+        realization for them (drawn for every client first, so each keeps its own fading and path
+        loss; channel-aware sampling ranks the clients by it)."""
+        num_clients = self.config.clients.num_clients
+        if self.sampler.everyone:
+            return list(range(num_clients)), None
+        server = self.compressor.server
+        wide = not server.analog or self.params[0].dtype == torch.float64
+        uses = sum(server.block_sizes()) if server.analog else 1
+        state = self.channel.realize(num_clients, uses, dtype=torch.complex128 if wide else torch.complex64)
+        chosen = self.sampler.sample(state.quality())
+        return chosen, state.clients(torch.tensor(chosen))
 
     def round(self, t: int | None = None) -> dict[str, object]:
-        """Round ``t`` (default: the next): clients' gradients, uplink, the server's step; returns the
-        round's record, which the history keeps."""
+        """Round ``t`` (default: the next): the participants' updates, uplink, the server's step;
+        returns the round's record, which the history keeps."""
         t = self.rounds_done if t is None else t
         config = self.config
-        # --- clients: local gradient at the broadcast model, then encode (updates EF memory)
-        num_clients, shard = config.clients.num_clients, self.shard
-        local = range(num_clients) if shard is None else shard.local
-        client_blocks, losses, kept, batches = [], [], None, []
-        for k in range(num_clients):
-            if k not in local:  # another process's client: draw its batches all the same, so
-                self._batches(k)  # every process's data stream stays the one-process one
+        shard = self.shard
+        participants, state = self._participants()
+        mine = participants if shard is None else [k for k in participants if k in shard.local]
+        # --- clients: their update at the broadcast model, then encode (updates the EF memory)
+        client_blocks, losses, batches = [], [], []
+        local = self.clients.local
+        snapshot = [b.clone() for b in self.model.buffers()] if local and self.buffers else None
+        first, total = None, None  # batch-norm statistics: the first participant's, and their sum
+        for k in participants:
+            if k not in mine:  # another process's client: draw its batches all the same
+                self.clients.skip(k)
                 continue
             if self.vectorized is not None:
-                batches.append(self._batches(k))
+                batches.append(self.clients.batches(k))
                 continue
-            loss, grads = self.client_gradient(k)
-            if k == 0 and self.buffers:
-                kept = [b.clone() for b in self.buffers]
-            client_blocks.append(self._encode(k, grads, t))
+            loss, update = self.clients.update(k)
+            if snapshot is not None:  # local training: keep the client's statistics, restore the server's
+                first = [b.clone() for b in self.model.buffers()] if first is None else first
+                floats = [b.clone() for b in self.buffers]
+                total = floats if total is None else [a + b for a, b in zip(total, floats)]
+                for b, value in zip(self.model.buffers(), snapshot):
+                    b.copy_(value)
+            elif self.buffers and first is None:
+                first = [b.clone() for b in self.buffers]
+            client_blocks.append(self._encode(k, update, t))
             losses.append(loss)
         if batches:
-            losses, client_blocks = self._vectorized_round(local, batches)
-        if kept is not None:
-            for b, value in zip(self.buffers, kept):
-                b.copy_(value)
+            losses, client_blocks = self._vectorized_round(mine, batches)
+        self._set_buffers(first, total, len(participants))
         train_loss = torch.stack(losses).sum()
         if shard is not None:
             train_loss = shard.sum(train_loss)
-            for b in self.buffers:  # client 0's statistics, from the process holding it
-                shard.broadcast(b, src=0)
-        train_loss = train_loss / num_clients
+        train_loss = train_loss / len(participants)
         _check_finite("training loss", train_loss, t)
 
         # --- uplink (energy split across blocks, over-the-air mean of each pass), server decodes
         power, compressor = config.power, self.compressor
+        index = torch.tensor(mine, dtype=torch.long)
         result = transmit_blocks(
             self.channel,
             compressor.server,
-            [compressor.clients[k] for k in local],
+            [compressor.clients[k] for k in mine],
             client_blocks,
             energy=power.energy,
             snr_db=power.snr_db,
             allocation=power.allocation,
-            budget_scale=self.budget_scale,
+            budget_scale=None if self.budget_scale is None else self.budget_scale[torch.tensor(participants)],
             keep_unheard=config.compressor.keep_unheard,
+            weights=None if self.weights is None else self.weights[index],
+            state=state,
             processes=shard,
         )
         g_hat = result.gradient
-        # --- server: step on the decoded gradient, broadcast; a float64 sum is finite iff every entry
-        # is (float32 gradients cannot overflow it), and it needs no copy of the model-sized gradient
+        # --- server: step on the decoded (pseudo-)gradient, broadcast; a float64 sum is finite iff every
+        # entry is (float32 gradients cannot overflow it), and it needs no copy of the model-sized gradient
         _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
         lr = self.optimizer.param_groups[0]["lr"]
         for p, g in zip(self.params, g_hat):
@@ -273,14 +294,50 @@ class Simulation:
             self.ema.update(self.model)
 
         record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(result)}
+        if not self.sampler.everyone:
+            record["participants"] = participants
         if ((t + 1) % config.eval_every == 0 or t + 1 == config.rounds) and self.main_process:
-            record.update(self.task.evaluate(self.model, self.autocast))
+            record.update(self.task.evaluate(self.net, self.autocast))
             if self.ema is not None:
-                ema = self.task.evaluate(self.ema.model(self.model), self.autocast)
+                averaged = self.ema.model(self.model)
+                ema = self.task.evaluate(
+                    _Float64Inputs(averaged) if self.net is not self.model else averaged, self.autocast
+                )
                 record.update({f"ema_{k}": v for k, v in ema.items()})
         self.history.rounds.append(record)
         self.rounds_done = t + 1
         return record
+
+    def _set_buffers(self, first: list[Tensor] | None, total: list[Tensor] | None, count: int) -> None:
+        """The server's batch-norm statistics after the clients' passes: the first participant's
+        (FedSGD), or the participants' mean (local training; the first's integer counters)."""
+        if not self.buffers:
+            return
+        shard = self.shard
+        if not self.clients.local:
+            if first is not None:
+                for b, value in zip(self.buffers, first):
+                    b.copy_(value)
+            if shard is not None:
+                for b in self.buffers:  # the first participant's, from the process holding it (0)
+                    shard.broadcast(b, src=0)
+            return
+        if first is not None:
+            for b, value in zip(self.model.buffers(), first):
+                b.copy_(value)
+        summed = total if total is not None else [torch.zeros_like(b) for b in self.buffers]
+        if shard is not None:
+            summed = [shard.sum(s) for s in summed]
+        for b, s in zip(self.buffers, summed):
+            b.copy_(s / count)
+
+    def participation(self) -> list[int]:
+        """How many rounds each client took part in so far (from the history)."""
+        counts = [0] * self.config.clients.num_clients
+        for record in self.history.rounds:
+            for k in record.get("participants", range(len(counts))):
+                counts[k] += 1
+        return counts
 
     def state_dict(self) -> dict[str, object]:
         """Everything a resumed run needs, as plain containers and tensors: the rounds done and their
@@ -299,6 +356,8 @@ class Simulation:
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
             "compressor": self.compressor.state_dict(),
+            "clients": self.clients.state_dict(),
+            "sampler": self.sampler.state_dict(),
             "task": self.task.state_dict(),
             "channel": self.channel.random_state(),
             "downlink": None if self.downlink is None else self.downlink.generator.get_state(),
@@ -327,6 +386,8 @@ class Simulation:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         self.compressor.load_state_dict(state["compressor"])
+        self.clients.load_state_dict(state["clients"])
+        self.sampler.load_state_dict(state["sampler"])
         self.task.load_state_dict(state["task"])
         self.channel.set_random_state(state["channel"])
         if self.downlink is not None:

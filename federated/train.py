@@ -92,6 +92,8 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
             if resume
             else RunDirectory(out_dir, config_to_dict(config))
         )
+        if not resume and (config.data.partition != "iid" or config.clients.weighting != "uniform"):
+            run.write_partition(sim.task.partition())  # who holds what: partition.json
         if config.tensorboard:
             board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
     started = time.perf_counter()
@@ -130,6 +132,7 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
             metric=sim.task.metric,
             status="failed",
             error=str(error),
+            **_participation(sim),
             wall_time_s=round(time.perf_counter() - started, 3),
         )
         if run is not None:
@@ -143,8 +146,14 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
         metric=sim.task.metric,
         status="finished",
         **({"resumed_from_round": start} if resume else {}),
+        **_participation(sim),
         wall_time_s=round(time.perf_counter() - started, 3),
     )
     if run is not None:
         run.finish(history.summary)
     return history
+
+
+def _participation(sim: Simulation) -> dict[str, list[int]]:
+    """With clients sampled each round: how many rounds each took part in (the summary's record)."""
+    return {} if sim.sampler.everyone else {"participation": sim.participation()}

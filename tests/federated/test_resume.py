@@ -135,6 +135,24 @@ class _Kill(Exception):
         ["compressor.name=topk", "power.energy=1e6"],
         ["compressor.name=qsgd", "power.energy=1e6"],
         ["compressor.name=zsgd", "power.spread_db=6"],
+        # federated practice: local Adam steps with kept state, 2 of 3 clients sampled, non-IID data,
+        # the data-size-weighted mean, FedAdam at the server, LASER after 2 warm-up rounds
+        [
+            "clients.lr=0.05",
+            "clients.local_steps=2",
+            "clients.optimizer=adam",
+            "clients.keep_state=true",
+            "clients.per_round=2",
+            "data.partition=dirichlet",
+            "data.alpha=1.0",
+            "data.min_partition_size=2",
+            "clients.weighting=data_size",
+            "optimizer.name=fedadam",
+            "optimizer.lr=0.01",
+            "optimizer.weight_decay=0",
+            "compressor.name=laser",
+            "compressor.warmup_rounds=2",
+        ],
     ],
 )
 def test_every_method_resumes_bit_identically(tmp_path, monkeypatch, method):

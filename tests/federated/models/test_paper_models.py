@@ -44,7 +44,7 @@ def _shape_rule(model: torch.nn.Module) -> tuple[int, int, int, int]:
 def _channel_uses(model: torch.nn.Module) -> tuple[int, int, int, int]:
     laser = LaserCompressor(rank=4)
     laser.setup(list(model.parameters()), num_clients=1)
-    return tuple(laser.channel_uses(step) for step in range(4))
+    return tuple(laser.server.channel_uses(step) for step in range(4))
 
 
 # ----------------------------------------------------------------------------- exact identities
