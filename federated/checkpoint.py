@@ -1,5 +1,5 @@
 """Checkpoint files: atomic writes, safe reads, names and rotation, and the checks of a state read
-back (DESIGN.md section 7). What a checkpoint holds is the simulation's business
+back (a resumed run reaches the identical result). What a checkpoint holds is the simulation's business
 (:meth:`federated.simulation.Simulation.state_dict`); this module sees only plain dicts.
 
 A checkpoint is one ``torch.save`` file of plain containers (dicts, lists, numbers, strings) and
@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +34,7 @@ __all__ = [
     "CHECKPOINT",
     "save_checkpoint",
     "load_checkpoint",
+    "verify_checkpoint",
     "CheckpointError",
     "Processes",
     "checkpoint_name",
@@ -79,14 +81,42 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str) -> dict:
-    """Read a checkpoint with tensors on ``device``, without unpickling arbitrary objects."""
+def _not_a_file(path: Path) -> bool:
+    """Whether something is at ``path`` that is not a regular file (a directory, a dangling link)."""
+    return (path.exists() or path.is_symlink()) and not path.is_file()
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Check that ``path`` is a regular file whose zip entries all pass their CRC-32 (``torch.save``
+    writes a zip archive with a checksum per entry, which ``torch.load`` does not check: a flipped
+    byte inside a tensor would load as a valid state). Reads the file once; CheckpointError if not."""
+    path = Path(path)
+    if _not_a_file(path):
+        raise CheckpointError(f"{path} is not a regular file (a directory or a dangling link): remove it")
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}") from None
-    except Exception as error:  # a truncated or foreign file: say which, do not crash
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise CheckpointError(
+            f"cannot read the checkpoint {path}: not a torch.save archive ({error})"
+        ) from None
+    if damaged is not None:
+        raise CheckpointError(f"the checkpoint {path} is damaged: its entry {damaged} fails its CRC-32 check")
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str) -> dict:
+    """Read a checkpoint with tensors on ``device``, without unpickling arbitrary objects, after
+    :func:`verify_checkpoint`."""
+    verify_checkpoint(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # a foreign pickle: say which, do not crash
         raise CheckpointError(f"cannot read the checkpoint {path}: {error}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"the checkpoint {path} holds a {type(state).__name__}, not a run's state")
+    return state
 
 
 def checkpoint_name(rank: int = 0) -> str:
@@ -119,6 +149,8 @@ def _checkpoint_info(path: Path) -> tuple[int, int]:
     ``(-2, -2)`` if it cannot be read (checkpoints are written atomically, so that is not a kill but
     a permission, disk or version problem, to report, not to start over from). Reads the file
     memory-mapped, so a large model's weights are not loaded to learn it."""
+    if _not_a_file(path):
+        return _UNREADABLE, _UNREADABLE
     if not path.is_file():
         return -1, -1
     try:
@@ -166,14 +198,84 @@ def sharded_checkpoint(processes: Processes, out_dir: Path) -> Path | None:
     return path
 
 
-def check_state(state: object, path: Path, *, format: int, config_matches: Callable[[dict], bool]) -> dict:
-    """``state`` if it is a dict of layout ``format`` whose ``config`` ``config_matches``; else
-    CheckpointError naming ``path``."""
+def _mismatch(stored: object, reference: object, where: str) -> str | None:
+    """Where ``stored`` does not have the layout of ``reference`` (a freshly built state): a tensor
+    of another shape or dtype, a missing key, a list of another length, another kind of value.
+    ``None`` in the reference, and empty containers, accept anything (memories created on first use,
+    optimizer states that fill up, the history)."""
+    if reference is None:
+        return None
+    if isinstance(reference, Tensor):
+        if not isinstance(stored, Tensor):
+            return f"{where} is a {type(stored).__name__}, expected a tensor"
+        if stored.shape != reference.shape or stored.dtype != reference.dtype:
+            return (
+                f"{where} is a {stored.dtype} tensor of shape {tuple(stored.shape)}, expected "
+                f"{reference.dtype} {tuple(reference.shape)}"
+            )
+        return None
+    if isinstance(reference, dict):
+        if not isinstance(stored, dict):
+            return f"{where} is a {type(stored).__name__}, expected a mapping"
+        for key, value in reference.items():
+            if key not in stored:
+                return f"{where} lacks {key!r}"
+            problem = _mismatch(stored[key], value, f"{where}[{key!r}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(reference, (list, tuple)):
+        if not isinstance(stored, (list, tuple)):
+            return f"{where} is a {type(stored).__name__}, expected a list"
+        if reference and len(stored) != len(reference):
+            return f"{where} holds {len(stored)} entries, expected {len(reference)}"
+        for i, (a, b) in enumerate(zip(stored, reference)):
+            problem = _mismatch(a, b, f"{where}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    numbers = (int, float)
+    if isinstance(reference, bool) != isinstance(stored, bool) or (
+        isinstance(reference, numbers) and not isinstance(stored, numbers)
+    ):
+        return f"{where} is {type(stored).__name__}, expected {type(reference).__name__}"
+    return None
+
+
+def check_state(
+    state: object,
+    path: Path,
+    *,
+    format: int,
+    config_matches: Callable[[dict], bool],
+    reference: dict | None = None,
+    rounds: int | None = None,
+) -> dict:
+    """``state`` if it is a dict of layout ``format`` whose ``config`` ``config_matches``, shaped like
+    ``reference`` (a freshly built run's state: keys, tensor shapes and dtypes), whose ``round`` is in
+    0..``rounds`` with one history record per round done (when it holds the history); else
+    CheckpointError naming ``path`` and what is wrong."""
     if not isinstance(state, dict) or state.get("format") != format:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} has format {found!r}; this version reads {format}")
     if not isinstance(state.get("config"), dict) or not config_matches(state["config"]):
         raise CheckpointError(f"{path} was written by another configuration than this run's")
+    round_ = state.get("round")
+    if (
+        isinstance(round_, bool)
+        or not isinstance(round_, int)
+        or round_ < 0
+        or (rounds is not None and round_ > rounds)
+    ):
+        raise CheckpointError(f"{path} is at round {round_!r}; a checkpoint of this run is at 0..{rounds}")
+    history = state.get("history")
+    if not isinstance(history, list) or (history and len(history) != round_):
+        count = len(history) if isinstance(history, list) else type(history).__name__
+        raise CheckpointError(f"{path} holds {count} history records for {round_} rounds done")
+    if reference is not None:
+        problem = _mismatch({k: v for k, v in state.items() if k != "config"}, reference, "state")
+        if problem is not None:
+            raise CheckpointError(f"{path} does not fit this run: {problem}")
     return state
 
 
@@ -189,6 +291,8 @@ def resume_state(
     (:func:`sharded_checkpoint`), and all learn whether every one could before any goes on."""
     if processes is None:
         path = out_dir / checkpoint_name()
+        if _not_a_file(path):  # not "no checkpoint": starting over would truncate the history
+            raise CheckpointError(f"{path} is not a regular file (a directory or a dangling link): remove it")
         state = load_checkpoint(path, device) if path.is_file() else None
         # a multi-process run killed between its processes' writes may have only the previous one
         written_by = (

@@ -6,6 +6,7 @@ after round."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,37 @@ def channel_record(result: RoundResult) -> dict[str, object]:
     return record
 
 
+def _available_bytes(device: torch.device) -> int | None:
+    """Memory free for tensors on ``device`` (None where it cannot be told)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(config: Config, inputs: dict[str, int], device: torch.device) -> None:
+    """Refuse, before anything is allocated, a model whose parameters cannot fit: the model, its
+    gradient, the server optimizer's state and one error-feedback buffer per client need about
+    parameters x (K + 3) x the element size (counted on PyTorch's meta device)."""
+    with torch.device("meta"):
+        count = sum(p.numel() for p in build_model(config.model, inputs, seed=0).parameters())
+    width = 8 if config.precision == "fp64" else 4
+    needed = count * (config.clients.num_clients + 3) * width
+    available = _available_bytes(device)
+    if available is not None and needed > available:
+        model = config.model
+        raise ConfigError(
+            "model",
+            f"{model.name}, width {model.width}"
+            + (f", {model.layers} layers" if model.name == "gpt" else ""),
+            f"a model that fits: {count:.3g} parameters x ({config.clients.num_clients} clients + 3) x "
+            f"{width} B = {needed / 1e9:.3g} GB, and {available / 1e9:.3g} GB are available here "
+            "(a smaller model.width or model.layers, or fewer clients.num_clients)",
+        )
+
+
 class _Float64Inputs(nn.Module):
     """A model run in float64 (``precision: fp64``): floating-point inputs are cast to float64."""
 
@@ -110,6 +142,7 @@ class Simulation:
         self.device = device if device is not None else resolve_device(config.device)
         streams = split_seed(config.seed)
         self.task = build_task(config, self.device, streams.data)
+        _check_memory(config, self.task.model_inputs, self.device)
         self.model = build_model(config.model, self.task.model_inputs, seed=streams.model).to(self.device)
         self.net: nn.Module = self.model  # what evaluates: the model, or its float64 wrapper
         if config.precision == "fp64":
@@ -368,11 +401,15 @@ class Simulation:
     def check_state(self, state: object, path: Path) -> dict:
         """``state`` (read from ``path``) if it is a state of this layout and configuration, else
         :class:`~federated.checkpoint.CheckpointError`."""
+        reference = self.state_dict()  # a fresh run's (resuming happens before the first round)
+        reference.pop("config")
         return check_state(
             state,
             path,
             format=self.STATE_FORMAT,
             config_matches=lambda stored: same_config(stored, self.config),
+            reference=reference,
+            rounds=self.config.rounds,
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
