@@ -23,7 +23,7 @@ from federated.config.learning import (
     ModelConfig,
     OptimizerConfig,
 )
-from federated.config.loading import config_to_dict, load_config, same_config
+from federated.config.loading import config_from_dict, config_to_dict, load_config, parse_yaml, same_config
 from federated.config.run import Config
 from federated.config.wireless import (
     ANALOG_COMPRESSORS,
@@ -48,6 +48,8 @@ __all__ = [
     "load_config",
     "config_to_dict",
     "same_config",
+    "config_from_dict",
+    "parse_yaml",
     "ANALOG_COMPRESSORS",
     "DIGITAL_COMPRESSORS",
     "CLASSIFICATION_DATA",

@@ -51,7 +51,12 @@ class DataConfig:
     min_partition_size: int = 10  # dirichlet, quantity: redraw until every client has this many samples
 
     def __post_init__(self) -> None:
-        _check(self.num_samples >= 100, "num_samples", self.num_samples, "an integer >= 100")
+        _check(
+            100 <= self.num_samples <= 10**7,
+            "num_samples",
+            self.num_samples,
+            "an integer in 100..1e7 (MNIST-1D samples are generated in memory)",
+        )
         _check(0 < self.test_fraction < 1, "test_fraction", self.test_fraction, "a number in (0, 1)")
         _check(math.isfinite(self.alpha) and self.alpha > 0, "alpha", self.alpha, "a finite number > 0")
         _check(self.shards_per_client >= 1, "shards_per_client", self.shards_per_client, "an integer >= 1")

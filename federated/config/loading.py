@@ -20,7 +20,7 @@ import yaml
 from federated.config.errors import ConfigError
 from federated.config.run import Config
 
-__all__ = ["load_config", "same_config", "config_to_dict"]
+__all__ = ["load_config", "same_config", "config_to_dict", "config_from_dict", "parse_yaml"]
 
 
 def _describe(tp: Any) -> str:
@@ -103,6 +103,20 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         raise error.under(prefix.rstrip(".")) if prefix else error from None
 
 
+def parse_yaml(text: str, key: str, where: str) -> Any:
+    """YAML ``text`` as data, refusing anchors and aliases (``&a`` / ``*a``: a small file can expand
+    into gigabytes, and no configuration needs them) and bad YAML with a ConfigError naming ``key``."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise ConfigError(
+                    key, where, "YAML without anchors or aliases (&name, *name): write values out"
+                )
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(key, where, f"valid YAML ({str(error).splitlines()[0]})") from None
+
+
 def _set_path(tree: dict, override: str) -> None:
     if "=" not in override:
         raise ConfigError("override", override, "key.sub=value")
@@ -115,7 +129,7 @@ def _set_path(tree: dict, override: str) -> None:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ConfigError(path, raw, "a key inside a section")
-    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    node[keys[-1]] = parse_yaml(raw, path, raw) if raw.strip() else ""
 
 
 def _migrate(tree: Any) -> Any:
@@ -139,15 +153,21 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise ConfigError("config", str(path), "an existing YAML file")
         try:
-            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise ConfigError(
-                "config", str(path), f"valid UTF-8 YAML ({str(error).splitlines()[0]})"
-            ) from None
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError("config", str(path), "a UTF-8 text file") from None
+        tree = parse_yaml(text, "config", str(path)) or {}
         if not isinstance(tree, dict):
             raise ConfigError("config", str(path), "a YAML mapping of keys to values at the top level")
     for override in overrides or []:
         _set_path(tree, override)
+    return _build(Config, _migrate(tree), "")
+
+
+def config_from_dict(tree: Any) -> Config:
+    """The configuration a stored dict describes (a run directory's ``config.yaml``, a checkpoint's):
+    keys written by earlier versions migrated, keys added since at their defaults; ConfigError if
+    it is not one."""
     return _build(Config, _migrate(tree), "")
 
 

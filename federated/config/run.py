@@ -56,7 +56,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        _check(self.rounds >= 1, "rounds", self.rounds, "an integer >= 1")
+        _check(1 <= self.rounds <= 10**9, "rounds", self.rounds, "an integer in 1..1e9")
         _check(self.threads >= 1, "threads", self.threads, "an integer >= 1 (torch's CPU threads)")
         _check(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
         _check(self.ema is None or 0 < self.ema < 1, "ema", self.ema, "a number in (0, 1), or null (no EMA)")

@@ -23,14 +23,15 @@ import dataclasses
 import itertools
 import math
 import re
+import sys
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from federated.config import Config, ConfigError
+from federated.config import Config, ConfigError, load_config
 
-__all__ = ["GRID_SYNTAX", "parse_grid", "expand_grid", "Point", "plan_sweep"]
+__all__ = ["GRID_SYNTAX", "MAX_POINTS", "parse_grid", "expand_grid", "Point", "plan_sweep"]
 
 GRID_SYNTAX = (
     "key=v1,v2,... (YAML values), or key=logspace:START:STOP:NUM, key=linspace:START:STOP:NUM, "
@@ -81,9 +82,21 @@ def _key_exists(key: str) -> bool:
     return tp is not None and not dataclasses.is_dataclass(tp)
 
 
-def parse_grid(spec: str) -> tuple[str, list[str]]:
-    """``key=values`` -> (key, the values as override texts). Raises ConfigError for bad syntax or
-    a key the configuration does not have."""
+MAX_POINTS = 10_000  # a larger sweep needs --max-points: the grid is checked before it is built
+
+
+def _limit(count: int, spec: str, max_points: int) -> None:
+    if count > max_points:
+        raise ConfigError(
+            "--grid",
+            spec,
+            f"at most {max_points} points ({count} asked; raise the limit with --max-points N)",
+        )
+
+
+def parse_grid(spec: str, max_points: int = MAX_POINTS) -> tuple[str, list[str]]:
+    """``key=values`` -> (key, the values as override texts). Raises ConfigError for bad syntax, a
+    key the configuration does not have, or more than ``max_points`` values (counted first)."""
     key, sep, raw = spec.partition("=")
     key = key.strip()
     if not sep or not key or not raw.strip():
@@ -97,6 +110,7 @@ def parse_grid(spec: str) -> tuple[str, list[str]]:
     match = re.fullmatch(r"(logspace|linspace|range):(.+)", raw.strip())
     if match is None:
         values = _split_values(raw)
+        _limit(len(values), spec, max_points)
         if not all(values):
             raise ConfigError("--grid", spec, GRID_SYNTAX + " (an empty value between commas)")
     else:
@@ -104,11 +118,14 @@ def parse_grid(spec: str) -> tuple[str, list[str]]:
         if kind == "range":
             if len(args) not in (1, 2) or not all(re.fullmatch(r"-?\d+", a) for a in args):
                 raise ConfigError("--grid", spec, "range:STOP or range:START:STOP with integers")
-            values = [str(v) for v in range(*map(int, args))]
+            span = range(*map(int, args))
+            _limit(len(span), spec, max_points)
+            values = [str(v) for v in span]
         else:
             if len(args) != 3 or not re.fullmatch(r"\d+", args[2]) or int(args[2]) < 1:
                 raise ConfigError("--grid", spec, f"{kind}:START:STOP:NUM with NUM an integer >= 1")
             start, stop, num = _number(args[0], spec), _number(args[1], spec), int(args[2])
+            _limit(num, spec, max_points)
             if kind == "logspace":
                 if start <= 0 or stop <= 0:
                     raise ConfigError("--grid", spec, "logspace ends > 0")
@@ -124,13 +141,15 @@ def parse_grid(spec: str) -> tuple[str, list[str]]:
     return key, values
 
 
-def expand_grid(specs: list[str]) -> list[dict[str, str]]:
-    """The cartesian product of ``--grid`` specs, in the order given (the last key varies fastest)."""
-    grid = [parse_grid(spec) for spec in specs]
+def expand_grid(specs: list[str], max_points: int = MAX_POINTS) -> list[dict[str, str]]:
+    """The cartesian product of ``--grid`` specs, in the order given (the last key varies fastest);
+    refused (ConfigError) beyond ``max_points`` points, counted before it is built."""
+    grid = [parse_grid(spec, max_points) for spec in specs]
     keys = [key for key, _ in grid]
     duplicate = next((k for k in keys if keys.count(k) > 1), None)
     if duplicate is not None:
         raise ConfigError("--grid", duplicate, "each key in one --grid only")
+    _limit(math.prod(len(values) for _, values in grid), " ".join(specs), max_points)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(values for _, values in grid))]
 
 
@@ -155,13 +174,23 @@ def _dirname(values: dict[str, str]) -> str:
 
 
 def plan_sweep(
-    configs: list[str | Path], grid: list[str], out: str | Path, overrides: Sequence[str] = ()
+    configs: list[str | Path],
+    grid: list[str],
+    out: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    max_points: int = MAX_POINTS,
 ) -> list[Point]:
-    """The points of a sweep: every config file times the grid's product.
+    """The points of a sweep: every config file times the grid's product, each resolved
+    configuration once (``seed=0,0.0`` is one point: the later ones are left out, with a line on
+    stderr naming them).
 
-    Raises ConfigError for a bad grid or a missing config file (nothing is run then).
+    Raises ConfigError for a bad grid, a missing config file, or more than ``max_points`` points
+    (nothing is run then).
     """
-    combos = expand_grid(list(grid))
+    combos = expand_grid(list(grid), max_points)
+    if len(combos) * len(configs) > max_points:
+        _limit(len(combos) * len(configs), " ".join(map(str, configs)), max_points)
     paths = [Path(c) for c in configs]
     for path in paths:
         if not path.is_file():
@@ -186,4 +215,31 @@ def plan_sweep(
                 f"values that name distinct directories (two points would share {point.path})",
             )
         seen[point.path] = point
-    return points
+    return _distinct(points)
+
+
+def _distinct(points: list[Point]) -> list[Point]:
+    """``points`` without those whose resolved configuration an earlier point already has (a point
+    whose configuration is refused stays: the sweep reports it)."""
+    kept: list[Point] = []
+    first: dict[Config, Point] = {}
+    repeated: list[str] = []
+    for point in points:
+        try:
+            config = load_config(point.config_path, list(point.overrides))
+        except ConfigError:
+            kept.append(point)
+            continue
+        if config in first:
+            repeated.append(f"{point.name} (= {first[config].name})")
+            continue
+        first[config] = point
+        kept.append(point)
+    if repeated:
+        print(
+            f"laser sweep: {len(repeated)} point(s) repeat another's configuration and are left out: "
+            + ", ".join(repeated[:5])
+            + (" ..." if len(repeated) > 5 else ""),
+            file=sys.stderr,
+        )
+    return kept
