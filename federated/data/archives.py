@@ -51,7 +51,7 @@ def fetch(url: str, folder: Path, md5: str | None, instructions: str) -> Path:
     return path
 
 
-def _check_member(name: str, archive: Path) -> None:
+def _check_member(name: str, archive: str | Path) -> None:
     posix, windows = PurePosixPath(name), PureWindowsPath(name)
     if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in windows.parts:
         raise DataError(
@@ -60,34 +60,39 @@ def _check_member(name: str, archive: Path) -> None:
         )
 
 
-def unpack(archive: Path, root: Path, folder: str) -> None:
+def unpack(archive: Path, root: Path, folder: str, source: str | None = None) -> None:
     """Unpack the tar (any compression) or zip ``archive``, which holds ``folder/...``, and move
-    every file of that folder into ``root / folder``.
+    every file of that folder into ``root / folder``. Messages name ``source`` (the URL the archive
+    came from; default: the archive's path), not the temporary download.
 
     Members with absolute paths or ``..`` raise :class:`DataError` before anything is written; tar
-    members are extracted with ``filter="data"`` (no links out, no devices, no odd permissions).
+    members are extracted with ``filter="data"`` (no links out, no devices, no odd permissions: a
+    member the filter refuses is named in the error).
     """
+    name = source or str(archive)
     scratch = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zipped:
-                for name in zipped.namelist():
-                    _check_member(name, archive)
+                for member_name in zipped.namelist():
+                    _check_member(member_name, name)
                 zipped.extractall(scratch)
         else:
             try:
                 with tarfile.open(archive, "r:*") as tar:
                     for member in tar.getmembers():
-                        _check_member(member.name, archive)
+                        _check_member(member.name, name)
                     tar.extractall(scratch, filter="data")
+            except tarfile.FilterError as err:  # a link out of the folder, a device, an absolute link
+                raise DataError(f"refusing to unpack {name}: {err}") from err
             except tarfile.TarError as err:
-                raise DataError(f"{archive} is neither a zip nor a tar archive: {err}") from err
-        source = scratch / folder
-        if not source.is_dir():
-            raise DataError(f"{archive} has no folder {folder!r}; it is not the expected archive")
-        for path in sorted(source.rglob("*")):
+                raise DataError(f"{name} is neither a zip nor a tar archive: {err}") from err
+        extracted = scratch / folder
+        if not extracted.is_dir():
+            raise DataError(f"{name} has no folder {folder!r}; it is not the expected archive")
+        for path in sorted(extracted.rglob("*")):
             if path.is_file():
-                target = root / folder / path.relative_to(source)
+                target = root / folder / path.relative_to(extracted)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, target)
     finally:

@@ -1,5 +1,5 @@
 """CIFAR-10 and CIFAR-100 (Krizhevsky 2009): the official python-pickle files, downloaded once into a
-data root, and the paper's augmentation as batched tensor ops (LASER.md §5.1).
+data root, and the paper's augmentation as batched tensor ops.
 
 Layout read (the archives' own, as torchvision also reads it)::
 
@@ -114,10 +114,10 @@ def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndar
     try:
         with open(path, "rb") as file:
             batch = _ArrayUnpickler(file, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, TypeError, ValueError) as err:
-        raise ValueError(f"{path} is not a CIFAR batch: {err}") from err
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise DataError(f"{path} is not a CIFAR batch: {err}") from err
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
-        raise ValueError(f"{path} is not a CIFAR batch: expected a dict with b'data' and {label_key!r}")
+        raise DataError(f"{path} is not a CIFAR batch: expected a dict with b'data' and {label_key!r}")
     data = batch[b"data"]
     if (
         not isinstance(data, np.ndarray)
@@ -125,7 +125,7 @@ def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndar
         or data.ndim != 2
         or data.shape[1] != 3 * SIZE * SIZE
     ):
-        raise ValueError(
+        raise DataError(
             f"{path}: b'data' must be a uint8 array [n, 3072], got "
             f"{getattr(data, 'dtype', type(data))} {getattr(data, 'shape', '')}"
         )
@@ -135,17 +135,18 @@ def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndar
         or labels.dtype.kind not in "iu"
         or (labels.size and (labels.min() < 0 or labels.max() >= num_classes))
     ):
-        raise ValueError(f"{path}: {label_key!r} must hold {len(data)} integers in [0, {num_classes})")
+        raise DataError(f"{path}: {label_key!r} must hold {len(data)} integers in [0, {num_classes})")
     return data.reshape(-1, 3, SIZE, SIZE), labels.astype(np.int64)
 
 
-def _instructions(root: Path, layout: _Layout) -> str:
+def _instructions(root: Path, layout: _Layout, tried: bool = False) -> str:
     archive = layout.url.rsplit("/", 1)[-1]
+    fetch_it = "" if tried else f"Set data.download=true (download=True in Python) to fetch {layout.url}, or "
+    by_hand = f"on a machine with internet run `curl -LO {layout.url}` (MD5 {layout.md5})"
     return (
         f"Expected {', '.join(layout.train_files + layout.test_files)} in {root / layout.folder}. "
-        f"Set data.download=true (download=True in Python) to fetch {layout.url}, or on a machine with "
-        f"internet run `curl -LO {layout.url}` (MD5 {layout.md5}), copy {archive} here and run "
-        f"`tar -xzf {archive} -C {root}`."
+        f"{fetch_it}{by_hand[0].upper() + by_hand[1:] if tried else by_hand}, copy {archive} to {root} "
+        f"and run `tar -xzf {archive} -C {root}`."
     )
 
 
@@ -155,9 +156,10 @@ def download_cifar(
     """Download the official archive of ``name`` (or ``url``, checked against ``md5``; both default
     to the official ones) and unpack it into ``root``. Failures raise :class:`DataError`."""
     root, layout = Path(root), _LAYOUTS[name]
-    archive = fetch(url or layout.url, root, md5 or layout.md5, _instructions(root, layout))
+    source = url or layout.url
+    archive = fetch(source, root, md5 or layout.md5, _instructions(root, layout, tried=True))
     try:
-        unpack(archive, root, layout.folder)
+        unpack(archive, root, layout.folder, source=source)
     finally:
         archive.unlink(missing_ok=True)
 
@@ -166,8 +168,8 @@ def load_cifar(root: str | Path, name: Literal["cifar10", "cifar100"], download:
     """CIFAR-10 (50k/10k, 10 classes) or CIFAR-100 (50k/10k, 100 fine classes) from ``root``,
     downloaded first if its files are missing and ``download`` is true.
 
-    Raises :class:`DataError` when the files are missing (and not downloaded) and ``ValueError``
-    naming the file when one is malformed.
+    Raises :class:`DataError` when the files are missing (and not downloaded) or one is malformed
+    (naming the file).
     """
     root, layout = Path(root), _LAYOUTS[name]
     folder = root / layout.folder

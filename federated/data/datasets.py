@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ def load_mnist1d(config: DataConfig) -> Dataset:
     """MNIST-1D (Greydanus 2020): 1-D signals of length 40, 10 classes, generated locally with the
     package's default transform and its fixed dataset seed (42), cached as ``.npz`` under ``root``."""
     cache = Path(config.root) / f"mnist1d_n{config.num_samples}_test{config.test_fraction}.npz"
-    if not cache.is_file():
+    arrays = _read_mnist1d(cache) if cache.is_file() else None
+    if arrays is None:  # no cache, or a damaged one (truncated, foreign): generate it again
         from mnist1d.data import get_dataset_args, make_dataset
 
         args = get_dataset_args()
@@ -68,16 +70,27 @@ def load_mnist1d(config: DataConfig) -> Dataset:
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
-        _atomic_save(cache, x=raw["x"], y=raw["y"], x_test=raw["x_test"], y_test=raw["y_test"])
-    with np.load(cache) as raw:
-        x_train, x_test = _standardize(raw["x"], raw["x_test"])
-        return Dataset(
-            x_train,
-            torch.as_tensor(raw["y"], dtype=torch.int64),
-            x_test,
-            torch.as_tensor(raw["y_test"], dtype=torch.int64),
-            num_classes=10,
-        )
+        arrays = {key: np.asarray(raw[key]) for key in ("x", "y", "x_test", "y_test")}
+        _atomic_save(cache, **arrays)
+    x_train, x_test = _standardize(arrays["x"], arrays["x_test"])
+    return Dataset(
+        x_train,
+        torch.as_tensor(arrays["y"], dtype=torch.int64),
+        x_test,
+        torch.as_tensor(arrays["y_test"], dtype=torch.int64),
+        num_classes=10,
+    )
+
+
+def _read_mnist1d(cache: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of an MNIST-1D cache, or None if it cannot be read or is not one (it is rebuilt)."""
+    try:
+        with np.load(cache, allow_pickle=False) as raw:
+            arrays = {key: raw[key] for key in ("x", "y", "x_test", "y_test")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    shapes_fit = arrays["x"].ndim == 2 and arrays["x_test"].ndim == 2 and len(arrays["x"]) == len(arrays["y"])
+    return arrays if shapes_fit and len(arrays["x_test"]) == len(arrays["y_test"]) else None
 
 
 def load_digits(config: DataConfig) -> Dataset:

@@ -1,5 +1,5 @@
 """Token streams for language modelling: WikiText-103 (raw, downloaded once) and the Python
-standard library's help texts (offline), tokenised by bytes or by GPT-2's BPE (LASER.md §5.3).
+standard library's help texts (offline), tokenised by bytes or by GPT-2's BPE (the paper's).
 
 WikiText-103 is tokenised once per tokenizer into a nanoGPT-style cache of raw token ids next to
 the text, ``root/wikitext-103-raw/<tokenizer.name>.<split>.bin``, which later loads map from disk.
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 WIKITEXT103_URL = "https://wikitext.smerity.com/wikitext-103-raw-v1.zip"
+WIKITEXT103_MD5 = "0ca3512bd7a238be4a63ce7b434f8935"  # the raw v1 archive as released (191,984,949 bytes)
 WIKITEXT_FOLDER = "wikitext-103-raw"
 WIKITEXT_SPLITS = ("train", "valid")  # the archive also holds wiki.test.raw, which is not used
 
@@ -179,22 +180,28 @@ def _read_cache(path: Path, dtype: type[np.unsignedinteger]) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r")
 
 
-def _wikitext_instructions(root: Path) -> str:
+def _wikitext_instructions(root: Path, tried: bool = False) -> str:
     archive = WIKITEXT103_URL.rsplit("/", 1)[-1]
+    fetch_it = (
+        "" if tried else f"Set data.download=true (download=True in Python) to fetch {WIKITEXT103_URL}, or "
+    )
+    by_hand = f"on a machine with internet run `curl -LO {WIKITEXT103_URL}` (MD5 {WIKITEXT103_MD5})"
     return (
-        f"Expected wiki.train.raw and wiki.valid.raw in {root / WIKITEXT_FOLDER}. Set "
-        f"data.download=true (download=True in Python) to fetch {WIKITEXT103_URL}, or on a machine with "
-        f"internet run `curl -LO {WIKITEXT103_URL}`, copy {archive} here and run `unzip {archive} -d {root}`."
+        f"Expected wiki.train.raw and wiki.valid.raw in {root / WIKITEXT_FOLDER}. "
+        f"{fetch_it}{by_hand[0].upper() + by_hand[1:] if tried else by_hand}, copy {archive} to {root} and "
+        f"run `unzip {archive} -d {root}`."
     )
 
 
-def download_wikitext103(root: str | Path, url: str | None = None) -> None:
-    """Download the WikiText-103 raw archive (or ``url``) and unpack it into ``root``. Failures raise
-    :class:`DataError`."""
+def download_wikitext103(root: str | Path, url: str | None = None, md5: str | None = None) -> None:
+    """Download the WikiText-103 raw archive (MD5-checked; or ``url``, checked against ``md5`` when
+    given) and unpack it into ``root``. Failures raise :class:`DataError`."""
     root = Path(root)
-    archive = fetch(url or WIKITEXT103_URL, root, None, _wikitext_instructions(root))
+    source = url or WIKITEXT103_URL
+    md5 = WIKITEXT103_MD5 if url is None else md5
+    archive = fetch(source, root, md5, _wikitext_instructions(root, tried=True))
     try:
-        unpack(archive, root, WIKITEXT_FOLDER)
+        unpack(archive, root, WIKITEXT_FOLDER, source=source)
     finally:
         archive.unlink(missing_ok=True)
 

@@ -75,7 +75,7 @@ def test_cifar100_uses_fine_labels(tmp_path, write_cifar):
         ({b"fine_labels": [0] * 10}, "expected a dict"),
     ],
 )
-def test_malformed_batch_raises_value_error_naming_the_file(tmp_path, write_cifar, change, message):
+def test_malformed_batch_is_a_data_error_naming_the_file(tmp_path, write_cifar, change, message):
     root = write_cifar(tmp_path, "cifar10", num_train=50, num_test=10)
     path = root / "cifar-10-batches-py" / "test_batch"
     batch = {
@@ -84,7 +84,7 @@ def test_malformed_batch_raises_value_error_naming_the_file(tmp_path, write_cifa
         if b"fine_labels" not in change or key != b"labels"
     }
     path.write_bytes(pickle.dumps({**batch, **change}, protocol=4))
-    with pytest.raises(ValueError, match=f"test_batch.*{message}"):
+    with pytest.raises(DataError, match=f"test_batch.*{message}"):
         load_cifar(root, "cifar10", download=False)
 
 
@@ -99,7 +99,7 @@ def test_unpickler_refuses_code_without_running_it(tmp_path, write_cifar, monkey
     path.write_bytes(pickle.dumps({b"data": _Exploit(), b"labels": []}, protocol=4))
     calls = []
     monkeypatch.setattr(sys.modules[os.system.__module__], "system", lambda *args: calls.append(args))
-    with pytest.raises(ValueError, match=r"data_batch_1.*refusing to load the global \w+\.system"):
+    with pytest.raises(DataError, match=r"data_batch_1.*refusing to load the global \w+\.system"):
         load_cifar(root, "cifar10", download=False)
     assert calls == []
     pickle.loads(path.read_bytes())  # a plain unpickler would have run it (the patched one)

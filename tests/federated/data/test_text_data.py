@@ -1,5 +1,6 @@
 """Tokenizers, the WikiText-103 token cache and download, and the offline pydoc corpus."""
 
+import hashlib
 import sys
 import zipfile
 
@@ -125,6 +126,7 @@ def test_download_from_file_url(tmp_path, write_wikitext, monkeypatch):
         {f"wikitext-103-raw/{p.name}": p.read_bytes() for p in sorted(source.iterdir())},
     )
     monkeypatch.setattr(text, "WIKITEXT103_URL", archive.as_uri())
+    monkeypatch.setattr(text, "WIKITEXT103_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
     root = tmp_path / "data"
     data = load_wikitext103(root, ByteTokenizer(), download=True)
     assert (root / "wikitext-103-raw" / "wiki.test.raw").read_bytes() == (
@@ -132,6 +134,19 @@ def test_download_from_file_url(tmp_path, write_wikitext, monkeypatch):
     ).read_bytes()
     assert ByteTokenizer().decode(data.valid) == (source / "wiki.valid.raw").read_text(encoding="utf-8")
     assert sorted(p.name for p in root.iterdir()) == ["wikitext-103-raw"]  # no archive or scratch left
+
+
+def test_the_wikitext_archive_is_md5_checked(tmp_path, write_wikitext, monkeypatch):
+    """Issue case 1.6: a WikiText archive that is not the release (truncated, replaced) is refused."""
+    source = write_wikitext(tmp_path / "source") / "wikitext-103-raw"
+    archive = _zip(
+        tmp_path / "w.zip", {f"wikitext-103-raw/{p.name}": p.read_bytes() for p in source.iterdir()}
+    )
+    monkeypatch.setattr(text, "WIKITEXT103_URL", archive.as_uri())
+    with pytest.raises(DataError, match="MD5") as error:
+        load_wikitext103(tmp_path / "data", ByteTokenizer(), download=True)
+    assert "data.download=true" not in str(error.value)  # it was true: the message does not suggest it
+    assert not list((tmp_path / "data").glob(".download-*"))  # no partial file left
 
 
 def test_zip_member_outside_the_root_is_refused(tmp_path):
