@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import textwrap
@@ -45,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="continue the run in DIR from its last checkpoint, with its stored configuration "
         "(to the result an uninterrupted run gets)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (its history, summary and checkpoints are deleted); "
+        "without it a directory holding a run is refused",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     run.add_argument(
@@ -95,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         help="metric to reach for the energy-to-target table (default: 90%% of the noiseless "
         "reference's, or of the best mean; perplexity: 110%%)",
+    )
+    sweep.add_argument(
+        "--max-points",
+        type=int,
+        default=10_000,
+        help="refuse a sweep of more points than this, before building it (default 10000)",
     )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -162,13 +175,17 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
             child_argv.append(arg)
     if args.resume is None and not args.out:
         child_argv += ["--out", str(out)]
+    if args.resume is None:
+        from federated.history import claim
+
+        claim(out, overwrite=args.overwrite)  # the processes write into it: refuse a run there first
     return launch(child_argv, args.nproc, out)
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     config, out = _load(args)
     from federated.checkpoint import CheckpointError
-    from federated.history import format_summary, outcome
+    from federated.history import RunExistsError, format_summary, outcome
     from federated.simulation import NonFiniteError, resolve_device
     from federated.train import train
 
@@ -179,17 +196,25 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     except ValueError as error:
         raise ConfigError("device", config.device, "auto, cpu, or a device this machine has") from error
     if args.resume is not None and (out / "summary.json").is_file():
-        summary = json.loads((out / "summary.json").read_text())
+        try:
+            summary = json.loads((out / "summary.json").read_text())
+        except (OSError, ValueError):  # damaged: the checkpoint says where the run is
+            summary = {}
         if outcome(summary) == "finished":
             print(f"laser run: {out} already finished ({summary.get('rounds')} rounds); nothing to resume")
             return 0
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # (inside a launch, train() joins the group)
         return _launch(args, argv, config, out)
     try:
-        history = train(config, out, progress=not args.quiet, resume=args.resume is not None)
-    except NonFiniteError as error:
-        print(f"laser run: {error}. History so far: {out}/history.jsonl", file=sys.stderr)
-        return 1
+        history = train(
+            config, out, progress=not args.quiet, resume=args.resume is not None, overwrite=args.overwrite
+        )
+    except RunExistsError as error:
+        print(f"laser run: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NonFiniteError as error:  # a result: the run diverged (summary.json says so)
+        print(f"laser run: diverged: {error}. History so far: {out}/history.jsonl", file=sys.stderr)
+        return 0
     except (CheckpointError, DataError) as error:
         print(f"laser run: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -214,6 +239,8 @@ def _summary(root: Path, metric: str | None, x: str | None = None, methods: str 
         runs = [r for r in runs if r.config.get(METHOD_KEY) in keep or is_reference(r.config)]
     if not any(r.status in ("finished", "diverged") for r in runs):
         raise ConfigError("SWEEP_DIR", str(root), "a directory holding finished runs (laser sweep --out DIR)")
+    if x is not None and not any(x in r.config for r in runs):
+        raise ConfigError("--x", x, "a configuration key of the runs, e.g. power.energy or power.snr_db")
     table = summarize(runs, metric=metric, x=x)
     if not any(r["n"] for r in table.rows):
         raise ConfigError(
@@ -250,8 +277,12 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError("CONFIG", " ".join(args.configs), "at least one YAML file")
     if args.jobs < 1:
         raise ConfigError("--jobs", args.jobs, "an integer >= 1")
+    if args.max_points < 1:
+        raise ConfigError("--max-points", args.max_points, "an integer >= 1")
+    if args.target is not None and not math.isfinite(args.target):
+        raise ConfigError("--target", args.target, "a finite number (a metric value to reach)")
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(configs[0]).stem}"
-    points = plan_sweep(configs, args.grid, out, overrides)
+    points = plan_sweep(configs, args.grid, out, overrides, max_points=args.max_points)
     result = run_sweep(points, out, jobs=args.jobs, progress=not args.quiet)
     skipped = sum(r.skipped for r in result.results)
     diverged = sum(r.status == "diverged" for r in result.results)
@@ -384,8 +415,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except OSError as error:  # an unwritable --out or data.root, a directory given as a file
-        print(f"laser {args.command}: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
+    except OSError as error:  # an unwritable --out or data.root, a full disk, a directory given as a file
+        where = error.filename or getattr(args, "out", None) or getattr(args, "resume", None) or Path.cwd()
+        print(f"laser {args.command}: {error.strerror or error} ({where})", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_BAD_INPUT
 

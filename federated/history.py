@@ -22,7 +22,16 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["History", "RunDirectory", "TensorBoardLog", "format_summary", "outcome"]
+__all__ = [
+    "History",
+    "RunDirectory",
+    "RunExistsError",
+    "claim",
+    "held_run",
+    "TensorBoardLog",
+    "format_summary",
+    "outcome",
+]
 
 
 def outcome(summary: dict) -> str | None:
@@ -30,13 +39,15 @@ def outcome(summary: dict) -> str | None:
     non-finite loss or gradient: a result, e.g. of too little energy), or None (still running,
     killed, or failed otherwise).
 
-    >>> diverged = {"status": "failed", "error": "round 3: the loss is not finite"}
-    >>> outcome({"status": "finished"}), outcome(diverged)
+    >>> outcome({"status": "finished"}), outcome({"status": "diverged", "error": "round 3: ..."})
     ('finished', 'diverged')
     """
-    if summary.get("status") == "finished":
-        return "finished"
-    if summary.get("status") == "failed" and "not finite" in str(summary.get("error", "")):
+    if not isinstance(summary, dict):
+        return None
+    status = summary.get("status")
+    if status in ("finished", "diverged"):
+        return str(status)
+    if status == "failed" and "not finite" in str(summary.get("error", "")):  # written before "diverged"
         return "diverged"
     return None
 
@@ -105,6 +116,48 @@ def _mean_tail(values: list[float], tail: int | None = 10) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file renamed over it; the temporary file is removed
+    if the write fails (a full disk), and the error names ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class RunExistsError(FileExistsError):
+    """A run directory that already holds a run (its results are never overwritten silently)."""
+
+
+RUN_FILES = ("config.yaml", "history.jsonl", "summary.json", "partition.json", "checkpoint.pt")
+
+
+def held_run(path: str | Path) -> list[str]:
+    """The files of a run that ``path`` holds (empty: no run there)."""
+    path = Path(path)
+    found = [name for name in RUN_FILES if (path / name).exists()]
+    return found + sorted(p.name for p in path.glob("checkpoint.*.pt")) if path.is_dir() else found
+
+
+def claim(path: str | Path, *, overwrite: bool = False) -> None:
+    """Make ``path`` ready for a new run: refuse (RunExistsError) if it holds one, unless
+    ``overwrite``, which removes that run's files (checkpoints included, so no later ``--resume``
+    continues the old run)."""
+    path = Path(path)
+    held = held_run(path)
+    if held and not overwrite:
+        raise RunExistsError(
+            f"{path} already holds a run ({', '.join(held[:4])}): continue it with `laser run --resume "
+            f"{path}`, write to another --out, or replace it with --overwrite"
+        )
+    for name in held:
+        (path / name).unlink(missing_ok=True)
+
+
 class RunDirectory:
     """Writes a run as it goes: config first, one history line per round, the summary last."""
 
@@ -121,9 +174,7 @@ class RunDirectory:
         """A resumed run: the history file is rewritten (atomically) to the checkpoint's ``rounds``,
         dropping rounds logged after it, then appended to."""
         path = Path(path)
-        tmp = path / ".history.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(_jsonable(r)) + "\n" for r in rounds))
-        os.replace(tmp, path / "history.jsonl")
+        _write_atomically(path / "history.jsonl", "".join(json.dumps(_jsonable(r)) + "\n" for r in rounds))
         return cls(path, None)
 
     def append(self, record: dict) -> None:
@@ -134,16 +185,12 @@ class RunDirectory:
         """Write ``DIR/partition.json`` (indent 2; atomically): ``table`` is the task's
         :meth:`~federated.data.tasks.Task.partition`. Returns its path."""
         path = self.path / "partition.json"
-        tmp = self.path / ".partition.json.tmp"
-        tmp.write_text(json.dumps(_jsonable(table), indent=2) + "\n")
-        os.replace(tmp, path)
+        _write_atomically(path, json.dumps(_jsonable(table), indent=2) + "\n")
         return path
 
     def finish(self, summary: dict) -> None:
         self._history.close()
-        tmp = self.path / ".summary.json.tmp"
-        tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
-        os.replace(tmp, self.path / "summary.json")
+        _write_atomically(self.path / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
 
 
 class TensorBoardLog:

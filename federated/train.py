@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from federated.checkpoint import checkpoint_name, resume_state, rotate, save_checkpoint
+from federated.checkpoint import CheckpointError, checkpoint_name, resume_state, rotate, save_checkpoint
 from federated.config import Config, ConfigError, config_to_dict
 from federated.distributed import init_shard, world_size_from_env
-from federated.history import History, RunDirectory, TensorBoardLog
+from federated.history import History, RunDirectory, TensorBoardLog, claim
 from federated.simulation import NonFiniteError, Simulation, resolve_device
 
 __all__ = ["train"]
@@ -36,13 +36,15 @@ def train(
     *,
     progress: bool = True,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> History:
     """Run one federated training job as ``config`` says; return its history.
 
     With ``out_dir`` the run directory (config, per-round history, summary, every
     ``config.checkpoint_every`` rounds a checkpoint and, with ``config.tensorboard``, TensorBoard
     scalars) is written as it goes. ``resume=True`` continues the run in ``out_dir`` from its
-    checkpoint to the result an uninterrupted run gets.
+    checkpoint to the result an uninterrupted run gets. A directory that already holds a run is
+    refused (:class:`~federated.history.RunExistsError`) unless ``overwrite=True`` replaces it.
     Torch's global generator (dropout) is seeded from the run's seed and torch's CPU threads are set
     to ``config.threads``; both are restored afterwards.
 
@@ -56,6 +58,8 @@ def train(
     """
     if config.tensorboard and out_dir is not None:
         _require_tensorboard()  # before any work: a ConfigError
+    if out_dir is not None and not resume and world_size_from_env() <= 1:
+        claim(out_dir, overwrite=overwrite)  # never overwrite a run without being asked
     device = resolve_device(config.device)
     if device.type == "cuda" and world_size_from_env() > 1:  # one GPU per process
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -84,7 +88,10 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
         if resume:
             state = resume_state(out_dir, sim.device, shard, sim.check_state)
             if state is not None:  # None: killed before its first checkpoint; start over, same result
-                sim.load_state_dict(state)
+                try:
+                    sim.load_state_dict(state)
+                except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+                    raise CheckpointError(f"{out_dir}'s checkpoint does not fit this run ({error})") from None
     start = sim.rounds_done
     if out_dir is not None and writer:
         run = (
@@ -130,7 +137,7 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
     except NonFiniteError as error:
         history.summarize(
             metric=sim.task.metric,
-            status="failed",
+            status="diverged",  # a result (of too little energy, too large a rate): not a failure
             error=str(error),
             **_participation(sim),
             wall_time_s=round(time.perf_counter() - started, 3),

@@ -32,8 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from federated.config import ConfigError, config_from_dict, config_to_dict, parse_yaml
 from federated.history import outcome
 
 __all__ = [
@@ -100,12 +99,21 @@ def load_runs(root: str | Path) -> list[Run]:
         if not (path / "history.jsonl").is_file():
             continue
         try:
-            config = _flatten(yaml.safe_load(config_path.read_text()) or {})
+            stored = parse_yaml(config_path.read_text(), "config", str(config_path)) or {}
+        except (OSError, ConfigError, UnicodeDecodeError):
+            continue
+        try:  # in today's keys, defaults filled in: runs of several versions group alike
+            stored = config_to_dict(config_from_dict(stored))
+        except ConfigError:
+            pass
+        config = _flatten(stored) if isinstance(stored, dict) else {}
+        try:
             summary = (
                 json.loads((path / "summary.json").read_text()) if (path / "summary.json").is_file() else {}
             )
-        except (OSError, ValueError, yaml.YAMLError):
-            continue
+        except (OSError, ValueError):
+            summary = {}  # damaged: the run counts as unfinished
+        summary = summary if isinstance(summary, dict) else {}
         runs.append(Run(path, config, summary, outcome(summary) or "unfinished"))
     return runs
 

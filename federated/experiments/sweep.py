@@ -35,11 +35,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from federated.config import Config, ConfigError, load_config, same_config
+from federated.config import Config, ConfigError, load_config, parse_yaml, same_config
 from federated.experiments.plan import Point, plan_sweep
-from federated.history import outcome
+from federated.history import held_run, outcome
 
 # plan_sweep (federated.experiments.plan) and run_sweep are a sweep's two steps
 __all__ = ["PointResult", "SweepResult", "plan_sweep", "run_sweep", "EXIT_FAILED", "EXIT_BAD_INPUT"]
@@ -90,8 +88,8 @@ def _read_json(path: Path) -> dict | None:
 
 def _same_config(path: Path, config: Config) -> bool:
     try:
-        stored = yaml.safe_load((path / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        stored = parse_yaml((path / "config.yaml").read_text(), "config", str(path / "config.yaml"))
+    except (OSError, ConfigError, UnicodeDecodeError):
         return False
     return isinstance(stored, dict) and same_config(stored, config)
 
@@ -163,6 +161,10 @@ def _run_point(
         if mode == "resume"
         else [str(point.config_path), *point.overrides, "--out", str(point.path)]
     )
+    if mode == "fresh" and held_run(point.path):
+        # an unfinished run of this point's configuration (checked by _state) with no checkpoint yet:
+        # the sweep's own, started over from round 0 (the same result)
+        command.append("--overwrite")
     command.append("--quiet")
     log = point.path / "run.log"
     with open(log, "a") as handle:
@@ -183,7 +185,7 @@ def _run_point(
     status = outcome(summary)
     if code == 0 and status == "finished":
         return PointResult(point, "finished", metric=_metrics(summary))
-    if code == 1 and status == "diverged":
+    if code in (0, 1) and status == "diverged":  # exit 1: written before diverged runs exited 0
         return PointResult(point, "diverged", error=summary.get("error"))
     status = "bad_input" if code == 2 else "failed"
     return PointResult(point, status, error=f"exit status {code}: {_tail(log) or 'no output'}")
@@ -202,7 +204,15 @@ def _rounds_done(point: Point) -> int:
 
 
 def _write_manifest(out: Path, results: dict[Path, PointResult]) -> None:
-    manifest = _read_json(out / "sweep.json") or {"points": {}}
+    manifest = _read_json(out / "sweep.json")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("points"), dict):
+        if (out / "sweep.json").exists():  # damaged or foreign: kept aside, a fresh record begun
+            aside = out / f"sweep.json.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+            os.replace(out / "sweep.json", aside)
+            print(
+                f"laser sweep: {out / 'sweep.json'} was not a sweep record; kept as {aside}", file=sys.stderr
+            )
+        manifest = {"points": {}}
     for result in results.values():
         manifest["points"][result.point.name] = {
             "config": str(result.point.config_path),
@@ -212,9 +222,12 @@ def _write_manifest(out: Path, results: dict[Path, PointResult]) -> None:
             "log": str(result.point.path / "run.log"),
             **result.metric,
         }
-    tmp = out / ".sweep.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / "sweep.json")
+    tmp = out / f".sweep.json.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, out / "sweep.json")
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _lock_directory(out: Path) -> typing.TextIO | None:

@@ -83,7 +83,7 @@ def test_bad_input_is_one_line_exit_status_2_no_traceback(tmp_path, args, words)
         assert word in result.stderr
 
 
-def test_divergence_exits_1_and_keeps_the_history(tmp_path):
+def test_a_diverged_run_is_a_result_exit_0_with_its_history(tmp_path):
     result = laser(
         "run",
         str(ROOT / "configs" / "digits_noiseless.yaml"),
@@ -94,9 +94,10 @@ def test_divergence_exits_1_and_keeps_the_history(tmp_path):
         str(tmp_path / "run"),
         cwd=tmp_path,
     )
-    assert result.returncode == 1
-    assert "not finite" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 0
+    assert "diverged" in result.stderr and "not finite" in result.stderr and "Traceback" not in result.stderr
     assert (tmp_path / "run" / "history.jsonl").read_text().strip()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
 
 
 def test_a_yaml_file_that_is_not_a_mapping_is_bad_input(tmp_path):

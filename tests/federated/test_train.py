@@ -100,7 +100,7 @@ def test_non_finite_training_stops_with_a_message_and_keeps_the_history(tmp_path
     with pytest.raises(NonFiniteError, match="not finite"):
         train(config, out, progress=False)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "failed" and "not finite" in summary["error"]
+    assert summary["status"] == "diverged" and "not finite" in summary["error"]
     assert len((out / "history.jsonl").read_text().splitlines()) == summary["rounds"] >= 1
 
 
