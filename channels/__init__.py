@@ -7,6 +7,13 @@ Usable on its own (it imports nothing from ``laser`` or ``federated``)::
     channel = FadingChannel(RayleighFading(), TruncatedInversion(threshold=0.2))
     state = channel.realize(num_clients=K, channel_uses=d)    # one round's fading
     out = channel(signals, energy=100.0, state=state)         # out.active: who spoke
+
+Importing the package is light (torch and the standard library): Sionna, which draws the noise and
+the Rayleigh, Rician and TDL gains, is imported on the first call that needs it, so the first noisy
+call (or the first fading draw) pays Sionna's import, several seconds and ~150 MB (importing any part
+of ``sionna.phy`` loads all of it, matplotlib and torch._dynamo included; ``benchmarks/import_time.py``
+measures it). Noiseless channels, unit gains, path loss, the digital link and the budget helpers
+never import it.
 """
 
 from channels.awgn import AWGNChannel

@@ -16,11 +16,9 @@ import math
 from typing import Any, Literal
 
 import torch
-from sionna.phy.channel import RayleighBlockFading, cir_to_ofdm_channel, subcarrier_frequencies
-from sionna.phy.channel.tr38901 import TDL
 from torch import Tensor
 
-from channels._sionna import sionna_args
+from channels._sionna import generator_block, sionna_args, sionna_channel
 
 __all__ = ["RayleighFading", "RicianFading", "TDLFading", "PathLoss", "umi_path_loss_db", "FADING_MODELS"]
 
@@ -28,35 +26,14 @@ TDL_PROFILES = ("A", "B", "C", "D", "E")  # the scalable TR 38.901 profiles (Sio
 SPEED_OF_LIGHT_M_S = 3.0e8  # the value TR 38.901 uses for the breakpoint
 
 
-class _GeneratorRayleigh(RayleighBlockFading):
-    """Sionna's single-antenna Rayleigh block fading, drawing from an explicit generator."""
-
-    def __init__(self, precision: str, device: str) -> None:
-        super().__init__(num_rx=1, num_rx_ant=1, num_tx=1, num_tx_ant=1, precision=precision, device=device)
-        self.generator: torch.Generator | None = None
-
-    @property
-    def torch_rng(self) -> torch.Generator:
-        assert self.generator is not None  # set by the caller before every draw
-        return self.generator
-
-
-class _GeneratorTDL(TDL):
-    """Sionna's single-antenna TDL model, drawing from an explicit generator."""
-
-    generator: torch.Generator | None = None
-
-    @property
-    def torch_rng(self) -> torch.Generator:
-        assert self.generator is not None  # set by the caller before every draw
-        return self.generator
-
-
 def _rayleigh(blocks: dict, num_clients: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
     """g ~ CN(0, 1), ``[K, 1]``, drawn by Sionna's block for this (precision, device), cached."""
     key = sionna_args(generator, dtype)
     if key not in blocks:
-        blocks[key] = _GeneratorRayleigh(*key)
+        precision, device = key
+        blocks[key] = generator_block("RayleighBlockFading")(
+            num_rx=1, num_rx_ant=1, num_tx=1, num_tx_ant=1, precision=precision, device=device
+        )
     block = blocks[key]
     block.generator = generator
     a, _ = block(batch_size=num_clients, num_time_steps=1)  # [K, 1, 1, 1, 1, 1, 1]
@@ -154,7 +131,7 @@ class TDLFading(torch.nn.Module):
         carrier_frequency_hz: carrier frequency (only enters through the Doppler shift, which
             is zero for static clients).
         num_subcarriers: N >= 1.
-        subcarrier_spacing_hz: > 0.
+        subcarrier_spacing_hz: the OFDM subcarrier spacing in Hz (> 0).
 
     Call:
         ``fading(num_clients, generator, dtype=torch.complex64)`` -> ``[K, N]`` complex ``dtype``.
@@ -208,14 +185,14 @@ class TDLFading(torch.nn.Module):
         key = sionna_args(generator, dtype)
         if key not in self._blocks:
             precision, device = key
-            tdl = _GeneratorTDL(
+            tdl = generator_block("TDL")(
                 self.profile,
                 self.delay_spread_s,
                 self.carrier_frequency_hz,
                 precision=precision,
                 device=device,
             )
-            frequencies = subcarrier_frequencies(
+            frequencies = sionna_channel().subcarrier_frequencies(
                 self.num_subcarriers, self.subcarrier_spacing_hz, precision=precision, device=device
             )
             self._blocks[key] = (tdl, frequencies)
@@ -224,7 +201,7 @@ class TDLFading(torch.nn.Module):
         bandwidth_hz = self.num_subcarriers * self.subcarrier_spacing_hz
         a, tau = tdl(batch_size=num_clients, num_time_steps=1, sampling_frequency=bandwidth_hz)
         # a: [K, 1, 1, 1, 1, M, 1], tau: [K, 1, 1, M] -> h: [K, 1, 1, 1, 1, 1, N]
-        h = cir_to_ofdm_channel(frequencies, a, tau, normalize=False)
+        h = sionna_channel().cir_to_ofdm_channel(frequencies, a, tau, normalize=False)
         return h.reshape(num_clients, self.num_subcarriers).to(dtype)
 
 

@@ -1,12 +1,14 @@
-"""Thermal noise on I/Q symbols, drawn by Sionna's AWGN block from an explicit generator."""
+"""Thermal noise on I/Q symbols, drawn by Sionna's AWGN block from an explicit generator (Sionna is
+imported on the first draw, see :mod:`channels._sionna`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from sionna.phy.channel import AWGN
 from torch import Tensor
 
-from channels._sionna import sionna_args
+from channels._sionna import generator_block, sionna_args
 
 __all__ = ["ComplexNoise", "to_symbols", "from_symbols"]
 
@@ -34,18 +36,6 @@ def from_symbols(symbols: Tensor, dim: int) -> Tensor:
     return torch.view_as_real(symbols).reshape(*symbols.shape[:-1], -1)[..., :dim]
 
 
-class _GeneratorAWGN(AWGN):
-    """Sionna's AWGN block, drawing from an explicit generator instead of Sionna's global one."""
-
-    def __init__(self, generator: torch.Generator, precision: str, device: str) -> None:
-        super().__init__(precision=precision, device=device)
-        self.generator = generator
-
-    @property
-    def torch_rng(self) -> torch.Generator:
-        return self.generator
-
-
 class ComplexNoise:
     """Adds CN(0, 2 * noise_var) noise per complex symbol (noise_var per real dimension).
 
@@ -56,12 +46,13 @@ class ComplexNoise:
     """
 
     def __init__(self) -> None:
-        self._blocks: dict[tuple[str, str], _GeneratorAWGN] = {}
+        self._blocks: dict[tuple[str, str], Any] = {}  # (precision, device) -> Sionna's AWGN block
 
     def __call__(self, symbols: Tensor, noise_var: float, generator: torch.Generator) -> Tensor:
         key = sionna_args(generator, symbols.dtype)
         if key not in self._blocks:
-            self._blocks[key] = _GeneratorAWGN(generator, *key)
+            precision, device = key
+            self._blocks[key] = generator_block("AWGN")(precision=precision, device=device)
         awgn = self._blocks[key]
         awgn.generator = generator
         received = awgn(symbols.to(awgn.device), 2.0 * noise_var)  # Sionna's no: per complex symbol
