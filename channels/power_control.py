@@ -1,6 +1,6 @@
 """Power-control policies: what each client knows of its channel and on which symbols it speaks.
 
-Every policy precodes by channel inversion with a common alignment scale (DESIGN.md section 4);
+Every policy precodes by channel inversion with a common alignment scale (docs/physics.md);
 they differ in the channel state information (CSI) the clients use and in who transmits:
 
 - :class:`PerfectInversion` (the default): client k knows h_k exactly, sends x_k = (eta / h_k) u_k.

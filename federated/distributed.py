@@ -1,4 +1,4 @@
-"""Clients split over processes with ``torch.distributed`` (DESIGN.md section 8).
+"""Clients split over processes with ``torch.distributed`` (launched with ``torchrun``).
 
 Every process builds the same simulation from the same seed (model, data order, shared factors,
 channel generator), draws every client's batch so that the data streams stay the same, and computes

@@ -82,7 +82,10 @@ def allocate_grouped_energy(
     proportional to the column norms): ``E_{b,c} = E_b ||x_c||^e / sum_c' ||x_c'||^e``.
 
     Args:
-        norms, dims, energy, rule: as in :func:`allocate_energy`, per block.
+        norms: ``[K, B]``, as in :func:`allocate_energy`, per block.
+        dims: ``[B]``, as in :func:`allocate_energy`.
+        energy: each client's energy for the round, as in :func:`allocate_energy`.
+        rule: the split over the groups, as in :func:`allocate_energy`.
         groups: the group of each block (any hashable labels; blocks of a group need not be adjacent).
         exponent: e; a block of norm 0 gets nothing when e > 0.
 

@@ -1,7 +1,7 @@
 """Digital (non-summable) compressors: each client's message is bits on its own orthogonal link.
 
 Top-k supports, per-client norms and random rounding make these compressors non-linear, so the sum
-of the clients' messages cannot be formed over the air (METHODS.md sections 0, 2, 3 and 10). A
+of the clients' messages cannot be formed over the air. A
 client's ``encode`` returns the message as the server decodes it (one flattened tensor per
 parameter tensor, same dtype and device as the gradient, a new tensor) and records its exact size
 in ``client.bits`` (:meth:`~laser.compressor.DigitalClient.message_bits`); the digital link

@@ -419,8 +419,9 @@ def transmit_round(
 
     Args:
         channel: a ``channels`` channel (``AWGNChannel``, ``FadingChannel``); one realization per pass.
-        server, clients: the method's sides (``method.make_server(params)``,
-            ``method.make_client(params, k)``); the clients are the round's participants.
+        server: the method's server side (``method.make_server(params)``).
+        clients: the method's client sides (``method.make_client(params, k)``), the round's
+            participants.
         grads: each participant's tensors, consumed one client at a time (a generator may compute
             them lazily).
         energy: each client's energy for the round (a float, or ``[K]``), or ``snr_db``: a
@@ -437,7 +438,8 @@ def transmit_round(
         state: the round's channel drawn beforehand (``channel.realize(K, ...)``, K the participating
             clients, all processes' with ``processes``), used by the first pass instead of a new
             realization; later passes draw their own.
-        keep_unheard, processes: see :func:`transmit_blocks`.
+        keep_unheard: give unheard blocks back to error feedback, see :func:`transmit_blocks`.
+        processes: clients split over processes, see :func:`transmit_blocks`.
 
     Example (Z-SGD, noiseless: the weighted mean exactly):
         >>> from channels import AWGNChannel

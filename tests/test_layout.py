@@ -4,6 +4,7 @@ map names the sub-packages that exist."""
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +108,66 @@ def test_the_readme_package_map_names_the_sub_packages_on_disk():
         str(p.parent.relative_to(ROOT)) for package in PACKAGES for p in (ROOT / package).rglob("__init__.py")
     }
     assert named == on_disk
+
+
+# the project's design notes live outside the repository: nothing in it may send a reader there
+OUTSIDE = ("DESIGN.md", "../shared", "LASER.md", "STYLE.md")
+
+
+def _tracked_text_files() -> list[Path]:
+    """The files git tracks (every file under the root, minus ignored and virtual-environment ones,
+    where git is missing); binary files (a NUL byte, or not UTF-8) left out."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60
+        ).stdout.decode()
+        paths = [ROOT / name for name in listed.split("\0") if name]
+    except (OSError, subprocess.SubprocessError):
+        skip = {".git", ".venv", "venv", "site", "data", "runs", "sweeps", "node_modules"}
+        paths = [p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts[:-1])]
+    texts = []
+    for path in paths:
+        try:
+            raw = path.read_bytes()
+        except OSError:  # tracked, deleted in the working tree
+            continue
+        if b"\0" not in raw:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            texts.append(path)
+    return texts
+
+
+def test_no_file_points_outside_the_repository():
+    """Users see only the repository: what they need of the design notes (the physics, the units)
+    is in docs/, and no tracked file names notes kept elsewhere."""
+    this = Path(__file__).resolve()
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}"
+        for path in _tracked_text_files()
+        if path.resolve() != this  # this test names what it looks for
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if any(name in line for name in OUTSIDE)
+    ]
+    assert not found, "\n".join(found)
+
+
+def _exported(package: str) -> set[str]:
+    """The names in ``package/__init__.py``'s ``__all__`` (read, not imported)."""
+    tree = ast.parse((ROOT / package / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    raise AssertionError(f"{package}/__init__.py has no __all__")
+
+
+def test_the_api_reference_documents_each_public_name():
+    """docs/api/<package>.md renders (``::: package.Name``) exactly the names of ``__all__``, so a
+    new public name gets its entry in the API site."""
+    for package in PACKAGES:
+        page = (ROOT / "docs" / "api" / f"{package}.md").read_text(encoding="utf-8")
+        targets = re.findall(rf"^::: ({package}(?:\.\w+)*)\s*$", page, flags=re.MULTILINE)
+        documented = {t.rsplit(".", 1)[-1] for t in targets if t != package}
+        assert documented == _exported(package), package

@@ -1,4 +1,4 @@
-"""A GPT-2-style decoder after karpathy/nanoGPT: the LASER paper's WikiText-103 model (LASER.md §5.3).
+"""A GPT-2-style decoder after karpathy/nanoGPT: the LASER paper's WikiText-103 model.
 
 Pre-norm transformer blocks ``x + attn(ln_1(x))``, ``x + mlp(ln_2(x))`` with causal multi-head
 self-attention and a 4x GELU MLP; learned position embeddings; no biases in Linear or LayerNorm;

@@ -1,4 +1,4 @@
-"""ResNet-18, CIFAR variant: the LASER paper's CIFAR-10 / CIFAR-100 model (LASER.md §5.1).
+"""ResNet-18, CIFAR variant: the LASER paper's CIFAR-10 / CIFAR-100 model.
 
 The kuangliu/pytorch-cifar network the reference code uses: a 3x3 stride-1 stem (no max-pool, as
 32x32 inputs are already small), four stages of two BasicBlocks, global average pooling and a

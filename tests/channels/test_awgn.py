@@ -1,4 +1,4 @@
-"""AWGNChannel: the physics contract of DESIGN.md section 4."""
+"""AWGNChannel: the physics contract (units, alignment scale, noise of the mean; docs/physics.md)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""FadingChannel and the power-control policies (DESIGN.md sections 4-5; issue: channels library)."""
+"""FadingChannel and the power-control policies (the physics of docs/physics.md)."""
 
 import copy
 import math

@@ -1,4 +1,4 @@
-"""Power allocation across blocks (DESIGN.md section 4)."""
+"""Power allocation across blocks: LASER's norm-proportional split and its alternatives."""
 
 import math
 

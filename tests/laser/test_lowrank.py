@@ -1,4 +1,4 @@
-"""LaserCompressor: exact identities in float64 (DESIGN.md section 9, tier 1)."""
+"""LaserCompressor: exact identities in float64 (error feedback, rank-r recovery, linearity)."""
 
 import pytest
 import torch

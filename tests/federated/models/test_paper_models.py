@@ -1,4 +1,5 @@
-"""The LASER paper's models: ResNet-18 (CIFAR) and the GPT-2 124M decoder (LASER.md §3.2, §3.7, §5)."""
+"""The LASER paper's models: ResNet-18 (CIFAR) and the GPT-2 124M decoder (shapes, compressed
+tensors, channel uses)."""
 
 import math
 
