@@ -15,10 +15,9 @@ import os
 import sys
 import textwrap
 import time
-from importlib import resources
 from pathlib import Path
 
-from federated.config import Config, ConfigError, load_config
+from federated.config import Config, ConfigError, find_config, load_config, shipped_configs
 from federated.data.errors import DataError
 
 EXIT_BAD_INPUT = 2
@@ -36,9 +35,13 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         help="train one configuration",
         description="Train one configuration. Without CONFIG, the packaged quickstart runs "
-        "(MNIST-1D, 16 clients, LASER at a low energy; about half a minute on 2 CPU cores).",
+        "(MNIST-1D, 16 clients, LASER at energy 100; about a minute on 2 CPU cores).",
     )
-    run.add_argument("config", nargs="?", help="a YAML file (default: the quickstart)")
+    run.add_argument(
+        "config",
+        nargs="?",
+        help="a YAML file or a shipped config's name (`laser configs`; default: the quickstart)",
+    )
     run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     run.add_argument("--out", help="run directory (default: runs/<config name>-<time>)")
     run.add_argument(
@@ -82,7 +85,10 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sweep.add_argument(
-        "configs", nargs="+", metavar="CONFIG", help="YAML files (key=value items: fixed overrides)"
+        "configs",
+        nargs="+",
+        metavar="CONFIG",
+        help="YAML files or shipped config names (key=value items: fixed overrides)",
     )
     sweep.add_argument(
         "--grid",
@@ -115,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         "plot",
         allow_abbrev=False,
         help="figures of a sweep directory",
-        description="Draw the metric against energy (or SNR) with one line per method, 95%% confidence bands "
+        description="Draw the metric against energy (or SNR) with one line per method, 95% confidence bands "
         "over seeds and the noiseless reference, the metric against rounds, and each distinct partition of "
         "the training data over the clients (the runs' partition.json) as a heat map; PNG and PDF.",
     )
@@ -126,7 +132,27 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--x", help="the x axis key (default: power.energy if it varies, else power.snr_db)")
     plot.add_argument("--methods", help="only these compressor names, comma-separated (references are kept)")
     plot.add_argument("--out", help="where the figures go (default: SWEEP_DIR/figures)")
+
+    commands.add_parser(
+        "configs",
+        allow_abbrev=False,
+        help="list the configs shipped with the package",
+        description="List the shipped configs by name, with their one-line descriptions. Any command "
+        "takes a name where it takes a YAML file: laser run mnist1d_laser, laser run paper/gpt2_laser.",
+    )
     return parser
+
+
+def _configs() -> int:
+    """``laser configs``: every shipped config's name and description, and where they lie."""
+    from federated.config.shipped import SHIPPED_DIR, describe
+
+    shipped = shipped_configs()
+    width = max(map(len, shipped))
+    for name, path in shipped.items():
+        print(f"{name:<{width}}  {describe(path)}")
+    print(f"\n{len(shipped)} configs in {SHIPPED_DIR}; run one with `laser run NAME` (a YAML path works too)")
+    return 0
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, Path]:
@@ -150,9 +176,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
         args.overrides.insert(0, args.config)
         args.config = None
     if args.config is None:
-        source = resources.files("federated") / "quickstart.yaml"
-        with resources.as_file(source) as path:
-            config = load_config(path, args.overrides)
+        config = load_config(find_config("quickstart"), args.overrides)
         name = "quickstart"
     else:
         config = load_config(args.config, args.overrides)
@@ -295,7 +319,7 @@ def _sweep(args: argparse.Namespace) -> int:
         except ConfigError as error:  # e.g. a --metric the runs do not have: the runs are kept
             report_error = error
     print(
-        f"\nlaser sweep: {len(points)} points: {len(points) - len(failures)} done "
+        f"\nlaser sweep: {len(points)} point{'s' * (len(points) != 1)}: {len(points) - len(failures)} done "
         f"({skipped} before this run, {diverged} diverged), {len(failures)} failed; sweep directory {out}"
     )
     if failures:
@@ -391,7 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     # overrides may also come after the options: laser run CONFIG --out DIR key=value
     unknown = [a for a in extra if "=" not in a or a.startswith("-")]
     if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        option = next((a for a in unknown if a.startswith("--")), None)
+        hint = (
+            f"; config keys are overrides written key=value, e.g. {option[2:].split('=')[0]}=VALUE"
+            if option
+            else ""
+        )
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     if args.command == "run":
         args.overrides.extend(extra)
     elif args.command == "sweep":
@@ -405,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "configs":
+            return _configs()
     except ConfigError as error:
         print(f"laser {args.command}: config error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -415,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except BrokenPipeError:  # `laser configs | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:  # an unwritable --out or data.root, a full disk, a directory given as a file
         where = error.filename or getattr(args, "out", None) or getattr(args, "resume", None) or Path.cwd()
         print(f"laser {args.command}: {error.strerror or error} ({where})", file=sys.stderr)

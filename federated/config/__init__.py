@@ -5,7 +5,8 @@ Every field has a comment and a unit where it has one. :func:`load_config` check
 ranges before any work starts and raises :class:`ConfigError`, whose one-line message names the key,
 the value and what is accepted. The sections: :mod:`federated.config.learning` (data, model,
 clients, optimizer), :mod:`federated.config.wireless` (compressor, channel, downlink, power),
-:mod:`federated.config.run` (the whole run), :mod:`federated.config.loading` (YAML and overrides).
+:mod:`federated.config.run` (the whole run), :mod:`federated.config.loading` (YAML and overrides),
+:mod:`federated.config.shipped` (the configs shipped in the package, found by name).
 
 Example:
     >>> config = load_config(None, ["compressor.name=zsgd", "power.energy=1e3", "rounds=10"])
@@ -25,6 +26,7 @@ from federated.config.learning import (
 )
 from federated.config.loading import config_from_dict, config_to_dict, load_config, parse_yaml, same_config
 from federated.config.run import Config
+from federated.config.shipped import find_config, shipped_configs
 from federated.config.wireless import (
     ANALOG_COMPRESSORS,
     DIGITAL_COMPRESSORS,
@@ -36,6 +38,8 @@ from federated.config.wireless import (
 
 __all__ = [
     "ConfigError",
+    "find_config",
+    "shipped_configs",
     "Config",
     "DataConfig",
     "ModelConfig",

@@ -19,6 +19,7 @@ import yaml
 
 from federated.config.errors import ConfigError
 from federated.config.run import Config
+from federated.config.shipped import find_config
 
 __all__ = ["load_config", "same_config", "config_to_dict", "config_from_dict", "parse_yaml"]
 
@@ -146,12 +147,11 @@ def _migrate(tree: Any) -> Any:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML file (``None``: the defaults), apply ``key.sub=value`` overrides, validate."""
+    """Read a YAML file (``None``: the defaults; a name: the shipped config, see
+    :func:`~federated.config.shipped.find_config`), apply ``key.sub=value`` overrides, validate."""
     tree: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError("config", str(path), "an existing YAML file")
+        path = find_config(path)
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:

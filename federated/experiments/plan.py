@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from federated.config import Config, ConfigError, load_config
+from federated.config import Config, ConfigError, find_config, load_config
 
 __all__ = ["GRID_SYNTAX", "MAX_POINTS", "parse_grid", "expand_grid", "Point", "plan_sweep"]
 
@@ -191,10 +191,7 @@ def plan_sweep(
     combos = expand_grid(list(grid), max_points)
     if len(combos) * len(configs) > max_points:
         _limit(len(combos) * len(configs), " ".join(map(str, configs)), max_points)
-    paths = [Path(c) for c in configs]
-    for path in paths:
-        if not path.is_file():
-            raise ConfigError("config", str(path), "an existing YAML file")
+    paths = [find_config(c) for c in configs]  # a file, or a shipped config's name
     stems = [p.stem for p in paths]
     if len(set(stems)) != len(stems):
         raise ConfigError("config", [str(p) for p in paths], "config files with distinct names")

@@ -145,3 +145,53 @@ def test_missing_data_without_download_is_a_clear_error(tmp_path, data):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(tmp_path / "nothing") in result.stderr
+
+
+# ---------------------------------------------------------------------- shipped configs, help, hints
+def test_laser_configs_lists_every_shipped_config_with_its_description(capsys):
+    from federated.cli import main
+    from federated.config import shipped_configs
+
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    names = shipped_configs()
+    assert {"quickstart", "mnist1d_laser", "paper/gpt2_laser"} <= set(names)
+    assert len(names) == len(list((ROOT / "federated" / "configs").rglob("*.yaml")))
+    line = next(line for line in out.splitlines() if line.startswith("mnist1d_laser "))
+    assert "LASER" in line and "MNIST-1D" in line
+
+
+@pytest.mark.parametrize("spelling", ["mnist1d_laser", "mnist1d_laser.yaml", "configs/mnist1d_laser.yaml"])
+def test_a_shipped_name_works_where_a_yaml_file_does(tmp_path, monkeypatch, spelling):
+    from federated.config import load_config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the shipped file is found by name
+    assert load_config(spelling) == load_config(ROOT / "configs" / "mnist1d_laser.yaml")
+
+
+def test_a_local_file_comes_before_a_shipped_name(tmp_path, monkeypatch):
+    from federated.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "mnist1d_laser.yaml").write_text("rounds: 7\n")
+    assert load_config("configs/mnist1d_laser.yaml").rounds == 7
+    assert load_config("mnist1d_laser").rounds != 7  # a bare name is the shipped one
+
+
+def test_an_option_spelled_like_a_key_hints_at_overrides(capsys):
+    from federated.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--rounds", "100"])
+    assert exit_.value.code == 2
+    assert "rounds=VALUE" in capsys.readouterr().err
+
+
+def test_plot_help_shows_a_plain_percent(capsys):
+    from federated.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["plot", "--help"])
+    out = capsys.readouterr().out
+    assert "95%" in out and "%%" not in out
