@@ -3,6 +3,7 @@ carries the configs, and every config the README names resolves from a directory
 ``configs/`` in it; a README command runs as written (shortened by ``rounds=1``)."""
 
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -36,6 +37,15 @@ def installed(tmp_path_factory):
     dependencies borrowed from the test environment through a .pth file, so nothing is downloaded
     and this checkout is not on the path)."""
     root = tmp_path_factory.mktemp("install")
+    # built from a copy: setuptools writes build/ and *.egg-info beside the sources
+    source = root / "source"
+    top = {".git", ".venv", "build", "data", "runs", "site"}  # at the root only: federated/data is code
+
+    def heavy(directory: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+        return skip | (top & set(names) if Path(directory) == REPO else set())
+
+    shutil.copytree(REPO, source, symlinks=True, ignore=heavy)
     wheels = root / "wheels"
     subprocess.run(
         [
@@ -48,7 +58,7 @@ def installed(tmp_path_factory):
             "--no-build-isolation",
             "-w",
             wheels,
-            REPO,
+            source,
         ],
         check=True,
         capture_output=True,
