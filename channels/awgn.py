@@ -45,6 +45,8 @@ class AWGNChannel(FadingChannel):
         noise_var: noise variance per real channel use (sigma^2 >= 0); 0 is a noiseless channel.
         generator: default source of the noise; a call may pass its own. Without either, a
             generator with a random seed is made here (results are then not reproducible).
+        check_finite: refuse signals with NaN or infinite entries (``ValueError``); see
+            :class:`~channels.fading_channel.FadingChannel` for its cost and for what happens without it.
 
     Call:
         ``channel(signals, energy)`` or ``channel(signals, snr_db=...)``, with ``signals`` ``[K, d]``
@@ -66,8 +68,16 @@ class AWGNChannel(FadingChannel):
         [1.5, 2.5]
     """
 
-    def __init__(self, noise_var: float = 1.0, generator: torch.Generator | None = None) -> None:
-        super().__init__(fading=None, policy=PerfectInversion(), noise_var=noise_var, generator=generator)
+    def __init__(
+        self, noise_var: float = 1.0, generator: torch.Generator | None = None, *, check_finite: bool = True
+    ) -> None:
+        super().__init__(
+            fading=None,
+            policy=PerfectInversion(),
+            noise_var=noise_var,
+            generator=generator,
+            check_finite=check_finite,
+        )
 
     def extra_repr(self) -> str:
-        return f"noise_var={self.noise_var}"
+        return f"noise_var={self.noise_var}" + ("" if self.check_finite else ", check_finite=False")

@@ -5,15 +5,20 @@ into complex I/Q symbols (:class:`SignalBlocks`), and what the server decodes fr
 from __future__ import annotations
 
 import itertools
+import reprlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from channels._checks import brief, check_data
 from channels.noise import to_symbols
 
 __all__ = ["SignalBlocks", "BlocksOutput"]
+
+_REPR = reprlib.Repr()
+_REPR.maxlist = 8
 
 
 class SignalBlocks:
@@ -39,12 +44,41 @@ class SignalBlocks:
 
     def __init__(self, client_blocks: Sequence[Sequence[Tensor]] | Tensor, pack_limit: int = 1 << 24) -> None:
         if isinstance(client_blocks, Tensor):
+            self.name = "signals"  # the argument the checks name: a [K, d] tensor is a channel call's
             if client_blocks.dim() != 2:
                 raise ValueError(f"signals must have shape [K, d], got {tuple(client_blocks.shape)}")
+            _check_signal(client_blocks, "signals")
+            if 0 in client_blocks.shape:
+                raise ValueError(
+                    f"signals must have at least one client and one entry (K >= 1, d >= 1), "
+                    f"got shape {tuple(client_blocks.shape)}"
+                )
             tensor, client_blocks = client_blocks, [[row] for row in client_blocks]
         else:
+            self.name = "client_blocks"
             tensor = None
+            if isinstance(client_blocks, (str, bytes)) or not isinstance(client_blocks, Sequence):
+                raise TypeError(
+                    f"client_blocks must be a [K, d] tensor or a list of each client's list of 1-D "
+                    f"tensors, got {brief(client_blocks)}"
+                )
+            if len(client_blocks) == 0:
+                raise ValueError("client_blocks must hold at least one client's blocks (K >= 1), got none")
         first = client_blocks[0]
+        if tensor is None:
+            if isinstance(first, (str, bytes)) or not isinstance(first, (Sequence, Tensor)):
+                raise TypeError(
+                    f"client_blocks[0] must be a list of 1-D tensors (client 0's blocks), got {brief(first)}"
+                )
+            if len(first) == 0:
+                raise ValueError("client_blocks[0] must hold at least one block, got none")
+            for b, block in enumerate(first):
+                _check_signal(block, f"client_blocks[0][{b}]")
+                if block.dim() != 1 or block.numel() == 0:
+                    raise ValueError(
+                        f"client_blocks[0][{b}] must be 1-D with at least one entry, "
+                        f"got shape {tuple(block.shape)}"
+                    )
         self.num_clients = len(client_blocks)
         self.dims = [int(b.numel()) for b in first]
         self.symbols = [(d + 1) // 2 for d in self.dims]
@@ -68,8 +102,13 @@ class SignalBlocks:
         for k in clients:
             blocks = self._blocks[k]
             if len(blocks) != len(self.dims):
-                raise ValueError(f"client {k} has {len(blocks)} blocks, client 0 has {len(self.dims)}")
-            for block, d in zip(blocks, self.dims):
+                raise ValueError(
+                    f"{self.name}[{k}] must be a list of {len(self.dims)} blocks (client 0 has "
+                    f"{len(self.dims)}), got {brief(blocks)}"
+                )
+            for b, (block, d) in enumerate(zip(blocks, self.dims)):
+                if not isinstance(block, Tensor) or not block.is_floating_point() or block.is_meta:
+                    _check_signal(block, f"{self.name}[{k}][{b}]")
                 if block.dim() != 1 or block.numel() != d:
                     raise ValueError(
                         f"every client's blocks must be 1-D with the lengths of client 0's, {self.dims}; "
@@ -79,6 +118,36 @@ class SignalBlocks:
                 if d % 2:
                     parts.append(zero)
         return torch.cat(parts).to(self.dtype).reshape(len(clients), -1)
+
+    def check_finite(self) -> None:
+        """Refuse NaN and infinite entries: a ``ValueError`` naming the signals and the clients that
+        hold them.
+
+        A sum with a NaN or infinite term is NaN or infinite in any order of summation, so a finite
+        sum proves every entry finite: the check is one sum over the packed signals (over each
+        block when they are not packed), a reduction pass without a temporary. A non-finite sum (such
+        an entry, or finite entries whose sum overflows) is settled entry by entry with
+        ``torch.isfinite(...).all()``, so the answer is exact either way.
+        """
+        if self.packed is not None:
+            if bool(torch.isfinite(self.packed.sum())) or bool(torch.isfinite(self.packed).all()):
+                return
+            bad = (~torch.isfinite(self.packed).all(1)).nonzero().flatten().tolist()
+        else:
+            sums = torch.stack([b.sum().to(self.dtype) for blocks in self._blocks for b in blocks])
+            if bool(torch.isfinite(sums).all()):
+                return
+            bad = [
+                k
+                for k, blocks in enumerate(self._blocks)
+                if not all(bool(torch.isfinite(b).all()) for b in blocks)
+            ]
+            if not bad:
+                return
+        raise ValueError(
+            f"{self.name} must be finite, got NaN or inf entries in client(s) {_REPR.repr(bad)} (a channel "
+            f"built with check_finite=False skips this check; see FadingChannel)"
+        )
 
     def norms(self) -> Tensor:
         """``[K, B]`` float64: the Euclidean norm of each client's block (computed once; the energy
@@ -111,6 +180,18 @@ class SignalBlocks:
             return
         for k in range(self.num_clients):
             yield slice(k, k + 1), to_symbols(self._pack([k]))
+
+
+def _check_signal(signal: object, name: str) -> None:
+    """Refuse a signal the channel cannot carry: not a tensor, not real floating point (complex
+    values would lose their imaginary part, integers and bools come back truncated), or no data."""
+    if not isinstance(signal, Tensor):
+        raise TypeError(f"{name} must be a tensor, got {brief(signal)}")
+    if not signal.is_floating_point():  # False for complex, integer and bool dtypes
+        raise TypeError(
+            f"{name} must be real floating point (float16, bfloat16, float32 or float64), got {signal.dtype}"
+        )
+    check_data(signal, name)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from channels._checks import check_number
+
 __all__ = ["db_to_linear", "energy_for_snr_db", "snr_db_for_energy"]
 
 
@@ -20,6 +22,8 @@ def db_to_linear(value_db: float) -> float:
     >>> db_to_linear(20.0)
     100.0
     """
+    if math.isnan(check_number(value_db, "value_db")):
+        raise ValueError("value_db must not be NaN")
     try:
         return 10.0 ** (value_db / 10.0)
     except OverflowError:
@@ -34,10 +38,9 @@ def energy_for_snr_db(snr_db: float, channel_uses: int, noise_var: float) -> flo
     >>> energy_for_snr_db(10.0, channel_uses=50, noise_var=1.0)
     500.0
     """
-    if math.isnan(snr_db):
+    if math.isnan(check_number(snr_db, "snr_db")):
         raise ValueError("snr_db must not be NaN")
-    if channel_uses < 0:
-        raise ValueError(f"channel_uses must be >= 0, got {channel_uses}")
+    _check_uses_and_noise(channel_uses, noise_var)
     if noise_var == 0:
         return math.inf
     return channel_uses * noise_var * db_to_linear(snr_db)
@@ -49,8 +52,21 @@ def snr_db_for_energy(energy: float, channel_uses: int, noise_var: float) -> flo
     >>> snr_db_for_energy(500.0, channel_uses=50, noise_var=1.0)
     10.0
     """
+    if math.isnan(check_number(energy, "energy")):
+        raise ValueError("energy must not be NaN")
+    _check_uses_and_noise(channel_uses, noise_var)
     if energy <= 0 or channel_uses == 0:
         return -math.inf
     if noise_var == 0 or math.isinf(energy):
         return math.inf
     return 10.0 * math.log10(energy / (channel_uses * noise_var))
+
+
+def _check_uses_and_noise(channel_uses: int, noise_var: float) -> None:
+    """Refuse what no budget can be computed from: channel_uses < 0 or NaN, noise_var < 0, NaN or
+    infinite, and non-numbers (TypeError), naming the argument."""
+    if not check_number(channel_uses, "channel_uses") >= 0:
+        raise ValueError(f"channel_uses must be >= 0, got {channel_uses}")
+    variance = check_number(noise_var, "noise_var")
+    if not (math.isfinite(variance) and variance >= 0):
+        raise ValueError(f"noise_var must be a finite number >= 0, got {noise_var}")

@@ -1,4 +1,4 @@
-"""The orthogonal digital link: bits to real channel uses at the Shannon rate (METHODS.md section 0).
+"""The orthogonal digital link: bits to real channel uses at the Shannon rate (docs/physics.md, section 8).
 
 Each client sends its message on its own channel uses (orthogonal access: the round's channel uses
 are the sum over clients). A real AWGN channel use at SNR gamma carries at most
@@ -28,6 +28,7 @@ from typing import cast
 import torch
 from torch import Tensor
 
+from channels._checks import brief_values, check_number, real_tensor
 from channels.budget import db_to_linear
 
 __all__ = ["DigitalRound", "bit_limit", "digital_link", "shannon_rate", "uses_at_snr", "uses_for_bits"]
@@ -38,11 +39,13 @@ _MAX_USES = 2.0**53  # float64 counts integers exactly below this
 
 
 def _f64(x: Tensor | float, name: str) -> Tensor:
-    x = torch.as_tensor(x, dtype=F64)
+    """``x`` as float64, refusing non-numbers (strings, bools, complex: TypeError), meta tensors,
+    NaN and negative values (ValueError), naming ``name``."""
+    x = real_tensor(x, name, dtype=F64)
     if torch.isnan(x).any():
-        raise ValueError(f"{name} must not be NaN, got {x.tolist()}")
+        raise ValueError(f"{name} must not be NaN, got {brief_values(x)}")
     if (x < 0).any():
-        raise ValueError(f"{name} must be >= 0, got {x.tolist()}")
+        raise ValueError(f"{name} must be >= 0, got {brief_values(x)}")
     return x
 
 
@@ -144,7 +147,7 @@ def uses_at_snr(
     >>> uses.tolist(), [round(e, 9) for e in energy.tolist()]
     ([0.0, 1.0, 5.0], [0.0, 3.0, 15.0])
     """
-    if not math.isfinite(snr_db):
+    if not math.isfinite(check_number(snr_db, "snr_db")):
         raise ValueError(f"snr_db must be finite, got {snr_db}")
     bits, gain = _f64(bits, "bits"), _f64(gain, "gain")
     noise_var = float(_f64(noise_var, "noise_var"))
@@ -209,12 +212,12 @@ def digital_link(
     if bits.dim() != 1 or gains.shape != bits.shape:
         raise ValueError(f"bits and gains must both be [K], got {tuple(bits.shape)} and {tuple(gains.shape)}")
     if torch.isinf(bits).any() or torch.isinf(gains).any():
-        raise ValueError(f"bits and gains must be finite, got {bits.tolist()} and {gains.tolist()}")
-    if not (math.isfinite(noise_var) and noise_var >= 0):
+        raise ValueError(f"bits and gains must be finite, got {brief_values(bits)} and {brief_values(gains)}")
+    if not (math.isfinite(check_number(noise_var, "noise_var")) and noise_var >= 0):
         raise ValueError(f"noise_var must be finite and >= 0, got {noise_var}")
     zeros = torch.zeros_like(bits)
     if snr_db is not None:
-        if math.isnan(snr_db):
+        if math.isnan(check_number(snr_db, "snr_db")):
             raise ValueError("snr_db must not be NaN")
         if noise_var == 0 or snr_db == math.inf:
             return DigitalRound(torch.ones_like(bits, dtype=torch.bool), zeros, zeros.clone())

@@ -19,13 +19,15 @@ client (``path_loss``, drawn once per run: client positions do not change betwee
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, SupportsIndex, cast
 
 import torch
 from torch import Tensor, nn
 
+from channels._checks import brief, check_data, check_generator, check_number, real_tensor
 from channels.blocks import BlocksOutput, SignalBlocks
 from channels.budget import energy_for_snr_db
 from channels.noise import ComplexNoise, from_symbols
@@ -78,7 +80,7 @@ class ChannelOutput:
 
 def _per_client(energy: float | Tensor, num_clients: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """A block's budget, a float or ``[K]``, as ``[K, 1]`` (one block; values checked by ``transmit``)."""
-    energy = torch.as_tensor(energy, dtype=dtype, device=device)
+    energy = real_tensor(energy, "energy", dtype=dtype, device=device)
     if energy.dim() > 1 or (energy.dim() == 1 and energy.numel() != num_clients):
         raise ValueError(f"energy must be a float or have shape [{num_clients}], got {tuple(energy.shape)}")
     return energy.expand(num_clients).unsqueeze(1)
@@ -104,6 +106,7 @@ def check_weights(
             raise TypeError(f"weights must be a [K] tensor or list of numbers, got {weights!r}") from error
     if probe.dtype == torch.bool or probe.is_complex():
         raise TypeError(f"weights must be real numbers, got a tensor of {probe.dtype}")
+    check_data(probe, "weights")
     if isinstance(weights, Tensor):
         values = probe.to(device=device, dtype=torch.float64)
     else:  # straight to float64: no float32 rounding of Python floats on the way
@@ -116,6 +119,18 @@ def check_weights(
     if bool(bad.any()):
         raise ValueError(f"weights must be finite and > 0, got {values[bad][:5].tolist()} among them")
     return values
+
+
+def _check_count(value: object, name: str, minimum: int) -> None:
+    """Refuse anything but an integer >= ``minimum`` (a bool or a string is not a count)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        count = operator.index(cast(SupportsIndex, value))  # an int, a NumPy integer, an integer tensor
+    except TypeError:
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {brief(value)}") from None
+    if count < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {count}")
 
 
 @dataclass(frozen=True)
@@ -190,6 +205,20 @@ class FadingChannel(nn.Module):
         coherence_blocks: independent fading draws per round (the round's channel uses are cut into
             this many equal coherence blocks; 1: block fading per round).
         generator: default generator of fading, CSI errors and noise.
+        check_finite: refuse signals with NaN or infinite entries (a ``ValueError`` naming the
+            signals and the clients holding them), before anything is drawn. Its cost is one sum over
+            the signals (a finite sum proves every entry finite; only a non-finite one is settled
+            entry by entry, see :meth:`SignalBlocks.check_finite`): 0.15-0.2 ms for K = 16 clients x
+            d = 100_000 float32 entries on one CPU thread, where the whole AWGN call takes about
+            9.3 ms (+0.5 ms, ~5%, on the median call time; medians of 200 interleaved calls with and
+            without the check in one process; ``torch.isfinite(...).all()`` would take 6.4 ms).
+            ``False`` skips it, and non-finite entries then go through the physics unchecked: a NaN
+            entry makes its client's block norm NaN, which the alignment scale's min passes over, so
+            the client is counted as heard (``active``) but left out of the scale, its ``energy_used``
+            is NaN and the estimate NaN where its NaN entries land (a lone such client makes the
+            scale infinite: the block reports zero noise); an infinite entry makes the scale 0:
+            an infinite noise variance and a NaN or infinite estimate. Turn it off only for signals
+            known to be finite.
 
     Call: like :class:`~channels.awgn.AWGNChannel`, plus ``state`` (from :meth:`realize`; default a fresh
     realization for this block alone), ``symbol_offset`` (where the block starts in the round),
@@ -223,12 +252,20 @@ class FadingChannel(nn.Module):
         path_loss: nn.Module | None = None,
         coherence_blocks: int = 1,
         generator: torch.Generator | None = None,
+        *,
+        check_finite: bool = True,
     ) -> None:
         super().__init__()
-        if not (math.isfinite(noise_var) and noise_var >= 0):
+        if not (math.isfinite(check_number(noise_var, "noise_var")) and noise_var >= 0):
             raise ValueError(f"noise_var must be a finite number >= 0, got {noise_var}")
-        if not (isinstance(coherence_blocks, int) and coherence_blocks >= 1):
-            raise ValueError(f"coherence_blocks must be an integer >= 1, got {coherence_blocks!r}")
+        if isinstance(coherence_blocks, bool) or not (
+            isinstance(coherence_blocks, int) and coherence_blocks >= 1
+        ):
+            raise ValueError(f"coherence_blocks must be an integer >= 1, got {brief(coherence_blocks)}")
+        check_generator(generator)
+        if not isinstance(check_finite, bool):
+            raise TypeError(f"check_finite must be True or False, got {brief(check_finite)}")
+        self.check_finite = check_finite
         self.fading, self.path_loss = fading, path_loss
         self.policy = policy if policy is not None else PerfectInversion()
         self.noise_var = float(noise_var)
@@ -244,6 +281,8 @@ class FadingChannel(nn.Module):
         parts = [f"policy={self.policy!r}", f"noise_var={self.noise_var}"]
         if self.coherence_blocks != 1:
             parts.append(f"coherence_blocks={self.coherence_blocks}")
+        if not self.check_finite:
+            parts.append("check_finite=False")
         return ", ".join(parts)
 
     def random_state(self) -> dict[str, Tensor | None]:
@@ -267,6 +306,10 @@ class FadingChannel(nn.Module):
         dtype: torch.dtype = torch.complex64,
     ) -> ChannelState:
         """Draw one round's channel for ``num_clients`` clients and ``channel_uses`` real uses."""
+        _check_count(num_clients, "num_clients", minimum=1)
+        if channel_uses is not None:
+            _check_count(channel_uses, "channel_uses", minimum=0)
+        check_generator(generator)
         generator = generator if generator is not None else self.generator
         blocks = self.coherence_blocks
         if blocks > 1 and channel_uses is None:
@@ -302,7 +345,9 @@ class FadingChannel(nn.Module):
         weighted physics is derived in :meth:`transmit`)."""
         if (energy is None) == (snr_db is None):
             raise ValueError("give exactly one of energy (per block) or snr_db (per channel use)")
-        blocks = SignalBlocks(signals)  # checks the [K, d] shape
+        if not isinstance(signals, Tensor):
+            raise TypeError(f"signals must be a [K, d] tensor, got {brief(signals)}")
+        blocks = SignalBlocks(signals)  # checks the [K, d] shape and the dtype (real floating point)
         num_clients, dim = signals.shape
         if snr_db is not None:
             energy = energy_for_snr_db(snr_db, channel_uses=dim, noise_var=self.noise_var)
@@ -388,6 +433,17 @@ class FadingChannel(nn.Module):
             >>> [e.tolist() for e in out.estimates], out.energy_used[:, 0].tolist()   # 3 u_1 needs 15
             ([[2.25, 3.25], [1.5]], [25.0, 0.1111111119389534])
         """
+        if not isinstance(blocks, SignalBlocks):
+            raise TypeError(f"blocks must be a SignalBlocks (the clients' signals), got {brief(blocks)}")
+        check_generator(generator)
+        _check_count(symbol_offset, "symbol_offset", minimum=0)
+        if state is not None:
+            if not isinstance(state, ChannelState):
+                raise TypeError(f"state must be a ChannelState (from realize), got {brief(state)}")
+            check_data(state.gains, "state")
+            check_data(state.csi, "state")
+        if self.check_finite:
+            blocks.check_finite()
         generator = generator if generator is not None else self.generator
         num_clients, work = blocks.num_clients, blocks.dtype
         cdtype = torch.complex128 if work == torch.float64 else torch.complex64
@@ -401,7 +457,7 @@ class FadingChannel(nn.Module):
             raise ValueError(
                 f"the channel state has {state.gains.shape[0]} clients, signals have {num_clients}"
             )
-        energy = torch.as_tensor(energy, device=blocks.device).to(work)
+        energy = real_tensor(energy, "energy", device=blocks.device).to(work)
         if energy.shape != (num_clients, len(blocks.dims)):
             raise ValueError(
                 f"energy must have shape [{num_clients}, {len(blocks.dims)}] (clients, blocks), "
