@@ -23,6 +23,21 @@ from federated.data.errors import DataError
 EXIT_BAD_INPUT = 2
 
 
+def _summary_epilog() -> str:
+    """``laser run --help``'s list of what the results table (and summary.json) holds."""
+    from federated.history import PER_ROUND, SUMMARY_FIELDS
+
+    width = max(map(len, SUMMARY_FIELDS))
+    lines = [
+        f"  {key:<{width}}  {meaning}" + (" (the key: the sum over rounds)" if key in PER_ROUND else "")
+        for key, meaning in SUMMARY_FIELDS.items()
+    ]
+    return (
+        "The results table at the end shows DIR/summary.json's keys (energies in units of the channel's\n"
+        "noise_var per real channel use; docs/outputs.md also has the per-round history):\n" + "\n".join(lines)
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="laser",
@@ -36,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         help="train one configuration",
         description="Train one configuration. Without CONFIG, the packaged quickstart runs "
         "(MNIST-1D, 16 clients, LASER at energy 100; about a minute on 2 CPU cores).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_summary_epilog(),
     )
     run.add_argument(
         "config",
@@ -56,7 +73,13 @@ def _parser() -> argparse.ArgumentParser:
         help="replace the run already in --out (its history, summary and checkpoints are deleted); "
         "without it a directory holding a run is refused",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=0,
+        help="no progress; twice (-qq): no results table either",
+    )
     run.add_argument(
         "--nproc",
         type=int,
@@ -231,7 +254,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         return _launch(args, argv, config, out)
     try:
         history = train(
-            config, out, progress=not args.quiet, resume=args.resume is not None, overwrite=args.overwrite
+            config, out, progress=args.quiet == 0, resume=args.resume is not None, overwrite=args.overwrite
         )
     except RunExistsError as error:
         print(f"laser run: {error}", file=sys.stderr)
@@ -242,8 +265,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     except (CheckpointError, DataError) as error:
         print(f"laser run: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if not args.quiet:
-        print(f"\n{format_summary(history.summary)}\n\nrun directory: {out}")
+    if args.quiet < 2:
+        table = format_summary(history.summary, history.rounds, noiseless=config.channel.name == "noiseless")
+        print(f"\n{table}\n\nrun directory: {out}")
     return 0
 
 

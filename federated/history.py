@@ -241,24 +241,86 @@ class TensorBoardLog:
         self._writer.close()
 
 
-def format_summary(summary: dict) -> str:
-    """A small two-column results table.
+# summary.json's keys as the end-of-run table shows them: (what it is, with its unit). Totals are
+# shown per round (the key's value / rounds); docs/outputs.md documents every key.
+SUMMARY_FIELDS: dict[str, str] = {
+    "rounds": "rounds run",
+    "test_accuracy": "test accuracy, last evaluation",
+    "best_test_accuracy": "test accuracy, best evaluation",
+    "ema_test_accuracy": "test accuracy of the EMA weights, last evaluation",
+    "best_ema_test_accuracy": "test accuracy of the EMA weights, best evaluation",
+    "test_perplexity": "test perplexity, last evaluation",
+    "best_test_perplexity": "test perplexity, best evaluation",
+    "ema_test_perplexity": "test perplexity of the EMA weights, last evaluation",
+    "best_ema_test_perplexity": "test perplexity of the EMA weights, best evaluation",
+    "test_loss": "test loss, last evaluation",
+    "train_loss": "training loss, mean of the last 10 rounds",
+    "energy_per_client_total": "energy per round, highest-spending client (mean over rounds)",
+    "energy_per_client_mean_total": "energy per round, mean over clients (mean over rounds)",
+    "channel_uses_total": "real channel uses per round",
+    "noise_var_mean": "noise variance per entry of the decoded mean (mean over rounds)",
+    "active_clients_mean": "clients heard per round (mean)",
+    "bits_per_client_mean": "bits per client per round (mean)",
+    "participation": "rounds each client took part in",
+    "resumed_from_round": "resumed from round",
+    "status": "status",
+    "error": "why it stopped",
+    "wall_time_s": "wall time, s",
+}
+PER_ROUND = ("energy_per_client_total", "energy_per_client_mean_total", "channel_uses_total")
+ENERGY = ("energy_per_client_total", "energy_per_client_mean_total")
 
-    >>> print(format_summary({"test_accuracy": 0.9123, "rounds": 3}))
-    metric         value
-    -------------  ------
-    test_accuracy  0.9123
-    rounds         3
+
+def _show(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        text = str(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
+
+
+def _uses_per_round(summary: dict, rounds: list[dict] | None) -> str | None:
+    """Channel uses per round; for compressors that alternate (LASER's even/odd factors), both."""
+    records = [r for r in rounds or [] if "channel_uses" in r and "round" in r]
+    parity: dict[int, set[int]] = {0: set(), 1: set()}
+    for r in records:
+        parity[r["round"] % 2].add(r["channel_uses"])
+    if len(parity[0]) == len(parity[1]) == 1 and parity[0] != parity[1]:
+        (even,), (odd,) = parity[0], parity[1]
+        return f"{even:,} / {odd:,} (even / odd rounds)"
+    if len(every := parity[0] | parity[1]) == 1:
+        return f"{next(iter(every)):,}"
+    total, count = summary.get("channel_uses_total"), summary.get("rounds")
+    return _show(total / count) if isinstance(total, (int, float)) and count else None
+
+
+def format_summary(summary: dict, rounds: list[dict] | None = None, *, noiseless: bool = False) -> str:
+    """The end-of-run table: what each number is (with its unit), its value, and its key in
+    ``summary.json``. Totals over rounds are shown per round; ``rounds`` (the history's records)
+    tells alternating channel uses apart; a ``noiseless`` run shows no energy (it transmits none).
+
+    >>> print(format_summary({"test_accuracy": 0.9123, "rounds": 3, "channel_uses_total": 30}))
+    quantity                        value   summary.json key
+    ------------------------------  ------  ------------------
+    test accuracy, last evaluation  0.9123  test_accuracy
+    rounds run                      3       rounds
+    real channel uses per round     10      channel_uses_total
     """
-
-    def show(value: object) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
-        return str(value)
-
-    rows = [(k, show(v)) for k, v in summary.items() if v is not None]
-    width_k = max(len("metric"), *(len(k) for k, _ in rows))
-    width_v = max(len("value"), *(len(v) for _, v in rows))
-    lines = [f"{'metric':<{width_k}}  {'value':<{width_v}}".rstrip(), f"{'-' * width_k}  {'-' * width_v}"]
-    lines += [f"{k:<{width_k}}  {v}" for k, v in rows]
+    count = summary.get("rounds")
+    rows = []
+    for key, value in summary.items():
+        if value is None or (noiseless and key in ENERGY):
+            continue
+        shown = _show(value)
+        if key == "channel_uses_total":
+            shown = _uses_per_round(summary, rounds) or shown
+        elif key in PER_ROUND and isinstance(value, (int, float)) and count:
+            shown = _show(value / count)
+        rows.append((SUMMARY_FIELDS.get(key, key), shown, key))
+    header = ("quantity", "value", "summary.json key")
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(3)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -79,6 +80,14 @@ def train(
         torch.set_num_threads(threads)
 
 
+def _progress_line(record: dict, t: int, rounds: int, metric: str, started: float) -> str:
+    """One line of progress for logs: round, training loss, the metric if evaluated, time so far."""
+    shown = f"round {t + 1}/{rounds}: train loss {record['train_loss']:.4g}"
+    if metric in record:
+        shown += f", {metric} {record[metric]:.4g}"
+    return shown + f" ({time.perf_counter() - started:.0f} s)"
+
+
 def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
     config = sim.config
     history, run, board = sim.history, None, None
@@ -104,10 +113,14 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
         if config.tensorboard:
             board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
     started = time.perf_counter()
+    # a terminal gets a progress bar; a log file (or pipe) one line per tenth of the run instead of
+    # hundreds of carriage-return updates
+    terminal = sys.stderr.isatty()
+    log_every = max(1, config.rounds // 10) if progress and not terminal else 0
     bar = tqdm(
         range(start, config.rounds),
         desc="rounds",
-        disable=not progress,
+        disable=not progress or not terminal,
         dynamic_ncols=True,
         initial=start,
         total=config.rounds,
@@ -120,6 +133,8 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
                     loss=f"{record['train_loss']:.3f}",
                     **{sim.task.metric.removeprefix("test_")[:4]: f"{record[sim.task.metric]:.3f}"},
                 )
+            if log_every and ((t + 1) % log_every == 0 or t + 1 == config.rounds):
+                print(_progress_line(record, t, config.rounds, sim.task.metric, started), file=sys.stderr)
             if run is not None:
                 run.append(record)
                 if board is not None:

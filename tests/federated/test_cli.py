@@ -195,3 +195,40 @@ def test_plot_help_shows_a_plain_percent(capsys):
         main(["plot", "--help"])
     out = capsys.readouterr().out
     assert "95%" in out and "%%" not in out
+
+
+# ---------------------------------------------------------------------- the results table and logs
+def test_the_table_names_each_number_and_shows_totals_per_round():
+    from federated.history import format_summary
+
+    summary = {"rounds": 4, "energy_per_client_total": 400.0, "channel_uses_total": 8, "train_loss": 0.5}
+    rounds = [{"round": t, "channel_uses": 3 if t % 2 == 0 else 1} for t in range(4)]
+    table = format_summary(summary, rounds)
+    line = next(line for line in table.splitlines() if line.endswith("energy_per_client_total"))
+    assert "energy per round, highest-spending client" in line and " 100 " in line
+    assert "3 / 1 (even / odd rounds)" in table  # alternating compressors: both values
+    assert "training loss, mean of the last 10 rounds" in table
+    noiseless = format_summary(summary, rounds, noiseless=True)
+    assert "energy" not in noiseless and "channel_uses_total" in noiseless
+
+
+def test_run_help_documents_every_summary_key(tmp_path):
+    from federated.history import SUMMARY_FIELDS
+
+    result = laser("run", "--help", cwd=tmp_path)
+    assert all(key in result.stdout for key in SUMMARY_FIELDS)
+    assert "docs/outputs.md" in result.stdout
+    assert all(f"`{key}`" in (ROOT / "docs" / "outputs.md").read_text() for key in SUMMARY_FIELDS)
+
+
+@pytest.mark.parametrize("quiet, table", [([], True), (["-q"], True), (["-qq"], False)])
+def test_a_log_gets_lines_not_carriage_returns_and_quiet_keeps_the_table(tmp_path, quiet, table):
+    result = laser(
+        "run", str(ROOT / "configs" / "digits_laser.yaml"), "rounds=20", *quiet, "--out", str(tmp_path / "r"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr  # stderr is a pipe here, not a terminal
+    lines = [line for line in result.stderr.splitlines() if line.startswith("round ")]
+    assert len(lines) == (0 if quiet else 10) and (quiet or lines[-1].startswith("round 20/20"))
+    assert ("summary.json key" in result.stdout) == table
