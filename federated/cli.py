@@ -34,7 +34,8 @@ def _summary_epilog() -> str:
     ]
     return (
         "The results table at the end shows DIR/summary.json's keys (energies in units of the channel's\n"
-        "noise_var per real channel use; docs/outputs.md also has the per-round history):\n" + "\n".join(lines)
+        "noise_var per real channel use; docs/outputs.md also has the per-round history):\n"
+        + "\n".join(lines)
     )
 
 
