@@ -238,3 +238,16 @@ def test_augment_uses_only_its_generator():
     state = torch.get_rng_state()
     second = augment(x, torch.Generator().manual_seed(5))
     assert torch.equal(first, second) and torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_failed_download_does_not_suggest_the_download_it_just_tried(tmp_path, monkeypatch):
+    layout = cifar._LAYOUTS["cifar10"]
+    missing = (tmp_path / "nowhere.tar.gz").as_uri()
+    monkeypatch.setitem(cifar._LAYOUTS, "cifar10", dataclasses.replace(layout, url=missing))
+    with pytest.raises(DataError) as error:
+        load_cifar(tmp_path / "data", "cifar10", download=True)
+    message = str(error.value)
+    assert "nowhere.tar.gz" in message and "download=true" not in message.lower()
+    with pytest.raises(DataError) as error:  # not tried: the download is the first suggestion
+        load_cifar(tmp_path / "data", "cifar10", download=False)
+    assert "data.download=true" in str(error.value)
