@@ -7,6 +7,7 @@ Usable on its own (it imports nothing from ``laser`` or ``federated``)::
     channel = FadingChannel(RayleighFading(), TruncatedInversion(threshold=0.2))
     state = channel.realize(num_clients=K, channel_uses=d)    # one round's fading
     out = channel(signals, energy=100.0, state=state)         # out.active: who spoke
+    channel = FadingChannel(RayleighFading(), antennas=ReceiveArray(64, "eigen"))  # 64 rx antennas
 
 Importing the package is light (torch and the standard library): Sionna, which draws the noise and
 the Rayleigh, Rician and TDL gains, is imported on the first call that needs it, so the first noisy
@@ -16,7 +17,15 @@ measures it). Noiseless channels, unit gains, path loss, the digital link and th
 never import it.
 """
 
+from channels.antennas import ReceiveArray, exponential_correlation
 from channels.awgn import AWGNChannel
+from channels.beamforming import (
+    BEAMFORMERS,
+    effective_gains,
+    eigen_beamformer,
+    matched_beamformer,
+    maxmin_beamformer,
+)
 from channels.budget import db_to_linear, energy_for_snr_db, snr_db_for_energy
 from channels.digital import DigitalRound, bit_limit, digital_link, shannon_rate, uses_for_bits
 from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFading, TDLFading
@@ -39,6 +48,13 @@ __all__ = [
     "PerfectInversion",
     "TruncatedInversion",
     "ImperfectCSI",
+    "ReceiveArray",
+    "exponential_correlation",
+    "BEAMFORMERS",
+    "matched_beamformer",
+    "eigen_beamformer",
+    "maxmin_beamformer",
+    "effective_gains",
     "db_to_linear",
     "energy_for_snr_db",
     "snr_db_for_energy",

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from channels._checks import brief, check_data, check_generator, check_number, real_tensor
+from channels.antennas import ReceiveArray
 from channels.blocks import BlocksOutput, SignalBlocks
 from channels.budget import energy_for_snr_db
 from channels.noise import ComplexNoise, from_symbols
@@ -205,6 +206,11 @@ class FadingChannel(nn.Module):
         coherence_blocks: independent fading draws per round (the round's channel uses are cut into
             this many equal coherence blocks; 1: block fading per round).
         generator: default generator of fading, CSI errors and noise.
+        antennas: the base station's N receive antennas and its receive beamformer m
+            (:class:`~channels.antennas.ReceiveArray`): client k's gain is then g_k = m^H h_k, m designed
+            by the server from every client's (estimated) channel vector, and everything above holds
+            with h_k replaced by g_k (docs/physics.md, "Many receive antennas"); ``None`` or N = 1:
+            one antenna, bit for bit.
         check_finite: refuse signals with NaN or infinite entries (a ``ValueError`` naming the
             signals and the clients holding them), before anything is drawn. Its cost is one sum over
             the signals (a finite sum proves every entry finite; only a non-finite one is settled
@@ -254,8 +260,11 @@ class FadingChannel(nn.Module):
         generator: torch.Generator | None = None,
         *,
         check_finite: bool = True,
+        antennas: ReceiveArray | None = None,
     ) -> None:
         super().__init__()
+        if antennas is not None and not isinstance(antennas, ReceiveArray):
+            raise TypeError(f"antennas must be a ReceiveArray or None, got {brief(antennas)}")
         if not (math.isfinite(check_number(noise_var, "noise_var")) and noise_var >= 0):
             raise ValueError(f"noise_var must be a finite number >= 0, got {noise_var}")
         if isinstance(coherence_blocks, bool) or not (
@@ -275,6 +284,7 @@ class FadingChannel(nn.Module):
             generator.seed()
         self.generator = generator
         self.large_scale: Tensor | None = None  # [K] mean power gains, fixed for the run
+        self.antennas = antennas  # N receive antennas and the beamformer (None or N = 1: one antenna)
         self._noise = ComplexNoise()
 
     def extra_repr(self) -> str:
@@ -314,7 +324,11 @@ class FadingChannel(nn.Module):
         blocks = self.coherence_blocks
         if blocks > 1 and channel_uses is None:
             raise ValueError("channel_uses is needed to cut a round into coherence blocks")
-        if self.fading is None:
+        array = self.antennas if self.antennas is not None and self.antennas.num_antennas > 1 else None
+        if array is not None:  # [K, C, N_sub, N] channel vectors, combined by the beamformer below
+            draws = array.draw(self.fading, num_clients * blocks, generator, dtype)
+            gains = draws.reshape(blocks, num_clients, *draws.shape[1:]).transpose(0, 1)
+        elif self.fading is None:
             gains = torch.ones(num_clients, blocks, 1, dtype=dtype, device=generator.device)
         else:
             draws = self.fading(num_clients * blocks, generator, dtype)  # [K*C, N]
@@ -322,8 +336,11 @@ class FadingChannel(nn.Module):
         if self.path_loss is not None:
             if self.large_scale is None or len(self.large_scale) != num_clients:
                 self.large_scale = self.path_loss(num_clients, generator).to(generator.device)
-            gains = gains * self.large_scale.sqrt().to(gains.real.dtype).reshape(-1, 1, 1)
-        csi = self.policy.estimate_csi(gains, generator)
+            scale = self.large_scale.sqrt().to(gains.real.dtype)  # [K] -> over clients, any antennas
+            gains = gains * scale.reshape(-1, *[1] * (gains.dim() - 1))
+        csi = self.policy.estimate_csi(gains, generator)  # with antennas: h_hat = h + e on every antenna
+        if array is not None:  # the server designs m from the estimates: g = m^H h, g_hat = m^H h_hat
+            gains, csi = array.combine(gains, csi)
         symbols = math.ceil((channel_uses or 0) / 2)
         return ChannelState(gains, csi, symbols_per_block=max(1, math.ceil(symbols / blocks)))
 

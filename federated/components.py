@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from channels import FadingChannel
+from channels.antennas import ReceiveArray
 from channels.fading import PathLoss, RayleighFading, RicianFading, TDLFading
 from channels.power_control import POWER_CONTROL
 from federated.config import ChannelConfig, CompressorConfig
@@ -120,7 +121,8 @@ def build_compressor(config: CompressorConfig, seed: int) -> Compressor:
 
 
 def build_channel(config: ChannelConfig, seed: int, device: torch.device) -> FadingChannel:
-    """The uplink channel: fading model, power-control policy, path loss and noise of ``config``."""
+    """The uplink channel: fading model, power-control policy, path loss, noise and receive antennas
+    (with their beamformer) of ``config``."""
     path_loss = None
     if config.path_loss != "none":
         path_loss = PathLoss(
@@ -140,6 +142,11 @@ def build_channel(config: ChannelConfig, seed: int, device: torch.device) -> Fad
         path_loss=path_loss,
         coherence_blocks=config.coherence_blocks,
         generator=torch.Generator(device=device).manual_seed(seed),
+        antennas=(
+            None
+            if config.rx_antennas == 1
+            else ReceiveArray(config.rx_antennas, config.beamformer, config.correlation)
+        ),
     )
 
 

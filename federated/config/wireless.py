@@ -125,6 +125,13 @@ class ChannelConfig:
     max_distance_m: float = 200.0
     reference_distance_m: float = 100.0  # path loss: mean gain 1 (SNR = energy / noise_var) here
     shadowing: bool = True  # path loss: log-normal shadowing (4 dB LOS, 7.82 dB NLOS)
+    # receive antennas N at the base station; each client's gain is m^H h_k for the receive beamformer
+    # m (||m|| = 1) designed from every client's channel vector h_k; 1: the single-antenna channel
+    rx_antennas: int = 1
+    # rx_antennas > 1: matched (normalised sum of the unit matched filters), eigen (principal
+    # eigenvector of sum_k h_k h_k^H) or maxmin (maximises min_k |m^H h_k|^2); see channels.beamforming
+    beamformer: Literal["matched", "eigen", "maxmin"] = "matched"
+    correlation: float = 0.0  # rx_antennas > 1: exponential correlation rho of adjacent antennas, in [0, 1)
 
     def __post_init__(self) -> None:
         _check(
@@ -174,6 +181,13 @@ class ChannelConfig:
         )
         _check(
             self.reference_distance_m > 0, "reference_distance_m", self.reference_distance_m, "a number > 0"
+        )
+        _check(self.rx_antennas >= 1, "rx_antennas", self.rx_antennas, "an integer >= 1 (receive antennas)")
+        _check(
+            0 <= self.correlation < 1,
+            "correlation",
+            self.correlation,
+            "a number in [0, 1) (exponential antenna correlation)",
         )
 
 
