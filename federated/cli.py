@@ -368,9 +368,18 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _caption(table) -> str:
-    seeds = sorted({r["n"] + r["n_diverged"] for r in table.rows if r["selection"] != "plain"})
-    runs = "/".join(map(str, seeds))
-    return f"mean and 95% confidence interval over {runs} seed{'s' if seeds != [1] else ''}"
+    """The figures' title: what the lines and bands are for the seeds behind the plotted points."""
+    from federated.experiments.plots import interval_caption
+
+    return interval_caption(r for r in table.rows if r["selection"] != "plain")
+
+
+def _subtitle(table) -> str:
+    """The figures' subtitle: the task, model, clients and channel of the runs in the table."""
+    from federated.experiments.plots import runs_subtitle
+
+    runs = {id(run): run for row in table.rows for run in row.get("_runs", ())}
+    return runs_subtitle(run.config for run in runs.values())
 
 
 def _partition_figures(root: Path, out: Path) -> list[Path]:
@@ -424,9 +433,14 @@ def _plot(args: argparse.Namespace) -> int:
             x=table.x,
             references=[{**r, "label": r["method"]} for r in table.references],
             title=_caption(table),
+            subtitle=_subtitle(table),
         )
     written += plot_metric_vs_round(
-        round_curves(table), out / f"{table.metric}_vs_round", metric=table.metric, title=_caption(table)
+        round_curves(table),
+        out / f"{table.metric}_vs_round",
+        metric=table.metric,
+        title=_caption(table),
+        subtitle=_subtitle(table),
     )
     written += _partition_figures(root, out)
     for path in written:

@@ -2,7 +2,9 @@
 run's partition of the training data over the clients (a heat map).
 
 The functions draw from plain data (lists of dicts; the statistics are computed elsewhere), give each
-method the same colour and marker in every figure (:func:`method_style`) and write ``STEM.png``
+method the same colour and marker in every figure (:func:`method_style`), each variant of a method
+(another configuration) its own marker and line style, mark diverged runs with an "x" in every
+panel, and write ``STEM.png``
 (200 dpi) and ``STEM.pdf`` (fonts embedded as TrueType, as journals ask). matplotlib is imported on
 first use and only through its object-oriented API: figures are plain ``Figure`` objects drawn by the
 Agg canvas, never registered with pyplot, and rcParams change only inside ``rc_context``.
@@ -11,7 +13,8 @@ Agg canvas, never registered with pyplot, and rcParams change only inside ``rc_c
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,19 +26,27 @@ if TYPE_CHECKING:
 from federated.experiments.styles import MethodStyle, method_style, split_name
 
 __all__ = [
+    "interval_caption",
     "partition_heatmap",
     "partition_stem",
     "partition_title",
     "plot_metric_vs_round",
     "plot_metric_vs_x",
+    "runs_subtitle",
 ]
 
 
 _LineStyle = Literal["-", "--", ":", "-."]
-# variants of one method ("laser (lr=0.1)", ...)
+# variants of one method ("laser, rounds=100", ...): the method's colour, each its marker and line style
 _VARIANT_LINESTYLES: tuple[_LineStyle, ...] = ("-", "--", ":", "-.")
-_REFERENCE_STYLES = (("black", "--"), ("0.45", "-."), ("0.25", ":"))
+_VARIANT_MARKERS = ("o", "s", "^", "v", "D", "P", "d", "<", ">", "p", "h", "*")
+_REFERENCE_COLOURS = ("black", "0.45", "0.25", "0.6")
+_REFERENCE_LINESTYLES: tuple[_LineStyle, ...] = ("--", "-.", ":", "-")
 _DIVERGED_LABEL = "all runs diverged"
+_SOME_DIVERGED_LABEL = "diverged (k/n: k of n seeds)"
+_ROUND_DIVERGED_LABEL = "diverged"
+# the subtitle naming the runs' task, model, clients and channel: one line of at most this many characters
+_SUBTITLE_MAX = 110
 # partition heat maps: each cell annotated with its count up to this many cells
 _ANNOTATE_MAX_CELLS = 300
 # short names of the partition parameters in file names
@@ -61,16 +72,29 @@ _RC: dict[RcKeyType, Any] = {
 }
 
 
+def _natural(text: str) -> list[tuple[int, float, str]]:
+    """A sort key that orders the numbers in a text by value: "rounds=20" before "rounds=100"."""
+    parts = re.split(r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)", text)
+    return [(0, float(part), "") if k % 2 else (1, 0.0, part) for k, part in enumerate(parts)]
+
+
 def _styles(methods: Sequence[str]) -> dict[str, tuple[MethodStyle, _LineStyle]]:
-    """Each method's style and line style: variants of one method differ by line style (sorted)."""
+    """Each method's style and line style. The variants of one method (the same leading name, other
+    settings: "laser, rounds=10", "laser, rounds=100") keep its colour; in their natural order the
+    first keeps its marker and each other takes another marker and the next line style, so no two
+    lines of a figure look alike."""
     variants: dict[str, list[str]] = {}
-    for name in sorted(set(methods)):
+    for name in sorted(set(methods), key=_natural):
         variants.setdefault(split_name(name)[0], []).append(name)
-    return {
-        name: (method_style(name, among=methods), _VARIANT_LINESTYLES[k % len(_VARIANT_LINESTYLES)])
-        for group in variants.values()
-        for k, name in enumerate(group)
-    }
+    styles = {}
+    for group in variants.values():
+        base = method_style(group[0], among=methods).marker
+        markers = [base, *(m for m in _VARIANT_MARKERS if m != base)]
+        for k, name in enumerate(group):
+            style = method_style(name, among=methods)
+            linestyle = _VARIANT_LINESTYLES[(k + k // len(markers)) % len(_VARIANT_LINESTYLES)]
+            styles[name] = (style._replace(marker=markers[k % len(markers)]), linestyle)
+    return styles
 
 
 def _metric_axis(metric: str) -> tuple[str, float, str]:
@@ -120,21 +144,56 @@ def _draw_references(ax: Axes, references: Sequence[dict], factor: float) -> Non
         if not math.isfinite(mean):
             continue
         low, high = _band(mean, reference.get("ci_low"), reference.get("ci_high"))
-        colour, linestyle = _REFERENCE_STYLES[k % len(_REFERENCE_STYLES)]
+        colour = _REFERENCE_COLOURS[k % len(_REFERENCE_COLOURS)]
+        linestyle = _REFERENCE_LINESTYLES[(k + k // len(_REFERENCE_COLOURS)) % len(_REFERENCE_LINESTYLES)]
         ax.axhline(factor * mean, color=colour, linestyle=linestyle, linewidth=1.3, label=reference["label"])
         if low != high:
             ax.axhspan(factor * low, factor * high, color=colour, alpha=0.12, linewidth=0)
 
 
+def _diverged_marks(ax: Axes, xs: Sequence[float], row: int, colour: str) -> None:
+    """ "x" markers at the bottom edge of the axes, at ``xs``, in row ``row`` (one row per line)."""
+    ax.plot(
+        xs,
+        [0.04 + 0.05 * row] * len(xs),
+        transform=ax.get_xaxis_transform(),
+        color=colour,
+        marker="x",
+        markersize=7,
+        markeredgewidth=1.8,
+        linestyle="none",
+        clip_on=False,
+        label="_nolegend_",
+    )
+
+
+def _diverged_handle() -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color="0.3", marker="x", markersize=7, markeredgewidth=1.8, linestyle="none")
+
+
+def _titles(fig: Figure, title: str | None, subtitle: str | None) -> None:
+    """The title and, on a line below it, the subtitle, above the figure."""
+    lines = [text for text in (title, subtitle) if text]
+    if lines:
+        fig.suptitle("\n".join(lines), fontsize=10)
+
+
 def _draw_metric_vs_x(
-    rows: list[dict], *, metric: str, x: str, references: Sequence[dict] = (), title: str | None = None
+    rows: list[dict],
+    *,
+    metric: str,
+    x: str,
+    references: Sequence[dict] = (),
+    title: str | None = None,
+    subtitle: str | None = None,
 ) -> Figure:
     """The figure of :func:`plot_metric_vs_x`, not saved."""
     if not rows:
         raise ValueError("plot_metric_vs_x: no rows to plot")
     import matplotlib
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     ylabel, factor, yscale = _metric_axis(metric)
     limits = (0.0, 100.0) if "accuracy" in metric else None
@@ -147,7 +206,7 @@ def _draw_metric_vs_x(
         ax = fig.add_subplot()
         ax.set(xscale=xscale, yscale=yscale, xlabel=xlabel, ylabel=ylabel)
         _plain_log_ticks(ax)
-        n_diverging = 0
+        n_diverging, some_diverged = 0, False
         for method in methods:
             style, linestyle = styles[method]
             points = sorted(
@@ -178,28 +237,39 @@ def _draw_metric_vs_x(
                     capsize=3,
                     label="_nolegend_",
                 )
-            diverged = [p[0] for p in points if not math.isfinite(p[1])]
-            if diverged:  # at the bottom of the axis, one row per method
-                ax.plot(
-                    diverged,
-                    [0.04 + 0.05 * n_diverging] * len(diverged),
-                    transform=ax.get_xaxis_transform(),
-                    color=style.colour,
-                    marker="x",
-                    markersize=7,
-                    markeredgewidth=1.8,
-                    linestyle="none",
-                    clip_on=False,
-                    label="_nolegend_",
-                )
+            # every point with a diverged run: an "x" at the bottom of the axis, one row per method;
+            # where some seeds finished, "k/n" beside it
+            marks = []
+            for r in rows:
+                if r["method"] != method:
+                    continue
+                gone = int(r.get("n_diverged") or 0)
+                if not math.isfinite(_number(r["mean"])):
+                    marks.append((float(r["x"]), ""))
+                elif gone:
+                    marks.append((float(r["x"]), f"{gone}/{gone + int(r.get('n') or 0)}"))
+            if marks:
+                marks.sort()
+                _diverged_marks(ax, [m[0] for m in marks], n_diverging, style.colour)
+                for mx, text in marks:
+                    if text:
+                        some_diverged = True
+                        ax.annotate(
+                            text,
+                            (mx, 0.04 + 0.05 * n_diverging),
+                            xycoords=ax.get_xaxis_transform(),
+                            xytext=(5, 0),
+                            textcoords="offset points",
+                            va="center",
+                            fontsize=7,
+                            color=style.colour,
+                        )
                 n_diverging += 1
         _draw_references(ax, references, factor)
         handles, labels = ax.get_legend_handles_labels()
         if n_diverging:
-            handles.append(
-                Line2D([], [], color="0.3", marker="x", markersize=7, markeredgewidth=1.8, linestyle="none")
-            )
-            labels.append(_DIVERGED_LABEL)
+            handles.append(_diverged_handle())
+            labels.append(_SOME_DIVERGED_LABEL if some_diverged else _DIVERGED_LABEL)
         if limits is not None:
             ax.set_ylim(
                 limits[0] - 0.02 * (limits[1] - limits[0]), limits[1] + 0.02 * (limits[1] - limits[0])
@@ -208,12 +278,33 @@ def _draw_metric_vs_x(
             ax.legend(handles, labels, loc="best")
         else:
             fig.legend(handles, labels, loc="outside right upper")
-        if title:
-            ax.set_title(title)
+        _titles(fig, title, subtitle)
     return fig
 
 
-def _draw_metric_vs_round(curves: list[dict], *, metric: str, title: str | None = None) -> Figure:
+def _panel_order(curves: Sequence[dict]) -> list[str]:
+    """The panels in increasing order of their swept value: each curve's ``x`` where every curve has
+    a number there, else the number that ends each panel's title ("E = 100"), else first appearance."""
+    panels = list(dict.fromkeys(curve["panel"] for curve in curves))
+    values: dict[str, float] = {}
+    for curve in curves:
+        value = curve.get("x")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values.setdefault(curve["panel"], float(value))
+    if len(values) < len(panels):
+        values = {}
+        for panel in panels:
+            match = re.search(r"(-?\d+(?:\.\d*)?(?:e[-+]?\d+)?)\s*$", str(panel))
+            if match:
+                values[panel] = float(match.group(1))
+    if len(values) < len(panels):
+        return panels
+    return sorted(panels, key=lambda panel: values[panel])  # stable: equal values keep their order
+
+
+def _draw_metric_vs_round(
+    curves: list[dict], *, metric: str, title: str | None = None, subtitle: str | None = None
+) -> Figure:
     """The figure of :func:`plot_metric_vs_round`, not saved."""
     if not curves:
         raise ValueError("plot_metric_vs_round: no curves to plot")
@@ -223,14 +314,15 @@ def _draw_metric_vs_round(curves: list[dict], *, metric: str, title: str | None 
     from matplotlib.lines import Line2D
 
     def values(sequence: Sequence[float | None]) -> np.ma.MaskedArray:
-        return np.ma.masked_invalid([factor * _number(v) for v in sequence])
+        return np.ma.masked_invalid(np.asarray([factor * _number(v) for v in sequence], dtype=float))
 
     ylabel, factor, yscale = _metric_axis(metric)
-    panels = list(dict.fromkeys(curve["panel"] for curve in curves))
+    panels = _panel_order(curves)
     methods = list(dict.fromkeys(curve["method"] for curve in curves))
     styles = _styles(methods)
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
+    any_diverged = False
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(0.6 + 3.2 * ncols, 1.0 + 2.7 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
@@ -243,16 +335,18 @@ def _draw_metric_vs_round(curves: list[dict], *, metric: str, title: str | None 
                 ax.set_ylabel(ylabel)
             if k + ncols >= len(panels):  # nothing below it
                 ax.set_xlabel("round")
+            n_diverging = 0
             for curve in curves:
                 if curve["panel"] != panel:
                     continue
                 style, linestyle = styles[curve["method"]]
                 rounds = np.asarray(curve["round"], dtype=float)
+                mean = values(curve["mean"])
                 every = max(1, len(rounds) // 8)  # ~8 markers, staggered between methods
                 offset = methods.index(curve["method"]) * every // len(methods)
                 ax.plot(
                     rounds,
-                    values(curve["mean"]),
+                    mean,
                     color=style.colour,
                     marker=style.marker,
                     markevery=(offset, every),
@@ -262,7 +356,28 @@ def _draw_metric_vs_round(curves: list[dict], *, metric: str, title: str | None 
                 low, high = values(curve["low"]), values(curve["high"])
                 if "accuracy" in metric:  # a few seeds' t interval can leave [0, 100] %
                     low, high = np.ma.clip(low, 0, 100), np.ma.clip(high, 0, 100)
-                ax.fill_between(rounds, low, high, color=style.colour, alpha=0.2, linewidth=0)
+                if np.ma.any(high - low > 0):  # one seed has no interval: no band
+                    ax.fill_between(rounds, low, high, color=style.colour, alpha=0.2, linewidth=0)
+                # diverged runs: where every run diverged, an "x" ends the line (its last finite value);
+                # else (or with no value to end on) an "x" at the bottom of the axis at each divergence
+                finite = np.flatnonzero(~np.ma.getmaskarray(mean))
+                if curve.get("all_diverged") and finite.size:
+                    last = finite[-1]
+                    ax.plot(
+                        [rounds[last]],
+                        [mean[last]],
+                        color=style.colour,
+                        marker="x",
+                        markersize=8,
+                        markeredgewidth=2.0,
+                        linestyle="none",
+                        label="_nolegend_",
+                    )
+                    any_diverged = True
+                elif curve.get("diverged"):
+                    _diverged_marks(ax, sorted(set(curve["diverged"])), n_diverging, style.colour)
+                    n_diverging += 1
+                    any_diverged = True
         handles = [
             Line2D(
                 [],
@@ -274,9 +389,11 @@ def _draw_metric_vs_round(curves: list[dict], *, metric: str, title: str | None 
             )
             for m in methods
         ]
+        if any_diverged:
+            handles.append(_diverged_handle())
+            handles[-1].set_label(_ROUND_DIVERGED_LABEL)
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4))
-        if title:
-            fig.suptitle(title)
+        _titles(fig, title, subtitle)
     return fig
 
 
@@ -350,15 +467,19 @@ def plot_metric_vs_x(
     x: str,
     references: Sequence[dict] = (),
     title: str | None = None,
+    subtitle: str | None = None,
 ) -> list[Path]:
     """A final metric against a swept key: one line with a confidence band per method.
 
     ``rows`` has one dict per (method, x value) with keys method, x, mean, ci_low, ci_high, n and
     n_diverged. A point whose mean is None or NaN (every run diverged) is left out of its line and
-    marked with an "x" at the bottom of the axis. ``references`` are horizontal lines (label, mean,
-    ci_low, ci_high) for runs that do not depend on ``x``, such as noiseless SGD. Accuracies are
-    plotted in percent; perplexity on a log axis; ``power.energy`` on a log axis. Writes
-    ``{path_stem}.png`` and ``{path_stem}.pdf`` and returns their paths.
+    marked with an "x" at the bottom of the axis; a point where only some seeds diverged has the "x"
+    too, with "k/n" (k of its n seeds diverged) beside it. A point with one seed has no band.
+    ``references`` are horizontal lines (label, mean, ci_low, ci_high) for runs that do not depend on
+    ``x``, such as noiseless SGD. Accuracies are plotted in percent; perplexity on a log axis;
+    ``power.energy`` on a log axis. ``title`` (e.g. :func:`interval_caption`) and, on a line below
+    it, ``subtitle`` (e.g. :func:`runs_subtitle`) head the figure. Writes ``{path_stem}.png`` and
+    ``{path_stem}.pdf`` and returns their paths.
 
     >>> import pathlib, shutil, tempfile
     >>> rows = [{"method": "laser", "x": e, "mean": a, "ci_low": a - 0.01, "ci_high": a + 0.01,
@@ -373,18 +494,32 @@ def plot_metric_vs_x(
     ['accuracy_vs_energy.png', 'accuracy_vs_energy.pdf']
     >>> shutil.rmtree(stem.parent)
     """
-    return _save(_draw_metric_vs_x(rows, metric=metric, x=x, references=references, title=title), path_stem)
+    return _save(
+        _draw_metric_vs_x(rows, metric=metric, x=x, references=references, title=title, subtitle=subtitle),
+        path_stem,
+    )
 
 
 def plot_metric_vs_round(
-    curves: list[dict], path_stem: str | Path, *, metric: str, title: str | None = None
+    curves: list[dict],
+    path_stem: str | Path,
+    *,
+    metric: str,
+    title: str | None = None,
+    subtitle: str | None = None,
 ) -> list[Path]:
     """A metric against the round: one panel per ``panel`` value, one line with its band per method.
 
     ``curves`` are dicts with keys method, panel, round, mean, low and high (lists of one length;
-    None or NaN leaves a gap). Panels come in order of first appearance, at most 3 per row, and share
-    the y axis; the figure has one legend. Writes ``{path_stem}.png`` and ``{path_stem}.pdf`` and
-    returns their paths.
+    None or NaN leaves a gap; where low equals high, one seed, no band), and optionally x (the
+    panel's swept value), diverged (the rounds at which runs of the curve diverged) and
+    all_diverged (the curve is the diverged runs' mean up to their divergence), as
+    :func:`~federated.experiments.results.round_curves` gives them. Panels come in increasing order
+    of x (else of the number ending the panel's title, else of first appearance), at most 3 per row,
+    and share the y axis. A curve whose runs all diverged ends with an "x"; other diverged runs are
+    an "x" at the bottom of the panel at the round they diverged. The figure has one legend, and
+    ``title`` and ``subtitle`` as :func:`plot_metric_vs_x`. Writes ``{path_stem}.png`` and
+    ``{path_stem}.pdf`` and returns their paths.
 
     >>> import pathlib, shutil, tempfile
     >>> curves = [{"method": m, "panel": f"E = {e}", "round": [0, 10, 20], "mean": [0.1, 0.5, 0.7],
@@ -395,7 +530,84 @@ def plot_metric_vs_round(
     ['.png', '.pdf']
     >>> shutil.rmtree(stem.parent)
     """
-    return _save(_draw_metric_vs_round(curves, metric=metric, title=title), path_stem)
+    return _save(_draw_metric_vs_round(curves, metric=metric, title=title, subtitle=subtitle), path_stem)
+
+
+def _count_range(counts: Iterable[int]) -> str:
+    values = sorted(set(counts))
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def interval_caption(rows: Iterable[dict]) -> str:
+    """What a figure's lines and bands are, for the seeds behind its points: ``rows`` as
+    :func:`plot_metric_vs_x` takes them (n: the seeds that finished, n_diverged, optionally seeds:
+    the cell's seeds, comma-separated). Points whose every seed diverged are not counted.
+
+    >>> interval_caption([{"n": 3, "n_diverged": 0}, {"n": 3, "n_diverged": 0}])
+    'mean and 95% t-interval over 3 seeds'
+    >>> interval_caption([{"n": 2, "n_diverged": 1}, {"n": 3, "n_diverged": 0}])
+    'mean and 95% t-interval over 2-3 seeds'
+    >>> interval_caption([{"n": 1, "n_diverged": 0, "seeds": "0"}, {"n": 1, "n_diverged": 0, "seeds": "0"}])
+    'seed 0, one run per point (no confidence interval)'
+    >>> interval_caption([{"n": 1, "n_diverged": 0, "seeds": "0"}, {"n": 1, "n_diverged": 0, "seeds": "4"}])
+    'one seed per point (no confidence interval)'
+    >>> interval_caption([{"n": 1, "n_diverged": 0}, {"n": 3, "n_diverged": 0}])
+    'mean over 1-3 seeds, 95% t-interval where 2 or more'
+    """
+    rows = list(rows)
+    counts = [int(r.get("n") or 0) for r in rows]
+    finished = [n for n in counts if n > 0]
+    if not finished:
+        return "every run diverged"
+    if max(finished) == 1:
+        singles = {str(r.get("seeds", "")) for r in rows if int(r.get("n") or 0) == 1}
+        if len(singles) == 1 and all(not r.get("n_diverged") for r in rows):
+            seed = singles.pop()
+            if seed and "," not in seed:
+                return f"seed {seed}, one run per point (no confidence interval)"
+        return "one seed per point (no confidence interval)"
+    if min(finished) == 1:
+        return f"mean over {_count_range(finished)} seeds, 95% t-interval where 2 or more"
+    return f"mean and 95% t-interval over {_count_range(finished)} seeds"
+
+
+def _distinct(configs: Sequence[dict], key: str) -> list[str]:
+    shown = (f"{v:g}" if isinstance(v, float) else str(v) for c in configs if (v := c.get(key)) is not None)
+    return list(dict.fromkeys(shown))
+
+
+def runs_subtitle(configs: Iterable[dict]) -> str:
+    """One line naming the task, model, clients and channel of runs, from their flattened configs
+    (``data.name``: value, as :class:`~federated.experiments.results.Run` holds them); settings that
+    differ among the runs are joined with "/", and the channel is the noisy runs' (the noiseless ones
+    are references). Longer than 110 characters, it is cut with "…".
+
+    >>> runs_subtitle([{"data.name": "mnist1d", "model.name": "cnn", "clients.num_clients": 16,
+    ...                 "clients.per_round": 4, "clients.sampling": "uniform", "channel.name": e,
+    ...                 "channel.power_control": "inversion"} for e in ("awgn", "rayleigh", "noiseless")])
+    'task mnist1d · model cnn · 16 clients, 4 per round · channel awgn/rayleigh, inversion power control'
+    """
+    configs = list(configs)
+    noisy = [c for c in configs if c.get("channel.name") != "noiseless"] or configs
+    parts = []
+    if tasks := _distinct(configs, "data.name"):
+        parts.append("task " + "/".join(tasks))
+    if models := _distinct(configs, "model.name"):
+        parts.append("model " + "/".join(models))
+    if clients := _distinct(configs, "clients.num_clients"):
+        text = "/".join(clients) + " clients"
+        if per_round := _distinct(configs, "clients.per_round"):
+            text += ", " + "/".join(per_round) + " per round"
+            sampling = [s for s in _distinct(configs, "clients.sampling") if s != "uniform"]
+            text += f" ({'/'.join(sampling)} sampling)" if sampling else ""
+        parts.append(text)
+    if channels := _distinct(noisy, "channel.name"):
+        text = "channel " + "/".join(channels)
+        if channels != ["noiseless"] and (control := _distinct(noisy, "channel.power_control")):
+            text += ", " + "/".join(control) + " power control"
+        parts.append(text)
+    line = " · ".join(parts)
+    return line if len(line) <= _SUBTITLE_MAX else line[: _SUBTITLE_MAX - 1].rstrip() + "…"
 
 
 def partition_stem(table: dict, data: str | None = None) -> str:

@@ -228,7 +228,8 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
     for run in curves:
         by_method[str(run.config.get(METHOD_KEY))].append(run)
     for name, method_runs in by_method.items():
-        extra = _varying(method_runs, {x, SEED_KEY, LR_KEY, *X_KEYS})
+        # the other x keys name no configuration of an energy or SNR sweep; of any other x, they do
+        extra = _varying(method_runs, {x, SEED_KEY, LR_KEY, *(X_KEYS if x in X_KEYS else ())})
         cells: dict[tuple, list[Run]] = defaultdict(list)
         for run in method_runs:
             cells[(_label(name, run.config, extra), run.config.get(LR_KEY), run.config.get(x))].append(run)
@@ -292,19 +293,30 @@ def _better(a: dict, b: dict, higher_is_better: bool) -> bool:
 
 def round_curves(table: SweepTable) -> list[dict]:
     """Metric against round, mean and 95% interval over seeds, for every best-over-lr cell; one panel
-    per x value, the references drawn in each."""
+    per x value (in increasing order of x), the references drawn in each.
+
+    Each curve has the keys method, panel, x (the panel's value), round, mean, low, high, diverged
+    (the rounds, counted as rounds done, at which runs of the cell diverged) and all_diverged. A cell
+    whose every run diverged is drawn from its runs' histories up to the divergence, not left out.
+    """
     curves, references = [], []
     for row in table.rows:
         if row["selection"] not in ("best_lr", "reference"):
             continue
-        members = [r for r in row["_runs"] if r.status == "finished"]
+        finished = [r for r in row["_runs"] if r.status == "finished"]
+        diverged = [r for r in row["_runs"] if r.status == "diverged"]
         series: dict[int, list[float]] = defaultdict(list)
-        for run in members:
+        diverged_at = []
+        for run in finished + diverged:
+            last, counted = -1, run.status == "finished" or not finished  # else only marked
             for line in (run.path / "history.jsonl").read_text().splitlines():
                 record = json.loads(line)
-                if isinstance(record.get(table.metric), (int, float)):
+                last = max(last, int(record.get("round", last)))
+                if counted and isinstance(record.get(table.metric), (int, float)):
                     series[int(record["round"]) + 1].append(float(record[table.metric]))  # rounds done
-        if not series:
+            if run.status == "diverged":  # it stopped in the round after the last one recorded
+                diverged_at.append(last + 2)
+        if not series and not diverged:
             continue
         stats = [mean_ci(series[t]) for t in sorted(series)]
         curve = {
@@ -313,14 +325,24 @@ def round_curves(table: SweepTable) -> list[dict]:
             "mean": [s[0] for s in stats],
             "low": [s[2] for s in stats],
             "high": [s[3] for s in stats],
+            "diverged": sorted(diverged_at),
+            "all_diverged": not finished,
         }
         if row["selection"] == "reference":
             references.append(curve)
         else:
-            curves.append({**curve, "panel": f"{_axis_name(table.x)} = {_show(row['x'])}"})
-    panels = list(dict.fromkeys(c["panel"] for c in curves)) or ["no channel noise"]
-    curves += [{**ref, "panel": panel} for panel in panels for ref in references]  # in every panel
+            curves.append({**curve, "x": row["x"], "panel": f"{_axis_name(table.x)} = {_show(row['x'])}"})
+    panels = sorted(dict.fromkeys((c["panel"], c["x"]) for c in curves), key=lambda p: _order(p[1]))
+    panels = panels or [("no channel noise", None)]
+    curves += [{**ref, "x": x, "panel": panel} for panel, x in panels for ref in references]  # in every panel
     return curves
+
+
+def _order(value: object) -> tuple:
+    """A sort key: numbers by value, before anything else (by its text)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
 
 
 def _axis_name(x: str | None) -> str:

@@ -196,7 +196,7 @@ def test_round_panels_in_order_sharing_y_with_one_legend():
         _curves([0.1, 0.4, 0.7], panels, ["zsgd", "laser"]), metric="test_accuracy", title="MNIST"
     )
     axes = fig.axes
-    assert [ax.get_title() for ax in axes] == panels  # first appearance, 3 per row
+    assert [ax.get_title() for ax in axes] == ["E = 1", "E = 10", "E = 100", "E = 1000"]  # 3 per row
     assert [ax.get_subplotspec().rowspan.start for ax in axes] == [0, 0, 0, 1]
     assert all(axes[0].get_shared_y_axes().joined(axes[0], ax) for ax in axes[1:])
     assert [ax.get_xlabel() for ax in axes] == ["", "round", "round", "round"]
@@ -206,6 +206,9 @@ def test_round_panels_in_order_sharing_y_with_one_legend():
     assert _line(axes[0], "LASER").get_ydata().tolist() == pytest.approx([10.0, 40.0, 70.0])
     assert len(axes[0].collections) == 2
     assert fig.get_suptitle() == "MNIST"
+    named = ["rayleigh", "awgn"]  # no numbers: first appearance
+    fig = _draw_metric_vs_round(_curves([0.1, 0.4], named, ["laser"]), metric="test_accuracy")
+    assert [ax.get_title() for ax in fig.axes] == named
 
 
 def test_round_curves_with_gaps_on_a_log_axis():
