@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # several processes or whole runs: see pyproject.toml's markers
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -2,6 +2,7 @@
 carries the configs, and every config the README names resolves from a directory with no
 ``configs/`` in it; a README command runs as written (shortened by ``rounds=1``)."""
 
+import os
 import re
 import shutil
 import site
@@ -86,9 +87,15 @@ def installed(tmp_path_factory):
     return venv / "bin", elsewhere
 
 
+def _clean_env() -> dict[str, str]:
+    """The environment without PYTHONPATH, which could put a checkout before the installed package."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def _laser(installed, *args: str) -> subprocess.CompletedProcess:
     bin_dir, cwd = installed
-    return subprocess.run([bin_dir / "laser", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    command = [bin_dir / "laser", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, env=_clean_env())
 
 
 def test_the_installed_package_is_not_this_checkout(installed):
@@ -99,6 +106,7 @@ def test_the_installed_package_is_not_this_checkout(installed):
         capture_output=True,
         text=True,
         check=True,
+        env=_clean_env(),
     ).stdout
     assert str(REPO) not in where and "site-packages" in where
 

@@ -36,6 +36,7 @@ def _laser(args: list[str], threads: str | None, cwd: Path = ROOT) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_the_thread_environment(tmp_path):
     """1 and 2 BLAS / OpenMP threads in the environment: the same history, byte for byte (the run
     sets torch's threads from its ``threads`` key)."""
@@ -47,6 +48,7 @@ def test_results_do_not_depend_on_the_thread_environment(tmp_path):
     assert (tmp_path / "1" / "history.jsonl").read_bytes() == (tmp_path / "2" / "history.jsonl").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_sweep_point_equals_the_same_laser_run(tmp_path):
     """A run launched by hand with 2 threads in its environment, and the same point of a 2-job sweep
     (which once gave its children cores / jobs threads): the same history."""

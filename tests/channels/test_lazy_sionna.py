@@ -42,6 +42,7 @@ print(json.dumps({LOADED}))
     assert _run(code) == []
 
 
+@pytest.mark.slow
 def test_the_first_noisy_call_works_and_then_sionna_is_loaded():
     code = f"""
 import json, sys, torch

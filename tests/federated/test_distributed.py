@@ -14,6 +14,8 @@ from federated.config import ConfigError, load_config
 from federated.distributed import Shard, check_shardable
 from federated.train import train
 
+pytestmark = pytest.mark.slow  # several processes or whole runs: see pyproject.toml's markers
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

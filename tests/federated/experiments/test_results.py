@@ -153,6 +153,7 @@ def laser(*args, cwd):
     )
 
 
+@pytest.mark.slow
 def test_plot_writes_png_and_pdf_figures(sweep_dir):
     result = laser("plot", str(sweep_dir), cwd=sweep_dir)
     assert result.returncode == 0, result.stderr

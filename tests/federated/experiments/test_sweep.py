@@ -106,6 +106,7 @@ def small(tmp_path, rounds=6):
     return [f"rounds={rounds}", "eval_every=3", "clients.num_clients=4", f"data.root={tmp_path}/data"]
 
 
+@pytest.mark.slow
 def test_a_point_with_an_invalid_value_fails_alone(tmp_path):
     out = tmp_path / "sweep"
     result = laser(
@@ -147,6 +148,7 @@ def test_a_bad_grid_or_key_stops_before_any_work(tmp_path):
         assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_skips_finished_points_and_resumes_unfinished_ones(tmp_path):
     out = tmp_path / "sweep"
     args = [
@@ -203,6 +205,7 @@ def test_a_killed_sweep_skips_finished_points_and_resumes_unfinished_ones(tmp_pa
     assert again.returncode == 0 and "3 points: 3 done (3 before this run" in again.stdout
 
 
+@pytest.mark.slow
 def test_a_point_dir_of_another_configuration_is_not_overwritten(tmp_path):
     out = tmp_path / "sweep"
     base = ["sweep", DIGITS, *small(tmp_path, rounds=3), "--grid", "seed=0", "--out", str(out), "--quiet"]
