@@ -205,7 +205,24 @@ def _load(args: argparse.Namespace) -> tuple[Config, Path]:
     else:
         config = load_config(args.config, args.overrides)
         name = Path(args.config).stem
-    return config, Path(args.out) if args.out else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.out:
+        return config, Path(args.out)
+    out = runs_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _announce(f"laser run: writing the run to {out}")
+    return config, out
+
+
+RUNS_ENV = "LASER_RUNS_DIR"
+
+
+def runs_dir() -> Path:
+    """Where runs go without --out: ``$LASER_RUNS_DIR``, else ``runs/`` in the current directory."""
+    return Path(os.environ.get(RUNS_ENV) or "runs")
+
+
+def _announce(what: str) -> None:
+    """Say where output goes when the user did not choose (one line on stderr)."""
+    print(f"{what} (--out DIR, or {RUNS_ENV}, puts it elsewhere)", file=sys.stderr)
 
 
 def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path) -> int:
@@ -330,7 +347,9 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError("--max-points", args.max_points, "an integer >= 1")
     if args.target is not None and not math.isfinite(args.target):
         raise ConfigError("--target", args.target, "a finite number (a metric value to reach)")
-    out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(configs[0]).stem}"
+    out = Path(args.out) if args.out else runs_dir() / f"sweep-{Path(configs[0]).stem}"
+    if not args.out:
+        _announce(f"laser sweep: writing the sweep to {out}")
     points = plan_sweep(configs, args.grid, out, overrides, max_points=args.max_points)
     result = run_sweep(points, out, jobs=args.jobs, progress=not args.quiet)
     skipped = sum(r.skipped for r in result.results)

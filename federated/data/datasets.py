@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,12 @@ def load_mnist1d(config: DataConfig) -> Dataset:
     arrays = _read_mnist1d(cache) if cache.is_file() else None
     if arrays is None:  # no cache, or a damaged one (truncated, foreign): generate it again
         from mnist1d.data import get_dataset_args, make_dataset
+
+        print(
+            f"generating MNIST-1D ({config.num_samples} samples) into the cache {cache} "
+            "(data.root, or LASER_DATA_ROOT, puts it elsewhere)",
+            file=sys.stderr,
+        )
 
         args = get_dataset_args()
         args.num_samples = config.num_samples

@@ -234,3 +234,15 @@ def test_a_log_gets_lines_not_carriage_returns_and_quiet_keeps_the_table(tmp_pat
     lines = [line for line in err.splitlines() if line.startswith("round ")]
     assert len(lines) == (0 if quiet else 10) and (quiet or lines[-1].startswith("round 10/10"))
     assert ("summary.json key" in out) == table
+
+
+def test_a_run_without_out_goes_to_the_runs_dir_and_says_so(tmp_path, monkeypatch, capsys):
+    from federated.cli import main
+
+    monkeypatch.setenv("LASER_RUNS_DIR", str(tmp_path / "my-runs"))
+    config = str(ROOT / "configs" / "digits_laser.yaml")
+    assert main(["run", config, "rounds=2", f"data.root={tmp_path}/data", "-qq"]) == 0
+    (run,) = (tmp_path / "my-runs").iterdir()
+    assert run.name.startswith("digits_laser-") and (run / "summary.json").is_file()
+    err = capsys.readouterr().err
+    assert f"writing the run to {run}" in err and "LASER_RUNS_DIR" in err
