@@ -8,7 +8,8 @@ the key (the loader prefixes the section).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Literal
 
 from federated.config.errors import check as _check
@@ -35,7 +36,9 @@ class DataConfig:
     name: Literal["mnist1d", "digits", "cifar10", "cifar100", "wikitext103", "pydoc"] = "mnist1d"
     num_samples: int = 10000  # mnist1d: samples generated, train + test (digits: fixed 1797)
     test_fraction: float = 0.2  # mnist1d, digits: share held out for testing; pydoc: for validation
-    root: str = "data"  # where datasets are cached or downloaded to
+    # where datasets are cached or downloaded to (default: $LASER_DATA_ROOT, else data/ in the
+    # current directory; config.yaml records the directory used)
+    root: str = field(default_factory=lambda: os.environ.get("LASER_DATA_ROOT") or "data")
     download: bool = True  # cifar10, cifar100, wikitext103: fetch the official archive if root lacks it
     augment: bool = True  # cifar10, cifar100: random crop (4-pixel padding) and horizontal flip
     tokenizer: Literal["byte", "gpt2"] = "byte"  # wikitext103, pydoc: UTF-8 bytes, or GPT-2 BPE (tiktoken)

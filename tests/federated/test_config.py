@@ -75,3 +75,14 @@ def test_names_in_the_schema_match_the_constructor_dictionaries():
     assert names(ChannelConfig) == set(CHANNELS)
     assert names(DataConfig) == set(TASKS)
     assert names(ModelConfig) == set(MODELS)
+
+
+def test_the_data_root_defaults_to_laser_data_root(monkeypatch):
+    from federated.config import load_config
+
+    monkeypatch.delenv("LASER_DATA_ROOT", raising=False)
+    assert load_config(None).data.root == "data"
+    monkeypatch.setenv("LASER_DATA_ROOT", "/somewhere/datasets")
+    assert load_config(None).data.root == "/somewhere/datasets"
+    assert load_config("paper/cifar10_laser").data.root == "/somewhere/datasets"  # shipped configs leave it
+    assert load_config(None, ["data.root=mine"]).data.root == "mine"  # an explicit value wins
