@@ -13,9 +13,11 @@
 - FedSGD (``clients.lr: null``, the LASER paper's protocol): the gradient of its loss at the model
   it received, summed over its ``accumulation_steps`` micro-batches;
 - local training (``clients.lr`` set): ``clients.local_steps`` H steps of its own optimizer
-  (``sgd`` with ``momentum``, or ``adam``) from the model it received x, one step per
-  ``accumulation_steps`` micro-batches, then the model change ``x - x_k`` (a pseudo-gradient, which
-  compressors, error feedback and the channel treat as a gradient). The optimizer state starts
+  (``sgd`` with ``momentum``, or ``adam``; with ``precond:`` each SGD step's gradient divided by
+  the server's diagonal D^, :class:`federated.optim.Preconditioner`) from the model it received x,
+  one step per ``accumulation_steps`` micro-batches, then the model change ``x - x_k`` (a
+  pseudo-gradient, which compressors, error feedback and the channel treat as a gradient). The
+  optimizer state starts
   afresh every round unless ``clients.keep_state``. A learning-rate schedule scales the server's
   rate, never the clients'. Batch-norm statistics: with local training the server takes the mean
   of the participants' running statistics (exact side information, as FedAvg averages every model
@@ -133,6 +135,7 @@ class Clients:
         self.local = config.lr is not None
         self.optimizer: torch.optim.Optimizer | None = None
         self.states: dict[int, dict[str, Any]] = {}  # keep_state: each client's optimizer state
+        self.statistic: list[Tensor] | None = None  # adaptive scaling: the last local_update's statistic
         if self.local:
             assert config.lr is not None
             if config.optimizer == "adam":
@@ -189,9 +192,21 @@ class Clients:
         for p, v in zip(self.params, values):
             p.copy_(v)
 
-    def local_update(self, client: int) -> tuple[Tensor, list[Tensor]]:
+    def local_update(
+        self,
+        client: int,
+        scale: Sequence[Tensor] | None = None,
+        statistic: str | None = None,
+        probe: Sequence[Tensor] | None = None,
+    ) -> tuple[Tensor, list[Tensor]]:
         """Local training: H optimizer steps from the received model x_k^0, then x_k^0 - x_k^H. The
-        model's parameters are the server's again afterwards (its buffers are the caller's to set)."""
+        model's parameters are the server's again afterwards (its buffers are the caller's to set).
+
+        Adaptive scaling (:class:`federated.optim.Preconditioner`): ``scale`` D^ (shaped like the parameters)
+        divides every step's gradient, so SGD steps x <- x - lr g / D^; ``statistic``
+        ``"mean_of_squares"`` (the mean of g * g over the H steps) or ``"hessian"`` (the mean of
+        z * (Hessian z) over the H steps, ``probe`` z; a double backward per micro-batch) is left in
+        :attr:`statistic` (else None)."""
         optimizer = self.optimizer
         assert optimizer is not None
         server = [p.detach().clone() for p in self.params]
@@ -200,14 +215,29 @@ class Clients:
         start = [p.detach().clone() for p in self.params] if self.downlink is not None else server
         optimizer.load_state_dict(self.states.get(client, self._fresh))
         losses = []
+        total: list[Tensor] | None = [torch.zeros_like(p) for p in self.params] if statistic else None
         for _ in range(self.config.local_steps):
             optimizer.zero_grad(set_to_none=True)
             for x, y in self.batches(client):  # gradients summed over the micro-batches, as FedSGD's
                 with self.autocast():
                     loss = cross_entropy(self.forward(x), y)
-                loss.backward()
+                if statistic == "hessian":
+                    assert probe is not None and total is not None
+                    self._hessian_probe(loss, probe, total)
+                else:
+                    loss.backward()
                 losses.append(loss.detach())
+            if statistic == "mean_of_squares":
+                assert total is not None
+                for t, p in zip(total, self.params):
+                    if p.grad is not None:
+                        t.addcmul_(p.grad, p.grad)
+            if scale is not None:
+                for p, d in zip(self.params, scale):
+                    if p.grad is not None:
+                        p.grad.div_(d)
             optimizer.step()
+        self.statistic = None if total is None else [t / self.config.local_steps for t in total]
         if self.config.keep_state:
             self.states[client] = copy.deepcopy(optimizer.state_dict())
         optimizer.zero_grad(set_to_none=True)
@@ -215,9 +245,29 @@ class Clients:
         self._load(server)
         return torch.stack(losses).mean(), change
 
-    def update(self, client: int) -> tuple[Tensor, Sequence[Tensor]]:
-        """What the client sends this round: its gradient (FedSGD) or its model change (local training)."""
-        return self.local_update(client) if self.local else self.gradient(client)
+    def _hessian_probe(self, loss: Tensor, probe: Sequence[Tensor], total: list[Tensor]) -> None:
+        """Add the gradient of ``loss`` to the parameters' ``.grad`` and z * (Hessian z) to ``total``
+        (Hutchinson's estimate of the Hessian's diagonal, ``probe`` z; double backward)."""
+        grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        linked = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+        if linked:
+            products = torch.autograd.grad(
+                [grads[i] for i in linked],
+                [self.params[i] for i in linked],
+                grad_outputs=[probe[i] for i in linked],
+                allow_unused=True,
+            )
+            for i, hz in zip(linked, products):
+                if hz is not None:
+                    total[i].addcmul_(probe[i], hz)
+        for p, g in zip(self.params, grads):
+            if g is not None:
+                p.grad = g.detach() if p.grad is None else p.grad + g.detach()
+
+    def update(self, client: int, **scaling: Any) -> tuple[Tensor, Sequence[Tensor]]:
+        """What the client sends this round: its gradient (FedSGD) or its model change (local training;
+        ``scaling``: :meth:`local_update`'s adaptive-scaling arguments)."""
+        return self.local_update(client, **scaling) if self.local else self.gradient(client)
 
     def state_dict(self) -> dict[str, Any]:
         """The clients' optimizer states (``keep_state``), by client index."""

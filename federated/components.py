@@ -19,6 +19,7 @@ from laser.digital import (
     NaturalCompressor,
     NaturalDitheringCompressor,
     QSGDCompressor,
+    QSparseCompressor,
     SignSGDCompressor,
     TopKCompressor,
     TopKDitheringCompressor,
@@ -72,6 +73,9 @@ COMPRESSORS = {
         c.fraction, levels=c.levels, error_feedback=_ef(c, True), seed=seed
     ),
     "signsgd": lambda c, seed: SignSGDCompressor(momentum=c.momentum),
+    "qsparse": lambda c, seed: QSparseCompressor(
+        c.fraction, levels=c.levels, quantizer=c.quantizer, error_feedback=_ef(c, True), seed=seed
+    ),
 }
 
 # channel name -> its small-scale fading model (None: every gain 1)
@@ -102,6 +106,7 @@ class Streams:
     budgets: int  # heterogeneous per-client budgets
     dropout: int  # the model's own randomness (dropout): torch's global generator, seeded per run
     sampling: int  # which clients take part in each round (clients.per_round < num_clients)
+    precond: int  # the Rademacher probes of the OASIS-type preconditioner (precond.name: oasis)
 
 
 def split_seed(seed: int) -> Streams:
@@ -110,7 +115,7 @@ def split_seed(seed: int) -> Streams:
     >>> split_seed(0) == split_seed(0), split_seed(0).data != split_seed(1).data
     (True, True)
     """
-    children = np.random.SeedSequence(seed).spawn(8)  # appending a stream keeps the earlier ones
+    children = np.random.SeedSequence(seed).spawn(9)  # appending a stream keeps the earlier ones
     return Streams(*(int(c.generate_state(1, np.uint64)[0] >> 1) for c in children))
 
 

@@ -5,10 +5,12 @@ L2 term on every parameter, batch-norm ones included; AdamW (the paper's GPT-2) 
 of Linear layers only, decoupled from the gradient (not LayerNorm scales, biases, embeddings, or a
 head tied to the embedding). With local training the decoded "gradient" is the pseudo-gradient
 x - mean_k x_k: SGD with lr 1 is then FedAvg (no momentum) or FedAvgM (momentum), and
-:class:`FedOpt` is FedAdam, FedYogi or FedAdagrad (Reddi et al. 2021).
+:class:`FedOpt` is FedAdam, FedYogi or FedAdagrad (Reddi et al. 2021). :class:`Preconditioner` is
+the diagonal scaling of the clients' local steps that the server keeps and broadcasts (local
+methods with adaptivity via scaling, ``precond:``).
 
 Example:
-    >>> from federated.config import OptimizerConfig
+    >>> from federated.config import OptimizerConfig, PrecondConfig
     >>> model = nn.Linear(2, 1)
     >>> optimizer = build_optimizer(OptimizerConfig(name="adamw", lr=1e-3, weight_decay=0.1), model)
     >>> [group["weight_decay"] for group in optimizer.param_groups]
@@ -19,15 +21,15 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from federated.config import OptimizerConfig
+from federated.config import OptimizerConfig, PrecondConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "FedOpt", "WeightEMA"]
+__all__ = ["build_optimizer", "build_scheduler", "FedOpt", "WeightEMA", "Preconditioner"]
 
 
 def _decayed_weights(model: nn.Module) -> set[int]:
@@ -175,7 +177,7 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The learning-rate schedule over ``rounds`` server steps (stepped once per round), or None.
 
-    >>> from federated.config import OptimizerConfig
+    >>> from federated.config import OptimizerConfig, PrecondConfig
     >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     >>> config = OptimizerConfig(lr=1.0, schedule="onecycle", warmup_fraction=0.1)
     >>> schedule = build_scheduler(config, opt, 100)
@@ -253,3 +255,159 @@ class WeightEMA:
         self.count = int(state["count"])
         for name, value in state["average"].items():
             self.average[name].copy_(value)
+
+
+class Preconditioner:
+    """The server's diagonal preconditioner: D (``None`` before the first statistic), D^ and the
+    OASIS probes' generator.
+
+    Local steps with adaptive scaling (Chezhegov et al., "Local methods with adaptivity via scaling",
+    2024): inside a round every client steps with the same frozen diagonal preconditioner D^,
+
+        x_k <- x_k - lr * g_k / D^        (``clients.lr``, ``clients.local_steps`` H, client SGD),
+
+    and at the synchronisation the server updates D from an averaged statistic s and broadcasts D^ with
+    the model (noiselessly, as the model itself; a noisy downlink perturbs the model only):
+
+        D <- beta D + (1 - beta) s,
+
+    ``precond.name``:
+
+    - ``adam`` (Adam/RMSProp type), D^ = max(alpha, sqrt(D)). ``precond.statistic``:
+
+      - ``square_of_mean`` (default; no extra channel use): the server forms the mean gradient
+        g_bar = D^ * Delta^ / (lr H) from the decoded mean model change Delta^ (exact for plain local
+        SGD on a fixed gradient: each of the H steps moved by lr g / D^) and s = g_bar * g_bar. Over a
+        noisy channel Delta^ = Delta + n with n of per-entry variance sigma^2 (the round's effective
+        noise variance of that block, logged as ``noise_var``), so E[s] = g_bar^2 + (D^ / (lr H))^2
+        sigma^2: the channel noise inflates D by about the per-entry noise variance, scaled by
+        (D^ / (lr H))^2, like a larger Adam epsilon (steps shrink where the noise dominates); the
+        alpha floor keeps D^ invertible. Since that inflation grows with D^ itself, D can feed on
+        the noise (and on a compressor's error, which error feedback delays into later rounds)
+        when sigma / (lr H) is not small. The mean gradient is also much smaller than one
+        client's minibatch gradient, so with a tiny alpha the local steps lr g_k / D^ are large:
+        choose alpha near the typical minibatch gradient entry;
+      - ``mean_of_squares``: each client sends the mean of g * g over its H local steps (summed over
+        its micro-batches each step) in a second analog pass (below). This is a different statistic:
+        the mean of the squares, not the square of the mean (it also counts the spread of the
+        gradients across clients and steps), so D is larger than with ``square_of_mean``; the channel
+        adds zero-mean noise to it (unbiased), which can make an entry of D negative: D^ uses
+        sqrt(max(D, 0)).
+
+    - ``oasis`` (OASIS type), D^ = max(alpha, |D|): each client sends the mean over its H local steps
+      of z * (Hessian of f_k at its iterate times z) (Hutchinson's estimate of the Hessian's diagonal,
+      by a double backward), with one Rademacher z per round shared by all clients (drawn from the
+      run's own stream), so the over-the-air sum is z * (sum_k H_k z): linear, the estimate of the
+      mean Hessian's diagonal. On a quadratic with a diagonal Hessian A it is diag(A) for every z.
+
+    The second pass: every participant sends its statistic (one block per parameter tensor, d real
+    channel uses, uncompressed as Z-SGD's) over the air after the update's pass, each client spending
+    ``precond.energy_fraction`` of its round budget on it and the rest on the update (``power.snr_db``:
+    both passes at that per-use SNR). The round's log sums both passes (``energy_*``,
+    ``channel_uses``, ``noise_var`` lists the statistic's blocks after the update's) and gives the
+    second pass's channel uses as ``precond_channel_uses``; ``precond_mean`` is the mean of D^.
+
+    Before the first synchronisation there is no statistic: round 0 runs plain local SGD (D^ = 1) and
+    the first statistic sets D (D <- s; later rounds the moving average). The server's D, the probe
+    generator's state are in :meth:`Preconditioner.state_dict`.
+
+    Example (Adam type, square of the mean, one parameter, lr 0.5, H = 2, alpha 0.5):
+        >>> config = PrecondConfig(name="adam", beta=0.5, alpha=0.5)
+        >>> pre = Preconditioner(config, [torch.zeros(2)], lr=0.5, local_steps=2)
+        >>> pre.scale()[0].tolist()                     # round 0: plain local SGD
+        [1.0, 1.0]
+        >>> pre.update(change=[torch.tensor([2.0, 0.0])])   # g_bar = 1 * change / (0.5 * 2)
+        >>> pre.state["D"][0].tolist(), pre.scale()[0].tolist()   # D^ = max(alpha, sqrt(D))
+        ([4.0, 0.0], [2.0, 0.5])
+    """
+
+    def __init__(
+        self,
+        config: PrecondConfig,
+        params: Sequence[Tensor],
+        *,
+        lr: float,
+        local_steps: int,
+        seed: int = 0,
+    ) -> None:
+        if config.name == "none":
+            raise ValueError("precond.name is none: there is no preconditioner to build")
+        self.config = config
+        self.lr, self.local_steps = float(lr), int(local_steps)
+        self.shapes = [p.shape for p in params]
+        self.dtypes = [p.dtype for p in params]
+        self.device = params[0].device
+        self.generator = torch.Generator().manual_seed(seed) if config.name == "oasis" else None
+        self.state: dict[str, Any] = {"D": None}
+        self._scale = [torch.ones(s, dtype=t, device=self.device) for s, t in zip(self.shapes, self.dtypes)]
+
+    @property
+    def statistic(self) -> str | None:
+        """What the clients compute during their local steps for the second pass: ``"hessian"``
+        (oasis), ``"mean_of_squares"`` (adam with that statistic), or None (no second pass)."""
+        if self.config.name == "oasis":
+            return "hessian"
+        return "mean_of_squares" if self.config.second_pass else None
+
+    def scale(self) -> list[Tensor]:
+        """D^, shaped like the parameters (what the server broadcasts with the model)."""
+        return self._scale
+
+    def probe(self) -> list[Tensor] | None:
+        """This round's Rademacher z (entries +-1, shaped like the parameters; drawn on the CPU in
+        the parameters' dtype and moved to their device), the same for every client; None unless oasis."""
+        if self.generator is None:
+            return None
+        return [
+            (torch.randint(0, 2, s, generator=self.generator, dtype=t) * 2 - 1).to(self.device)
+            for s, t in zip(self.shapes, self.dtypes)
+        ]
+
+    def update(
+        self, change: Sequence[Tensor] | None = None, statistic: Sequence[Tensor] | None = None
+    ) -> None:
+        """The synchronisation: s from the decoded mean ``change`` (adam, square of the mean) or the
+        decoded mean ``statistic`` (the second pass), D <- beta D + (1 - beta) s (D <- s at first), D^."""
+        beta = self.config.beta
+        if self.config.second_pass:
+            if statistic is None:
+                raise ValueError(f"precond {self.config.name}: update needs the decoded statistic")
+            s = [v.to(t) for v, t in zip(statistic, self.dtypes)]
+        else:
+            if change is None:
+                raise ValueError("precond adam (square_of_mean): update needs the decoded mean change")
+            step = self.lr * self.local_steps
+            s = [(d * c.to(t) / step) ** 2 for d, c, t in zip(self._scale, change, self.dtypes)]
+        previous = self.state["D"]
+        self.state["D"] = s if previous is None else [beta * p + (1 - beta) * v for p, v in zip(previous, s)]
+        self._set_scale()
+
+    def _set_scale(self) -> None:
+        alpha, D = self.config.alpha, self.state["D"]
+        if D is None:
+            self._scale = [torch.ones_like(d) for d in self._scale]
+        elif self.config.name == "oasis":
+            self._scale = [d.abs().clamp(min=alpha) for d in D]
+        else:
+            self._scale = [d.clamp(min=0).sqrt().clamp(min=alpha) for d in D]
+
+    def mean_scale(self) -> float:
+        """The mean of D^ over every entry (logged as ``precond_mean``)."""
+        total = sum(float(d.sum(dtype=torch.float64)) for d in self._scale)
+        return total / sum(d.numel() for d in self._scale)
+
+    def state_dict(self) -> dict[str, Any]:
+        """D (None before the first statistic) and the probe generator's state."""
+        D = self.state["D"]
+        return {
+            "D": None if D is None else [d.clone() for d in D],
+            "generator": None if self.generator is None else self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (tensors from any device)."""
+        D = state["D"]
+        self.state["D"] = None if D is None else [d.to(self.device, t) for d, t in zip(D, self.dtypes)]
+        if self.generator is not None:
+            self.generator.set_state(state["generator"].cpu())
+        self._set_scale()

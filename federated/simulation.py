@@ -24,9 +24,9 @@ from federated.distributed import Shard
 from federated.downlink import NoisyDownlink
 from federated.history import History
 from federated.models import build_model
-from federated.optim import WeightEMA, build_optimizer, build_scheduler
+from federated.optim import Preconditioner, WeightEMA, build_optimizer, build_scheduler
 from federated.vectorized import VectorizedClients, vmap_supported
-from laser import NonFiniteGradientError, RoundResult, transmit_blocks
+from laser import NonFiniteGradientError, RoundResult, ZSGDCompressor, transmit_blocks
 
 __all__ = ["Simulation", "NonFiniteError", "resolve_device"]
 
@@ -181,6 +181,21 @@ class Simulation:
         self.scheduler = build_scheduler(config.optimizer, self.optimizer, config.rounds)
         self.ema = WeightEMA(self.model, config.ema) if config.ema is not None else None
         self.dropout_seed = streams.dropout
+        # local steps with adaptive scaling (federated.optim.Preconditioner)
+        self.precond: Preconditioner | None = None
+        if config.precond.name != "none":
+            assert config.clients.lr is not None  # the config's check
+            self.precond = Preconditioner(
+                config.precond,
+                [p.detach() for p in self.params],
+                lr=config.clients.lr,
+                local_steps=config.clients.local_steps,
+                seed=streams.precond,
+            )
+            # the statistic's pass: every entry sent as it is, one block per parameter tensor
+            statistic = ZSGDCompressor()
+            self.statistic_server = statistic.make_server([p.detach() for p in self.params])
+            self.statistic_client = statistic.make_client([p.detach() for p in self.params])
         self.vectorized = self._vectorized(config.clients.vectorize)
 
     def _vectorized(self, mode: str) -> VectorizedClients | None:
@@ -266,6 +281,11 @@ class Simulation:
         # --- clients: their update at the broadcast model, then encode (updates the EF memory)
         client_blocks, losses, batches = [], [], []
         local = self.clients.local
+        precond = self.precond
+        scaling: dict[str, object] = {}
+        statistic_blocks: list[list[Tensor]] = []
+        if precond is not None:  # D^ (and OASIS's probe z), broadcast with the model
+            scaling = {"scale": precond.scale(), "statistic": precond.statistic, "probe": precond.probe()}
         snapshot = [b.clone() for b in self.model.buffers()] if local and self.buffers else None
         first, total = None, None  # batch-norm statistics: the first participant's, and their sum
         for k in participants:
@@ -275,7 +295,9 @@ class Simulation:
             if self.vectorized is not None:
                 batches.append(self.clients.batches(k))
                 continue
-            loss, update = self.clients.update(k)
+            loss, update = self.clients.update(k, **scaling)
+            if self.clients.statistic is not None:
+                statistic_blocks.append([v.reshape(-1) for v in self.clients.statistic])
             if snapshot is not None:  # local training: keep the client's statistics, restore the server's
                 first = [b.clone() for b in self.model.buffers()] if first is None else first
                 floats = [b.clone() for b in self.buffers]
@@ -298,15 +320,18 @@ class Simulation:
         # --- uplink (energy split across blocks, over-the-air mean of each pass), server decodes
         power, compressor = config.power, self.compressor
         index = torch.tensor(mine, dtype=torch.long)
+        budget_scale = None if self.budget_scale is None else self.budget_scale[torch.tensor(participants)]
+        second = precond is not None and precond.config.second_pass
+        share = 1 - config.precond.energy_fraction if second else 1.0  # the rest: the statistic's pass
         result = transmit_blocks(
             self.channel,
             compressor.server,
             [compressor.clients[k] for k in mine],
             client_blocks,
-            energy=power.energy,
+            energy=power.energy if not second or power.energy is None else power.energy * share,
             snr_db=power.snr_db,
             allocation=power.allocation,
-            budget_scale=None if self.budget_scale is None else self.budget_scale[torch.tensor(participants)],
+            budget_scale=budget_scale,
             keep_unheard=config.compressor.keep_unheard,
             weights=None if self.weights is None else self.weights[index],
             state=state,
@@ -316,6 +341,29 @@ class Simulation:
         # --- server: step on the decoded (pseudo-)gradient, broadcast; a float64 sum is finite iff every
         # entry is (float32 gradients cannot overflow it), and it needs no copy of the model-sized gradient
         _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
+        record_passes = result
+        if precond is not None:
+            statistic = None
+            # the clients' statistic over the air, after the update (federated.optim.Preconditioner)
+            if second:
+                sent = transmit_blocks(
+                    self.channel,
+                    self.statistic_server,
+                    [self.statistic_client] * len(mine),
+                    statistic_blocks,
+                    energy=None if power.energy is None else power.energy * config.precond.energy_fraction,
+                    snr_db=power.snr_db,
+                    allocation=power.allocation,
+                    budget_scale=budget_scale,
+                    weights=None if self.weights is None else self.weights[index],
+                    processes=shard,
+                )
+                statistic = sent.gradient
+                record_passes = RoundResult(g_hat, [*result.passes, *sent.passes])
+                _check_finite(
+                    "decoded statistic", torch.stack([v.sum(dtype=torch.float64) for v in statistic]).sum(), t
+                )
+            precond.update(change=g_hat, statistic=statistic)  # before the server's step reads g_hat
         lr = self.optimizer.param_groups[0]["lr"]
         for p, g in zip(self.params, g_hat):
             p.grad = g.to(p.dtype)
@@ -326,7 +374,11 @@ class Simulation:
         if self.ema is not None:
             self.ema.update(self.model)
 
-        record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(result)}
+        record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(record_passes)}
+        if precond is not None:
+            record["precond_mean"] = precond.mean_scale()
+            if second:
+                record["precond_channel_uses"] = record_passes.passes[-1].channel_uses
         if not self.sampler.everyone:
             record["participants"] = participants
         if ((t + 1) % config.eval_every == 0 or t + 1 == config.rounds) and self.main_process:
@@ -396,6 +448,7 @@ class Simulation:
             "downlink": None if self.downlink is None else self.downlink.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **({} if self.precond is None else {"precond": self.precond.state_dict()}),
         }
 
     def check_state(self, state: object, path: Path) -> dict:
@@ -429,6 +482,8 @@ class Simulation:
         self.channel.set_random_state(state["channel"])
         if self.downlink is not None:
             self.downlink.generator.set_state(state["downlink"].cpu())
+        if self.precond is not None:
+            self.precond.load_state_dict(state["precond"])
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])

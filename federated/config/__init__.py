@@ -4,7 +4,7 @@ overrides come from the command line.
 Every field has a comment and a unit where it has one. :func:`load_config` checks names, types and
 ranges before any work starts and raises :class:`ConfigError`, whose one-line message names the key,
 the value and what is accepted. The sections: :mod:`federated.config.learning` (data, model,
-clients, optimizer), :mod:`federated.config.wireless` (compressor, channel, downlink, power),
+clients, optimizer, precond), :mod:`federated.config.wireless` (compressor, channel, downlink, power),
 :mod:`federated.config.run` (the whole run), :mod:`federated.config.loading` (YAML and overrides),
 :mod:`federated.config.shipped` (the configs shipped in the package, found by name).
 
@@ -23,6 +23,7 @@ from federated.config.learning import (
     DataConfig,
     ModelConfig,
     OptimizerConfig,
+    PrecondConfig,
 )
 from federated.config.loading import config_from_dict, config_to_dict, load_config, parse_yaml, same_config
 from federated.config.run import Config
@@ -49,6 +50,7 @@ __all__ = [
     "DownlinkConfig",
     "PowerConfig",
     "OptimizerConfig",
+    "PrecondConfig",
     "load_config",
     "config_to_dict",
     "same_config",

@@ -19,6 +19,7 @@ __all__ = [
     "ModelConfig",
     "ClientsConfig",
     "OptimizerConfig",
+    "PrecondConfig",
     "CLASSIFICATION_DATA",
     "TEXT_DATA",
     "MODEL_DATA",
@@ -244,3 +245,36 @@ class OptimizerConfig:
         _check(
             0 < self.final_lr_fraction <= 1, "final_lr_fraction", self.final_lr_fraction, "a number in (0, 1]"
         )
+
+
+@dataclass(frozen=True)
+class PrecondConfig:
+    # local steps with adaptive scaling (federated.optim.Preconditioner; needs clients.lr and
+    # clients.optimizer sgd): inside a round every client steps x_k <- x_k - clients.lr * g_k / D^
+    # with the same frozen diagonal D^, which the server updates at the synchronisation and
+    # broadcasts with the model.
+    # none: plain local steps; adam: Adam/RMSProp type, D <- beta D + (1 - beta) s, D^ = max(alpha,
+    # sqrt(D)); oasis: s = z * (Hessian z) with a Rademacher z shared by all clients (a second
+    # analog pass), D^ = max(alpha, |D|)
+    name: Literal["none", "adam", "oasis"] = "none"
+    # adam: square_of_mean (the server's g = D^ * mean change / (lr H), squared: no extra channel
+    # use) or mean_of_squares (each client's mean of g * g over its local steps, sent in a second
+    # analog pass: d more channel uses, a different statistic)
+    statistic: Literal["square_of_mean", "mean_of_squares"] = "square_of_mean"
+    # the floor of D^ (keeps it invertible: steps at most lr / alpha per gradient unit); near a typical
+    # minibatch gradient entry (the mean gradient that D^ follows is much smaller)
+    alpha: float = 1e-3
+    beta: float = 0.99  # decay of D's moving average
+    # the second pass (oasis, adam with mean_of_squares): its share of each client's energy budget
+    # per round (the update's pass gets the rest); power.snr_db: both passes at that per-use SNR
+    energy_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check(math.isfinite(self.alpha) and self.alpha > 0, "alpha", self.alpha, "a finite number > 0")
+        _check(0 <= self.beta < 1, "beta", self.beta, "a number in [0, 1)")
+        _check(0 < self.energy_fraction < 1, "energy_fraction", self.energy_fraction, "a number in (0, 1)")
+
+    @property
+    def second_pass(self) -> bool:
+        """Whether the clients send their statistic in a second analog pass each round."""
+        return self.name == "oasis" or (self.name == "adam" and self.statistic == "mean_of_squares")

@@ -16,6 +16,7 @@ from federated.config.learning import (
     DataConfig,
     ModelConfig,
     OptimizerConfig,
+    PrecondConfig,
 )
 from federated.config.wireless import ChannelConfig, CompressorConfig, DownlinkConfig, PowerConfig
 
@@ -53,6 +54,7 @@ class Config:
     power: PowerConfig = field(default_factory=PowerConfig)
     downlink: DownlinkConfig = field(default_factory=DownlinkConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    precond: PrecondConfig = field(default_factory=PrecondConfig)
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
@@ -106,4 +108,11 @@ class Config:
             clients.vectorize,
             "loop or auto with local training (clients.lr) or a non-IID partition (clients run one "
             "after another there: local steps, and batches of unequal shapes)",
+        )
+        _check(
+            self.precond.name == "none" or (clients.lr is not None and clients.optimizer == "sgd"),
+            "precond.name",
+            self.precond.name,
+            "none unless clients.lr is set and clients.optimizer is sgd (the scaling preconditions the "
+            "clients' local SGD steps)",
         )

@@ -24,7 +24,7 @@ __all__ = [
 
 
 ANALOG_COMPRESSORS = ("laser", "powersgd", "zsgd", "randomk", "sketch", "signum", "adsgd")
-DIGITAL_COMPRESSORS = ("topk", "qsgd", "natural", "natural_dithering", "topk_dithering", "signsgd")
+DIGITAL_COMPRESSORS = ("topk", "qsgd", "natural", "natural_dithering", "topk_dithering", "signsgd", "qsparse")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class CompressorConfig:
     # error feedback), sketch (one-row count-mean sketch), signum (signs, majority vote), adsgd
     # (top-k, shared Gaussian projection, MMSE or AMP decoding); digital (bits on orthogonal links at
     # the Shannon rate): topk (error feedback), qsgd, natural (compression), natural_dithering,
-    # topk_dithering (top-k then natural dithering, error feedback), signsgd (majority vote)
+    # topk_dithering (top-k then natural dithering, error feedback), signsgd (majority vote), qsparse
+    # (Qsparse-local-SGD's Q_s o Top_k or Sign o Top_k, see quantizer; error feedback)
     name: Literal[
         "laser",
         "powersgd",
@@ -49,13 +50,16 @@ class CompressorConfig:
         "natural_dithering",
         "topk_dithering",
         "signsgd",
+        "qsparse",
     ] = "laser"
     rank: int = 4  # laser, powersgd: rank r of the transmitted factors
     min_compression_rate: float = 2.0  # laser, powersgd: compress a tensor only if it saves more than this
     factors_per_round: int = 1  # laser: 1 (alternating, the paper) or 2 (= powersgd)
     exponent: float | None = None  # laser, powersgd: split a factor's energy over its columns ~ norm^exponent
-    fraction: float = 0.1  # randomk, sketch, adsgd, topk, topk_dithering: share of each tensor's entries sent
-    error_feedback: bool | None = None  # randomk, sketch, topk, topk_dithering: null = the method's default
+    # randomk, sketch, adsgd, topk, topk_dithering, qsparse: share of each tensor's entries sent
+    fraction: float = 0.1
+    # randomk, sketch, topk, topk_dithering, qsparse: null = the method's default
+    error_feedback: bool | None = None
     # error feedback keeps what the channel did not hear: a client the power control silenced (or
     # whose budget was 0) in a block of the round's last pass gets it back into its memory
     keep_unheard: bool = False
@@ -63,7 +67,10 @@ class CompressorConfig:
     # the method: PyTorch PowerSGD's start_powerSGD_iter; analog methods only
     warmup_rounds: int = 0
     unbiased: bool = False  # randomk: scale the decoded values by d / K
-    levels: int = 8  # qsgd, natural_dithering, topk_dithering: quantisation levels s
+    levels: int = 8  # qsgd, natural_dithering, topk_dithering, qsparse (qsgd): quantisation levels s
+    # qsparse: qsgd (QSGD with s = levels on the kept values, scaled by 1 / (1 + beta_{k,s})) or sign
+    # (signs of the kept values times their mean magnitude)
+    quantizer: Literal["qsgd", "sign"] = "qsgd"
     momentum: float = 0.0  # signum, signsgd: client momentum beta before taking signs
     decoder: Literal["lmmse", "amp"] = "lmmse"  # adsgd: linear MMSE estimate or message passing
     amp_iterations: int = 30  # adsgd: AMP iterations

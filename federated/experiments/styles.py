@@ -34,6 +34,7 @@ METHOD_STYLE: dict[str, MethodStyle] = {
     "natural_dithering": MethodStyle("natural dithering", "darkgoldenrod", "h"),
     "topk_dithering": MethodStyle("top-k + dithering", "teal", "*"),
     "signsgd": MethodStyle("signSGD", "darkmagenta", "H"),
+    "qsparse": MethodStyle("Qsparse", "darkolivegreen", "X"),
     "noiseless": MethodStyle("noiseless", "black", ""),  # the reference ("noiseless SGD") in round curves
 }
 # for names not in METHOD_STYLE, numbered in sorted order (greys are kept for reference lines)

@@ -92,6 +92,7 @@ def _laser(*args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_a_subprocess_resumes_bit_identically(tmp_path):
     rounds, every = 250, 15
     args = [*GPT_RUN, f"rounds={rounds}", f"checkpoint_every={every}"]
@@ -152,6 +153,16 @@ class _Kill(Exception):
             "optimizer.weight_decay=0",
             "compressor.name=laser",
             "compressor.warmup_rounds=2",
+        ],
+        # local steps with adaptive scaling: the server's D, the OASIS probes' generator, the second pass
+        ["clients.lr=0.01", "clients.local_steps=2", "precond.name=oasis", "compressor.name=laser"],
+        # Qsparse-local-SGD: local steps, Sign o Top_k with error feedback on the digital path
+        [
+            "clients.lr=0.05",
+            "clients.local_steps=2",
+            "compressor.name=qsparse",
+            "compressor.quantizer=sign",
+            "power.energy=1e6",
         ],
     ],
 )

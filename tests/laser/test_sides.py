@@ -15,6 +15,7 @@ from laser import (
     NaturalCompressor,
     NaturalDitheringCompressor,
     QSGDCompressor,
+    QSparseCompressor,
     RandomKCompressor,
     SignSGDCompressor,
     SignumCompressor,
@@ -41,6 +42,8 @@ METHODS = {
     "natural_dithering": lambda: NaturalDitheringCompressor(seed=3),
     "topk_dithering": lambda: TopKDitheringCompressor(0.3, seed=3),
     "signsgd": lambda: SignSGDCompressor(momentum=0.5),
+    "qsparse": lambda: QSparseCompressor(0.3, levels=2, seed=3),
+    "qsparse_sign": lambda: QSparseCompressor(0.3, quantizer="sign"),
     "warmup_laser": lambda: WarmUp(LaserCompressor(rank=2), rounds=1),
 }
 NUM_CLIENTS = 3
