@@ -278,7 +278,8 @@ def _draw_metric_vs_x(
             ax.legend(handles, labels, loc="best")
         else:
             fig.legend(handles, labels, loc="outside right upper")
-        _titles(fig, title, subtitle)
+        if heading := "\n".join(text for text in (title, subtitle) if text):
+            ax.set_title(heading, fontsize=10)  # over the axes: clear of a legend outside on the right
     return fig
 
 
@@ -603,7 +604,8 @@ def runs_subtitle(configs: Iterable[dict]) -> str:
         parts.append(text)
     if channels := _distinct(noisy, "channel.name"):
         text = "channel " + "/".join(channels)
-        if channels != ["noiseless"] and (control := _distinct(noisy, "channel.power_control")):
+        faded = [c for c in noisy if c.get("channel.name") not in ("awgn", "noiseless")]
+        if control := _distinct(faded, "channel.power_control"):  # AWGN's gains are 1: nothing to invert
             text += ", " + "/".join(control) + " power control"
         parts.append(text)
     line = " · ".join(parts)

@@ -49,7 +49,9 @@ def _plot_dir(root: Path) -> Path:
 
 
 def _suptitle(fig) -> list[str]:
-    return fig.get_suptitle().split("\n")
+    """A figure's heading: the figure's title, or its one axes' (the energy figure's, so that a legend
+    outside on the right stays clear of it)."""
+    return (fig.get_suptitle() or fig.axes[0].get_title()).split("\n")
 
 
 def _data_lines(ax) -> list:
