@@ -221,8 +221,9 @@ def runs_dir() -> Path:
 
 
 def _announce(what: str) -> None:
-    """Say where output goes when the user did not choose (one line on stderr)."""
-    print(f"{what} (--out DIR, or {RUNS_ENV}, puts it elsewhere)", file=sys.stderr)
+    """Say where output goes when the user did not choose: one line on stdout (stderr keeps to the
+    one-line errors), flushed before any work starts."""
+    print(f"{what} (--out DIR, or {RUNS_ENV}, puts it elsewhere)", flush=True)
 
 
 def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path) -> int:

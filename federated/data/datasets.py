@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +64,7 @@ def load_mnist1d(config: DataConfig) -> Dataset:
         print(
             f"generating MNIST-1D ({config.num_samples} samples) into the cache {cache} "
             "(data.root, or LASER_DATA_ROOT, puts it elsewhere)",
-            file=sys.stderr,
+            flush=True,
         )
 
         args = get_dataset_args()

@@ -244,5 +244,5 @@ def test_a_run_without_out_goes_to_the_runs_dir_and_says_so(tmp_path, monkeypatc
     assert main(["run", config, "rounds=2", f"data.root={tmp_path}/data", "-qq"]) == 0
     (run,) = (tmp_path / "my-runs").iterdir()
     assert run.name.startswith("digits_laser-") and (run / "summary.json").is_file()
-    err = capsys.readouterr().err
-    assert f"writing the run to {run}" in err and "LASER_RUNS_DIR" in err
+    out = capsys.readouterr().out
+    assert f"writing the run to {run}" in out and "LASER_RUNS_DIR" in out
