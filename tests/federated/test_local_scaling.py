@@ -5,9 +5,8 @@ import itertools
 
 import pytest
 import torch
-from torch import nn
+from _quadratic import Quadratic, quadratic_clients
 
-import federated.clients as clients_module
 import federated.simulation as simulation_module
 from federated.cli import main
 from federated.clients import Clients
@@ -21,27 +20,8 @@ W0 = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=F64)
 C = torch.tensor([0.0, 1.0, 1.0, -1.0], dtype=F64)
 
 
-class _Quadratic(nn.Module):
-    def __init__(self, start: torch.Tensor) -> None:
-        super().__init__()
-        self.w = nn.Parameter(start.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w.unsqueeze(0)
-
-
-class _Target:
-    """Every batch pulls toward c: with the loss below, f(w) = 1/2 (w - c)^T diag(a) (w - c)."""
-
-    def batch(self, client: int):
-        return torch.zeros(1), C
-
-
-def _clients(monkeypatch, steps: int, lr: float = 0.1) -> tuple[_Quadratic, Clients]:
-    monkeypatch.setattr(clients_module, "cross_entropy", lambda out, y: 0.5 * (A * (out[0] - y) ** 2).sum())
-    model = _Quadratic(W0)
-    config = load_config(None, [f"clients.lr={lr}", f"clients.local_steps={steps}"]).clients
-    return model, Clients(model, model, _Target(), config, None, lambda: torch.autocast("cpu", enabled=False))
+def _clients(monkeypatch, steps: int, lr: float = 0.1) -> tuple[Quadratic, Clients]:
+    return quadratic_clients(monkeypatch, A, W0, C, steps, lr)
 
 
 @pytest.mark.parametrize("steps", [1, 3, 7])

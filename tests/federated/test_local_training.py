@@ -5,11 +5,10 @@ import math
 
 import pytest
 import torch
+from _quadratic import quadratic_clients
 from scipy import stats
-from torch import nn
 
-import federated.clients as clients_module
-from federated.clients import BestChannelSampler, Clients, UniformSampler, build_sampler
+from federated.clients import BestChannelSampler, UniformSampler, build_sampler
 from federated.config import ConfigError, load_config
 from federated.distributed import check_shardable
 from federated.simulation import Simulation
@@ -72,39 +71,17 @@ def test_one_local_sgd_step_with_a_unit_server_rate_is_fedsgd(method, channel):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
 
 
-class _Quadratic(nn.Module):
-    def __init__(self, start: torch.Tensor) -> None:
-        super().__init__()
-        self.w = nn.Parameter(start.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w.unsqueeze(0)
-
-
-class _Target:
-    """A task whose every batch pulls toward c: loss 1/2 sum_i a_i (w_i - c_i)^2."""
-
-    def __init__(self, c: torch.Tensor) -> None:
-        self.c = c
-
-    def batch(self, client: int):
-        return torch.zeros(1), self.c
-
-
 @pytest.mark.parametrize("steps", [1, 3, 7])
 def test_local_steps_on_a_quadratic_equal_the_closed_form(monkeypatch, steps):
     """SGD on 1/2 (w - c)^T diag(a) (w - c): w_H - c = (1 - eta a)^H (w_0 - c), so the model change
     is (1 - (1 - eta a)^H) (w_0 - c)."""
     a = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=F64)
-    monkeypatch.setattr(clients_module, "cross_entropy", lambda out, y: 0.5 * (a * (out[0] - y) ** 2).sum())
     w0, c, eta = (
         torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=F64),
         torch.tensor([0.0, 1.0, 1.0, -1.0], dtype=F64),
         0.1,
     )
-    model = _Quadratic(w0)
-    config = load_config(None, [f"clients.lr={eta}", f"clients.local_steps={steps}"]).clients
-    clients = Clients(model, model, _Target(c), config, None, lambda: torch.autocast("cpu", enabled=False))
+    model, clients = quadratic_clients(monkeypatch, a, w0, c, steps, eta)
     loss, (change,) = clients.local_update(0)
     torch.testing.assert_close(change, (1 - (1 - eta * a) ** steps) * (w0 - c), rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(model.w.detach(), w0)  # the server's model is untouched
