@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,7 +49,7 @@ from federated.downlink import NoisyDownlink
 __all__ = ["Sampler", "UniformSampler", "BestChannelSampler", "build_sampler", "Clients"]
 
 
-class Sampler:
+class Sampler(ABC):
     """Chooses each round's participants; ``last`` holds the latest choice (sorted indices)."""
 
     def __init__(self, num_clients: int, per_round: int) -> None:
@@ -61,9 +62,9 @@ class Sampler:
     def everyone(self) -> bool:
         return self.per_round == self.num_clients
 
+    @abstractmethod
     def sample(self, quality: Tensor | None = None) -> list[int]:
         """This round's participants, sorted (``quality``: ``[K]``, each client's channel quality)."""
-        raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
         return {}
