@@ -78,6 +78,16 @@ def _natural(text: str) -> list[tuple[int, float, str]]:
     return [(0, float(part), "") if k % 2 else (1, 0.0, part) for k, part in enumerate(parts)]
 
 
+def _legend_order(names: Iterable[str]) -> list[str]:
+    """The methods in the order they first appear, and each method's variants in natural order, so
+    a legend reads "laser, rx_antennas=4" before "laser, rx_antennas=16" before "... =64"."""
+    names = list(dict.fromkeys(names))
+    first: dict[str, int] = {}
+    for name in names:
+        first.setdefault(split_name(name)[0], len(first))
+    return sorted(names, key=lambda name: (first[split_name(name)[0]], _natural(name)))
+
+
 def _styles(methods: Sequence[str]) -> dict[str, tuple[MethodStyle, _LineStyle]]:
     """Each method's style and line style. The variants of one method (the same leading name, other
     settings: "laser, rounds=10", "laser, rounds=100") keep its colour; in their natural order the
@@ -198,7 +208,7 @@ def _draw_metric_vs_x(
     ylabel, factor, yscale = _metric_axis(metric)
     limits = (0.0, 100.0) if "accuracy" in metric else None
     xlabel, xscale = _x_axis(x, [float(row["x"]) for row in rows])
-    methods = list(dict.fromkeys(row["method"] for row in rows))
+    methods = _legend_order(row["method"] for row in rows)
     styles = _styles(methods)
     with matplotlib.rc_context(_RC):
         wide = len(methods) + len(references) > 5  # the legend goes beside the axes
@@ -319,7 +329,7 @@ def _draw_metric_vs_round(
 
     ylabel, factor, yscale = _metric_axis(metric)
     panels = _panel_order(curves)
-    methods = list(dict.fromkeys(curve["method"] for curve in curves))
+    methods = _legend_order(curve["method"] for curve in curves)
     styles = _styles(methods)
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)

@@ -190,6 +190,24 @@ def test_variants_of_one_method_share_its_colour_but_not_its_line_style():
     assert (a.get_linestyle(), b.get_linestyle()) == ("-", "--")
 
 
+def test_legend_keeps_the_methods_order_and_puts_each_methods_variants_in_numeric_order():
+    names = ["zsgd, rx_antennas=16", "laser, rx_antennas=64", "zsgd, rx_antennas=4", "laser, rx_antennas=16"]
+    names.append("laser, rx_antennas=4")
+    expected = [
+        "Z-SGD, rx_antennas=4",
+        "Z-SGD, rx_antennas=16",
+        "LASER, rx_antennas=4",
+        "LASER, rx_antennas=16",
+        "LASER, rx_antennas=64",
+    ]
+    ax = _draw_metric_vs_x(
+        [_row(m, x, 0.5) for m in names for x in (10, 100)], metric="test_accuracy", x="power.energy"
+    ).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == expected
+    fig = _draw_metric_vs_round(_curves([0.1, 0.4], ["E = 10"], names), metric="test_accuracy")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == expected
+
+
 def test_round_panels_in_order_sharing_y_with_one_legend():
     panels = ["E = 1000", "E = 10", "E = 100", "E = 1"]
     fig = _draw_metric_vs_round(
