@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from federated.history import History
 from federated.models import build_model
 from federated.optim import Preconditioner, WeightEMA, build_optimizer, build_scheduler
 from federated.vectorized import VectorizedClients, vmap_supported
-from laser import NonFiniteGradientError, RoundResult, ZSGDCompressor, transmit_blocks
+from laser import NonFiniteGradientError, NonFiniteNoiseError, RoundResult, ZSGDCompressor, transmit_blocks
 
 __all__ = ["Simulation", "NonFiniteError", "resolve_device"]
 
@@ -51,6 +51,19 @@ def _check_finite(name: str, value: Tensor, round_: int) -> None:
             "here (a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can "
             "make training diverge)"
         )
+
+
+@contextlib.contextmanager
+def _noise_overflow_diverges(round_: int) -> Iterator[None]:
+    """A pass whose effective noise variance overflowed ends the run as diverged, like a non-finite
+    update (the alignment scale underflows only under updates far too large for the energy)."""
+    try:
+        yield
+    except NonFiniteNoiseError as error:
+        raise NonFiniteError(
+            f"round {round_}: {error}; the run stopped here (a very noisy channel, i.e. a low power.energy, "
+            "or a large optimizer.lr can make training diverge)"
+        ) from None
 
 
 def channel_record(result: RoundResult) -> dict[str, object]:
@@ -323,20 +336,21 @@ class Simulation:
         budget_scale = None if self.budget_scale is None else self.budget_scale[torch.tensor(participants)]
         second = precond is not None and precond.config.second_pass
         share = 1 - config.precond.energy_fraction if second else 1.0  # the rest: the statistic's pass
-        result = transmit_blocks(
-            self.channel,
-            compressor.server,
-            [compressor.clients[k] for k in mine],
-            client_blocks,
-            energy=power.energy if not second or power.energy is None else power.energy * share,
-            snr_db=power.snr_db,
-            allocation=power.allocation,
-            budget_scale=budget_scale,
-            keep_unheard=config.compressor.keep_unheard,
-            weights=None if self.weights is None else self.weights[index],
-            state=state,
-            processes=shard,
-        )
+        with _noise_overflow_diverges(t):
+            result = transmit_blocks(
+                self.channel,
+                compressor.server,
+                [compressor.clients[k] for k in mine],
+                client_blocks,
+                energy=power.energy if not second or power.energy is None else power.energy * share,
+                snr_db=power.snr_db,
+                allocation=power.allocation,
+                budget_scale=budget_scale,
+                keep_unheard=config.compressor.keep_unheard,
+                weights=None if self.weights is None else self.weights[index],
+                state=state,
+                processes=shard,
+            )
         g_hat = result.gradient
         # --- server: step on the decoded (pseudo-)gradient, broadcast; a float64 sum is finite iff every
         # entry is (float32 gradients cannot overflow it), and it needs no copy of the model-sized gradient
@@ -346,18 +360,21 @@ class Simulation:
             statistic = None
             # the clients' statistic over the air, after the update (federated.optim.Preconditioner)
             if second:
-                sent = transmit_blocks(
-                    self.channel,
-                    self.statistic_server,
-                    [self.statistic_client] * len(mine),
-                    statistic_blocks,
-                    energy=None if power.energy is None else power.energy * config.precond.energy_fraction,
-                    snr_db=power.snr_db,
-                    allocation=power.allocation,
-                    budget_scale=budget_scale,
-                    weights=None if self.weights is None else self.weights[index],
-                    processes=shard,
-                )
+                with _noise_overflow_diverges(t):
+                    sent = transmit_blocks(
+                        self.channel,
+                        self.statistic_server,
+                        [self.statistic_client] * len(mine),
+                        statistic_blocks,
+                        energy=None
+                        if power.energy is None
+                        else power.energy * config.precond.energy_fraction,
+                        snr_db=power.snr_db,
+                        allocation=power.allocation,
+                        budget_scale=budget_scale,
+                        weights=None if self.weights is None else self.weights[index],
+                        processes=shard,
+                    )
                 statistic = sent.gradient
                 record_passes = RoundResult(g_hat, [*result.passes, *sent.passes])
                 _check_finite(

@@ -31,7 +31,7 @@ from laser.digital import (
     TopKDitheringCompressor,
 )
 from laser.lowrank import LaserClient, LaserCompressor, LaserServer, is_compressed, matrix_view, orthogonalize
-from laser.ota import PassRecord, RoundResult, transmit_blocks, transmit_round
+from laser.ota import NonFiniteNoiseError, PassRecord, RoundResult, transmit_blocks, transmit_round
 from laser.warmup import WarmUp
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "DigitalClient",
     "DigitalServer",
     "NonFiniteGradientError",
+    "NonFiniteNoiseError",
     "ZSGDCompressor",
     "LaserCompressor",
     "LaserClient",

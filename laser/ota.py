@@ -53,7 +53,20 @@ from channels.fading_channel import check_weights
 from laser.allocation import ALLOCATIONS, Allocation, allocate_energy, allocate_grouped_energy
 from laser.compressor import CompressorClient, CompressorServer, DigitalClient
 
-__all__ = ["PassRecord", "RoundResult", "Processes", "transmit_round", "transmit_blocks"]
+__all__ = [
+    "PassRecord",
+    "RoundResult",
+    "Processes",
+    "NonFiniteNoiseError",
+    "transmit_round",
+    "transmit_blocks",
+]
+
+
+class NonFiniteNoiseError(ArithmeticError):
+    """A pass's effective noise variance is not finite: some client's signal is so large for its
+    energy and gain that the alignment scale eta underflowed (noise_var / eta^2 overflows). Nothing
+    finite can be decoded; in training it means the updates have diverged."""
 
 
 class Processes(Protocol):
@@ -302,6 +315,11 @@ def _check_state(state: ChannelState, num_clients: int) -> None:
         )
 
 
+def _shown_variances(noise_var: Tensor | float) -> str:
+    values = torch.as_tensor(noise_var, dtype=torch.float64).flatten().tolist()
+    return ", ".join(f"{v:.3g}" for v in values[:4]) + (", ..." if len(values) > 4 else "")
+
+
 def transmit_blocks(
     channel: FadingChannel,
     server: CompressorServer,
@@ -388,6 +406,12 @@ def transmit_blocks(
             state=state if p == 0 else None,
         )
         passes.append(record)
+        if not bool(torch.as_tensor(record.noise_var).isfinite().all()):
+            raise NonFiniteNoiseError(
+                f"pass {p}: the effective noise variance is not finite "
+                f"({_shown_variances(record.noise_var)}): a client's signal is too large for its energy "
+                "and channel gain (the alignment scale underflowed)"
+            )
         if keep_unheard and p == server.passes - 1 and not bool(heard.all()):
             for client, sent, mask in zip(clients, current, heard.cpu().tolist()):
                 if not all(mask):  # the heard blocks arrived: nothing of them to keep

@@ -104,6 +104,19 @@ def test_non_finite_training_stops_with_a_message_and_keeps_the_history(tmp_path
     assert len((out / "history.jsonl").read_text().splitlines()) == summary["rounds"] >= 1
 
 
+def test_a_noise_variance_beyond_the_float_range_ends_the_run_as_diverged_not_with_a_crash(tmp_path):
+    # 1e-40 energy: eta^2 ~ 1e-40 / ||s||^2, so noise_var / (eta K)^2 overflows float32 at round 0 (found
+    # in a sweep: Z-SGD under Rayleigh fading at energy 10 crashed with a ValueError in decode)
+    out = tmp_path / "run"
+    config = _config(
+        tmp_path, "data.name=digits", "model.name=mlp", "compressor.name=zsgd", "power.energy=1e-40"
+    )
+    with pytest.raises(NonFiniteError, match="round 0: pass 0: the effective noise variance is not finite"):
+        train(config, out, progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "alignment scale underflowed" in summary["error"]
+
+
 def test_training_leaves_the_global_generator_alone(tmp_path):
     torch.manual_seed(0)
     expected = torch.rand(1)

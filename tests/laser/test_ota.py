@@ -11,7 +11,14 @@ from torch.testing import assert_close
 from channels import AWGNChannel, ChannelState, FadingChannel
 from channels.fading import RayleighFading
 from channels.power_control import TruncatedInversion
-from laser import LaserCompressor, TopKCompressor, ZSGDCompressor, transmit_blocks, transmit_round
+from laser import (
+    LaserCompressor,
+    NonFiniteNoiseError,
+    TopKCompressor,
+    ZSGDCompressor,
+    transmit_blocks,
+    transmit_round,
+)
 from laser.ota import _analog_pass
 
 
@@ -313,3 +320,12 @@ def test_weights_split_over_processes_give_the_one_process_result(method, genera
         for got, expected in zip(out.gradient, whole.gradient, strict=True):
             assert_close(got, expected, rtol=1e-12, atol=1e-12)
         assert torch.equal(out.active, whole.active)
+
+
+def test_a_pass_whose_noise_variance_overflows_is_refused_with_its_own_error():
+    # ||s||^2 / (E K^2) = 1e36 / (1e-6 * 4) overflows the float32 noise variance: nothing finite decodes
+    compressor = ZSGDCompressor()
+    compressor.setup([torch.zeros(100)], num_clients=2)
+    huge = [[torch.full((100,), 1e17)] for _ in range(2)]
+    with pytest.raises(NonFiniteNoiseError, match="pass 0: the effective noise variance is not finite"):
+        transmit_round(AWGNChannel(noise_var=1.0), compressor.server, compressor.clients, huge, energy=1e-6)
