@@ -78,6 +78,9 @@ def _natural(text: str) -> list[tuple[int, float, str]]:
     return [(0, float(part), "") if k % 2 else (1, 0.0, part) for k, part in enumerate(parts)]
 
 
+_LONG_LABEL = 28  # characters: a legend of longer labels goes below the axes, not over the curves
+
+
 def _legend_order(names: Iterable[str]) -> list[str]:
     """The methods in the order they first appear, and each method's variants in natural order, so
     a legend reads "laser, rx_antennas=4" before "laser, rx_antennas=16" before "... =64"."""
@@ -211,8 +214,19 @@ def _draw_metric_vs_x(
     methods = _legend_order(row["method"] for row in rows)
     styles = _styles(methods)
     with matplotlib.rc_context(_RC):
-        wide = len(methods) + len(references) > 5  # the legend goes beside the axes
-        fig = Figure(figsize=(7.4, 4.2) if wide else (5.0, 3.6), layout="constrained")
+        # many lines: the legend goes beside the axes; labels long enough to cover the curves (sweep
+        # variants): below them
+        longest = max((len(styles[m][0].display) for m in methods), default=0)
+        below = longest > _LONG_LABEL
+        wide = len(methods) + len(references) > 5 and not below
+        size = (
+            (6.0, 3.8 + 0.2 * (len(methods) + len(references)))
+            if below
+            else (7.4, 4.2)
+            if wide
+            else (5.0, 3.6)
+        )
+        fig = Figure(figsize=size, layout="constrained")
         ax = fig.add_subplot()
         ax.set(xscale=xscale, yscale=yscale, xlabel=xlabel, ylabel=ylabel)
         _plain_log_ticks(ax)
@@ -284,7 +298,9 @@ def _draw_metric_vs_x(
             ax.set_ylim(
                 limits[0] - 0.02 * (limits[1] - limits[0]), limits[1] + 0.02 * (limits[1] - limits[0])
             )
-        if len(handles) <= 6:
+        if below:
+            fig.legend(handles, labels, loc="outside lower center")
+        elif len(handles) <= 6:
             ax.legend(handles, labels, loc="best")
         else:
             fig.legend(handles, labels, loc="outside right upper")

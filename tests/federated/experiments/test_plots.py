@@ -208,6 +208,17 @@ def test_legend_keeps_the_methods_order_and_puts_each_methods_variants_in_numeri
     assert [t.get_text() for t in fig.legends[0].get_texts()] == expected
 
 
+def test_long_labels_put_the_legend_below_the_axes_and_short_ones_inside():
+    long = ["laser, channel.beamformer=matched, channel.rx_antennas=4", "laser, channel.beamformer=maxmin"]
+    fig = _draw_metric_vs_x(
+        [_row(m, x, 0.5) for m in long for x in (10, 100)], metric="test_accuracy", x="power.energy"
+    )
+    assert fig.axes[0].get_legend() is None and len(fig.legends) == 1
+    assert fig.legends[0]._loc == 8  # lower center
+    fig = _draw_metric_vs_x(ROWS, metric="test_accuracy", x="power.energy")
+    assert fig.axes[0].get_legend() is not None and not fig.legends
+
+
 def test_round_panels_in_order_sharing_y_with_one_legend():
     panels = ["E = 1000", "E = 10", "E = 100", "E = 1"]
     fig = _draw_metric_vs_round(
