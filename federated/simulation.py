@@ -44,13 +44,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+# how every diverged run's message ends
+_STOPPED = (
+    "the run stopped here (a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can make "
+    "training diverge)"
+)
+
+
 def _check_finite(name: str, value: Tensor, round_: int) -> None:
     if not bool(torch.isfinite(value).all()):
-        raise NonFiniteError(
-            f"round {round_}: the {name} is not finite (NaN or inf); the run stopped "
-            "here (a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can "
-            "make training diverge)"
-        )
+        raise NonFiniteError(f"round {round_}: the {name} is not finite (NaN or inf); {_STOPPED}")
 
 
 @contextlib.contextmanager
@@ -60,10 +63,7 @@ def _noise_overflow_diverges(round_: int) -> Iterator[None]:
     try:
         yield
     except NonFiniteNoiseError as error:
-        raise NonFiniteError(
-            f"round {round_}: {error}; the run stopped here (a very noisy channel, i.e. a low power.energy, "
-            "or a large optimizer.lr can make training diverge)"
-        ) from None
+        raise NonFiniteError(f"round {round_}: {error}; {_STOPPED}") from None
 
 
 def channel_record(result: RoundResult) -> dict[str, object]:
@@ -246,9 +246,7 @@ class Simulation:
             return self.compressor.encode(client, update)
         except NonFiniteGradientError:
             raise NonFiniteError(
-                f"round {t}: client {client}'s update is not finite (NaN or inf); the run stopped here "
-                "(a very noisy channel, i.e. a low power.energy, or a large optimizer.lr can make training "
-                "diverge)"
+                f"round {t}: client {client}'s update is not finite (NaN or inf); {_STOPPED}"
             ) from None
 
     @property
