@@ -31,23 +31,55 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import SupportsIndex, cast
 
 import torch
 from torch import Tensor, nn
 
-from channels.beamforming import BEAMFORMERS, effective_gains
+from channels._checks import brief, check_number
+from channels.beamforming import _COMPLEX, _DESIGNS, BEAMFORMERS, _check_channels, _gains
 from channels.fading import RayleighFading, RicianFading
 
 __all__ = ["ReceiveArray", "exponential_correlation"]
 
 
+def _check_count(value: object, name: str) -> int:
+    """``value`` as an int >= 1; a TypeError (not an integer: a bool, a float, a string) or a
+    ValueError (< 1) naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        count = operator.index(cast(SupportsIndex, value))
+    except TypeError:
+        raise TypeError(f"{name} must be an integer >= 1, got {brief(value)}") from None
+    if count < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {count}")
+    return count
+
+
+def _check_dtype(dtype: object, accepted: str, fits: bool) -> None:
+    """Refuse a ``dtype`` that is not a ``torch.dtype`` (TypeError) or does not ``fit`` (ValueError)."""
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be {accepted}, got {brief(dtype)}")
+    if not fits:
+        raise ValueError(f"dtype must be {accepted}, got {dtype}")
+
+
 def exponential_correlation(num_antennas: int, rho: float, dtype: torch.dtype = torch.float64) -> Tensor:
     """The ``[N, N]`` Cholesky factor L of R_ij = rho^|i - j| (L L^T = R, lower triangular).
+
+    ``num_antennas``: N >= 1; ``rho``: a real number in [-1, 1] (the closed form holds there;
+    :class:`ReceiveArray` uses [0, 1)); ``dtype``: a floating-point or complex dtype.
 
     >>> L = exponential_correlation(3, 0.5)
     >>> (L @ L.T).round(decimals=12).tolist()
     [[1.0, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 1.0]]
     """
+    _check_count(num_antennas, "num_antennas")
+    if not -1 <= check_number(rho, "rho") <= 1:  # also refuses NaN
+        raise ValueError(f"rho must be a real number in [-1, 1], got {brief(rho)}")
+    fits = isinstance(dtype, torch.dtype) and (dtype.is_floating_point or dtype.is_complex)
+    _check_dtype(dtype, "a floating-point or complex torch dtype", fits)
     i = torch.arange(num_antennas, dtype=torch.float64)
     lag = i[:, None] - i[None, :]
     factor = torch.where(lag >= 0, rho ** lag.clamp(min=0), 0.0)
@@ -120,7 +152,16 @@ class ReceiveArray(nn.Module):
         dtype: torch.dtype = torch.complex64,
     ) -> Tensor:
         """``[num_draws, subcarriers, N]`` complex channel vectors (one per client and coherence
-        block), drawn from ``generator`` with the scalar model ``fading`` on every antenna."""
+        block), drawn from ``generator`` with the scalar model ``fading`` on every antenna.
+        ``num_draws`` >= 1; ``dtype``: complex64 or complex128."""
+        if fading is not None and not callable(fading):
+            raise TypeError(
+                f"fading must be a fading model (e.g. RayleighFading()) or None, got {brief(fading)}"
+            )
+        num_draws = _check_count(num_draws, "num_draws")
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {brief(generator)}")
+        _check_dtype(dtype, "torch.complex64 or torch.complex128", dtype in _COMPLEX)
         n = self.num_antennas
         if fading is None:
             return torch.ones(num_draws, 1, n, dtype=dtype, device=generator.device)
@@ -148,17 +189,40 @@ class ReceiveArray(nn.Module):
         return self.draw(fading, num_draws, generator, dtype)
 
     def design(self, estimates: Tensor) -> Tensor:
-        """The beamformer m ``[..., N]`` (||m|| = 1) from the channel estimates ``[..., K, N]``."""
-        return BEAMFORMERS[self.beamformer](estimates)
+        """The beamformer m ``[..., N]`` (||m|| = 1) from the channel estimates ``[..., K, N]``
+        (complex, finite, N = this array's ``num_antennas``: a ValueError naming ``estimates`` else)."""
+        _check_channels(estimates, "estimates", self.num_antennas)
+        return self._design(estimates)
+
+    def _design(self, estimates: Tensor) -> Tensor:
+        """The design on checked estimates (a beamformer added to BEAMFORMERS checks them again)."""
+        return _DESIGNS.get(self.beamformer, BEAMFORMERS[self.beamformer])(estimates)
+
+    def _check_vectors(self, vectors: object, name: str, like: Tensor | None = None) -> None:
+        """Refuse ``vectors`` unless complex ``[K, C, N_sub, N]`` with this array's N (and ``like``'s
+        shape), finite and with data, naming ``name``."""
+        shape = tuple(_check_channels(vectors, name, self.num_antennas).shape)
+        if len(shape) != 4 or 0 in shape:
+            raise ValueError(
+                f"{name} must be [K, C, N_sub, N] (clients, coherence blocks, subcarriers, antennas; "
+                f"each >= 1), got shape {shape}"
+            )
+        if like is not None and shape != tuple(like.shape):
+            raise ValueError(f"{name} must have the shape of gains, {tuple(like.shape)}, got {shape}")
 
     def combine(self, gains: Tensor, csi: Tensor) -> tuple[Tensor, Tensor]:
         """Effective gains from the channel vectors ``gains`` and their estimates ``csi``, both
         ``[K, C, N_sub, N]``: per coherence block and subcarrier the server designs m from the
-        estimates of all K clients, and returns ``(m^H h_k, m^H h_hat_k)``, both ``[K, C, N_sub]``."""
+        estimates of all K clients, and returns ``(m^H h_k, m^H h_hat_k)``, both ``[K, C, N_sub]``.
+        Both must be complex, finite, of one shape, with N = ``num_antennas`` (a ValueError naming
+        the argument else)."""
+        self._check_vectors(gains, "gains")
+        if csi is not gains:
+            self._check_vectors(csi, "csi", gains)
         true = gains.permute(1, 2, 0, 3)  # [C, N_sub, K, N]
         known = true if csi is gains else csi.permute(1, 2, 0, 3)
-        beamformer = self.design(known)  # [C, N_sub, N]
-        effective = effective_gains(beamformer, true).permute(2, 0, 1)
+        beamformer = self._design(known)  # [C, N_sub, N]
+        effective = _gains(beamformer, true).permute(2, 0, 1)
         if csi is gains:
             return effective, effective
-        return effective, effective_gains(beamformer, known).permute(2, 0, 1)
+        return effective, _gains(beamformer, known).permute(2, 0, 1)

@@ -25,10 +25,14 @@ undoes it. Everything is deterministic and draws no random numbers.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
+from typing import SupportsIndex, cast
 
 import torch
 from torch import Tensor
+
+from channels._checks import brief, check_data
 
 __all__ = [
     "effective_gains",
@@ -40,12 +44,86 @@ __all__ = [
 ]
 
 
-def _check_channels(channels: Tensor) -> None:
-    if not isinstance(channels, Tensor) or channels.dim() < 2 or not channels.is_complex():
-        shown = tuple(channels.shape) if isinstance(channels, Tensor) else type(channels).__name__
-        raise ValueError(f"channels must be a complex [..., K, N] tensor, got {shown}")
-    if channels.shape[-2] < 1 or channels.shape[-1] < 1:
-        raise ValueError(f"channels needs K >= 1 clients and N >= 1 antennas, got {tuple(channels.shape)}")
+_COMPLEX = (torch.complex64, torch.complex128)
+
+
+def _check_channels(channels: object, name: str = "channels", num_antennas: int | None = None) -> Tensor:
+    """``channels``, refusing what no beamformer can design from: a non-tensor or a dtype other than
+    complex64 or complex128 (TypeError); fewer than 2 dimensions, K = 0 or N = 0, an N other than
+    the array's ``num_antennas``, a meta tensor, NaN or inf entries (ValueError), each naming
+    ``name``. The finiteness check is one sum (a finite sum proves every entry finite); only a
+    non-finite sum is settled entry by entry (a sum of huge finite entries can overflow)."""
+    if not isinstance(channels, Tensor):
+        raise TypeError(
+            f"{name} must be a complex [..., K, N] tensor, got {brief(channels)} ({type(channels).__name__})"
+        )
+    if channels.dtype not in _COMPLEX:
+        raise TypeError(f"{name} must be complex64 or complex128 [..., K, N], got {brief(channels)}")
+    shape = tuple(channels.shape)
+    if channels.dim() < 2 or shape[-2] < 1 or shape[-1] < 1:
+        raise ValueError(
+            f"{name} must be [..., K, N] with K >= 1 clients and N >= 1 antennas, got shape {shape}"
+        )
+    if num_antennas is not None and shape[-1] != num_antennas:
+        raise ValueError(
+            f"{name} must have N = {num_antennas} antennas (the array's) in its last dimension, "
+            f"got shape {shape}"
+        )
+    check_data(channels, name)
+    if not bool(channels.sum().isfinite()) and not bool(channels.isfinite().all()):
+        where = tuple((~channels.isfinite()).nonzero()[0].tolist())
+        raise ValueError(f"{name} must be finite, got {channels[where].item()} at index {where}")
+    return channels
+
+
+def _check_gain_operand(value: object, name: str, shape: str, rank: int) -> Tensor:
+    """``value`` as given, refused unless a floating-point or complex64/complex128 tensor (TypeError)
+    with at least ``rank`` dimensions and data (ValueError), naming ``name``."""
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"{name} must be a complex {shape} tensor, got {brief(value)} ({type(value).__name__})"
+        )
+    if not (value.is_floating_point() or value.dtype in _COMPLEX):
+        raise TypeError(
+            f"{name} must be a complex (or real floating-point) {shape} tensor, got {brief(value)}"
+        )
+    if value.dim() < rank:
+        raise ValueError(f"{name} must be {shape}, got shape {tuple(value.shape)}")
+    check_data(value, name)
+    return value
+
+
+def _check_pair(beamformer: object, channels: object) -> tuple[Tensor, Tensor]:
+    """Refuse a beamformer ``[..., N]`` and channels ``[..., K, N]`` that do not fit: another N, or
+    batch dimensions that do not broadcast (ValueError); wrong types as :func:`_check_gain_operand`."""
+    m = _check_gain_operand(beamformer, "beamformer", "[..., N]", 1)
+    h = _check_gain_operand(channels, "channels", "[..., K, N]", 2)
+    if m.shape[-1] != h.shape[-1]:
+        raise ValueError(
+            f"beamformer must have N = {h.shape[-1]} entries (the channels' antennas), "
+            f"got shape {tuple(m.shape)} for channels of shape {tuple(h.shape)}"
+        )
+    try:
+        torch.broadcast_shapes(m.shape[:-1], h.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"beamformer's batch dimensions {tuple(m.shape[:-1])} must broadcast with the channels' "
+            f"{tuple(h.shape[:-2])} (beamformer [..., N], channels [..., K, N])"
+        ) from None
+    return m, h
+
+
+def _check_steps(value: object, name: str) -> int:
+    """An integer >= 0 (a bool or a string is not a count), or a TypeError/ValueError naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        count = operator.index(cast(SupportsIndex, value))
+    except TypeError:
+        raise TypeError(f"{name} must be an integer >= 0, got {brief(value)}") from None
+    if count < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {count}")
+    return count
 
 
 def effective_gains(beamformer: Tensor, channels: Tensor) -> Tensor:
@@ -54,13 +132,30 @@ def effective_gains(beamformer: Tensor, channels: Tensor) -> Tensor:
     >>> h = torch.tensor([[1.0 + 0j, 1j], [2.0 + 0j, 0j]])          # K = 2 clients, N = 2 antennas
     >>> effective_gains(torch.tensor([0j, 1.0 + 0j]), h).tolist()
     [1j, 0j]
+
+    The two must have the same N, and their batch dimensions must broadcast (a ValueError
+    otherwise); NaN entries give NaN gains (only the beamformer designs refuse them).
     """
+    _check_pair(beamformer, channels)
+    return _gains(beamformer, channels)
+
+
+def _gains(beamformer: Tensor, channels: Tensor) -> Tensor:
+    """:func:`effective_gains` without its checks (inside the designs, on checked channels)."""
     return (channels * beamformer.conj().unsqueeze(-2)).sum(-1)
 
 
 def min_power(beamformer: Tensor, channels: Tensor) -> Tensor:
-    """min_k |m^H h_k|^2, ``[...]`` real: the weakest client's power gain after combining."""
-    return effective_gains(beamformer, channels).abs().square().amin(-1)
+    """min_k |m^H h_k|^2, ``[...]`` real: the weakest client's power gain after combining (K >= 1)."""
+    _, h = _check_pair(beamformer, channels)
+    if h.shape[-2] < 1:
+        raise ValueError(f"channels must have K >= 1 clients, got shape {tuple(h.shape)}")
+    return _min_power(beamformer, channels)
+
+
+def _min_power(beamformer: Tensor, channels: Tensor) -> Tensor:
+    """:func:`min_power` without its checks."""
+    return _gains(beamformer, channels).abs().square().amin(-1)
 
 
 def eigen_beamformer(channels: Tensor) -> Tensor:
@@ -106,6 +201,11 @@ def matched_beamformer(channels: Tensor) -> Tensor:
     [0.5, 0.5]
     """
     _check_channels(channels)
+    return _matched(channels)
+
+
+def _matched(channels: Tensor) -> Tensor:
+    """:func:`matched_beamformer` without its checks."""
     norms = torch.linalg.vector_norm(channels, dim=-1, keepdim=True)
     directions = torch.where(norms > 0, channels / torch.where(norms > 0, norms, 1), 0)
     total = directions.sum(-2)
@@ -113,7 +213,7 @@ def matched_beamformer(channels: Tensor) -> Tensor:
     usable = length > 0
     beamformer = total / torch.where(usable, length, 1)
     if not bool(usable.all()):
-        beamformer = torch.where(usable, beamformer, eigen_beamformer(channels))
+        beamformer = torch.where(usable, beamformer, _principal(channels))
     return beamformer
 
 
@@ -151,10 +251,15 @@ def maxmin_beamformer(channels: Tensor, iterations: int = 150, polish: int = 100
     True
     """
     _check_channels(channels)
-    matched = matched_beamformer(channels)
-    best, best_value = matched, min_power(matched, channels)
-    eigen = eigen_beamformer(channels)
-    best, best_value = _best(eigen, min_power(eigen, channels), best, best_value)
+    return _maxmin(channels, _check_steps(iterations, "iterations"), _check_steps(polish, "polish"))
+
+
+def _maxmin(channels: Tensor, iterations: int = 150, polish: int = 100) -> Tensor:
+    """:func:`maxmin_beamformer` without its checks."""
+    matched = _matched(channels)
+    best, best_value = matched, _min_power(matched, channels)
+    eigen = _principal(channels)
+    best, best_value = _best(eigen, _min_power(eigen, channels), best, best_value)
     if channels.shape[-2] == 1:  # one client: the matched filter h / ||h|| is optimal
         return matched
     real = channels.real.dtype
@@ -162,7 +267,7 @@ def maxmin_beamformer(channels: Tensor, iterations: int = 150, polish: int = 100
     upper = torch.full_like(best_value, torch.inf)  # the best dual bound: the optimum lies in [best, upper]
     for t in range(iterations):
         v = _principal(channels * weights.sqrt().unsqueeze(-1).to(channels.dtype))
-        q = effective_gains(v, channels).abs().square()  # [..., K]
+        q = _gains(v, channels).abs().square()  # [..., K]
         best, best_value = _best(v, q.amin(-1), best, best_value)
         level = (weights * q).sum(-1, keepdim=True)  # lambda_max(sum_k w_k h_k h_k^H), sum_k w_k = 1
         upper = torch.minimum(upper, level.squeeze(-1))
@@ -174,7 +279,7 @@ def maxmin_beamformer(channels: Tensor, iterations: int = 150, polish: int = 100
     m, value = best, best_value
     step = torch.full_like(value, 0.1)
     for _ in range(polish):
-        g = effective_gains(m, channels)  # [..., K]
+        g = _gains(m, channels)  # [..., K]
         q = g.abs().square()
         low = q.amin(-1, keepdim=True)
         p = torch.softmax(-(q - low) / (0.05 * torch.where(low > 0, low, 1)), dim=-1)
@@ -185,7 +290,7 @@ def maxmin_beamformer(channels: Tensor, iterations: int = 150, polish: int = 100
         direction = grad / torch.where(size > 0, size, 1)
         trial = m + step.unsqueeze(-1).to(m.dtype) * direction
         trial = trial / torch.linalg.vector_norm(trial, dim=-1, keepdim=True)
-        trial_value = min_power(trial, channels)
+        trial_value = _min_power(trial, channels)
         improved = trial_value > value
         m = torch.where(improved.unsqueeze(-1), trial, m)
         value = torch.where(improved, trial_value, value)
@@ -200,3 +305,11 @@ BEAMFORMERS: dict[str, Callable[[Tensor], Tensor]] = {
     "maxmin": maxmin_beamformer,
 }
 """The receive beamformers by their configuration name (``channel.beamformer``)."""
+
+_DESIGNS: dict[str, Callable[[Tensor], Tensor]] = {
+    "matched": _matched,
+    "eigen": _principal,
+    "maxmin": _maxmin,
+}
+""":data:`BEAMFORMERS` without their checks, for callers that check the channels themselves
+(:meth:`channels.antennas.ReceiveArray.design`, which also checks the array's N)."""
