@@ -27,7 +27,7 @@ from typing import Protocol, SupportsIndex, cast
 import torch
 from torch import Tensor, nn
 
-from channels._checks import brief, check_data, check_generator, check_number, real_tensor
+from channels._checks import brief, brief_values, check_data, check_generator, check_number, real_tensor
 from channels.antennas import ReceiveArray
 from channels.blocks import BlocksOutput, SignalBlocks
 from channels.budget import energy_for_snr_db
@@ -132,6 +132,30 @@ def _check_count(value: object, name: str, minimum: int) -> None:
         raise TypeError(f"{name} must be an integer >= {minimum}, got {brief(value)}") from None
     if count < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {count}")
+
+
+def _client_index(clients: Tensor | Sequence[int], num_clients: int | None) -> Tensor:
+    """``clients`` as a 1-D long tensor of distinct client indices in ``0 .. num_clients-1`` (any
+    index >= 0 when ``num_clients`` is None); a TypeError or ValueError naming ``clients``."""
+    try:
+        index = torch.as_tensor(clients)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"clients must be a 1-D tensor or list of client indices, got {brief(clients)}"
+        ) from None
+    if index.numel() == 0:
+        raise ValueError("clients is empty: realize at least one client")
+    if index.dim() != 1 or index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
+        raise TypeError(f"clients must be a 1-D tensor or list of client indices, got {brief(clients)}")
+    check_data(index, "clients")
+    index = index.long().cpu()
+    high = int(index.max())
+    if int(index.min()) < 0 or (num_clients is not None and high >= num_clients):
+        accepted = f"in 0..{num_clients - 1}" if num_clients is not None else ">= 0"
+        raise ValueError(f"clients must be client indices {accepted}, got {brief_values(index)}")
+    if index.unique().numel() != index.numel():
+        raise ValueError(f"clients must be distinct client indices, got {brief_values(index)}")
+    return index
 
 
 @dataclass(frozen=True)
@@ -308,35 +332,96 @@ class FadingChannel(nn.Module):
         large_scale = state["large_scale"]
         self.large_scale = None if large_scale is None else large_scale.to(self.generator.device)
 
+    @property
+    def num_clients(self) -> int | None:
+        """K, the clients whose large-scale gains (``path_loss``) this channel drew for the run; None
+        before its first realization or without a path-loss model (then nothing per client persists
+        from round to round, and any K may be realized)."""
+        return None if self.large_scale is None else int(self.large_scale.shape[0])
+
     def realize(
         self,
-        num_clients: int,
+        num_clients: int | None,
         channel_uses: int | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.complex64,
+        *,
+        clients: Tensor | Sequence[int] | None = None,
     ) -> ChannelState:
-        """Draw one round's channel for ``num_clients`` clients and ``channel_uses`` real uses."""
-        _check_count(num_clients, "num_clients", minimum=1)
+        """Draw one round's channel for ``channel_uses`` real uses.
+
+        Args:
+            num_clients: K, every client the channel serves in the run. The large-scale gains
+                (``path_loss``) are drawn for all K at the first realization and kept for the run
+                (client positions do not change between rounds): a later call with another K is
+                refused with a ``ValueError``, never answered by a new draw. ``None`` (with
+                ``clients``): the K of the gains already drawn.
+            channel_uses: the real channel uses the state must cover (needed with several
+                coherence blocks).
+            generator: default the channel's own.
+            dtype: complex dtype of the gains.
+            clients: the indices (in ``0 .. K-1``, distinct) of the clients to realize, e.g. a round's
+                participants: the state holds their rows in that order, small-scale fading drawn for
+                them alone and each with its own large-scale gain. Default: all K in order.
+
+        Example (8 clients at fixed distances; a round of 3 of them keeps their own path loss):
+            >>> from channels.fading import PathLoss, RayleighFading
+            >>> g = torch.Generator().manual_seed(0)
+            >>> channel = FadingChannel(RayleighFading(), path_loss=PathLoss(shadowing=False), generator=g)
+            >>> everyone = channel.realize(8)
+            >>> some = channel.realize(8, clients=[5, 2, 7])
+            >>> some.gains.shape[0], channel.num_clients
+            (3, 8)
+            >>> channel.realize(3)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: num_clients = 3, but this channel's large-scale gains (path_loss) were drawn for 8 ...
+        """
+        if num_clients is None:
+            if clients is None:
+                raise ValueError("num_clients = None needs clients (the indices of the clients to realize)")
+            drawn = self.num_clients
+            if drawn is None and self.path_loss is not None:
+                raise ValueError(
+                    "num_clients = None, but this channel has not drawn its clients' large-scale gains "
+                    "(path_loss) yet: realize all K clients once, realize(K), before a round of some of them"
+                )
+        else:
+            _check_count(num_clients, "num_clients", minimum=1)
+            drawn = int(num_clients)
+        index = None if clients is None else _client_index(clients, drawn)
         if channel_uses is not None:
             _check_count(channel_uses, "channel_uses", minimum=0)
         check_generator(generator)
+        large_scale = self.large_scale
+        if self.path_loss is not None and large_scale is not None and len(large_scale) != drawn:
+            raise ValueError(
+                f"num_clients = {drawn}, but this channel's large-scale gains (path_loss) were drawn for "
+                f"{len(large_scale)} clients, once for the run (client positions do not change); realize "
+                "some of them with clients=[their indices]"
+            )
         generator = generator if generator is not None else self.generator
+        count = drawn if index is None else int(index.numel())
+        assert count is not None  # an int here: given, or drawn above, or the indices' count
         blocks = self.coherence_blocks
         if blocks > 1 and channel_uses is None:
             raise ValueError("channel_uses is needed to cut a round into coherence blocks")
         array = self.antennas if self.antennas is not None and self.antennas.num_antennas > 1 else None
         if array is not None:  # [K, C, N_sub, N] channel vectors, combined by the beamformer below
-            draws = array.draw(self.fading, num_clients * blocks, generator, dtype)
-            gains = draws.reshape(blocks, num_clients, *draws.shape[1:]).transpose(0, 1)
+            draws = array.draw(self.fading, count * blocks, generator, dtype)
+            gains = draws.reshape(blocks, count, *draws.shape[1:]).transpose(0, 1)
         elif self.fading is None:
-            gains = torch.ones(num_clients, blocks, 1, dtype=dtype, device=generator.device)
+            gains = torch.ones(count, blocks, 1, dtype=dtype, device=generator.device)
         else:
-            draws = self.fading(num_clients * blocks, generator, dtype)  # [K*C, N]
-            gains = draws.reshape(blocks, num_clients, -1).transpose(0, 1)  # [K, C, N]
+            draws = self.fading(count * blocks, generator, dtype)  # [K*C, N]
+            gains = draws.reshape(blocks, count, -1).transpose(0, 1)  # [K, C, N]
         if self.path_loss is not None:
-            if self.large_scale is None or len(self.large_scale) != num_clients:
-                self.large_scale = self.path_loss(num_clients, generator).to(generator.device)
-            scale = self.large_scale.sqrt().to(gains.real.dtype)  # [K] -> over clients, any antennas
+            if self.large_scale is None:  # the run's first realization: every client's, once
+                assert drawn is not None  # checked above: None only once the gains are drawn
+                self.large_scale = self.path_loss(drawn, generator).to(generator.device)
+            assert self.large_scale is not None
+            beta = self.large_scale if index is None else self.large_scale[index.to(self.large_scale.device)]
+            scale = beta.sqrt().to(gains.real.dtype)  # [K] -> over clients, any antennas
             gains = gains * scale.reshape(-1, *[1] * (gains.dim() - 1))
         csi = self.policy.estimate_csi(gains, generator)  # with antennas: h_hat = h + e on every antenna
         if array is not None:  # the server designs m from the estimates: g = m^H h, g_hat = m^H h_hat
@@ -371,7 +456,7 @@ class FadingChannel(nn.Module):
         assert energy is not None  # given, or computed from snr_db just above
         out = self.transmit(
             blocks,
-            _per_client(energy, num_clients, blocks.dtype, signals.device),
+            _per_client(energy, num_clients, torch.float64, signals.device),  # transmit checks underflow
             state=state,
             symbol_offset=symbol_offset,
             generator=generator,
@@ -474,7 +559,8 @@ class FadingChannel(nn.Module):
             raise ValueError(
                 f"the channel state has {state.gains.shape[0]} clients, signals have {num_clients}"
             )
-        energy = real_tensor(energy, "energy", device=blocks.device).to(work)
+        given = real_tensor(energy, "energy", device=blocks.device)
+        energy = given.to(work)
         if energy.shape != (num_clients, len(blocks.dims)):
             raise ValueError(
                 f"energy must have shape [{num_clients}, {len(blocks.dims)}] (clients, blocks), "
@@ -482,8 +568,21 @@ class FadingChannel(nn.Module):
             )
         if not bool(torch.all(energy >= 0)):  # also rejects NaN
             raise ValueError(f"energy must be >= 0 and not NaN, got {energy.min().item()} at the lowest")
-        # client weights w_k: float64 for the needs and the heard weight W_j, the work dtype for the signals
-        weight = None if weights is None else check_weights(weights, num_clients, blocks.device)
+        if bool(((given > 0) & (energy == 0)).any()):  # a budget would silently act as none
+            raise ValueError(
+                f"energy holds positive budgets that underflow to 0 in {work} (the smallest "
+                f"{given[given > 0].min().item():.3g}): no client would be heard; budgets of at least "
+                f"{torch.finfo(work).tiny:.3g} per block are needed"
+            )
+        # client weights w_k: float64 for the needs and the heard weight W_j, the work dtype for the signals;
+        # brought to a largest weight in [1, 2) by a power of two (exact: the result is that of the weights
+        # given, and no product leaves the float range), and the common scale reported back in their units
+        weight, shift = None, 0
+        if weights is not None:
+            weight = check_weights(weights, num_clients, blocks.device)
+            largest = weight.max() if reduce is None else -reduce.min(-weight.max())
+            shift = int(torch.frexp(largest).exponent) - 1
+            weight = torch.ldexp(weight, torch.tensor(-shift, device=weight.device))
         weight_work = None if weight is None else weight.to(work)
         spans = [slice(a, a + s) for a, s in zip(blocks.starts, blocks.symbols)]
         block_of = torch.repeat_interleave(
@@ -534,6 +633,19 @@ class FadingChannel(nn.Module):
                 count += weight[clients].sum() if everywhere else (mask * weight[clients, None]).sum(0)
             kept = (gains, inverted, mask, everywhere) if blocks.packed is not None else None
         need = torch.cat(needs)  # [K, B] float64
+        # the clients' sum of a block is at most the sum of their norms: beyond the work dtype's range it
+        # would overflow (an infinite or NaN estimate), so such signals are refused here (with
+        # check_finite=False, non-finite entries go through as the class docstring says)
+        finite_need = torch.isfinite(need)
+        reach = torch.where(finite_need, need, 0.0).sum(0) if not self.check_finite else need.sum(0)
+        if (self.check_finite and not bool(finite_need.all())) or bool((reach > torch.finfo(work).max).any()):
+            worst = int(torch.nan_to_num(reach, nan=math.inf).argmax())
+            raise ValueError(
+                f"signals are too large for {work}: block {worst}'s norms (divided by the channel gains, "
+                f"times the weights) sum to {reach[worst].item():.3g} over the clients, beyond "
+                f"{torch.finfo(work).max:.3g}, so the over-the-air sum would overflow; scale them down or "
+                "send float64 signals"
+            )
         wide_energy = energy.double()
         ratio = torch.where(need > 0, wide_energy.sqrt() / need, math.inf)
         eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)  # [B] float64
@@ -592,5 +704,5 @@ class FadingChannel(nn.Module):
             energy_used=energy_used.to(work),
             noise_var=noise_var.to(torch.float64),
             active=torch.cat(active),
-            scale=torch.where(finite, eta, math.inf).to(work),
+            scale=torch.where(finite, torch.ldexp(eta, torch.tensor(-shift)), math.inf).to(work),
         )

@@ -107,6 +107,9 @@ class Streams:
     dropout: int  # the model's own randomness (dropout): torch's global generator, seeded per run
     sampling: int  # which clients take part in each round (clients.per_round < num_clients)
     precond: int  # the Rademacher probes of the OASIS-type preconditioner (precond.name: oasis)
+    # the compressor server's identity (its clients' sides record it): the same run, the same identity,
+    # so an interrupted run's checkpoints equal an uninterrupted one's; it draws no random numbers
+    identity: int
 
 
 def split_seed(seed: int) -> Streams:
@@ -115,7 +118,7 @@ def split_seed(seed: int) -> Streams:
     >>> split_seed(0) == split_seed(0), split_seed(0).data != split_seed(1).data
     (True, True)
     """
-    children = np.random.SeedSequence(seed).spawn(9)  # appending a stream keeps the earlier ones
+    children = np.random.SeedSequence(seed).spawn(10)  # appending a stream keeps the earlier ones
     return Streams(*(int(c.generate_state(1, np.uint64)[0] >> 1) for c in children))
 
 

@@ -129,6 +129,22 @@ class _Float64Inputs(nn.Module):
         return self.model(x.double() if x.is_floating_point() else x)
 
 
+def _without_identities(state: object) -> object:
+    """A compressor's state dict without who its sides are (a server's ``identity``, a client's
+    ``index`` and ``server``), which checkpoints written before sides recorded them lack."""
+    if isinstance(state, dict):
+        client = (
+            isinstance(state.get("index"), int)
+            and "server" in state
+            and not isinstance(state["server"], dict)
+        )
+        drop = ("index", "server") if client else ("identity",)
+        return {k: _without_identities(v) for k, v in state.items() if k not in drop}
+    if isinstance(state, list):
+        return [_without_identities(v) for v in state]
+    return state
+
+
 class Simulation:
     """One run's state (task, model, server optimizer, compressor, channel, generators, the rounds
     done and their history) and its round. :meth:`state_dict` holds everything needed to continue
@@ -176,6 +192,9 @@ class Simulation:
                 config.compressor.fraction,
                 f"a setting {config.compressor.name} can run with on this model ({error})",
             ) from None
+        self.compressor.server.identity = streams.identity >> 1  # the run's (see Streams.identity)
+        for side in self.compressor.clients:
+            side.server_identity = self.compressor.server.identity
         self.channel = build_channel(config.channel, streams.channel, self.device)
         self.budget_scale = None
         if config.power.spread_db > 0:
@@ -207,8 +226,8 @@ class Simulation:
             )
             # the statistic's pass: every entry sent as it is, one block per parameter tensor
             statistic = ZSGDCompressor()
-            self.statistic_server = statistic.make_server([p.detach() for p in self.params])
-            self.statistic_client = statistic.make_client([p.detach() for p in self.params])
+            statistic.setup([p.detach() for p in self.params], num_clients)  # each client its own side
+            self.statistic = statistic
         self.vectorized = self._vectorized(config.clients.vectorize)
 
     def _vectorized(self, mode: str) -> VectorizedClients | None:
@@ -282,9 +301,17 @@ class Simulation:
         return chosen, state.clients(torch.tensor(chosen))
 
     def round(self, t: int | None = None) -> dict[str, object]:
-        """Round ``t`` (default: the next): the participants' updates, uplink, the server's step;
-        returns the round's record, which the history keeps."""
-        t = self.rounds_done if t is None else t
+        """The next round (``t``, if given, must be its number: rounds run in order, once each): the
+        participants' updates, uplink, the server's step; returns the round's record, which the
+        history keeps."""
+        if t is not None and (isinstance(t, bool) or t != self.rounds_done):
+            raise ValueError(
+                f"t = {t!r}: the next round of this simulation is round {self.rounds_done} (rounds run in "
+                "order, once each; call round() for the next one)"
+            )
+        t = self.rounds_done
+        if t >= self.config.rounds:
+            raise ValueError(f"the run's {self.config.rounds} rounds are done (config.rounds)")
         config = self.config
         shard = self.shard
         participants, state = self._participants()
@@ -361,8 +388,8 @@ class Simulation:
                 with _noise_overflow_diverges(t):
                     sent = transmit_blocks(
                         self.channel,
-                        self.statistic_server,
-                        [self.statistic_client] * len(mine),
+                        self.statistic.server,
+                        [self.statistic.clients[k] for k in mine],
                         statistic_blocks,
                         energy=None
                         if power.energy is None
@@ -471,6 +498,7 @@ class Simulation:
         :class:`~federated.checkpoint.CheckpointError`."""
         reference = self.state_dict()  # a fresh run's (resuming happens before the first round)
         reference.pop("config")
+        reference["compressor"] = _without_identities(reference["compressor"])  # older states lack them
         return check_state(
             state,
             path,

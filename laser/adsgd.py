@@ -167,7 +167,7 @@ class ADSGDClient(CompressorClient):
     broadcast: the A_b are fixed for the run. State: ``{"memory": [...]}``."""
 
     def __init__(self, method: ADSGDCompressor, params: Iterable[Tensor], index: int = 0) -> None:
-        tensors = check_params(params, half=False)
+        tensors = check_params(params, half=False, data=True)
         super().__init__(tensors, index)
         self.projections = method.projections(tensors)
         self.numels = [p.numel() for p in tensors]
@@ -219,10 +219,10 @@ class ADSGDClient(CompressorClient):
             memory.index_copy_(0, sent[0], sent[1])
             self._sent[i] = None
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state_dict(self) -> dict[str, Any]:
         return {"memory": [None if m is None else m.clone() for m in self.memory]}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         memory = list(state["memory"])
         if len(memory) != len(self.memory):
             raise ValueError(
@@ -242,7 +242,7 @@ class ADSGDServer(CompressorServer):
     projections. No state beyond what the seed gives (``state_dict()`` is empty), no broadcast."""
 
     def __init__(self, method: ADSGDCompressor, params: Iterable[Tensor]) -> None:
-        tensors = check_params(params, half=False)
+        tensors = check_params(params, half=False, data=True)
         super().__init__(tensors)
         self.projections = method.projections(tensors)
         self.decoder = method.decoder
@@ -331,7 +331,7 @@ class ADSGDCompressor(Compressor):
         """The shared A_b (with the eigenpairs of A_b A_b^T and the sparsity k_b) for these parameters,
         computed on first use and cached on this method, keyed by the parameters' shapes, dtypes and
         devices (and the seed and fraction): every side gets the same read-only tensors."""
-        tensors = check_params(params, half=False)
+        tensors = check_params(params, half=False, data=True)
         key = (self.seed, self.fraction, tuple((tuple(p.shape), p.dtype, p.device) for p in tensors))
         cached = self._projections.get(key)
         if cached is None:

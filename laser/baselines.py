@@ -122,7 +122,7 @@ class _RoundClient(CompressorClient):
     per_entry: ClassVar[tuple[bool, ...]]  # per key: one entry per gradient entry (True) or per kept one
 
     def __init__(self, method: _SharedRandomness, params: Iterable[Tensor], index: int = 0) -> None:
-        tensors = check_params(params)
+        tensors = check_params(params, data=True)
         super().__init__(tensors, index)
         self.error_feedback = method.error_feedback
         self.numels = [p.numel() for p in tensors]
@@ -232,12 +232,12 @@ class _RoundClient(CompressorClient):
                 self._memory[i] = residual + self._expand(b, pending[1], self.numels[i])
                 self._pending[i] = None
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state_dict(self) -> dict[str, Any]:
         settled = self._settled()  # a settled residual is a new tensor already; the others are copied
         memory = [m if p is not None or m is None else m.clone() for m, p in zip(settled, self._pending)]
         return {"memory": memory}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         memory = list(state["memory"])
         if len(memory) != len(self._memory):
             raise ValueError(
@@ -261,7 +261,7 @@ class _RoundServer(CompressorServer):
     keys: ClassVar[tuple[str, ...]]
 
     def __init__(self, method: _SharedRandomness, params: Iterable[Tensor]) -> None:
-        tensors = check_params(params)
+        tensors = check_params(params, data=True)
         super().__init__(tensors)
         self.numels = [p.numel() for p in tensors]
         self.sizes = [keep_count(method.fraction, d) for d in self.numels]
@@ -303,7 +303,7 @@ class _RoundServer(CompressorServer):
         self._round = self._round_start = None
         return grads
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state_dict(self) -> dict[str, Any]:
         """``{"generator": state}``: the generator at the start of the current round (its draws are
         redone identically after loading, so a state saved after the clients encoded and before
         ``decode`` continues bit-identically too)."""
@@ -311,7 +311,7 @@ class _RoundServer(CompressorServer):
             return {"generator": self._round_start.clone()}
         return {"generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         saved = state["generator"]
         if not isinstance(saved, Tensor):
             raise TypeError(
@@ -507,10 +507,10 @@ class SignumClient(CompressorClient):
         """Nothing to undo (see the class): only checks that ``blocks`` are this client's."""
         _check_blocks(blocks, self.numels)
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state_dict(self) -> dict[str, Any]:
         return {"buffers": [None if m is None else m.clone() for m in self.buffers]}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         buffers = list(state["buffers"])
         if len(buffers) != len(self.buffers):
             raise ValueError(

@@ -34,6 +34,8 @@ gradients are copies, so a training loop may reuse its ``.grad`` buffers.
 
 from __future__ import annotations
 
+import secrets
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -63,10 +65,22 @@ class NonFiniteGradientError(ValueError):
     """A client's gradient holds a NaN or an infinity (refused by ``encode`` when ``check_finite``)."""
 
 
-def check_params(params: Iterable[Tensor], name: str = "params", *, half: bool = True) -> list[Tensor]:
+def check_params(
+    params: Iterable[Tensor], name: str = "params", *, half: bool = True, data: bool = False
+) -> list[Tensor]:
     """``params`` (any iterable of tensors or parameters) as a list, refusing what no compressor
     can work on: no tensors, a non-tensor, an empty tensor, a non-float dtype (or, with
-    ``half=False``, a 16-bit float, for methods whose linear algebra needs float32 or float64)."""
+    ``half=False``, a 16-bit float, for methods whose linear algebra needs float32 or float64).
+
+    With ``data=True`` a meta tensor is refused too (a ``ValueError``: it has no data), for methods
+    that keep state on the parameters' device; by default it passes, since most methods read only
+    shapes and dtypes here (e.g. counting a model's channel uses on the meta device).
+
+    >>> check_params([torch.empty(4, 4, device="meta")], data=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: params[0] is a meta tensor, which has no data; move the model to a real device first ...
+    """
     if isinstance(params, Tensor):
         raise TypeError(f"{name} must be an iterable of tensors (e.g. model.parameters()), got one tensor")
     try:
@@ -83,6 +97,11 @@ def check_params(params: Iterable[Tensor], name: str = "params", *, half: bool =
         if not p.is_floating_point() or (not half and p.element_size() < 4):
             accepted = "a floating-point dtype" if half else "float32 or float64"
             raise TypeError(f"{name}[{i}] has dtype {p.dtype}; this compressor needs {accepted}")
+        if data and p.is_meta:
+            raise ValueError(
+                f"{name}[{i}] is a meta tensor, which has no data; move the model to a real device first "
+                '(e.g. model.to_empty(device="cpu"), then initialise or load its weights)'
+            )
     return tensors
 
 
@@ -93,6 +112,18 @@ def client_seed(seed: int, index: int) -> int:
     True
     """
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+_IDENTITY_KEYS = ("index", "server")  # what a client's state_dict says of who it is
+
+
+def _warn_anonymous_state() -> None:
+    warnings.warn(
+        "a client state saved before clients recorded their index and server (an older checkpoint): "
+        "loaded without checking that it is this client's",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _check_index(index: object, name: str, count: int | None = None) -> int:
@@ -121,6 +152,9 @@ class CompressorClient(ABC):
         self.shapes = [p.shape for p in tensors]
         self.dtypes = [p.dtype for p in tensors]
         self.check_finite = bool(check_finite)
+        # the server this side belongs to (its CompressorServer.identity): set by Compressor.setup, or
+        # by the first round it takes part in; a server refuses the side of another
+        self.server_identity: int | None = None
 
     def _checked(self, grads: Sequence[Tensor] | Iterable[Tensor]) -> list[Tensor]:
         if isinstance(grads, Tensor):
@@ -139,6 +173,10 @@ class CompressorClient(ABC):
                 )
             if g.dtype != dtype:
                 raise TypeError(f"grads[{i}] has dtype {g.dtype}; expected {dtype}, the parameter's")
+            if g.is_meta:
+                raise ValueError(
+                    f"grads[{i}] is a meta tensor, which has no data; move the model to a real device first"
+                )
         if self.check_finite:
             norms = torch._foreach_norm(grads)  # one fused pass over every tensor
             finite = torch.isfinite(torch.stack([n.to(torch.float64, copy=False).cpu() for n in norms]))
@@ -163,12 +201,47 @@ class CompressorClient(ABC):
         """The channel did not hear ``blocks`` (a digital outage, a client the power control
         silenced): undo what :meth:`encode` assumed was sent, so error feedback keeps it."""
 
+    def keep_unheard(self, blocks: Sequence[Tensor], heard: Sequence[bool] | Tensor) -> None:
+        """Give the blocks this client sent in a round's last pass, ``blocks``, that the channel did not
+        hear (``heard[b]`` False: the power control silenced it, or its budget was 0) back to its
+        error feedback (:meth:`undelivered` with the heard blocks zeroed); nothing when every block
+        was heard. A client that lives apart from the server calls it with its row of
+        :attr:`laser.RoundResult.heard`; ``transmit_blocks(..., keep_unheard=True)`` does it for the
+        client objects it is given."""
+        flags = [bool(h) for h in (heard.tolist() if isinstance(heard, Tensor) else heard)]
+        if len(flags) != len(blocks):
+            raise ValueError(f"heard has {len(flags)} entries; blocks has {len(blocks)}, one per block")
+        if not all(flags):
+            self.undelivered([torch.zeros_like(b) if ok else b for b, ok in zip(blocks, flags)])
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything this client needs to continue bit-identically (tensors, ints, lists)."""
+        """Everything this client needs to continue bit-identically (tensors, ints, lists): its own
+        state (:meth:`_state_dict`) and who it is, its ``index`` and its server's identity."""
+        return {**self._state_dict(), "index": self.index, "server": self.server_identity}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned: refused (``ValueError`` naming ``state``) when it
+        was saved by a client of another index; a state saved before clients recorded who they are
+        loads with one warning."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a client's state_dict() (a mapping), got {type(state).__name__}")
+        if "index" not in state:
+            _warn_anonymous_state()
+        elif state["index"] != self.index:
+            raise ValueError(
+                f"state was saved by client {state['index']}; this is client {self.index} (each client's "
+                "error feedback is its own: load client k's state into client k)"
+            )
+        self._load_state_dict({k: v for k, v in state.items() if k not in _IDENTITY_KEYS})
+        if state.get("server") is not None:
+            self.server_identity = int(state["server"])
+
+    def _state_dict(self) -> dict[str, Any]:
+        """This client's own state, for :meth:`state_dict` (none by default)."""
         return {}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (stateless by default)
-        """Restore what :meth:`state_dict` returned."""
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (stateless by default)
+        """Restore what :meth:`_state_dict` returned."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(index={self.index}, tensors={len(self.shapes)})"
@@ -190,6 +263,9 @@ class CompressorServer(ABC):
         self.shapes = [p.shape for p in tensors]
         self.dtypes = [p.dtype for p in tensors]
         self._pass = 0
+        # who this server is, for its clients' sides (CompressorClient.server_identity): a random
+        # number, not from the run's generators (it changes no result), kept in the state dict
+        self.identity = secrets.randbits(62)
 
     def broadcast(self) -> dict[str, Any]:
         """What every client needs from the server to encode the next pass (empty by default)."""
@@ -246,11 +322,25 @@ class CompressorServer(ABC):
         return sum(self.block_sizes())
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything the server needs to continue bit-identically (tensors, ints, lists)."""
+        """Everything the server needs to continue bit-identically (tensors, ints, lists): its own
+        state (:meth:`_state_dict`) and its ``identity``, which its clients' sides record."""
+        return {**self._state_dict(), "identity": self.identity}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (with the identity saved, if any: a state saved
+        before servers had one keeps this server's)."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a server's state_dict() (a mapping), got {type(state).__name__}")
+        self._load_state_dict({k: v for k, v in state.items() if k != "identity"})
+        if state.get("identity") is not None:
+            self.identity = int(state["identity"])
+
+    def _state_dict(self) -> dict[str, Any]:
+        """The server's own state, for :meth:`state_dict` (none by default)."""
         return {}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (stateless by default)
-        """Restore what :meth:`state_dict` returned."""
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 (stateless by default)
+        """Restore what :meth:`_state_dict` returned."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tensors={len(self.shapes)}, passes={self.passes})"
@@ -291,6 +381,8 @@ class Compressor(ABC):
             raise ValueError("num_clients = 0 is out of range; expected an integer >= 1")
         self.server = self.make_server(tensors)
         self.clients = [self.make_client(tensors, k) for k in range(num_clients)]
+        for client in self.clients:  # made for this server
+            client.server_identity = self.server.identity
 
     def _side(self, client: object) -> CompressorClient:
         if not hasattr(self, "clients"):

@@ -201,7 +201,7 @@ class _MessageClient(_DigitalClient):
                 if memory is not None:
                     self.memory[i] = memory + q
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"bits": self.bits}
         if self.error_feedback:
             state["memory"] = [None if m is None else m.clone() for m in self.memory]
@@ -209,7 +209,7 @@ class _MessageClient(_DigitalClient):
             state["generator"] = self.generator.get_state()  # a copy
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         keys = (
             {"bits"}
             | ({"memory"} if self.error_feedback else set())
@@ -662,10 +662,10 @@ class SignSGDClient(_DigitalClient):
     def undelivered(self, blocks: Sequence[Tensor]) -> None:
         self._checked_blocks(blocks)
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state_dict(self) -> dict[str, Any]:
         return {"bits": self.bits, "buffers": [None if m is None else m.clone() for m in self.buffers]}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         if not isinstance(state, Mapping) or set(state) != {"bits", "buffers"}:
             found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
             raise ValueError(

@@ -244,12 +244,12 @@ class LaserClient(CompressorClient):
             else:
                 memory.baddbmm_(x, a.transpose(1, 2))  # + X A^T
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state_dict(self) -> dict[str, Any]:
         if self._held is not None:
             raise ValueError("cannot save a LASER client in the middle of a round (between its passes)")
         return {"memory": [None if m is None else m.clone() for m in self.memory]}  # encode updates in place
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         memory = list(state["memory"])
         if len(memory) != len(self.memory):
             raise ValueError(f"state holds {len(memory)} memories; this client has {len(self.memory)} groups")
@@ -412,12 +412,12 @@ class LaserServer(CompressorServer):
         self._received = self._p_hat = None
         return cast(list[Tensor], grads)
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state_dict(self) -> dict[str, Any]:
         if self._pass != 0:
             raise ValueError("cannot save a LASER server in the middle of a round (between its passes)")
         return {"step": self.step, "p": list(self.p), "q": list(self.q)}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         p, q = list(state["p"]), list(state["q"])
         if len(p) != len(self.p) or len(q) != len(self.q):
             raise ValueError(f"state holds {len(p)} factor groups; this server has {len(self.p)}")

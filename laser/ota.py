@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -100,6 +101,8 @@ class PassRecord:
         noise_var: ``[B]`` float64, the effective per-entry noise variance of each decoded block.
         active: ``[K]`` bool, the clients heard in at least one block.
         bits: ``[K]`` float64, digital only: each client's message size in bits.
+        heard: ``[K, B]`` bool, whether each client was heard in each block (digital: its message
+            delivered, on every block); ``None`` for a record built without it.
     """
 
     estimates: list[Tensor]
@@ -108,6 +111,7 @@ class PassRecord:
     noise_var: Tensor
     active: Tensor
     bits: Tensor | None = None
+    heard: Tensor | None = None
 
     @property
     def noise_energy(self) -> float:
@@ -154,6 +158,13 @@ class RoundResult:
         """``[K]``: each client's message bits (digital methods), else None."""
         return self.passes[0].bits
 
+    @property
+    def heard(self) -> Tensor | None:
+        """``[K, B]`` bool: whether each client was heard in each block of the round's last pass (what
+        ``keep_unheard`` gives back; a client living apart from the server gets its row and calls
+        :meth:`~laser.compressor.CompressorClient.keep_unheard`)."""
+        return self.passes[-1].heard
+
 
 def _budget(
     energy: float | Tensor | None, snr_db: float | None, channel_uses: int, noise_var: float
@@ -166,8 +177,39 @@ def _budget(
     return energy
 
 
+def _indices(clients: Sequence[CompressorClient] | Sequence[int]) -> list[int]:
+    """The client index of each participant (a client side's ``index``, or the index itself)."""
+    return [c.index if isinstance(c, CompressorClient) else int(c) for c in clients]
+
+
+def _realize(
+    channel: FadingChannel,
+    clients: Sequence[CompressorClient] | Sequence[int],
+    processes: Processes | None,
+    channel_uses: int,
+    dtype: torch.dtype,
+) -> ChannelState:
+    """A new realization of the round's participating clients for one pass: each keeps its own
+    large-scale gain (path loss), drawn for the run's K clients at the channel's first realization
+    (:meth:`channels.FadingChannel.realize` with ``clients=``)."""
+    count = len(clients) if processes is None else processes.num_clients
+    if channel.num_clients is None:  # no large-scale gains drawn yet (or none to keep)
+        index = _indices(clients)
+        if processes is None and channel.path_loss is not None and index != list(range(count)):
+            raise ValueError(
+                f"clients are clients {index[:8]}{'...' if count > 8 else ''} of a larger set, but the "
+                "channel has not drawn its clients' path loss yet: realize every client once first, "
+                "channel.realize(K), or pass the round's state=channel.realize(K).clients(their indices)"
+            )
+        return channel.realize(count, channel_uses, dtype=dtype)
+    local = torch.tensor(_indices(clients), dtype=torch.long)
+    everyone = local if processes is None else processes.gather(local)
+    return channel.realize(None, channel_uses, dtype=dtype, clients=everyone)
+
+
 def _analog_pass(
     channel: FadingChannel,
+    clients: Sequence[CompressorClient] | Sequence[int],
     client_blocks: Sequence[Sequence[Tensor]],
     *,
     energy: float | Tensor | None,
@@ -181,7 +223,8 @@ def _analog_pass(
 ) -> tuple[PassRecord, Tensor]:
     """One pass over the air; the record and ``[K_local, B]``: which of this process's clients
     were heard in each block. ``weights``: this process's clients' (the channel's reduce sums them);
-    ``state``: every participating client's channel for this pass (default: a new realization)."""
+    ``state``: every participating client's channel for this pass (default: a new realization of
+    ``clients``, each with its own large-scale gain)."""
     num_clients = len(client_blocks) if processes is None else processes.num_clients
     num_blocks = len(client_blocks[0]) if client_blocks else 0
     if num_blocks == 0:  # nothing to send this pass (PowerSGD's second pass when no tensor is compressed)
@@ -203,7 +246,7 @@ def _analog_pass(
         block_energy = allocate_grouped_energy(norms, dims.to(norms.device), budget, allocation, *groups)
     cdtype = torch.complex128 if signals.dtype == torch.float64 else torch.complex64
     if state is None:
-        state = channel.realize(num_clients, channel_uses, dtype=cdtype)
+        state = _realize(channel, clients, processes, channel_uses, cdtype)
     else:  # its coherence blocks spread over this pass's symbols, as realize would cut them
         per_block = max(1, math.ceil(math.ceil(channel_uses / 2) / state.gains.shape[1]))
         state = dataclasses.replace(state, symbols_per_block=per_block)
@@ -212,11 +255,13 @@ def _analog_pass(
     out = channel.transmit(signals, block_energy, state=state, reduce=processes, weights=weights)
     energy_used = out.energy_used.double().T.contiguous().sum(0)  # [K], summed in block order
     heard = out.active
-    active = heard.any(1)
+    every_heard = heard if processes is None else processes.gather(heard.to(torch.uint8)).bool()
+    active = every_heard.any(1)
     if processes is not None:
         energy_used = processes.gather(energy_used)
-        active = processes.gather(active.to(torch.uint8)).bool()
-    record = PassRecord(out.estimates, energy_used, channel_uses, out.noise_var.double(), active)
+    record = PassRecord(
+        out.estimates, energy_used, channel_uses, out.noise_var.double(), active, heard=every_heard
+    )
     return record, heard
 
 
@@ -237,9 +282,8 @@ def _digital_pass(
     arrives exactly (zero if nothing does): sum_delivered m_k / K_delivered, or with ``weights`` (this
     process's clients') sum_delivered w_k m_k / sum_delivered w_k. ``state``: every participating
     client's channel (default: a new realization). Returns the record and the delivered local clients."""
-    num_clients = len(client_messages) if processes is None else processes.num_clients
     if state is None:
-        state = channel.realize(num_clients, 1, dtype=torch.complex128)
+        state = _realize(channel, clients, processes, 1, torch.complex128)
     gains = state.quality().cpu()  # [K], mean |h|^2
     bits = torch.tensor([float(_digital_client(c).message_bits()) for c in clients], dtype=torch.float64)
     if processes is not None:
@@ -271,6 +315,7 @@ def _digital_pass(
         noise_var=torch.zeros(len(estimates), dtype=torch.float64),
         active=delivered,
         bits=bits,
+        heard=delivered.cpu()[:, None].expand(-1, len(estimates)),
     )
     return record, mine
 
@@ -285,24 +330,66 @@ def _digital_client(client: CompressorClient) -> DigitalClient:
 
 def _check_call(
     server: CompressorServer,
-    clients: Sequence[CompressorClient],
+    clients: Sequence[CompressorClient] | Sequence[int],
     allocation: str,
     processes: Processes | None,
-) -> None:
+) -> bool:
+    """Refuse what a round cannot be run with; whether ``clients`` are client objects (True) or
+    the indices of clients living apart from the server (False)."""
     if not isinstance(server, CompressorServer):
         raise TypeError(
             f"server must be a CompressorServer (method.make_server(params)), got {type(server).__name__}"
         )
-    if isinstance(clients, CompressorClient) or not all(isinstance(c, CompressorClient) for c in clients):
-        raise TypeError(
-            "clients must be a sequence of CompressorClient objects (method.make_client(params, k))"
-        )
+    accepted = (
+        "clients must be a sequence of CompressorClient objects (method.make_client(params, k)), or of "
+        "the integer indices of clients that live apart from the server"
+    )
+    if isinstance(clients, (CompressorClient, Tensor, str, bytes)) or not isinstance(clients, Sequence):
+        raise TypeError(f"{accepted}, got {type(clients).__name__}")
+    live = all(isinstance(c, CompressorClient) for c in clients)
+    if not live and not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in clients):
+        kinds = ", ".join(sorted({type(c).__name__ for c in clients}))
+        raise TypeError(f"{accepted} (not a mix), got {kinds}")
     if not clients and processes is None:
         raise ValueError("clients is empty: a round needs at least one participating client")
     if allocation not in ALLOCATIONS:
         raise ValueError(
             f"allocation = {allocation!r} is not accepted; expected one of {', '.join(ALLOCATIONS)}"
         )
+    seen: dict[int, int] = {}
+    objects: dict[int, int] = {}
+    for j, c in enumerate(cast(Sequence[CompressorClient | int], clients)):
+        if live and objects.setdefault(id(c), j) != j:
+            raise ValueError(
+                f"clients[{objects[id(c)]}] and clients[{j}] are the same client object: each participant "
+                "sends once a round, with its own side (method.make_client(params, k) for client k)"
+            )
+        index = c.index if isinstance(c, CompressorClient) else int(c)
+        if index < 0:
+            raise ValueError(f"clients[{j}] has index {index}; client indices are >= 0")
+        if index in seen:
+            raise ValueError(
+                f"clients[{seen[index]}] and clients[{j}] are both client {index}: participants need "
+                "distinct indices (their channels and random streams are their own)"
+            )
+        seen[index] = j
+    if live:
+        for j, side in enumerate(cast(Sequence[CompressorClient], clients)):
+            if side.server_identity is not None and side.server_identity != server.identity:
+                raise ValueError(
+                    f"clients[{j}] (client {side.index}) belongs to another server than this one (it took "
+                    "part in another server's rounds, or was made by another Compressor.setup): a "
+                    "client side keeps its server's shared state in its error feedback; make new sides "
+                    "with method.make_client(params, k) for a new server or run"
+                )
+    return live
+
+
+def _bind(server: CompressorServer, clients: Sequence[CompressorClient] | Sequence[int]) -> None:
+    """The clients' sides now belong to ``server`` (checked by :func:`_check_call`)."""
+    for c in clients:
+        if isinstance(c, CompressorClient):
+            c.server_identity = server.identity
 
 
 def _check_state(state: ChannelState, num_clients: int) -> None:
@@ -323,7 +410,7 @@ def _shown_variances(noise_var: Tensor | float) -> str:
 def transmit_blocks(
     channel: FadingChannel,
     server: CompressorServer,
-    clients: Sequence[CompressorClient],
+    clients: Sequence[CompressorClient] | Sequence[int],
     blocks: Sequence[Sequence[Tensor]],
     *,
     energy: float | Tensor | None = None,
@@ -338,6 +425,15 @@ def transmit_blocks(
     """A round from the first pass's blocks already encoded: ``blocks[j]`` by ``clients[j]`` (with
     ``server.broadcast()``). The method's further passes are encoded here (``encode_pass``).
 
+    ``clients``: the participants' client sides (``method.make_client(params, k)``; each belongs to
+    one server: a side that took part in another server's rounds is refused), or, for clients that
+    live apart from the server (other processes or machines, Flower), their integer indices k: the
+    server needs of them only the blocks they encoded with its broadcast, and their index (which
+    keeps each client's own channel, e.g. its path loss). Indices support one-pass analog methods
+    (a second pass, or a digital message's size, needs the client's side); the result's
+    :attr:`RoundResult.heard` says what each was heard in, for the clients to keep what was not
+    (:meth:`~laser.compressor.CompressorClient.keep_unheard`). The same client twice is refused.
+
     ``weights``: ``[K]`` client weights w_k > 0 (finite), in the order of ``clients``: the server's
     estimate is the weighted mean of what it hears. An analog pass sends them to the channel
     (``channel.transmit(..., weights=...)``: client k pre-scales its signal by w_k, the server divides
@@ -351,27 +447,43 @@ def transmit_blocks(
     clients' rows with ``state.clients(index)``), for the participating clients only: K =
     ``len(clients)``, or ``processes.num_clients`` with ``processes`` (every process passes the whole
     state; its clients' rows are taken here). The first pass goes through it instead of a new draw
-    (its coherence blocks spread over the pass's channel uses); later passes draw their own.
+    (its coherence blocks spread over the pass's channel uses). Every other pass draws a new
+    realization of the same clients, ``channel.realize(..., clients=their indices)``: new
+    small-scale fading, each client's own large-scale gain (drawn once for the run's clients).
 
     ``keep_unheard``: a client the channel did not hear in a block of the round's last pass (the
     power-control policy silenced it, or its budget was 0) gets that block back through
-    ``undelivered``, so its error feedback keeps what it could not send (default False: the
+    ``keep_unheard``, so its error feedback keeps what it could not send (default False: the
     memory assumes it was sent, and the unheard content is lost). Digital methods always keep an
     undelivered message. With ``processes``, ``clients`` and ``blocks`` are this process's clients'
     (``processes.index``); the result is every client's, as with one process.
     """
-    _check_call(server, clients, allocation, processes)
+    live = _check_call(server, clients, allocation, processes)
     if len(blocks) != len(clients):
         raise ValueError(f"blocks has {len(blocks)} clients' blocks; clients has {len(clients)}")
+    if not live:
+        if not server.analog or server.passes > 1:
+            kind = "a digital method's message sizes" if not server.analog else f"{server.passes} passes"
+            raise ValueError(
+                f"clients are indices (clients living apart from the server), but {type(server).__name__} "
+                f"needs the client sides for {kind}: pass the client objects"
+            )
+        if keep_unheard:
+            raise ValueError(
+                "keep_unheard=True needs the client objects; with clients as indices, send each client its "
+                "row of the result's heard and let it call client.keep_unheard(its blocks, that row)"
+            )
     if weights is not None:
         weights = check_weights(weights, len(clients))
     if state is not None:
         _check_state(state, len(clients) if processes is None else processes.num_clients)
+    _bind(server, clients)
     passes: list[PassRecord] = []
     if not server.analog:
+        sides = cast(Sequence[CompressorClient], clients)  # live: checked above
         record, delivered = _digital_pass(
             channel,
-            clients,
+            sides,
             blocks,
             energy=energy,
             snr_db=snr_db,
@@ -380,7 +492,7 @@ def transmit_blocks(
             weights=weights,
             state=state,
         )
-        for client, message, ok in zip(clients, blocks, delivered.tolist()):
+        for client, message, ok in zip(sides, blocks, delivered.tolist()):
             if not ok:
                 client.undelivered(message)
         gradient = server.decode(record.estimates, record.noise_var)
@@ -392,9 +504,10 @@ def transmit_blocks(
     for p in range(server.passes):
         if p > 0:
             shared = server.broadcast()
-            current = [client.encode_pass(p, shared) for client in clients]
+            current = [cast(CompressorClient, client).encode_pass(p, shared) for client in clients]
         record, heard = _analog_pass(
             channel,
+            clients,
             current,
             energy=None if energy is None else energy * shares[p],
             snr_db=snr_db,
@@ -413,9 +526,8 @@ def transmit_blocks(
                 "and channel gain (the alignment scale underflowed)"
             )
         if keep_unheard and p == server.passes - 1 and not bool(heard.all()):
-            for client, sent, mask in zip(clients, current, heard.cpu().tolist()):
-                if not all(mask):  # the heard blocks arrived: nothing of them to keep
-                    client.undelivered([torch.zeros_like(b) if ok else b for b, ok in zip(sent, mask)])
+            for side, sent, mask in zip(cast(Sequence[CompressorClient], clients), current, heard.cpu()):
+                side.keep_unheard(sent, mask)
         gradient = server.decode(record.estimates, record.noise_var)
     if gradient is None:
         raise RuntimeError(f"{type(server).__name__}.decode returned None after its last pass")
@@ -477,15 +589,19 @@ def transmit_round(
         >>> out.gradient[0].tolist()                        # (3 g_1 + 1 g_2) / 4
         [0.75, 1.0]
     """
-    _check_call(server, clients, allocation, processes)
+    if not _check_call(server, clients, allocation, processes) and clients:
+        raise TypeError("transmit_round encodes with the client objects: clients must be client sides")
+    sides = cast(Sequence[CompressorClient], clients)
+    if isinstance(grads, Sized) and len(grads) != len(clients):  # before any client encodes
+        raise ValueError(f"grads holds {len(grads)} clients' tensors; clients has {len(clients)}, one each")
     shared = server.broadcast()
     blocks = []
-    count = 0
-    for client, tensors in zip(clients, grads):
+    given = iter(grads)
+    for client, tensors in zip(sides, given):
         blocks.append(client.encode(tensors, shared))
-        count += 1
-    if count != len(clients):
-        raise ValueError(f"grads holds {count} clients' tensors; clients has {len(clients)}")
+    if len(blocks) != len(clients) or next(given, None) is not None:
+        count = f"{len(blocks)}" if len(blocks) < len(clients) else "more than " + str(len(clients))
+        raise ValueError(f"grads holds {count} clients' tensors; clients has {len(clients)}, one each")
     return transmit_blocks(
         channel,
         server,

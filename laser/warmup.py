@@ -67,11 +67,11 @@ class _WarmUpClient(CompressorClient):
         if not self._warm:  # a warm-up round keeps no memory
             self.inner.undelivered(blocks)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"inner": self.inner.state_dict()}
+    def _state_dict(self) -> dict[str, Any]:  # the inner side's own state: who it is is this side's
+        return {"inner": self.inner._state_dict()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.inner.load_state_dict(state["inner"])
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.inner._load_state_dict(state["inner"])
 
 
 class _WarmUpServer(CompressorServer):
@@ -114,12 +114,12 @@ class _WarmUpServer(CompressorServer):
             self.done += 1
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"done": self.done, "inner": self.inner.state_dict()}
+    def _state_dict(self) -> dict[str, Any]:  # the inner side's own state: the identity is this server's
+        return {"done": self.done, "inner": self.inner._state_dict()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.done = int(state["done"])
-        self.inner.load_state_dict(state["inner"])
+        self.inner._load_state_dict(state["inner"])
 
 
 class WarmUp(Compressor):

@@ -29,15 +29,7 @@ from federated.adapters.flower_records import (
     _torch,
     state_to_records,
 )
-from laser import (
-    Compressor,
-    CompressorClient,
-    CompressorServer,
-    RoundResult,
-    ZSGDCompressor,
-    transmit_blocks,
-    transmit_round,
-)
+from laser import Compressor, CompressorServer, RoundResult, ZSGDCompressor, transmit_blocks
 from laser.allocation import Allocation
 
 __all__ = ["OTAFedAvg"]
@@ -137,7 +129,6 @@ class OTAFedAvg(FedAvg):
         self.server: CompressorServer | None = None
         self._method: Compressor = compressor if compressor is not None else ZSGDCompressor()
         self._indices: dict[int, int] = {}
-        self._sides: dict[int, CompressorClient] = {}  # the server's copy of each client's side
         self._sent: tuple[int, dict[str, NDArray[Any]]] | None = None  # the round and the arrays sent
         self._float_keys: list[str] = []
 
@@ -165,11 +156,6 @@ class OTAFedAvg(FedAvg):
     # ------------------------------------------------------------------------------------------ a round
     def _params(self, sent: Mapping[str, NDArray[Any]]) -> list[Tensor]:
         return [torch.from_numpy(sent[k]) for k in self._float_keys]
-
-    def _side(self, index: int, params: list[Tensor]) -> CompressorClient:
-        if index not in self._sides:
-            self._sides[index] = self._method.make_client(params, index)
-        return self._sides[index]
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -270,15 +256,17 @@ class OTAFedAvg(FedAvg):
         if not bool(torch.isfinite(weights).all()):
             raise AggregationError(reason=f"{self.weighted_by_key} must be finite, got {weights.tolist()}")
         params = self._params(sent)
-        clients = [self._side(r.index, params) for r in heard]
+        clients = [r.index for r in heard]  # the clients live apart: the server has their blocks alone
         others = [k for k in sent if k not in set(self._float_keys)]
         if self.compressor is None:
             for r in heard:
                 _check_same_arrays(r.arrays, sent, f"the reply of node {r.node}")
-            changes = (
-                [_torch(r.arrays[k]).to(p.dtype) - p for k, p in zip(self._float_keys, params)] for r in heard
-            )
-            result = transmit_round(
+            # Z-SGD: each client "sends" its model change, one block per float array
+            changes = [
+                [(_torch(r.arrays[k]).to(p.dtype) - p).reshape(-1) for k, p in zip(self._float_keys, params)]
+                for r in heard
+            ]
+            result = transmit_blocks(
                 self.channel,
                 self.server,
                 clients,

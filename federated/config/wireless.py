@@ -209,6 +209,9 @@ class DownlinkConfig:
             )
 
 
+MIN_ENERGY = 1e-30  # the smallest positive power.energy (see PowerConfig's check)
+
+
 @dataclass(frozen=True)
 class PowerConfig:
     energy: float | None = 100.0  # energy-limited regime: per-client energy per round (the paper's P)
@@ -226,7 +229,14 @@ class PowerConfig:
             "exactly one of power.energy and power.snr_db to be set (the other null)",
         )
         if self.energy is not None:
-            _check(self.energy >= 0, "energy", self.energy, "a number >= 0 (.inf for noiseless)")
+            # a smaller budget, split over the blocks, underflows the signals' float32 arithmetic and
+            # would act as none (no client heard): refused rather than silently trained on nothing
+            _check(
+                self.energy == 0 or self.energy >= MIN_ENERGY,
+                "energy",
+                self.energy,
+                f"0 (no energy), a number >= {MIN_ENERGY:g}, or .inf (noiseless)",
+            )
         if self.snr_db is not None:
             _check(-200 <= self.snr_db <= 200, "snr_db", self.snr_db, "a number of dB in [-200, 200]")
         _check(

@@ -260,3 +260,18 @@ def test_a_run_with_many_antennas(tmp_path):
     assert build_channel(ChannelConfig(name="rayleigh"), 0, torch.device("cpu")).antennas is None
     settings = ["channel.name=rician", "channel.rx_antennas=4", "channel.beamformer=eigen"]
     assert main(["run", *TINY, *settings, "--out", str(tmp_path / "r"), "--quiet"]) == 0
+
+
+def test_the_matched_beamformer_weighs_every_clients_direction_equally(generator):
+    """m = sum_k h_k/||h_k|| normalised: for clients on orthogonal channels of any strengths, each
+    gets |m^H h_k|^2 = ||h_k||^2 / K (the strong ones do not pull m towards them), and ||m|| = 1."""
+    from channels.beamforming import matched_beamformer
+
+    num_antennas, num_clients = 6, 4
+    basis, _ = torch.linalg.qr(torch.randn(num_antennas, num_antennas, dtype=C128, generator=generator))
+    strengths = torch.tensor([0.1, 1.0, 3.0, 30.0], dtype=torch.float64)
+    channels = basis[:num_clients] * strengths[:, None]  # [K, N], orthogonal rows
+    m = matched_beamformer(channels)
+    assert_close(torch.linalg.vector_norm(m), torch.tensor(1.0, dtype=torch.float64), rtol=1e-12, atol=0)
+    gains = (channels @ m.conj()).abs().square()
+    assert_close(gains, strengths.square() / num_clients, rtol=1e-10, atol=0)

@@ -158,3 +158,24 @@ def test_bad_input_names_the_argument(make, argument):
 def test_unknown_profile_lists_the_accepted_ones():
     with pytest.raises(ValueError, match=r"\['A', 'B', 'C', 'D', 'E'\]"):
         TDLFading("Z")
+
+
+@pytest.mark.parametrize("distance_m", [10.0, 35.0, 100.0, 200.0, 260.0, 1000.0, 4900.0])
+def test_umi_path_loss_is_the_3gpp_table(distance_m):
+    """TR 38.901 Table 7.4.1-1, UMi street canyon at 3.5 GHz (h_BS 10 m, h_UT 1.5 m: breakpoint
+    d'BP = 4 * 9 * 0.5 * fc / c = 210 m), written out here term by term: LOS below and above the
+    breakpoint, NLOS as the larger of LOS and its own law."""
+    from channels.fading import umi_path_loss_db
+
+    fc_ghz, d3d = 3.5, math.hypot(distance_m, 10.0 - 1.5)
+    breakpoint_m = 4 * 9.0 * 0.5 * 3.5e9 / 3.0e8  # the table's c = 3.0e8 m/s (its note 1)
+    if distance_m <= breakpoint_m:
+        los = 32.4 + 21 * math.log10(d3d) + 20 * math.log10(fc_ghz)
+    else:
+        los = (
+            32.4 + 40 * math.log10(d3d) + 20 * math.log10(fc_ghz) - 9.5 * math.log10(breakpoint_m**2 + 8.5**2)
+        )
+    nlos = max(los, 35.3 * math.log10(d3d) + 22.4 + 21.3 * math.log10(fc_ghz))
+    d = torch.tensor([distance_m], dtype=torch.float64)
+    assert abs(float(umi_path_loss_db(d, "umi_los", 3.5e9)) - los) < 1e-9
+    assert abs(float(umi_path_loss_db(d, "umi_nlos", 3.5e9)) - nlos) < 1e-9

@@ -364,3 +364,85 @@ def test_channel_quality_of_rayleigh_fading_averages_to_the_large_scale_gain():
     beta = channel.large_scale.double()
     # |h|^2 / beta is exponential with mean 1 and standard deviation 1
     assert bool(((qualities.mean(0) / beta - 1).abs() < 5 / math.sqrt(rounds)).all())
+
+
+# ------------------------------------------------ large-scale gains: drawn once for the run's clients
+def _path_loss_channel(fading=None, seed=1):
+    from channels.fading import PathLoss
+
+    return FadingChannel(fading, path_loss=PathLoss("umi_los"), generator=torch.Generator().manual_seed(seed))
+
+
+def test_realize_of_some_clients_gives_each_its_own_path_loss():
+    """A round of clients 5, 2, 7 of 8: each keeps the large-scale gain drawn for it at the first
+    realization (without fading, |h_k|^2 is exactly that gain), and nothing is drawn again."""
+    channel = _path_loss_channel()
+    everyone = channel.realize(8, dtype=C128)
+    beta = channel.large_scale.clone()
+    assert_close(everyone.quality(), beta.double(), rtol=1e-12, atol=0)
+    some = channel.realize(8, dtype=C128, clients=[5, 2, 7])
+    assert torch.equal(channel.large_scale, beta)
+    assert_close(some.quality(), beta.double()[[5, 2, 7]], rtol=1e-12, atol=0)
+    again = channel.realize(None, dtype=C128, clients=torch.tensor([1, 6]))  # None: the run's K
+    assert_close(again.quality(), beta.double()[[1, 6]], rtol=1e-12, atol=0)
+
+
+def test_realize_with_another_client_count_is_refused_instead_of_drawing_new_path_loss():
+    """The bug of issue 27: a pass of 3 participants called realize(3) and got a fresh draw of 3
+    path losses (participant j took row j of it) instead of its own; now it is refused."""
+    channel = _path_loss_channel(RayleighFading())
+    channel.realize(8)
+    beta = channel.large_scale.clone()
+    with pytest.raises(ValueError, match=r"num_clients = 3, but .* drawn for 8 clients.*clients="):
+        channel.realize(3)
+    assert torch.equal(channel.large_scale, beta)
+    with pytest.raises(ValueError, match="has not drawn its clients' large-scale gains"):
+        _path_loss_channel().realize(None, clients=[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("clients", "error", "match"),
+    [
+        ([], ValueError, "clients is empty"),
+        ([1, 1], ValueError, "distinct"),
+        ([0, 8], ValueError, r"in 0\.\.7"),
+        ([-1], ValueError, "client indices"),
+        ([0.5], TypeError, "client indices"),
+        ([[0, 1]], TypeError, "1-D"),
+        ("ab", TypeError, "client indices"),
+    ],
+)
+def test_realize_refuses_bad_client_indices(clients, error, match):
+    with pytest.raises(error, match=match):
+        _path_loss_channel().realize(8, clients=clients)
+
+
+def test_realize_without_path_loss_accepts_any_participants():
+    """Nothing is kept per client without a path-loss model: realizing some clients draws their
+    fading alone, as realizing that many clients does (the same random numbers)."""
+    a = FadingChannel(RayleighFading(), generator=torch.Generator().manual_seed(3))
+    b = FadingChannel(RayleighFading(), generator=torch.Generator().manual_seed(3))
+    some, plain = a.realize(None, 10, clients=[4, 9, 2]), b.realize(3, 10)
+    assert torch.equal(some.gains, plain.gains) and a.num_clients is None
+
+
+# ------------------------------------------------------ budgets and signals beyond float32's range
+def test_a_positive_budget_that_underflows_float32_is_refused_not_taken_as_none():
+    """energy 1e-300 became 0 in float32: no client heard, a zero estimate, and no word."""
+    signals = torch.ones(2, 4)
+    with pytest.raises(
+        ValueError, match=r"energy holds positive budgets that underflow to 0 in torch.float32"
+    ):
+        AWGNChannel(1.0, generator=torch.Generator().manual_seed(0))(signals, 1e-300)
+    out = AWGNChannel(1.0, generator=torch.Generator().manual_seed(0))(signals, 0.0)  # 0 stays legal
+    assert not bool(out.active.any()) and torch.equal(out.estimate, torch.zeros(4))
+
+
+def test_signals_whose_over_the_air_sum_overflows_float32_are_refused():
+    """Entries near float32's maximum: the clients' sum overflowed into a NaN estimate with an
+    infinite noise variance; now the call names the signals."""
+    signals = torch.tensor([[3e38, 1.0], [3e38, 1.0]])
+    with pytest.raises(ValueError, match=r"signals are too large for torch.float32: block 0"):
+        AWGNChannel(1.0, generator=torch.Generator().manual_seed(0))(signals, 100.0)
+    wide = AWGNChannel(0.0)(signals.double(), 100.0)  # in float64 the sum fits
+    assert_close(wide.estimate, signals.double()[0], rtol=1e-12, atol=0)

@@ -384,3 +384,30 @@ def test_bad_weights_are_refused_naming_them(weights, error, generator):
         AWGNChannel(noise_var=1.0)(signals, 1.0, weights=weights)
     with pytest.raises(error, match="weights"):
         AWGNChannel(noise_var=1.0).transmit(SignalBlocks(signals), torch.ones(5, 1), weights=weights)
+
+
+@pytest.mark.parametrize("scale", [2.0**-1070, 2.0**-40, 2.0**30, 2.0**1000])
+def test_weights_scaled_by_a_power_of_two_give_the_same_bits(scale, generator):
+    """Only the weights' ratios matter (the mean is self-normalised); the channel brings the largest
+    weight into [1, 2) by a power of two, which is exact: weights of any finite scale, 1e-320 as
+    1e308, give the very bits of the same weights near 1 (they gave a NaN estimate before), with the
+    common scale reported in the units of the weights given."""
+    signals = torch.randn(5, 30, generator=generator)  # float32: the work dtype whose range matters
+    noise = {"noise_var": 1.0}
+
+    def send(weights):
+        channel = AWGNChannel(**noise, generator=torch.Generator().manual_seed(4))
+        return channel(signals, 10.0, weights=weights)
+
+    plain, scaled = send(WEIGHTS), send(WEIGHTS * scale)
+    assert torch.equal(plain.estimate, scaled.estimate) and bool(torch.isfinite(scaled.estimate).all())
+    assert torch.equal(plain.energy_used, scaled.energy_used)
+    assert torch.equal(plain.noise_var, scaled.noise_var) and torch.equal(plain.active, scaled.active)
+    if 2.0**-100 < scale < 2.0**100:  # the scale of w_k u_k, float32: representable here
+        assert_close(scaled.scale.double() * scale, plain.scale.double(), rtol=1e-6, atol=0)
+
+
+def test_weights_whose_sum_overflows_float64_still_give_the_weighted_mean():
+    signals = torch.tensor([[1.0, 2.0], [3.0, 5.0]], dtype=F64)
+    out = AWGNChannel(0.0)(signals, 100.0, weights=[1e308, 1e308])  # sum 2e308: inf in float64
+    assert_close(out.estimate, torch.tensor([2.0, 3.5], dtype=F64), **EXACT)

@@ -107,3 +107,46 @@ def test_heterogeneous_budgets_cap_each_client_at_its_own_budget():
     )
     assert bool((out.energy_used <= 50.0 * scales * (1 + 1e-9)).all())
     assert float((out.energy_used / (50.0 * scales)).max()) == pytest.approx(1.0, abs=0.5)  # someone is tight
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["compressor.name=powersgd"],
+        [
+            "clients.lr=0.05",
+            "clients.local_steps=2",
+            "precond.name=adam",
+            "precond.statistic=mean_of_squares",
+        ],
+    ],
+    ids=["powersgd", "second-pass-scaling"],
+)
+def test_path_loss_stays_each_clients_own_under_sampling_with_two_passes(method):
+    """Issue 27's reproduction: 8 clients, 3 a round, a method of two passes, Rayleigh fading and UMi
+    path loss: channel.large_scale held 3 entries and changed every round (the second pass drew new
+    path losses for 3 clients); the run's 8 gains must stay as drawn at its first round."""
+    from federated.simulation import Simulation
+
+    config = _config(
+        None, "channel.name=rayleigh", "channel.path_loss=umi_los", "clients.per_round=3", *method
+    )
+    sim = Simulation(config)
+    sim.round()
+    beta = sim.channel.large_scale.clone()
+    assert beta.shape == (8,)
+    for _ in range(3):
+        sim.round()
+        assert torch.equal(sim.channel.large_scale, beta)
+
+
+def test_rounds_run_in_order_once_each():
+    """Simulation.round(t) took any t: a round out of order left the run inconsistent."""
+    from federated.simulation import Simulation
+
+    sim = Simulation(_config(None, "rounds=2"))
+    with pytest.raises(ValueError, match=r"t = 1: the next round of this simulation is round 0"):
+        sim.round(1)
+    assert sim.round(0)["round"] == 0 and sim.round()["round"] == 1
+    with pytest.raises(ValueError, match="rounds are done"):
+        sim.round()

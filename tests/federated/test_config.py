@@ -41,8 +41,8 @@ def test_switching_to_the_snr_regime():
     [
         ("power.enrgy=3", "power.enrgy", "power.energy"),
         ("rounds=ten", "rounds", "an integer"),
-        ("power.energy=-1", "power.energy", ">= 0"),
-        ("power.energy=nan", "power.energy", ">= 0"),
+        ("power.energy=-1", "power.energy", ">= 1e-30"),
+        ("power.energy=nan", "power.energy", ">= 1e-30"),
         ("compressor.rank=0", "compressor.rank", ">= 1"),
         ("compressor.name=topkk", "compressor.name", "laser, powersgd, zsgd"),
         ("channel.name=shadowed", "channel.name", "awgn, noiseless, rayleigh, rician, tdl"),

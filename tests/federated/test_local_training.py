@@ -180,3 +180,49 @@ def test_bad_settings_are_refused_naming_the_key(overrides, key):
 def test_sampling_is_refused_over_several_processes():
     with pytest.raises(ConfigError, match="clients.per_round"):
         check_shardable(load_config(None, ["clients.per_round=4"]), world=2)
+
+
+def test_local_training_sets_the_batch_norm_statistics_to_the_participants_mean(
+    tmp_path, write_cifar, monkeypatch
+):
+    """With local steps the server's running statistics are the mean of the participants' after their
+    steps: their sum divided by the number of participants (3 of 4 here), not by anything else (a
+    ResNet has far more statistics buffers than participants)."""
+    from federated.clients import Clients
+
+    root = write_cifar(tmp_path, "cifar10", num_train=64, num_test=8)
+    config = load_config(
+        None,
+        [
+            "data.name=cifar10",
+            f"data.root={root}",
+            "model.name=resnet18",
+            "model.width=4",
+            "clients.num_clients=4",
+            "clients.per_round=3",
+            "clients.batch_size=4",
+            "clients.lr=0.01",
+            "clients.local_steps=2",
+            "compressor.name=zsgd",
+            "channel.name=noiseless",
+            "rounds=2",
+            "device=cpu",
+        ],
+    )
+    sim = Simulation(config)
+    after: list[list[torch.Tensor]] = []
+    original = Clients.local_update
+
+    def recorded(self, client, *args, **kwargs):
+        out = original(self, client, *args, **kwargs)
+        after.append([b.clone() for b in sim.model.buffers() if b.is_floating_point()])
+        return out
+
+    monkeypatch.setattr(Clients, "local_update", recorded)
+    sim.round()
+    assert len(after) == 3 and len(sim.buffers) > 3
+    expected = after[0]
+    for client in after[1:]:
+        expected = [a + b for a, b in zip(expected, client)]
+    for got, total in zip(sim.buffers, expected, strict=True):
+        assert torch.equal(got, total / 3)

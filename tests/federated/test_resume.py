@@ -256,3 +256,43 @@ def test_a_failed_write_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(path, {"round": 2})
     assert load_checkpoint(path, "cpu") == {"round": 1}
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_a_checkpoint_from_before_sides_recorded_who_they_are_resumes_with_a_warning(tmp_path, monkeypatch):
+    """Checkpoints written before compressor sides held their index and their server's identity (an
+    older version) still resume, to the same result, with one warning instead of a refusal."""
+    config = load_config(
+        None,
+        [
+            "data.name=digits",
+            "model.name=mlp",
+            "model.width=8",
+            "clients.num_clients=3",
+            "rounds=6",
+            "checkpoint_every=3",
+            "compressor.name=laser",
+            "compressor.rank=2",
+        ],
+    )
+    train(config, tmp_path / "reference", progress=False)
+    original = Simulation.round
+
+    def round_then_die(self, t):
+        if t == 4:
+            raise _Kill
+        return original(self, t)
+
+    monkeypatch.setattr(Simulation, "round", round_then_die)
+    with pytest.raises(_Kill):
+        train(config, tmp_path / "old", progress=False)
+    monkeypatch.setattr(Simulation, "round", original)
+    path = tmp_path / "old" / "checkpoint.pt"
+    state = load_checkpoint(path, "cpu")
+    compressor = state["compressor"]
+    compressor["server"].pop("identity")
+    for client in compressor["clients"]:
+        client.pop("index"), client.pop("server")
+    save_checkpoint(path, state)
+    with pytest.warns(UserWarning, match="saved before clients recorded their index and server"):
+        train(config, tmp_path / "old", progress=False, resume=True)
+    _assert_same_run(tmp_path / "old", tmp_path / "reference")

@@ -105,11 +105,17 @@ def test_non_finite_training_stops_with_a_message_and_keeps_the_history(tmp_path
 
 
 def test_a_noise_variance_beyond_the_float_range_ends_the_run_as_diverged_not_with_a_crash(tmp_path):
-    # 1e-40 energy: eta^2 ~ 1e-40 / ||s||^2, so noise_var / (eta K)^2 overflows float32 at round 0 (found
-    # in a sweep: Z-SGD under Rayleigh fading at energy 10 crashed with a ValueError in decode)
+    # energy 1e-10 against noise_var 1e30: eta^2 ~ 1e-10 / ||s||^2, so noise_var / (eta K)^2 ~ 1e40
+    # overflows float32 at round 0 (found in a sweep: Z-SGD under Rayleigh fading at energy 10 crashed
+    # with a ValueError in decode)
     out = tmp_path / "run"
     config = _config(
-        tmp_path, "data.name=digits", "model.name=mlp", "compressor.name=zsgd", "power.energy=1e-40"
+        tmp_path,
+        "data.name=digits",
+        "model.name=mlp",
+        "compressor.name=zsgd",
+        "power.energy=1e-10",
+        "channel.noise_var=1e30",
     )
     with pytest.raises(NonFiniteError, match="round 0: pass 0: the effective noise variance is not finite"):
         train(config, out, progress=False)

@@ -26,6 +26,7 @@ def uplink(channel, client_blocks, *, energy=None, snr_db=None, groups=None):
     """One analog pass of ``client_blocks`` (the unit under test), its record."""
     record, _ = _analog_pass(
         channel,
+        list(range(len(client_blocks))),
         client_blocks,
         energy=energy,
         snr_db=snr_db,

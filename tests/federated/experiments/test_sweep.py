@@ -285,3 +285,29 @@ def test_a_second_sweep_into_a_directory_in_use_is_refused(tmp_path):
     again = laser("sweep", DIGITS, *small(tmp_path, rounds=2), "--out", str(out), "--quiet", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "sweep.json").read_text())["points"]
+
+
+def test_a_diverged_point_is_done_and_not_run_again(tmp_path, monkeypatch):
+    """A diverged run is a result (of too little energy, say): the next invocation of the sweep skips
+    it as it skips a finished one, and starts nothing (counting only "finished" points as done ran the
+    diverged ones again)."""
+    import yaml
+
+    from federated.config import config_to_dict, load_config
+    from federated.experiments import sweep as sweep_module
+
+    out = tmp_path / "sweep"
+    points = plan_sweep([DIGITS], ["power.energy=10,100"], out, small(tmp_path))
+    for point, status in zip(points, ("diverged", "finished")):
+        point.path.mkdir(parents=True)
+        config = config_to_dict(load_config(point.config_path, list(point.overrides)))
+        (point.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        (point.path / "summary.json").write_text(json.dumps({"status": status, "test_accuracy": 0.1}))
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a done point was started again")
+
+    monkeypatch.setattr(sweep_module.subprocess, "Popen", no_run)
+    result = sweep_module.run_sweep(points, out, jobs=1, progress=False)
+    assert [(r.status, r.skipped) for r in result.results] == [("diverged", True), ("finished", True)]
+    assert result.exit_status == 0
