@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -145,35 +145,51 @@ class Clients:
                 self.optimizer = torch.optim.SGD(self.params, lr=config.lr, momentum=config.momentum)
             self._fresh = copy.deepcopy(self.optimizer.state_dict())
 
+    def micro_batches(self, client: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The client's ``accumulation_steps`` micro-batches of one step, each drawn when it is asked
+        for (drawing advances the task's data stream), so that a client holds one micro-batch at a
+        time and memory does not grow with ``accumulation_steps``. The draws are the ones
+        :meth:`batches` makes, in the same order: the task's stream is shared by the clients, so
+        each client's micro-batches are drawn before the next client's."""
+        for _ in range(self.config.accumulation_steps):
+            yield self.task.batch(client)
+
     def batches(self, client: int) -> list[tuple[Tensor, Tensor]]:
-        """The client's micro-batches of one step (drawing them advances the task's data stream)."""
-        return [self.task.batch(client) for _ in range(self.config.accumulation_steps)]
+        """All of the client's micro-batches of one step at once, for the vmapped clients (which
+        compute every client's first micro-batch, then every client's second, while the shared
+        stream is drawn client after client, so they hold all of them: memory grows with
+        ``accumulation_steps``); the loop draws them one at a time (:meth:`micro_batches`)."""
+        return list(self.micro_batches(client))
 
     def skip(self, client: int) -> None:
         """Draw the batches ``client`` would use this round without computing anything (another
-        process computes it: every process's data stream stays the one-process one)."""
+        process computes it: every process's data stream stays the one-process one), one at a time."""
         for _ in range(self.config.local_steps if self.local else 1):
-            self.batches(client)
+            for _batch in self.micro_batches(client):
+                pass
 
     def loss_and_gradient(
         self,
-        client_batches: Sequence[tuple[Tensor, Tensor]],
+        client_batches: Iterable[tuple[Tensor, Tensor]],
         forward: Callable[[Tensor], Tensor] | None = None,
         wrt: Sequence[Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """A client's mean loss over its micro-batches and its gradient summed over them."""
+        """A client's mean loss over its micro-batches and its gradient summed over them (the
+        micro-batches are used one at a time: an iterator of them is never held whole)."""
         forward = self.forward if forward is None else forward  # not `or`: a compiled module has no bool
         wrt = self.params if wrt is None else wrt
         grads: tuple[Tensor, ...] | None = None
         total: Tensor | None = None
+        count = 0
         for x, y in client_batches:
             with self.autocast():
                 loss = cross_entropy(forward(x), y)
             g = torch.autograd.grad(loss, wrt)
             grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
             total = loss.detach() if total is None else total + loss.detach()
+            count += 1
         assert total is not None and grads is not None  # accumulation_steps >= 1
-        return total / len(client_batches), grads
+        return total / count, grads
 
     def gradient(self, client: int) -> tuple[Tensor, tuple[Tensor, ...]]:
         """FedSGD: the client's mean loss and its gradient (summed over its micro-batches) at the model
@@ -186,7 +202,7 @@ class Clients:
                 for n, p in self.downlink.receive(dict(self.model.named_parameters())).items()
             }
             forward, wrt = (lambda x: functional_call(self.model, received, (x,))), list(received.values())
-        return self.loss_and_gradient(self.batches(client), forward, wrt)
+        return self.loss_and_gradient(self.micro_batches(client), forward, wrt)
 
     @torch.no_grad()
     def _load(self, values: Sequence[Tensor]) -> None:
@@ -219,7 +235,7 @@ class Clients:
         total: list[Tensor] | None = [torch.zeros_like(p) for p in self.params] if statistic else None
         for _ in range(self.config.local_steps):
             optimizer.zero_grad(set_to_none=True)
-            for x, y in self.batches(client):  # gradients summed over the micro-batches, as FedSGD's
+            for x, y in self.micro_batches(client):  # gradients summed over the micro-batches, as FedSGD's
                 with self.autocast():
                     loss = cross_entropy(self.forward(x), y)
                 if statistic == "hessian":

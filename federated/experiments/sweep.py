@@ -22,7 +22,6 @@ the noiseless reference): the summary reads every run directory under it.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from federated.config import Config, ConfigError, load_config, parse_yaml, same_config
 from federated.experiments.plan import Point, plan_sweep
-from federated.history import held_run, outcome
+from federated.history import LockHeldError, held_run, hold_lock, outcome
 
 # plan_sweep (federated.experiments.plan) and run_sweep are a sweep's two steps
 __all__ = ["PointResult", "SweepResult", "plan_sweep", "run_sweep", "EXIT_FAILED", "EXIT_BAD_INPUT"]
@@ -232,42 +231,26 @@ def _write_manifest(out: Path, results: dict[Path, PointResult]) -> None:
 
 def _lock_directory(out: Path) -> typing.TextIO | None:
     """Hold ``out/.sweep.lock`` for this sweep (an exclusive ``flock``, released when the process ends,
-    however it ends), or raise ConfigError naming the sweep that holds it: two sweeps into one
-    directory at once could run a point twice into one run directory and lose ``sweep.json``
-    entries. Returns the open lock file (keep it open), or None where ``fcntl`` does not exist."""
+    however it ends: :func:`federated.history.hold_lock`, as a run holds its directory), or raise
+    ConfigError naming the sweep that holds it: two sweeps into one directory at once could run a
+    point twice into one run directory and lose ``sweep.json`` entries. Returns the open lock file
+    (keep it open), or None where there are no locks (no ``fcntl``; some NFS, FUSE: said on stderr)."""
+
+    def unsupported(error: OSError) -> None:
+        print(
+            f"laser sweep: cannot lock {out} ({error.strerror}); run one sweep into it at a time",
+            file=sys.stderr,
+        )
+
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        return None
-    handle = open(out / ".sweep.lock", "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno not in (
-            errno.EWOULDBLOCK,
-            errno.EAGAIN,
-            errno.EACCES,
-        ):  # no locks here (some NFS, FUSE)
-            print(
-                f"laser sweep: cannot lock {out} ({error.strerror}); run one sweep into it at a time",
-                file=sys.stderr,
-            )
-            handle.close()
-            return None
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
+        return hold_lock(out / ".sweep.lock", unsupported=unsupported)
+    except LockHeldError as error:
         raise ConfigError(
             "--out",
             str(out),
-            f"a directory no other running laser sweep writes into ({holder} is "
+            f"a directory no other running laser sweep writes into ({error.holder} is "
             "sweeping into it: wait for it to end, or sweep into another --out)",
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}")
-    handle.flush()
-    return handle
 
 
 def run_sweep(points: list[Point], out: str | Path, *, jobs: int = 1, progress: bool = True) -> SweepResult:

@@ -84,6 +84,39 @@ def test_bad_input_is_one_line_exit_status_2_no_traceback(tmp_path, args, words)
         assert word in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["clients.local_steps=1000000000"],
+            "clients.local_steps = 1000000000 is not accepted; expected an integer in 1..1e4 (local steps "
+            "per client per round)",
+        ),
+        (
+            ["clients.lr=0.1", "clients.local_steps=1000000000"],
+            "clients.local_steps = 1000000000 is not accepted; expected an integer in 1..1e4 (local steps "
+            "per client per round)",
+        ),
+        (
+            ["clients.accumulation_steps=10000000"],
+            "clients.accumulation_steps = 10000000 is not accepted; expected an integer in 1..1e6 "
+            "(micro-batches per client per step)",
+        ),
+        (
+            ["clients.lr=0.1", "clients.accumulation_steps=1000", "clients.local_steps=2000"],
+            "clients.local_steps = 2000 is not accepted; expected an integer in 1..1000 (with "
+            "accumulation_steps 1000: at most 1e6 micro-batches per client per round)",
+        ),
+    ],
+    ids=["local_steps", "local_steps_with_lr", "accumulation_steps", "their_product"],
+)
+def test_a_round_too_long_to_end_is_refused_before_any_work(tmp_path, args, line):
+    """``clients.local_steps=1000000000`` was accepted and its first round never ended."""
+    result = laser("run", *args, "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr == f"laser run: config error: {line}\n"
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_diverged_run_is_a_result_exit_0_with_its_history(tmp_path):
     result = laser(
         "run",

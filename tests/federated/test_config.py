@@ -43,6 +43,7 @@ def test_switching_to_the_snr_regime():
         ("rounds=ten", "rounds", "an integer"),
         ("power.energy=-1", "power.energy", ">= 1e-30"),
         ("power.energy=nan", "power.energy", ">= 1e-30"),
+        ("power.energy=1e-300", "power.energy", ">= 1e-30"),  # underflows float32: acted as 0
         ("compressor.rank=0", "compressor.rank", ">= 1"),
         ("compressor.name=topkk", "compressor.name", "laser, powersgd, zsgd"),
         ("channel.name=shadowed", "channel.name", "awgn, noiseless, rayleigh, rician, tdl"),
