@@ -43,8 +43,7 @@ class _Realizations(FadingChannel):
 
 
 # ----------------------------------------------------------------- every pass: the participants' own
-@pytest.mark.parametrize("make", [lambda rank: LaserCompressor(rank, factors_per_round=2)])
-def test_a_later_pass_realizes_the_participants_with_their_own_path_loss(make, generator):
+def test_a_later_pass_realizes_the_participants_with_their_own_path_loss(generator):
     """Clients 5, 2, 7 of 8 take part (sampled after seeing the channel) with a two-pass method: the
     second pass drew realize(3) before, i.e. 3 new path losses, participant j taking row j. Now it
     realizes clients 5, 2, 7 of the run's 8 and the large-scale gains stay those of the run."""
