@@ -42,7 +42,8 @@ def client_reply(
     """The ClientApp's reply to an :class:`OTAFedAvg` training message ``msg``.
 
     Args:
-        msg, context: what the ClientApp's train function received.
+        msg: the training message the ClientApp's train function received.
+        context: the ClientApp's context (its ``state`` keeps this client's side between rounds).
         arrays: the trained model (its ``state_dict()``, or an ``ArrayRecord``), under the names of the
             arrays received.
         metrics: the train metrics, with ``num-examples`` (the client's weight).
@@ -51,7 +52,9 @@ def client_reply(
             received is encoded by this client's side, whose ``state_dict`` (error-feedback memory)
             lives in ``context.state`` between rounds (``"ota-client"``), and the reply carries the
             blocks (``"ota-block-0"``, ...) and the arrays of non-float dtypes.
-        arrayrecord_key, configrecord_key, metricrecord_key: the record names (FedAvg's defaults).
+        arrayrecord_key: the name of the arrays' record (FedAvg's default).
+        configrecord_key: the name of the configuration's record (FedAvg's default).
+        metricrecord_key: the name of the metrics' record (FedAvg's default).
 
     Returns:
         ``Message(content, reply_to=msg)``.
