@@ -71,8 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the run already in --out (its history, summary and checkpoints are deleted); "
-        "without it a directory holding a run is refused",
+        help="replace the run already in --out: the files a run writes are deleted (config.yaml, "
+        "history.jsonl, summary.json, partition.json, the checkpoints checkpoint.pt, "
+        "checkpoint.prev.pt, checkpoint.rank<r>[.prev].pt, the processes' rank<r>.log, the "
+        "TensorBoard event files in tensorboard/ and the .NAME.PID.tmp files a killed write left), and "
+        "nothing else (your own files, a sweep's run.log, stay); without it a directory holding a run "
+        "is refused",
     )
     run.add_argument(
         "-q",
@@ -241,15 +245,37 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
             child_argv.append(arg)
     if args.resume is None and not args.out:
         child_argv += ["--out", str(out)]
-    if args.resume is None:
-        from federated.history import claim
+    from federated.history import RUN_LOCK_HELD, claim, lock_run
 
-        claim(out, overwrite=args.overwrite)  # the processes write into it: refuse a run there first
-    return launch(child_argv, args.nproc, out)
+    # this process holds the directory for the whole run, and the processes it starts know it is held
+    # for them (a lock of their own would find it taken: federated.train)
+    with lock_run(out):
+        if args.resume is None:
+            claim(out, overwrite=args.overwrite)  # the processes write into it: refuse a run there first
+        before = os.environ.get(RUN_LOCK_HELD)
+        os.environ[RUN_LOCK_HELD] = str(out.resolve())
+        try:
+            return launch(child_argv, args.nproc, out)
+        finally:
+            if before is None:
+                del os.environ[RUN_LOCK_HELD]
+            else:
+                os.environ[RUN_LOCK_HELD] = before
+
+
+def _pin_cpu_isa(config: Config) -> None:
+    """Apply the run's ``cpu_isa`` (``$LASER_CPU_ISA`` overriding it) before torch is imported: torch and
+    oneDNN fix their instruction set at their first kernel, and the processes a run starts (``--nproc``)
+    inherit the pin through the environment (:mod:`federated.reproducible`). Whether it held goes into
+    summary.json (``cpu_isa``), and :func:`~federated.train.train` warns where it did not."""
+    from federated.reproducible import pin_cpu_isa
+
+    pin_cpu_isa(config.cpu_isa)
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     config, out = _load(args)
+    _pin_cpu_isa(config)  # first: nothing below may run a tensor operation before it
     from federated.checkpoint import CheckpointError
     from federated.history import RunExistsError, format_summary, outcome
     from federated.simulation import NonFiniteError, resolve_device
@@ -269,9 +295,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         if outcome(summary) == "finished":
             print(f"laser run: {out} already finished ({summary.get('rounds')} rounds); nothing to resume")
             return 0
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # (inside a launch, train() joins the group)
-        return _launch(args, argv, config, out)
     try:
+        if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # (inside a launch, train() joins the group)
+            return _launch(args, argv, config, out)
         history = train(
             config, out, progress=args.quiet == 0, resume=args.resume is not None, overwrite=args.overwrite
         )
@@ -284,6 +310,11 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     except (CheckpointError, DataError) as error:
         print(f"laser run: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        if "WORLD_SIZE" in os.environ:  # one process of a launch: its group goes before the interpreter
+            from federated.distributed import close_group
+
+            close_group()
     if args.quiet < 2:
         table = format_summary(history.summary, history.rounds, noiseless=config.channel.name == "noiseless")
         print(f"\n{table}\n\nrun directory: {out}")
@@ -337,6 +368,11 @@ def _report(root: Path, metric: str | None, target: float | None) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     from federated.experiments.sweep import plan_sweep, run_sweep
+    from federated.reproducible import resolve_cpu_isa
+
+    # each point is a `laser run` process that pins its own config's cpu_isa before torch starts;
+    # a bad $LASER_CPU_ISA is refused here once rather than by every point
+    resolve_cpu_isa("avx2")
 
     configs = [c for c in args.configs if "=" not in c or Path(c).exists()]
     overrides = [c for c in args.configs if c not in configs]

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
+import types
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec
 
 import torch
 from tqdm.auto import tqdm
@@ -14,7 +19,8 @@ from tqdm.auto import tqdm
 from federated.checkpoint import CheckpointError, checkpoint_name, resume_state, rotate, save_checkpoint
 from federated.config import Config, ConfigError, config_to_dict
 from federated.distributed import init_shard, world_size_from_env
-from federated.history import History, RunDirectory, TensorBoardLog, claim
+from federated.history import RUN_LOCK_HELD, History, RunDirectory, TensorBoardLog, claim, lock_run
+from federated.reproducible import environment, pin_cpu_isa, pin_state, resolve_cpu_isa
 from federated.simulation import NonFiniteError, Simulation, resolve_device
 
 __all__ = ["train"]
@@ -31,6 +37,34 @@ def _require_tensorboard() -> None:
         ) from None
 
 
+def _owns_directory(out_dir: str | Path) -> bool:
+    """Whether this process locks and claims the run directory: a run's only process, or process 0 of
+    a ``torchrun`` job; not the processes that ``laser run --nproc`` starts (it holds the directory
+    for them, naming it in ``$LASER_RUN_LOCK_HELD``, and they would find their own lock taken)."""
+    if os.environ.get(RUN_LOCK_HELD) == str(Path(out_dir).resolve()):
+        return False
+    return world_size_from_env() <= 1 or os.environ.get("RANK", "0") == "0"
+
+
+_P = ParamSpec("_P")
+
+
+def _holding_the_directory(run: Callable[_P, History]) -> Callable[_P, History]:
+    """``train``, with its run directory locked from before it is claimed until the run ends, however
+    it ends (:func:`federated.history.lock_run`: another run into it is refused with RunLockedError)."""
+
+    @functools.wraps(run)
+    def locked(*args: _P.args, **kwargs: _P.kwargs) -> History:
+        out_dir = kwargs["out_dir"] if "out_dir" in kwargs else args[1] if len(args) > 1 else None
+        if not isinstance(out_dir, (str, Path)) or not _owns_directory(out_dir):  # (None: no directory)
+            return run(*args, **kwargs)
+        with lock_run(out_dir):
+            return run(*args, **kwargs)
+
+    return locked
+
+
+@_holding_the_directory
 def train(
     config: Config,
     out_dir: str | Path | None = None,
@@ -45,7 +79,10 @@ def train(
     ``config.checkpoint_every`` rounds a checkpoint and, with ``config.tensorboard``, TensorBoard
     scalars) is written as it goes. ``resume=True`` continues the run in ``out_dir`` from its
     checkpoint to the result an uninterrupted run gets. A directory that already holds a run is
-    refused (:class:`~federated.history.RunExistsError`) unless ``overwrite=True`` replaces it.
+    refused (:class:`~federated.history.RunExistsError`) unless ``overwrite=True`` replaces it (only
+    the files a run writes: :func:`~federated.history.held_run`), and so is a directory that another
+    live process is writing (:class:`~federated.history.RunLockedError`: ``out_dir`` is locked for the
+    whole run, resumed or not).
     Torch's global generator (dropout) is seeded from the run's seed and torch's CPU threads are set
     to ``config.threads``; both are restored afterwards.
 
@@ -59,8 +96,9 @@ def train(
     """
     if config.tensorboard and out_dir is not None:
         _require_tensorboard()  # before any work: a ConfigError
-    if out_dir is not None and not resume and world_size_from_env() <= 1:
+    if out_dir is not None and not resume and _owns_directory(out_dir):
         claim(out_dir, overwrite=overwrite)  # never overwrite a run without being asked
+    _check_cpu_isa(config)  # before the run's first tensor operation
     device = resolve_device(config.device)
     if device.type == "cuda" and world_size_from_env() > 1:  # one GPU per process
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -155,6 +193,7 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
             status="diverged",  # a result (of too little energy, too large a rate): not a failure
             error=str(error),
             **_participation(sim),
+            **_machine(config),
             wall_time_s=round(time.perf_counter() - started, 3),
         )
         if run is not None:
@@ -169,11 +208,50 @@ def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) 
         status="finished",
         **({"resumed_from_round": start} if resume else {}),
         **_participation(sim),
+        **_machine(config),
         wall_time_s=round(time.perf_counter() - started, 3),
     )
     if run is not None:
         run.finish(history.summary)
     return history
+
+
+_warned_cpu_isa = False
+
+
+def _check_cpu_isa(config: Config) -> None:
+    """Pin the instruction set as ``config.cpu_isa`` asks (``$LASER_CPU_ISA`` overriding it), which
+    works where nothing has run a tensor operation yet, and warn once per process where the pin was
+    asked for on a CPU with AVX2 but cannot hold (torch had already chosen other kernels): the numbers
+    then differ from an AVX2 machine's in the last digits (docs/reproducibility.md)."""
+    global _warned_cpu_isa
+    result = pin_cpu_isa(config.cpu_isa)
+    holds, state = pin_state(result.setting)
+    if holds is False and not _warned_cpu_isa:
+        _warned_cpu_isa = True
+        warnings.warn(
+            f"cpu_isa {state}: {result.reason}; this run's numbers may differ from an AVX2 machine's in "
+            "the last digits. Call federated.reproducible.pin_cpu_isa() before the process's first tensor "
+            "operation, or set cpu_isa: native to accept the CPU's own kernels (docs/reproducibility.md)",
+            stacklevel=_outside_this_module(),
+        )
+
+
+def _outside_this_module() -> int:
+    """The ``stacklevel`` of the first frame outside this module (train()'s caller, through its
+    wrappers), counted from the function that calls this one."""
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _machine(config: Config) -> dict[str, object]:
+    """What the process ran with, for summary.json: ``cpu_isa`` (whether the pin held, in a few words)
+    and ``environment`` (torch, the CPU, torch's capability, the pin's variables, the kernels'
+    fingerprint: :func:`federated.reproducible.environment`)."""
+    return {"cpu_isa": pin_state(resolve_cpu_isa(config.cpu_isa))[1], "environment": environment()}
 
 
 def _participation(sim: Simulation) -> dict[str, list[int]]:

@@ -33,6 +33,12 @@ class Config:
     # run's numbers depend on this value, not on OMP_NUM_THREADS / MKL_NUM_THREADS or on how it was
     # launched (bit-identical for a given value on one machine); more threads speed up large models
     threads: int = 1
+    # the instruction set of torch's and oneDNN's CPU kernels: avx2 pins them to AVX2, so that every x86
+    # CPU with AVX2 (AVX-512 ones included) runs the same kernels and, where they match, gives the same
+    # numbers; native: the CPU's widest (AVX-512 is faster where present; its last digits differ).
+    # Applied by `laser run` before torch starts; $LASER_CPU_ISA overrides it; no effect on a CPU without
+    # AVX2 or on ARM (summary.json's cpu_isa says what held; docs/reproducibility.md)
+    cpu_isa: Literal["avx2", "native"] = "avx2"
     # fp32; bf16: the clients' forward and backward under bf16 autocast; fp64: model and inputs in
     # float64 (exact comparisons, numerics studies)
     precision: Literal["fp32", "bf16", "fp64"] = "fp32"

@@ -63,6 +63,7 @@ _IGNORED = {
     "tensorboard",
     "clients.vectorize",
     "threads",
+    "cpu_isa",  # how the kernels compute (like threads), not what: a sweep is not split by it
 }
 
 
