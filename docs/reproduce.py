@@ -318,6 +318,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep", type=Path, help="re-run into KEEP/<table>/<run> and keep it (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --keep: a run already kept there (its summary.json) is judged again, not re-run",
+    )
     parser.add_argument("--timeout", type=float, help="seconds a re-run may take (default: no limit)")
     return parser
 
@@ -327,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.sample < 1:
             raise T.TableError(f"--sample {args.sample}: a number of runs >= 1")
+        if args.reuse and args.keep is None:
+            raise T.TableError("--reuse: needs --keep DIR, where the kept re-runs are")
         found = candidates(args.data, args.table, args.cell, args.run)
         if not found:
             raise T.TableError(
@@ -349,7 +356,10 @@ def main(argv: list[str] | None = None) -> int:
             out = (
                 (args.keep / candidate.table / candidate.record.name) if args.keep else Path(scratch) / str(i)
             )
-            new, seconds, failure = rerun(candidate, out, args.data_root, args.timeout)
+            if args.reuse and (out / "summary.json").is_file():
+                new, seconds, failure = T.read_record(out, candidate.record.name), 0.0, None
+            else:
+                new, seconds, failure = rerun(candidate, out, args.data_root, args.timeout)
             if args.mode == "auto":
                 env = new.summary.get(T.ENVIRONMENT_KEY) if new is not None else None
                 exact, basis = same_machine(candidate, env)

@@ -88,10 +88,14 @@ class Metric:
     label: str
     style: str
     unit: str = ""  # of a difference, e.g. "points"
+    # a diverged run's value too: the last one recorded before it stopped (a history key that tells
+    # how it diverged, such as D^); otherwise only finished runs have a value
+    diverged: bool = False
 
     def of(self, record: Record) -> float | None:
-        """The run's value; None for a run that did not finish (diverged) or lacks it."""
-        if record.status != "finished":
+        """The run's value; None for a run that lacks it or did not finish (a diverged one too, unless
+        the metric takes its last value)."""
+        if record.status != "finished" and not (self.diverged and record.status == "diverged"):
             return None
         kind, _, key = self.source.rpartition(":")
         if kind == "history":
@@ -109,7 +113,7 @@ METRICS = {
     "channel_uses": Metric("per_round:channel_uses_total", "real channel uses per round", "count"),
     "noise_var": Metric("noise_var_mean", "mean per-entry noise variance", "sci"),
     "active_clients": Metric("active_clients_mean", "clients heard per round", "fixed1"),
-    "precond_mean": Metric("history:precond_mean", "final mean of D^", "sci"),
+    "precond_mean": Metric("history:precond_mean", "final mean of D^", "sci", diverged=True),
 }
 
 
@@ -272,8 +276,9 @@ TABLES = {
             files=("docs/results.md",),
             caption=(
                 "Re-run with the instruction-set pin: the Adam-type scaling, IID, H = 5, LASER, E = 1, 100 "
-                "FedAvg rounds (the table's cell: 10.2, one seed, 2/3 diverged, D^ 1.3e+06). The mean of D^ "
-                "is the last round's `precond_mean` of each finished run."
+                "FedAvg rounds (the table's cell: 10.2, one seed, 2/3 diverged, D^ 1.3e+06). D^: the last "
+                "recorded `precond_mean` of each run, a diverged one's in the last round before it stopped, "
+                "and their mean over the seeds."
             ),
             where={"data.name": "mnist1d", "rounds": 100},
             rows=(
@@ -613,7 +618,12 @@ def cell_text(column: Column, cell: list[Record], common_seeds: bool) -> str:
     metric = METRICS[column.metric or ""]
     s = stats(_values(cell, metric))
     if column.show == "seeds":
-        texts = [show(v, metric.style) if (v := metric.of(r)) is not None else r.status for r in cell]
+        texts = [
+            (show(v, metric.style) + (f" (diverged at {r.diverged_round})" if r.status == "diverged" else ""))
+            if (v := metric.of(r)) is not None
+            else r.status
+            for r in cell
+        ]
         if not common_seeds:
             texts = [f"{r.seed}: {t}" for r, t in zip(cell, texts)]
         return ", ".join(texts)

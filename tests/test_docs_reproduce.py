@@ -241,7 +241,8 @@ def _tiny_data(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_the_shortest_recorded_cell_reproduces_and_a_tampered_record_fails(tmp_path):
     data = T.DATA if T.tables_with_data(T.DATA) else _tiny_data(tmp_path)
-    result = _reproduce("--shortest", "--data", str(data), "--data-root", str(ROOT / "data"))
+    keep = ["--keep", str(tmp_path / "kept"), "--data-root", str(ROOT / "data")]
+    result = _reproduce("--shortest", "--data", str(data), *keep)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " FAIL" not in result.stdout and "re-runs pass their check" in result.stdout
     # the same check on a copy whose recorded metric moved: exact, or (another machine) outside the interval
@@ -257,7 +258,7 @@ def test_the_shortest_recorded_cell_reproduces_and_a_tampered_record_fails(tmp_p
             assert isinstance(summary[key], float) and math.isfinite(summary[key])
             path.write_text(json.dumps({**summary, key: summary[key] + 0.5}))
     result = _reproduce(
-        "--data", str(tampered), "--run", chosen.record.name, "--data-root", str(ROOT / "data")
-    )
+        "--data", str(tampered), "--run", chosen.record.name, *keep, "--reuse"
+    )  # judged again
     assert result.returncode == 1, result.stdout + result.stderr
     assert " FAIL " in result.stdout and "0 of 1 re-runs pass their check, 1 FAIL" in result.stdout
