@@ -28,6 +28,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -410,33 +411,58 @@ class TensorBoardLog:
         self._writer.close()
 
 
-# summary.json's keys as the end-of-run table shows them: (what it is, with its unit). Totals are
-# shown per round (the key's value / rounds); docs/outputs.md documents every key.
+# summary.json's keys as the end-of-run table names them: what each number is, and whether per round or
+# over the run. The keys ending in _total hold sums over rounds; the table shows each such number per
+# round (the mean over rounds, as its name says) and its total (what the key holds). docs/outputs.md
+# documents every key; `laser run --help` lists them.
 SUMMARY_FIELDS: dict[str, str] = {
     "rounds": "rounds run",
     "test_accuracy": "test accuracy, last evaluation",
     "best_test_accuracy": "test accuracy, best evaluation",
-    "ema_test_accuracy": "test accuracy of the EMA weights, last evaluation",
-    "best_ema_test_accuracy": "test accuracy of the EMA weights, best evaluation",
+    "ema_test_accuracy": "EMA weights' test accuracy, last evaluation",
+    "best_ema_test_accuracy": "EMA weights' test accuracy, best evaluation",
     "test_perplexity": "test perplexity, last evaluation",
     "best_test_perplexity": "test perplexity, best evaluation",
-    "ema_test_perplexity": "test perplexity of the EMA weights, last evaluation",
-    "best_ema_test_perplexity": "test perplexity of the EMA weights, best evaluation",
+    "ema_test_perplexity": "EMA weights' test perplexity, last evaluation",
+    "best_ema_test_perplexity": "EMA weights' test perplexity, best evaluation",
     "test_loss": "test loss, last evaluation",
     "train_loss": "training loss, mean of the last 10 rounds",
-    "energy_per_client_total": "energy per round, highest-spending client (mean over rounds)",
-    "energy_per_client_mean_total": "energy per round, mean over clients (mean over rounds)",
+    "energy_per_client_total": "energy per round, highest-spending client",
+    "energy_per_client_mean_total": "energy per round, mean over clients",
     "channel_uses_total": "real channel uses per round",
-    "noise_var_mean": "noise variance per entry of the decoded mean (mean over rounds)",
-    "active_clients_mean": "clients heard per round (mean)",
-    "bits_per_client_mean": "bits per client per round (mean)",
+    "noise_var_mean": "noise variance per decoded entry, mean over rounds",
+    "active_clients_mean": "clients heard per round, mean over rounds",
+    "bits_per_client_mean": "bits per client per round, mean over rounds",
     "participation": "rounds each client took part in",
     "resumed_from_round": "resumed from round",
     "status": "status",
     "error": "why it stopped",
-    "wall_time_s": "wall time, s",
-    "cpu_isa": "CPU instruction set of the kernels (cpu_isa pin)",
+    "wall_time_s": "wall time of the rounds",
+    "cpu_isa": "kernels' CPU instruction set (cpu_isa pin)",
     "environment": "torch, CPU, kernel fingerprint (summary.json only)",
+}
+# The energies' unit in the normalised mode (docs/physics.md, section 1): E counts the noise energy of
+# one real channel use, so with noise_var 1 it is the LASER paper's power P. Joules need a physical
+# noise power, which this mode does not have.
+ENERGY_UNIT = "noise_var units"
+ENERGY_NOTE = (
+    "energy: in units of the channel's noise_var per real channel use (E = 100 is 100 times the noise "
+    "energy of one real use; with noise_var 1, the LASER paper's power P)"
+)
+# each number's unit in the table (keys left out: counts, ratios and texts)
+SUMMARY_UNITS: dict[str, str] = {
+    **dict.fromkeys(
+        ("test_accuracy", "best_test_accuracy", "ema_test_accuracy", "best_ema_test_accuracy"), "fraction"
+    ),
+    **dict.fromkeys(("test_loss", "train_loss"), "nats"),
+    "energy_per_client_total": ENERGY_UNIT,
+    "energy_per_client_mean_total": ENERGY_UNIT,
+    "channel_uses_total": "real uses",
+    "noise_var_mean": "(decoded value)^2",
+    "active_clients_mean": "clients",
+    "bits_per_client_mean": "bits",
+    "participation": "rounds",
+    "wall_time_s": "s",
 }
 PER_ROUND = ("energy_per_client_total", "energy_per_client_mean_total", "channel_uses_total")
 ENERGY = ("energy_per_client_total", "energy_per_client_mean_total")
@@ -451,32 +477,63 @@ def _show(value: object) -> str:
     return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.4e}"
 
 
-def _uses_per_round(summary: dict, rounds: list[dict] | None) -> str | None:
-    """Channel uses per round; for compressors that alternate (LASER's even/odd factors), both."""
-    records = [r for r in rounds or [] if "channel_uses" in r and "round" in r]
+def _show_large(value: float) -> str:
+    """A count or energy per round or over rounds: whole numbers with thousands separators from 1,000
+    on (2,024 channel uses, not 2024.0; a total of 52,402, not 5.24e+04)."""
+    if isinstance(value, (int, float)) and math.isfinite(value) and 1_000 <= abs(value) < 1e15:
+        return f"{value:,.0f}"
+    return _show(value)
+
+
+def _alternating_uses(rounds: list[dict] | None) -> str | None:
+    """For a method that alternates what it sends (LASER's factors, one side a round), the channel
+    uses of even and of odd rounds; None where every round is alike or they vary otherwise."""
     parity: dict[int, set[int]] = {0: set(), 1: set()}
-    for r in records:
-        parity[r["round"] % 2].add(r["channel_uses"])
+    for r in rounds or []:
+        if "channel_uses" in r and "round" in r:
+            parity[r["round"] % 2].add(r["channel_uses"])
     if len(parity[0]) == len(parity[1]) == 1 and parity[0] != parity[1]:
         (even,), (odd,) = parity[0], parity[1]
         return f"{even:,} / {odd:,} (even / odd rounds)"
-    if len(every := parity[0] | parity[1]) == 1:
-        return f"{next(iter(every)):,}"
-    total, count = summary.get("channel_uses_total"), summary.get("rounds")
-    return _show(total / count) if isinstance(total, (int, float)) and count else None
+    return None
 
 
-def format_summary(summary: dict, rounds: list[dict] | None = None, *, noiseless: bool = False) -> str:
-    """The end-of-run table: what each number is (with its unit), its value, and its key in
-    ``summary.json``. Totals over rounds are shown per round; ``rounds`` (the history's records)
-    tells alternating channel uses apart; a ``noiseless`` run shows no energy (it transmits none).
+def _alignment_note(summary: dict, budget: float | None) -> str | None:
+    """Why the highest-spending client spent less than its budget, where it did: the alignment rule
+    (docs/physics.md, section 4). None where it spent the whole budget or the numbers are missing."""
+    busiest, count = summary.get("energy_per_client_total"), summary.get("rounds")
+    if budget is None or not isinstance(busiest, (int, float)) or not count:
+        return None
+    spent = busiest / count
+    if not (math.isfinite(budget) and budget > 0 and math.isfinite(spent)) or spent >= budget * (1 - 1e-6):
+        return None
+    return (
+        f"under budget: the highest-spending client spent {_show(spent)} of its {_show(budget)} per round. "
+        "The alignment rule scales each block to its weakest link (the client of the largest norm / gain), "
+        "which alone spends its whole share of the budget: a client spends all of it only in a round where "
+        "it is the weakest link of every block (docs/physics.md, section 4)."
+    )
+
+
+def format_summary(
+    summary: dict, rounds: list[dict] | None = None, *, noiseless: bool = False, budget: float | None = None
+) -> str:
+    """The end-of-run table: what each number is, its value, its unit and its key in ``summary.json``;
+    then lines on the energy unit, on channel uses that alternate between rounds, and (given the
+    clients' ``budget``: ``power.energy`` of an analog method with equal budgets) on why the
+    highest-spending client spent less than it.
+
+    A key ending in ``_total`` holds a sum over rounds: its row is named per round and shows the mean
+    per round with the total beside it, so that the value reads as its name says and the key as it is
+    stored. ``rounds`` (the history's records) tells alternating channel uses apart (LASER's even /
+    odd factors); a ``noiseless`` run shows no energy (it transmits none).
 
     >>> print(format_summary({"test_accuracy": 0.9123, "rounds": 3, "channel_uses_total": 30}))
-    quantity                        value   summary.json key
-    ------------------------------  ------  ------------------
-    test accuracy, last evaluation  0.9123  test_accuracy
-    rounds run                      3       rounds
-    real channel uses per round     10      channel_uses_total
+    quantity                        value          unit       summary.json key
+    ------------------------------  -------------  ---------  ------------------
+    test accuracy, last evaluation  0.9123         fraction   test_accuracy
+    rounds run                      3                         rounds
+    real channel uses per round     10 (total 30)  real uses  channel_uses_total
     """
     count = summary.get("rounds")
     rows = []
@@ -484,14 +541,23 @@ def format_summary(summary: dict, rounds: list[dict] | None = None, *, noiseless
         if value is None or (noiseless and key in ENERGY) or isinstance(value, dict):  # (environment)
             continue
         shown = _show(value)
-        if key == "channel_uses_total":
-            shown = _uses_per_round(summary, rounds) or shown
-        elif key in PER_ROUND and isinstance(value, (int, float)) and count:
-            shown = _show(value / count)
-        rows.append((SUMMARY_FIELDS.get(key, key), shown, key))
-    header = ("quantity", "value", "summary.json key")
-    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(3)]
+        if key in PER_ROUND and isinstance(value, (int, float)) and not isinstance(value, bool) and count:
+            shown = f"{_show_large(value / count)} (total {_show_large(value)})"
+        rows.append((SUMMARY_FIELDS.get(key, key), shown, SUMMARY_UNITS.get(key, ""), key))
+    header = ("quantity", "value", "unit", "summary.json key")
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    notes = [ENERGY_NOTE] if any(row[3] in ENERGY for row in rows) else []
+    if "channel_uses_total" in summary and (alternating := _alternating_uses(rounds)) is not None:
+        notes.append(
+            f"channel uses: {alternating}; the method alternates what it sends (LASER: one factor a round, "
+            "its sides in turn), and the table shows their mean"
+        )
+    if not noiseless and (alignment := _alignment_note(summary, budget)) is not None:
+        notes.append(alignment)
+    if notes:
+        lines.append("")
+        lines += [textwrap.fill(note, 100, subsequent_indent="  ") for note in notes]
     return "\n".join(lines)
