@@ -253,6 +253,84 @@ def _lock_directory(out: Path) -> typing.TextIO | None:
         ) from None
 
 
+class _Progress:
+    """The sweep's progress on ``stream`` (stderr): a tqdm bar of the rounds run when it is a terminal;
+    otherwise (a log file, a pipe) one line per tenth of the sweep's rounds, as ``laser run`` does,
+    since every redraw of a bar lands in a redirected log as one more line. The tenth line comes
+    when every point has ended (a point's last round is written before it ends). A failed point
+    gets a line of its own either way; on a terminal every finished point does too.
+
+    >>> import io
+    >>> log = io.StringIO()  # not a terminal
+    >>> progress = _Progress(total=100, done=0, points=4, stream=log)
+    >>> for t in range(100):
+    ...     progress.advance(1, done=4 * (t == 99), failed=0, running=4 * (t < 99))
+    >>> len(log.getvalue().splitlines())
+    10
+    """
+
+    def __init__(
+        self, total: int, done: int, points: int, *, enabled: bool = True, stream: typing.TextIO | None = None
+    ) -> None:
+        from tqdm import tqdm
+
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = enabled
+        isatty = getattr(self.stream, "isatty", None)
+        self.terminal = enabled and callable(isatty) and bool(isatty())
+        self.total, self.done, self.points = total, done, points
+        self.step = max(1, total // 10)  # rounds per line in a log
+        self.next_line = (done // self.step + 1) * self.step
+        self.ended = False  # the last line (every point ended) is written
+        self.started = time.perf_counter()
+        self.bar = tqdm(
+            total=total,
+            initial=done,
+            unit="round",
+            desc="sweep",
+            disable=not self.terminal,
+            dynamic_ncols=True,
+            file=self.stream,
+        )
+
+    def advance(self, rounds: int, *, done: int, failed: int, running: int) -> None:
+        """Count ``rounds`` more rounds run; ``done``, ``failed``, ``running``: the points so far."""
+        self.done += rounds
+        if self.terminal:
+            if rounds:
+                self.bar.update(rounds)
+            self.bar.set_postfix(done=done, failed=failed, running=running)
+            return
+        ended = running == 0 and self.done >= self.total
+        if not self.enabled or self.ended or not (ended or self.next_line <= self.done < self.total):
+            return
+        self.ended = ended
+        self.next_line = (self.done // self.step + 1) * self.step
+        print(
+            f"sweep: {self.done:,}/{self.total:,} rounds ({100 * self.done / max(1, self.total):.0f}%), "
+            f"{done} of {self.points} points done, {failed} failed, {running} running "
+            f"({time.perf_counter() - self.started:.0f} s)",
+            file=self.stream,
+            flush=True,
+        )
+
+    def point(self, result: PointResult) -> None:
+        """Say that a point ended: on a terminal each one, in a log the failed ones."""
+        if not self.enabled or not (self.terminal or result.failed):
+            return
+        what = ", ".join(f"{k}={v:.4g}" for k, v in result.metric.items()) or result.status
+        if result.failed:
+            what = f"{result.error}"
+        line = f"{'failed' if result.failed else 'done'}: {result.point.name}: {what}"
+        if self.terminal:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run_sweep(points: list[Point], out: str | Path, *, jobs: int = 1, progress: bool = True) -> SweepResult:
     """Run every point not done yet, ``jobs`` at a time in child processes (``laser run``).
 
@@ -271,8 +349,6 @@ def run_sweep(points: list[Point], out: str | Path, *, jobs: int = 1, progress: 
 
 
 def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> SweepResult:
-    from tqdm import tqdm
-
     results: dict[Path, PointResult] = {}
     todo: list[tuple[Point, str, Config]] = []
     total = done_rounds = 0
@@ -302,9 +378,7 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
     # each point sets its torch threads from its own configuration (key threads): the sweep leaves
     # the environment alone, so a point computes exactly what the same laser run does
     env = dict(os.environ)
-    bar = tqdm(
-        total=total, initial=done_rounds, unit="round", desc="sweep", disable=not progress, dynamic_ncols=True
-    )
+    display = _Progress(total, done_rounds, len(points), enabled=progress)
     counted = {point.path: _rounds_done(point) if state == "resume" else 0 for point, state, _ in todo}
     children: set[subprocess.Popen] = set()
     stopping = threading.Event()
@@ -316,25 +390,22 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
     try:
         while running:
             time.sleep(0.5)
+            rounds = 0
             for future in [f for f in running if f.done()]:
                 point, config = running.pop(future)
                 result = future.result()
                 results[point.path] = result
-                bar.update(config.rounds - counted[point.path])
+                rounds += config.rounds - counted[point.path]
                 counted[point.path] = config.rounds
                 _write_manifest(out, {point.path: result})
-                if progress:
-                    what = ", ".join(f"{k}={v:.4g}" for k, v in result.metric.items()) or result.status
-                    bar.write(
-                        f"{'failed' if result.failed else 'done'}: {point.name}: "
-                        f"{result.error if result.failed else what}"
-                    )
+                display.point(result)
             for point, config in running.values():
                 now = min(_rounds_done(point), config.rounds)
                 if now > counted[point.path]:
-                    bar.update(now - counted[point.path])
+                    rounds += now - counted[point.path]
                     counted[point.path] = now
-            bar.set_postfix(
+            display.advance(
+                rounds,
                 done=sum(not r.failed for r in results.values()),
                 failed=sum(r.failed for r in results.values()),
                 running=min(jobs, len(running)),
@@ -344,8 +415,8 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
         pool.shutdown(wait=False, cancel_futures=True)
         for child in list(children):
             child.terminate()
-        bar.close()
+        display.close()
         raise
     pool.shutdown()
-    bar.close()
+    display.close()
     return SweepResult([results[p.path] for p in points], out)
