@@ -24,18 +24,29 @@ EXIT_BAD_INPUT = 2
 
 
 def _summary_epilog() -> str:
-    """``laser run --help``'s list of what the results table (and summary.json) holds."""
-    from federated.history import PER_ROUND, SUMMARY_FIELDS
+    """``laser run --help``'s list of what the results table (and summary.json) holds: each key, what
+    its number is and its unit, so that a user reads the table without the docs."""
+    from federated.history import ENERGY_NOTE, SUMMARY_FIELDS, SUMMARY_UNITS
 
     width = max(map(len, SUMMARY_FIELDS))
     lines = [
-        f"  {key:<{width}}  {meaning}" + (" (the key: the sum over rounds)" if key in PER_ROUND else "")
+        f"  {key:<{width}}  {meaning}" + (f" [{SUMMARY_UNITS[key]}]" if key in SUMMARY_UNITS else "")
         for key, meaning in SUMMARY_FIELDS.items()
     ]
     return (
-        "The results table at the end shows DIR/summary.json's keys (energies in units of the channel's\n"
-        "noise_var per real channel use; docs/outputs.md also has the per-round history):\n"
+        "The results table at the end shows DIR/summary.json's keys, each with its unit in brackets\n"
+        "(docs/outputs.md also has the per-round history). The keys ending in _total hold sums over\n"
+        "rounds: the table shows their mean per round, with the total beside it.\n"
         + "\n".join(lines)
+        + "\n\n"
+        + textwrap.fill(ENERGY_NOTE[0].upper() + ENERGY_NOTE[1:] + ".", 100)
+        + "\n"
+        + textwrap.fill(
+            "The highest-spending client may spend less than its budget: the alignment rule scales each "
+            "block to its weakest link (largest norm / gain), which alone spends its whole share; the table "
+            "then says so (docs/physics.md, section 4).",
+            100,
+        )
     )
 
 
@@ -143,7 +154,13 @@ def _parser() -> argparse.ArgumentParser:
         default=10_000,
         help="refuse a sweep of more points than this, before building it (default 10000)",
     )
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress (on a terminal a bar, in a log one line per tenth of the sweep's rounds); "
+        "the summary table stays",
+    )
 
     plot = commands.add_parser(
         "plot",
@@ -277,6 +294,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     config, out = _load(args)
     _pin_cpu_isa(config)  # first: nothing below may run a tensor operation before it
     from federated.checkpoint import CheckpointError
+    from federated.config import ANALOG_COMPRESSORS
     from federated.history import RunExistsError, format_summary, outcome
     from federated.simulation import NonFiniteError, resolve_device
     from federated.train import train
@@ -316,7 +334,14 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
             close_group()
     if args.quiet < 2:
-        table = format_summary(history.summary, history.rounds, noiseless=config.channel.name == "noiseless")
+        # the alignment line needs one budget for all (an analog method, no power.spread_db)
+        equal_budgets = config.compressor.name in ANALOG_COMPRESSORS and not config.power.spread_db
+        table = format_summary(
+            history.summary,
+            history.rounds,
+            noiseless=config.channel.name == "noiseless",
+            budget=config.power.energy if equal_budgets else None,
+        )
         print(f"\n{table}\n\nrun directory: {out}")
     return 0
 
@@ -423,19 +448,35 @@ def _sweep(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
-def _caption(table) -> str:
-    """The figures' title: what the lines and bands are for the seeds behind the plotted points."""
-    from federated.experiments.plots import interval_caption
+def _caption(table, *, over_rounds: bool = False) -> str:
+    """A figure's title: the metric and the runs' rounds ("test accuracy after 150 rounds", "over"
+    them for the round figure), then what the lines and bands are for the seeds behind the points."""
+    from federated.experiments.plots import interval_caption, metric_caption
+    from federated.experiments.results import figure_rows
 
-    return interval_caption(r for r in table.rows if r["selection"] != "plain")
+    rows, references = figure_rows(table)
+    rounds = [run.config["rounds"] for run in table.plotted_runs() if "rounds" in run.config]
+    what = metric_caption(table.metric, rounds, over_rounds=over_rounds)
+    return f"{what}: {interval_caption([*rows, *references])}"
 
 
 def _subtitle(table) -> str:
-    """The figures' subtitle: the task, model, clients and channel of the runs in the table."""
-    from federated.experiments.plots import runs_subtitle
+    """The figures' subtitle: the task, model, clients and channel of the runs in the table and, on a
+    second line, whether they ran fewer rounds than their shipped configs document (a comparison
+    after 150 rounds need not hold after 600)."""
+    from federated.experiments.plots import runs_subtitle, shortened_note
+    from federated.experiments.results import documented_rounds
 
     runs = {id(run): run for row in table.rows for run in row.get("_runs", ())}
-    return runs_subtitle(run.config for run in runs.values())
+    line = runs_subtitle(run.config for run in runs.values())
+    shortened = []
+    for run in table.plotted_runs():
+        documented = documented_rounds(run)
+        if documented is not None and isinstance(run.config.get("rounds"), int):
+            if run.config["rounds"] < documented[1]:
+                shortened.append((documented[0], run.config["rounds"], documented[1]))
+    note = shortened_note(shortened)
+    return f"{line}\n{note}" if note else line
 
 
 def _partition_figures(root: Path, out: Path) -> list[Path]:
@@ -472,7 +513,7 @@ def _partition_figures(root: Path, out: Path) -> list[Path]:
 
 def _plot(args: argparse.Namespace) -> int:
     from federated.experiments.plots import plot_metric_vs_round, plot_metric_vs_x
-    from federated.experiments.results import round_curves
+    from federated.experiments.results import figure_rows, round_curves
 
     root = Path(args.sweep_dir)
     if not root.is_dir():
@@ -480,23 +521,24 @@ def _plot(args: argparse.Namespace) -> int:
     table = _summary(root, args.metric, args.x, args.methods)
     out = Path(args.out) if args.out else root / "figures"
     written = []
+    subtitle = _subtitle(table)
     if table.x is not None:
-        rows = [r for r in table.rows if r["selection"] == "best_lr"]
+        rows, references = figure_rows(table)  # bands: the t-interval from 3 seeds on, else the range
         written += plot_metric_vs_x(
             rows,
             out / f"{table.metric}_vs_{table.x.split('.')[-1]}",
             metric=table.metric,
             x=table.x,
-            references=[{**r, "label": r["method"]} for r in table.references],
+            references=[{**r, "label": r["method"]} for r in references],
             title=_caption(table),
-            subtitle=_subtitle(table),
+            subtitle=subtitle,
         )
     written += plot_metric_vs_round(
         round_curves(table),
         out / f"{table.metric}_vs_round",
         metric=table.metric,
-        title=_caption(table),
-        subtitle=_subtitle(table),
+        title=_caption(table, over_rounds=True),
+        subtitle=subtitle,
     )
     written += _partition_figures(root, out)
     for path in written:

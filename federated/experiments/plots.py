@@ -4,10 +4,12 @@ run's partition of the training data over the clients (a heat map).
 The functions draw from plain data (lists of dicts; the statistics are computed elsewhere), give each
 method the same colour and marker in every figure (:func:`method_style`), each variant of a method
 (another configuration) its own marker and line style, mark diverged runs with an "x" in every
-panel, and write ``STEM.png``
-(200 dpi) and ``STEM.pdf`` (fonts embedded as TrueType, as journals ask). matplotlib is imported on
-first use and only through its object-oriented API: figures are plain ``Figure`` objects drawn by the
-Agg canvas, never registered with pyplot, and rcParams change only inside ``rc_context``.
+panel (in a strip labelled "diverged" below the metric's range, where it cannot read as a value),
+start the round axis at round 0 (the rounds before the first evaluation hatched, "not evaluated"),
+and write ``STEM.png`` (200 dpi) and ``STEM.pdf`` (fonts embedded as TrueType, as journals ask).
+matplotlib is imported on first use and only through its object-oriented API: figures are plain
+``Figure`` objects drawn by the Agg canvas, never registered with pyplot, and rcParams change only
+inside ``rc_context``.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from federated.experiments.styles import MethodStyle, method_style, split_name
 
 __all__ = [
     "interval_caption",
+    "metric_caption",
     "partition_heatmap",
     "partition_stem",
     "partition_title",
     "plot_metric_vs_round",
     "plot_metric_vs_x",
     "runs_subtitle",
+    "shortened_note",
 ]
 
 
@@ -45,6 +49,14 @@ _REFERENCE_LINESTYLES: tuple[_LineStyle, ...] = ("--", "-.", ":", "-")
 _DIVERGED_LABEL = "all runs diverged"
 _SOME_DIVERGED_LABEL = "diverged (k/n: k of n seeds)"
 _ROUND_DIVERGED_LABEL = "diverged"
+# diverged runs' "x" marks: rows of this height (axes fraction) in a strip at the bottom of the axes,
+# below the lowest value the axis shows, so that an "x" never sits at a value of the metric
+_STRIP_ROW = 0.05
+_STRIP_PAD = 0.01
+_STRIP_LABEL = "diverged"
+_NOT_EVALUATED = "not evaluated"
+_STRIP_COLOUR = "0.93"
+_GAP_HATCH_COLOUR = "0.85"
 # the subtitle naming the runs' task, model, clients and channel: one line of at most this many characters
 _SUBTITLE_MAX = 110
 # partition heat maps: each cell annotated with its count up to this many cells
@@ -164,11 +176,17 @@ def _draw_references(ax: Axes, references: Sequence[dict], factor: float) -> Non
             ax.axhspan(factor * low, factor * high, color=colour, alpha=0.12, linewidth=0)
 
 
+def _strip_row(row: int) -> float:
+    """The height (axes fraction) of row ``row`` of the diverged strip."""
+    return _STRIP_PAD + _STRIP_ROW * (row + 0.5)
+
+
 def _diverged_marks(ax: Axes, xs: Sequence[float], row: int, colour: str) -> None:
-    """ "x" markers at the bottom edge of the axes, at ``xs``, in row ``row`` (one row per line)."""
+    """ "x" markers in the diverged strip at the bottom of the axes (:func:`_diverged_strip`), at
+    ``xs``, in row ``row`` (one row per line)."""
     ax.plot(
         xs,
-        [0.04 + 0.05 * row] * len(xs),
+        [_strip_row(row)] * len(xs),
         transform=ax.get_xaxis_transform(),
         color=colour,
         marker="x",
@@ -180,17 +198,141 @@ def _diverged_marks(ax: Axes, xs: Sequence[float], row: int, colour: str) -> Non
     )
 
 
+def _diverged_strip(axes: Sequence[Axes], rows: int, labelled: Sequence[bool]) -> None:
+    """Make room for ``rows`` rows of diverged marks below the values the y axis shows: the axis is
+    extended downwards so that every value stays above a strip at the bottom of the axes, shaded and
+    labelled "diverged" (where ``labelled``: the axes with y tick labels), and its ticks stop at the
+    values. ``axes`` share their y axis (one panel or a row of panels)."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FixedLocator
+
+    height = 2 * _STRIP_PAD + _STRIP_ROW * rows  # axes fraction
+    ax = axes[0]
+    low, high = ax.get_ylim()
+    scale = ax.yaxis.get_transform()
+    a, b = scale.transform(np.array([[low], [high]])).ravel()
+    share = height + 0.02  # the strip and a gap above it
+    bottom = scale.inverted().transform(np.array([[a - share / (1 - share) * (b - a)]])).ravel()[0]
+    ticks = {
+        which: [t for t in locator.tick_values(low, high) if low - 1e-9 * abs(high - low) <= t <= high]
+        for which, locator in (
+            ("major", ax.yaxis.get_major_locator()),
+            ("minor", ax.yaxis.get_minor_locator()),
+        )
+    }
+    for panel in axes:
+        panel.set_ylim(bottom, high)
+    ax.yaxis.set_major_locator(FixedLocator(ticks["major"]))
+    if ax.get_yscale() == "log":
+        ax.yaxis.set_minor_locator(FixedLocator(ticks["minor"]))
+    for panel, label in zip(axes, labelled):
+        # above the grid (zorder 1.5 under the lines), below the marks
+        panel.add_patch(
+            Rectangle(
+                (0, 0), 1, height, transform=panel.transAxes, facecolor=_STRIP_COLOUR, linewidth=0, zorder=1.6
+            )
+        )
+        panel.plot(
+            [0, 1],
+            [height, height],
+            transform=panel.transAxes,
+            color="0.6",
+            linewidth=0.6,
+            label="_nolegend_",
+        )
+        if label:
+            panel.text(
+                -0.015,
+                height / 2,
+                _STRIP_LABEL,
+                transform=panel.transAxes,
+                ha="right",
+                va="center",
+                fontsize=_RC["ytick.labelsize"],
+                color="0.2",
+            )
+
+
+def _from_round_zero(ax: Axes, first: float, strip_rows: int) -> None:
+    """Start a round axis at round 0, where training starts, whatever round was first evaluated;
+    the rounds before ``first`` (no evaluation: no value to draw) are hatched and, where the gap is
+    wide enough to read, labelled "not evaluated", so that the curves are not read as starting late
+    nor drawn from a value nobody measured."""
+    last = ax.dataLim.x1  # the last round drawn (a value, a band or a mark)
+    right = 1.03 * last if math.isfinite(last) and last > 0 else ax.get_xlim()[1]
+    if first > 0:
+        ax.axvspan(
+            0,
+            first,
+            facecolor="none",
+            edgecolor=_GAP_HATCH_COLOUR,
+            hatch="////",
+            linewidth=0,
+            zorder=0.8,
+            label="_nolegend_",
+        )
+        if first >= 0.08 * right:
+            ax.text(
+                first / 2,
+                (1 + (2 * _STRIP_PAD + _STRIP_ROW * strip_rows if strip_rows else 0)) / 2,
+                _NOT_EVALUATED,
+                transform=ax.get_xaxis_transform(),
+                rotation=90,
+                ha="center",
+                va="center",
+                fontsize=7.5,
+                color="0.4",
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5},
+            )
+    ax.set_xlim(0, right)
+
+
 def _diverged_handle() -> Any:
     from matplotlib.lines import Line2D
 
     return Line2D([], [], color="0.3", marker="x", markersize=7, markeredgewidth=1.8, linestyle="none")
 
 
+_CHARS_PER_INCH = 13  # characters of 10-point text per inch of figure, about
+
+
+def _heading(title: str | None, subtitle: str | None, width: float) -> str:
+    """The title, wrapped to the figure's ``width`` (inches) or to the subtitle's longest line if that is
+    longer (a long title must not widen the figure beyond its axes), at the end of a phrase where one
+    fits, then the subtitle's lines as they are.
+
+    >>> print(_heading("test accuracy after 600 rounds: mean over 2-3 seeds (0, 1, 2), band: range where 2",
+    ...                "task mnist1d", 3.0))
+    test accuracy after 600 rounds:
+    mean over 2-3 seeds (0, 1, 2),
+    band: range where 2
+    task mnist1d
+    """
+    import textwrap
+
+    lines = subtitle.split("\n") if subtitle else []
+    limit = max([int(width * _CHARS_PER_INCH), *map(len, lines)])
+    head: list[str] = []
+    # at a phrase's end (after ":" or "," outside parentheses; a one-word label such as "band:" stays
+    # with what follows), else at a space
+    phrases: list[str] = []
+    for phrase in re.split(r"(?<=[:,]) (?![^(]*\))", title or ""):
+        phrases.append(
+            phrases.pop() + " " + phrase if phrases and re.fullmatch(r"\S+:", phrases[-1]) else phrase
+        )
+    for phrase in phrases:
+        if head and len(head[-1]) + 1 + len(phrase) <= limit:
+            head[-1] += " " + phrase
+        else:
+            head += textwrap.wrap(phrase, limit, break_on_hyphens=False)
+    return "\n".join([*head, *lines])
+
+
 def _titles(fig: Figure, title: str | None, subtitle: str | None) -> None:
     """The title and, on a line below it, the subtitle, above the figure."""
-    lines = [text for text in (title, subtitle) if text]
-    if lines:
-        fig.suptitle("\n".join(lines), fontsize=10)
+    if heading := _heading(title, subtitle, fig.get_figwidth()):
+        fig.suptitle(heading, fontsize=10)
 
 
 def _draw_metric_vs_x(
@@ -230,6 +372,10 @@ def _draw_metric_vs_x(
         ax = fig.add_subplot()
         ax.set(xscale=xscale, yscale=yscale, xlabel=xlabel, ylabel=ylabel)
         _plain_log_ticks(ax)
+        distinct = {float(r["x"]) for r in rows if math.isfinite(float(r["x"]))}
+        if len(distinct) == 1:  # one x: a span around it, set first (autoscaling a point warns)
+            (only,) = distinct
+            ax.set_xlim(*((only / 10, only * 10) if xscale == "log" and only > 0 else (only - 1, only + 1)))
         n_diverging, some_diverged = 0, False
         for method in methods:
             style, linestyle = styles[method]
@@ -280,7 +426,7 @@ def _draw_metric_vs_x(
                         some_diverged = True
                         ax.annotate(
                             text,
-                            (mx, 0.04 + 0.05 * n_diverging),
+                            (mx, _strip_row(n_diverging)),
                             xycoords=ax.get_xaxis_transform(),
                             xytext=(5, 0),
                             textcoords="offset points",
@@ -298,13 +444,15 @@ def _draw_metric_vs_x(
             ax.set_ylim(
                 limits[0] - 0.02 * (limits[1] - limits[0]), limits[1] + 0.02 * (limits[1] - limits[0])
             )
+        if n_diverging:
+            _diverged_strip([ax], n_diverging, [True])
         if below:
             fig.legend(handles, labels, loc="outside lower center")
         elif len(handles) <= 6:
             ax.legend(handles, labels, loc="best")
         else:
             fig.legend(handles, labels, loc="outside right upper")
-        if heading := "\n".join(text for text in (title, subtitle) if text):
+        if heading := _heading(title, subtitle, size[0]):
             ax.set_title(heading, fontsize=10)  # over the axes: clear of a legend outside on the right
     return fig
 
@@ -350,6 +498,8 @@ def _draw_metric_vs_round(
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     any_diverged = False
+    strip_rows = 0  # the most rows of diverged marks in a panel
+    first_evaluation: dict[int, float] = {}  # panel -> the first round with a value
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(0.6 + 3.2 * ncols, 1.0 + 2.7 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
@@ -388,6 +538,8 @@ def _draw_metric_vs_round(
                 # diverged runs: where every run diverged, an "x" ends the line (its last finite value);
                 # else (or with no value to end on) an "x" at the bottom of the axis at each divergence
                 finite = np.flatnonzero(~np.ma.getmaskarray(mean))
+                if finite.size:
+                    first_evaluation[k] = min(first_evaluation.get(k, math.inf), float(rounds[finite[0]]))
                 if curve.get("all_diverged") and finite.size:
                     last = finite[-1]
                     ax.plot(
@@ -405,6 +557,12 @@ def _draw_metric_vs_round(
                     _diverged_marks(ax, sorted(set(curve["diverged"])), n_diverging, style.colour)
                     n_diverging += 1
                     any_diverged = True
+            strip_rows = max(strip_rows, n_diverging)
+        shown = list(axes[: len(panels)])
+        if strip_rows:
+            _diverged_strip(shown, strip_rows, [k % ncols == 0 for k in range(len(panels))])
+        for k, ax in enumerate(shown):
+            _from_round_zero(ax, first_evaluation.get(k, 0.0), strip_rows)
         handles = [
             Line2D(
                 [],
@@ -565,37 +723,105 @@ def _count_range(counts: Iterable[int]) -> str:
     return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
 
 
+def _seed_list(seeds: Iterable[str]) -> str:
+    """Seeds as a reader scans them: "0, 1, 2"; a run of consecutive integers from 7 on: "0-9"."""
+    values = sorted(set(seeds), key=_natural)
+    if len(values) > 6 and all(v.isdigit() for v in values):
+        numbers = [int(v) for v in values]
+        if numbers == list(range(numbers[0], numbers[-1] + 1)):
+            return f"{numbers[0]}-{numbers[-1]}"
+        return ", ".join([*values[:3], "...", values[-1]])
+    return ", ".join(values)
+
+
 def interval_caption(rows: Iterable[dict]) -> str:
     """What a figure's lines and bands are, for the seeds behind its points: ``rows`` as
-    :func:`plot_metric_vs_x` takes them (n: the seeds that finished, n_diverged, optionally seeds:
-    the cell's seeds, comma-separated). Points whose every seed diverged are not counted.
+    :func:`~federated.experiments.results.figure_rows` gives them (n: the seeds that finished,
+    n_diverged, optionally seeds: the cell's seeds, comma-separated). A band is the 95% t-interval
+    where a point has 3 or more seeds and the seeds' range where it has 2 (the t-interval of 2 seeds
+    is 6.4 times their spread); the seeds are listed. Points whose every seed diverged are not counted.
 
-    >>> interval_caption([{"n": 3, "n_diverged": 0}, {"n": 3, "n_diverged": 0}])
-    'mean and 95% t-interval over 3 seeds'
+    >>> interval_caption([{"n": 3, "n_diverged": 0, "seeds": "0,1,2"}, {"n": 3, "n_diverged": 0}])
+    'mean and 95% t-interval over 3 seeds (0, 1, 2)'
+    >>> interval_caption([{"n": 2, "n_diverged": 0, "seeds": "0,1"}])
+    'mean and range of 2 seeds (0, 1)'
     >>> interval_caption([{"n": 2, "n_diverged": 1}, {"n": 3, "n_diverged": 0}])
-    'mean and 95% t-interval over 2-3 seeds'
+    'mean over 2-3 seeds, band: 95% t-interval where 3 seeds, range where 2'
     >>> interval_caption([{"n": 1, "n_diverged": 0, "seeds": "0"}, {"n": 1, "n_diverged": 0, "seeds": "0"}])
     'seed 0, one run per point (no confidence interval)'
     >>> interval_caption([{"n": 1, "n_diverged": 0, "seeds": "0"}, {"n": 1, "n_diverged": 0, "seeds": "4"}])
-    'one seed per point (no confidence interval)'
+    'one seed per point (seeds 0, 4; no confidence interval)'
     >>> interval_caption([{"n": 1, "n_diverged": 0}, {"n": 3, "n_diverged": 0}])
-    'mean over 1-3 seeds, 95% t-interval where 2 or more'
+    'mean over 1-3 seeds, band: 95% t-interval where 3 seeds'
     """
+    from federated.experiments.results import T_INTERVAL_SEEDS
+
     rows = list(rows)
     counts = [int(r.get("n") or 0) for r in rows]
     finished = [n for n in counts if n > 0]
     if not finished:
         return "every run diverged"
+    seeds = [s for r in rows for s in str(r.get("seeds") or "").split(",") if s]
+    listed = f" ({_seed_list(seeds)})" if seeds else ""
     if max(finished) == 1:
-        singles = {str(r.get("seeds", "")) for r in rows if int(r.get("n") or 0) == 1}
-        if len(singles) == 1 and all(not r.get("n_diverged") for r in rows):
-            seed = singles.pop()
-            if seed and "," not in seed:
-                return f"seed {seed}, one run per point (no confidence interval)"
-        return "one seed per point (no confidence interval)"
-    if min(finished) == 1:
-        return f"mean over {_count_range(finished)} seeds, 95% t-interval where 2 or more"
-    return f"mean and 95% t-interval over {_count_range(finished)} seeds"
+        if len(set(seeds)) == 1 and all(not r.get("n_diverged") for r in rows):
+            return f"seed {seeds[0]}, one run per point (no confidence interval)"
+        listed = f"seeds {_seed_list(seeds)}; " if seeds else ""
+        return f"one seed per point ({listed}no confidence interval)"
+    t_counts = [n for n in finished if n >= T_INTERVAL_SEEDS]
+    ranges = [n for n in finished if 1 < n < T_INTERVAL_SEEDS]
+    if len(set(finished)) == 1:
+        if t_counts:
+            return f"mean and 95% t-interval over {finished[0]} seeds{listed}"
+        return f"mean and range of {finished[0]} seeds{listed}"
+    bands = []
+    if t_counts:
+        bands.append(f"95% t-interval where {_count_range(t_counts)} seeds")
+    if ranges:
+        bands.append(f"range where {_count_range(ranges)}")
+    return f"mean over {_count_range(finished)} seeds{listed}, band: " + ", ".join(bands)
+
+
+_METRIC_WORDS = {"test_perplexity": "validation perplexity"}
+
+
+def metric_caption(metric: str, rounds: Iterable[int], *, over_rounds: bool = False) -> str:
+    """What a figure plots and after how many rounds: the metric and the runs' round counts (several
+    joined with "/"), "after" them for a final value, "over" them for a curve against the round.
+
+    >>> metric_caption("test_accuracy", [150, 150])
+    'test accuracy after 150 rounds'
+    >>> metric_caption("test_perplexity", [100, 500], over_rounds=True)
+    'validation perplexity over 100/500 rounds'
+    """
+    name = _METRIC_WORDS.get(metric, metric.replace("_", " "))
+    counts = sorted({int(r) for r in rounds})
+    if not counts:
+        return name
+    shown = "/".join(str(r) for r in counts)
+    return f"{name} {'over' if over_rounds else 'after'} {shown} round{'s' * (shown != '1')}"
+
+
+def shortened_note(shortened: Iterable[tuple[str, int, int]]) -> str:
+    """A subtitle's line for runs shorter than their configs document: ``shortened`` holds (config
+    name, rounds run, rounds documented) per run; empty when there is none. A comparison at 150
+    rounds need not hold at the documented 600: the figure says which it shows.
+
+    >>> shortened_note([("mnist1d_laser", 150, 600), ("mnist1d_laser", 150, 600)])
+    'shortened runs: 150 of the 600 rounds that mnist1d_laser documents'
+    >>> shortened_note([("mnist1d_laser", 150, 600), ("mnist1d_zsgd", 100, 600)])
+    'shortened runs: 100/150 of the 600 rounds that their 2 configs document'
+    >>> shortened_note([])
+    ''
+    """
+    shortened = list(shortened)
+    if not shortened:
+        return ""
+    names = sorted({name for name, _, _ in shortened})
+    ran = "/".join(str(r) for r in sorted({r for _, r, _ in shortened}))
+    documented = "/".join(str(d) for d in sorted({d for _, _, d in shortened}))
+    where = f"{names[0]} documents" if len(names) == 1 else f"their {len(names)} configs document"
+    return f"shortened runs: {ran} of the {documented} rounds that {where}"
 
 
 def _distinct(configs: Sequence[dict], key: str) -> list[str]:

@@ -12,7 +12,9 @@ Statistics. Over the seeds of a (method, learning rate, x) cell: the mean, the s
 deviation and the two-sided 95% Student-t confidence interval of the mean. A run that diverged (a
 non-finite loss) has no metric: it is counted in ``n_diverged``, not in the mean. *Best over the
 learning rate* (the paper's protocol) keeps, per (method, x), the learning rate with the fewest
-divergences and then the best mean; *plain* keeps every learning rate.
+divergences and then the best mean; *plain* keeps every learning rate. The figures' bands
+(:func:`figure_band`) are that interval from 3 seeds on, and the seeds' range below: with 2 seeds
+the t-interval is the mean ± 6.4 times their spread, wider than anything the runs did.
 
 Example:
     >>> runs = [Run(Path(f"r{s}{e}"), {"compressor.name": "laser", "power.energy": e, "seed": s,
@@ -26,13 +28,15 @@ Example:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from federated.config import ConfigError, config_from_dict, config_to_dict, parse_yaml
+from federated.config import ConfigError, config_from_dict, config_to_dict, load_config, parse_yaml
+from federated.config.shipped import SHIPPED_DIR
 from federated.history import outcome
 
 __all__ = [
@@ -44,6 +48,9 @@ __all__ = [
     "write_csv",
     "format_table",
     "round_curves",
+    "figure_band",
+    "figure_rows",
+    "documented_rounds",
     "default_metric",
     "is_reference",
     "METHOD_KEY",
@@ -139,6 +146,27 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, flo
     return mean, sd, mean - half, mean + half
 
 
+# from this many seeds on, a figure's band is the 95% t-interval of the mean; with fewer, the seeds' range
+T_INTERVAL_SEEDS = 3
+
+
+def figure_band(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high) as a figure draws a cell: the mean and, from :data:`T_INTERVAL_SEEDS` (3) seeds
+    on, the 95% Student-t interval of the mean (:func:`mean_ci`); with 2 seeds, their range (the
+    t-interval of 2 values is the mean ± 6.4 times their distance: a band of 0-100% that says nothing of
+    the runs); with one, a band of width 0; NaN for none.
+
+    >>> figure_band([0.5, 0.7])
+    (0.6, 0.5, 0.7)
+    >>> [round(v, 4) for v in figure_band([1.0, 2.0, 3.0])]
+    [2.0, -0.4841, 4.4841]
+    """
+    if 0 < len(values) < T_INTERVAL_SEEDS:
+        return sum(values) / len(values), min(values), max(values)
+    mean, _, low, high = mean_ci(values)
+    return mean, low, high
+
+
 def is_reference(config: dict) -> bool:
     """Whether a run's channel adds no noise (noiseless, infinite energy or zero noise): a line
     that does not depend on x."""
@@ -189,6 +217,11 @@ class SweepTable:
     @property
     def references(self) -> list[dict]:
         return [r for r in self.rows if r["selection"] == "reference"]
+
+    def plotted_runs(self) -> list[Run]:
+        """The runs behind the figures' points: the best-over-lr cells' and the references', once each."""
+        runs = {id(run): run for row in self.rows if row["selection"] != "plain" for run in row["_runs"]}
+        return list(runs.values())
 
 
 def _cell(runs: list[Run], metric: str) -> dict:
@@ -292,9 +325,59 @@ def _better(a: dict, b: dict, higher_is_better: bool) -> bool:
     return a["mean"] > b["mean"] if higher_is_better else a["mean"] < b["mean"]
 
 
+def figure_rows(table: SweepTable) -> tuple[list[dict], list[dict]]:
+    """The best-over-lr rows and the references as the figures draw them: each row's ``ci_low`` and
+    ``ci_high`` are its band (:func:`figure_band`: the 95% t-interval from 3 seeds on, the seeds' range
+    with 2), not the table's interval; the other keys are the table's. ``summary.csv`` keeps the
+    t-interval of every cell."""
+
+    def banded(row: dict) -> dict:
+        values = [v for v in (r.value(table.metric) for r in row.get("_runs", ())) if v is not None]
+        if not values:
+            return dict(row)
+        mean, low, high = figure_band(values)
+        return {**row, "mean": mean, "ci_low": low, "ci_high": high}
+
+    rows = [banded(r) for r in table.rows if r["selection"] == "best_lr"]
+    return rows, [banded(r) for r in table.references]
+
+
+@functools.cache
+def _shipped(name: str) -> tuple[object, object, int] | None:
+    """(data.name, compressor.name, rounds) of the shipped config called ``name`` (or ``paper/name``)."""
+    for path in (SHIPPED_DIR / f"{name}.yaml", *sorted(SHIPPED_DIR.glob(f"*/{name}.yaml"))):
+        if path.is_file():
+            try:
+                config = load_config(path)
+            except (ConfigError, OSError):
+                continue
+            return config.data.name, config.compressor.name, config.rounds
+    return None
+
+
+def documented_rounds(run: Run) -> tuple[str, int] | None:
+    """(config name, rounds) of the shipped config a sweep's run came from, or None when unknown.
+
+    A sweep writes each point to ``DIR/<config name>/<point>/`` (:mod:`federated.experiments.sweep`),
+    so the run's parent folder names its config; when a shipped config of that name exists and runs
+    the same task and method (``data.name``, ``compressor.name``: not a user's file that happens to
+    share the name), its ``rounds`` is the count the README and ``docs/`` document for it. A run with
+    ``rounds=150`` from ``mnist1d_laser`` gives ``("mnist1d_laser", 600)``; a run outside a sweep's
+    layout, or from a config of the user's own, gives None.
+    """
+    shipped = _shipped(run.path.parent.name) if run.path.parent.name else None
+    if shipped is None:
+        return None
+    data, method, rounds = shipped
+    if run.config.get("data.name") != data or run.config.get(METHOD_KEY) != method:
+        return None
+    return run.path.parent.name, rounds
+
+
 def round_curves(table: SweepTable) -> list[dict]:
-    """Metric against round, mean and 95% interval over seeds, for every best-over-lr cell; one panel
-    per x value (in increasing order of x), the references drawn in each.
+    """Metric against round, mean and band over seeds (:func:`figure_band`: the 95% t-interval from 3
+    seeds on, the seeds' range with 2), for every best-over-lr cell; one panel per x value (in
+    increasing order of x), the references drawn in each.
 
     Each curve has the keys method, panel, x (the panel's value), round, mean, low, high, diverged
     (the rounds, counted as rounds done, at which runs of the cell diverged) and all_diverged. A cell
@@ -319,13 +402,13 @@ def round_curves(table: SweepTable) -> list[dict]:
                 diverged_at.append(last + 2)
         if not series and not diverged:
             continue
-        stats = [mean_ci(series[t]) for t in sorted(series)]
+        stats = [figure_band(series[t]) for t in sorted(series)]
         curve = {
             "method": row["method"],
             "round": sorted(series),
             "mean": [s[0] for s in stats],
-            "low": [s[2] for s in stats],
-            "high": [s[3] for s in stats],
+            "low": [s[1] for s in stats],
+            "high": [s[2] for s in stats],
             "diverged": sorted(diverged_at),
             "all_diverged": not finished,
         }

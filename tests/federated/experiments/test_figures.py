@@ -73,7 +73,7 @@ def test_one_seed_has_no_band_and_a_title_without_a_confidence_interval(tmp_path
         write_run(tmp_path / f"E={energy}", [f"power.energy={energy}"], [0.2, 0.4, 0.5])
     table = _table(tmp_path)
     caption = _caption(table)
-    assert caption == "seed 0, one run per point (no confidence interval)"
+    assert caption == "test accuracy after 300 rounds: seed 0, one run per point (no confidence interval)"
     assert "confidence interval over" not in caption and "95%" not in caption
     fig = _draw_metric_vs_round(round_curves(table), metric="test_accuracy", title=caption)
     assert all(len(ax.collections) == 0 for ax in fig.axes)  # no band of zero width
@@ -92,16 +92,21 @@ def test_several_seeds_say_t_interval_and_how_many(tmp_path):
                 [f"power.energy={energy}", f"seed={seed}"],
                 [0.2, 0.3 + 0.05 * seed, 0.4 + 0.1 * seed],
             )
-    assert _caption(_table(tmp_path)) == "mean and 95% t-interval over 3 seeds"
+    after = "test accuracy after 300 rounds: "
+    assert _caption(_table(tmp_path)) == after + "mean and 95% t-interval over 3 seeds (0, 1, 2)"
     fig = _draw_metric_vs_round(round_curves(_table(tmp_path)), metric="test_accuracy")
     assert all(len(ax.collections) == 1 for ax in fig.axes)  # the band
-    # a cell with one seed fewer: a range
+    # a cell with one seed fewer: its band is the two seeds' range
     write_run(tmp_path / "E=1000,seed=0", ["power.energy=1000", "seed=0"], [0.3, 0.5, 0.6])
     write_run(tmp_path / "E=1000,seed=1", ["power.energy=1000", "seed=1"], [0.3, 0.5, 0.7])
-    assert _caption(_table(tmp_path)) == "mean and 95% t-interval over 2-3 seeds"
-    # and with one seed at some point, the interval is only where there are two or more
+    assert _caption(_table(tmp_path)) == (
+        after + "mean over 2-3 seeds (0, 1, 2), band: 95% t-interval where 3 seeds, range where 2"
+    )
+    # and with one seed at some point, that point has no band
     write_run(tmp_path / "E=5,seed=0", ["power.energy=5", "seed=0"], [0.3, 0.5, 0.6])
-    assert _caption(_table(tmp_path)) == "mean over 1-3 seeds, 95% t-interval where 2 or more"
+    assert _caption(_table(tmp_path)) == (
+        after + "mean over 1-3 seeds (0, 1, 2), band: 95% t-interval where 3 seeds, range where 2"
+    )
 
 
 # 2. diverged runs marked in every panel
@@ -169,7 +174,7 @@ def test_energy_figure_marks_partly_diverged_points_too(diverging_sweep):
     ax = _draw_metric_vs_x(rows, metric="test_accuracy", x="power.energy").axes[0]
     (mark,) = _x_marks(ax)
     assert mark.get_xdata().tolist() == [10.0, 100.0]
-    assert [t.get_text() for t in ax.texts] == ["1/2"]  # one of the two seeds at E = 100
+    assert [t.get_text() for t in ax.texts] == ["1/2", "diverged"]  # one of two seeds at E = 100; the strip
     assert "diverged (k/n: k of n seeds)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
@@ -178,7 +183,9 @@ def test_laser_plot_draws_the_diverged_line_in_the_round_figure(diverging_sweep)
 
     table = _table(diverging_sweep)
     assert {c["panel"] for c in round_curves(table) if c["method"] == "zsgd"} == {"E = 10", "E = 100"}
-    assert _caption(table) == "mean over 1-2 seeds, 95% t-interval where 2 or more"
+    assert (
+        _caption(table) == "test accuracy after 300 rounds: mean over 1-2 seeds (0, 1), band: range where 2"
+    )
     assert (_plot_dir(diverging_sweep) / "test_accuracy_vs_round.png").stat().st_size > 0
 
 
@@ -309,3 +316,217 @@ def test_a_long_subtitle_stays_one_shortened_line():
     line = runs_subtitle(configs)
     assert "\n" not in line and len(line) <= 110 and line.endswith("…")
     assert line.startswith("task dataset_with_a_long_name_0/")
+
+
+# 6. a short sweep's figures do not mislead (issue 29): the round axis from 0, titles with the metric,
+# rounds and seeds, the range of 2 seeds, shortened runs said so, diverged marks off the value axis
+
+
+def _axes_fraction(ax, y: float) -> float:
+    """Where value ``y`` sits on an axes, as a fraction of its height (0: bottom, 1: top)."""
+    return float(ax.transAxes.inverted().transform(ax.transData.transform((1.0, y)))[1])
+
+
+def _hatches(ax) -> list:
+    return [patch for patch in ax.patches if patch.get_hatch()]
+
+
+def test_the_round_axis_starts_at_round_zero_with_the_rounds_before_the_first_evaluation_hatched():
+    curves = [
+        {"method": m, "panel": "E = 100", "round": [100, 150], "mean": [0.3, 0.4], "low": [0.25, 0.35]}
+        for m in ("laser", "zsgd")
+    ]
+    curves = [{**c, "high": [v + 0.05 for v in c["mean"]]} for c in curves]
+    (ax,) = _draw_metric_vs_round(curves, metric="test_accuracy").axes
+    assert ax.get_xlim()[0] == 0 and ax.get_xlim()[1] >= 150
+    assert _data_lines(ax)[0].get_xdata().tolist() == [100, 150]  # no value drawn where none was measured
+    (gap,) = _hatches(ax)
+    assert gap.get_x() == 0 and gap.get_width() == 100
+    assert "not evaluated" in [t.get_text() for t in ax.texts]
+    # evaluated from the start: nothing hatched
+    (ax,) = _draw_metric_vs_round(_curves_from_zero(), metric="test_accuracy").axes
+    assert ax.get_xlim()[0] == 0 and not _hatches(ax) and not ax.texts
+
+
+def _curves_from_zero() -> list[dict]:
+    return [
+        {"method": "laser", "panel": "E = 10", "round": [0, 10, 20], "mean": [0.1, 0.4, 0.6]}
+        | {"low": [0.1, 0.35, 0.55], "high": [0.1, 0.45, 0.65]}
+    ]
+
+
+@pytest.fixture
+def two_seed_sweep(tmp_path):
+    """The issue's short sweep in small: LASER at 3 energies and noiseless SGD, 2 seeds, 150 rounds,
+    evaluated at rounds 100 and 150 (records 99 and 149); Z-SGD diverges at E = 10."""
+    for seed in (0, 1):
+        for energy, accuracy in ((10, 0.25), (100, 0.35), (1000, 0.40)):
+            curve: list[float | None] = [None] * 150
+            curve[99], curve[149] = accuracy - 0.1 + 0.02 * seed, accuracy + 0.04 * seed
+            write_run(
+                tmp_path / "laser" / f"E={energy},seed={seed}",
+                ["rounds=150", "eval_every=100", f"power.energy={energy}", f"seed={seed}"],
+                curve,
+            )
+        write_run(
+            tmp_path / "zsgd" / f"E=10,seed={seed}",
+            ["rounds=150", "eval_every=100", "compressor.name=zsgd", "power.energy=10", f"seed={seed}"],
+            [None] * 120,
+            diverged=True,
+        )
+        curve = [None] * 150
+        curve[99], curve[149] = 0.48, 0.5 + 0.16 * seed
+        write_run(
+            tmp_path / "noiseless" / f"seed={seed}",
+            [
+                "rounds=150",
+                "eval_every=100",
+                "channel.name=noiseless",
+                "compressor.name=zsgd",
+                f"seed={seed}",
+            ],
+            curve,
+        )
+    return tmp_path
+
+
+def test_titles_say_the_metric_the_rounds_and_the_seeds(two_seed_sweep, monkeypatch):
+    from federated.cli import _caption
+    from federated.experiments import plots
+
+    table = _table(two_seed_sweep)
+    assert _caption(table) == "test accuracy after 150 rounds: mean and range of 2 seeds (0, 1)"
+    assert (
+        _caption(table, over_rounds=True) == "test accuracy over 150 rounds: mean and range of 2 seeds (0, 1)"
+    )
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, stem: drawn.setdefault(Path(stem).name, fig) and [])
+    _plot_dir(two_seed_sweep)
+    assert _suptitle(drawn["test_accuracy_vs_energy"])[0] == _caption(table)
+    assert _suptitle(drawn["test_accuracy_vs_round"])[0] == _caption(table, over_rounds=True)
+
+
+def test_two_seeds_draw_their_range_and_three_the_t_interval(two_seed_sweep):
+    from scipy import stats
+
+    from federated.experiments.results import figure_rows
+
+    table = _table(two_seed_sweep)
+    curves = {(c["method"], c["panel"]): c for c in round_curves(table)}
+    laser = curves[("laser", "E = 1000")]
+    assert laser["round"] == [100, 150]
+    assert laser["mean"] == pytest.approx([0.31, 0.42]) and laser["low"] == pytest.approx([0.30, 0.40])
+    assert laser["high"] == pytest.approx([0.32, 0.44])  # the seeds' range, not 0.42 ± 0.25
+    reference = curves[("noiseless SGD", "E = 10")]
+    assert (reference["low"][-1], reference["high"][-1]) == pytest.approx((0.5, 0.66))
+    rows, references = figure_rows(table)
+    references = [{**r, "label": r["method"]} for r in references]
+    ax = _draw_metric_vs_x(rows, metric="test_accuracy", x="power.energy", references=references).axes[0]
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]  # LASER's
+    assert (band.min(), band.max()) == pytest.approx((25.0, 44.0))
+    (span,) = [p for p in ax.patches if p.get_y() > 1]  # the reference's band (the strip's y is 0)
+    assert (span.get_y(), span.get_y() + span.get_height()) == pytest.approx((50.0, 66.0))
+    # the summary table keeps the t-interval of every cell
+    (cell,) = [r for r in table.best("laser") if r["x"] == 1000]
+    half = stats.t.ppf(0.975, 1) * stats.tstd([0.40, 0.44]) / 2**0.5
+    assert cell["ci_high"] - cell["mean"] == pytest.approx(half) and half > 0.25
+    # from 3 seeds on: the t-interval
+    for seed in (2, 3):
+        curve: list[float | None] = [None] * 150
+        curve[99], curve[149] = 0.30, 0.40 + 0.04 * seed
+        write_run(
+            two_seed_sweep / "laser" / f"E=1000,seed={seed}",
+            ["rounds=150", "eval_every=100", "power.energy=1000", f"seed={seed}"],
+            curve,
+        )
+    (cell,) = [r for r in figure_rows(_table(two_seed_sweep))[0] if r["method"] == "laser" and r["x"] == 1000]
+    finals = [0.40 + 0.04 * seed for seed in range(4)]
+    sd = stats.tstd(finals)
+    assert cell["ci_high"] - cell["mean"] == pytest.approx(stats.t.ppf(0.975, 3) * sd / 2)
+
+
+def _mnist1d_run(path: Path, config: str, overrides: list[str]) -> None:
+    """A run of shipped config ``config`` (with ``overrides``) at ``path``, 2 evaluations."""
+    from federated.config import find_config
+
+    rounds = int(next((o.split("=")[1] for o in overrides if o.startswith("rounds=")), 600))
+    path.mkdir(parents=True)
+    stored = config_to_dict(load_config(find_config(config), overrides))
+    (path / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    records = [{"round": t, "train_loss": 1.0, "test_accuracy": 0.5} for t in (rounds // 2 - 1, rounds - 1)]
+    (path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (path / "summary.json").write_text(
+        json.dumps({"status": "finished", "rounds": rounds, "test_accuracy": 0.5})
+    )
+
+
+def test_a_sweep_shorter_than_its_shipped_configs_says_so(tmp_path):
+    from federated.cli import _subtitle
+    from federated.experiments.results import documented_rounds
+
+    for config in ("mnist1d_laser", "mnist1d_zsgd"):
+        for energy in (10, 100):
+            _mnist1d_run(tmp_path / config / f"E={energy}", config, ["rounds=150", f"power.energy={energy}"])
+    _mnist1d_run(tmp_path / "mnist1d_noiseless" / "seed=0", "mnist1d_noiseless", ["rounds=150"])
+    table = _table(tmp_path)
+    line, note = _subtitle(table).split("\n")
+    assert line.startswith("task mnist1d · model cnn")
+    assert note == "shortened runs: 150 of the 600 rounds that their 3 configs document"
+    assert [documented_rounds(run) for run in table.plotted_runs()][:1] == [("mnist1d_laser", 600)]
+    # at the documented length: nothing to say
+    full = tmp_path / "full"
+    _mnist1d_run(full / "mnist1d_laser" / "E=10", "mnist1d_laser", ["power.energy=10"])
+    _mnist1d_run(full / "mnist1d_laser" / "E=100", "mnist1d_laser", ["power.energy=100"])
+    assert "\n" not in _subtitle(_table(full))
+
+
+def test_the_documented_rounds_come_from_the_shipped_config_of_the_sweeps_folder(tmp_path):
+    from federated.experiments.results import documented_rounds, load_runs
+
+    _mnist1d_run(tmp_path / "mnist1d_laser" / "p", "mnist1d_laser", ["rounds=150"])
+    _mnist1d_run(tmp_path / "gpt2_laser" / "p", "mnist1d_laser", ["rounds=150"])  # another config's name
+    _mnist1d_run(tmp_path / "mine" / "p", "mnist1d_laser", ["rounds=150"])  # no shipped config of that name
+    write_run(tmp_path / "digits" / "mnist1d_laser" / "p", ["rounds=150"], [0.5])  # the name, another task
+    found = {
+        run.path.relative_to(tmp_path).parent.as_posix(): documented_rounds(run)
+        for run in load_runs(tmp_path)
+    }
+    assert found == {
+        "mnist1d_laser": ("mnist1d_laser", 600),
+        "gpt2_laser": None,
+        "mine": None,
+        "digits/mnist1d_laser": None,
+    }
+
+
+def test_diverged_marks_sit_in_a_labelled_strip_below_every_value(diverging_sweep):
+    table = _table(diverging_sweep)
+    rows = [r for r in table.rows if r["selection"] == "best_lr"]
+    ax = _draw_metric_vs_x(rows, metric="test_accuracy", x="power.energy").axes[0]
+    (mark,) = _x_marks(ax)
+    assert mark.get_transform() == ax.get_xaxis_transform()  # x: energy, y: a fraction of the axes
+    strip_top = max(mark.get_ydata()) + 0.02
+    assert strip_top < _axes_fraction(ax, 0.0)  # below 0 %: an "x" reads as no value
+    assert min(ax.get_yticks()) >= 0  # no tick in the strip
+    (label,) = [t for t in ax.texts if t.get_text() == "diverged"]
+    assert label.get_position()[1] < _axes_fraction(ax, 0.0)
+    fig = _draw_metric_vs_round(round_curves(table), metric="test_accuracy")
+    e10, e100 = fig.axes
+    (mark,) = _x_marks(e100)
+    lowest = min(float(v) for ax in fig.axes for line in _data_lines(ax) for v in line.get_ydata())
+    assert max(mark.get_ydata()) + 0.02 < _axes_fraction(e100, lowest)
+    assert min(e100.get_yticks()) >= e100.get_ylim()[0] and min(e100.get_yticks()) > lowest - 10
+    labels = [[t.get_text() for t in ax.texts if t.get_text() == "diverged"] for ax in (e10, e100)]
+    assert labels == [["diverged"], []]  # the first column's label
+
+
+def test_one_energy_and_a_reference_draw_without_warnings():
+    import warnings
+
+    rows = [{"method": "laser", "x": 100.0, "mean": 0.87, "ci_low": 0.85, "ci_high": 0.89, "n": 3}]
+    reference = {"label": "noiseless SGD", "mean": 0.92, "ci_low": 0.9, "ci_high": 0.94}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ax = _draw_metric_vs_x(rows, metric="test_accuracy", x="power.energy", references=[reference]).axes[0]
+    low, high = ax.get_xlim()
+    assert low < 100 < high and high / low == pytest.approx(100.0)  # a decade on each side
