@@ -15,16 +15,24 @@ Ray), then::
 
     python examples/flower_ota.py [--method laser|zsgd] [--rounds 20] [--clients 8]
 
+Without Ray it exits with status 2 and the line to install it.
+
 ``server_app`` and ``client_app`` are ordinary Flower apps (``flwr run`` can name them as its
-components; ``num-server-rounds`` and ``method`` are read from the run config). The tests drive the
-same two apps in one process, without Ray (``tests/federated/adapters/test_flower.py``).
+components; ``num-server-rounds`` and ``method`` are read from the run config). Ray's workers unpickle
+the ClientApp by reference to its module, so what it needs lives in this module, which they import,
+never in ``__main__`` (the end of the file says why). The tests drive the same two apps in one
+process, without Ray, and load the ClientApp the way Ray's workers do
+(``tests/federated/adapters/test_flower.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
+import sys
 from functools import cache
+from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
@@ -133,6 +141,8 @@ def main(grid: Grid, context: Context) -> None:
     method = str(context.run_config.get("method", SETTINGS["method"]))
     rounds = int(context.run_config.get("num-server-rounds", SETTINGS["rounds"]))
     strategy, result = run(grid, method, rounds)
+    if rounds not in strategy.records:  # every ClientApp failed: say so rather than a KeyError
+        raise RuntimeError(f"no ClientApp replied in round {rounds}: their errors are logged above")
     accuracy = result.evaluate_metrics_serverapp[rounds]["accuracy"]
     last = strategy.records[rounds]
     print(
@@ -142,15 +152,22 @@ def main(grid: Grid, context: Context) -> None:
     )
 
 
-if __name__ == "__main__":
+# ------------------------------------------------------------------------------------------ command line
+RAY_MISSING = "Flower's simulation engine needs Ray: pip install 'flwr[simulation]==1.42.*'"
+
+
+def simulate(argv: list[str] | None = None) -> None:
+    """The command line: this module's two apps under Flower's simulation engine, one SuperNode per
+    client. Without Ray, exit 2 with the one line that installs it (a usage error, as argparse's)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", choices=["laser", "zsgd"], default="laser")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=8)
-    args = parser.parse_args()
-    SETTINGS.update(method=args.method, rounds=args.rounds)
+    args = parser.parse_args(argv)
     if importlib.util.find_spec("ray") is None:
-        raise SystemExit("Flower's simulation engine needs Ray: pip install 'flwr[simulation]==1.42.*'")
+        print(RAY_MISSING, file=sys.stderr)
+        raise SystemExit(2)
+    SETTINGS.update(method=args.method, rounds=args.rounds)  # the ServerApp runs in this process
     from flwr.simulation import run_simulation
 
     run_simulation(
@@ -159,3 +176,15 @@ if __name__ == "__main__":
         num_supernodes=args.clients,
         backend_config={"client_resources": {"num_cpus": 1}},
     )
+
+
+if __name__ == "__main__":
+    # Run as a script, this file is the module `__main__`. Ray ships the ClientApp to its worker
+    # processes with cloudpickle, which copies a function of `__main__` by value but pickles the
+    # globals it calls that are not plain functions (``digits``, a ``functools.cache`` object) by
+    # reference, as ``__main__.digits``; a worker's `__main__` is Ray's own worker script, so the
+    # worker fails with "Can't get attribute 'digits' on <module '__main__'>" and no client replies.
+    # So the simulation gets the apps of this file imported under its own name: everything they
+    # need is then pickled by reference to that module, which each worker imports (Ray puts the
+    # script's directory on its workers' sys.path) and where it rebuilds its own digits cache.
+    importlib.import_module(Path(__file__).stem).simulate()

@@ -1,8 +1,13 @@
 """The Flower adapter, driven with constructed messages (no Ray, no SuperLink): over a noiseless
 channel its Z-SGD aggregate is FedAvg's; over a noisy one it is not, by the noise the channel records;
-LASER's client side survives the rounds in ``context.state``; the example apps run end to end."""
+LASER's client side survives the rounds in ``context.state``; the example apps run end to end, and
+its ClientApp reaches a fresh process as Ray ships it to its workers; the README's Flower block runs."""
 
 import importlib.util
+import re
+import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.serverapp.exception import AggregationError
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.task_identity import TaskIdentity
+from sklearn.datasets import load_digits
 
 from channels import AWGNChannel, FadingChannel, RayleighFading
 from federated.adapters.flower import (
@@ -312,12 +318,18 @@ def test_integer_arrays_are_averaged_exactly_and_keep_their_dtype():
     np.testing.assert_allclose(new["w"].numpy(), 2.0, atol=1e-6)
 
 
-def test_the_example_apps_run_in_one_process_without_ray():
-    """examples/flower_ota.py: its ServerApp's strategy and its ClientApp, two rounds of LASER on 3
-    nodes, Flower's grid played by a loop that calls the ClientApp as a SuperNode would."""
+def load_example():
+    """examples/flower_ota.py as a module (not under its own name, which the worker test imports)."""
     spec = importlib.util.spec_from_file_location("flower_ota_example", ROOT / "examples" / "flower_ota.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
+    return example
+
+
+def test_the_example_apps_run_in_one_process_without_ray():
+    """examples/flower_ota.py: its ServerApp's strategy and its ClientApp, two rounds of LASER on 3
+    nodes, Flower's grid played by a loop that calls the ClientApp as a SuperNode would."""
+    example = load_example()
     nodes = [101, 202, 303]
     contexts = {
         n: context(n, **{"partition-id": i, "num-partitions": len(nodes)}) for i, n in enumerate(nodes)
@@ -332,3 +344,131 @@ def test_the_example_apps_run_in_one_process_without_ray():
     assert all(CLIENT_STATE_KEY in c.state for c in contexts.values())
     accuracy = [result.evaluate_metrics_serverapp[r]["accuracy"] for r in (0, 2)]
     assert accuracy[1] > accuracy[0]
+
+
+def test_without_ray_the_script_exits_2_with_the_line_that_installs_it(monkeypatch, capsys):
+    """``python examples/flower_ota.py`` without Ray: status 2 and one line, the install command."""
+    script = ROOT / "examples" / "flower_ota.py"
+    monkeypatch.setitem(sys.modules, "ray", None)  # find_spec("ray") is None, Ray installed or not
+    monkeypatch.setattr(sys, "argv", [str(script), "--rounds", "1"])
+    monkeypatch.syspath_prepend(str(script.parent))  # as running the script puts it first
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.modules.pop("flower_ota", None)  # the script imports itself under its own name
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'flwr[simulation]==1.42.*'" in err
+
+
+# The script's side: examples/flower_ota.py run as a script, with Ray's presence faked and
+# run_simulation replaced by what Ray does with the ClientApp before any worker runs it, pickling it
+# with cloudpickle (Ray's serializer is its copy of cloudpickle).
+SHIP = """
+import importlib.machinery, runpy, sys, types
+from pathlib import Path
+import cloudpickle, flwr.simulation
+
+script, blob = sys.argv[1:]
+def run_simulation(*, server_app, client_app, num_supernodes, backend_config):
+    Path(blob).write_bytes(cloudpickle.dumps(client_app))
+flwr.simulation.run_simulation = run_simulation
+sys.modules["ray"] = types.ModuleType("ray")
+sys.modules["ray"].__spec__ = importlib.machinery.ModuleSpec("ray", None)
+sys.argv = [script, "--rounds", "1", "--clients", "2"]
+sys.path[0] = str(Path(script).parent)  # as `python examples/flower_ota.py` sets it
+runpy.run_path(script, run_name="__main__")
+"""
+
+# A worker's side: a fresh process whose __main__ is not the example (a Ray worker's is Ray's
+# default_worker.py), with the script's directory on its path as Ray gives it; it unpickles the
+# ClientApp and answers one train message of the example's LASER strategy for partition 0 of 2.
+WORKER = """
+import pickle, sys
+from pathlib import Path
+from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+from torch import nn
+from channels import AWGNChannel
+from federated.adapters.flower import OTAFedAvg
+from laser import LaserCompressor
+
+examples, blob = sys.argv[1:]
+sys.path.insert(1, examples)
+client_app = pickle.loads(Path(blob).read_bytes())
+for name in ("_run_id", "_node_id", "_task_id"):
+    setattr(TaskIdentity, name, 1)
+class Grid:
+    def get_node_ids(self):
+        return [5, 6]
+model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))  # the example's
+strategy = OTAFedAvg(AWGNChannel(noise_var=1.0), energy=100.0, compressor=LaserCompressor(rank=2))
+config = ConfigRecord({"lr": 0.1, "local-steps": 2, "method": "laser"})
+message = list(strategy.configure_train(1, ArrayRecord(model.state_dict()), config, Grid()))[0]
+node_config = {"partition-id": 0, "num-partitions": 2}
+context = Context(run_id=1, node_id=5, node_config=node_config, state=RecordDict(), run_config={})
+reply = client_app(message, context)
+assert not reply.has_error(), reply.error
+print(int(reply.content["metrics"]["num-examples"]))
+"""
+
+
+@pytest.mark.slow
+def test_the_client_app_the_script_hands_to_ray_runs_in_a_fresh_worker(tmp_path):
+    """Ray's workers failed with "Can't get attribute 'digits' on <module '__main__'>": the script
+    handed over its own ``__main__`` apps, whose cached ``digits`` pickles by name, looked up in the
+    worker's ``__main__``. The apps it hands over now come from the example imported as a module."""
+    script, blob = ROOT / "examples" / "flower_ota.py", tmp_path / "client_app.pkl"
+    shipped = subprocess.run(
+        [sys.executable, "-c", SHIP, str(script), str(blob)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert shipped.returncode == 0, shipped.stderr
+    worker = subprocess.run(
+        [sys.executable, "-c", WORKER, str(script.parent), str(blob)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stdout.split() == ["750"]  # partition 0 of the 1500 training digits, in 2
+
+
+@pytest.mark.slow
+def test_the_readme_flower_block_runs_as_written():
+    """The README's Flower block, exec'd as tests/test_readme.py does, then run: its ServerApp's 20
+    rounds on 3 nodes, each train message answered by its ClientApp (which once called an undefined
+    ``local_training``), and the global model learns the digits."""
+    readme = (ROOT / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "@client_app.train()" in b
+    )
+    app: dict = {}
+    exec(compile(block, "README.md", "exec"), app)
+    nodes = [101, 202, 303]
+    contexts = {
+        n: context(n, **{"partition-id": i, "num-partitions": len(nodes)}) for i, n in enumerate(nodes)
+    }
+    sent = []
+
+    class LocalGrid(Grid):
+        def send_and_receive(self, messages, *, timeout=None):
+            messages = list(messages)  # train messages only: the block's ClientApp has no evaluate
+            replies = [app["client_app"](m, contexts[m.metadata.dst_node_id]) for m in messages]
+            assert not [r.error for r in replies if r.has_error()]
+            sent.extend(messages[:1])
+            return replies
+
+    app["main"](LocalGrid(nodes), context(0))
+    assert [m.metadata.message_type for m in sent] == ["train"] * 20
+
+    digits = load_digits()
+    x, y = torch.tensor(digits.data / 16, dtype=torch.float32), torch.tensor(digits.target)
+
+    def accuracy(arrays):
+        model = app["make_model"]()
+        model.load_state_dict(arrays.to_torch_state_dict())
+        with torch.no_grad():
+            return float((model(x).argmax(1) == y).float().mean())
+
+    assert accuracy(sent[-1].content["arrays"]) > accuracy(sent[0].content["arrays"]) + 0.3
