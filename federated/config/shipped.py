@@ -55,11 +55,12 @@ def find_config(path: str | Path, what: str = "config") -> Path:
 
 def describe(path: Path, width: int = 160) -> str:
     """A config's one-line description: its leading comment up to the first ``Run:``-style line,
-    cut to ``width`` characters."""
+    cut to ``width`` characters. The first line always belongs to it, whatever word it starts with
+    (the quickstart's opens with ``Quickstart:``, which once read as a label and left it empty)."""
     words: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         text = line.lstrip("#").strip()
-        if not line.startswith("#") or not text or re.match(r"[A-Z][a-z]+( \(.*\))?:", text):
+        if not line.startswith("#") or not text or (words and re.match(r"[A-Z][a-z]+( \(.*\))?:", text)):
             break
         words.append(text)
     description = " ".join(words)
