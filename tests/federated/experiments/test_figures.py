@@ -392,7 +392,7 @@ def two_seed_sweep(tmp_path):
 
 def test_titles_say_the_metric_the_rounds_and_the_seeds(two_seed_sweep, monkeypatch):
     from federated.cli import _caption
-    from federated.experiments import plots
+    from federated.experiments import plot_partition, plot_vs_round, plot_vs_x
 
     table = _table(two_seed_sweep)
     assert _caption(table) == "test accuracy after 150 rounds: mean and range of 2 seeds (0, 1)"
@@ -400,7 +400,8 @@ def test_titles_say_the_metric_the_rounds_and_the_seeds(two_seed_sweep, monkeypa
         _caption(table, over_rounds=True) == "test accuracy over 150 rounds: mean and range of 2 seeds (0, 1)"
     )
     drawn = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, stem: drawn.setdefault(Path(stem).name, fig) and [])
+    for module in (plot_vs_x, plot_vs_round, plot_partition):  # where each figure is saved
+        monkeypatch.setattr(module, "_save", lambda fig, stem: drawn.setdefault(Path(stem).name, fig) and [])
     _plot_dir(two_seed_sweep)
     assert _suptitle(drawn["test_accuracy_vs_energy"])[0] == _caption(table)
     assert _suptitle(drawn["test_accuracy_vs_round"])[0] == _caption(table, over_rounds=True)
