@@ -31,7 +31,14 @@ from laser.digital import (
     TopKDitheringCompressor,
 )
 from laser.lowrank import LaserClient, LaserCompressor, LaserServer, is_compressed, matrix_view, orthogonalize
-from laser.ota import NonFiniteNoiseError, PassRecord, RoundResult, transmit_blocks, transmit_round
+from laser.ota import (
+    NonFiniteNoiseError,
+    PassOptions,
+    PassRecord,
+    RoundResult,
+    transmit_blocks,
+    transmit_round,
+)
 from laser.warmup import WarmUp
 
 __all__ = [
@@ -64,6 +71,7 @@ __all__ = [
     "NaturalDitheringCompressor",
     "TopKDitheringCompressor",
     "SignSGDCompressor",
+    "PassOptions",
     "PassRecord",
     "RoundResult",
     "transmit_round",

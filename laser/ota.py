@@ -55,6 +55,7 @@ from laser.allocation import ALLOCATIONS, Allocation, allocate_energy, allocate_
 from laser.compressor import CompressorClient, CompressorServer, DigitalClient
 
 __all__ = [
+    "PassOptions",
     "PassRecord",
     "RoundResult",
     "Processes",
@@ -164,6 +165,112 @@ class RoundResult:
         ``keep_unheard`` gives back; a client living apart from the server gets its row and calls
         :meth:`~laser.compressor.CompressorClient.keep_unheard`)."""
         return self.passes[-1].heard
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    """How a round goes over the air, apart from who sends what: the clients' budgets, their split
+    over the blocks, the server's weighted mean, what an unheard client keeps, and the processes the
+    clients are split over. :func:`transmit_round` and :func:`transmit_blocks` take one (or the same
+    values as keyword arguments); a run builds it once and changes what varies by round with
+    :meth:`replace`, and a method's extra pass takes its share of the budget with :meth:`share`.
+
+    Attributes:
+        energy: each client's energy for the round (a float, or ``[K]``), shared by the round's
+            passes in proportion to their channel uses; or
+        snr_db: a per-channel-use SNR (the round's energy grows with its channel uses). Exactly one
+            of the two.
+        allocation: the split of a budget over a pass's blocks (``norm``, LASER's;
+            ``norm_sqrt_dim``; ``uniform``).
+        budget_scale: ``[K]`` multipliers of the budgets (heterogeneous clients).
+        weights: ``[K]`` client weights w_k > 0 in the order of the clients (this process's with
+            ``processes``): the server estimates the weighted mean of what it hears. ``None``: the
+            plain mean.
+        keep_unheard: give a client the blocks of the last pass it was not heard in back to its
+            error feedback (needs the client sides).
+        processes: the clients split over processes (``federated.distributed``): ``clients`` and
+            their blocks are this process's, the result every client's.
+
+    Example:
+        >>> options = PassOptions(energy=100.0, allocation="uniform")
+        >>> options.share(0.2).energy, options.replace(energy=None, snr_db=10.0).snr_db
+        (20.0, 10.0)
+        >>> PassOptions(energy=1.0, allocation="equal")
+        Traceback (most recent call last):
+        ...
+        ValueError: allocation = 'equal' is not accepted; expected one of norm, norm_sqrt_dim, uniform
+    """
+
+    energy: float | Tensor | None = None
+    snr_db: float | None = None
+    allocation: Allocation = "norm"
+    budget_scale: Tensor | None = None
+    weights: Tensor | None = None
+    keep_unheard: bool = False
+    processes: Processes | None = None
+
+    def __post_init__(self) -> None:
+        if (self.energy is None) == (self.snr_db is None):
+            raise ValueError("give exactly one of energy (per client and round) or snr_db (per channel use)")
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(
+                f"allocation = {self.allocation!r} is not accepted; expected one of {', '.join(ALLOCATIONS)}"
+            )
+        if not isinstance(self.keep_unheard, (bool, np.bool_)):
+            raise TypeError(f"keep_unheard must be True or False, got {type(self.keep_unheard).__name__}")
+
+    def replace(self, **changes: object) -> PassOptions:
+        """These options with ``changes`` (checked again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def share(self, fraction: float) -> PassOptions:
+        """The options of a pass that spends ``fraction`` of the round's energy (an SNR per channel
+        use stays as it is)."""
+        return self if self.energy is None else self.replace(energy=self.energy * fraction)
+
+
+_OPTION_NAMES = ("energy", "snr_db", "allocation", "budget_scale", "weights", "keep_unheard", "processes")
+
+
+def _is_default(value: object, default: object) -> bool:
+    return value is None if default is None else isinstance(value, type(default)) and value == default
+
+
+def _given(
+    energy: float | Tensor | None,
+    snr_db: float | None,
+    allocation: Allocation,
+    budget_scale: Tensor | None,
+    keep_unheard: bool,
+    processes: Processes | None,
+    weights: Tensor | None,
+) -> dict[str, object]:
+    """A call's pass options given as keyword arguments, by name."""
+    return {
+        "energy": energy,
+        "snr_db": snr_db,
+        "allocation": allocation,
+        "budget_scale": budget_scale,
+        "weights": weights,
+        "keep_unheard": keep_unheard,
+        "processes": processes,
+    }
+
+
+def _options(options: PassOptions | None, given: dict[str, object]) -> PassOptions:
+    """``options``, or the options of the keyword arguments ``given`` (a call gives one or the other)."""
+    if options is None:
+        return PassOptions(**given)  # type: ignore[arg-type]
+    if not isinstance(options, PassOptions):
+        raise TypeError(f"options must be a PassOptions, got {type(options).__name__}")
+    defaults = {"allocation": "norm", "keep_unheard": False}  # the others' default is None
+    also = [name for name in _OPTION_NAMES if not _is_default(given[name], defaults.get(name))]
+    if also:
+        raise TypeError(
+            f"options and {', '.join(also)} both given: pass the pass options either as a PassOptions or "
+            "as keyword arguments"
+        )
+    return options
 
 
 def _budget(
@@ -412,6 +519,7 @@ def transmit_blocks(
     server: CompressorServer,
     clients: Sequence[CompressorClient] | Sequence[int],
     blocks: Sequence[Sequence[Tensor]],
+    options: PassOptions | None = None,
     *,
     energy: float | Tensor | None = None,
     snr_db: float | None = None,
@@ -433,6 +541,10 @@ def transmit_blocks(
     (a second pass, or a digital message's size, needs the client's side); the result's
     :attr:`RoundResult.heard` says what each was heard in, for the clients to keep what was not
     (:meth:`~laser.compressor.CompressorClient.keep_unheard`). The same client twice is refused.
+
+    ``options``: a :class:`PassOptions` holding ``energy``, ``snr_db``, ``allocation``,
+    ``budget_scale``, ``weights``, ``keep_unheard`` and ``processes``; or give them as keyword
+    arguments (as :func:`transmit_round` documents them), not both.
 
     ``weights``: ``[K]`` client weights w_k > 0 (finite), in the order of ``clients``: the server's
     estimate is the weighted mean of what it hears. An analog pass sends them to the channel
@@ -458,6 +570,12 @@ def transmit_blocks(
     undelivered message. With ``processes``, ``clients`` and ``blocks`` are this process's clients'
     (``processes.index``); the result is every client's, as with one process.
     """
+    options = _options(
+        options, _given(energy, snr_db, allocation, budget_scale, keep_unheard, processes, weights)
+    )
+    energy, snr_db, allocation = options.energy, options.snr_db, options.allocation
+    budget_scale, keep_unheard, processes = options.budget_scale, options.keep_unheard, options.processes
+    weights = options.weights
     live = _check_call(server, clients, allocation, processes)
     if len(blocks) != len(clients):
         raise ValueError(f"blocks has {len(blocks)} clients' blocks; clients has {len(clients)}")
@@ -539,6 +657,7 @@ def transmit_round(
     server: CompressorServer,
     clients: Sequence[CompressorClient],
     grads: Iterable[Sequence[Tensor]],
+    options: PassOptions | None = None,
     *,
     energy: float | Tensor | None = None,
     snr_db: float | None = None,
@@ -555,6 +674,8 @@ def transmit_round(
 
     Args:
         channel: a ``channels`` channel (``AWGNChannel``, ``FadingChannel``); one realization per pass.
+        options: the pass options below as one :class:`PassOptions` (a run builds it once); or give
+            them as keyword arguments, not both.
         server: the method's server side (``method.make_server(params)``).
         clients: the method's client sides (``method.make_client(params, k)``), the round's
             participants.
@@ -589,7 +710,10 @@ def transmit_round(
         >>> out.gradient[0].tolist()                        # (3 g_1 + 1 g_2) / 4
         [0.75, 1.0]
     """
-    if not _check_call(server, clients, allocation, processes) and clients:
+    options = _options(
+        options, _given(energy, snr_db, allocation, budget_scale, keep_unheard, processes, weights)
+    )
+    if not _check_call(server, clients, options.allocation, options.processes) and clients:
         raise TypeError("transmit_round encodes with the client objects: clients must be client sides")
     sides = cast(Sequence[CompressorClient], clients)
     if isinstance(grads, Sized) and len(grads) != len(clients):  # before any client encodes
@@ -602,17 +726,4 @@ def transmit_round(
     if len(blocks) != len(clients) or next(given, None) is not None:
         count = f"{len(blocks)}" if len(blocks) < len(clients) else "more than " + str(len(clients))
         raise ValueError(f"grads holds {count} clients' tensors; clients has {len(clients)}, one each")
-    return transmit_blocks(
-        channel,
-        server,
-        clients,
-        blocks,
-        energy=energy,
-        snr_db=snr_db,
-        allocation=allocation,
-        budget_scale=budget_scale,
-        keep_unheard=keep_unheard,
-        processes=processes,
-        weights=weights,
-        state=state,
-    )
+    return transmit_blocks(channel, server, clients, blocks, options, state=state)
