@@ -10,7 +10,9 @@ the diagonal scaling of the clients' local steps that the server keeps and broad
 methods with adaptivity via scaling, ``precond:``).
 
 Example:
-    >>> from federated.config import OptimizerConfig, PrecondConfig
+    >>> from channels import FadingChannel
+from federated.config import OptimizerConfig, PrecondConfig
+from laser import PassOptions, RoundResult, ZSGDCompressor, transmit_blocks
     >>> model = nn.Linear(2, 1)
     >>> optimizer = build_optimizer(OptimizerConfig(name="adamw", lr=1e-3, weight_decay=0.1), model)
     >>> [group["weight_decay"] for group in optimizer.param_groups]
@@ -27,9 +29,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from channels import FadingChannel
 from federated.config import OptimizerConfig, PrecondConfig
+from laser import PassOptions, RoundResult, ZSGDCompressor, transmit_blocks
 
-__all__ = ["build_optimizer", "build_scheduler", "FedOpt", "WeightEMA", "Preconditioner"]
+__all__ = ["build_optimizer", "build_scheduler", "FedOpt", "WeightEMA", "Preconditioner", "StatisticPass"]
 
 
 def _decayed_weights(model: nn.Module) -> set[int]:
@@ -177,16 +181,18 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The learning-rate schedule over ``rounds`` server steps (stepped once per round), or None.
 
-    >>> from federated.config import OptimizerConfig, PrecondConfig
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    >>> config = OptimizerConfig(lr=1.0, schedule="onecycle", warmup_fraction=0.1)
-    >>> schedule = build_scheduler(config, opt, 100)
-    >>> lrs = []                                    # the learning rate each of the 100 rounds uses
-    >>> for _ in range(100):
-    ...     lrs.append(opt.param_groups[0]["lr"])
-    ...     opt.step(); schedule.step()
-    >>> round(lrs[0], 6), round(max(lrs), 6), round(lrs[-1], 6)     # lr/100, lr, lr/5
-    (0.01, 1.0, 0.2)
+        >>> from channels import FadingChannel
+    from federated.config import OptimizerConfig, PrecondConfig
+    from laser import PassOptions, RoundResult, ZSGDCompressor, transmit_blocks
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> config = OptimizerConfig(lr=1.0, schedule="onecycle", warmup_fraction=0.1)
+        >>> schedule = build_scheduler(config, opt, 100)
+        >>> lrs = []                                    # the learning rate each of the 100 rounds uses
+        >>> for _ in range(100):
+        ...     lrs.append(opt.param_groups[0]["lr"])
+        ...     opt.step(); schedule.step()
+        >>> round(lrs[0], 6), round(max(lrs), 6), round(lrs[-1], 6)     # lr/100, lr, lr/5
+        (0.01, 1.0, 0.2)
     """
     if config.schedule == "constant":
         return None
@@ -391,6 +397,13 @@ class Preconditioner:
         else:
             self._scale = [d.clamp(min=0).sqrt().clamp(min=alpha) for d in D]
 
+    def extra_pass(self, params: Sequence[Tensor], num_clients: int) -> StatisticPass | None:
+        """The analog pass this preconditioner asks of each round besides the update's (its clients'
+        statistic, :attr:`PrecondConfig.second_pass`), or None where it needs none."""
+        if not self.config.second_pass:
+            return None
+        return StatisticPass(params, num_clients, self.config.energy_fraction)
+
     def mean_scale(self) -> float:
         """The mean of D^ over every entry (logged as ``precond_mean``)."""
         total = sum(float(d.sum(dtype=torch.float64)) for d in self._scale)
@@ -411,3 +424,36 @@ class Preconditioner:
         if self.generator is not None:
             self.generator.set_state(state["generator"].cpu())
         self._set_scale()
+
+
+class StatisticPass:
+    """The preconditioner's extra analog pass (:meth:`Preconditioner.extra_pass`): after the update's
+    pass, each client's statistic (OASIS's z * Hz, or Adam's mean of g * g) goes over the air entry by
+    entry, as Z-SGD's gradient does (one block per parameter tensor, each client its own side), with
+    ``fraction`` of the round's energy (``precond.energy_fraction``; the update's pass gets the
+    rest, :meth:`update_share`). Its channel uses are logged as ``precond_channel_uses``.
+    """
+
+    def __init__(self, params: Sequence[Tensor], num_clients: int, fraction: float) -> None:
+        self.fraction = fraction
+        self.compressor = ZSGDCompressor()
+        self.compressor.setup(list(params), num_clients)
+
+    @property
+    def update_share(self) -> float:
+        """The share of the round's energy left to the update's pass."""
+        return 1 - self.fraction
+
+    def send(
+        self,
+        channel: FadingChannel,
+        clients: Sequence[int],
+        statistics: Sequence[Sequence[Tensor]],
+        options: PassOptions,
+    ) -> RoundResult:
+        """The clients' ``statistics`` (this process's ``clients``, in order) over ``channel`` with
+        the round's ``options`` (its energy times :attr:`fraction`; what an unheard client keeps does
+        not apply: the statistic has no error feedback); the decoded mean statistic and the pass."""
+        sides = [self.compressor.clients[k] for k in clients]
+        mine = options.replace(keep_unheard=False).share(self.fraction)
+        return transmit_blocks(channel, self.compressor.server, sides, statistics, mine)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,9 @@ from federated.distributed import Shard
 from federated.downlink import NoisyDownlink
 from federated.history import History
 from federated.models import build_model
-from federated.optim import Preconditioner, WeightEMA, build_optimizer, build_scheduler
+from federated.optim import Preconditioner, StatisticPass, WeightEMA, build_optimizer, build_scheduler
 from federated.vectorized import VectorizedClients, vmap_supported
-from laser import NonFiniteGradientError, NonFiniteNoiseError, RoundResult, ZSGDCompressor, transmit_blocks
+from laser import NonFiniteGradientError, NonFiniteNoiseError, PassOptions, RoundResult, transmit_blocks
 
 __all__ = ["Simulation", "NonFiniteError", "resolve_device"]
 
@@ -54,6 +55,11 @@ _STOPPED = (
 def _check_finite(name: str, value: Tensor, round_: int) -> None:
     if not bool(torch.isfinite(value).all()):
         raise NonFiniteError(f"round {round_}: the {name} is not finite (NaN or inf); {_STOPPED}")
+
+
+def _sum(tensors: Sequence[Tensor]) -> Tensor:
+    """The sum of every entry of ``tensors`` in float64 (finite iff every entry is)."""
+    return torch.stack([v.sum(dtype=torch.float64) for v in tensors]).sum()
 
 
 @contextlib.contextmanager
@@ -145,6 +151,16 @@ def _without_identities(state: object) -> object:
     return state
 
 
+@dataclass
+class LocalUpdates:
+    """What the local-updates stage hands the uplink: this process's participants' training losses and
+    encoded blocks and, for the preconditioner's extra pass, their statistics, in participant order."""
+
+    losses: list[Tensor] = field(default_factory=list)
+    blocks: list[list[Tensor]] = field(default_factory=list)
+    statistics: list[list[Tensor]] = field(default_factory=list)
+
+
 class Simulation:
     """One run's state (task, model, server optimizer, compressor, channel, generators, the rounds
     done and their history) and its round. :meth:`state_dict` holds everything needed to continue
@@ -224,11 +240,24 @@ class Simulation:
                 local_steps=config.clients.local_steps,
                 seed=streams.precond,
             )
-            # the statistic's pass: every entry sent as it is, one block per parameter tensor
-            statistic = ZSGDCompressor()
-            statistic.setup([p.detach() for p in self.params], num_clients)  # each client its own side
-            self.statistic = statistic
+        # the preconditioner's extra pass over the air, if it asks for one (its clients' statistic)
+        self.extra_pass: StatisticPass | None = None
+        if self.precond is not None:
+            self.extra_pass = self.precond.extra_pass([p.detach() for p in self.params], num_clients)
+        # what every pass of a round shares; the round sets its clients' budget scales and weights
+        power = config.power
+        self.options = PassOptions(
+            energy=power.energy,
+            snr_db=power.snr_db,
+            allocation=power.allocation,
+            keep_unheard=config.compressor.keep_unheard,
+            processes=shard,
+        )
+        # the local-updates stage: the vmapped clients, or the loop over them
         self.vectorized = self._vectorized(config.clients.vectorize)
+        self.local_updates: Callable[[list[int], list[int], int], LocalUpdates] = (
+            self._loop_updates if self.vectorized is None else self._vmapped_updates
+        )
 
     def _vectorized(self, mode: str) -> VectorizedClients | None:
         """The vmapped clients (``clients.vectorize``), or None for the loop."""
@@ -301,41 +330,52 @@ class Simulation:
         return chosen, state.clients(torch.tensor(chosen))
 
     def round(self, t: int | None = None) -> dict[str, object]:
-        """The next round (``t``, if given, must be its number: rounds run in order, once each): the
-        participants' updates, uplink, the server's step; returns the round's record, which the
-        history keeps."""
+        """The next round (``t``, if given, must be its number: rounds run in order, once each), as its
+        stages: who takes part, their local updates (encoded), the uplink, the server's step, the
+        record; returns the round's record, which the history keeps."""
+        t = self._next_round(t)
+        participants, state = self._participants()
+        mine = participants if self.shard is None else [k for k in participants if k in self.shard.local]
+        updates = self.local_updates(participants, mine, t)
+        train_loss = self._train_loss(updates.losses, len(participants), t)
+        result, statistic = self._uplink(participants, mine, updates, state, t)
+        lr = self._server_step(result.gradient, statistic)
+        record = self._record(t, train_loss, lr, result, statistic, participants)
+        self.history.rounds.append(record)
+        self.rounds_done = t + 1
+        return record
+
+    def _next_round(self, t: int | None) -> int:
+        """The number of the next round (``t``, if given, must be it)."""
         if t is not None and (isinstance(t, bool) or t != self.rounds_done):
             raise ValueError(
                 f"t = {t!r}: the next round of this simulation is round {self.rounds_done} (rounds run in "
                 "order, once each; call round() for the next one)"
             )
-        t = self.rounds_done
-        if t >= self.config.rounds:
+        if self.rounds_done >= self.config.rounds:
             raise ValueError(f"the run's {self.config.rounds} rounds are done (config.rounds)")
-        config = self.config
-        shard = self.shard
-        participants, state = self._participants()
-        mine = participants if shard is None else [k for k in participants if k in shard.local]
-        # --- clients: their update at the broadcast model, then encode (updates the EF memory)
-        client_blocks, losses, batches = [], [], []
-        local = self.clients.local
+        return self.rounds_done
+
+    # --- stage: local updates. Each participant's update at the broadcast model, encoded at once
+    # (which updates its error-feedback memory); another process's clients draw their batches all the
+    # same. Two implementations: the loop over clients, and one vmapped pass per micro-batch.
+
+    def _loop_updates(self, participants: list[int], mine: list[int], t: int) -> LocalUpdates:
+        """The clients one after another (any model; local training, adaptive scaling, batch norm)."""
         precond = self.precond
         scaling: dict[str, object] = {}
-        statistic_blocks: list[list[Tensor]] = []
         if precond is not None:  # D^ (and OASIS's probe z), broadcast with the model
             scaling = {"scale": precond.scale(), "statistic": precond.statistic, "probe": precond.probe()}
-        snapshot = [b.clone() for b in self.model.buffers()] if local and self.buffers else None
+        snapshot = [b.clone() for b in self.model.buffers()] if self.clients.local and self.buffers else None
         first, total = None, None  # batch-norm statistics: the first participant's, and their sum
+        updates = LocalUpdates()
         for k in participants:
-            if k not in mine:  # another process's client: draw its batches all the same
+            if k not in mine:
                 self.clients.skip(k)
-                continue
-            if self.vectorized is not None:
-                batches.append(self.clients.batches(k))
                 continue
             loss, update = self.clients.update(k, **scaling)
             if self.clients.statistic is not None:
-                statistic_blocks.append([v.reshape(-1) for v in self.clients.statistic])
+                updates.statistics.append([v.reshape(-1) for v in self.clients.statistic])
             if snapshot is not None:  # local training: keep the client's statistics, restore the server's
                 first = [b.clone() for b in self.model.buffers()] if first is None else first
                 floats = [b.clone() for b in self.buffers]
@@ -344,68 +384,74 @@ class Simulation:
                     b.copy_(value)
             elif self.buffers and first is None:
                 first = [b.clone() for b in self.buffers]
-            client_blocks.append(self._encode(k, update, t))
-            losses.append(loss)
-        if batches:
-            losses, client_blocks = self._vectorized_round(mine, batches)
+            updates.blocks.append(self._encode(k, update, t))
+            updates.losses.append(loss)
         self._set_buffers(first, total, len(participants))
-        train_loss = torch.stack(losses).sum()
-        if shard is not None:
-            train_loss = shard.sum(train_loss)
-        train_loss = train_loss / len(participants)
-        _check_finite("training loss", train_loss, t)
+        return updates
 
-        # --- uplink (energy split across blocks, over-the-air mean of each pass), server decodes
-        power, compressor = config.power, self.compressor
+    def _vmapped_updates(self, participants: list[int], mine: list[int], t: int) -> LocalUpdates:
+        """The clients' FedSGD gradients in one vmapped pass per micro-batch (``clients.vectorize``)."""
+        batches = []
+        for k in participants:
+            if k not in mine:
+                self.clients.skip(k)
+            else:
+                batches.append(self.clients.batches(k))
+        updates = LocalUpdates()
+        if batches:
+            updates.losses, updates.blocks = self._vectorized_round(mine, batches)
+        self._set_buffers(None, None, len(participants))
+        return updates
+
+    def _train_loss(self, losses: list[Tensor], count: int, t: int) -> Tensor:
+        """The participants' mean training loss (over every process's)."""
+        train_loss = torch.stack(losses).sum()
+        if self.shard is not None:
+            train_loss = self.shard.sum(train_loss)
+        train_loss = train_loss / count
+        _check_finite("training loss", train_loss, t)
+        return train_loss
+
+    # --- stage: uplink. The update's pass (the energy split over its blocks, the over-the-air mean of
+    # each pass of the method), then the preconditioner's extra pass if it asks for one; the server
+    # decodes. A float64 sum is finite iff every entry is (float32 values cannot overflow it), and it
+    # needs no copy of the model-sized gradient.
+
+    def _uplink(
+        self,
+        participants: list[int],
+        mine: list[int],
+        updates: LocalUpdates,
+        state: ChannelState | None,
+        t: int,
+    ) -> tuple[RoundResult, RoundResult | None]:
+        """The update's passes and the extra pass's (None without one)."""
         index = torch.tensor(mine, dtype=torch.long)
-        budget_scale = None if self.budget_scale is None else self.budget_scale[torch.tensor(participants)]
-        second = precond is not None and precond.config.second_pass
-        share = 1 - config.precond.energy_fraction if second else 1.0  # the rest: the statistic's pass
+        options = self.options.replace(
+            budget_scale=None if self.budget_scale is None else self.budget_scale[torch.tensor(participants)],
+            weights=None if self.weights is None else self.weights[index],
+        )
+        extra = self.extra_pass
+        sides = [self.compressor.clients[k] for k in mine]
+        server = self.compressor.server
         with _noise_overflow_diverges(t):
-            result = transmit_blocks(
-                self.channel,
-                compressor.server,
-                [compressor.clients[k] for k in mine],
-                client_blocks,
-                energy=power.energy if not second or power.energy is None else power.energy * share,
-                snr_db=power.snr_db,
-                allocation=power.allocation,
-                budget_scale=budget_scale,
-                keep_unheard=config.compressor.keep_unheard,
-                weights=None if self.weights is None else self.weights[index],
-                state=state,
-                processes=shard,
-            )
-        g_hat = result.gradient
-        # --- server: step on the decoded (pseudo-)gradient, broadcast; a float64 sum is finite iff every
-        # entry is (float32 gradients cannot overflow it), and it needs no copy of the model-sized gradient
-        _check_finite("decoded gradient", torch.stack([g.sum(dtype=torch.float64) for g in g_hat]).sum(), t)
-        record_passes = result
-        if precond is not None:
-            statistic = None
-            # the clients' statistic over the air, after the update (federated.optim.Preconditioner)
-            if second:
-                with _noise_overflow_diverges(t):
-                    sent = transmit_blocks(
-                        self.channel,
-                        self.statistic.server,
-                        [self.statistic.clients[k] for k in mine],
-                        statistic_blocks,
-                        energy=None
-                        if power.energy is None
-                        else power.energy * config.precond.energy_fraction,
-                        snr_db=power.snr_db,
-                        allocation=power.allocation,
-                        budget_scale=budget_scale,
-                        weights=None if self.weights is None else self.weights[index],
-                        processes=shard,
-                    )
-                statistic = sent.gradient
-                record_passes = RoundResult(g_hat, [*result.passes, *sent.passes])
-                _check_finite(
-                    "decoded statistic", torch.stack([v.sum(dtype=torch.float64) for v in statistic]).sum(), t
-                )
-            precond.update(change=g_hat, statistic=statistic)  # before the server's step reads g_hat
+            mean = options if extra is None else options.share(extra.update_share)
+            result = transmit_blocks(self.channel, server, sides, updates.blocks, mean, state=state)
+        _check_finite("decoded gradient", _sum(result.gradient), t)
+        if extra is None:
+            return result, None
+        with _noise_overflow_diverges(t):
+            statistic = extra.send(self.channel, mine, updates.statistics, options)
+        _check_finite("decoded statistic", _sum(statistic.gradient), t)
+        return result, statistic
+
+    # --- stage: the server's step on the decoded (pseudo-)gradient, which the next round broadcasts
+
+    def _server_step(self, g_hat: list[Tensor], statistic: RoundResult | None) -> float:
+        """The preconditioner's update (before the step reads g_hat), the optimizer's step, the schedule
+        and the EMA; the learning rate the step used."""
+        if self.precond is not None:
+            self.precond.update(change=g_hat, statistic=None if statistic is None else statistic.gradient)
         lr = self.optimizer.param_groups[0]["lr"]
         for p, g in zip(self.params, g_hat):
             p.grad = g.to(p.dtype)
@@ -415,25 +461,45 @@ class Simulation:
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
+        return lr
 
-        record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(record_passes)}
-        if precond is not None:
-            record["precond_mean"] = precond.mean_scale()
-            if second:
-                record["precond_channel_uses"] = record_passes.passes[-1].channel_uses
+    # --- stage: the round's record (and the evaluation, on its rounds)
+
+    def _record(
+        self,
+        t: int,
+        train_loss: Tensor,
+        lr: float,
+        result: RoundResult,
+        statistic: RoundResult | None,
+        participants: list[int],
+    ) -> dict[str, object]:
+        """The round's record: loss, learning rate, the channel's log over every pass, the
+        preconditioner's, who took part (under sampling) and, on evaluation rounds, the test metrics."""
+        passes = (
+            result if statistic is None else RoundResult(result.gradient, [*result.passes, *statistic.passes])
+        )
+        record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(passes)}
+        if self.precond is not None:
+            record["precond_mean"] = self.precond.mean_scale()
+            if statistic is not None:
+                record["precond_channel_uses"] = statistic.passes[-1].channel_uses
         if not self.sampler.everyone:
             record["participants"] = participants
-        if ((t + 1) % config.eval_every == 0 or t + 1 == config.rounds) and self.main_process:
-            record.update(self.task.evaluate(self.net, self.autocast))
-            if self.ema is not None:
-                averaged = self.ema.model(self.model)
-                ema = self.task.evaluate(
-                    _Float64Inputs(averaged) if self.net is not self.model else averaged, self.autocast
-                )
-                record.update({f"ema_{k}": v for k, v in ema.items()})
-        self.history.rounds.append(record)
-        self.rounds_done = t + 1
+        if ((t + 1) % self.config.eval_every == 0 or t + 1 == self.config.rounds) and self.main_process:
+            record.update(self._evaluate())
         return record
+
+    def _evaluate(self) -> dict[str, float]:
+        """The test metrics of the model (and of its EMA weights, ``ema_...``)."""
+        metrics = dict(self.task.evaluate(self.net, self.autocast))
+        if self.ema is not None:
+            averaged = self.ema.model(self.model)
+            ema = self.task.evaluate(
+                _Float64Inputs(averaged) if self.net is not self.model else averaged, self.autocast
+            )
+            metrics.update({f"ema_{k}": v for k, v in ema.items()})
+        return metrics
 
     def _set_buffers(self, first: list[Tensor] | None, total: list[Tensor] | None, count: int) -> None:
         """The server's batch-norm statistics after the clients' passes: the first participant's

@@ -7,6 +7,7 @@ import pytest
 import torch
 from _quadratic import Quadratic, quadratic_clients
 
+import federated.optim as optim_module
 import federated.simulation as simulation_module
 from federated.cli import main
 from federated.clients import Clients
@@ -107,10 +108,12 @@ def test_the_second_pass_spends_its_share_of_the_budget(monkeypatch):
     original = simulation_module.transmit_blocks
 
     def spy(*args, **kwargs):
-        sent.append(kwargs["energy"])
+        options = args[4] if len(args) > 4 else kwargs.get("options")  # a PassOptions, or keywords
+        sent.append(kwargs["energy"] if options is None else options.energy)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(simulation_module, "transmit_blocks", spy)
+    monkeypatch.setattr(simulation_module, "transmit_blocks", spy)  # the update's pass
+    monkeypatch.setattr(optim_module, "transmit_blocks", spy)  # the preconditioner's extra pass
     base = [o for o in TINY if not o.startswith(("channel.", "clients.num_clients", "precision"))]
     overrides = [*base, "clients.num_clients=2", "precond.name=oasis", "precond.energy_fraction=0.3"]
     sim = Simulation(load_config(None, overrides))
