@@ -4,17 +4,32 @@ Each check refuses what the channels cannot compute with a ``TypeError`` (the wr
 a string for a number, a complex or integer signal, an object that is not a generator) or a
 ``ValueError`` (the right kind, an impossible value: an empty shape, a meta tensor, NaN), whose
 message starts with the argument's name: ``"<name> must be ..., got <value>"``. The checks look at
-types, dtypes and devices only (no pass over a tensor's data), so they cost microseconds per call.
+types, dtypes and devices only (no pass over a tensor's data), so they cost microseconds per call;
+those of client weights and client indices also read their K values.
 """
 
 from __future__ import annotations
 
+import operator
 import reprlib
+from collections.abc import Sequence
+from typing import SupportsIndex, cast
 
 import torch
 from torch import Tensor
 
-__all__ = ["brief", "brief_values", "check_data", "check_generator", "check_number", "real_tensor"]
+__all__ = [
+    "brief",
+    "brief_values",
+    "check_count",
+    "check_data",
+    "check_generator",
+    "check_number",
+    "check_weights",
+    "client_index",
+    "per_client",
+    "real_tensor",
+]
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = 40
@@ -102,3 +117,92 @@ def check_generator(generator: object, name: str = "generator") -> None:
     """Refuse anything but a ``torch.Generator`` or ``None`` (TypeError naming ``name``)."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{name} must be a torch.Generator or None, got {brief(generator)}")
+
+
+def check_count(value: object, name: str, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``: a TypeError (not an integer: a bool, a float, a string) or a
+    ValueError (too small) naming ``name``.
+
+    >>> check_count(3, "num_clients")
+    3
+    >>> check_count(True, "num_clients")
+    Traceback (most recent call last):
+    ...
+    TypeError: num_clients must be an integer >= 1, got True
+    """
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        count = operator.index(cast(SupportsIndex, value))  # an int, a NumPy integer, an integer tensor
+    except TypeError:
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {brief(value)}") from None
+    if count < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {count}")
+    return count
+
+
+def check_weights(
+    weights: Tensor | Sequence[float], num_clients: int, device: torch.device | str | None = None
+) -> Tensor:
+    """``weights`` as a float64 ``[K]`` tensor on ``device``, checked: real numbers, finite, > 0.
+
+    Raises TypeError (not real numbers) or ValueError (another shape than ``[num_clients]``, a value
+    <= 0, NaN or infinite), naming ``weights``.
+
+    >>> check_weights([1, 2.5], 2).tolist()
+    [1.0, 2.5]
+    """
+    if isinstance(weights, Tensor):
+        probe = weights.detach()
+    else:
+        try:
+            probe = torch.as_tensor(weights)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"weights must be a [K] tensor or list of numbers, got {weights!r}") from error
+    if probe.dtype == torch.bool or probe.is_complex():
+        raise TypeError(f"weights must be real numbers, got a tensor of {probe.dtype}")
+    check_data(probe, "weights")
+    if isinstance(weights, Tensor):
+        values = probe.to(device=device, dtype=torch.float64)
+    else:  # straight to float64: no float32 rounding of Python floats on the way
+        values = torch.as_tensor(weights, dtype=torch.float64, device=device)
+    if values.shape != (num_clients,):
+        raise ValueError(
+            f"weights must have shape [{num_clients}] (one per client), got {tuple(values.shape)}"
+        )
+    bad = ~(torch.isfinite(values) & (values > 0))
+    if bool(bad.any()):
+        raise ValueError(f"weights must be finite and > 0, got {values[bad][:5].tolist()} among them")
+    return values
+
+
+def client_index(clients: Tensor | Sequence[int], num_clients: int | None) -> Tensor:
+    """``clients`` as a 1-D long tensor of distinct client indices in ``0 .. num_clients-1`` (any
+    index >= 0 when ``num_clients`` is None); a TypeError or ValueError naming ``clients``."""
+    try:
+        index = torch.as_tensor(clients)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"clients must be a 1-D tensor or list of client indices, got {brief(clients)}"
+        ) from None
+    if index.numel() == 0:
+        raise ValueError("clients is empty: realize at least one client")
+    if index.dim() != 1 or index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
+        raise TypeError(f"clients must be a 1-D tensor or list of client indices, got {brief(clients)}")
+    check_data(index, "clients")
+    index = index.long().cpu()
+    high = int(index.max())
+    if int(index.min()) < 0 or (num_clients is not None and high >= num_clients):
+        accepted = f"in 0..{num_clients - 1}" if num_clients is not None else ">= 0"
+        raise ValueError(f"clients must be client indices {accepted}, got {brief_values(index)}")
+    if index.unique().numel() != index.numel():
+        raise ValueError(f"clients must be distinct client indices, got {brief_values(index)}")
+    return index
+
+
+def per_client(energy: float | Tensor, num_clients: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A block's budget, a float or ``[K]``, as ``[K, 1]`` (one block; values checked by ``transmit``)."""
+    energy = real_tensor(energy, "energy", dtype=dtype, device=device)
+    if energy.dim() > 1 or (energy.dim() == 1 and energy.numel() != num_clients):
+        raise ValueError(f"energy must be a float or have shape [{num_clients}], got {tuple(energy.shape)}")
+    return energy.expand(num_clients).unsqueeze(1)

@@ -31,30 +31,15 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import SupportsIndex, cast
 
 import torch
 from torch import Tensor, nn
 
-from channels._checks import brief, check_number
+from channels._checks import brief, check_count, check_number
 from channels.beamforming import _COMPLEX, _DESIGNS, BEAMFORMERS, _check_channels, _gains
 from channels.fading import RayleighFading, RicianFading
 
 __all__ = ["ReceiveArray", "exponential_correlation"]
-
-
-def _check_count(value: object, name: str) -> int:
-    """``value`` as an int >= 1; a TypeError (not an integer: a bool, a float, a string) or a
-    ValueError (< 1) naming ``name``."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        count = operator.index(cast(SupportsIndex, value))
-    except TypeError:
-        raise TypeError(f"{name} must be an integer >= 1, got {brief(value)}") from None
-    if count < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {count}")
-    return count
 
 
 def _check_dtype(dtype: object, accepted: str, fits: bool) -> None:
@@ -75,7 +60,7 @@ def exponential_correlation(num_antennas: int, rho: float, dtype: torch.dtype = 
     >>> (L @ L.T).round(decimals=12).tolist()
     [[1.0, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 1.0]]
     """
-    _check_count(num_antennas, "num_antennas")
+    check_count(num_antennas, "num_antennas")
     if not -1 <= check_number(rho, "rho") <= 1:  # also refuses NaN
         raise ValueError(f"rho must be a real number in [-1, 1], got {brief(rho)}")
     fits = isinstance(dtype, torch.dtype) and (dtype.is_floating_point or dtype.is_complex)
@@ -158,7 +143,7 @@ class ReceiveArray(nn.Module):
             raise TypeError(
                 f"fading must be a fading model (e.g. RayleighFading()) or None, got {brief(fading)}"
             )
-        num_draws = _check_count(num_draws, "num_draws")
+        num_draws = check_count(num_draws, "num_draws")
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {brief(generator)}")
         _check_dtype(dtype, "torch.complex64 or torch.complex128", dtype in _COMPLEX)

@@ -19,20 +19,29 @@ client (``path_loss``, drawn once per run: client positions do not change betwee
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, SupportsIndex, cast
 
 import torch
 from torch import Tensor, nn
 
-from channels._checks import brief, brief_values, check_data, check_generator, check_number, real_tensor
+from channels._checks import (
+    brief,
+    check_count,
+    check_data,
+    check_generator,
+    check_number,
+    check_weights,
+    client_index,
+    per_client,
+    real_tensor,
+)
 from channels.antennas import ReceiveArray
 from channels.blocks import BlocksOutput, SignalBlocks
 from channels.budget import energy_for_snr_db
 from channels.noise import ComplexNoise, from_symbols
 from channels.power_control import PerfectInversion, PowerControl
+from channels.processes import Processes
 
 __all__ = [
     "BlocksOutput",
@@ -45,14 +54,8 @@ __all__ = [
 ]
 
 
-class Reduction(Protocol):
-    """Combines per-process partial results when the K clients are split over processes (each
-    process holds some clients' signals): ``sum`` and ``min`` return the reduction over all
-    processes (an all-reduce), every process receiving the same result."""
-
-    def sum(self, value: Tensor) -> Tensor: ...
-
-    def min(self, value: Tensor) -> Tensor: ...
+# the name the channel's ``reduce`` argument had: the same protocol as a round's and a checkpoint's
+Reduction = Processes
 
 
 @dataclass(frozen=True)
@@ -77,85 +80,6 @@ class ChannelOutput:
     noise_var: Tensor
     active: Tensor
     scale: Tensor
-
-
-def _per_client(energy: float | Tensor, num_clients: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A block's budget, a float or ``[K]``, as ``[K, 1]`` (one block; values checked by ``transmit``)."""
-    energy = real_tensor(energy, "energy", dtype=dtype, device=device)
-    if energy.dim() > 1 or (energy.dim() == 1 and energy.numel() != num_clients):
-        raise ValueError(f"energy must be a float or have shape [{num_clients}], got {tuple(energy.shape)}")
-    return energy.expand(num_clients).unsqueeze(1)
-
-
-def check_weights(
-    weights: Tensor | Sequence[float], num_clients: int, device: torch.device | str | None = None
-) -> Tensor:
-    """``weights`` as a float64 ``[K]`` tensor on ``device``, checked: real numbers, finite, > 0.
-
-    Raises TypeError (not real numbers) or ValueError (another shape than ``[num_clients]``, a value
-    <= 0, NaN or infinite), naming ``weights``.
-
-    >>> check_weights([1, 2.5], 2).tolist()
-    [1.0, 2.5]
-    """
-    if isinstance(weights, Tensor):
-        probe = weights.detach()
-    else:
-        try:
-            probe = torch.as_tensor(weights)
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise TypeError(f"weights must be a [K] tensor or list of numbers, got {weights!r}") from error
-    if probe.dtype == torch.bool or probe.is_complex():
-        raise TypeError(f"weights must be real numbers, got a tensor of {probe.dtype}")
-    check_data(probe, "weights")
-    if isinstance(weights, Tensor):
-        values = probe.to(device=device, dtype=torch.float64)
-    else:  # straight to float64: no float32 rounding of Python floats on the way
-        values = torch.as_tensor(weights, dtype=torch.float64, device=device)
-    if values.shape != (num_clients,):
-        raise ValueError(
-            f"weights must have shape [{num_clients}] (one per client), got {tuple(values.shape)}"
-        )
-    bad = ~(torch.isfinite(values) & (values > 0))
-    if bool(bad.any()):
-        raise ValueError(f"weights must be finite and > 0, got {values[bad][:5].tolist()} among them")
-    return values
-
-
-def _check_count(value: object, name: str, minimum: int) -> None:
-    """Refuse anything but an integer >= ``minimum`` (a bool or a string is not a count)."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        count = operator.index(cast(SupportsIndex, value))  # an int, a NumPy integer, an integer tensor
-    except TypeError:
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {brief(value)}") from None
-    if count < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {count}")
-
-
-def _client_index(clients: Tensor | Sequence[int], num_clients: int | None) -> Tensor:
-    """``clients`` as a 1-D long tensor of distinct client indices in ``0 .. num_clients-1`` (any
-    index >= 0 when ``num_clients`` is None); a TypeError or ValueError naming ``clients``."""
-    try:
-        index = torch.as_tensor(clients)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(
-            f"clients must be a 1-D tensor or list of client indices, got {brief(clients)}"
-        ) from None
-    if index.numel() == 0:
-        raise ValueError("clients is empty: realize at least one client")
-    if index.dim() != 1 or index.dtype == torch.bool or index.is_floating_point() or index.is_complex():
-        raise TypeError(f"clients must be a 1-D tensor or list of client indices, got {brief(clients)}")
-    check_data(index, "clients")
-    index = index.long().cpu()
-    high = int(index.max())
-    if int(index.min()) < 0 or (num_clients is not None and high >= num_clients):
-        accepted = f"in 0..{num_clients - 1}" if num_clients is not None else ">= 0"
-        raise ValueError(f"clients must be client indices {accepted}, got {brief_values(index)}")
-    if index.unique().numel() != index.numel():
-        raise ValueError(f"clients must be distinct client indices, got {brief_values(index)}")
-    return index
 
 
 @dataclass(frozen=True)
@@ -387,11 +311,11 @@ class FadingChannel(nn.Module):
                     "(path_loss) yet: realize all K clients once, realize(K), before a round of some of them"
                 )
         else:
-            _check_count(num_clients, "num_clients", minimum=1)
+            check_count(num_clients, "num_clients", minimum=1)
             drawn = int(num_clients)
-        index = None if clients is None else _client_index(clients, drawn)
+        index = None if clients is None else client_index(clients, drawn)
         if channel_uses is not None:
-            _check_count(channel_uses, "channel_uses", minimum=0)
+            check_count(channel_uses, "channel_uses", minimum=0)
         check_generator(generator)
         large_scale = self.large_scale
         if self.path_loss is not None and large_scale is not None and len(large_scale) != drawn:
@@ -438,7 +362,7 @@ class FadingChannel(nn.Module):
         state: ChannelState | None = None,
         symbol_offset: int = 0,
         generator: torch.Generator | None = None,
-        reduce: Reduction | None = None,
+        reduce: Processes | None = None,
         weights: Tensor | Sequence[float] | None = None,
     ) -> ChannelOutput:
         """One block over the air: ``signals`` ``[K, d]`` (real), each client's ``energy`` for it (a
@@ -456,7 +380,7 @@ class FadingChannel(nn.Module):
         assert energy is not None  # given, or computed from snr_db just above
         out = self.transmit(
             blocks,
-            _per_client(energy, num_clients, torch.float64, signals.device),  # transmit checks underflow
+            per_client(energy, num_clients, torch.float64, signals.device),  # transmit checks underflow
             state=state,
             symbol_offset=symbol_offset,
             generator=generator,
@@ -479,7 +403,7 @@ class FadingChannel(nn.Module):
         state: ChannelState | None = None,
         symbol_offset: int = 0,
         generator: torch.Generator | None = None,
-        reduce: Reduction | None = None,
+        reduce: Processes | None = None,
         weights: Tensor | Sequence[float] | None = None,
     ) -> BlocksOutput:
         """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
@@ -538,7 +462,7 @@ class FadingChannel(nn.Module):
         if not isinstance(blocks, SignalBlocks):
             raise TypeError(f"blocks must be a SignalBlocks (the clients' signals), got {brief(blocks)}")
         check_generator(generator)
-        _check_count(symbol_offset, "symbol_offset", minimum=0)
+        check_count(symbol_offset, "symbol_offset", minimum=0)
         if state is not None:
             if not isinstance(state, ChannelState):
                 raise TypeError(f"state must be a ChannelState (from realize), got {brief(state)}")

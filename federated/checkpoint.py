@@ -25,10 +25,11 @@ import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from torch import Tensor
+
+from channels.processes import Processes
 
 __all__ = [
     "CHECKPOINT",
@@ -50,21 +51,6 @@ CHECKPOINT = "checkpoint.pt"  # its name inside a run directory
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or from another configuration or format."""
-
-
-class Processes(Protocol):
-    """The processes of a run whose clients are split over several (``federated.distributed.Shard``)."""
-
-    # read-only, so that a frozen dataclass (Shard) satisfies the protocol
-    @property
-    def rank(self) -> int: ...
-
-    @property
-    def world(self) -> int: ...
-
-    def per_process(self, value: Tensor) -> Tensor:
-        """Every process's ``value``, stacked in rank order ``[world, ...]``."""
-        ...
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:

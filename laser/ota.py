@@ -42,7 +42,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import cast
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ from torch import Tensor
 from channels import ChannelState, FadingChannel, SignalBlocks, energy_for_snr_db
 from channels.digital import digital_link
 from channels.fading_channel import check_weights
+from channels.processes import Processes
 from laser.allocation import ALLOCATIONS, Allocation, allocate_energy, allocate_grouped_energy
 from laser.compressor import CompressorClient, CompressorServer, DigitalClient
 
@@ -69,24 +70,6 @@ class NonFiniteNoiseError(ArithmeticError):
     """A pass's effective noise variance is not finite: some client's signal is so large for its
     energy and gain that the alignment scale eta underflowed (noise_var / eta^2 overflows). Nothing
     finite can be decoded; in training it means the updates have diverged."""
-
-
-class Processes(Protocol):
-    """Clients split over processes (``federated.distributed.Shard``): this process holds the
-    clients ``index`` of ``num_clients``; ``gather`` concatenates every process's rows in client
-    order, ``sum`` and ``min`` all-reduce (the channel's superposition and alignment scale)."""
-
-    @property
-    def num_clients(self) -> int: ...
-
-    @property
-    def index(self) -> slice: ...
-
-    def gather(self, value: Tensor) -> Tensor: ...
-
-    def sum(self, value: Tensor) -> Tensor: ...
-
-    def min(self, value: Tensor) -> Tensor: ...
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,9 @@ __all__ = ["OTAHookState", "ota_hook", "one_bucket_cap_mb", "RankProcesses"]
 
 
 class RankProcesses:
-    """The ranks of a process group as the clients of a round (``laser.ota.Processes``): rank r holds
-    client r; ``sum`` and ``min`` are all-reduces, ``gather`` an all-gather in rank order.
+    """The ranks of a process group as the clients of a round (:class:`channels.processes.Processes`):
+    rank r holds client r; ``sum`` and ``min`` are all-reduces, ``gather`` and ``per_process``
+    all-gathers in rank order.
 
     Args:
         group: the process group (default: the world).
@@ -114,6 +115,13 @@ class RankProcesses:
         parts = [torch.empty_like(local) for _ in range(self.world)]
         dist.all_gather(parts, local, self.group)
         return torch.cat(parts).to(value.device)
+
+    def per_process(self, value: Tensor) -> Tensor:
+        """Every rank's ``value`` (same shape on each), stacked in rank order ``[world, ...]``."""
+        local = value.to(self.device).contiguous()
+        parts = [torch.empty_like(local) for _ in range(self.world)]
+        dist.all_gather(parts, local, self.group)
+        return torch.stack(parts).to(value.device)
 
 
 def one_bucket_cap_mb(module: nn.Module) -> int:
