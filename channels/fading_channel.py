@@ -459,6 +459,41 @@ class FadingChannel(nn.Module):
             >>> [e.tolist() for e in out.estimates], out.energy_used[:, 0].tolist()   # 3 u_1 needs 15
             ([[2.25, 3.25], [1.5]], [25.0, 0.1111111119389534])
         """
+        generator, state, energy = self._checked(blocks, energy, state, symbol_offset, generator, reduce)
+        weight, shift = _normalised_weights(weights, blocks, reduce)
+        sent = _Precoded(self.policy, blocks, state, energy, symbol_offset)
+        # pass 1: each client's need per block, the common scale eta per block and what it spends
+        need, count, kept = sent.needs(weight)
+        self._refuse_overflow(need, blocks.dtype)
+        eta, finite, energy_used = _alignment(need, energy, reduce)
+        # pass 2: the channel adds h_k x_k over the clients (eta common to a symbol: scaled once), the
+        # server receives them with the noise and divides by eta K_a (or eta W)
+        summed, active = sent.superpose(weight, kept)
+        if reduce is not None:
+            summed, count = reduce.sum(summed), reduce.sum(count)
+        estimates, noise_var = self._receive(
+            sent, summed, count, eta, finite, weighted=weight is not None, generator=generator
+        )
+        work = blocks.dtype
+        return BlocksOutput(
+            estimates=estimates,
+            energy_used=energy_used.to(work),
+            noise_var=noise_var.to(torch.float64),
+            active=torch.cat(active),
+            scale=torch.where(finite, torch.ldexp(eta, torch.tensor(-shift)), math.inf).to(work),
+        )
+
+    def _checked(
+        self,
+        blocks: SignalBlocks,
+        energy: Tensor,
+        state: ChannelState | None,
+        symbol_offset: int,
+        generator: torch.Generator | None,
+        reduce: Processes | None,
+    ) -> tuple[torch.Generator, ChannelState, Tensor]:
+        """:meth:`transmit`'s arguments checked: the generator to draw with, the state (drawn here when
+        none is given, without ``reduce``) and the budgets in the signals' dtype ``[K, B]``."""
         if not isinstance(blocks, SignalBlocks):
             raise TypeError(f"blocks must be a SignalBlocks (the clients' signals), got {brief(blocks)}")
         check_generator(generator)
@@ -498,68 +533,12 @@ class FadingChannel(nn.Module):
                 f"{given[given > 0].min().item():.3g}): no client would be heard; budgets of at least "
                 f"{torch.finfo(work).tiny:.3g} per block are needed"
             )
-        # client weights w_k: float64 for the needs and the heard weight W_j, the work dtype for the signals;
-        # brought to a largest weight in [1, 2) by a power of two (exact: the result is that of the weights
-        # given, and no product leaves the float range), and the common scale reported back in their units
-        weight, shift = None, 0
-        if weights is not None:
-            weight = check_weights(weights, num_clients, blocks.device)
-            largest = weight.max() if reduce is None else -reduce.min(-weight.max())
-            shift = int(torch.frexp(largest).exponent) - 1
-            weight = torch.ldexp(weight, torch.tensor(-shift, device=weight.device))
-        weight_work = None if weight is None else weight.to(work)
-        spans = [slice(a, a + s) for a, s in zip(blocks.starts, blocks.symbols)]
-        block_of = torch.repeat_interleave(
-            torch.arange(len(spans), device=blocks.device), torch.tensor(blocks.symbols, device=blocks.device)
-        )  # [S]: the block of each symbol
-        total = sum(blocks.symbols)
+        return generator, state, energy
 
-        # every gain and its estimate exactly 1 (AWGN): dividing by h_hat and multiplying by h are
-        # exact identities, skipped (they are the costly complex passes of an uncompressed round)
-        unit = bool((state.gains == 1).all()) and bool((state.csi == 1).all())
-
-        def precode(clients: slice, symbols: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
-            """This chunk's true gains, its inverted symbols m_k u_k / h_hat_k, where it sends, and
-            whether it sends everywhere."""
-            gains, csi = state.clients(clients).at(symbol_offset, total)
-            gains, csi = gains.to(cdtype), csi.to(cdtype)
-            mask = self.policy.transmits(csi) & (csi != 0) & (energy[clients] > 0)[:, block_of]
-            everywhere = bool(mask.all())
-            inverted = symbols if unit else symbols / torch.where(csi != 0, csi, 1)
-            return gains, (inverted if everywhere else torch.where(mask, inverted, 0)), mask, everywhere
-
-        def block_norms(clients: slice, inverted: Tensor, everywhere: bool) -> Tensor:
-            """``[c, B]`` float64: ||m_k u_k / h_hat_k|| per block, from the real I/Q values (over
-            unit gains with every client sending, the signal's own norms, computed once)."""
-            if unit and everywhere:
-                return blocks.norms()[clients]
-            pairs = torch.view_as_real(inverted)  # [c, S, 2], a view
-            return torch.stack(
-                [torch.linalg.vector_norm(pairs[:, span], dim=(1, 2), dtype=torch.float64) for span in spans],
-                1,
-            )
-
-        # pass 1: every client's need ||w_k m_k u_k / h_hat_k|| per block (w_k = 1 without weights); the
-        # common scale eta per block; on each symbol, the count K_a of the clients heard (long) or, with
-        # weights, their weight W (float64)
-        needs: list[Tensor] = []
-        count_dtype = torch.long if weight is None else torch.float64
-        count = torch.zeros(total, dtype=count_dtype, device=blocks.device)
-        kept: tuple[Tensor, Tensor, Tensor, bool] | None = None
-        for clients, symbols in blocks.chunks():
-            gains, inverted, mask, everywhere = precode(clients, symbols)
-            norms = block_norms(clients, inverted, everywhere)
-            if weight is None:
-                needs.append(norms)
-                count += mask.shape[0] if everywhere else mask.sum(0)
-            else:
-                needs.append(norms * weight[clients, None])
-                count += weight[clients].sum() if everywhere else (mask * weight[clients, None]).sum(0)
-            kept = (gains, inverted, mask, everywhere) if blocks.packed is not None else None
-        need = torch.cat(needs)  # [K, B] float64
-        # the clients' sum of a block is at most the sum of their norms: beyond the work dtype's range it
-        # would overflow (an infinite or NaN estimate), so such signals are refused here (with
-        # check_finite=False, non-finite entries go through as the class docstring says)
+    def _refuse_overflow(self, need: Tensor, work: torch.dtype) -> None:
+        """The clients' sum of a block is at most the sum of their needs: beyond the work dtype's range it
+        would overflow (an infinite or NaN estimate), so such signals are refused (with
+        check_finite=False, non-finite entries go through as the class docstring says)."""
         finite_need = torch.isfinite(need)
         reach = torch.where(finite_need, need, 0.0).sum(0) if not self.check_finite else need.sum(0)
         if (self.check_finite and not bool(finite_need.all())) or bool((reach > torch.finfo(work).max).any()):
@@ -570,63 +549,165 @@ class FadingChannel(nn.Module):
                 f"{torch.finfo(work).max:.3g}, so the over-the-air sum would overflow; scale them down or "
                 "send float64 signals"
             )
-        wide_energy = energy.double()
-        ratio = torch.where(need > 0, wide_energy.sqrt() / need, math.inf)
-        eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)  # [B] float64
-        finite = torch.isfinite(eta)
-        eta_tx = torch.where(finite, eta, 1.0)
-        # each client spends eta^2 ||w_k m_k u_k / h_hat_k||^2 on a block (inf: an infinite budget)
-        energy_used = torch.where(
-            finite, eta_tx.square() * need.square(), torch.where(need > 0, math.inf, 0.0)
-        )
-        # pass 2: the channel adds h_k x_k = h_k eta w_k m_k u_k / h_hat_k over the clients; eta is common
-        # to the clients of a symbol, so their sum is taken first and scaled once
-        summed: Tensor | None = None
-        active: list[Tensor] = []
-        for clients, symbols in blocks.chunks():
-            gains, inverted, mask, everywhere = kept if kept is not None else precode(clients, symbols)
-            if everywhere:
-                active.append(torch.ones(mask.shape[0], len(spans), dtype=torch.bool, device=blocks.device))
-            else:
-                active.append(torch.stack([mask[:, span].any(1) for span in spans], 1))
-            received = inverted if unit else gains * inverted
-            if weight_work is not None:  # w_k times I and Q: real products, exact for w_k = 1
-                scaled = torch.view_as_real(received) * weight_work[clients, None, None]
-                received = torch.view_as_complex(scaled)
-            part = received.sum(0)
-            summed = part if summed is None else summed + part
-        assert summed is not None  # blocks.chunks() yields at least one chunk
-        if reduce is not None:
-            summed, count = reduce.sum(summed), reduce.sum(count)
+
+    def _receive(
+        self,
+        sent: _Precoded,
+        summed: Tensor,
+        count: Tensor,
+        eta: Tensor,
+        finite: Tensor,
+        *,
+        weighted: bool,
+        generator: torch.Generator,
+    ) -> tuple[list[Tensor], Tensor]:
+        """The server's side of a pass: the antenna's y = eta * sum + z (one noise draw for the whole
+        pass, CN(0, 2 noise_var) per symbol; eta = inf: noiseless, z left out) divided by eta K_a, or by
+        eta W with weights; the estimate of each block and its effective noise variance."""
+        blocks, spans, block_of = sent.blocks, sent.spans, sent.block_of
+        work = blocks.dtype
         heard = count > 0  # with weights, W_j > 0 exactly where someone is heard (every w_k > 0)
-        if weight is None:
+        if not weighted:
             denominator = count.clamp(min=1).to(work)  # [S], the clients heard on each symbol
         else:
             denominator = torch.where(heard, count, 1.0).to(work)  # [S], W_j = sum_{A_j} w_k
         noisy = self.noise_var > 0
         if noisy:
-            # the antenna's y = eta * sum + z, one noise draw for the whole pass (CN(0, 2 noise_var)
-            # per symbol); the server divides by eta K_a, or eta W (eta = inf: noiseless, z left out)
-            scale = eta_tx.to(work)[block_of]
+            scale = torch.where(finite, eta, 1.0).to(work)[block_of]
             y = self._noise(summed * scale, self.noise_var, generator)
             if not bool(finite.all()):
                 y = torch.where(finite[block_of], y, summed * scale)
             denominator = denominator * scale
         else:
             y = summed
-        estimate = from_symbols(torch.where(heard, y / denominator, 0), 2 * total)
+        estimate = from_symbols(torch.where(heard, y / denominator, 0), 2 * sent.total)
         if noisy:
             per_symbol = torch.where(finite[block_of] & heard, self.noise_var / denominator.square(), 0.0)
             noise_var = torch.stack([per_symbol[span].mean() for span in spans])
         else:
             noise_var = torch.zeros(len(spans), dtype=work, device=blocks.device)
-        return BlocksOutput(
-            estimates=[
-                estimate[2 * a : 2 * a + d].to(dtype)
-                for a, d, dtype in zip(blocks.starts, blocks.dims, blocks.block_dtypes)
+        estimates = [
+            estimate[2 * a : 2 * a + d].to(dtype)
+            for a, d, dtype in zip(blocks.starts, blocks.dims, blocks.block_dtypes)
+        ]
+        return estimates, noise_var
+
+
+def _normalised_weights(
+    weights: Tensor | Sequence[float] | None, blocks: SignalBlocks, reduce: Processes | None
+) -> tuple[Tensor | None, int]:
+    """Client weights w_k checked, as float64 for the needs and the heard weight W_j, brought to a
+    largest weight in [1, 2) by a power of two 2^shift (exact: the result is that of the weights
+    given, and no product leaves the float range; the common scale is reported back in their units);
+    (None, 0) without weights."""
+    if weights is None:
+        return None, 0
+    weight = check_weights(weights, blocks.num_clients, blocks.device)
+    largest = weight.max() if reduce is None else -reduce.min(-weight.max())
+    shift = int(torch.frexp(largest).exponent) - 1
+    return torch.ldexp(weight, torch.tensor(-shift, device=weight.device)), shift
+
+
+def _alignment(need: Tensor, energy: Tensor, reduce: Processes | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The common scale eta_b = min_k sqrt(E_kb) / need_kb of each block (float64, over every process's
+    clients with ``reduce``; inf where nobody needs energy), where it is finite, and what each client
+    spends on each block, eta^2 need^2 (inf: an infinite budget)."""
+    ratio = torch.where(need > 0, energy.double().sqrt() / need, math.inf)
+    eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)  # [B] float64
+    finite = torch.isfinite(eta)
+    eta_tx = torch.where(finite, eta, 1.0)
+    energy_used = torch.where(finite, eta_tx.square() * need.square(), torch.where(need > 0, math.inf, 0.0))
+    return eta, finite, energy_used
+
+
+class _Precoded:
+    """A pass's signals as the clients precode them for one channel state: each chunk of clients'
+    symbols inverted by their channel estimate, m_k u_k / h_hat_k (m_k: where the power-control
+    policy lets them send), their norms per block and, once the scale is known, their sum as the
+    antenna receives it."""
+
+    def __init__(
+        self, policy: PowerControl, blocks: SignalBlocks, state: ChannelState, energy: Tensor, offset: int
+    ) -> None:
+        self.policy, self.blocks, self.state, self.energy, self.offset = policy, blocks, state, energy, offset
+        self.cdtype = torch.complex128 if blocks.dtype == torch.float64 else torch.complex64
+        self.spans = [slice(a, a + s) for a, s in zip(blocks.starts, blocks.symbols)]
+        self.block_of = torch.repeat_interleave(
+            torch.arange(len(self.spans), device=blocks.device),
+            torch.tensor(blocks.symbols, device=blocks.device),
+        )  # [S]: the block of each symbol
+        self.total = sum(blocks.symbols)
+        # every gain and its estimate exactly 1 (AWGN): dividing by h_hat and multiplying by h are
+        # exact identities, skipped (they are the costly complex passes of an uncompressed round)
+        self.unit = bool((state.gains == 1).all()) and bool((state.csi == 1).all())
+
+    def precode(self, clients: slice, symbols: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
+        """This chunk's true gains, its inverted symbols m_k u_k / h_hat_k, where it sends, and
+        whether it sends everywhere."""
+        gains, csi = self.state.clients(clients).at(self.offset, self.total)
+        gains, csi = gains.to(self.cdtype), csi.to(self.cdtype)
+        mask = self.policy.transmits(csi) & (csi != 0) & (self.energy[clients] > 0)[:, self.block_of]
+        everywhere = bool(mask.all())
+        inverted = symbols if self.unit else symbols / torch.where(csi != 0, csi, 1)
+        return gains, (inverted if everywhere else torch.where(mask, inverted, 0)), mask, everywhere
+
+    def block_norms(self, clients: slice, inverted: Tensor, everywhere: bool) -> Tensor:
+        """``[c, B]`` float64: ||m_k u_k / h_hat_k|| per block, from the real I/Q values (over
+        unit gains with every client sending, the signal's own norms, computed once)."""
+        if self.unit and everywhere:
+            return self.blocks.norms()[clients]
+        pairs = torch.view_as_real(inverted)  # [c, S, 2], a view
+        return torch.stack(
+            [
+                torch.linalg.vector_norm(pairs[:, span], dim=(1, 2), dtype=torch.float64)
+                for span in self.spans
             ],
-            energy_used=energy_used.to(work),
-            noise_var=noise_var.to(torch.float64),
-            active=torch.cat(active),
-            scale=torch.where(finite, torch.ldexp(eta, torch.tensor(-shift)), math.inf).to(work),
+            1,
         )
+
+    def needs(
+        self, weight: Tensor | None
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, bool] | None]:
+        """Every client's need ||w_k m_k u_k / h_hat_k|| per block ``[K, B]`` float64 (w_k = 1 without
+        weights); on each symbol the count K_a of the clients heard (long) or, with weights, their
+        weight W (float64); and the precoded chunk, kept when the signals are one packed chunk."""
+        blocks = self.blocks
+        needs: list[Tensor] = []
+        count_dtype = torch.long if weight is None else torch.float64
+        count = torch.zeros(self.total, dtype=count_dtype, device=blocks.device)
+        kept: tuple[Tensor, Tensor, Tensor, bool] | None = None
+        for clients, symbols in blocks.chunks():
+            gains, inverted, mask, everywhere = self.precode(clients, symbols)
+            norms = self.block_norms(clients, inverted, everywhere)
+            if weight is None:
+                needs.append(norms)
+                count += mask.shape[0] if everywhere else mask.sum(0)
+            else:
+                needs.append(norms * weight[clients, None])
+                count += weight[clients].sum() if everywhere else (mask * weight[clients, None]).sum(0)
+            kept = (gains, inverted, mask, everywhere) if blocks.packed is not None else None
+        return torch.cat(needs), count, kept
+
+    def superpose(
+        self, weight: Tensor | None, kept: tuple[Tensor, Tensor, Tensor, bool] | None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """The sum over this process's clients of h_k w_k m_k u_k / h_hat_k per symbol (eta is common
+        to the clients of a symbol: the sum is scaled once, later), and who was heard in each block."""
+        blocks, spans = self.blocks, self.spans
+        weight_work = None if weight is None else weight.to(blocks.dtype)
+        summed: Tensor | None = None
+        active: list[Tensor] = []
+        for clients, symbols in blocks.chunks():
+            gains, inverted, mask, everywhere = kept if kept is not None else self.precode(clients, symbols)
+            if everywhere:
+                active.append(torch.ones(mask.shape[0], len(spans), dtype=torch.bool, device=blocks.device))
+            else:
+                active.append(torch.stack([mask[:, span].any(1) for span in spans], 1))
+            received = inverted if self.unit else gains * inverted
+            if weight_work is not None:  # w_k times I and Q: real products, exact for w_k = 1
+                scaled = torch.view_as_real(received) * weight_work[clients, None, None]
+                received = torch.view_as_complex(scaled)
+            part = received.sum(0)
+            summed = part if summed is None else summed + part
+        assert summed is not None  # blocks.chunks() yields at least one chunk
+        return summed, active
