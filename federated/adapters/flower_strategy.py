@@ -29,7 +29,7 @@ from federated.adapters.flower_records import (
     _torch,
     state_to_records,
 )
-from laser import Compressor, CompressorServer, RoundResult, ZSGDCompressor, transmit_blocks
+from laser import Compressor, CompressorServer, PassOptions, RoundResult, ZSGDCompressor, transmit_blocks
 from laser.allocation import Allocation
 
 __all__ = ["OTAFedAvg"]
@@ -207,7 +207,33 @@ class OTAFedAvg(FedAvg):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """The sent arrays plus the over-the-air weighted mean of the replies' changes, and FedAvg's
         aggregate of the train metrics with the channel's summary (``ota-*``) added."""
-        replies = list(replies)
+        valid = self._valid_replies(list(replies))
+        if not valid:
+            return None, None
+        sent = self._sent_arrays(server_round)
+        heard, weights = self._heard(valid)
+        if not heard:
+            return None, None
+        params = self._params(sent)
+        options = PassOptions(
+            energy=self.energy, snr_db=self.snr_db, allocation=self.allocation, weights=weights
+        )
+        # the clients live apart: the server has their blocks and indices alone
+        clients = [r.index for r in heard]
+        server = self.server
+        assert server is not None  # made by configure_train (_sent_arrays checked it)
+        result = transmit_blocks(self.channel, server, clients, self._blocks(heard, sent, params), options)
+        self.records[server_round] = result
+        out = ArrayRecord(
+            {k: Array(np.asarray(v)) for k, v in self._new_arrays(sent, params, result, heard).items()}
+        )
+        metrics = self.train_metrics_aggr_fn([r.content for r in heard], self.weighted_by_key)
+        if metrics is not None:
+            metrics.update(_channel_metrics(result))
+        return out, metrics
+
+    def _valid_replies(self, replies: list[Message]) -> list[Message]:
+        """The replies without an error (those with one logged), checked for FedAvg's consistency."""
         valid = [m for m in replies if not m.has_error()]
         log(
             INFO,
@@ -223,11 +249,14 @@ class OTAFedAvg(FedAvg):
                     m.metadata.src_node_id,
                     m.error.reason,
                 )
-        if not valid:
-            return None, None
-        validate_message_reply_consistency(
-            [m.content for m in valid], weighted_by_key=self.weighted_by_key, check_arrayrecord=True
-        )
+        if valid:
+            validate_message_reply_consistency(
+                [m.content for m in valid], weighted_by_key=self.weighted_by_key, check_arrayrecord=True
+            )
+        return valid
+
+    def _sent_arrays(self, server_round: int) -> dict[str, NDArray[Any]]:
+        """The arrays :meth:`configure_train` sent (a warning if they were another round's)."""
         if self._sent is None or self.server is None:
             raise AggregationError(reason="aggregate_train before configure_train: no arrays were sent")
         sent_round, sent = self._sent
@@ -235,14 +264,19 @@ class OTAFedAvg(FedAvg):
             log(
                 WARNING, "aggregate_train: round %s, the arrays sent are round %s's", server_round, sent_round
             )
-        replied = sorted(  # the channel's clients in index order, whatever the order of arrival
+        return sent
+
+    def _heard(self, valid: list[Message]) -> tuple[list[_Reply], Tensor]:
+        """The replies the channel hears, in client-index order whatever the order of arrival, and their
+        weights (FedAvg's weight 0 leaves a reply out: the channel needs w > 0)."""
+        replied = sorted(
             (_Reply.of(m, self.client_index(m.metadata.src_node_id), self.weighted_by_key) for m in valid),
             key=lambda r: r.index,
         )
         if len({r.index for r in replied}) != len(replied):
             nodes = [r.node for r in replied]
             raise AggregationError(reason=f"more than one reply from a node: nodes {nodes}")
-        heard = [r for r in replied if r.weight > 0]  # FedAvg gives weight 0; the channel needs w > 0
+        heard = [r for r in replied if r.weight > 0]
         if len(heard) < len(replied):
             log(
                 WARNING,
@@ -250,67 +284,52 @@ class OTAFedAvg(FedAvg):
                 len(replied) - len(heard),
                 self.weighted_by_key,
             )
-        if not heard:
-            return None, None
         weights = torch.tensor([r.weight for r in heard], dtype=torch.float64)
-        if not bool(torch.isfinite(weights).all()):
+        if heard and not bool(torch.isfinite(weights).all()):
             raise AggregationError(reason=f"{self.weighted_by_key} must be finite, got {weights.tolist()}")
-        params = self._params(sent)
-        clients = [r.index for r in heard]  # the clients live apart: the server has their blocks alone
-        others = [k for k in sent if k not in set(self._float_keys)]
+        return heard, weights
+
+    def _blocks(
+        self, heard: list[_Reply], sent: dict[str, NDArray[Any]], params: list[Tensor]
+    ) -> list[list[Tensor]]:
+        """What each heard client sends: its model change, one block per float array (Z-SGD, no
+        compressor), or the blocks its ClientApp encoded (:func:`client_reply`)."""
         if self.compressor is None:
             for r in heard:
                 _check_same_arrays(r.arrays, sent, f"the reply of node {r.node}")
-            # Z-SGD: each client "sends" its model change, one block per float array
-            changes = [
+            return [
                 [(_torch(r.arrays[k]).to(p.dtype) - p).reshape(-1) for k, p in zip(self._float_keys, params)]
                 for r in heard
             ]
-            result = transmit_blocks(
-                self.channel,
-                self.server,
-                clients,
-                changes,
-                energy=self.energy,
-                snr_db=self.snr_db,
-                allocation=self.allocation,
-                weights=weights,
-            )
-        else:
-            names = [f"{BLOCK_PREFIX}{b}" for b in range(len(self.server.block_sizes()))]
-            for r in heard:
-                if any(name not in r.arrays for name in [*names, *others]):
-                    raise AggregationError(
-                        reason=f"the reply of node {r.node} does not hold the {len(names)} encoded blocks "
-                        f"{BLOCK_PREFIX}0.. (and the non-float arrays): its ClientApp must reply with "
-                        "federated.adapters.flower.client_reply(..., compressor=...), the same compressor"
-                    )
-            result = transmit_blocks(
-                self.channel,
-                self.server,
-                clients,
-                [[_torch(r.arrays[name]) for name in names] for r in heard],
-                energy=self.energy,
-                snr_db=self.snr_db,
-                allocation=self.allocation,
-                weights=weights,
-            )
+        assert self.server is not None  # made by configure_train (_sent_arrays checked it)
+        names = [f"{BLOCK_PREFIX}{b}" for b in range(len(self.server.block_sizes()))]
+        others = [k for k in sent if k not in set(self._float_keys)]
+        for r in heard:
+            if any(name not in r.arrays for name in [*names, *others]):
+                raise AggregationError(
+                    reason=f"the reply of node {r.node} does not hold the {len(names)} encoded blocks "
+                    f"{BLOCK_PREFIX}0.. (and the non-float arrays): its ClientApp must reply with "
+                    "federated.adapters.flower.client_reply(..., compressor=...), the same compressor"
+                )
+        return [[_torch(r.arrays[name]) for name in names] for r in heard]
+
+    def _new_arrays(
+        self, sent: dict[str, NDArray[Any]], params: list[Tensor], result: RoundResult, heard: list[_Reply]
+    ) -> dict[str, NDArray[Any]]:
+        """The global arrays after the round, in the order sent: the float arrays plus the decoded mean
+        change; counters and flags their exact weighted mean, rounded back to their dtype."""
         new: dict[str, NDArray[Any]] = {}
         for k, p, change in zip(self._float_keys, params, result.gradient):
             new[k] = (p + change.to(p.dtype)).numpy()
+        weights = torch.tensor([r.weight for r in heard], dtype=torch.float64)
         share = (weights / weights.sum()).tolist()
-        for k in others:  # counters and flags: their exact weighted mean, rounded back to the dtype
+        for k in (k for k in sent if k not in set(self._float_keys)):
             mean = sum(w * r.arrays[k].astype(np.float64) for w, r in zip(share, heard))
             dtype = sent[k].dtype
             new[k] = (
                 (np.asarray(mean) >= 0.5).astype(dtype) if dtype == np.bool_ else np.rint(mean).astype(dtype)
             )
-        self.records[server_round] = result
-        out = ArrayRecord({k: Array(np.asarray(new[k])) for k in sent})
-        metrics = self.train_metrics_aggr_fn([r.content for r in heard], self.weighted_by_key)
-        if metrics is not None:
-            metrics.update(_channel_metrics(result))
-        return out, metrics
+        return {k: new[k] for k in sent}
 
 
 def _channel_metrics(result: RoundResult) -> dict[str, float | int]:
