@@ -127,93 +127,127 @@ def _progress_line(record: dict, t: int, rounds: int, metric: str, started: floa
 
 
 def _train(sim: Simulation, out_dir: Path | None, progress: bool, resume: bool) -> History:
-    config = sim.config
-    history, run, board = sim.history, None, None
-    shard, writer = sim.shard, sim.main_process
+    """The run's rounds from where it stands (its checkpoint, with ``resume``), each recorded,
+    checkpointed and shown; the summary written whether the run finishes or diverges."""
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            state = resume_state(out_dir, sim.device, shard, sim.check_state)
-            if state is not None:  # None: killed before its first checkpoint; start over, same result
-                try:
-                    sim.load_state_dict(state)
-                except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
-                    raise CheckpointError(f"{out_dir}'s checkpoint does not fit this run ({error})") from None
+        _resume(sim, out_dir, resume)
     start = sim.rounds_done
-    if out_dir is not None and writer:
-        run = (
-            RunDirectory.reopen(out_dir, history.rounds)
-            if resume
-            else RunDirectory(out_dir, config_to_dict(config))
-        )
-        if not resume and (config.data.partition != "iid" or config.clients.weighting != "uniform"):
-            run.write_partition(sim.task.partition())  # who holds what: partition.json
-        if config.tensorboard:
-            board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1)
-    started = time.perf_counter()
-    # a terminal gets a progress bar; a log file (or pipe) one line per tenth of the run instead of
-    # hundreds of carriage-return updates
-    terminal = sys.stderr.isatty()
-    log_every = max(1, config.rounds // 10) if progress and not terminal else 0
-    bar = tqdm(
-        range(start, config.rounds),
-        desc="rounds",
-        disable=not progress or not terminal,
-        dynamic_ncols=True,
-        initial=start,
-        total=config.rounds,
+    run, board = (
+        _open_run(sim, out_dir, resume, start) if out_dir is not None and sim.main_process else (None, None)
     )
+    started = time.perf_counter()
+    shown = _RoundsShown(sim, start, progress, started)
     try:
-        for t in bar:
+        for t in shown.rounds:
             record = sim.round(t)
-            if sim.task.metric in record:
-                bar.set_postfix(
-                    loss=f"{record['train_loss']:.3f}",
-                    **{sim.task.metric.removeprefix("test_")[:4]: f"{record[sim.task.metric]:.3f}"},
-                )
-            if log_every and ((t + 1) % log_every == 0 or t + 1 == config.rounds):
-                print(_progress_line(record, t, config.rounds, sim.task.metric, started), file=sys.stderr)
+            shown.update(record, t)
             if run is not None:
                 run.append(record)
                 if board is not None:
                     board.append(record)
-            every = config.checkpoint_every
-            if out_dir is not None and every and ((t + 1) % every == 0 or t + 1 == config.rounds):
-                # every process saves its own clients' state (error-feedback memories) beside the run's,
-                # keeping its previous one until the next save (see previous_checkpoint)
-                path = out_dir / checkpoint_name(0 if shard is None else shard.rank)
-                if shard is not None:
-                    rotate(path)
-                save_checkpoint(path, sim.state_dict())
-                if board is not None:
-                    board.flush()
+            _checkpoint(sim, out_dir, t, board)
     except NonFiniteError as error:
-        history.summarize(
-            metric=sim.task.metric,
-            status="diverged",  # a result (of too little energy, too large a rate): not a failure
-            error=str(error),
-            **_participation(sim),
-            **_machine(config),
-            wall_time_s=round(time.perf_counter() - started, 3),
-        )
-        if run is not None:
-            run.finish(history.summary)
+        # a result (of too little energy, too large a rate): not a failure
+        _summarize(sim, run, started, status="diverged", error=str(error))
         raise
     finally:
-        bar.close()
+        shown.close()
         if board is not None:
             board.close()
-    history.summarize(
+    _summarize(sim, run, started, status="finished", **({"resumed_from_round": start} if resume else {}))
+    return sim.history
+
+
+def _resume(sim: Simulation, out_dir: Path, resume: bool) -> None:
+    """Make the run directory; with ``resume``, load its checkpoint into ``sim`` (none: a run killed
+    before its first checkpoint starts over, with the same result)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        return
+    state = resume_state(out_dir, sim.device, sim.shard, sim.check_state)
+    if state is not None:
+        try:
+            sim.load_state_dict(state)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(f"{out_dir}'s checkpoint does not fit this run ({error})") from None
+
+
+def _open_run(
+    sim: Simulation, out_dir: Path, resume: bool, start: int
+) -> tuple[RunDirectory, TensorBoardLog | None]:
+    """The run directory the main process writes (reopened on resume), with the partition of the data
+    written once, and the TensorBoard log if the config asks for it."""
+    config = sim.config
+    if resume:
+        run = RunDirectory.reopen(out_dir, sim.history.rounds)
+    else:
+        run = RunDirectory(out_dir, config_to_dict(config))
+        if config.data.partition != "iid" or config.clients.weighting != "uniform":
+            run.write_partition(sim.task.partition())  # who holds what: partition.json
+    board = TensorBoardLog(out_dir / "tensorboard", purge_step=start + 1) if config.tensorboard else None
+    return run, board
+
+
+class _RoundsShown:
+    """The rounds to run, shown: a terminal gets a progress bar with the loss and metric; a log file
+    (or pipe) one line per tenth of the run instead of hundreds of carriage-return updates."""
+
+    def __init__(self, sim: Simulation, start: int, progress: bool, started: float) -> None:
+        self.sim, self.started = sim, started
+        rounds = sim.config.rounds
+        terminal = sys.stderr.isatty()
+        self.log_every = max(1, rounds // 10) if progress and not terminal else 0
+        self.rounds = tqdm(
+            range(start, rounds),
+            desc="rounds",
+            disable=not progress or not terminal,
+            dynamic_ncols=True,
+            initial=start,
+            total=rounds,
+        )
+
+    def update(self, record: dict, t: int) -> None:
+        """Show round ``t``'s ``record``."""
+        metric, rounds = self.sim.task.metric, self.sim.config.rounds
+        if metric in record:
+            self.rounds.set_postfix(
+                loss=f"{record['train_loss']:.3f}",
+                **{metric.removeprefix("test_")[:4]: f"{record[metric]:.3f}"},
+            )
+        if self.log_every and ((t + 1) % self.log_every == 0 or t + 1 == rounds):
+            print(_progress_line(record, t, rounds, metric, self.started), file=sys.stderr)
+
+    def close(self) -> None:
+        self.rounds.close()
+
+
+def _checkpoint(sim: Simulation, out_dir: Path | None, t: int, board: TensorBoardLog | None) -> None:
+    """After round ``t``, every ``checkpoint_every`` rounds and at the end: every process saves its own
+    clients' state (error-feedback memories) beside the run's, keeping its previous one until the
+    next save (see previous_checkpoint)."""
+    every, rounds = sim.config.checkpoint_every, sim.config.rounds
+    if out_dir is None or not every or not ((t + 1) % every == 0 or t + 1 == rounds):
+        return
+    shard = sim.shard
+    path = out_dir / checkpoint_name(0 if shard is None else shard.rank)
+    if shard is not None:
+        rotate(path)
+    save_checkpoint(path, sim.state_dict())
+    if board is not None:
+        board.flush()
+
+
+def _summarize(sim: Simulation, run: RunDirectory | None, started: float, **outcome: object) -> None:
+    """The history's summary (``outcome``: status and its details), written to the run directory."""
+    sim.history.summarize(
         metric=sim.task.metric,
-        status="finished",
-        **({"resumed_from_round": start} if resume else {}),
+        **outcome,
         **_participation(sim),
-        **_machine(config),
+        **_machine(sim.config),
         wall_time_s=round(time.perf_counter() - started, 3),
     )
     if run is not None:
-        run.finish(history.summary)
-    return history
+        run.finish(sim.history.summary)
 
 
 _warned_cpu_isa = False
