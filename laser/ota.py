@@ -54,6 +54,7 @@ from channels.fading_channel import check_weights
 from channels.processes import Processes
 from laser.allocation import ALLOCATIONS, Allocation, allocate_energy, allocate_grouped_energy
 from laser.compressor import CompressorClient, CompressorServer, DigitalClient
+from laser.options import PassOptions, _given, _options
 
 __all__ = [
     "PassOptions",
@@ -148,112 +149,6 @@ class RoundResult:
         ``keep_unheard`` gives back; a client living apart from the server gets its row and calls
         :meth:`~laser.compressor.CompressorClient.keep_unheard`)."""
         return self.passes[-1].heard
-
-
-@dataclass(frozen=True)
-class PassOptions:
-    """How a round goes over the air, apart from who sends what: the clients' budgets, their split
-    over the blocks, the server's weighted mean, what an unheard client keeps, and the processes the
-    clients are split over. :func:`transmit_round` and :func:`transmit_blocks` take one (or the same
-    values as keyword arguments); a run builds it once and changes what varies by round with
-    :meth:`replace`, and a method's extra pass takes its share of the budget with :meth:`share`.
-
-    Attributes:
-        energy: each client's energy for the round (a float, or ``[K]``), shared by the round's
-            passes in proportion to their channel uses; or
-        snr_db: a per-channel-use SNR (the round's energy grows with its channel uses). Exactly one
-            of the two.
-        allocation: the split of a budget over a pass's blocks (``norm``, LASER's;
-            ``norm_sqrt_dim``; ``uniform``).
-        budget_scale: ``[K]`` multipliers of the budgets (heterogeneous clients).
-        weights: ``[K]`` client weights w_k > 0 in the order of the clients (this process's with
-            ``processes``): the server estimates the weighted mean of what it hears. ``None``: the
-            plain mean.
-        keep_unheard: give a client the blocks of the last pass it was not heard in back to its
-            error feedback (needs the client sides).
-        processes: the clients split over processes (``federated.distributed``): ``clients`` and
-            their blocks are this process's, the result every client's.
-
-    Example:
-        >>> options = PassOptions(energy=100.0, allocation="uniform")
-        >>> options.share(0.2).energy, options.replace(energy=None, snr_db=10.0).snr_db
-        (20.0, 10.0)
-        >>> PassOptions(energy=1.0, allocation="equal")
-        Traceback (most recent call last):
-        ...
-        ValueError: allocation = 'equal' is not accepted; expected one of norm, norm_sqrt_dim, uniform
-    """
-
-    energy: float | Tensor | None = None
-    snr_db: float | None = None
-    allocation: Allocation = "norm"
-    budget_scale: Tensor | None = None
-    weights: Tensor | None = None
-    keep_unheard: bool = False
-    processes: Processes | None = None
-
-    def __post_init__(self) -> None:
-        if (self.energy is None) == (self.snr_db is None):
-            raise ValueError("give exactly one of energy (per client and round) or snr_db (per channel use)")
-        if self.allocation not in ALLOCATIONS:
-            raise ValueError(
-                f"allocation = {self.allocation!r} is not accepted; expected one of {', '.join(ALLOCATIONS)}"
-            )
-        if not isinstance(self.keep_unheard, (bool, np.bool_)):
-            raise TypeError(f"keep_unheard must be True or False, got {type(self.keep_unheard).__name__}")
-
-    def replace(self, **changes: object) -> PassOptions:
-        """These options with ``changes`` (checked again)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
-    def share(self, fraction: float) -> PassOptions:
-        """The options of a pass that spends ``fraction`` of the round's energy (an SNR per channel
-        use stays as it is)."""
-        return self if self.energy is None else self.replace(energy=self.energy * fraction)
-
-
-_OPTION_NAMES = ("energy", "snr_db", "allocation", "budget_scale", "weights", "keep_unheard", "processes")
-
-
-def _is_default(value: object, default: object) -> bool:
-    return value is None if default is None else isinstance(value, type(default)) and value == default
-
-
-def _given(
-    energy: float | Tensor | None,
-    snr_db: float | None,
-    allocation: Allocation,
-    budget_scale: Tensor | None,
-    keep_unheard: bool,
-    processes: Processes | None,
-    weights: Tensor | None,
-) -> dict[str, object]:
-    """A call's pass options given as keyword arguments, by name."""
-    return {
-        "energy": energy,
-        "snr_db": snr_db,
-        "allocation": allocation,
-        "budget_scale": budget_scale,
-        "weights": weights,
-        "keep_unheard": keep_unheard,
-        "processes": processes,
-    }
-
-
-def _options(options: PassOptions | None, given: dict[str, object]) -> PassOptions:
-    """``options``, or the options of the keyword arguments ``given`` (a call gives one or the other)."""
-    if options is None:
-        return PassOptions(**given)  # type: ignore[arg-type]
-    if not isinstance(options, PassOptions):
-        raise TypeError(f"options must be a PassOptions, got {type(options).__name__}")
-    defaults = {"allocation": "norm", "keep_unheard": False}  # the others' default is None
-    also = [name for name in _OPTION_NAMES if not _is_default(given[name], defaults.get(name))]
-    if also:
-        raise TypeError(
-            f"options and {', '.join(also)} both given: pass the pass options either as a PassOptions or "
-            "as keyword arguments"
-        )
-    return options
 
 
 def _budget(
