@@ -10,9 +10,7 @@ the diagonal scaling of the clients' local steps that the server keeps and broad
 methods with adaptivity via scaling, ``precond:``).
 
 Example:
-    >>> from channels import FadingChannel
-from federated.config import OptimizerConfig, PrecondConfig
-from laser import PassOptions, RoundResult, ZSGDCompressor, transmit_blocks
+    >>> from federated.config import OptimizerConfig, PrecondConfig
     >>> model = nn.Linear(2, 1)
     >>> optimizer = build_optimizer(OptimizerConfig(name="adamw", lr=1e-3, weight_decay=0.1), model)
     >>> [group["weight_decay"] for group in optimizer.param_groups]
@@ -181,18 +179,16 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The learning-rate schedule over ``rounds`` server steps (stepped once per round), or None.
 
-        >>> from channels import FadingChannel
-    from federated.config import OptimizerConfig, PrecondConfig
-    from laser import PassOptions, RoundResult, ZSGDCompressor, transmit_blocks
-        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-        >>> config = OptimizerConfig(lr=1.0, schedule="onecycle", warmup_fraction=0.1)
-        >>> schedule = build_scheduler(config, opt, 100)
-        >>> lrs = []                                    # the learning rate each of the 100 rounds uses
-        >>> for _ in range(100):
-        ...     lrs.append(opt.param_groups[0]["lr"])
-        ...     opt.step(); schedule.step()
-        >>> round(lrs[0], 6), round(max(lrs), 6), round(lrs[-1], 6)     # lr/100, lr, lr/5
-        (0.01, 1.0, 0.2)
+    >>> from federated.config import OptimizerConfig, PrecondConfig
+    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    >>> config = OptimizerConfig(lr=1.0, schedule="onecycle", warmup_fraction=0.1)
+    >>> schedule = build_scheduler(config, opt, 100)
+    >>> lrs = []                                    # the learning rate each of the 100 rounds uses
+    >>> for _ in range(100):
+    ...     lrs.append(opt.param_groups[0]["lr"])
+    ...     opt.step(); schedule.step()
+    >>> round(lrs[0], 6), round(max(lrs), 6), round(lrs[-1], 6)     # lr/100, lr, lr/5
+    (0.01, 1.0, 0.2)
     """
     if config.schedule == "constant":
         return None
