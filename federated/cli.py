@@ -346,52 +346,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def _summary(root: Path, metric: str | None, x: str | None = None, methods: str | None = None):
-    """The sweep table of ``root`` (raises ConfigError when it holds no finished run)."""
-    from federated.config import ANALOG_COMPRESSORS, DIGITAL_COMPRESSORS
-    from federated.experiments.results import METHOD_KEY, is_reference, load_runs, summarize
-
-    runs = load_runs(root)
-    if methods is not None:
-        keep = [m.strip() for m in methods.split(",")]
-        known = ANALOG_COMPRESSORS + DIGITAL_COMPRESSORS
-        if not all(m in known for m in keep):
-            raise ConfigError(
-                "--methods", methods, "compressor names separated by commas: " + ", ".join(known)
-            )
-        runs = [r for r in runs if r.config.get(METHOD_KEY) in keep or is_reference(r.config)]
-    if not any(r.status in ("finished", "diverged") for r in runs):
-        raise ConfigError("SWEEP_DIR", str(root), "a directory holding finished runs (laser sweep --out DIR)")
-    if x is not None and not any(x in r.config for r in runs):
-        raise ConfigError("--x", x, "a configuration key of the runs, e.g. power.energy or power.snr_db")
-    table = summarize(runs, metric=metric, x=x)
-    if not any(r["n"] for r in table.rows):
-        raise ConfigError(
-            "--metric",
-            table.metric,
-            "a metric the runs' summary.json files hold, e.g. test_accuracy, "
-            "best_test_accuracy, ema_test_accuracy, test_perplexity",
-        )
-    return table
-
-
-def _report(root: Path, metric: str | None, target: float | None) -> None:
-    """Print the sweep's table and write summary.csv and energy_to_target.csv."""
-    from federated.experiments.results import format_table, write_csv
-    from federated.experiments.targets import format_targets, target_table
-
-    table = _summary(root, metric)
-    write_csv(table.rows, root / "summary.csv")
-    print(format_table(table))
-    if table.x in ("power.energy", "power.snr_db") and table.methods:
-        goal, rows = target_table(table, target)
-        write_csv(rows, root / f"{'snr' if table.x == 'power.snr_db' else 'energy'}_to_target.csv")
-        print("\n" + format_targets(table, goal, rows))
-    extra = [root / f"{name}_to_target.csv" for name in ("energy", "snr")]
-    print("\ntables: " + ", ".join(str(p) for p in [root / "summary.csv", *extra] if p.is_file()))
-
-
 def _sweep(args: argparse.Namespace) -> int:
+    from federated.experiments.commands import report
     from federated.experiments.sweep import plan_sweep, run_sweep
     from federated.reproducible import resolve_cpu_isa
 
@@ -421,7 +377,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if any(r.status in ("finished", "diverged") for r in result.results):
         print()
         try:
-            _report(out, args.metric, args.target)
+            report(out, args.metric, args.target)
         except ConfigError as error:  # e.g. a --metric the runs do not have: the runs are kept
             report_error = error
     print(
@@ -448,100 +404,10 @@ def _sweep(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
-def _caption(table, *, over_rounds: bool = False) -> str:
-    """A figure's title: the metric and the runs' rounds ("test accuracy after 150 rounds", "over"
-    them for the round figure), then what the lines and bands are for the seeds behind the points."""
-    from federated.experiments.plots import interval_caption, metric_caption
-    from federated.experiments.results import figure_rows
-
-    rows, references = figure_rows(table)
-    rounds = [run.config["rounds"] for run in table.plotted_runs() if "rounds" in run.config]
-    what = metric_caption(table.metric, rounds, over_rounds=over_rounds)
-    return f"{what}: {interval_caption([*rows, *references])}"
-
-
-def _subtitle(table) -> str:
-    """The figures' subtitle: the task, model, clients and channel of the runs in the table and, on a
-    second line, whether they ran fewer rounds than their shipped configs document (a comparison
-    after 150 rounds need not hold after 600)."""
-    from federated.experiments.plots import runs_subtitle, shortened_note
-    from federated.experiments.results import documented_rounds
-
-    runs = {id(run): run for row in table.rows for run in row.get("_runs", ())}
-    line = runs_subtitle(run.config for run in runs.values())
-    shortened = []
-    for run in table.plotted_runs():
-        documented = documented_rounds(run)
-        if documented is not None and isinstance(run.config.get("rounds"), int):
-            if run.config["rounds"] < documented[1]:
-                shortened.append((documented[0], run.config["rounds"], documented[1]))
-    note = shortened_note(shortened)
-    return f"{line}\n{note}" if note else line
-
-
-def _partition_figures(root: Path, out: Path) -> list[Path]:
-    """One heat map per distinct client x class partition among the runs under ``root`` (their
-    ``partition.json``), named by its settings (and the seed, or a number, where settings repeat)."""
-    from federated.experiments.plots import partition_heatmap, partition_stem, partition_title
-    from federated.experiments.results import SEED_KEY, load_runs
-
-    distinct: dict[str, tuple[dict, str | None, list]] = {}  # the table's JSON -> (table, data, seeds)
-    for run in load_runs(root):
-        try:
-            table = json.loads((run.path / "partition.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(table, dict) or not table.get("counts"):
-            continue  # a language partition: no classes
-        key = json.dumps(table, sort_keys=True)
-        _, data, seeds = distinct.setdefault(key, (table, run.config.get("data.name"), []))
-        if run.config.get(SEED_KEY) not in seeds:
-            seeds.append(run.config.get(SEED_KEY))
-    entries = list(distinct.values())
-    stems = [partition_stem(table, data) for table, data, _ in entries]
-    # the same settings drawn from other seeds (or other data): the seed, else a number, tells them apart
-    stems = [
-        f"{stem}_seed{seeds[0]}" if stems.count(stem) > 1 and len(seeds) == 1 else stem
-        for stem, (_, _, seeds) in zip(stems, entries)
-    ]
-    stems = [f"{stem}_{n + 1}" if stems.count(stem) > 1 else stem for n, stem in enumerate(stems)]
-    written = []
-    for stem, (table, data, seeds) in zip(stems, entries):
-        written += partition_heatmap(table, out / stem, title=partition_title(table, data, seeds))
-    return written
-
-
 def _plot(args: argparse.Namespace) -> int:
-    from federated.experiments.plots import plot_metric_vs_round, plot_metric_vs_x
-    from federated.experiments.results import figure_rows, round_curves
+    from federated.experiments.commands import plot
 
-    root = Path(args.sweep_dir)
-    if not root.is_dir():
-        raise ConfigError("SWEEP_DIR", args.sweep_dir, "an existing directory")
-    table = _summary(root, args.metric, args.x, args.methods)
-    out = Path(args.out) if args.out else root / "figures"
-    written = []
-    subtitle = _subtitle(table)
-    if table.x is not None:
-        rows, references = figure_rows(table)  # bands: the t-interval from 3 seeds on, else the range
-        written += plot_metric_vs_x(
-            rows,
-            out / f"{table.metric}_vs_{table.x.split('.')[-1]}",
-            metric=table.metric,
-            x=table.x,
-            references=[{**r, "label": r["method"]} for r in references],
-            title=_caption(table),
-            subtitle=subtitle,
-        )
-    written += plot_metric_vs_round(
-        round_curves(table),
-        out / f"{table.metric}_vs_round",
-        metric=table.metric,
-        title=_caption(table, over_rounds=True),
-        subtitle=subtitle,
-    )
-    written += _partition_figures(root, out)
-    for path in written:
+    for path in plot(args.sweep_dir, args.metric, args.x, args.methods, args.out):
         print(path)
     return 0
 

@@ -67,7 +67,7 @@ def _x_marks(ax) -> list:
 
 
 def test_one_seed_has_no_band_and_a_title_without_a_confidence_interval(tmp_path, capsys):
-    from federated.cli import _caption
+    from federated.experiments.commands import caption as _caption
 
     for energy in (10, 100):
         write_run(tmp_path / f"E={energy}", [f"power.energy={energy}"], [0.2, 0.4, 0.5])
@@ -83,7 +83,7 @@ def test_one_seed_has_no_band_and_a_title_without_a_confidence_interval(tmp_path
 
 
 def test_several_seeds_say_t_interval_and_how_many(tmp_path):
-    from federated.cli import _caption
+    from federated.experiments.commands import caption as _caption
 
     for seed in (0, 1, 2):
         for energy in (10, 100):
@@ -179,7 +179,7 @@ def test_energy_figure_marks_partly_diverged_points_too(diverging_sweep):
 
 
 def test_laser_plot_draws_the_diverged_line_in_the_round_figure(diverging_sweep):
-    from federated.cli import _caption
+    from federated.experiments.commands import caption as _caption
 
     table = _table(diverging_sweep)
     assert {c["panel"] for c in round_curves(table) if c["method"] == "zsgd"} == {"E = 10", "E = 100"}
@@ -290,7 +290,7 @@ def test_figures_name_task_model_clients_and_channel(tmp_path):
                 [0.2, 0.5 + 0.1 * seed],
             )
     write_run(tmp_path / "noiseless", [*common, "channel.name=noiseless", "compressor.name=zsgd"], [0.3, 0.9])
-    from federated.cli import _subtitle
+    from federated.experiments.commands import subtitle as _subtitle
 
     subtitle = _subtitle(_table(tmp_path, x="power.energy"))
     assert subtitle == (
@@ -391,8 +391,8 @@ def two_seed_sweep(tmp_path):
 
 
 def test_titles_say_the_metric_the_rounds_and_the_seeds(two_seed_sweep, monkeypatch):
-    from federated.cli import _caption
     from federated.experiments import plot_partition, plot_vs_round, plot_vs_x
+    from federated.experiments.commands import caption as _caption
 
     table = _table(two_seed_sweep)
     assert _caption(table) == "test accuracy after 150 rounds: mean and range of 2 seeds (0, 1)"
@@ -462,7 +462,7 @@ def _mnist1d_run(path: Path, config: str, overrides: list[str]) -> None:
 
 
 def test_a_sweep_shorter_than_its_shipped_configs_says_so(tmp_path):
-    from federated.cli import _subtitle
+    from federated.experiments.commands import subtitle as _subtitle
     from federated.experiments.results import documented_rounds
 
     for config in ("mnist1d_laser", "mnist1d_zsgd"):
