@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -78,42 +79,19 @@ class PassOptions:
         return self if self.energy is None else self.replace(energy=self.energy * fraction)
 
 
-_OPTION_NAMES = ("energy", "snr_db", "allocation", "budget_scale", "weights", "keep_unheard", "processes")
-
-
 def _is_default(value: object, default: object) -> bool:
     return value is None if default is None else isinstance(value, type(default)) and value == default
 
 
-def _given(
-    energy: float | Tensor | None,
-    snr_db: float | None,
-    allocation: Allocation,
-    budget_scale: Tensor | None,
-    keep_unheard: bool,
-    processes: Processes | None,
-    weights: Tensor | None,
-) -> dict[str, object]:
-    """A call's pass options given as keyword arguments, by name."""
-    return {
-        "energy": energy,
-        "snr_db": snr_db,
-        "allocation": allocation,
-        "budget_scale": budget_scale,
-        "weights": weights,
-        "keep_unheard": keep_unheard,
-        "processes": processes,
-    }
-
-
-def _options(options: PassOptions | None, given: dict[str, object]) -> PassOptions:
-    """``options``, or the options of the keyword arguments ``given`` (a call gives one or the other)."""
+def _options(options: PassOptions | None, **given: Any) -> PassOptions:
+    """``options``, or the options of the keyword arguments ``given`` (a call gives one or the other:
+    a keyword left at its default, PassOptions' own, is not given)."""
     if options is None:
-        return PassOptions(**given)  # type: ignore[arg-type]
+        return PassOptions(**given)
     if not isinstance(options, PassOptions):
         raise TypeError(f"options must be a PassOptions, got {type(options).__name__}")
-    defaults = {"allocation": "norm", "keep_unheard": False}  # the others' default is None
-    also = [name for name in _OPTION_NAMES if not _is_default(given[name], defaults.get(name))]
+    defaults = {f.name: f.default for f in dataclasses.fields(PassOptions)}
+    also = [name for name, value in given.items() if not _is_default(value, defaults[name])]
     if also:
         raise TypeError(
             f"options and {', '.join(also)} both given: pass the pass options either as a PassOptions or "

@@ -52,9 +52,9 @@ from channels import ChannelState, FadingChannel, SignalBlocks, energy_for_snr_d
 from channels.digital import digital_link
 from channels.fading_channel import check_weights
 from channels.processes import Processes
-from laser.allocation import ALLOCATIONS, Allocation, allocate_energy, allocate_grouped_energy
+from laser.allocation import Allocation, allocate_energy, allocate_grouped_energy
 from laser.compressor import CompressorClient, CompressorServer, DigitalClient
-from laser.options import PassOptions, _given, _options
+from laser.options import PassOptions, _options
 
 __all__ = [
     "PassOptions",
@@ -154,8 +154,8 @@ class RoundResult:
 def _budget(
     energy: float | Tensor | None, snr_db: float | None, channel_uses: int, noise_var: float
 ) -> float | Tensor:
-    if (energy is None) == (snr_db is None):
-        raise ValueError("give exactly one of energy (per client and round) or snr_db (per channel use)")
+    """A client's budget for a pass of ``channel_uses`` (exactly one of energy and snr_db: PassOptions
+    checked it)."""
     if snr_db is not None:
         return energy_for_snr_db(snr_db, channel_uses, noise_var)
     assert energy is not None
@@ -316,7 +316,6 @@ def _digital_client(client: CompressorClient) -> DigitalClient:
 def _check_call(
     server: CompressorServer,
     clients: Sequence[CompressorClient] | Sequence[int],
-    allocation: str,
     processes: Processes | None,
 ) -> bool:
     """Refuse what a round cannot be run with; whether ``clients`` are client objects (True) or
@@ -337,10 +336,6 @@ def _check_call(
         raise TypeError(f"{accepted} (not a mix), got {kinds}")
     if not clients and processes is None:
         raise ValueError("clients is empty: a round needs at least one participating client")
-    if allocation not in ALLOCATIONS:
-        raise ValueError(
-            f"allocation = {allocation!r} is not accepted; expected one of {', '.join(ALLOCATIONS)}"
-        )
     seen: dict[int, int] = {}
     objects: dict[int, int] = {}
     for j, c in enumerate(cast(Sequence[CompressorClient | int], clients)):
@@ -449,12 +444,19 @@ def transmit_blocks(
     (``processes.index``); the result is every client's, as with one process.
     """
     options = _options(
-        options, _given(energy, snr_db, allocation, budget_scale, keep_unheard, processes, weights)
+        options,
+        energy=energy,
+        snr_db=snr_db,
+        allocation=allocation,
+        budget_scale=budget_scale,
+        weights=weights,
+        keep_unheard=keep_unheard,
+        processes=processes,
     )
     energy, snr_db, allocation = options.energy, options.snr_db, options.allocation
     budget_scale, keep_unheard, processes = options.budget_scale, options.keep_unheard, options.processes
     weights = options.weights
-    live = _check_call(server, clients, allocation, processes)
+    live = _check_call(server, clients, processes)
     if len(blocks) != len(clients):
         raise ValueError(f"blocks has {len(blocks)} clients' blocks; clients has {len(clients)}")
     if not live:
@@ -589,9 +591,16 @@ def transmit_round(
         [0.75, 1.0]
     """
     options = _options(
-        options, _given(energy, snr_db, allocation, budget_scale, keep_unheard, processes, weights)
+        options,
+        energy=energy,
+        snr_db=snr_db,
+        allocation=allocation,
+        budget_scale=budget_scale,
+        weights=weights,
+        keep_unheard=keep_unheard,
+        processes=processes,
     )
-    if not _check_call(server, clients, options.allocation, options.processes) and clients:
+    if not _check_call(server, clients, options.processes) and clients:
         raise TypeError("transmit_round encodes with the client objects: clients must be client sides")
     sides = cast(Sequence[CompressorClient], clients)
     if isinstance(grads, Sized) and len(grads) != len(clients):  # before any client encodes
