@@ -225,7 +225,10 @@ class OTAFedAvg(FedAvg):
         result = transmit_blocks(self.channel, server, clients, self._blocks(heard, sent, params), options)
         self.records[server_round] = result
         out = ArrayRecord(
-            {k: Array(np.asarray(v)) for k, v in self._new_arrays(sent, params, result, heard).items()}
+            {
+                k: Array(np.asarray(v))
+                for k, v in self._new_arrays(sent, params, result, heard, weights).items()
+            }
         )
         metrics = self.train_metrics_aggr_fn([r.content for r in heard], self.weighted_by_key)
         if metrics is not None:
@@ -314,14 +317,18 @@ class OTAFedAvg(FedAvg):
         return [[_torch(r.arrays[name]) for name in names] for r in heard]
 
     def _new_arrays(
-        self, sent: dict[str, NDArray[Any]], params: list[Tensor], result: RoundResult, heard: list[_Reply]
+        self,
+        sent: dict[str, NDArray[Any]],
+        params: list[Tensor],
+        result: RoundResult,
+        heard: list[_Reply],
+        weights: Tensor,
     ) -> dict[str, NDArray[Any]]:
         """The global arrays after the round, in the order sent: the float arrays plus the decoded mean
         change; counters and flags their exact weighted mean, rounded back to their dtype."""
         new: dict[str, NDArray[Any]] = {}
         for k, p, change in zip(self._float_keys, params, result.gradient):
             new[k] = (p + change.to(p.dtype)).numpy()
-        weights = torch.tensor([r.weight for r in heard], dtype=torch.float64)
         share = (weights / weights.sum()).tolist()
         for k in (k for k in sent if k not in set(self._float_keys)):
             mean = sum(w * r.arrays[k].astype(np.float64) for w, r in zip(share, heard))
