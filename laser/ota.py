@@ -41,10 +41,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Sequence, Sized
-from dataclasses import dataclass
 from typing import cast
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -52,9 +50,11 @@ from channels import ChannelState, FadingChannel, SignalBlocks, energy_for_snr_d
 from channels.digital import digital_link
 from channels.fading_channel import check_weights
 from channels.processes import Processes
+from laser._checks import bind, check_call, check_state, indices
 from laser.allocation import Allocation, allocate_energy, allocate_grouped_energy
 from laser.compressor import CompressorClient, CompressorServer, DigitalClient
 from laser.options import PassOptions, _options
+from laser.records import NonFiniteNoiseError, PassRecord, RoundResult
 
 __all__ = [
     "PassOptions",
@@ -67,90 +67,6 @@ __all__ = [
 ]
 
 
-class NonFiniteNoiseError(ArithmeticError):
-    """A pass's effective noise variance is not finite: some client's signal is so large for its
-    energy and gain that the alignment scale eta underflowed (noise_var / eta^2 overflows). Nothing
-    finite can be decoded; in training it means the updates have diverged."""
-
-
-@dataclass(frozen=True)
-class PassRecord:
-    """What the server received in one channel pass, and what it cost.
-
-    Attributes:
-        estimates: the server's estimate of the mean (weighted mean, with weights) of each block (B
-            tensors ``[d_b]``).
-        energy_used: ``[K]`` float64, each client's energy over all its blocks in this pass.
-        channel_uses: real channel uses of the pass (analog: shared by all clients; digital: the
-            sum of the clients' orthogonal allocations).
-        noise_var: ``[B]`` float64, the effective per-entry noise variance of each decoded block.
-        active: ``[K]`` bool, the clients heard in at least one block.
-        bits: ``[K]`` float64, digital only: each client's message size in bits.
-        heard: ``[K, B]`` bool, whether each client was heard in each block (digital: its message
-            delivered, on every block); ``None`` for a record built without it.
-    """
-
-    estimates: list[Tensor]
-    energy_used: Tensor
-    channel_uses: int
-    noise_var: Tensor
-    active: Tensor
-    bits: Tensor | None = None
-    heard: Tensor | None = None
-
-    @property
-    def noise_energy(self) -> float:
-        """Expected squared error of all decoded blocks together, sum_b d_b * noise_var_b."""
-        dims = torch.tensor([e.numel() for e in self.estimates], dtype=torch.float64)
-        return float((dims * self.noise_var.cpu()).sum())
-
-
-@dataclass(frozen=True)
-class RoundResult:
-    """A round's decoded tensors and its record, summed over the method's channel passes.
-
-    Attributes:
-        gradient: the server's estimate of the clients' mean (weighted mean, with weights), shaped like
-            the parameters.
-        passes: what each channel pass received and cost (:class:`PassRecord`).
-    """
-
-    gradient: list[Tensor]
-    passes: list[PassRecord]
-
-    @property
-    def energy_used(self) -> Tensor:
-        """``[K]`` float64: each client's energy over the round."""
-        return torch.stack([p.energy_used.double().cpu() for p in self.passes]).sum(0)
-
-    @property
-    def channel_uses(self) -> int:
-        """Real channel uses of the round, all passes."""
-        return sum(p.channel_uses for p in self.passes)
-
-    @property
-    def noise_var(self) -> Tensor:
-        """``[B]`` float64: the effective per-entry noise variance of every block, passes in order."""
-        return torch.cat([p.noise_var.double().cpu() for p in self.passes])
-
-    @property
-    def active(self) -> Tensor:
-        """``[K]`` bool: the clients heard in at least one block of the round."""
-        return torch.stack([p.active.cpu() for p in self.passes]).any(0)
-
-    @property
-    def bits(self) -> Tensor | None:
-        """``[K]``: each client's message bits (digital methods), else None."""
-        return self.passes[0].bits
-
-    @property
-    def heard(self) -> Tensor | None:
-        """``[K, B]`` bool: whether each client was heard in each block of the round's last pass (what
-        ``keep_unheard`` gives back; a client living apart from the server gets its row and calls
-        :meth:`~laser.compressor.CompressorClient.keep_unheard`)."""
-        return self.passes[-1].heard
-
-
 def _budget(
     energy: float | Tensor | None, snr_db: float | None, channel_uses: int, noise_var: float
 ) -> float | Tensor:
@@ -160,11 +76,6 @@ def _budget(
         return energy_for_snr_db(snr_db, channel_uses, noise_var)
     assert energy is not None
     return energy
-
-
-def _indices(clients: Sequence[CompressorClient] | Sequence[int]) -> list[int]:
-    """The client index of each participant (a client side's ``index``, or the index itself)."""
-    return [c.index if isinstance(c, CompressorClient) else int(c) for c in clients]
 
 
 def _realize(
@@ -179,7 +90,7 @@ def _realize(
     (:meth:`channels.FadingChannel.realize` with ``clients=``)."""
     count = len(clients) if processes is None else processes.num_clients
     if channel.num_clients is None:  # no large-scale gains drawn yet (or none to keep)
-        index = _indices(clients)
+        index = indices(clients)
         if processes is None and channel.path_loss is not None and index != list(range(count)):
             raise ValueError(
                 f"clients are clients {index[:8]}{'...' if count > 8 else ''} of a larger set, but the "
@@ -187,7 +98,7 @@ def _realize(
                 "channel.realize(K), or pass the round's state=channel.realize(K).clients(their indices)"
             )
         return channel.realize(count, channel_uses, dtype=dtype)
-    local = torch.tensor(_indices(clients), dtype=torch.long)
+    local = torch.tensor(indices(clients), dtype=torch.long)
     everyone = local if processes is None else processes.gather(local)
     return channel.realize(None, channel_uses, dtype=dtype, clients=everyone)
 
@@ -313,75 +224,6 @@ def _digital_client(client: CompressorClient) -> DigitalClient:
     return client
 
 
-def _check_call(
-    server: CompressorServer,
-    clients: Sequence[CompressorClient] | Sequence[int],
-    processes: Processes | None,
-) -> bool:
-    """Refuse what a round cannot be run with; whether ``clients`` are client objects (True) or
-    the indices of clients living apart from the server (False)."""
-    if not isinstance(server, CompressorServer):
-        raise TypeError(
-            f"server must be a CompressorServer (method.make_server(params)), got {type(server).__name__}"
-        )
-    accepted = (
-        "clients must be a sequence of CompressorClient objects (method.make_client(params, k)), or of "
-        "the integer indices of clients that live apart from the server"
-    )
-    if isinstance(clients, (CompressorClient, Tensor, str, bytes)) or not isinstance(clients, Sequence):
-        raise TypeError(f"{accepted}, got {type(clients).__name__}")
-    live = all(isinstance(c, CompressorClient) for c in clients)
-    if not live and not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in clients):
-        kinds = ", ".join(sorted({type(c).__name__ for c in clients}))
-        raise TypeError(f"{accepted} (not a mix), got {kinds}")
-    if not clients and processes is None:
-        raise ValueError("clients is empty: a round needs at least one participating client")
-    seen: dict[int, int] = {}
-    objects: dict[int, int] = {}
-    for j, c in enumerate(cast(Sequence[CompressorClient | int], clients)):
-        if live and objects.setdefault(id(c), j) != j:
-            raise ValueError(
-                f"clients[{objects[id(c)]}] and clients[{j}] are the same client object: each participant "
-                "sends once a round, with its own side (method.make_client(params, k) for client k)"
-            )
-        index = c.index if isinstance(c, CompressorClient) else int(c)
-        if index < 0:
-            raise ValueError(f"clients[{j}] has index {index}; client indices are >= 0")
-        if index in seen:
-            raise ValueError(
-                f"clients[{seen[index]}] and clients[{j}] are both client {index}: participants need "
-                "distinct indices (their channels and random streams are their own)"
-            )
-        seen[index] = j
-    if live:
-        for j, side in enumerate(cast(Sequence[CompressorClient], clients)):
-            if side.server_identity is not None and side.server_identity != server.identity:
-                raise ValueError(
-                    f"clients[{j}] (client {side.index}) belongs to another server than this one (it took "
-                    "part in another server's rounds, or was made by another Compressor.setup): a "
-                    "client side keeps its server's shared state in its error feedback; make new sides "
-                    "with method.make_client(params, k) for a new server or run"
-                )
-    return live
-
-
-def _bind(server: CompressorServer, clients: Sequence[CompressorClient] | Sequence[int]) -> None:
-    """The clients' sides now belong to ``server`` (checked by :func:`_check_call`)."""
-    for c in clients:
-        if isinstance(c, CompressorClient):
-            c.server_identity = server.identity
-
-
-def _check_state(state: ChannelState, num_clients: int) -> None:
-    if not isinstance(state, ChannelState):
-        raise TypeError(f"state must be a ChannelState (channel.realize(...)), got {type(state).__name__}")
-    if state.gains.shape[0] != num_clients:
-        raise ValueError(
-            f"state has {state.gains.shape[0]} clients' channels; the round has {num_clients} participating "
-            "clients (realize it for them, or take their rows with state.clients(index))"
-        )
-
-
 def _shown_variances(noise_var: Tensor | float) -> str:
     values = torch.as_tensor(noise_var, dtype=torch.float64).flatten().tolist()
     return ", ".join(f"{v:.3g}" for v in values[:4]) + (", ..." if len(values) > 4 else "")
@@ -456,7 +298,7 @@ def transmit_blocks(
     energy, snr_db, allocation = options.energy, options.snr_db, options.allocation
     budget_scale, keep_unheard, processes = options.budget_scale, options.keep_unheard, options.processes
     weights = options.weights
-    live = _check_call(server, clients, processes)
+    live = check_call(server, clients, processes)
     if len(blocks) != len(clients):
         raise ValueError(f"blocks has {len(blocks)} clients' blocks; clients has {len(clients)}")
     if not live:
@@ -474,8 +316,8 @@ def transmit_blocks(
     if weights is not None:
         weights = check_weights(weights, len(clients))
     if state is not None:
-        _check_state(state, len(clients) if processes is None else processes.num_clients)
-    _bind(server, clients)
+        check_state(state, len(clients) if processes is None else processes.num_clients)
+    bind(server, clients)
     passes: list[PassRecord] = []
     if not server.analog:
         sides = cast(Sequence[CompressorClient], clients)  # live: checked above
@@ -600,7 +442,7 @@ def transmit_round(
         keep_unheard=keep_unheard,
         processes=processes,
     )
-    if not _check_call(server, clients, options.processes) and clients:
+    if not check_call(server, clients, options.processes) and clients:
         raise TypeError("transmit_round encodes with the client objects: clients must be client sides")
     sides = cast(Sequence[CompressorClient], clients)
     if isinstance(grads, Sized) and len(grads) != len(clients):  # before any client encodes
