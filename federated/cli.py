@@ -262,7 +262,7 @@ def _launch(args: argparse.Namespace, argv: list[str], config: Config, out: Path
             child_argv.append(arg)
     if args.resume is None and not args.out:
         child_argv += ["--out", str(out)]
-    from federated.history import RUN_LOCK_HELD, claim, lock_run
+    from federated.outputs import RUN_LOCK_HELD, claim, lock_run
 
     # this process holds the directory for the whole run, and the processes it starts know it is held
     # for them (a lock of their own would find it taken: federated.train)
@@ -295,7 +295,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     _pin_cpu_isa(config)  # first: nothing below may run a tensor operation before it
     from federated.checkpoint import CheckpointError
     from federated.config import ANALOG_COMPRESSORS
-    from federated.history import RunExistsError, format_summary, outcome
+    from federated.history import format_summary, outcome
+    from federated.outputs import RunExistsError
     from federated.simulation import NonFiniteError, resolve_device
     from federated.train import train
 

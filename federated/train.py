@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from federated.checkpoint import CheckpointError, checkpoint_name, resume_state, rotate, save_checkpoint
 from federated.config import Config, ConfigError, config_to_dict
 from federated.distributed import init_shard, world_size_from_env
-from federated.history import RUN_LOCK_HELD, History, RunDirectory, TensorBoardLog, claim, lock_run
+from federated.history import History
+from federated.outputs import RUN_LOCK_HELD, RunDirectory, TensorBoardLog, claim, lock_run
 from federated.reproducible import environment, pin_cpu_isa, pin_state, resolve_cpu_isa
 from federated.simulation import NonFiniteError, Simulation, resolve_device
 
@@ -51,7 +52,7 @@ _P = ParamSpec("_P")
 
 def _holding_the_directory(run: Callable[_P, History]) -> Callable[_P, History]:
     """``train``, with its run directory locked from before it is claimed until the run ends, however
-    it ends (:func:`federated.history.lock_run`: another run into it is refused with RunLockedError)."""
+    it ends (:func:`federated.outputs.lock_run`: another run into it is refused with RunLockedError)."""
 
     @functools.wraps(run)
     def locked(*args: _P.args, **kwargs: _P.kwargs) -> History:
@@ -79,9 +80,9 @@ def train(
     ``config.checkpoint_every`` rounds a checkpoint and, with ``config.tensorboard``, TensorBoard
     scalars) is written as it goes. ``resume=True`` continues the run in ``out_dir`` from its
     checkpoint to the result an uninterrupted run gets. A directory that already holds a run is
-    refused (:class:`~federated.history.RunExistsError`) unless ``overwrite=True`` replaces it (only
-    the files a run writes: :func:`~federated.history.held_run`), and so is a directory that another
-    live process is writing (:class:`~federated.history.RunLockedError`: ``out_dir`` is locked for the
+    refused (:class:`~federated.outputs.RunExistsError`) unless ``overwrite=True`` replaces it (only
+    the files a run writes: :func:`~federated.outputs.held_run`), and so is a directory that another
+    live process is writing (:class:`~federated.outputs.RunLockedError`: ``out_dir`` is locked for the
     whole run, resumed or not).
     Torch's global generator (dropout) is seeded from the run's seed and torch's CPU threads are set
     to ``config.threads``; both are restored afterwards.

@@ -36,7 +36,8 @@ from pathlib import Path
 
 from federated.config import Config, ConfigError, load_config, parse_yaml, same_config
 from federated.experiments.plan import Point, plan_sweep
-from federated.history import LockHeldError, held_run, hold_lock, outcome
+from federated.history import outcome
+from federated.outputs import LockHeldError, held_run, hold_lock
 
 # plan_sweep (federated.experiments.plan) and run_sweep are a sweep's two steps
 __all__ = ["PointResult", "SweepResult", "plan_sweep", "run_sweep", "EXIT_FAILED", "EXIT_BAD_INPUT"]
@@ -231,7 +232,7 @@ def _write_manifest(out: Path, results: dict[Path, PointResult]) -> None:
 
 def _lock_directory(out: Path) -> typing.TextIO | None:
     """Hold ``out/.sweep.lock`` for this sweep (an exclusive ``flock``, released when the process ends,
-    however it ends: :func:`federated.history.hold_lock`, as a run holds its directory), or raise
+    however it ends: :func:`federated.outputs.hold_lock`, as a run holds its directory), or raise
     ConfigError naming the sweep that holds it: two sweeps into one directory at once could run a
     point twice into one run directory and lose ``sweep.json`` entries. Returns the open lock file
     (keep it open), or None where there are no locks (no ``fcntl``; some NFS, FUSE: said on stderr)."""

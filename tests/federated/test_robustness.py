@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from federated.cli import main
-from federated.history import RunDirectory
+from federated.outputs import RunDirectory
 
 TINY = ["data.name=digits", "model.name=linear", "clients.num_clients=2", "rounds=4", "checkpoint_every=2"]
 

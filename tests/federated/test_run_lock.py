@@ -16,7 +16,7 @@ import pytest
 from federated.checkpoint import checkpoint_name, previous_checkpoint
 from federated.cli import main
 from federated.config import load_config
-from federated.history import RUN_LOCK, RUN_LOCK_HELD, RunExistsError, RunLockedError, claim, held_run
+from federated.outputs import RUN_LOCK, RUN_LOCK_HELD, RunExistsError, RunLockedError, claim, held_run
 from federated.simulation import Simulation
 from federated.train import _owns_directory, train
 

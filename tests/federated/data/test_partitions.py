@@ -25,7 +25,7 @@ from federated.data.partitions import (
     split,
 )
 from federated.data.tasks import ClassificationTask, LanguageTask, build_task
-from federated.history import RunDirectory
+from federated.outputs import RunDirectory
 
 K, C, PER_CLASS = 10, 10, 500
 LABELS = torch.arange(C).repeat_interleave(PER_CLASS)  # 10 classes x 500 samples, sorted
