@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from federated.experiments.plot_common import _LineStyle
+    from federated.experiments.styles import MethodStyle
+
 
 from federated.experiments.plot_common import (
     _RC,
@@ -60,6 +65,99 @@ def _x_axis(key: str, values: Sequence[float]) -> tuple[str, str]:
     return key, "log" if spread else "linear"
 
 
+def _figure_size(labels: Sequence[str], references: int) -> tuple[tuple[float, float], bool]:
+    """The figure's size, and whether the legend goes below the axes: with many lines it goes
+    beside them; with labels long enough to cover the curves (sweep variants), below them."""
+    below = max((len(label) for label in labels), default=0) > _LONG_LABEL
+    lines = len(labels) + references
+    if below:
+        return (6.0, 3.8 + 0.2 * lines), True
+    return ((7.4, 4.2) if lines > 5 else (5.0, 3.6)), False
+
+
+def _draw_line(
+    ax: Axes,
+    rows: list[dict],
+    method: str,
+    styled: tuple[MethodStyle, _LineStyle],
+    factor: float,
+    limits: tuple[float, float] | None,
+) -> None:
+    """One method's finished points against x, with its interval: a band, or an error bar for a
+    single point."""
+    style, linestyle = styled
+    points = sorted(
+        (
+            (float(r["x"]), _number(r["mean"]), r.get("ci_low"), r.get("ci_high"))
+            for r in rows
+            if r["method"] == method
+        ),
+        key=lambda p: p[0],
+    )
+    finished = [p for p in points if math.isfinite(p[1])]
+    xs = [p[0] for p in finished]
+    ys = [factor * p[1] for p in finished]
+    bands = [_band(p[1], p[2], p[3]) for p in finished]
+    lows, highs = [factor * b[0] for b in bands], [factor * b[1] for b in bands]
+    if limits is not None:  # a few seeds' t interval can leave [0, 100] %
+        lows, highs = [max(v, limits[0]) for v in lows], [min(v, limits[1]) for v in highs]
+    ax.plot(xs, ys, color=style.colour, marker=style.marker, linestyle=linestyle, label=style.display)
+    if len(xs) > 1 and lows != highs:
+        ax.fill_between(xs, lows, highs, color=style.colour, alpha=0.2, linewidth=0)
+    elif len(xs) == 1 and lows != highs:  # a band needs two points: an error bar
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=[[ys[0] - lows[0]], [highs[0] - ys[0]]],
+            color=style.colour,
+            linestyle="none",
+            capsize=3,
+            label="_nolegend_",
+        )
+
+
+def _draw_diverged(ax: Axes, rows: list[dict], method: str, row: int, colour: str) -> tuple[bool, bool]:
+    """Every point of ``method`` with a diverged run: an "x" in row ``row`` of the strip at the
+    bottom of the axis; where some seeds finished, "k/n" beside it. Returns (any mark drawn, some
+    point with seeds that finished)."""
+    marks = []
+    for r in rows:
+        if r["method"] != method:
+            continue
+        gone = int(r.get("n_diverged") or 0)
+        if not math.isfinite(_number(r["mean"])):
+            marks.append((float(r["x"]), ""))
+        elif gone:
+            marks.append((float(r["x"]), f"{gone}/{gone + int(r.get('n') or 0)}"))
+    if not marks:
+        return False, False
+    marks.sort()
+    _diverged_marks(ax, [m[0] for m in marks], row, colour)
+    for mx, text in marks:
+        if text:
+            ax.annotate(
+                text,
+                (mx, _strip_row(row)),
+                xycoords=ax.get_xaxis_transform(),
+                xytext=(5, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+                color=colour,
+            )
+    return True, any(text for _, text in marks)
+
+
+def _place_legend(fig: Figure, ax: Axes, handles: list, labels: list, below: bool) -> None:
+    """The legend below the axes (long labels), in them (up to six entries), or beside them."""
+    if below:
+        fig.legend(handles, labels, loc="outside lower center")
+    elif len(handles) <= 6:
+        ax.legend(handles, labels, loc="best")
+    else:
+        fig.legend(handles, labels, loc="outside right upper")
+
+
 def _draw_metric_vs_x(
     rows: list[dict],
     *,
@@ -81,18 +179,7 @@ def _draw_metric_vs_x(
     methods = _legend_order(row["method"] for row in rows)
     styles = _styles(methods)
     with matplotlib.rc_context(_RC):
-        # many lines: the legend goes beside the axes; labels long enough to cover the curves (sweep
-        # variants): below them
-        longest = max((len(styles[m][0].display) for m in methods), default=0)
-        below = longest > _LONG_LABEL
-        wide = len(methods) + len(references) > 5 and not below
-        size = (
-            (6.0, 3.8 + 0.2 * (len(methods) + len(references)))
-            if below
-            else (7.4, 4.2)
-            if wide
-            else (5.0, 3.6)
-        )
+        size, below = _figure_size([styles[m][0].display for m in methods], len(references))
         fig = Figure(figsize=size, layout="constrained")
         ax = fig.add_subplot()
         ax.set(xscale=xscale, yscale=yscale, xlabel=xlabel, ylabel=ylabel)
@@ -103,63 +190,9 @@ def _draw_metric_vs_x(
             ax.set_xlim(*((only / 10, only * 10) if xscale == "log" and only > 0 else (only - 1, only + 1)))
         n_diverging, some_diverged = 0, False
         for method in methods:
-            style, linestyle = styles[method]
-            points = sorted(
-                (
-                    (float(r["x"]), _number(r["mean"]), r.get("ci_low"), r.get("ci_high"))
-                    for r in rows
-                    if r["method"] == method
-                ),
-                key=lambda p: p[0],
-            )
-            finished = [p for p in points if math.isfinite(p[1])]
-            xs = [p[0] for p in finished]
-            ys = [factor * p[1] for p in finished]
-            bands = [_band(p[1], p[2], p[3]) for p in finished]
-            lows, highs = [factor * b[0] for b in bands], [factor * b[1] for b in bands]
-            if limits is not None:  # a few seeds' t interval can leave [0, 100] %
-                lows, highs = [max(v, limits[0]) for v in lows], [min(v, limits[1]) for v in highs]
-            ax.plot(xs, ys, color=style.colour, marker=style.marker, linestyle=linestyle, label=style.display)
-            if len(xs) > 1 and lows != highs:
-                ax.fill_between(xs, lows, highs, color=style.colour, alpha=0.2, linewidth=0)
-            elif len(xs) == 1 and lows != highs:  # a band needs two points: an error bar
-                ax.errorbar(
-                    xs,
-                    ys,
-                    yerr=[[ys[0] - lows[0]], [highs[0] - ys[0]]],
-                    color=style.colour,
-                    linestyle="none",
-                    capsize=3,
-                    label="_nolegend_",
-                )
-            # every point with a diverged run: an "x" at the bottom of the axis, one row per method;
-            # where some seeds finished, "k/n" beside it
-            marks = []
-            for r in rows:
-                if r["method"] != method:
-                    continue
-                gone = int(r.get("n_diverged") or 0)
-                if not math.isfinite(_number(r["mean"])):
-                    marks.append((float(r["x"]), ""))
-                elif gone:
-                    marks.append((float(r["x"]), f"{gone}/{gone + int(r.get('n') or 0)}"))
-            if marks:
-                marks.sort()
-                _diverged_marks(ax, [m[0] for m in marks], n_diverging, style.colour)
-                for mx, text in marks:
-                    if text:
-                        some_diverged = True
-                        ax.annotate(
-                            text,
-                            (mx, _strip_row(n_diverging)),
-                            xycoords=ax.get_xaxis_transform(),
-                            xytext=(5, 0),
-                            textcoords="offset points",
-                            va="center",
-                            fontsize=7,
-                            color=style.colour,
-                        )
-                n_diverging += 1
+            _draw_line(ax, rows, method, styles[method], factor, limits)
+            drawn, some = _draw_diverged(ax, rows, method, n_diverging, styles[method][0].colour)
+            n_diverging, some_diverged = n_diverging + drawn, some_diverged or some
         _draw_references(ax, references, factor)
         handles, labels = ax.get_legend_handles_labels()
         if n_diverging:
@@ -171,12 +204,7 @@ def _draw_metric_vs_x(
             )
         if n_diverging:
             _diverged_strip([ax], n_diverging, [True])
-        if below:
-            fig.legend(handles, labels, loc="outside lower center")
-        elif len(handles) <= 6:
-            ax.legend(handles, labels, loc="best")
-        else:
-            fig.legend(handles, labels, loc="outside right upper")
+        _place_legend(fig, ax, handles, labels, below)
         if heading := _heading(title, subtitle, size[0]):
             ax.set_title(heading, fontsize=10)  # over the axes: clear of a legend outside on the right
     return fig
