@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +41,8 @@ from channels.budget import energy_for_snr_db
 from channels.noise import ComplexNoise, from_symbols
 from channels.power_control import PerfectInversion, PowerControl
 from channels.processes import Processes
+from channels.state import ChannelOutput, ChannelState
+from channels.superposition import Precoded, alignment, normalised_weights
 
 __all__ = [
     "BlocksOutput",
@@ -56,89 +57,6 @@ __all__ = [
 
 # the name the channel's ``reduce`` argument had: the same protocol as a round's and a checkpoint's
 Reduction = Processes
-
-
-@dataclass(frozen=True)
-class ChannelOutput:
-    """What the server decodes from one block, and what it cost.
-
-    Attributes:
-        estimate: ``[d]``, the server's estimate of the mean of the active clients' signals (their
-            weighted mean with ``weights``).
-        energy_used: ``[K]``, the energy each client transmitted for this block (sum of squares of
-            its channel input); ``inf`` for a client with a non-zero signal and an infinite budget.
-        noise_var: 0-dim tensor, the per-entry variance of ``estimate - mean``; 0 when noiseless
-            (noise_var / (eta K_a)^2, or noise_var / (eta sum_A w)^2 with weights).
-        active: ``[K]`` bool, the clients that were heard (a non-zero budget, and on at least one
-            symbol allowed to transmit by the power-control policy).
-        scale: 0-dim tensor, the common alignment scale eta (``inf`` when the block is noiseless); with
-            weights, the scale of the weighted signals w_k u_k.
-    """
-
-    estimate: Tensor
-    energy_used: Tensor
-    noise_var: Tensor
-    active: Tensor
-    scale: Tensor
-
-
-@dataclass(frozen=True)
-class ChannelState:
-    """One round's channel: ``gains`` and ``csi`` are complex ``[K, C, N]`` (clients, coherence
-    blocks, subcarriers); a symbol at position j of the round uses coherence block
-    ``j // symbols_per_block`` and subcarrier ``j % N``."""
-
-    gains: Tensor
-    csi: Tensor
-    symbols_per_block: int
-
-    def at(self, symbol_offset: int, num_symbols: int) -> tuple[Tensor, Tensor]:
-        """``(gains, csi)`` of symbols ``offset .. offset + num_symbols - 1``: ``[K, S]`` or ``[K, 1]``."""
-        num_blocks, num_carriers = self.gains.shape[1:]
-        if num_blocks == 1 and num_carriers == 1:
-            return self.gains[:, 0], self.csi[:, 0]
-        j = torch.arange(symbol_offset, symbol_offset + num_symbols, device=self.gains.device)
-        block = (j // self.symbols_per_block).clamp(max=num_blocks - 1)
-        carrier = j % num_carriers
-        return self.gains[:, block, carrier], self.csi[:, block, carrier]
-
-    def clients(self, index: slice | Tensor | Sequence[int]) -> ChannelState:
-        """The state of the clients ``index``: a slice (a process's share of them), or client indices
-        (an integer tensor or a list; a bool mask picks the clients where it is True), their rows in
-        that order (the round's participants, chosen after seeing the channel).
-
-        >>> gains = torch.tensor([[[1.0 + 0j]], [[2.0 + 0j]], [[3.0 + 0j]]])
-        >>> ChannelState(gains, gains, 1).clients([2, 0]).gains.flatten().real.tolist()
-        [3.0, 1.0]
-        """
-        if isinstance(index, slice):
-            return ChannelState(self.gains[index], self.csi[index], self.symbols_per_block)
-        num_clients = self.gains.shape[0]
-        rows = torch.as_tensor(index, device=self.gains.device)
-        if rows.numel() == 0:
-            rows = rows.long()  # [] comes as float32
-        if rows.dim() != 1 or rows.is_floating_point() or rows.is_complex():
-            raise TypeError(f"index must be a slice or a 1-D tensor or list of client indices, got {index!r}")
-        if rows.dtype == torch.bool:
-            if rows.numel() != num_clients:
-                raise ValueError(
-                    f"a bool index needs one entry per client ({num_clients}), got {rows.numel()}"
-                )
-            rows = rows.nonzero().flatten()
-        if not bool(((rows >= 0) & (rows < num_clients)).all()):
-            raise IndexError(f"client indices must be in [0, {num_clients}), got {rows.tolist()}")
-        return ChannelState(self.gains[rows], self.csi[rows], self.symbols_per_block)
-
-    def quality(self) -> Tensor:
-        """``[K]`` float64: each client's mean channel power gain over the round's coherence blocks and
-        subcarriers, mean_{c, n} |h_kcn|^2 (large-scale gain included; what channel-aware client
-        sampling ranks the clients by, and the gain of a digital client's link).
-
-        >>> gains = torch.tensor([[[1.0 + 0j, 0.0 + 1j]], [[2.0 + 0j, 0.0 + 0j]]])  # [K=2, C=1, N=2]
-        >>> ChannelState(gains, gains, 1).quality().tolist()
-        [1.0, 2.0]
-        """
-        return (self.gains.abs().to(torch.float64) ** 2).flatten(1).mean(1)
 
 
 class FadingChannel(nn.Module):
@@ -460,12 +378,12 @@ class FadingChannel(nn.Module):
             ([[2.25, 3.25], [1.5]], [25.0, 0.1111111119389534])
         """
         generator, state, energy = self._checked(blocks, energy, state, symbol_offset, generator, reduce)
-        weight, shift = _normalised_weights(weights, blocks, reduce)
-        sent = _Precoded(self.policy, blocks, state, energy, symbol_offset)
+        weight, shift = normalised_weights(weights, blocks, reduce)
+        sent = Precoded(self.policy, blocks, state, energy, symbol_offset)
         # pass 1: each client's need per block, the common scale eta per block and what it spends
         need, count, kept = sent.needs(weight)
         self._refuse_overflow(need, blocks.dtype)
-        eta, finite, energy_used = _alignment(need, energy, reduce)
+        eta, finite, energy_used = alignment(need, energy, reduce)
         # pass 2: the channel adds h_k x_k over the clients (eta common to a symbol: scaled once), the
         # server receives them with the noise and divides by eta K_a (or eta W)
         summed, active = sent.superpose(weight, kept)
@@ -552,7 +470,7 @@ class FadingChannel(nn.Module):
 
     def _receive(
         self,
-        sent: _Precoded,
+        sent: Precoded,
         summed: Tensor,
         count: Tensor,
         eta: Tensor,
@@ -591,123 +509,3 @@ class FadingChannel(nn.Module):
             for a, d, dtype in zip(blocks.starts, blocks.dims, blocks.block_dtypes)
         ]
         return estimates, noise_var
-
-
-def _normalised_weights(
-    weights: Tensor | Sequence[float] | None, blocks: SignalBlocks, reduce: Processes | None
-) -> tuple[Tensor | None, int]:
-    """Client weights w_k checked, as float64 for the needs and the heard weight W_j, brought to a
-    largest weight in [1, 2) by a power of two 2^shift (exact: the result is that of the weights
-    given, and no product leaves the float range; the common scale is reported back in their units);
-    (None, 0) without weights."""
-    if weights is None:
-        return None, 0
-    weight = check_weights(weights, blocks.num_clients, blocks.device)
-    largest = weight.max() if reduce is None else -reduce.min(-weight.max())
-    shift = int(torch.frexp(largest).exponent) - 1
-    return torch.ldexp(weight, torch.tensor(-shift, device=weight.device)), shift
-
-
-def _alignment(need: Tensor, energy: Tensor, reduce: Processes | None) -> tuple[Tensor, Tensor, Tensor]:
-    """The common scale eta_b = min_k sqrt(E_kb) / need_kb of each block (float64, over every process's
-    clients with ``reduce``; inf where nobody needs energy), where it is finite, and what each client
-    spends on each block, eta^2 need^2 (inf: an infinite budget)."""
-    ratio = torch.where(need > 0, energy.double().sqrt() / need, math.inf)
-    eta = ratio.min(0).values if reduce is None else reduce.min(ratio.min(0).values)  # [B] float64
-    finite = torch.isfinite(eta)
-    eta_tx = torch.where(finite, eta, 1.0)
-    energy_used = torch.where(finite, eta_tx.square() * need.square(), torch.where(need > 0, math.inf, 0.0))
-    return eta, finite, energy_used
-
-
-class _Precoded:
-    """A pass's signals as the clients precode them for one channel state: each chunk of clients'
-    symbols inverted by their channel estimate, m_k u_k / h_hat_k (m_k: where the power-control
-    policy lets them send), their norms per block and, once the scale is known, their sum as the
-    antenna receives it."""
-
-    def __init__(
-        self, policy: PowerControl, blocks: SignalBlocks, state: ChannelState, energy: Tensor, offset: int
-    ) -> None:
-        self.policy, self.blocks, self.state, self.energy, self.offset = policy, blocks, state, energy, offset
-        self.cdtype = torch.complex128 if blocks.dtype == torch.float64 else torch.complex64
-        self.spans = [slice(a, a + s) for a, s in zip(blocks.starts, blocks.symbols)]
-        self.block_of = torch.repeat_interleave(
-            torch.arange(len(self.spans), device=blocks.device),
-            torch.tensor(blocks.symbols, device=blocks.device),
-        )  # [S]: the block of each symbol
-        self.total = sum(blocks.symbols)
-        # every gain and its estimate exactly 1 (AWGN): dividing by h_hat and multiplying by h are
-        # exact identities, skipped (they are the costly complex passes of an uncompressed round)
-        self.unit = bool((state.gains == 1).all()) and bool((state.csi == 1).all())
-
-    def precode(self, clients: slice, symbols: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
-        """This chunk's true gains, its inverted symbols m_k u_k / h_hat_k, where it sends, and
-        whether it sends everywhere."""
-        gains, csi = self.state.clients(clients).at(self.offset, self.total)
-        gains, csi = gains.to(self.cdtype), csi.to(self.cdtype)
-        mask = self.policy.transmits(csi) & (csi != 0) & (self.energy[clients] > 0)[:, self.block_of]
-        everywhere = bool(mask.all())
-        inverted = symbols if self.unit else symbols / torch.where(csi != 0, csi, 1)
-        return gains, (inverted if everywhere else torch.where(mask, inverted, 0)), mask, everywhere
-
-    def block_norms(self, clients: slice, inverted: Tensor, everywhere: bool) -> Tensor:
-        """``[c, B]`` float64: ||m_k u_k / h_hat_k|| per block, from the real I/Q values (over
-        unit gains with every client sending, the signal's own norms, computed once)."""
-        if self.unit and everywhere:
-            return self.blocks.norms()[clients]
-        pairs = torch.view_as_real(inverted)  # [c, S, 2], a view
-        return torch.stack(
-            [
-                torch.linalg.vector_norm(pairs[:, span], dim=(1, 2), dtype=torch.float64)
-                for span in self.spans
-            ],
-            1,
-        )
-
-    def needs(
-        self, weight: Tensor | None
-    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, bool] | None]:
-        """Every client's need ||w_k m_k u_k / h_hat_k|| per block ``[K, B]`` float64 (w_k = 1 without
-        weights); on each symbol the count K_a of the clients heard (long) or, with weights, their
-        weight W (float64); and the precoded chunk, kept when the signals are one packed chunk."""
-        blocks = self.blocks
-        needs: list[Tensor] = []
-        count_dtype = torch.long if weight is None else torch.float64
-        count = torch.zeros(self.total, dtype=count_dtype, device=blocks.device)
-        kept: tuple[Tensor, Tensor, Tensor, bool] | None = None
-        for clients, symbols in blocks.chunks():
-            gains, inverted, mask, everywhere = self.precode(clients, symbols)
-            norms = self.block_norms(clients, inverted, everywhere)
-            if weight is None:
-                needs.append(norms)
-                count += mask.shape[0] if everywhere else mask.sum(0)
-            else:
-                needs.append(norms * weight[clients, None])
-                count += weight[clients].sum() if everywhere else (mask * weight[clients, None]).sum(0)
-            kept = (gains, inverted, mask, everywhere) if blocks.packed is not None else None
-        return torch.cat(needs), count, kept
-
-    def superpose(
-        self, weight: Tensor | None, kept: tuple[Tensor, Tensor, Tensor, bool] | None
-    ) -> tuple[Tensor, list[Tensor]]:
-        """The sum over this process's clients of h_k w_k m_k u_k / h_hat_k per symbol (eta is common
-        to the clients of a symbol: the sum is scaled once, later), and who was heard in each block."""
-        blocks, spans = self.blocks, self.spans
-        weight_work = None if weight is None else weight.to(blocks.dtype)
-        summed: Tensor | None = None
-        active: list[Tensor] = []
-        for clients, symbols in blocks.chunks():
-            gains, inverted, mask, everywhere = kept if kept is not None else self.precode(clients, symbols)
-            if everywhere:
-                active.append(torch.ones(mask.shape[0], len(spans), dtype=torch.bool, device=blocks.device))
-            else:
-                active.append(torch.stack([mask[:, span].any(1) for span in spans], 1))
-            received = inverted if self.unit else gains * inverted
-            if weight_work is not None:  # w_k times I and Q: real products, exact for w_k = 1
-                scaled = torch.view_as_real(received) * weight_work[clients, None, None]
-                received = torch.view_as_complex(scaled)
-            part = received.sum(0)
-            summed = part if summed is None else summed + part
-        assert summed is not None  # blocks.chunks() yields at least one chunk
-        return summed, active
