@@ -34,10 +34,11 @@ gradients are copies, so a training loop may reuse its ``.grad`` buffers.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,6 +53,7 @@ __all__ = [
     "DigitalClient",
     "DigitalServer",
     "ZSGDCompressor",
+    "ClientSides",
     "Shared",
     "NonFiniteGradientError",
     "check_params",
@@ -346,6 +348,54 @@ class CompressorServer(ABC):
         return f"{type(self).__name__}(tensors={len(self.shapes)}, passes={self.passes})"
 
 
+def _negative(index: object) -> bool:
+    return isinstance(index, (int, np.integer)) and not isinstance(index, bool) and int(index) < 0
+
+
+class ClientSides(Sequence[CompressorClient]):
+    """The K client sides of a simulation (:meth:`Compressor.setup`), each made the first time it
+    is used: a client that never takes part costs nothing, not even its side, so K can be 10^5
+    with the memory of the clients that took part. ``sides[k]`` makes (or returns) client k's
+    side; :attr:`made` holds the ones made, by index. Iterating makes every side.
+
+    A side is made with ``method.make_client(params, k)`` (its own index and seed: when it is made
+    does not change what it does) and belongs to the method's server.
+
+    >>> import torch
+    >>> method = ZSGDCompressor()
+    >>> method.setup([torch.zeros(3)], num_clients=100_000)
+    >>> len(method.clients), sorted(method.clients.made)
+    (100000, [])
+    >>> method.clients[42].index, sorted(method.clients.made)
+    (42, [42])
+    """
+
+    def __init__(self, method: Compressor, params: list[Tensor], count: int) -> None:
+        self._method, self._params, self._count = method, params, count
+        self.made: dict[int, CompressorClient] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: Any) -> Any:  # int -> CompressorClient, slice -> list of them
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(self._count))]
+        k = _check_index(index, "client", None) if not _negative(index) else int(index) + self._count
+        if not 0 <= k < self._count:
+            raise IndexError(f"client = {index} is out of range; expected an integer in 0..{self._count - 1}")
+        side = self.made.get(k)
+        if side is None:
+            side = self.made[k] = self._method.make_client(self._params, k)
+            side.server_identity = self._method.server.identity
+        return side
+
+    def __iter__(self) -> Iterator[CompressorClient]:
+        return (self[k] for k in range(self._count))
+
+    def __repr__(self) -> str:
+        return f"ClientSides({self._count} clients, {len(self.made)} made)"
+
+
 class Compressor(ABC):
     """A compression method: its hyperparameters, and a factory of its client and server sides.
 
@@ -374,20 +424,37 @@ class Compressor(ABC):
 
     # ---------------------------------------------------------- every client in one object (simulations)
     def setup(self, params: Iterable[Tensor], num_clients: int) -> None:
-        """Build the server and ``num_clients`` clients here (a simulation of every client)."""
+        """Build the server and ``num_clients`` clients here (a simulation of every client): the
+        clients' sides are :class:`ClientSides`, each made the first time it is used."""
         tensors = check_params(params)
         num_clients = _check_index(num_clients, "num_clients")
         if num_clients < 1:
             raise ValueError("num_clients = 0 is out of range; expected an integer >= 1")
         self.server = self.make_server(tensors)
-        self.clients = [self.make_client(tensors, k) for k in range(num_clients)]
-        for client in self.clients:  # made for this server
-            client.server_identity = self.server.identity
+        self.clients = ClientSides(self, tensors, num_clients)  # each made on first use
+
+    def _sides(self) -> ClientSides:
+        if not hasattr(self, "clients"):
+            raise RuntimeError(f"{type(self).__name__}.setup(params, num_clients) must come first")
+        return self.clients
 
     def _side(self, client: object) -> CompressorClient:
-        if not hasattr(self, "clients"):
-            raise RuntimeError(f"{type(self).__name__}.setup(params, num_clients) must come before encode")
-        return self.clients[_check_index(client, "client", len(self.clients))]
+        sides = self._sides()
+        return sides[_check_index(client, "client", len(sides))]
+
+    @contextlib.contextmanager
+    def _using(self, client: object) -> Iterator[CompressorClient]:
+        """Client ``client``'s side for a call; a side made for a call that fails (a refused
+        gradient) is forgotten again: a client that never took part has no side."""
+        sides = self._sides()
+        k = _check_index(client, "client", len(sides))
+        new = k not in sides.made
+        try:
+            yield sides[k]
+        except BaseException:
+            if new:
+                sides.made.pop(k, None)
+            raise
 
     def _server(self) -> CompressorServer:
         if not hasattr(self, "server"):
@@ -396,8 +463,8 @@ class Compressor(ABC):
 
     def encode(self, client: int, grads: Sequence[Tensor]) -> list[Tensor]:
         """Client ``client``'s blocks for this round's first pass; updates its error feedback."""
-        side = self._side(client)
-        return side.encode(grads, self._server().broadcast())
+        with self._using(client) as side:
+            return side.encode(grads, self._server().broadcast())
 
     def encode_many(self, clients: Sequence[int], grads: Sequence[Tensor]) -> list[list[Tensor]]:
         """:meth:`encode` for several clients at once, ``grads[i]`` stacking their gradients of
@@ -407,12 +474,13 @@ class Compressor(ABC):
 
     def encode_pass(self, client: int, pass_index: int) -> list[Tensor]:
         """Client ``client``'s blocks for pass ``pass_index >= 1`` of this round (``passes > 1`` only)."""
-        side = self._side(client)
-        return side.encode_pass(pass_index, self._server().broadcast())
+        with self._using(client) as side:
+            return side.encode_pass(pass_index, self._server().broadcast())
 
     def undelivered(self, client: int, blocks: Sequence[Tensor]) -> None:
         """Client ``client``'s ``blocks`` were not heard: its error feedback keeps them."""
-        self._side(client).undelivered(blocks)
+        with self._using(client) as side:
+            side.undelivered(blocks)
 
     def decode(
         self, blocks: Sequence[Tensor], noise_var: Sequence[float] | Tensor | None = None
@@ -434,20 +502,38 @@ class Compressor(ABC):
         return self._server().channel_uses()
 
     def state_dict(self) -> dict[str, Any]:
-        """The server's state and every client's (what :meth:`setup` built)."""
-        return {"server": self._server().state_dict(), "clients": [c.state_dict() for c in self.clients]}
+        """The server's state and the state of every client side made so far, by client index (a
+        client that never took part has none)."""
+        server, made = self._server(), self._sides().made
+        return {"server": server.state_dict(), "clients": {k: made[k].state_dict() for k in sorted(made)}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (after :meth:`setup` with the same arguments)."""
+        """Restore what :meth:`state_dict` returned (after :meth:`setup` with the same arguments):
+        exactly the client sides it holds are made and loaded. A list of every client's state (what
+        versions before lazy sides saved) is accepted too."""
+        sides = self._sides()
         clients = state.get("clients") if isinstance(state, Mapping) else None
-        if not isinstance(clients, Sequence) or len(clients) != len(self.clients) or "server" not in state:
+        if isinstance(clients, Sequence) and not isinstance(clients, (str, bytes)):
+            clients = dict(enumerate(clients))
+        if (
+            not isinstance(clients, Mapping)
+            or "server" not in state
+            or not all(_in(k, len(sides)) for k in clients)
+        ):
+            got = f"{len(clients)} client states" if isinstance(clients, Mapping) else "no client states"
             raise ValueError(
-                f"state must be a {type(self).__name__}.state_dict() of {len(self.clients)} clients, "
-                f"got one of {len(clients) if isinstance(clients, Sequence) else 'no'} clients"
+                f"state must be a {type(self).__name__}.state_dict(): the server's state and client "
+                f"states by index in 0..{len(sides) - 1}; got {got}"
+                + (f" (indices {sorted(map(str, clients))[:8]})" if isinstance(clients, Mapping) else "")
             )
         self._server().load_state_dict(state["server"])
-        for side, saved in zip(self.clients, clients):
-            side.load_state_dict(saved)
+        sides.made.clear()  # exactly the sides saved
+        for k, saved in sorted(clients.items()):
+            sides[int(k)].load_state_dict(saved)
+
+
+def _in(key: object, count: int) -> bool:
+    return isinstance(key, (int, np.integer)) and not isinstance(key, bool) and 0 <= int(key) < count
 
 
 class DigitalClient(CompressorClient):

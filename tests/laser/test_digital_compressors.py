@@ -427,7 +427,8 @@ def test_separate_sides_equal_the_facade(generator, make):
         for x, y in zip(decoded, server.decode(_mean([theirs[k] for k in delivered])), strict=True):
             assert torch.equal(x, y)
     assert _state_equal(
-        facade.state_dict(), {"server": server.state_dict(), "clients": [c.state_dict() for c in clients]}
+        facade.state_dict(),
+        {"server": server.state_dict(), "clients": {k: c.state_dict() for k, c in enumerate(clients)}},
     )
 
 

@@ -107,6 +107,7 @@ def test_a_client_side_of_another_server_is_refused(generator):
 def test_the_identity_travels_in_the_state_dicts():
     method = LaserCompressor(rank=2)
     method.setup(PARAMS, 2)
+    method.clients[1]  # made on first use
     state = method.state_dict()
     assert state["clients"][1]["index"] == 1 and state["clients"][1]["server"] == method.server.identity
     again = LaserCompressor(rank=2)
