@@ -43,6 +43,7 @@ __all__ = [
     "rotate",
     "sharded_checkpoint",
     "check_state",
+    "check_by_index",
     "resume_state",
 ]
 
@@ -263,6 +264,24 @@ def check_state(
         if problem is not None:
             raise CheckpointError(f"{path} does not fit this run: {problem}")
     return state
+
+
+def check_by_index(states: object, reference: object, path: Path, *, where: str, count: int) -> None:
+    """``states``, a mapping from index to a state (the client sides a run made, by client index), if
+    every index is in 0..``count - 1`` and every state has the layout of ``reference`` (a fresh one);
+    else CheckpointError naming ``path`` and what is wrong."""
+    if not isinstance(states, dict):
+        raise CheckpointError(
+            f"{path} does not fit this run: {where} is a {type(states).__name__}, expected a mapping"
+        )
+    for k, state in states.items():
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < count:
+            raise CheckpointError(
+                f"{path} does not fit this run: {where} holds index {k!r}, expected 0..{count - 1}"
+            )
+        problem = _mismatch(state, reference, f"{where}[{k}]")
+        if problem is not None:
+            raise CheckpointError(f"{path} does not fit this run: {problem}")
 
 
 def resume_state(

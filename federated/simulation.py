@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from channels import ChannelState
-from federated.checkpoint import check_state
+from federated.checkpoint import check_by_index, check_state
 from federated.clients import Clients, build_sampler
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
 from federated.config import Config, ConfigError, config_to_dict, same_config
@@ -104,12 +104,16 @@ def _available_bytes(device: torch.device) -> int | None:
 
 def _check_memory(config: Config, inputs: dict[str, int], device: torch.device) -> None:
     """Refuse, before anything is allocated, a model whose parameters cannot fit: the model, its
-    gradient, the server optimizer's state and one error-feedback buffer per client need about
-    parameters x (K + 3) x the element size (counted on PyTorch's meta device)."""
+    gradient, the server optimizer's state and one error-feedback buffer per client that can take
+    part need about parameters x (C + 3) x the element size (counted on PyTorch's meta device),
+    where C = min(K, clients per round x rounds): a client's side is made when it first takes part
+    (:class:`laser.compressor.ClientSides`), so registered clients that never do cost nothing."""
     with torch.device("meta"):
         count = sum(p.numel() for p in build_model(config.model, inputs, seed=0).parameters())
     width = 8 if config.precision == "fp64" else 4
-    needed = count * (config.clients.num_clients + 3) * width
+    clients = config.clients
+    taking_part = min(clients.num_clients, (clients.per_round or clients.num_clients) * config.rounds)
+    needed = count * (taking_part + 3) * width
     available = _available_bytes(device)
     if available is not None and needed > available:
         model = config.model
@@ -117,9 +121,9 @@ def _check_memory(config: Config, inputs: dict[str, int], device: torch.device) 
             "model",
             f"{model.name}, width {model.width}"
             + (f", {model.layers} layers" if model.name == "gpt" else ""),
-            f"a model that fits: {count:.3g} parameters x ({config.clients.num_clients} clients + 3) x "
+            f"a model that fits: {count:.3g} parameters x ({taking_part} clients that can take part + 3) x "
             f"{width} B = {needed / 1e9:.3g} GB, and {available / 1e9:.3g} GB are available here "
-            "(a smaller model.width or model.layers, or fewer clients.num_clients)",
+            "(a smaller model.width or model.layers, or fewer clients.num_clients or clients.per_round)",
         )
 
 
@@ -151,6 +155,21 @@ def _without_identities(state: object) -> object:
     return state
 
 
+def _upgraded(state: object) -> object:
+    """A state of layout 2 (every client's compressor side, in a list) as layout 3 (the sides made,
+    by client index): a run checkpointed before client sides were made on first use resumes."""
+    if not isinstance(state, dict) or state.get("format") != 2:
+        return state
+    compressor = state.get("compressor")
+    if not isinstance(compressor, dict) or not isinstance(compressor.get("clients"), list):
+        return state
+    return {
+        **state,
+        "format": 3,
+        "compressor": {**compressor, "clients": dict(enumerate(compressor["clients"]))},
+    }
+
+
 @dataclass
 class LocalUpdates:
     """What the local-updates stage hands the uplink: this process's participants' training losses and
@@ -175,7 +194,7 @@ class Simulation:
         (0, True)
     """
 
-    STATE_FORMAT = 2  # bumped when the layout of state_dict changes
+    STATE_FORMAT = 3  # bumped when the layout of state_dict changes (3: client sides by index, made ones)
 
     def __init__(
         self, config: Config, device: torch.device | None = None, shard: Shard | None = None
@@ -209,8 +228,7 @@ class Simulation:
                 f"a setting {config.compressor.name} can run with on this model ({error})",
             ) from None
         self.compressor.server.identity = streams.identity >> 1  # the run's (see Streams.identity)
-        for side in self.compressor.clients:
-            side.server_identity = self.compressor.server.identity
+        # client sides are made on first use (laser.compressor.ClientSides), with the server's identity
         self.channel = build_channel(config.channel, streams.channel, self.device)
         self.budget_scale = None
         if config.power.spread_db > 0:
@@ -565,7 +583,8 @@ class Simulation:
         reference = self.state_dict()  # a fresh run's (resuming happens before the first round)
         reference.pop("config")
         reference["compressor"] = _without_identities(reference["compressor"])  # older states lack them
-        return check_state(
+        state = _upgraded(state)
+        checked = check_state(
             state,
             path,
             format=self.STATE_FORMAT,
@@ -573,6 +592,16 @@ class Simulation:
             reference=reference,
             rounds=self.config.rounds,
         )
+        # the client sides it holds (a fresh run has none): each shaped like a fresh side's state
+        fresh = self.compressor.make_client([p.detach() for p in self.params]).state_dict()
+        check_by_index(
+            checked["compressor"]["clients"],
+            _without_identities(fresh),
+            path,
+            where="state['compressor']['clients']",
+            count=self.config.clients.num_clients,
+        )
+        return checked
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (tensors from any device)."""

@@ -290,8 +290,12 @@ def test_a_checkpoint_from_before_sides_recorded_who_they_are_resumes_with_a_war
     state = load_checkpoint(path, "cpu")
     compressor = state["compressor"]
     compressor["server"].pop("identity")
-    for client in compressor["clients"]:
+    for client in compressor["clients"].values():
         client.pop("index"), client.pop("server")
+    # and as such versions saved them: layout 2, every client's side in a list
+    assert sorted(compressor["clients"]) == [0, 1, 2]
+    compressor["clients"] = [compressor["clients"][k] for k in range(3)]
+    state["format"] = 2
     save_checkpoint(path, state)
     with pytest.warns(UserWarning, match="saved before clients recorded their index and server"):
         train(config, tmp_path / "old", progress=False, resume=True)
