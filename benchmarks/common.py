@@ -13,13 +13,24 @@ import gc
 import json
 import os
 import platform
+import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["parse_args", "machine_info", "time_interleaved", "summarize", "print_table", "emit", "REPO"]
+__all__ = [
+    "parse_args",
+    "machine_info",
+    "time_interleaved",
+    "summarize",
+    "print_table",
+    "emit",
+    "code_version",
+    "REPO",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
@@ -165,8 +176,44 @@ def print_table(
     file.flush()
 
 
+def code_version() -> dict[str, object]:
+    """The commit the code is at and the code files that differ from it (what a published number was
+    measured with: ``docs/tables.py`` shows it under the table); ``None`` outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+        changed = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--",
+                "channels",
+                "laser",
+                "federated",
+                "benchmarks",
+                "pyproject.toml",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": []}
+    return {"commit": head, "dirty": sorted(line[3:] for line in changed)}
+
+
 def emit(result: Mapping[str, object], json_path: str | None) -> None:
-    """Print the JSON result (the last line block of stdout) and write it to ``json_path`` if given."""
+    """Print the JSON result (the last line block of stdout) and write it to ``json_path`` if given,
+    with the command that made it and the code's commit (:func:`code_version`) added."""
+    result = {
+        **result,
+        "command": " ".join(["python", *[shlex.quote(a) for a in sys.argv]]),
+        "code": code_version(),
+    }
     text = json.dumps(result, indent=2, sort_keys=False)
     print("\nJSON:")
     print(text, flush=True)

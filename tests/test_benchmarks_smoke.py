@@ -95,3 +95,13 @@ def test_clients_scaling_quick(tmp_path):
     for row in result["results"]:
         assert row["loop_rounds_per_s"] > 0 and row["vmap_rounds_per_s"] > 0
         assert math.isclose(row["speedup"], row["vmap_rounds_per_s"] / row["loop_rounds_per_s"], rel_tol=1e-9)
+
+
+def test_registered_clients_quick(tmp_path):
+    result = _quick("registered_clients", tmp_path)
+    assert [r["clients"] for r in result["results"]] == [100, 10000]
+    for row in result["results"]:
+        assert row["round_s"] > 0 and row["rounds_per_s"] == 1 / row["round_s"]
+        assert 10 <= row["sides_made"] <= 10 * (result["rounds"] + 1)  # the participants', whatever K
+    assert result["command"].startswith("python ") and "--quick" in result["command"]
+    assert result["code"]["commit"] is None or len(result["code"]["commit"]) == 40
