@@ -310,6 +310,106 @@ TABLES = {
 
 
 # ------------------------------------------------------------------------------- the records
+# ------------------------------------------------------------------------------- benchmarks
+BENCHMARKS = "benchmarks"  # docs/data/benchmarks/<table>.json: a benchmark's JSON, as it wrote it
+
+
+@dataclass(frozen=True)
+class BenchColumn:
+    """A column of a benchmark table: ``key`` of each result row, shown as ``style``: ``int``, ``f1``,
+    ``f2``, ``f3`` (decimals), ``x`` (a ratio, 2 decimals and a times sign) or ``mib`` (bytes in MiB)."""
+
+    header: str
+    key: str
+    style: str = "f2"
+
+
+@dataclass(frozen=True)
+class BenchTable:
+    """A generated table of a benchmark's JSON (``docs/data/benchmarks/<name>.json``: the file the
+    benchmark's ``--json`` wrote, with its machine, command and commit): one line per result row."""
+
+    name: str
+    files: tuple[str, ...]
+    caption: str
+    columns: tuple[BenchColumn, ...]
+    command: str
+    rows: str = "results"  # the JSON key of the result rows
+
+
+BENCH_TABLES = {
+    table.name: table
+    for table in (
+        BenchTable(
+            name="registered_clients",
+            files=("docs/performance.md",),
+            caption=(
+                "FedAvg with LASER over AWGN: 10 of K registered clients a round, each 5 local SGD steps, on "
+                "the tiny GPT (IID windows of the pydoc text, so every client has data); a fresh process per "
+                "K. Round: the median of the timed rounds (the first, warm-up, apart); peak: the process's "
+                "peak resident set (torch and the data included); added: what the rounds added above the "
+                "set-up; sides: the clients' compressor sides made (on first participation)."
+            ),
+            columns=(
+                BenchColumn("registered clients K", "clients", "int"),
+                BenchColumn("set-up (s)", "setup_s", "f2"),
+                BenchColumn("round (s)", "round_s", "f3"),
+                BenchColumn("rounds/s", "rounds_per_s", "f2"),
+                BenchColumn("round vs K = 100", "round_time_vs_smallest", "x"),
+                BenchColumn("peak (MiB)", "peak_bytes", "mib"),
+                BenchColumn("peak vs K = 100", "peak_vs_smallest", "x"),
+                BenchColumn("added (MiB)", "round_added_bytes", "mib"),
+                BenchColumn("sides made", "sides_made", "int"),
+            ),
+            command=(
+                "python benchmarks/registered_clients.py --json docs/data/benchmarks/registered_clients.json"
+            ),
+        ),
+    )
+}
+
+
+def _bench_cell(value: object, style: str) -> str:
+    if not _number(value):
+        return "–"
+    if style == "int":
+        return f"{int(value):,}"
+    if style == "mib":
+        return f"{value / 2**20:,.0f}"
+    if style == "x":
+        return f"{value:.2f}x"
+    return f"{value:.{int(style[1:])}f}"
+
+
+def load_bench(name: str, data_root: Path = DATA) -> dict | None:
+    """A benchmark table's JSON, or None where it has none."""
+    path = Path(data_root) / BENCHMARKS / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def render_bench(table: BenchTable, data: Mapping) -> str:
+    """The Markdown of a benchmark table: its caption, the lines, and where the numbers come from
+    (command, commit, machine and its load)."""
+    rows = data.get(table.rows)
+    if not isinstance(rows, list) or not rows:
+        raise TableError(f"{BENCHMARKS}/{table.name}.json: no {table.rows!r} rows")
+    lines = [[_bench_cell(row.get(c.key), c.style) for c in table.columns] for row in rows]
+    machine_ = data.get("machine") or {}
+    code = data.get("code") or {}
+    dirty = code.get("dirty") or []
+    load = machine_.get("loadavg_1m_at_start")
+    command = data.get("command") or table.command
+    source = (
+        f"Data: `docs/data/{BENCHMARKS}/{table.name}.json`, made by `{command}` at "
+        f"commit {_short(code.get('commit'))}{' with changes to ' + ', '.join(dirty) if dirty else ''}, on "
+        f"{machine_.get('cpu_model', 'an unrecorded CPU')} ({machine_.get('cpus_usable', '?')} cores usable, "
+        f"torch {machine_.get('torch', '?')} with {machine_.get('torch_threads', '?')} threads"
+        + (f", load {load:.2f} at the start" if _number(load) else "")
+        + ")."
+    )
+    return "\n".join([table.caption, "", *_markdown([c.header for c in table.columns], lines), "", source])
+
+
 def _number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -444,6 +544,11 @@ def tables_with_data(data_root: Path = DATA) -> list[str]:
     """The folders of ``data_root`` that hold a manifest (known to :data:`TABLES` or not), sorted."""
     root = Path(data_root)
     return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}")) if root.is_dir() else []
+
+
+def benches_with_data(data_root: Path = DATA) -> list[str]:
+    """The benchmark tables ``data_root/benchmarks/`` holds a JSON of (known or not), sorted."""
+    return sorted(p.stem for p in (Path(data_root) / BENCHMARKS).glob("*.json"))
 
 
 # ---------------------------------------------------------------------------------- grouping
@@ -786,22 +891,28 @@ def fill(text: str, name: str, body: str) -> str:
 
 
 def expected_files(
-    root: Path = ROOT, data_root: Path = DATA, tables: Mapping[str, Table] | None = None
+    root: Path = ROOT,
+    data_root: Path = DATA,
+    tables: Mapping[str, Table] | None = None,
+    benches: Mapping[str, BenchTable] | None = None,
 ) -> tuple[dict[Path, str], dict[Path, list[str]], list[str]]:
-    """What every Markdown file of the tables should hold: {file: text}, the tables each file has
-    generated, and the tables without data (left as typed). Raises TableError for a marker of an
-    unknown table, a table whose file has no region, or data without a spec."""
+    """What every Markdown file of the tables (and of the benchmark tables, :data:`BENCH_TABLES`)
+    should hold: {file: text}, the tables each file has generated, and the tables without data (left
+    as typed). Raises TableError for a marker of an unknown table, a table whose file has no region,
+    or data without a spec."""
     tables = TABLES if tables is None else tables
+    benches = (BENCH_TABLES if tables is TABLES else {}) if benches is None else benches
     unknown = [n for n in tables_with_data(data_root) if n not in tables]
+    unknown += [f"{BENCHMARKS}/{n}" for n in benches_with_data(data_root) if n not in benches]
     if unknown:
         raise TableError(f"--data {data_root}: {', '.join(unknown)} has data but no spec in docs/tables.py")
     texts: dict[Path, str] = {}
     written: dict[Path, list[str]] = {}
-    files = sorted({f for t in tables.values() for f in t.files})
+    files = sorted({f for t in [*tables.values(), *benches.values()] for f in t.files})
     for name in files:
         path = root / name
         text = texts[path] = path.read_text(encoding="utf-8")
-        strays = [m for m in markers(text) if m not in tables]
+        strays = [m for m in markers(text) if m not in tables and m not in benches]
         if strays:
             raise TableError(f"{name}: a marker of table {strays[0]}, which docs/tables.py does not define")
     no_data = []
@@ -816,6 +927,16 @@ def expected_files(
             path = root / name
             texts[path] = fill(texts[path], table.name, body)
             written.setdefault(path, []).append(table.name)
+    for bench in benches.values():
+        data = load_bench(bench.name, data_root)
+        if data is None:
+            no_data.append(bench.name)
+            continue
+        body = render_bench(bench, data)
+        for name in bench.files:
+            path = root / name
+            texts[path] = fill(texts[path], bench.name, body)
+            written.setdefault(path, []).append(bench.name)
     return texts, written, no_data
 
 
@@ -836,6 +957,9 @@ def data_problems(data_root: Path = DATA, repo: Path = ROOT) -> list[str]:
     if size > BUDGET_BYTES:
         problems.append(f"{root}: {size / 1e6:.1f} MB, over the {BUDGET_BYTES / 1e6:.0f} MB budget")
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.name == BENCHMARKS:
+            problems += _bench_problems(folder, repo)
+            continue
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
             problems.append(f"{folder}: no {MANIFEST}")
@@ -867,6 +991,29 @@ def data_problems(data_root: Path = DATA, repo: Path = ROOT) -> list[str]:
         for path in [manifest_path, *sorted(folder.rglob("summary.json"))[:1]]:
             if _ignored(repo, path):
                 problems.append(f"{path}: ignored by git, so never committed")
+    return problems
+
+
+def _bench_problems(folder: Path, repo: Path) -> list[str]:
+    """What is wrong with ``docs/data/benchmarks/``: a file that is not a benchmark table's JSON, or
+    one without its rows, machine, command or commit, or one git ignores."""
+    problems = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir():
+            continue
+        if path.suffix != ".json" or path.parent != folder or path.stem not in BENCH_TABLES:
+            problems.append(f"{path}: not the JSON of a benchmark table ({', '.join(sorted(BENCH_TABLES))})")
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            problems.append(f"{path}: not JSON ({error})")
+            continue
+        missing = [k for k in (BENCH_TABLES[path.stem].rows, "machine", "command", "code") if not data.get(k)]
+        if missing:
+            problems.append(f"{path}: no {', '.join(missing)}")
+        if _ignored(repo, path):
+            problems.append(f"{path}: ignored by git, so never committed")
     return problems
 
 

@@ -514,7 +514,7 @@ def test_each_specs_commands_make_its_rows(name, tmp_path):
 
 
 def test_each_spec_has_one_region_in_its_files():
-    for table in T.TABLES.values():
+    for table in [*T.TABLES.values(), *T.BENCH_TABLES.values()]:
         for name in table.files:
             text = (ROOT / name).read_text(encoding="utf-8")
             assert T.markers(text).count(table.name) == 1, (table.name, name)
@@ -541,7 +541,8 @@ def test_every_typed_table_carries_its_mark(name):
     generated = [
         T.region(text, table)
         for table in T.markers(text)
-        if T.load_table(table) is not None and T.region(text, table) is not None
+        if (T.load_table(table) is not None or T.load_bench(table) is not None)
+        and T.region(text, table) is not None
     ]
     for region in generated:
         text = text.replace(region, "\n")
@@ -561,3 +562,75 @@ def test_mkdocs_leaves_the_scripts_out():
     """docs/tables.py and docs/reproduce.py sit in docs_dir: mkdocs must not take them as pages."""
     config = (ROOT / "mkdocs.yml").read_text()
     assert "exclude_docs: |\n  *.py" in config
+
+
+# ------------------------------------------------------------------------- benchmark tables
+BENCH = T.BenchTable(
+    name="bench",
+    files=("page.md",),
+    caption="A benchmark.",
+    columns=(
+        T.BenchColumn("K", "clients", "int"),
+        T.BenchColumn("round (s)", "round_s", "f3"),
+        T.BenchColumn("peak (MiB)", "peak_bytes", "mib"),
+        T.BenchColumn("vs first", "ratio", "x"),
+    ),
+    command="python benchmarks/bench.py --json docs/data/benchmarks/bench.json",
+)
+BENCH_JSON = {
+    "benchmark": "bench",
+    "machine": {
+        "cpu_model": "Some CPU",
+        "cpus_usable": 2,
+        "torch": "2.13.0+cpu",
+        "torch_threads": 1,
+        "loadavg_1m_at_start": 0.25,
+    },
+    "results": [
+        {"clients": 100, "round_s": 0.5, "peak_bytes": 400 * 2**20, "ratio": 1.0},
+        {"clients": 100000, "round_s": 0.51234, "peak_bytes": 401 * 2**20, "ratio": 1.02468},
+    ],
+    "command": "python benchmarks/bench.py --json docs/data/benchmarks/bench.json",
+    "code": {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": []},
+}
+
+
+def _bench_page(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# A page\n\n<!-- table:bench -->\ntyped\n<!-- /table:bench -->\n")
+    data = tmp_path / "data"
+    (data / T.BENCHMARKS).mkdir(parents=True)
+    (data / T.BENCHMARKS / "bench.json").write_text(json.dumps(BENCH_JSON))
+    return page, data
+
+
+def test_a_benchmark_table_is_written_from_its_json_and_checked(tmp_path):
+    page, data = _bench_page(tmp_path)
+    texts, written, no_data = T.expected_files(tmp_path, data, {}, {"bench": BENCH})
+    assert written == {page: ["bench"]} and no_data == []
+    body = T.region(texts[page], "bench")
+    assert "| 100,000 | 0.512 | 401 | 1.02x |" in body and "| 100 | 0.500 | 400 | 1.00x |" in body
+    assert (
+        "made by `python benchmarks/bench.py --json docs/data/benchmarks/bench.json` at commit 0123456"
+        in body
+    )
+    assert "on Some CPU (2 cores usable, torch 2.13.0+cpu with 1 threads, load 0.25 at the start)" in body
+    assert T.check(texts, written) == ["bench"]  # the page still holds the typed text
+    page.write_text(texts[page])
+    assert T.check(*T.expected_files(tmp_path, data, {}, {"bench": BENCH})[:2]) == []
+    changed = {**BENCH_JSON, "results": [{**BENCH_JSON["results"][0], "round_s": 0.6}]}
+    (data / T.BENCHMARKS / "bench.json").write_text(json.dumps(changed))  # the data moved under it
+    assert T.check(*T.expected_files(tmp_path, data, {}, {"bench": BENCH})[:2]) == ["bench"]
+
+
+def test_a_benchmark_json_without_a_table_or_its_record_is_a_problem(tmp_path, monkeypatch):
+    page, data = _bench_page(tmp_path)
+    monkeypatch.setattr(T, "BENCH_TABLES", {"bench": BENCH})
+    assert T.data_problems(data, repo=tmp_path) == []
+    (data / T.BENCHMARKS / "other.json").write_text("{}")
+    (data / T.BENCHMARKS / "bench.json").write_text(json.dumps({"results": BENCH_JSON["results"]}))
+    problems = "\n".join(T.data_problems(data, repo=tmp_path))
+    assert "other.json: not the JSON of a benchmark table (bench)" in problems
+    assert "bench.json: no machine, command, code" in problems
+    with pytest.raises(T.TableError, match="benchmarks/other has data but no spec"):
+        T.expected_files(tmp_path, data, {}, {"bench": BENCH})
