@@ -137,7 +137,34 @@ def _parser() -> argparse.ArgumentParser:
         help="a key and its values: v1,v2,... or logspace:START:STOP:NUM, linspace:START:STOP:NUM, "
         "range:[START:]STOP (repeatable; the product is swept)",
     )
-    sweep.add_argument("--jobs", type=int, default=1, help="runs at a time, each a process (default 1)")
+    sweep.add_argument(
+        "--jobs", type=int, default=1, help="runs at a time (local: processes here; default 1)"
+    )
+    sweep.add_argument(
+        "--launcher",
+        choices=("local", "ray", "slurm"),
+        default="local",
+        help="where each point runs: a process here (default), a Ray task (--address: a cluster), or a "
+        "Slurm job through submitit; with a cluster, --out must be on a file system every node sees",
+    )
+    sweep.add_argument(
+        "--address", help="ray: the address of a running Ray cluster (default: start one here)"
+    )
+    sweep.add_argument("--cpus-per-run", type=float, default=1.0, help="ray, slurm: CPUs each point asks for")
+    sweep.add_argument("--gpus-per-run", type=float, default=0.0, help="ray, slurm: GPUs each point asks for")
+    sweep.add_argument(
+        "--slurm-cluster",
+        choices=("slurm", "local"),
+        default="slurm",
+        help="slurm: submit with sbatch (default), or run the same jobs as local processes through submitit",
+    )
+    sweep.add_argument("--partition", help="slurm: the partition to submit to")
+    sweep.add_argument(
+        "--timeout-min",
+        type=int,
+        default=24 * 60,
+        help="slurm: each job's time limit in minutes (default 1440)",
+    )
     sweep.add_argument("--out", help="sweep directory (default: runs/sweep-<first config name>)")
     sweep.add_argument(
         "--metric", help="summary metric (default: test_accuracy, or test_perplexity for text)"
@@ -347,6 +374,37 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _launcher_options(args: argparse.Namespace) -> dict:
+    """What ``laser sweep``'s launcher options ask :func:`~federated.experiments.sweep.run_sweep` for
+    (the launcher builds itself there, checking its packages and --out)."""
+    from federated.experiments.launchers import Resources
+
+    for key, value, least in (
+        ("--cpus-per-run", args.cpus_per_run, 0.0),
+        ("--gpus-per-run", args.gpus_per_run, 0.0),
+    ):
+        if not (math.isfinite(value) and value >= least) or (key == "--cpus-per-run" and value <= 0):
+            raise ConfigError(key, value, "a number > 0" if key == "--cpus-per-run" else "a number >= 0")
+    if args.timeout_min < 1:
+        raise ConfigError("--timeout-min", args.timeout_min, "an integer >= 1 (minutes)")
+    given = {
+        "--address": args.address is not None and args.launcher != "ray",
+        "--partition": args.partition is not None and args.launcher != "slurm",
+    }
+    for key, wrong in given.items():
+        if wrong:
+            needs = "ray" if key == "--address" else "slurm"
+            raise ConfigError(key, getattr(args, key[2:]), f"to go with --launcher {needs}")
+    options: dict = {"launcher": args.launcher, "resources": Resources(args.cpus_per_run, args.gpus_per_run)}
+    if args.launcher == "ray":
+        options["address"] = args.address
+    if args.launcher == "slurm":
+        options.update(
+            slurm_cluster=args.slurm_cluster, timeout_min=args.timeout_min, partition=args.partition
+        )
+    return options
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from federated.experiments.commands import report
     from federated.experiments.sweep import plan_sweep, run_sweep
@@ -370,7 +428,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if not args.out:
         _announce(f"laser sweep: writing the sweep to {out}")
     points = plan_sweep(configs, args.grid, out, overrides, max_points=args.max_points)
-    result = run_sweep(points, out, jobs=args.jobs, progress=not args.quiet)
+    result = run_sweep(points, out, jobs=args.jobs, progress=not args.quiet, **_launcher_options(args))
     skipped = sum(r.skipped for r in result.results)
     diverged = sum(r.status == "diverged" for r in result.results)
     failures = result.failures

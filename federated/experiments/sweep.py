@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -33,8 +32,10 @@ import typing
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from federated.config import Config, ConfigError, load_config, parse_yaml, same_config
+from federated.experiments.launchers import Launcher, Resources, build_launcher
 from federated.experiments.plan import Point, plan_sweep
 from federated.history import outcome
 from federated.outputs import LockHeldError, held_run, hold_lock
@@ -143,20 +144,14 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def _run_point(
-    point: Point,
-    mode: str,
-    env: dict[str, str],
-    children: set,
-    stopping: threading.Event,
-) -> PointResult:
-    """Run (or resume) one point in a child process, its output in ``run.log``; ``children`` holds
-    the running processes (so that an interrupted sweep can stop them)."""
+def _run_point(point: Point, mode: str, launcher: Launcher, stopping: threading.Event) -> PointResult:
+    """Run (or resume) one point through ``launcher`` (a child process here, a Ray task, a Slurm job),
+    its output in ``run.log``; its result read from its directory."""
     if stopping.is_set():
         return PointResult(point, "failed", error="not started: the sweep was interrupted")
     point.path.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "federated.cli", "run"]
-    command += (
+    args = ["run"]
+    args += (
         ["--resume", str(point.path)]
         if mode == "resume"
         else [str(point.config_path), *point.overrides, "--out", str(point.path)]
@@ -164,23 +159,18 @@ def _run_point(
     if mode == "fresh" and held_run(point.path):
         # an unfinished run of this point's configuration (checked by _state) with no checkpoint yet:
         # the sweep's own, started over from round 0 (the same result)
-        command.append("--overwrite")
-    command.append("--quiet")
+        args.append("--overwrite")
+    args.append("--quiet")
     log = point.path / "run.log"
     with open(log, "a") as handle:
         handle.write(
-            f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if mode == 'resume' else 'start'}: "
-            f"laser run {' '.join(command[4:])}\n"
+            f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if mode == 'resume' else 'start'}"
+            f"{'' if launcher.name == 'local' else f' ({launcher.name})'}: laser run {' '.join(args[1:])}\n"
         )
-        handle.flush()
-        child = subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=_DEATH_SIGNAL
-        )
-        children.add(child)
-        try:
-            code = child.wait()
-        finally:
-            children.discard(child)
+    try:
+        code = launcher.run(args, log)
+    except Exception as error:  # the launcher lost it (a node died, the job was cancelled): this point only
+        return PointResult(point, "failed", error=f"{launcher.name}: {type(error).__name__}: {error}")
     summary = _read_json(point.path / "summary.json") or {}
     status = outcome(summary)
     if code == 0 and status == "finished":
@@ -332,8 +322,20 @@ class _Progress:
         self.bar.close()
 
 
-def run_sweep(points: list[Point], out: str | Path, *, jobs: int = 1, progress: bool = True) -> SweepResult:
-    """Run every point not done yet, ``jobs`` at a time in child processes (``laser run``).
+def run_sweep(
+    points: list[Point],
+    out: str | Path,
+    *,
+    jobs: int = 1,
+    progress: bool = True,
+    launcher: str | Launcher = "local",
+    resources: Resources | None = None,
+    **launcher_options: Any,
+) -> SweepResult:
+    """Run every point not done yet, ``jobs`` at a time (``laser run``), each in a child process here
+    (``launcher="local"``), a Ray task or a Slurm job (:mod:`federated.experiments.launchers`, with
+    ``resources`` and ``launcher_options``: ``address``, ``slurm_cluster``, ``timeout_min``,
+    ``partition``).
 
     Finished and diverged points are skipped; a point with a checkpoint resumes from it. Every
     failure is recorded (``sweep.json``, the point's ``run.log``) and the others go on. One sweep
@@ -343,13 +345,20 @@ def run_sweep(points: list[Point], out: str | Path, *, jobs: int = 1, progress: 
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock_directory(out)
     try:
-        return _run_sweep(points, out, jobs, progress)
+        if isinstance(launcher, str):
+            launcher = build_launcher(
+                launcher, out, resources, death_signal=_DEATH_SIGNAL, **launcher_options
+            )
+        try:
+            return _run_sweep(points, out, jobs, progress, launcher)
+        finally:
+            launcher.close()
     finally:
         if lock is not None:
             lock.close()
 
 
-def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> SweepResult:
+def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool, launcher: Launcher) -> SweepResult:
     results: dict[Path, PointResult] = {}
     todo: list[tuple[Point, str, Config]] = []
     total = done_rounds = 0
@@ -376,16 +385,14 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
             done_rounds += _rounds_done(point) if state == "resume" else 0
     _write_manifest(out, results)
 
-    # each point sets its torch threads from its own configuration (key threads): the sweep leaves
-    # the environment alone, so a point computes exactly what the same laser run does
-    env = dict(os.environ)
+    # each point sets its torch threads from its own configuration (key threads): the local launcher
+    # leaves the environment alone, so a point computes exactly what the same laser run does
     display = _Progress(total, done_rounds, len(points), enabled=progress)
     counted = {point.path: _rounds_done(point) if state == "resume" else 0 for point, state, _ in todo}
-    children: set[subprocess.Popen] = set()
     stopping = threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     running: dict[Future, tuple[Point, Config]] = {
-        pool.submit(_run_point, point, state, env, children, stopping): (point, config)
+        pool.submit(_run_point, point, state, launcher, stopping): (point, config)
         for point, state, config in todo
     }
     try:
@@ -414,8 +421,7 @@ def _run_sweep(points: list[Point], out: Path, jobs: int, progress: bool) -> Swe
     except BaseException:  # Ctrl-C (or a crash): stop starting points, stop the running ones
         stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        for child in list(children):
-            child.terminate()
+        launcher.cancel()
         display.close()
         raise
     pool.shutdown()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from federated.config import ConfigError
+from federated.experiments.launchers import LocalLauncher
 from federated.experiments.plan import expand_grid, parse_grid, plan_sweep
 from federated.experiments.sweep import PointResult, SweepResult
 
@@ -307,7 +308,7 @@ def test_a_diverged_point_is_done_and_not_run_again(tmp_path, monkeypatch):
     def no_run(*args, **kwargs):
         raise AssertionError("a done point was started again")
 
-    monkeypatch.setattr(sweep_module.subprocess, "Popen", no_run)
+    monkeypatch.setattr(LocalLauncher, "run", no_run)
     result = sweep_module.run_sweep(points, out, jobs=1, progress=False)
     assert [(r.status, r.skipped) for r in result.results] == [("diverged", True), ("finished", True)]
     assert result.exit_status == 0

@@ -81,7 +81,7 @@ def test_run_sweep_into_a_log_writes_lines_not_a_bar(tmp_path, monkeypatch, caps
     out = tmp_path / "sweep"
     points = plan_sweep([DIGITS], ["seed=0,1,2,3"], out, ["rounds=20"])
 
-    def run_point(point, mode, env, children, stopping):
+    def run_point(point, mode, launcher, stopping):
         point.path.mkdir(parents=True, exist_ok=True)
         with open(point.path / "history.jsonl", "w") as history:
             for t in range(20):
