@@ -79,6 +79,25 @@ BUGS: dict[str, Bug] = {
         "    return channel.realize(len(everyone), channel_uses, dtype=dtype)",
         "tests/laser/test_participants.py::test_a_later_pass_realizes_the_participants_with_their_own_path_loss",
     ),
+    "every_client_side_made_at_setup": Bug(
+        "laser/compressor.py",
+        "        self.clients = ClientSides(self, tensors, num_clients)  # each made on first use\n",
+        "        self.clients = ClientSides(self, tensors, num_clients)  # each made on first use\n"
+        "        list(self.clients)\n",
+        "tests/federated/test_lazy_clients.py::test_memories_are_allocated_for_exactly_the_clients_that_took_part",
+    ),
+    "a_refused_call_keeps_the_side_it_made": Bug(
+        "laser/compressor.py",
+        "                sides.made.pop(k, None)",
+        "                pass",
+        "tests/laser/test_client_sides.py::test_a_side_made_for_a_refused_call_is_forgotten",
+    ),
+    "grouped_partition_loses_the_sort_key": Bug(
+        "federated/data/partitions.py",
+        "    keys = torch.sort(owners * num_samples + samples).values",
+        "    keys = owners * num_samples + samples",
+        "tests/federated/data/test_partitions.py::test_the_grouped_splits_equal_their_client_by_client_definition",
+    ),
 }
 
 
