@@ -10,8 +10,8 @@ error-feedback memory in its ``context.state`` between rounds; the server tells 
 train config, so both sides build the same compressor.
 
 Run it with Flower's simulation engine, which needs Ray: after the README's set-up,
-``pip install "flwr[simulation]==1.42.*"`` (this project's ``flower`` extra installs Flower without
-Ray), then::
+``pip install -e ".[flower]"`` (Flower 1.42 with its simulation extra, which brings Ray; the ``dev``
+extra has it too), then::
 
     python examples/flower_ota.py [--method laser|zsgd] [--rounds 20] [--clients 8]
 

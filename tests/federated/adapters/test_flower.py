@@ -472,3 +472,20 @@ def test_the_readme_flower_block_runs_as_written():
             return float((model(x).argmax(1) == y).float().mean())
 
     assert accuracy(sent[-1].content["arrays"]) > accuracy(sent[0].content["arrays"]) + 0.3
+
+
+@pytest.mark.slow
+def test_the_example_runs_under_flowers_simulation_engine_on_ray(tmp_path):
+    """``python examples/flower_ota.py`` as its users run it: Flower's run_simulation starts Ray (in
+    the dev extra with flwr[simulation]), ships the ClientApp to Ray's worker processes, and two
+    rounds of LASER over the air end with the script's summary line, exit status 0."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "flower_ota.py"), "--rounds", "2", "--clients", "3"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "laser over the air: test accuracy" in done.stdout + done.stderr
+    assert "after 2 rounds" in done.stdout + done.stderr

@@ -45,7 +45,6 @@ def local_histories(tmp_path_factory):
 
 
 def test_slurm_jobs_through_submitit_give_the_local_histories(tmp_path, local_histories):
-    pytest.importorskip("submitit")
     out = tmp_path / "sweep"
     assert _sweep(out, launcher="slurm", slurm_cluster="local") == local_histories
     assert (out / ".submitit").is_dir()  # submitit's job files, beside the points
@@ -64,7 +63,6 @@ def test_slurm_jobs_through_submitit_give_the_local_histories(tmp_path, local_hi
 
 @pytest.mark.slow
 def test_ray_tasks_give_the_local_histories_and_isolate_a_failure(tmp_path, local_histories):
-    pytest.importorskip("ray")
     out = tmp_path / "sweep"
     assert _sweep(out, launcher="ray", resources=Resources(cpus=1)) == local_histories
     # a point that fails on its worker fails alone (here: a model the config refuses, exit status 2)
@@ -75,7 +73,6 @@ def test_ray_tasks_give_the_local_histories_and_isolate_a_failure(tmp_path, loca
 
 
 def test_a_cluster_needs_an_out_every_node_sees(tmp_path, monkeypatch):
-    pytest.importorskip("submitit")
     monkeypatch.setattr(launchers, "_file_system", lambda path: "ext4")
     with pytest.raises(
         ConfigError, match=r"--out = .* a file system the cluster's nodes share \(it is on ext4"
