@@ -120,7 +120,7 @@ def main() -> None:
         ),
     )
     counts = [100, 10000] if args.quick else [int(k) for k in args.clients.split(",")]
-    rounds = args.rounds or (3 if args.quick else 20)
+    rounds = args.rounds or (2 if args.quick else 20)
     results = []
     for clients in counts:
         results.append(measure(clients, rounds, args.threads or 0, args.data_root))

@@ -20,7 +20,7 @@ from federated.checkpoint import CheckpointError, checkpoint_name, resume_state,
 from federated.config import Config, ConfigError, config_to_dict
 from federated.distributed import init_shard, world_size_from_env
 from federated.history import History
-from federated.outputs import RUN_LOCK_HELD, RunDirectory, TensorBoardLog, claim, lock_run
+from federated.outputs import RUN_LOCK_HELD, RunDirectory, TensorBoardLog, claim, lock_run, write_config_once
 from federated.reproducible import environment, pin_cpu_isa, pin_state, resolve_cpu_isa
 from federated.simulation import NonFiniteError, Simulation, resolve_device
 
@@ -234,6 +234,8 @@ def _checkpoint(sim: Simulation, out_dir: Path | None, t: int, board: TensorBoar
     if shard is not None:
         rotate(path)
     save_checkpoint(path, sim.state_dict())
+    if shard is not None and shard.rank > 0:  # a node's own --out (torchrun over nodes): resumable
+        write_config_once(out_dir, config_to_dict(sim.config))
     if board is not None:
         board.flush()
 

@@ -17,6 +17,7 @@ from federated.outputs.directory import (
     claim,
     held_run,
     lock_run,
+    write_config_once,
 )
 from federated.outputs.locks import LockHeldError, hold_lock
 from federated.outputs.tensorboard import TensorBoardLog
@@ -35,4 +36,5 @@ __all__ = [
     "held_run",
     "hold_lock",
     "lock_run",
+    "write_config_once",
 ]

@@ -47,6 +47,7 @@ __all__ = [
     "held_run",
     "jsonable",
     "lock_run",
+    "write_config_once",
 ]
 
 
@@ -200,6 +201,17 @@ def claim(path: str | Path, *, overwrite: bool = False) -> list[str]:
         with contextlib.suppress(OSError):  # the user's files in it: kept, and it with them
             (path / TENSORBOARD).rmdir()
     return held
+
+
+def write_config_once(path: str | Path, config: dict) -> bool:
+    """``path/config.yaml`` (atomically) if ``path`` has none; whether it wrote it. A process of a
+    run over several nodes whose ``--out`` is its own (not the main process's) keeps there, beside its
+    checkpoints, what ``laser run --resume`` reads first."""
+    target = Path(path) / "config.yaml"
+    if target.is_file():
+        return False
+    _write_atomically(target, yaml.safe_dump(config, sort_keys=False))
+    return True
 
 
 class RunDirectory:

@@ -276,3 +276,108 @@ def test_a_second_kill_after_resuming_from_the_previous_checkpoint_still_resumes
     assert torch.load(sharded_checkpoint(shard, tmp_path))["round"] == 5
     (tmp_path / "checkpoint.pt").replace(tmp_path / "checkpoint.prev.pt")  # the next save's rotation
     assert torch.load(sharded_checkpoint(shard, tmp_path))["round"] == 5
+
+
+# ------------------------------------------------------------------ two nodes through torchrun
+def _node(rank: int, port: int, args: list[str], cwd: Path) -> subprocess.Popen:
+    """One node of a two-node torchrun job on the loopback address (its own process group, so that
+    killing it kills its agent and its worker, as a node going down does)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank)]
+    command += ["--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port)]
+    return subprocess.Popen(
+        [*command, "-m", "federated.cli", *args],
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _kill_node(node: subprocess.Popen) -> None:
+    """SIGKILL a node: its torchrun agent and every process under it (the agent starts its workers in
+    sessions of their own, so killing its process group alone would leave the worker running)."""
+    import signal
+
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    doomed, todo = [], [node.pid]
+    while todo:
+        pid = todo.pop()
+        doomed.append(pid)
+        todo += parents.get(pid, [])
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    node.wait()
+
+
+def test_two_nodes_through_torchrun_are_the_two_process_run_and_resume_after_a_node_is_killed(tmp_path):
+    """`torchrun --nnodes 2` on 127.0.0.1, each node with its own --out (node 0 writes the history,
+    each its own checkpoints): the same bytes as `laser run --nproc 2`, the one-process run to float
+    rounding; node 1 killed after a checkpoint, node 0 stopped as a scheduler would, both resumed
+    with `run --resume`: still the same bytes."""
+    import time
+
+    from federated.distributed import free_port
+
+    overrides = [
+        "quickstart",
+        "rounds=40",
+        "eval_every=20",
+        "checkpoint_every=5",
+        f"data.root={tmp_path}/data",
+    ]
+    reference = laser(
+        "run", *overrides, "--nproc", "2", "--quiet", "--out", str(tmp_path / "ref"), cwd=tmp_path
+    )
+    assert reference.returncode == 0, reference.stderr
+    single = laser("run", *overrides, "--quiet", "--out", str(tmp_path / "one"), cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+
+    port = free_port()
+    nodes = [_node(r, port, ["run", *overrides, "--quiet", "--out", f"node{r}"], tmp_path) for r in range(2)]
+    history = tmp_path / "node0" / "history.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (
+        (tmp_path / "node1" / "checkpoint.rank1.pt").is_file()
+        and history.is_file()
+        and len(history.read_text().splitlines()) >= 12
+    ):
+        assert nodes[1].poll() is None, (
+            "node 1 ended before it could be killed: " + nodes[1].communicate()[0][-2000:]
+        )
+        time.sleep(0.05)
+    _kill_node(nodes[1])  # node 1 goes down mid-run
+    try:
+        nodes[0].wait(timeout=30)  # its peer gone, node 0 stops, or is stopped as a scheduler would
+    except subprocess.TimeoutExpired:
+        _kill_node(nodes[0])
+    assert (
+        not (tmp_path / "node0" / "summary.json").is_file()
+        or json.loads((tmp_path / "node0" / "summary.json").read_text()).get("status") != "finished"
+    )
+    assert (tmp_path / "node1" / "checkpoint.rank1.pt").is_file()
+    assert not (tmp_path / "node1" / "history.jsonl").exists()  # only node 0 writes the history
+
+    port = free_port()
+    resumed = [_node(r, port, ["run", "--resume", f"node{r}", "--quiet"], tmp_path) for r in range(2)]
+    for node in resumed:
+        out, _ = node.communicate(timeout=300)
+        assert node.returncode == 0, out[-3000:]
+    assert history.read_bytes() == (tmp_path / "ref" / "history.jsonl").read_bytes()
+    rows = [json.loads(line) for line in history.read_text().splitlines()]
+    ones = [json.loads(line) for line in (tmp_path / "one" / "history.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [r["round"] for r in ones] == list(range(40))
+    for row, one in zip(rows, ones):
+        for key, value in one.items():
+            if isinstance(value, float):
+                assert row[key] == pytest.approx(value, rel=1e-4, abs=1e-9), (row["round"], key)

@@ -64,12 +64,15 @@ def test_slurm_jobs_through_submitit_give_the_local_histories(tmp_path, local_hi
 @pytest.mark.slow
 def test_ray_tasks_give_the_local_histories_and_isolate_a_failure(tmp_path, local_histories):
     out = tmp_path / "sweep"
-    assert _sweep(out, launcher="ray", resources=Resources(cpus=1)) == local_histories
-    # a point that fails on its worker fails alone (here: a model the config refuses, exit status 2)
-    points = plan_sweep([DIGITS], ["optimizer.lr=0.1,-1"], tmp_path / "mixed", SMALL)
-    result = run_sweep(points, tmp_path / "mixed", jobs=2, progress=False, launcher="ray")
-    assert [r.status for r in result.results] == ["finished", "bad_input"]
-    assert "optimizer.lr" in (points[1].path / "run.log").read_text()
+    # with the two points, one that fails on its worker: more clients than the digits' samples, which
+    # the config accepts and the run refuses when it builds its data (exit status 2)
+    bad = plan_sweep([DIGITS], ["clients.num_clients=5000"], out, SMALL)
+    points = plan_sweep([DIGITS], ["seed=0,1"], out, SMALL) + bad
+    result = run_sweep(points, out, jobs=3, progress=False, launcher="ray", resources=Resources(cpus=1))
+    assert [r.status for r in result.results] == ["finished", "finished", "bad_input"]
+    assert "clients.num_clients = 5000" in (bad[0].path / "run.log").read_text()
+    assert _histories(out) == local_histories
+    assert all("start (ray): laser run" in p.read_text() for p in out.rglob("run.log"))
 
 
 def test_a_cluster_needs_an_out_every_node_sees(tmp_path, monkeypatch):
