@@ -1,10 +1,12 @@
 """Rounds per second against the number of clients K: vectorised clients (``clients.vectorize=vmap``,
-one ``torch.func.vmap`` pass for all K) against the loop, MNIST-1D CNN, LASER over AWGN.
+one ``torch.func.vmap`` pass for all K) against the loop, MNIST-1D CNN, LASER over AWGN; FedSGD, or
+with ``--local-steps H`` each client's H local SGD steps (FedAvg's clients) vmapped.
 
 Both modes are timed in turns on two simulations of the same configuration (whole rounds: clients,
 LASER, channel, server step; no evaluation).
 
     python benchmarks/clients_scaling.py [--quick] [--json PATH] [--device cuda] [--clients 1,4,16,64,256]
+        [--local-steps H]
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import itertools
 from common import REPO, emit, machine_info, parse_args, print_table, summarize, time_interleaved
 
 
-def measure(clients: int, device: str, repeats: int, data_root: str, batch: int) -> dict:
+def measure(
+    clients: int, device: str, repeats: int, data_root: str, batch: int, local_steps: int = 0
+) -> dict:
     import torch
 
     from federated.config import load_config
@@ -29,6 +33,8 @@ def measure(clients: int, device: str, repeats: int, data_root: str, batch: int)
         f"data.root={data_root}",
         f"data.num_samples={max(10000, 2 * clients * batch)}",
     ]
+    if local_steps:  # FedAvg's clients: H SGD steps each, the server averaging their changes
+        overrides += [f"clients.local_steps={local_steps}", "clients.lr=0.05", "optimizer.momentum=0"]
     sims = {
         mode: Simulation(
             load_config(REPO / "configs/mnist1d_laser.yaml", [*overrides, f"clients.vectorize={mode}"])
@@ -63,13 +69,14 @@ def main() -> None:
             p.add_argument("--batch", type=int, default=32),
             p.add_argument("--repeats", type=int, default=None),
             p.add_argument("--data-root", default=str(REPO / "data")),
+            p.add_argument("--local-steps", type=int, default=0, help="H local SGD steps (0: FedSGD)"),
         ),
     )
     counts = [1, 16] if args.quick else [int(k) for k in args.clients.split(",")]
     results = []
     for clients in counts:
         repeats = args.repeats or (3 if args.quick else max(3, min(15, 480 // clients)))
-        results.append(measure(clients, args.device, repeats, args.data_root, args.batch))
+        results.append(measure(clients, args.device, repeats, args.data_root, args.batch, args.local_steps))
         r = results[-1]
         print(
             f"K={clients}: loop {r['loop_rounds_per_s']:.2f} rounds/s, "
@@ -86,6 +93,7 @@ def main() -> None:
             "benchmark": "clients_scaling",
             "machine": machine_info(args.device),
             "batch": args.batch,
+            "local_steps": args.local_steps,
             "results": results,
         },
         args.json,

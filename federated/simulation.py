@@ -287,12 +287,17 @@ class Simulation:
                 False,
                 "each client receives its own noisy copy of the model (downlink.snr_db)",
             )
-        elif supported and (
-            self.config.precision == "fp64" or self.clients.local or self.config.data.partition != "iid"
+        elif supported and (self.config.precision == "fp64" or self.config.data.partition != "iid"):
+            supported, reason = (False, "precision fp64 and non-IID partitions run client by client")
+        elif (
+            supported
+            and self.clients.local
+            and (self.config.clients.keep_state or self.config.precond.name != "none")
         ):
             supported, reason = (
                 False,
-                "precision fp64, local training and non-IID partitions run client by client",
+                "local training that keeps each client's optimizer state (clients.keep_state) or scales "
+                "its steps (precond) runs client by client",
             )
         if not supported and mode == "vmap":
             raise ConfigError("clients.vectorize", mode, f"loop or auto for this run: {reason}")
@@ -330,7 +335,18 @@ class Simulation:
         ]
         assert self.vectorized is not None  # batches are collected only for the vmapped clients
         with self.autocast():
-            losses, grads = self.vectorized.accumulate(steps)
+            if self.clients.local:  # H steps of each client's optimizer, A micro-batches a step
+                config = self.config.clients
+                assert config.lr is not None  # local training
+                per_step = len(steps) // config.local_steps
+                losses, grads = self.vectorized.local_train(
+                    [steps[h * per_step : (h + 1) * per_step] for h in range(config.local_steps)],
+                    lr=config.lr,
+                    optimizer=config.optimizer,
+                    momentum=config.momentum,
+                )
+            else:
+                losses, grads = self.vectorized.accumulate(steps)
         return list(losses), self.compressor.encode_many(list(clients), grads)
 
     def _participants(self) -> tuple[list[int], ChannelState | None]:
@@ -408,13 +424,15 @@ class Simulation:
         return updates
 
     def _vmapped_updates(self, participants: list[int], mine: list[int], t: int) -> LocalUpdates:
-        """The clients' FedSGD gradients in one vmapped pass per micro-batch (``clients.vectorize``)."""
+        """The clients' FedSGD gradients, or their H local steps, in one vmapped pass per micro-batch
+        (``clients.vectorize``; :meth:`federated.vectorized.VectorizedClients.local_train`)."""
         batches = []
         for k in participants:
             if k not in mine:
                 self.clients.skip(k)
-            else:
-                batches.append(self.clients.batches(k))
+            else:  # every micro-batch of its round, in the loop's order (local training: H steps of A)
+                steps = self.config.clients.local_steps if self.clients.local else 1
+                batches.append([batch for _ in range(steps) for batch in self.clients.batches(k)])
         updates = LocalUpdates()
         if batches:
             updates.losses, updates.blocks = self._vectorized_round(mine, batches)

@@ -29,10 +29,12 @@ which this class does not map over.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from numbers import Real
 from typing import cast
 
+import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -144,6 +146,10 @@ class VectorizedClients:
         self._vmapped = vmap(
             grad_and_value(client_loss, argnums=0), in_dims=(None, None, 0, 0), chunk_size=chunk_size
         )
+        # local training: every client its own parameters (mapped too)
+        self._vmapped_own = vmap(
+            grad_and_value(client_loss, argnums=0), in_dims=(0, None, 0, 0), chunk_size=chunk_size
+        )
 
     def __call__(self, xs: Tensor, ys: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         if xs.shape[0] != ys.shape[0]:
@@ -184,3 +190,71 @@ class VectorizedClients:
             grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
         assert total is not None and grads is not None  # batches is not empty (checked above)
         return total / len(batches), grads
+
+    def local_train(
+        self,
+        steps: list[list[tuple[Tensor, Tensor]]],
+        *,
+        lr: float,
+        optimizer: str = "sgd",
+        momentum: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Local training of every client at once: ``len(steps)`` = H optimizer steps from the
+        model's current parameters, each client on its own copy (``[K, *p.shape]``, vmapped with
+        ``in_dims=0``), step ``h`` on the micro-batches ``steps[h]`` (each ``(xs [K, B, ...], ys)``,
+        gradients summed over them, as the loop's ``local_update``). The optimizer is
+        ``torch.optim.SGD(lr, momentum)`` or ``torch.optim.Adam(lr, betas, eps)`` with a fresh state,
+        written as its elementwise update on the stacked parameters (each client's slice is its own
+        step). Returns the clients' losses averaged over all H x A micro-batches (``[K]``) and their
+        model changes ``x^0 - x^H`` (one ``[K, *p.shape]`` per parameter): the loop's to float
+        rounding (another summation order in the batched kernels).
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from federated.data.tasks import cross_entropy
+        >>> model = nn.Linear(4, 3)
+        >>> steps = [[(torch.randn(2, 8, 4), torch.randint(0, 3, (2, 8)))] for _ in range(5)]  # H = 5
+        >>> losses, changes = VectorizedClients(model, cross_entropy).local_train(steps, lr=0.1)
+        >>> losses.shape, changes[0].shape
+        (torch.Size([2]), torch.Size([2, 3, 4]))
+        """
+        if not steps or any(not micro for micro in steps):
+            raise ValueError("local_train needs at least one step, each with at least one micro-batch")
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', not {optimizer!r}")
+        supported, reason = vmap_supported(self.model)
+        if not supported:
+            raise ValueError(f"the clients' local training of this model cannot be vmapped: {reason}")
+        count = steps[0][0][0].shape[0]
+        names = [name for name, _ in self.model.named_parameters()]
+        start = {name: p.detach() for name, p in self.model.named_parameters()}
+        params = {name: p.expand(count, *p.shape).clone() for name, p in start.items()}
+        buffers = {name: b.detach() for name, b in self.model.named_buffers()}
+        first = {name: torch.zeros_like(p) for name, p in params.items()}  # momentum, Adam's m
+        second = {name: torch.zeros_like(p) for name, p in params.items()}  # Adam's v
+        total: Tensor | None = None
+        for h, micro in enumerate(steps, start=1):
+            grads: dict[str, Tensor] | None = None
+            for xs, ys in micro:
+                g, losses = self._vmapped_own(params, buffers, xs, ys)
+                grads = g if grads is None else {n: grads[n] + g[n] for n in names}
+                total = losses.detach() if total is None else total + losses.detach()
+            assert grads is not None  # every step has a micro-batch (checked above)
+            for name in names:
+                p, g = params[name], grads[name].detach()
+                if optimizer == "sgd":
+                    if momentum:  # torch.optim.SGD: the buffer starts as the first gradient
+                        g = first[name] = g.clone() if h == 1 else first[name].mul_(momentum).add_(g)
+                    p.add_(g, alpha=-lr)
+                else:  # torch.optim.Adam's update, elementwise
+                    m, v = first[name], second[name]
+                    m.lerp_(g, 1 - betas[0])
+                    v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
+                    step_size = lr / (1 - betas[0] ** h)
+                    denom = (v.sqrt() / math.sqrt(1 - betas[1] ** h)).add_(eps)
+                    p.addcdiv_(m, denom, value=-step_size)
+        assert total is not None
+        losses = total / sum(len(micro) for micro in steps)
+        return losses, tuple(start[name].unsqueeze(0) - params[name] for name in names)

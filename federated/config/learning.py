@@ -152,9 +152,10 @@ class ClientsConfig:
     # training samples (data_size; self-normalised over the clients heard, as FedAvg's)
     weighting: Literal["uniform", "data_size"] = "uniform"
     # loop: one client after another (the default: bit-identical to earlier versions' results);
-    # vmap: every client's gradient in one torch.func.vmap call (small models, many clients; the
-    # loop's result to float rounding); auto: vmap where the model allows it (no batch norm or
-    # dropout in training, no noisy downlink), else the loop
+    # vmap: every client's gradient, or its local steps (fresh SGD or Adam state each round), in one
+    # torch.func.vmap call per micro-batch (small models, many clients; the loop's result to float
+    # rounding); auto: vmap where the model allows it (no batch norm or dropout in training, no noisy
+    # downlink, IID data, no kept client state or scaled steps), else the loop
     vectorize: Literal["loop", "vmap", "auto"] = "loop"
 
     def __post_init__(self) -> None:

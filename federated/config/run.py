@@ -109,11 +109,20 @@ class Config:
             "stream: no data sizes); data_size needs data.partition contiguous there",
         )
         _check(
-            clients.vectorize != "vmap" or (clients.lr is None and data.partition == "iid"),
+            clients.vectorize != "vmap" or data.partition == "iid",
             "clients.vectorize",
             clients.vectorize,
-            "loop or auto with local training (clients.lr) or a non-IID partition (clients run one "
-            "after another there: local steps, and batches of unequal shapes)",
+            "loop or auto with a non-IID partition (clients run one after another there: batches of "
+            "unequal shapes)",
+        )
+        _check(
+            clients.vectorize != "vmap"
+            or clients.lr is None
+            or not (clients.keep_state or self.precond.name != "none"),
+            "clients.vectorize",
+            clients.vectorize,
+            "loop or auto for local training that keeps each client's optimizer state (clients.keep_state) "
+            "or scales its steps (precond): it runs client by client",
         )
         _check(
             self.precond.name == "none" or (clients.lr is not None and clients.optimizer == "sgd"),

@@ -41,6 +41,30 @@ from federated.train import train
             "optimizer.name=adamw",
             "optimizer.lr=0.003",
         ],
+        [  # local training: 5 SGD steps with momentum a round (FedAvg's clients)
+            "data.name=digits",
+            "model.name=mlp",
+            "compressor.name=laser",
+            "clients.lr=0.05",
+            "clients.local_steps=5",
+            "clients.momentum=0.9",
+            "optimizer.name=sgd",
+            "optimizer.lr=1.0",
+            "optimizer.momentum=0",
+        ],
+        [  # local training: 3 Adam steps of 2 micro-batches each
+            "data.name=mnist1d",
+            "data.num_samples=1000",
+            "model.name=cnn",
+            "compressor.name=zsgd",
+            "clients.lr=0.001",
+            "clients.local_steps=3",
+            "clients.optimizer=adam",
+            "clients.accumulation_steps=2",
+            "optimizer.name=sgd",
+            "optimizer.lr=1.0",
+            "optimizer.momentum=0",
+        ],
     ],
 )
 def test_vmap_gives_the_loops_run(tmp_path, overrides):
@@ -57,12 +81,32 @@ def test_vmap_gives_the_loops_run(tmp_path, overrides):
     metric = "test_perplexity" if "data.name=pydoc" in overrides else "test_accuracy"
     for a, b in zip(loop.rounds, vmap.rounds, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
-        assert b["noise_var_mean"] == pytest.approx(a["noise_var_mean"], rel=1e-4, abs=1e-12)
+        # Adam divides by sqrt(v): where a gradient entry is tiny its step is rounding-sensitive, and
+        # the noise variance follows the largest update (the step itself is the loop's to 1e-5 of
+        # each parameter's norm: tests/federated/test_vectorized.py)
+        noise_rel = 1e-3 if "clients.optimizer=adam" in overrides else 1e-4
+        assert b["noise_var_mean"] == pytest.approx(a["noise_var_mean"], rel=noise_rel, abs=1e-12)
         assert b["active_clients"] == a["active_clients"]
     assert vmap.summary[metric] == pytest.approx(loop.summary[metric], rel=1e-4)
 
 
 def test_vmap_is_refused_where_it_is_not_the_loop_and_auto_falls_back(tmp_path):
+    local = [
+        "data.name=digits",
+        "model.name=mlp",
+        "clients.lr=0.1",
+        "clients.local_steps=2",
+        f"data.root={tmp_path}/data",
+    ]
+    assert Simulation(load_config(None, [*local, "clients.vectorize=vmap"])).vectorized is not None
+    with pytest.raises(ConfigError, match="clients.vectorize.*clients.keep_state"):
+        Simulation(load_config(None, [*local, "clients.keep_state=true", "clients.vectorize=vmap"]))
+    assert (
+        Simulation(
+            load_config(None, [*local, "clients.keep_state=true", "clients.vectorize=auto"])
+        ).vectorized
+        is None
+    )
     with pytest.raises(ConfigError, match="clients.vectorize.*BatchNorm"):
         Simulation._vectorized(_bare_resnet(), "vmap")
     assert Simulation._vectorized(_bare_resnet(), "auto") is None
