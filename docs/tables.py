@@ -365,6 +365,25 @@ BENCH_TABLES = {
                 "python benchmarks/registered_clients.py --json docs/data/benchmarks/registered_clients.json"
             ),
         ),
+        BenchTable(
+            name="local_training_vmap",
+            files=("docs/performance.md",),
+            caption=(
+                "Local training vmapped against the loop: K clients each take 5 local SGD steps a round "
+                "(batch 32, lr 0.05) on the MNIST-1D CNN, LASER over AWGN; whole rounds per second, the "
+                "two modes timed in turns in one process (median over repeats), one torch thread."
+            ),
+            columns=(
+                BenchColumn("clients K", "clients", "int"),
+                BenchColumn("loop rounds/s", "loop_rounds_per_s", "f2"),
+                BenchColumn("vmap rounds/s", "vmap_rounds_per_s", "f2"),
+                BenchColumn("vmap / loop", "speedup", "x"),
+            ),
+            command=(
+                "python benchmarks/clients_scaling.py --threads 1 --clients 16,64 --local-steps 5 "
+                "--json docs/data/benchmarks/local_training_vmap.json"
+            ),
+        ),
     )
 }
 
