@@ -105,3 +105,49 @@ def test_registered_clients_quick(tmp_path):
         assert 10 <= row["sides_made"] <= 10 * (result["rounds"] + 1)  # the participants', whatever K
     assert result["command"].startswith("python ") and "--quick" in result["command"]
     assert result["code"]["commit"] is None or len(result["code"]["commit"]) == 40
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_tiny_on_the_cpu(tmp_path):
+    """``bash benchmarks/gpu.sh --device cpu --tiny``: the paper models' short runs (ResNet-18 on
+    CIFAR files the tests' generator writes, the GPT on pydoc bytes) and a benchmark step, into one
+    JSON (the other benchmarks' --quick runs are the tests above; the whole tiny set takes about
+    4 minutes here, `bash benchmarks/gpu.sh --device cpu --tiny`)."""
+    out = tmp_path / "gpu.json"
+    steps = "resnet18_cifar10,gpt2_124m_pydoc,antennas"
+    done = subprocess.run(
+        [
+            "bash",
+            str(REPO / "benchmarks" / "gpu.sh"),
+            "--device",
+            "cpu",
+            "--tiny",
+            "--json",
+            str(out),
+            "--only",
+            steps,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    report = json.loads(out.read_text())
+    assert report["device"] == "cpu" and report["tiny"] is True and report["code"]["commit"]
+    assert [s["name"] for s in report["steps"]] == [
+        "antennas",
+        "resnet18_cifar10",
+        "gpt2_124m_pydoc",
+    ]  # its order
+    assert all(s["status"] == "ok" for s in report["steps"])
+    runs = {s["name"]: s["result"] for s in report["steps"]}
+    assert runs["resnet18_cifar10"]["status"] == "finished" and runs["resnet18_cifar10"]["rounds"] == 2
+    assert runs["gpt2_124m_pydoc"]["rounds_per_s"] > 0
+    assert runs["antennas"]["benchmark"] == "antennas"
+    bad = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu.sh"), "--only", "nosuch", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "no step 'nosuch'" in bad.stderr
