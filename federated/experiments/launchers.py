@@ -14,6 +14,10 @@ that is not so: with Ray, a probe task on each node looks for a file the sweep w
 sweep starts itself (no ``--address``) and ``--slurm-cluster local`` run on this machine, where any
 directory will do.
 
+Each point runs in the sweep's working directory (where its node has it: a shared file system
+mounted at the same path), so relative paths of configs, ``--out`` and overrides mean there what they
+mean here.
+
 Resources: each point asks for ``cpus_per_run`` CPUs and ``gpus_per_run`` GPUs (Ray's task
 resources; Slurm's ``--cpus-per-task`` and ``--gpus-per-node``); ``jobs`` bounds how many are
 submitted at once (the cluster runs what fits).
@@ -59,12 +63,15 @@ class Resources:
     gpus: float = 0.0
 
 
-def run_command(args: list[str], log: str, env: dict[str, str] | None = None) -> int:
+def run_command(args: list[str], log: str, cwd: str | None = None) -> int:
     """Run ``python -m federated.cli ARGS`` with this interpreter (the node's, where a launcher runs it
-    remotely), its output appended to the file ``log``; its exit status. What every launcher runs."""
+    remotely) in the directory ``cwd`` (the sweep's, so that relative paths mean what they meant
+    there; on a node that lacks it, the node's own), its output appended to the file ``log``; its
+    exit status. What the Ray and Slurm launchers run."""
     command = [sys.executable, "-m", "federated.cli", *args]
+    here = cwd if cwd is not None and os.path.isdir(cwd) else None
     with open(log, "a") as handle:
-        return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+        return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=here).returncode
 
 
 class Launcher(Protocol):
@@ -145,20 +152,26 @@ class RayLauncher:
         ray = self.ray = _import("ray", "ray", "ray")
         self.started = not ray.is_initialized()
         if self.started:
-            options: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False}
-            if address is None:
-                options["num_cpus"] = os.cpu_count()
+            # a cluster's own resources, or a Ray instance here with this machine's CPUs
+            where: dict[str, Any] = (
+                {"address": address} if address is not None else {"num_cpus": os.cpu_count()}
+            )
             try:
-                ray.init(**{k: v for k, v in options.items() if v is not None or k != "address"})
+                ray.init(**where, include_dashboard=False, log_to_driver=False)
             except ConnectionError as error:
                 raise ConfigError(
                     "--address", address, f"the address of a running Ray cluster ({error})"
                 ) from None
         self.task = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)(run_command)
+        self.cwd = os.getcwd()
         self.refs: set[Any] = set()
         self._lock = threading.Lock()
         if address is not None:
-            self._check_shared(out)
+            try:
+                self._check_shared(out)
+            except BaseException:
+                self.close()
+                raise
 
     def _check_shared(self, out: Path) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -189,7 +202,7 @@ class RayLauncher:
             )
 
     def run(self, args: list[str], log: Path) -> int:
-        ref = self.task.remote(args, str(log.resolve()))
+        ref = self.task.remote(args, str(log.resolve()), self.cwd)
         with self._lock:
             self.refs.add(ref)
         try:
@@ -272,11 +285,12 @@ class SlurmLauncher:
         if partition is not None:
             parameters["slurm_partition"] = partition
         self.executor.update_parameters(**parameters)
+        self.cwd = os.getcwd()
         self.jobs: set[Any] = set()
         self._lock = threading.Lock()
 
     def run(self, args: list[str], log: Path) -> int:
-        job = self.executor.submit(run_command, args, str(log.resolve()))
+        job = self.executor.submit(run_command, args, str(log.resolve()), self.cwd)
         with self._lock:
             self.jobs.add(job)
         try:

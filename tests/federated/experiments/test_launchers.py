@@ -3,6 +3,7 @@ executor) gives the local launcher's histories byte for byte, resumes and isolat
 same way, and an --out a cluster cannot share is refused."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,12 +63,14 @@ def test_slurm_jobs_through_submitit_give_the_local_histories(tmp_path, local_hi
 
 
 @pytest.mark.slow
-def test_ray_tasks_give_the_local_histories_and_isolate_a_failure(tmp_path, local_histories):
-    out = tmp_path / "sweep"
+def test_ray_tasks_give_the_local_histories_and_isolate_a_failure(tmp_path, local_histories, monkeypatch):
+    # relative paths, as a user types them: a task runs in the sweep's directory
+    monkeypatch.chdir(tmp_path)
+    out, config = Path("sweep"), os.path.relpath(DIGITS, tmp_path)
     # with the two points, one that fails on its worker: more clients than the digits' samples, which
     # the config accepts and the run refuses when it builds its data (exit status 2)
-    bad = plan_sweep([DIGITS], ["clients.num_clients=5000"], out, SMALL)
-    points = plan_sweep([DIGITS], ["seed=0,1"], out, SMALL) + bad
+    bad = plan_sweep([config], ["clients.num_clients=5000"], out, SMALL)
+    points = plan_sweep([config], ["seed=0,1"], out, SMALL) + bad
     result = run_sweep(points, out, jobs=3, progress=False, launcher="ray", resources=Resources(cpus=1))
     assert [r.status for r in result.results] == ["finished", "finished", "bad_input"]
     assert "clients.num_clients = 5000" in (bad[0].path / "run.log").read_text()
