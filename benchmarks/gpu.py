@@ -14,6 +14,9 @@ its own step:
   and GPT-2 124M (``configs/paper/gpt2_laser.yaml``) with the byte tokenizer on the offline pydoc
   text, a few rounds each (``laser run``: rounds per second from the run's wall time).
 
+It needs the ``dev`` extra (``pip install -e ".[dev]"``): the CIFAR writer is the tests' own
+(``tests/conftest.py``, which imports pytest), so that the files are exactly those the tests read.
+
 ``--tiny`` makes every step small (each benchmark's ``--quick``, a ResNet of width 8 and a
 one-layer GPT for two rounds) so that ``--device cpu --tiny`` checks the script itself in the tests.
 On one H100 the full set is meant to fit in 10 minutes (``--budget``, default 600 s: a step that
