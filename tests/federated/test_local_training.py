@@ -169,7 +169,7 @@ def test_local_training_with_adam_kept_state_and_weights_runs():
             ["data.name=pydoc", "model.name=gpt", "model.heads=4", "clients.weighting=data_size"],
             "clients.weighting",
         ),
-        (["clients.lr=0.1", "clients.vectorize=vmap"], "clients.vectorize"),
+        (["clients.lr=0.1", "clients.keep_state=true", "clients.vectorize=vmap"], "clients.vectorize"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(overrides, key):
