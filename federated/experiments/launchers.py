@@ -88,7 +88,38 @@ class Launcher(Protocol):
     def close(self) -> None: ...
 
 
-class LocalLauncher:
+class _Running:
+    """What a launcher has running, one handle per point (a child process, a Ray task, a Slurm job),
+    kept while the sweep waits for it, so that :meth:`cancel` stops every one (the sweep calls
+    ``run`` from one thread per point)."""
+
+    def __init__(self) -> None:
+        self._running: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def _wait(self, handle: Any, wait: Callable[[Any], Any]) -> int:
+        with self._lock:
+            self._running.add(handle)
+        try:
+            return int(wait(handle))
+        finally:
+            with self._lock:
+                self._running.discard(handle)
+
+    def _stop(self, handle: Any) -> None:
+        raise NotImplementedError  # each launcher says how one of its handles stops
+
+    def cancel(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for handle in running:
+            self._stop(handle)
+
+    def close(self) -> None:
+        pass
+
+
+class LocalLauncher(_Running):
     """Child processes of this machine (the default): killed with the sweep (Linux's parent-death
     signal), stopped on Ctrl-C."""
 
@@ -97,10 +128,9 @@ class LocalLauncher:
     def __init__(
         self, env: dict[str, str] | None = None, death_signal: Callable[[], Any] | None = None
     ) -> None:
+        super().__init__()
         self.env = dict(os.environ) if env is None else env
         self.death_signal = death_signal
-        self.children: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
 
     def run(self, args: list[str], log: Path) -> int:
         command = [sys.executable, "-m", "federated.cli", *args]
@@ -108,21 +138,10 @@ class LocalLauncher:
             child = subprocess.Popen(
                 command, stdout=handle, stderr=subprocess.STDOUT, env=self.env, preexec_fn=self.death_signal
             )
-            with self._lock:
-                self.children.add(child)
-            try:
-                return child.wait()
-            finally:
-                with self._lock:
-                    self.children.discard(child)
+            return self._wait(child, subprocess.Popen.wait)
 
-    def cancel(self) -> None:
-        with self._lock:
-            for child in list(self.children):
-                child.terminate()
-
-    def close(self) -> None:
-        pass
+    def _stop(self, handle: Any) -> None:
+        handle.terminate()
 
 
 def _import(module: str, extra: str, option: str) -> Any:
@@ -141,7 +160,7 @@ def _probe(path: str) -> str | None:
     return socket.gethostname() if os.path.isfile(path) else None
 
 
-class RayLauncher:
+class RayLauncher(_Running):
     """Ray tasks, each asking for its CPUs and GPUs: on the cluster at ``address`` (``ray start
     --head`` on one node, ``ray start --address ...`` on the others), or on a Ray instance started
     here (``address=None``). With a cluster, ``out`` must be shared: checked on every node."""
@@ -149,6 +168,7 @@ class RayLauncher:
     name = "ray"
 
     def __init__(self, resources: Resources, out: Path, address: str | None = None) -> None:
+        super().__init__()
         ray = self.ray = _import("ray", "ray", "ray")
         self.started = not ray.is_initialized()
         if self.started:
@@ -164,8 +184,6 @@ class RayLauncher:
                 ) from None
         self.task = ray.remote(num_cpus=resources.cpus, num_gpus=resources.gpus, max_retries=0)(run_command)
         self.cwd = os.getcwd()
-        self.refs: set[Any] = set()
-        self._lock = threading.Lock()
         if address is not None:
             try:
                 self._check_shared(out)
@@ -202,19 +220,10 @@ class RayLauncher:
             )
 
     def run(self, args: list[str], log: Path) -> int:
-        ref = self.task.remote(args, str(log.resolve()), self.cwd)
-        with self._lock:
-            self.refs.add(ref)
-        try:
-            return int(self.ray.get(ref))
-        finally:
-            with self._lock:
-                self.refs.discard(ref)
+        return self._wait(self.task.remote(args, str(log.resolve()), self.cwd), self.ray.get)
 
-    def cancel(self) -> None:
-        with self._lock:
-            for ref in list(self.refs):
-                self.ray.cancel(ref, force=True)
+    def _stop(self, handle: Any) -> None:
+        self.ray.cancel(handle, force=True)
 
     def close(self) -> None:
         if self.started:
@@ -240,7 +249,7 @@ def _file_system(path: Path) -> str | None:
     return best[1] if best else None
 
 
-class SlurmLauncher:
+class SlurmLauncher(_Running):
     """Slurm jobs through submitit, one per point (``sbatch`` with ``--cpus-per-task`` and
     ``--gpus-per-node``; ``timeout_min`` and ``partition`` as given). ``cluster="local"`` runs the
     same jobs as local processes through submitit (to try a set-up without a cluster). submitit
@@ -257,6 +266,7 @@ class SlurmLauncher:
         timeout_min: int = 24 * 60,
         partition: str | None = None,
     ) -> None:
+        super().__init__()
         submitit = _import("submitit", "slurm", "slurm")
         if cluster == "slurm":
             kind = _file_system(out)
@@ -286,26 +296,13 @@ class SlurmLauncher:
             parameters["slurm_partition"] = partition
         self.executor.update_parameters(**parameters)
         self.cwd = os.getcwd()
-        self.jobs: set[Any] = set()
-        self._lock = threading.Lock()
 
     def run(self, args: list[str], log: Path) -> int:
         job = self.executor.submit(run_command, args, str(log.resolve()), self.cwd)
-        with self._lock:
-            self.jobs.add(job)
-        try:
-            return int(job.result())
-        finally:
-            with self._lock:
-                self.jobs.discard(job)
+        return self._wait(job, lambda submitted: submitted.result())
 
-    def cancel(self) -> None:
-        with self._lock:
-            for job in list(self.jobs):
-                job.cancel(check=False)
-
-    def close(self) -> None:
-        pass
+    def _stop(self, handle: Any) -> None:
+        handle.cancel(check=False)
 
 
 def build_launcher(
