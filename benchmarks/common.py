@@ -176,6 +176,32 @@ def print_table(
     file.flush()
 
 
+def process_memory(field: str) -> int:
+    """This process's ``/proc/self/status`` field in bytes: ``VmRSS:`` (resident now) or ``VmHWM:``
+    (the peak resident set)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    raise ValueError(f"/proc/self/status has no {field}")
+
+
+def run_child(code: str, *args: str, what: str) -> dict:
+    """Run ``code`` (a Python program) in a fresh process with ``args``, the repository and this
+    folder importable (so it may ``from common import process_memory``), and return the JSON object
+    it printed last; RuntimeError naming ``what`` with its stderr if it failed. What a benchmark
+    that needs a fresh process per point (its peak memory, its set-up) measures with."""
+    path = os.pathsep.join([str(REPO), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{what}: the measuring process failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def code_version() -> dict[str, object]:
     """The commit the code is at and the code files that differ from it (what a published number was
     measured with: ``docs/tables.py`` shows it under the table); ``None`` outside a git checkout."""

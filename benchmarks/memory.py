@@ -16,21 +16,15 @@ uncompressed analog signals are K gradient copies; vmap computes all K gradients
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from common import REPO, emit, machine_info, parse_args, print_table
+from common import REPO, emit, machine_info, parse_args, print_table, run_child
 
 CHILD = r"""
 import json, sys, torch
 from federated.config import load_config
 from federated.simulation import Simulation
 
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
+from common import process_memory as rss
 overrides, device = json.loads(sys.argv[1]), sys.argv[2]
 sim = Simulation(load_config(None, overrides))
 cuda = device.startswith("cuda")
@@ -70,15 +64,7 @@ def measure(method: str, mode: str, clients: int, device: str, data_root: str) -
         f"device={device}",
         f"data.root={data_root}",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(overrides), device],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    result = run_child(CHILD, json.dumps(overrides), device, what=f"{method} {mode} K={clients}")
     extra = result["peak_bytes"] - result["baseline_bytes"]
     gradient = 4 * result["parameters"]
     return {

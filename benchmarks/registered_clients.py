@@ -19,21 +19,15 @@ participation: at most m x rounds, whatever K).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from common import REPO, emit, machine_info, parse_args, print_table
+from common import REPO, emit, machine_info, parse_args, print_table, run_child
 
 CHILD = r"""
 import json, statistics, sys, time, torch
 from federated.config import load_config
 from federated.simulation import Simulation
 
-def rss(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
+from common import process_memory as rss
 overrides, rounds, threads = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 if threads:
     torch.set_num_threads(threads)
@@ -90,16 +84,7 @@ def measure(clients: int, rounds: int, threads: int, data_root: str) -> dict:
         f"rounds={rounds + 2}",
         f"data.root={data_root}",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(overrides), str(rounds), str(threads)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"K={clients}: the measuring process failed:\n{done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child(CHILD, json.dumps(overrides), str(rounds), str(threads), what=f"K={clients}")
     return {
         "clients": clients,
         "per_round": 10,
