@@ -232,8 +232,9 @@ class VectorizedClients:
         start = {name: p.detach() for name, p in self.model.named_parameters()}
         params = {name: p.expand(count, *p.shape).clone() for name, p in start.items()}
         buffers = {name: b.detach() for name, b in self.model.named_buffers()}
-        first = {name: torch.zeros_like(p) for name, p in params.items()}  # momentum, Adam's m
-        second = {name: torch.zeros_like(p) for name, p in params.items()}  # Adam's v
+        # the optimizer's state, [K, *p.shape] each, made when the optimizer needs it (plain SGD: none)
+        first: dict[str, Tensor] = {}  # momentum buffer, Adam's m
+        second: dict[str, Tensor] = {}  # Adam's v
         total: Tensor | None = None
         for h, micro in enumerate(steps, start=1):
             grads: dict[str, Tensor] | None = None
@@ -249,6 +250,8 @@ class VectorizedClients:
                         g = first[name] = g.clone() if h == 1 else first[name].mul_(momentum).add_(g)
                     p.add_(g, alpha=-lr)
                 else:  # torch.optim.Adam's update, elementwise
+                    if h == 1:
+                        first[name], second[name] = torch.zeros_like(p), torch.zeros_like(p)
                     m, v = first[name], second[name]
                     m.lerp_(g, 1 - betas[0])
                     v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
