@@ -157,10 +157,12 @@ class SignalBlocks:
         return self._norms
 
     def _compute_norms(self) -> Tensor:
+        # a slice converted to float64, then its norm: the bits of vector_norm(..., dtype=float64),
+        # whose CPU kernel is slower on the packed signals' strided slices
         if self.packed is not None:
             return torch.stack(
                 [
-                    torch.linalg.vector_norm(self.packed[:, 2 * a : 2 * a + d], dim=1, dtype=torch.float64)
+                    torch.linalg.vector_norm(self.packed[:, 2 * a : 2 * a + d].double(), dim=1)
                     for a, d in zip(self.starts, self.dims)
                 ],
                 dim=1,

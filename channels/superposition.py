@@ -73,13 +73,17 @@ class Precoded:
 
     def precode(self, clients: slice, symbols: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
         """This chunk's true gains, its inverted symbols m_k u_k / h_hat_k, where it sends, and
-        whether it sends everywhere."""
+        whether it sends everywhere (then the mask is the policy's, ``[c, 1]`` over a flat state: no
+        ``[c, S]`` mask is made for a chunk that sends every symbol)."""
         gains, csi = self.state.clients(clients).at(self.offset, self.total)
         gains, csi = gains.to(self.cdtype), csi.to(self.cdtype)
-        mask = self.policy.transmits(csi) & (csi != 0) & (self.energy[clients] > 0)[:, self.block_of]
-        everywhere = bool(mask.all())
+        sends = self.policy.transmits(csi) & (csi != 0)  # the shape of csi: [c, S] or [c, 1]
+        budget = self.energy[clients] > 0  # [c, B]
+        if bool(sends.all()) and bool(budget.all()):
+            return gains, (symbols if self.unit else symbols / csi), sends, True
+        mask = sends & budget[:, self.block_of]
         inverted = symbols if self.unit else symbols / torch.where(csi != 0, csi, 1)
-        return gains, (inverted if everywhere else torch.where(mask, inverted, 0)), mask, everywhere
+        return gains, torch.where(mask, inverted, 0), mask, False
 
     def block_norms(self, clients: slice, inverted: Tensor, everywhere: bool) -> Tensor:
         """``[c, B]`` float64: ||m_k u_k / h_hat_k|| per block, from the real I/Q values (over
@@ -89,7 +93,7 @@ class Precoded:
         pairs = torch.view_as_real(inverted)  # [c, S, 2], a view
         return torch.stack(
             [
-                torch.linalg.vector_norm(pairs[:, span], dim=(1, 2), dtype=torch.float64)
+                torch.linalg.vector_norm(pairs[:, span].double(), dim=(1, 2))
                 for span in self.spans
             ],
             1,

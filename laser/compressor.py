@@ -138,6 +138,15 @@ def _check_index(index: object, name: str, count: int | None = None) -> int:
     return index
 
 
+def _norms_finite(tensors: list[Tensor]) -> bool:
+    """Whether every tensor's norm is finite, in one fused pass and one host sync: a finite norm
+    proves its tensor finite (NaN and inf propagate through it); False does not prove the opposite."""
+    norms = torch._foreach_norm(tensors)
+    if len({(n.dtype, n.device) for n in norms}) > 1:  # parameters of several dtypes or devices
+        norms = [n.to(torch.float64).cpu() for n in norms]
+    return bool(torch.stack(norms).isfinite().all())
+
+
 class CompressorClient(ABC):
     """One client's side of a compressor: encodes its gradient into blocks, keeps its own state.
 
@@ -179,9 +188,10 @@ class CompressorClient(ABC):
                 raise ValueError(
                     f"grads[{i}] is a meta tensor, which has no data; move the model to a real device first"
                 )
-        if self.check_finite:
-            norms = torch._foreach_norm(grads)  # one fused pass over every tensor
-            finite = torch.isfinite(torch.stack([n.to(torch.float64, copy=False).cpu() for n in norms]))
+        if self.check_finite and not _norms_finite(grads):
+            # a non-finite norm is NaN or inf entries, or finite ones whose squares overflow: settled
+            # entry by entry
+            finite = torch.stack([g.isfinite().all() for g in grads]).cpu()
             if not bool(finite.all()):
                 bad = int((~finite).nonzero()[0, 0])
                 raise NonFiniteGradientError(

@@ -19,6 +19,7 @@ from laser.baselines import (
     count_sketch,
     count_unsketch,
 )
+from laser.compressor import ZSGDCompressor
 
 F64 = torch.float64
 SHAPES = [(6, 10), (7,), (3, 2, 2)]
@@ -366,6 +367,32 @@ def test_a_non_finite_gradient_is_refused_and_the_memory_untouched(generator, na
     with pytest.raises(ValueError, match=r"grads\[1\] is not finite"):
         c.encode(0, grads)
     assert _identical(c.state_dict(), before)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_finite_gradient_whose_norm_overflows_is_accepted(generator, name):
+    """The fused check's norm of entries 1e200 is inf in float64; the entries are finite, so the
+    gradient is encoded (only NaN or inf entries are refused), and a later NaN still is refused."""
+    c = METHODS[name]()
+    c.setup(_params(), num_clients=2)
+    grads = [torch.full_like(g, 1e200) for g in _grads(generator)]
+    assert not bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())  # the fast check fails
+    c.encode(0, grads)
+    grads[2][0] = float("nan")
+    with pytest.raises(ValueError, match=r"grads\[2\] is not finite"):
+        c.encode(1, grads)
+
+
+def test_the_finite_check_takes_parameters_of_several_dtypes(generator):
+    params = [torch.zeros(4, 3), torch.zeros(3, dtype=torch.float64)]
+    c = ZSGDCompressor()
+    c.setup(params, num_clients=1)
+    assert [b.dtype for b in c.encode(0, [torch.ones(4, 3), torch.ones(3, dtype=torch.float64)])] == [
+        torch.float32,
+        torch.float64,
+    ]
+    with pytest.raises(ValueError, match=r"grads\[1\] is not finite"):
+        c.encode(0, [torch.ones(4, 3), torch.tensor([1.0, float("inf"), 0.0], dtype=torch.float64)])
 
 
 @pytest.mark.parametrize("name", METHODS)
