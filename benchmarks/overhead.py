@@ -1,17 +1,25 @@
 """Simulation overhead: the time of a whole round (clients, compression, channel, decoding, server
-step, bookkeeping) divided by the time of the clients' forward and backward passes alone.
+step, bookkeeping) divided by the time of the clients' own work alone.
 
-A round cannot cost less than its clients' gradients; everything above ratio 1 is what the
-simulator adds. Both cases run on the same ``Simulation`` in turns (``common.time_interleaved``):
-``round`` is ``Simulation.round(t)`` without evaluation; ``clients`` is the loop of
-``Simulation.client_gradient(k)`` over the K clients (the same batches are drawn in both).
+A round cannot cost less than its clients' work; everything above ratio 1 is what the simulator
+adds. Both cases run on the same ``Simulation`` in turns (``common.time_interleaved``): ``round`` is
+``Simulation.round(t)`` without evaluation; ``clients`` is the loop of ``Simulation.clients.update(k)``
+over the K clients: FedSGD's forward and backward pass (regime ``fedsgd``), or FedAvg's H = 5 local
+SGD steps (regime ``fedavg_h5``). The same batches are drawn in both.
 
-    python benchmarks/overhead.py [--quick] [--json PATH] [--device cuda]
+The profile: after the timed turns, the same number of rounds again with a timer around each stage
+of the round (who takes part, the local updates with the encoding inside them, the uplink with the
+decoding, the server's step, the record; ``_encode`` is the compressor's share of the local
+updates), their medians in the JSON (``stages_ms``) and ``stage_*_ms`` columns.
+
+    python benchmarks/overhead.py [--quick] [--json PATH] [--device cuda] [--tasks mnist1d_cnn]
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
+import time
 
 from common import REPO, emit, machine_info, parse_args, print_table, summarize, time_interleaved
 
@@ -27,9 +35,49 @@ CHANNELS = {
     "rayleigh": ["channel.name=rayleigh", "channel.power_control=truncated", "channel.threshold=0.1"],
 }
 METHODS = ("laser", "zsgd")
+REGIMES = {  # name -> overrides, and the channels it is measured over
+    "fedsgd": ([], tuple(CHANNELS)),
+    "fedavg_h5": (["clients.local_steps=5", "clients.lr=0.05", "clients.optimizer=sgd"], ("awgn",)),
+}
+STAGES = ("_participants", "local_updates", "_encode", "_train_loss", "_uplink", "_server_step", "_record")
 
 
-def measure(task: str, method: str, channel: str, device: str, repeats: int, data_root: str) -> dict:
+def stage_profile(sim, rounds: itertools.count, repeats: int, sync) -> dict[str, float]:
+    """Median milliseconds per round of each stage over ``repeats`` rounds (a timer around each)."""
+    spent: dict[str, float] = {}
+    originals = {name: getattr(sim, name) for name in STAGES}
+
+    def timed(name: str, call):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            out = call(*args, **kwargs)
+            if sync is not None:
+                sync()
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+            return out
+
+        return wrapper
+
+    samples: list[dict[str, float]] = []
+    try:
+        for name, call in originals.items():
+            setattr(sim, name, timed(name, call))
+        for _ in range(repeats):
+            spent.clear()
+            start = time.perf_counter()
+            sim.round(next(rounds))
+            if sync is not None:
+                sync()
+            samples.append({**spent, "round": time.perf_counter() - start})
+    finally:
+        for name, call in originals.items():
+            setattr(sim, name, call)  # the bound method (or the instance's own, local_updates) again
+    return {name: 1e3 * statistics.median(s.get(name, 0.0) for s in samples) for name in (*STAGES, "round")}
+
+
+def measure(
+    task: str, regime: str, method: str, channel: str, device: str, repeats: int, data_root: str
+) -> dict:
     import torch
 
     from federated.config import load_config
@@ -40,6 +88,7 @@ def measure(task: str, method: str, channel: str, device: str, repeats: int, dat
         REPO / path,
         [
             *extra,
+            *REGIMES[regime][0],
             f"compressor.name={method}",
             *CHANNELS[channel],
             f"device={device}",
@@ -54,21 +103,36 @@ def measure(task: str, method: str, channel: str, device: str, repeats: int, dat
 
     def clients() -> None:
         for k in range(config.clients.num_clients):
-            sim.client_gradient(k)
+            sim.clients.update(k)
 
     times = time_interleaved(
         {"round": lambda: sim.round(next(rounds)), "clients": clients}, repeats=repeats, warmup=3, sync=sync
     )
     stats = {name: summarize(samples) for name, samples in times.items()}
+    stages = stage_profile(sim, rounds, repeats, sync)
+    local = stages["local_updates"] - stages["_encode"]  # the clients' work inside the round
     return {
         "task": task,
+        "regime": regime,
         "method": method,
         "channel": channel,
         "clients": config.clients.num_clients,
+        "local_steps": config.clients.local_steps if sim.clients.local else None,
         "parameters": sum(p.numel() for p in sim.params),
         "round_ms": stats["round"],
         "clients_ms": stats["clients"],
+        "round_median_ms": stats["round"]["median"],
+        "clients_median_ms": stats["clients"]["median"],
         "overhead": stats["round"]["median"] / stats["clients"]["median"],
+        "stages_ms": stages,
+        "stage_clients_ms": local,
+        "stage_encode_ms": stages["_encode"],
+        "stage_uplink_ms": stages["_uplink"],
+        "stage_server_ms": stages["_server_step"],
+        "stage_rest_ms": stages["round"]
+        - stages["local_updates"]
+        - stages["_uplink"]
+        - stages["_server_step"],
     }
 
 
@@ -95,29 +159,45 @@ def main() -> None:
     repeats = args.repeats or (3 if args.quick else 15)
     results = []
     for task in tasks[:1] if args.quick else tasks:
-        for method, channel in itertools.product(METHODS[:1] if args.quick else METHODS, CHANNELS):
-            results.append(measure(task, method, channel, args.device, repeats, args.data_root))
-            r = results[-1]
-            print(
-                f"{task} {method} {channel}: round {r['round_ms']['median']:.2f} ms, clients alone "
-                f"{r['clients_ms']['median']:.2f} ms, overhead {r['overhead']:.3f}",
-                flush=True,
-            )
+        for regime, (_, channels) in REGIMES.items():
+            methods = METHODS[:1] if args.quick else METHODS
+            for method, channel in itertools.product(methods, channels[:1] if args.quick else channels):
+                results.append(measure(task, regime, method, channel, args.device, repeats, args.data_root))
+                r = results[-1]
+                print(
+                    f"{task} {regime} {method} {channel}: round {r['round_median_ms']:.2f} ms, clients alone "
+                    f"{r['clients_median_ms']:.2f} ms, overhead {r['overhead']:.3f}",
+                    flush=True,
+                )
     print_table(
-        ["task", "method", "channel", "K", "round ms", "clients ms", "overhead (round / clients)"],
+        [
+            "task",
+            "regime",
+            "method",
+            "channel",
+            "K",
+            "round ms",
+            "clients ms",
+            "overhead",
+            "encode ms",
+            "uplink ms",
+        ],
         [
             [
                 r["task"],
+                r["regime"],
                 r["method"],
                 r["channel"],
                 r["clients"],
-                r["round_ms"]["median"],
-                r["clients_ms"]["median"],
+                r["round_median_ms"],
+                r["clients_median_ms"],
                 r["overhead"],
+                r["stage_encode_ms"],
+                r["stage_uplink_ms"],
             ]
             for r in results
         ],
-        title="Time per round over the clients' forward and backward passes alone (median over repeats)",
+        title="Time per round over the clients' own work alone (median over repeats); the stages' medians",
     )
     emit(
         {

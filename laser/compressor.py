@@ -35,6 +35,7 @@ gradients are copies, so a training loop may reuse its ``.grad`` buffers.
 from __future__ import annotations
 
 import contextlib
+import math
 import secrets
 import warnings
 from abc import ABC, abstractmethod
@@ -144,7 +145,8 @@ def _norms_finite(tensors: list[Tensor]) -> bool:
     norms = torch._foreach_norm(tensors)
     if len({(n.dtype, n.device) for n in norms}) > 1:  # parameters of several dtypes or devices
         norms = [n.to(torch.float64).cpu() for n in norms]
-    return bool(torch.stack(norms).isfinite().all())
+    # norms are >= 0 or NaN: their sum is finite iff each is (an overflowing sum is settled later)
+    return math.isfinite(torch.stack(norms).sum().item())
 
 
 class CompressorClient(ABC):
