@@ -1,29 +1,31 @@
-"""Rounds per second of one FedAvg-style task: this simulator against Flower's simulation engine.
+"""Rounds per second and memory of the cross-device FedAvg workload: this simulator against Flower's
+simulation engine.
 
-Task (both): MNIST-1D (``configs/mnist1d_noiseless.yaml``: 10,000 samples, 16 IID clients, batches
-of 32), its 1-D CNN (width 64), an ideal channel, every client in every round, SGD with lr 0.05
-and no momentum or weight decay, so both run the same algorithm: one SGD step on the mean of the
-16 clients' minibatch gradients per round.
+Workload (both): MNIST-1D with 100,000 samples (80,000 for training: 80 a client on average), cut
+over 1,000 registered clients by Dirichlet(0.3) label proportions (``data.min_partition_size`` 5;
+the simulator's partition, which the Flower clients load too), 10 clients a round, each taking
+H local SGD steps (H = 1 and 5; batches of 32, lr 0.1) on the 1-D CNN (width 64), the server
+averaging the model changes weighted by data size (FedAvg, server lr 1).
 
-* ours: ``federated.train.train(load_config("configs/mnist1d_noiseless.yaml", [channel.name=noiseless,
-  compressor.name=zsgd, rounds=R, eval_every=R, optimizer.momentum=0, optimizer.weight_decay=0,
-  device=cpu]), progress=False)`` in this process, with 1 and with 2 torch threads (``--threads N``:
-  only N), and, where the simulator has it, with ``clients.vectorize=vmap`` (first thread count).
-  Rate: R / the run's ``wall_time_s`` (the round loop, one test evaluation at the end included);
-  set-up (data, model) is reported apart.
-* Flower (``flwr.simulation.run_simulation``, Ray backend, 16 supernodes, one CPU per client, so
-  two Ray actors on two CPUs, one torch thread each): ``ServerApp`` running ``FedAvg`` (training
-  on all 16 nodes, no federated evaluation); the ``ClientApp`` (``benchmarks/_flower_app.py``)
-  loads the global weights, takes one SGD step on a batch of 32 and returns its weights. Rate: R /
-  the duration of ``strategy.start(num_rounds=R)``, after a one-round warm-up. Ray itself starts
-  while that first round waits for its nodes, so the time from ``run_simulation`` to the end of
-  the warm-up round (Ray, actor pool, imports and data loading in the actors) is reported apart,
-  as is the shut-down.
+* ours: ``configs/mnist1d_fedavg_dirichlet.yaml`` with these overrides, the model changes sent with
+  LASER (rank 4) over the AWGN channel at energy 100 (``clients.weighting=data_size``), in this
+  process with 1 and 2 torch threads (``--threads N``: only N). One ``Simulation`` per H, a warm-up
+  of 3 rounds, then R rounds of ``Simulation.round`` timed (no evaluation). Its peak memory: a
+  fresh process running the same rounds alone (``VmHWM``), with its rounds per second without Ray.
+* Flower (``flwr.simulation.run_simulation``, Ray backend, 1,000 supernodes, one CPU per client, so
+  two Ray actors on two CPUs, one torch thread each): ``FedAvg`` (``fraction_train`` 0.01, no
+  federated evaluation) and the ``ClientApp`` of ``benchmarks/_flower_app.py`` (H local SGD steps on
+  its shard, weights and its shard's size back). Rate: R / the duration of
+  ``strategy.start(num_rounds=R)``, after a one-round warm-up per H. Memory: the driver's peak
+  resident set plus the resident sets of Ray's processes (raylet, GCS, the actors) after the timed
+  rounds.
 
-Inside the ServerApp's ``main`` (this process, Ray up) the two take turns: ours R rounds, Flower
-R rounds, repeated; the rates are medians over the repeats and the ratio ours/Flower compares
-medians measured under the same conditions. Ours is also timed before Ray starts. Process
-start-up (a fresh interpreter importing each side's modules) is measured in subprocesses.
+Inside the ServerApp's ``main`` (this process, Ray up) the two take turns: ours R rounds, Flower R
+rounds, for each H, repeated; the rates are medians over the repeats and the ratio ours/Flower
+compares medians measured under the same conditions. Process start-up (a fresh interpreter
+importing each side's modules) is measured in subprocesses.
+
+    python benchmarks/flower.py [--quick] [--threads N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -39,69 +41,107 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from common import REPO, emit, machine_info, parse_args, print_table  # noqa: E402
+from common import REPO, emit, machine_info, parse_args, print_table, process_memory, run_child  # noqa: E402
 
 from federated.components import split_seed  # noqa: E402
 from federated.config import load_config  # noqa: E402
-from federated.data.datasets import load_dataset  # noqa: E402
 from federated.models import build_model  # noqa: E402
-from federated.train import train  # noqa: E402
+from federated.simulation import Simulation  # noqa: E402
 
-CONFIG = REPO / "configs" / "mnist1d_noiseless.yaml"
-NUM_CLIENTS = 16
-LR = 0.05
+CONFIG = REPO / "configs" / "mnist1d_fedavg_dirichlet.yaml"
+BATCH_SIZE = 32
+NUM_CLIENTS = 1000
+PER_ROUND = 10
+LR = 0.1
+LOCAL_STEPS = (1, 5)
+WARMUP_ROUNDS = 3
 DATA_ROOT = str(REPO / "data")  # the simulator's default cache (git-ignored), as an absolute path
 
 
+def workload_overrides(num_clients: int, data_root: str) -> list[str]:
+    """The workload's data and clients, which the Flower clients load too (``_flower_app.py``)."""
+    return [
+        f"clients.num_clients={num_clients}",
+        "data.num_samples=100000",
+        "data.alpha=0.3",
+        "data.min_partition_size=5",
+        f"clients.batch_size={BATCH_SIZE}",
+        f"data.root={data_root}",
+        "device=cpu",
+    ]
+
+
 # ------------------------------------------------------------------------------------------ ours
-def ours_config(rounds: int, vectorize: str = "loop"):
-    """The run's configuration; ``vectorize`` other than "loop" sets ``clients.vectorize``."""
-    return load_config(
-        str(CONFIG),
-        [
-            "channel.name=noiseless",
-            "compressor.name=zsgd",
-            f"rounds={rounds}",
-            f"eval_every={rounds}",
-            f"clients.num_clients={NUM_CLIENTS}",
-            f"optimizer.lr={LR}",
-            "optimizer.momentum=0.0",
-            "optimizer.weight_decay=0.0",
-            "device=cpu",
-            f"data.root={DATA_ROOT}",
-            *([f"clients.vectorize={vectorize}"] if vectorize != "loop" else []),
-        ],
+def ours_overrides(local_steps: int, data_root: str = DATA_ROOT) -> list[str]:
+    """The workload with LASER over AWGN, for ``local_steps`` H."""
+    return [
+        *workload_overrides(NUM_CLIENTS, data_root),
+        f"clients.per_round={PER_ROUND}",
+        f"clients.local_steps={local_steps}",
+        f"clients.lr={LR}",
+        "clients.optimizer=sgd",
+        "clients.weighting=data_size",
+        "compressor.name=laser",
+        "channel.name=awgn",
+        "rounds=1000000",
+        "eval_every=1000000",
+    ]
+
+
+def ours_config(local_steps: int):
+    return load_config(str(CONFIG), ours_overrides(local_steps))
+
+
+class Ours:
+    """One Simulation per H, kept across the repeats (its rounds go on), warmed up once."""
+
+    def __init__(self) -> None:
+        self.sims: dict[int, Simulation] = {}
+
+    def rounds(self, rounds: int, threads: int, local_steps: int) -> dict[str, float]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            if local_steps not in self.sims:
+                self.sims[local_steps] = sim = Simulation(ours_config(local_steps))
+                for _ in range(WARMUP_ROUNDS):
+                    sim.round()
+            sim = self.sims[local_steps]
+            start = time.perf_counter()
+            for _ in range(rounds):
+                sim.round()
+            elapsed = time.perf_counter() - start
+        finally:
+            torch.set_num_threads(before)
+        return {
+            "rounds": rounds,
+            "threads": threads,
+            "local_steps": local_steps,
+            "loop_s": elapsed,
+            "rounds_per_s": rounds / elapsed,
+        }
+
+
+_ALONE = """
+import json, sys, time
+import torch
+from common import process_memory
+sys.path.insert(0, sys.argv[4])
+import flower
+threads, local_steps, rounds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+ours = flower.Ours()
+ours.rounds(1, threads, local_steps)  # set-up and warm-up
+row = ours.rounds(rounds, threads, local_steps)
+print(json.dumps({**row, "peak_bytes": process_memory("VmHWM:")}))
+"""
+
+
+def ours_alone(rounds: int, threads: int, local_steps: int) -> dict:
+    """Ours in a fresh process without Ray: rounds per second and the process's peak memory."""
+    here = str(Path(__file__).resolve().parent)
+    return run_child(
+        _ALONE, str(threads), str(local_steps), str(rounds), here, what=f"ours alone, H={local_steps}"
     )
-
-
-def vmap_available() -> str | None:
-    """None if this version of the simulator has ``clients.vectorize=vmap``, else why not."""
-    try:
-        ours_config(1, "vmap")
-    except Exception as error:  # noqa: BLE001 - an older simulator: the case is skipped
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
-def run_ours(rounds: int, threads: int, vectorize: str = "loop") -> dict[str, float]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        start = time.perf_counter()
-        history = train(ours_config(rounds, vectorize), progress=False)
-        total = time.perf_counter() - start
-    finally:
-        torch.set_num_threads(before)
-    loop = float(history.summary["wall_time_s"])
-    return {
-        "rounds": rounds,
-        "threads": threads,
-        "vectorize": vectorize,
-        "loop_s": loop,
-        "setup_s": total - loop,
-        "rounds_per_s": rounds / loop,
-        "test_accuracy": float(history.summary.get("test_accuracy", float("nan"))),
-    }
 
 
 # ---------------------------------------------------------------------------------------- flower
@@ -122,20 +162,27 @@ def startup_seconds(code: str, repeats: int) -> dict[str, object]:
     return {"median_s": statistics.median(times), "samples_s": times}
 
 
-def final_accuracy(state_dict: dict[str, torch.Tensor]) -> float:
-    config = ours_config(1)
-    data = load_dataset(config.data)
-    model = build_model(
-        config.model, {"num_features": data.num_features, "num_classes": data.num_classes}, seed=0
-    )
-    model.load_state_dict(state_dict)
-    with torch.no_grad():
-        return float((model(data.x_test).argmax(-1) == data.y_test).float().mean())
+def ray_resident_bytes() -> int:
+    """The resident sets of this user's Ray processes (raylet, GCS, workers and actors), summed."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "ray" not in command or int(proc.name) == os.getpid():
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except (OSError, ValueError):
+            continue  # a process that ended meanwhile
+    return total
 
 
-def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]]) -> dict[str, object]:
-    """Ray start-up and a warm-up round, then ``repeats`` turns of (ours R rounds in each variant
-    (threads, vectorize), Flower R rounds)."""
+def run_flower(rounds: int, repeats: int, threads: list[int], ours: Ours) -> dict[str, object]:
+    """Ray start-up and a warm-up round per H, then ``repeats`` turns of (ours R rounds with each
+    thread count, Flower R rounds) for each H."""
     try:
         import _flower_app
         from flwr.app import ArrayRecord, ConfigRecord, Context
@@ -143,7 +190,7 @@ def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]]) -> di
         from flwr.serverapp.strategy import FedAvg
         from flwr.simulation import run_simulation
     except Exception as error:  # noqa: BLE001 - reported
-        return {"error": f"import failed: {type(error).__name__}: {error}"}
+        return {"error": f"import failed: {type(error).__name__}: {error}", "ours": [], "flower": []}
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
     run: dict[str, object] = {"ours": [], "flower": []}
@@ -155,45 +202,47 @@ def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]]) -> di
     def main(grid: Grid, context: Context) -> None:
         marks["main"] = time.perf_counter()
         try:
-            config = ours_config(rounds)
+            config = ours_config(1)
             model = build_model(
                 config.model, {"num_features": 40, "num_classes": 10}, seed=split_seed(config.seed).model
             )  # ours' initial weights
             arrays = ArrayRecord(model.state_dict())
             strategy = FedAvg(
-                fraction_train=1.0,
+                fraction_train=PER_ROUND / NUM_CLIENTS,
                 fraction_evaluate=0.0,
-                min_train_nodes=NUM_CLIENTS,
+                min_train_nodes=PER_ROUND,
                 min_available_nodes=NUM_CLIENTS,
             )
-            train_config = ConfigRecord({"lr": LR, "data-root": DATA_ROOT})
-            start = time.perf_counter()
-            strategy.start(grid=grid, initial_arrays=arrays, num_rounds=1, train_config=train_config)
+
+            def flower_rounds(num_rounds: int, local_steps: int) -> float:
+                train_config = ConfigRecord({"lr": LR, "data-root": DATA_ROOT, "local-steps": local_steps})
+                start = time.perf_counter()
+                strategy.start(
+                    grid=grid, initial_arrays=arrays, num_rounds=num_rounds, train_config=train_config
+                )
+                return time.perf_counter() - start
+
+            run["warmup_round_s"] = {h: flower_rounds(1, h) for h in LOCAL_STEPS}
             marks["warmup_end"] = time.perf_counter()
-            run["warmup_round_s"] = marks["warmup_end"] - start
             for rep in range(repeats):
-                sides = [*variants, "flower"]
-                shift = rep % len(sides)
-                for side in sides[shift:] + sides[:shift]:
-                    if side != "flower":
-                        run["ours"].append(run_ours(rounds, *side))
-                    else:
-                        start = time.perf_counter()
-                        result = strategy.start(
-                            grid=grid,
-                            initial_arrays=arrays,
-                            num_rounds=rounds,
-                            train_config=ConfigRecord({"lr": LR, "data-root": DATA_ROOT}),
-                        )
-                        elapsed = time.perf_counter() - start
-                        run["flower"].append(
-                            {
-                                "rounds": rounds,
-                                "loop_s": elapsed,
-                                "rounds_per_s": rounds / elapsed,
-                                "test_accuracy": final_accuracy(result.arrays.to_torch_state_dict()),
-                            }
-                        )
+                for h in LOCAL_STEPS:
+                    sides: list[int | str] = [*threads, "flower"]
+                    shift = rep % len(sides)
+                    for side in sides[shift:] + sides[:shift]:
+                        if side != "flower":
+                            run["ours"].append(ours.rounds(rounds, int(side), h))
+                        else:
+                            elapsed = flower_rounds(rounds, h)
+                            run["flower"].append(
+                                {
+                                    "rounds": rounds,
+                                    "local_steps": h,
+                                    "loop_s": elapsed,
+                                    "rounds_per_s": rounds / elapsed,
+                                }
+                            )
+            run["ray_resident_bytes"] = ray_resident_bytes()
+            run["driver_peak_bytes"] = process_memory("VmHWM:")
         except BaseException as error:  # noqa: BLE001 - reported by the caller
             run["error"] = f"{type(error).__name__}: {error}"
             run["traceback"] = traceback.format_exc()[-3000:]
@@ -223,7 +272,7 @@ def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]]) -> di
         run["serverapp_main_entered_s"] = marks["main"] - start
         run["shutdown_s"] = end - marks["main_end"]
     if "warmup_end" in marks:  # Ray starts, and its actors, while the first round waits for nodes
-        run["startup_and_first_round_s"] = marks["warmup_end"] - start
+        run["startup_and_warmup_rounds_s"] = marks["warmup_end"] - start
     elif "error" not in run:
         run["error"] = "the ServerApp's main never ran"
     return run
@@ -234,89 +283,71 @@ def median_of(samples: list[dict], key: str, **match) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _label(threads: int, vectorize: str) -> str:
-    return f"ours_threads{threads}" + ("" if vectorize == "loop" else f"_{vectorize}")
-
-
 def main(argv=None) -> dict:
     args = parse_args(__doc__.splitlines()[0], argv)
     rounds, repeats, startup_repeats = (3, 1, 1) if args.quick else (20, 3, 3)
-    threads = (args.threads,) if args.threads is not None else (1, 2)
-    no_vmap = vmap_available()
-    variants = [(n, "loop") for n in threads] + ([(threads[0], "vmap")] if no_vmap is None else [])
+    threads = [args.threads] if args.threads is not None else [1, 2]
     torch.manual_seed(0)
-
-    # ours alone, before Ray (the first call also generates the MNIST-1D cache if it is missing)
-    run_ours(2, threads[0])
-    alone = [run_ours(rounds, *v) for _ in range(repeats) for v in variants]
-
+    ours = Ours()
+    ours.rounds(1, threads[0], 1)  # the first call also writes the MNIST-1D cache if it is missing
+    alone = {(n, h): ours_alone(rounds, n, h) for h in LOCAL_STEPS for n in threads}
     startup = {
         "ours": startup_seconds("import torch, federated.train", startup_repeats),
         "flower": startup_seconds(
             "import torch, ray, flwr.simulation, flwr.serverapp, flwr.clientapp", startup_repeats
         ),
     }
-    flower = run_flower(rounds, repeats, variants)
+    flower = run_flower(rounds, repeats, threads, ours)
+    flower_memory = (flower.get("driver_peak_bytes") or 0) + (flower.get("ray_resident_bytes") or 0)
 
-    flower_rate = median_of(flower["flower"], "rounds_per_s")
-    rates = {}
-    for n, v in variants:
-        rates[_label(n, v)] = median_of(flower["ours"], "rounds_per_s", threads=n, vectorize=v)
-        rates[_label(n, v) + "_alone"] = median_of(alone, "rounds_per_s", threads=n, vectorize=v)
-    rates["flower"] = flower_rate
-    ratios = {
-        _label(n, v) + "_over_flower": (
-            rates[_label(n, v)] / flower_rate if rates[_label(n, v)] and flower_rate else None
-        )
-        for n, v in variants
-    }
-    best = max(variants, key=lambda nv: rates[_label(*nv)] or 0)
-    ratio = ratios[_label(*best) + "_over_flower"]
-
-    rows = []
-    for label, samples in (("no Ray running", alone), ("turns with Flower", flower["ours"])):
-        for n, v in variants:
-            rows.append(
-                [
-                    f"ours, {n} thread{'s' if n > 1 else ''}{', ' + v if v != 'loop' else ''}, {label}",
-                    median_of(samples, "rounds_per_s", threads=n, vectorize=v),
-                    median_of(samples, "loop_s", threads=n, vectorize=v),
-                    median_of(samples, "setup_s", threads=n, vectorize=v),
-                    startup["ours"].get("median_s"),
-                    median_of(samples, "test_accuracy", threads=n, vectorize=v),
-                ]
+    results = []
+    for h in LOCAL_STEPS:
+        flower_rate = median_of(flower["flower"], "rounds_per_s", local_steps=h)
+        for n in threads:
+            rate = median_of(flower["ours"], "rounds_per_s", threads=n, local_steps=h)
+            results.append(
+                {
+                    "local_steps": h,
+                    "threads": n,
+                    "ours_rounds_per_s": rate,
+                    "ours_alone_rounds_per_s": alone[n, h]["rounds_per_s"],
+                    "ours_peak_bytes": alone[n, h]["peak_bytes"],
+                    "flower_rounds_per_s": flower_rate,
+                    "flower_memory_bytes": flower_memory or None,
+                    "ratio": rate / flower_rate if rate and flower_rate else None,
+                    "flower_round_ms": 1e3 / flower_rate if flower_rate else None,
+                    "ours_round_ms": 1e3 / rate if rate else None,
+                }
             )
-    rows.append(
-        [
-            "Flower (Ray, 2 actors x 1 thread)",
-            flower_rate,
-            median_of(flower["flower"], "loop_s"),
-            flower.get("startup_and_first_round_s"),
-            startup["flower"].get("median_s"),
-            median_of(flower["flower"], "test_accuracy"),
-        ]
-    )
     print_table(
         [
-            "",
-            "rounds/s",
-            f"{rounds} rounds s",
-            "set-up s (Flower: Ray + actors + round 1)",
-            "process start-up s",
-            "test acc.",
+            "H",
+            "threads",
+            "ours rounds/s",
+            "ours alone",
+            "ours peak MiB",
+            "Flower rounds/s",
+            "Flower MiB",
+            "ours / Flower",
         ],
-        rows,
-        title=f"MNIST-1D CNN, {NUM_CLIENTS} clients, {rounds} rounds, ideal channel: median of {repeats}",
+        [
+            [
+                r["local_steps"],
+                r["threads"],
+                r["ours_rounds_per_s"],
+                r["ours_alone_rounds_per_s"],
+                r["ours_peak_bytes"] / 2**20,
+                r["flower_rounds_per_s"],
+                (r["flower_memory_bytes"] or 0) / 2**20,
+                r["ratio"],
+            ]
+            for r in results
+        ],
+        title=(
+            f"MNIST-1D CNN, {PER_ROUND} of {NUM_CLIENTS} clients a round, Dirichlet 0.3, FedAvg: "
+            f"median of {repeats} x {rounds} rounds"
+        ),
     )
-    for n, v in variants:
-        r = ratios[_label(n, v) + "_over_flower"]
-        if r is not None:
-            print(
-                f"ours ({n} thread{'s' if n > 1 else ''}{', ' + v if v != 'loop' else ''}) / Flower "
-                f"rounds per second: {r:.1f}x"
-            )
-    if no_vmap is not None:
-        print(f"(clients.vectorize=vmap not available here: {no_vmap})")
     if "error" in flower:
         print(f"Flower failed: {flower['error']}\n{flower.get('traceback', '')}")
 
@@ -326,43 +357,28 @@ def main(argv=None) -> dict:
         "machine": machine_info("cpu"),
         "settings": {
             "config": str(CONFIG.relative_to(REPO)),
+            "overrides_h1": ours_overrides(1, "data"),
             "num_clients": NUM_CLIENTS,
+            "per_round": PER_ROUND,
+            "local_steps": list(LOCAL_STEPS),
             "rounds": rounds,
             "repeats": repeats,
-            "batch_size": 32,
+            "warmup_rounds_ours": WARMUP_ROUNDS,
             "lr": LR,
-            "momentum": 0.0,
-            "weight_decay": 0.0,
-            "ours_variants": [{"threads": n, "vectorize": v} for n, v in variants],
-            "flower_client_resources": {"num_cpus": 1},
-            "ray_num_cpus": 2,
-            "flower_torch_threads_per_actor": 1,
+            "ours": "LASER rank 4 over AWGN, energy 100, clients.weighting=data_size",
+            "flower": "FedAvg, fraction_train 0.01, fraction_evaluate 0, 2 Ray actors x 1 torch thread",
         },
         "versions": _versions(),
-        "notes": [
-            "rounds_per_s: rounds / time of the round loop; start-ups are reported apart",
-            "ours: the loop includes one test evaluation at the end; Flower's none (fraction_evaluate=0)",
-            "Flower's rate is measured after a one-round warm-up; startup_and_first_round_s: from "
-            "run_simulation to the end of that round (Ray init, actor pool, imports and data loading in "
-            "the actors)",
-            "ratio_ours_over_flower: the fastest variant of ours (ratio_best), medians measured in turns "
-            "with Flower (ours run while Ray is up); ratios has every variant (threads; "
-            "clients.vectorize=vmap where the simulator has it, else vmap_unavailable says why)",
-            "process_startup_s: a fresh interpreter importing the modules of each side",
-        ],
-        "rounds_per_s": rates,
-        "ratio_ours_over_flower": ratio,
-        "ratio_best": _label(*best),
-        "vmap_unavailable": no_vmap,
-        "ratios": ratios,
-        "ours_alone": alone,
+        "results": results,
         "ours_interleaved": flower["ours"],
+        "ours_alone": [{**v, "threads": n, "local_steps": h} for (n, h), v in alone.items()],
         "flower_runs": flower["flower"],
         "process_startup_s": startup,
-        "flower_startup_and_first_round_s": flower.get("startup_and_first_round_s"),
-        "flower_serverapp_main_entered_s": flower.get("serverapp_main_entered_s"),
+        "flower_warmup_round_s": flower.get("warmup_round_s"),
+        "flower_startup_and_warmup_rounds_s": flower.get("startup_and_warmup_rounds_s"),
         "flower_shutdown_s": flower.get("shutdown_s"),
-        "flower_run_simulation_s": flower.get("run_simulation_s"),
+        "flower_ray_resident_bytes": flower.get("ray_resident_bytes"),
+        "flower_driver_peak_bytes": flower.get("driver_peak_bytes"),
         "flower_error": flower.get("error"),
         "flower_traceback": flower.get("traceback"),
     }
