@@ -315,6 +315,7 @@ def main(argv=None) -> dict:
                     "flower_rounds_per_s": flower_rate,
                     "flower_memory_bytes": flower_memory or None,
                     "ratio": rate / flower_rate if rate and flower_rate else None,
+                    "ratio_alone": alone[n, h]["rounds_per_s"] / flower_rate if flower_rate else None,
                     "flower_round_ms": 1e3 / flower_rate if flower_rate else None,
                     "ours_round_ms": 1e3 / rate if rate else None,
                 }
