@@ -80,13 +80,17 @@ def _quick(script, tmp_path, *extra):
 
 def test_overhead_quick(tmp_path):
     result = _quick("overhead", tmp_path)
-    assert {(r["method"], r["channel"]) for r in result["results"]} == {
-        ("laser", "awgn"),
-        ("laser", "rayleigh"),
+    assert {(r["regime"], r["method"], r["channel"], r["local_steps"]) for r in result["results"]} == {
+        ("fedsgd", "laser", "awgn", None),
+        ("fedavg_h5", "laser", "awgn", 5),
     }
     for row in result["results"]:
         assert row["clients_ms"]["median"] > 0 and row["round_ms"]["median"] > 0
         assert row["overhead"] == row["round_ms"]["median"] / row["clients_ms"]["median"]
+        stages = row["stages_ms"]  # the profile: every stage ran, and the parts add up to the round
+        assert all(stages[name] > 0 for name in ("local_updates", "_encode", "_uplink", "_server_step"))
+        parts = [row[f"stage_{n}_ms"] for n in ("clients", "encode", "uplink", "server", "rest")]
+        assert math.isclose(sum(parts), stages["round"], rel_tol=1e-9)
 
 
 def test_clients_scaling_quick(tmp_path):
