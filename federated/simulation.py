@@ -26,7 +26,7 @@ from federated.downlink import NoisyDownlink
 from federated.history import History
 from federated.models import build_model
 from federated.optim import Preconditioner, StatisticPass, WeightEMA, build_optimizer, build_scheduler
-from federated.vectorized import VectorizedClients, vmap_supported
+from federated.vectorized import VectorizedClients, stack_batches, vmap_supported
 from laser import NonFiniteGradientError, NonFiniteNoiseError, PassOptions, RoundResult, transmit_blocks
 
 __all__ = ["Simulation", "NonFiniteError", "resolve_device"]
@@ -287,8 +287,8 @@ class Simulation:
                 False,
                 "each client receives its own noisy copy of the model (downlink.snr_db)",
             )
-        elif supported and (self.config.precision == "fp64" or self.config.data.partition != "iid"):
-            supported, reason = (False, "precision fp64 and non-IID partitions run client by client")
+        elif supported and self.config.precision == "fp64":
+            supported, reason = (False, "precision fp64 runs client by client")
         elif (
             supported
             and self.clients.local
@@ -328,11 +328,10 @@ class Simulation:
     def _vectorized_round(
         self, clients: Sequence[int], batches: list[list[tuple[Tensor, Tensor]]]
     ) -> tuple[list[Tensor], list[list[Tensor]]]:
-        """The clients' losses and encoded blocks from one vmapped pass per micro-batch (the clients'
-        shards are equal, so their batches have one shape, the short end of an epoch included)."""
-        steps = [
-            (torch.stack([x for x, _ in step]), torch.stack([y for _, y in step])) for step in zip(*batches)
-        ]
+        """The clients' losses and encoded blocks from one vmapped pass per micro-batch (over non-IID
+        shards, a client at the short end of its epoch has a batch of another shape: one vmapped pass
+        per shape there, :func:`federated.vectorized.stack_batches`)."""
+        steps = [stack_batches(list(step)) for step in zip(*batches)]
         assert self.vectorized is not None  # batches are collected only for the vmapped clients
         with self.autocast():
             if self.clients.local:  # H steps of each client's optimizer, A micro-batches a step

@@ -41,7 +41,52 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-__all__ = ["VectorizedClients", "vmap_supported"]
+__all__ = ["Batch", "VectorizedClients", "stack_batches", "vmap_supported"]
+
+# One micro-batch of every client: stacked ``(xs [K, B, ...], ys [K, B, ...])``, or, where the
+# clients' batches differ in shape (non-IID shards: the short end of an epoch), one ``(x, y)`` per
+# client, run as one vmapped pass per shape.
+Batch = tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]
+
+
+def stack_batches(batches: list[tuple[Tensor, Tensor]]) -> Batch:
+    """The clients' micro-batches ``[(x_k, y_k)]`` stacked as ``(xs, ys)`` when they share one shape,
+    else the list itself (a ragged :data:`Batch`).
+
+    >>> import torch
+    >>> even = stack_batches([(torch.zeros(4, 3), torch.zeros(4)), (torch.ones(4, 3), torch.ones(4))])
+    >>> type(even).__name__, tuple(even[0].shape)
+    ('tuple', (2, 4, 3))
+    >>> type(stack_batches([(torch.zeros(4, 3), torch.zeros(4)), (torch.ones(2, 3), torch.ones(2))])).__name__
+    'list'
+    """
+    if len({(tuple(x.shape), tuple(y.shape)) for x, y in batches}) <= 1:
+        return torch.stack([x for x, _ in batches]), torch.stack([y for _, y in batches])
+    return list(batches)
+
+
+def _count(batch: Batch) -> int:
+    return len(batch) if isinstance(batch, list) else batch[0].shape[0]
+
+
+def _shape_groups(batch: Batch) -> list[tuple[Tensor | None, Tensor, Tensor]]:
+    """``(rows, xs, ys)`` for each set of clients whose batches share a shape (``rows`` None: all of
+    them, in order)."""
+    if not isinstance(batch, list):
+        return [(None, *batch)]
+    rows: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
+    for k, (x, y) in enumerate(batch):
+        rows.setdefault((tuple(x.shape), tuple(y.shape)), []).append(k)
+    if len(rows) == 1:
+        return [(None, *cast(tuple[Tensor, Tensor], stack_batches(batch)))]
+    return [
+        (
+            torch.tensor(ix, device=batch[0][0].device),
+            torch.stack([batch[k][0] for k in ix]),
+            torch.stack([batch[k][1] for k in ix]),
+        )
+        for ix in rows.values()
+    ]
 
 
 def vmap_supported(model: nn.Module) -> tuple[bool, str]:
@@ -165,11 +210,40 @@ class VectorizedClients:
         grads, losses = self._vmapped(params, buffers, xs, ys)
         return losses, tuple(grads[name] for name in names)
 
-    def accumulate(self, batches: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, tuple[Tensor, ...]]:
+    def _mapped(
+        self, params: dict[str, Tensor], own: bool, buffers: dict[str, Tensor], batch: Batch
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """The clients' gradients (by parameter name, ``[K, *p.shape]``) and losses ``[K]`` of one
+        micro-batch: one vmapped pass, or one per shape of a ragged batch, each client's rows (and,
+        with ``own`` parameters, its parameters' rows) gathered and the results put back in place."""
+        mapped = self._vmapped_own if own else self._vmapped
+        groups = _shape_groups(batch)
+        if len(groups) == 1:
+            _, xs, ys = groups[0]
+            return mapped(params, buffers, xs, ys)
+        count = _count(batch)
+        grads: dict[str, Tensor] = {}
+        losses: Tensor | None = None
+        for rows, xs, ys in groups:
+            assert rows is not None  # several groups: each names its clients
+            sub = {name: p[rows] for name, p in params.items()} if own else params
+            g, part = mapped(sub, buffers, xs, ys)
+            for name, value in g.items():
+                if name not in grads:
+                    grads[name] = value.new_empty((count, *value.shape[1:]))
+                grads[name][rows] = value
+            if losses is None:
+                losses = part.new_empty(count)
+            losses[rows] = part
+        assert losses is not None
+        return grads, losses
+
+    def accumulate(self, batches: list[Batch]) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Several micro-batches per client, as the loop's gradient accumulation: each element of
-        ``batches`` is one micro-batch ``(xs [K, B, ...], ys [K, B, ...])`` for all clients; returns
-        the clients' losses averaged over the micro-batches (``[K]``) and their gradients *summed*
-        over them (one ``[K, *p.shape]`` per parameter).
+        ``batches`` is one micro-batch ``(xs [K, B, ...], ys [K, B, ...])`` for all clients (or a
+        ragged :data:`Batch`, one ``(x, y)`` per client); returns the clients' losses averaged over
+        the micro-batches (``[K]``) and their gradients *summed* over them (one ``[K, *p.shape]`` per
+        parameter).
 
         >>> import torch
         >>> from torch import nn
@@ -182,10 +256,17 @@ class VectorizedClients:
         """
         if not batches:
             raise ValueError("accumulate needs at least one micro-batch")
+        supported, reason = vmap_supported(self.model)
+        if not supported:
+            raise ValueError(f"the clients' gradients of this model cannot be vmapped: {reason}")
+        names = [name for name, _ in self.model.named_parameters()]
+        params = {name: p.detach() for name, p in self.model.named_parameters()}
+        buffers = {name: b.detach() for name, b in self.model.named_buffers()}
         total: Tensor | None = None
         grads: tuple[Tensor, ...] | None = None
-        for xs, ys in batches:
-            losses, g = self(xs, ys)
+        for batch in batches:
+            named, losses = self._mapped(params, False, buffers, batch)
+            g = tuple(named[name] for name in names)
             total = losses if total is None else total + losses
             grads = g if grads is None else tuple(a + b for a, b in zip(grads, g))
         assert total is not None and grads is not None  # batches is not empty (checked above)
@@ -193,7 +274,7 @@ class VectorizedClients:
 
     def local_train(
         self,
-        steps: list[list[tuple[Tensor, Tensor]]],
+        steps: list[list[Batch]],
         *,
         lr: float,
         optimizer: str = "sgd",
@@ -203,8 +284,8 @@ class VectorizedClients:
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Local training of every client at once: ``len(steps)`` = H optimizer steps from the
         model's current parameters, each client on its own copy (``[K, *p.shape]``, vmapped with
-        ``in_dims=0``), step ``h`` on the micro-batches ``steps[h]`` (each ``(xs [K, B, ...], ys)``,
-        gradients summed over them, as the loop's ``local_update``). The optimizer is
+        ``in_dims=0``), step ``h`` on the micro-batches ``steps[h]`` (each ``(xs [K, B, ...], ys)``, or
+        a ragged :data:`Batch`; gradients summed over them, as the loop's ``local_update``). The optimizer is
         ``torch.optim.SGD(lr, momentum)`` or ``torch.optim.Adam(lr, betas, eps)`` with a fresh state,
         written as its elementwise update on the stacked parameters (each client's slice is its own
         step). Returns the clients' losses averaged over all H x A micro-batches (``[K]``) and their
@@ -227,7 +308,7 @@ class VectorizedClients:
         supported, reason = vmap_supported(self.model)
         if not supported:
             raise ValueError(f"the clients' local training of this model cannot be vmapped: {reason}")
-        count = steps[0][0][0].shape[0]
+        count = _count(steps[0][0])
         names = [name for name, _ in self.model.named_parameters()]
         start = {name: p.detach() for name, p in self.model.named_parameters()}
         params = {name: p.expand(count, *p.shape).clone() for name, p in start.items()}
@@ -238,9 +319,9 @@ class VectorizedClients:
         total: Tensor | None = None
         for h, micro in enumerate(steps, start=1):
             grads: dict[str, Tensor] | None = None
-            for xs, ys in micro:
-                g, losses = self._vmapped_own(params, buffers, xs, ys)
-                grads = g if grads is None else {n: grads[n] + g[n] for n in names}
+            for batch in micro:
+                step, losses = self._mapped(params, True, buffers, batch)
+                grads = step if grads is None else {n: grads[n] + step[n] for n in names}
                 total = losses.detach() if total is None else total + losses.detach()
             assert grads is not None  # every step has a micro-batch (checked above)
             for name in names:

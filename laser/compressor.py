@@ -142,7 +142,7 @@ def _check_index(index: object, name: str, count: int | None = None) -> int:
 def _norms_finite(tensors: list[Tensor]) -> bool:
     """Whether every tensor's norm is finite, in one fused pass and one host sync: a finite norm
     proves its tensor finite (NaN and inf propagate through it); False does not prove the opposite."""
-    norms = torch._foreach_norm(tensors)
+    norms = list(torch._foreach_norm(tensors))
     if len({(n.dtype, n.device) for n in norms}) > 1:  # parameters of several dtypes or devices
         norms = [n.to(torch.float64).cpu() for n in norms]
     # norms are >= 0 or NaN: their sum is finite iff each is (an overflowing sum is settled later)

@@ -155,7 +155,8 @@ class ClientsConfig:
     # vmap: every client's gradient, or its local steps (fresh SGD or Adam state each round), in one
     # torch.func.vmap call per micro-batch (small models, many clients; the loop's result to float
     # rounding); auto: vmap where the model allows it (no batch norm or dropout in training, no noisy
-    # downlink, IID data, no kept client state or scaled steps), else the loop
+    # downlink, no kept client state or scaled steps; non-IID shards: one pass per batch shape), else
+    # the loop
     vectorize: Literal["loop", "vmap", "auto"] = "loop"
 
     def __post_init__(self) -> None:

@@ -109,13 +109,6 @@ class Config:
             "stream: no data sizes); data_size needs data.partition contiguous there",
         )
         _check(
-            clients.vectorize != "vmap" or data.partition == "iid",
-            "clients.vectorize",
-            clients.vectorize,
-            "loop or auto with a non-IID partition (clients run one after another there: batches of "
-            "unequal shapes)",
-        )
-        _check(
             clients.vectorize != "vmap"
             or clients.lr is None
             or not (clients.keep_state or self.precond.name != "none"),

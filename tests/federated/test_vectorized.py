@@ -9,7 +9,7 @@ from federated.data.tasks import cross_entropy
 from federated.models import build_model
 from federated.models.gpt import GPT
 from federated.models.resnet import ResNet18
-from federated.vectorized import VectorizedClients, vmap_supported
+from federated.vectorized import VectorizedClients, stack_batches, vmap_supported
 
 K, B = 5, 16
 FEATURES, CLASSES = 40, 10  # MNIST-1D: 40-sample signals, 10 classes
@@ -244,3 +244,29 @@ def test_local_train_refuses_what_it_cannot_do():
     dropout = VectorizedClients(nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5)), cross_entropy)
     with pytest.raises(ValueError, match="local training of this model cannot be vmapped.*Dropout"):
         dropout.local_train([[batch]], lr=0.1)
+
+
+def test_a_ragged_micro_batch_runs_one_pass_per_shape_and_equals_each_clients_own(generator):
+    """Clients whose batches differ in shape (non-IID shards at an epoch's short end): gradients and
+    losses are each client's own, in the clients' order, for shared and for own parameters."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    sizes = [8, 3, 8, 5, 3]
+    batch = [
+        (torch.randn(b, 4, generator=generator), torch.randint(0, 3, (b,), generator=generator))
+        for b in sizes
+    ]
+    assert isinstance(stack_batches(batch), list) and isinstance(stack_batches(batch[:1] * 2), tuple)
+    clients = VectorizedClients(model, cross_entropy)
+    losses, grads = clients.accumulate([batch, batch])  # two micro-batches, summed
+    for k, (x, y) in enumerate(batch):
+        loss = cross_entropy(model(x), y)
+        own = torch.autograd.grad(loss, list(model.parameters()))
+        assert losses[k] == pytest.approx(float(loss), rel=1e-6)
+        for g, h in zip(grads, own):
+            torch.testing.assert_close(g[k], 2 * h, rtol=1e-5, atol=1e-6)
+    # local training: one SGD step from the model, each client on its own batch
+    _, changes = clients.local_train([[batch]], lr=0.1)
+    for k, (x, y) in enumerate(batch):
+        own = torch.autograd.grad(cross_entropy(model(x), y), list(model.parameters()))
+        for change, h in zip(changes, own):
+            torch.testing.assert_close(change[k], 0.1 * h, rtol=1e-5, atol=1e-6)
