@@ -9,7 +9,9 @@ averaging the model changes weighted by data size (FedAvg, server lr 1).
 
 * ours: ``configs/mnist1d_fedavg_dirichlet.yaml`` with these overrides, the model changes sent with
   LASER (rank 4) over the AWGN channel at energy 100 (``clients.weighting=data_size``), in this
-  process with 1 and 2 torch threads (``--threads N``: only N). One ``Simulation`` per H, a warm-up
+  process with 1 and 2 torch threads (``--threads N``: only N), the clients one after another
+  (``clients.vectorize=loop``) and vmapped (``vmap``: one pass per batch shape, the shards being
+  unequal). One ``Simulation`` per H and variant, a warm-up
   of 3 rounds, then R rounds of ``Simulation.round`` timed (no evaluation). Its peak memory: a
   fresh process running the same rounds alone (``VmHWM``), with its rounds per second without Ray.
 * Flower (``flwr.simulation.run_simulation``, Ray backend, 1,000 supernodes, one CPU per client, so
@@ -72,8 +74,8 @@ def workload_overrides(num_clients: int, data_root: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ ours
-def ours_overrides(local_steps: int, data_root: str = DATA_ROOT) -> list[str]:
-    """The workload with LASER over AWGN, for ``local_steps`` H."""
+def ours_overrides(local_steps: int, data_root: str = DATA_ROOT, vectorize: str = "loop") -> list[str]:
+    """The workload with LASER over AWGN, for ``local_steps`` H, the clients looped or vmapped."""
     return [
         *workload_overrides(NUM_CLIENTS, data_root),
         f"clients.per_round={PER_ROUND}",
@@ -85,28 +87,30 @@ def ours_overrides(local_steps: int, data_root: str = DATA_ROOT) -> list[str]:
         "channel.name=awgn",
         "rounds=1000000",
         "eval_every=1000000",
+        f"clients.vectorize={vectorize}",
     ]
 
 
-def ours_config(local_steps: int):
-    return load_config(str(CONFIG), ours_overrides(local_steps))
+def ours_config(local_steps: int, vectorize: str = "loop"):
+    return load_config(str(CONFIG), ours_overrides(local_steps, vectorize=vectorize))
 
 
 class Ours:
-    """One Simulation per H, kept across the repeats (its rounds go on), warmed up once."""
+    """One Simulation per H and clients mode, kept across the repeats (its rounds go on), warmed up
+    once."""
 
     def __init__(self) -> None:
-        self.sims: dict[int, Simulation] = {}
+        self.sims: dict[tuple[int, str], Simulation] = {}
 
-    def rounds(self, rounds: int, threads: int, local_steps: int) -> dict[str, float]:
+    def rounds(self, rounds: int, threads: int, vectorize: str, local_steps: int) -> dict[str, object]:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            if local_steps not in self.sims:
-                self.sims[local_steps] = sim = Simulation(ours_config(local_steps))
+            if (local_steps, vectorize) not in self.sims:
+                self.sims[local_steps, vectorize] = sim = Simulation(ours_config(local_steps, vectorize))
                 for _ in range(WARMUP_ROUNDS):
                     sim.round()
-            sim = self.sims[local_steps]
+            sim = self.sims[local_steps, vectorize]
             start = time.perf_counter()
             for _ in range(rounds):
                 sim.round()
@@ -116,6 +120,7 @@ class Ours:
         return {
             "rounds": rounds,
             "threads": threads,
+            "vectorize": vectorize,
             "local_steps": local_steps,
             "loop_s": elapsed,
             "rounds_per_s": rounds / elapsed,
@@ -128,20 +133,20 @@ import torch
 from common import process_memory
 sys.path.insert(0, sys.argv[4])
 import flower
-threads, local_steps, rounds = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+threads, local_steps, rounds, vectorize = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[5]
 ours = flower.Ours()
-ours.rounds(1, threads, local_steps)  # set-up and warm-up
-row = ours.rounds(rounds, threads, local_steps)
+ours.rounds(1, threads, vectorize, local_steps)  # set-up and warm-up
+row = ours.rounds(rounds, threads, vectorize, local_steps)
 print(json.dumps({**row, "peak_bytes": process_memory("VmHWM:")}))
 """
 
 
-def ours_alone(rounds: int, threads: int, local_steps: int) -> dict:
+def ours_alone(rounds: int, variant: tuple[int, str], local_steps: int) -> dict:
     """Ours in a fresh process without Ray: rounds per second and the process's peak memory."""
     here = str(Path(__file__).resolve().parent)
-    return run_child(
-        _ALONE, str(threads), str(local_steps), str(rounds), here, what=f"ours alone, H={local_steps}"
-    )
+    threads, vectorize = variant
+    what = f"ours alone, H={local_steps}, {threads} threads, {vectorize}"
+    return run_child(_ALONE, str(threads), str(local_steps), str(rounds), here, vectorize, what=what)
 
 
 # ---------------------------------------------------------------------------------------- flower
@@ -180,7 +185,7 @@ def ray_resident_bytes() -> int:
     return total
 
 
-def run_flower(rounds: int, repeats: int, threads: list[int], ours: Ours) -> dict[str, object]:
+def run_flower(rounds: int, repeats: int, variants: list[tuple[int, str]], ours: Ours) -> dict[str, object]:
     """Ray start-up and a warm-up round per H, then ``repeats`` turns of (ours R rounds with each
     thread count, Flower R rounds) for each H."""
     try:
@@ -226,11 +231,12 @@ def run_flower(rounds: int, repeats: int, threads: list[int], ours: Ours) -> dic
             marks["warmup_end"] = time.perf_counter()
             for rep in range(repeats):
                 for h in LOCAL_STEPS:
-                    sides: list[int | str] = [*threads, "flower"]
+                    sides: list[tuple[int, str] | str] = [*variants, "flower"]
                     shift = rep % len(sides)
                     for side in sides[shift:] + sides[:shift]:
                         if side != "flower":
-                            run["ours"].append(ours.rounds(rounds, int(side), h))
+                            threads, vectorize = side  # type: ignore[misc]
+                            run["ours"].append(ours.rounds(rounds, threads, vectorize, h))
                         else:
                             elapsed = flower_rounds(rounds, h)
                             run["flower"].append(
@@ -287,35 +293,38 @@ def main(argv=None) -> dict:
     args = parse_args(__doc__.splitlines()[0], argv)
     rounds, repeats, startup_repeats = (3, 1, 1) if args.quick else (20, 3, 3)
     threads = [args.threads] if args.threads is not None else [1, 2]
+    variants = [(n, v) for v in ("loop", "vmap") for n in threads]
     torch.manual_seed(0)
     ours = Ours()
-    ours.rounds(1, threads[0], 1)  # the first call also writes the MNIST-1D cache if it is missing
-    alone = {(n, h): ours_alone(rounds, n, h) for h in LOCAL_STEPS for n in threads}
+    ours.rounds(1, threads[0], "loop", 1)  # the first call also writes the MNIST-1D cache if it is missing
+    alone = {(v, h): ours_alone(rounds, v, h) for h in LOCAL_STEPS for v in variants}
     startup = {
         "ours": startup_seconds("import torch, federated.train", startup_repeats),
         "flower": startup_seconds(
             "import torch, ray, flwr.simulation, flwr.serverapp, flwr.clientapp", startup_repeats
         ),
     }
-    flower = run_flower(rounds, repeats, threads, ours)
+    flower = run_flower(rounds, repeats, variants, ours)
     flower_memory = (flower.get("driver_peak_bytes") or 0) + (flower.get("ray_resident_bytes") or 0)
 
     results = []
     for h in LOCAL_STEPS:
         flower_rate = median_of(flower["flower"], "rounds_per_s", local_steps=h)
-        for n in threads:
-            rate = median_of(flower["ours"], "rounds_per_s", threads=n, local_steps=h)
+        for n, v in variants:
+            rate = median_of(flower["ours"], "rounds_per_s", threads=n, vectorize=v, local_steps=h)
+            mine = alone[(n, v), h]
             results.append(
                 {
                     "local_steps": h,
                     "threads": n,
+                    "vectorize": v,
                     "ours_rounds_per_s": rate,
-                    "ours_alone_rounds_per_s": alone[n, h]["rounds_per_s"],
-                    "ours_peak_bytes": alone[n, h]["peak_bytes"],
+                    "ours_alone_rounds_per_s": mine["rounds_per_s"],
+                    "ours_peak_bytes": mine["peak_bytes"],
                     "flower_rounds_per_s": flower_rate,
                     "flower_memory_bytes": flower_memory or None,
                     "ratio": rate / flower_rate if rate and flower_rate else None,
-                    "ratio_alone": alone[n, h]["rounds_per_s"] / flower_rate if flower_rate else None,
+                    "ratio_alone": mine["rounds_per_s"] / flower_rate if flower_rate else None,
                     "flower_round_ms": 1e3 / flower_rate if flower_rate else None,
                     "ours_round_ms": 1e3 / rate if rate else None,
                 }
@@ -324,6 +333,7 @@ def main(argv=None) -> dict:
         [
             "H",
             "threads",
+            "clients",
             "ours rounds/s",
             "ours alone",
             "ours peak MiB",
@@ -335,6 +345,7 @@ def main(argv=None) -> dict:
             [
                 r["local_steps"],
                 r["threads"],
+                r["vectorize"],
                 r["ours_rounds_per_s"],
                 r["ours_alone_rounds_per_s"],
                 r["ours_peak_bytes"] / 2**20,
@@ -367,12 +378,13 @@ def main(argv=None) -> dict:
             "warmup_rounds_ours": WARMUP_ROUNDS,
             "lr": LR,
             "ours": "LASER rank 4 over AWGN, energy 100, clients.weighting=data_size",
+            "ours_variants": [{"threads": n, "vectorize": v} for n, v in variants],
             "flower": "FedAvg, fraction_train 0.01, fraction_evaluate 0, 2 Ray actors x 1 torch thread",
         },
         "versions": _versions(),
         "results": results,
         "ours_interleaved": flower["ours"],
-        "ours_alone": [{**v, "threads": n, "local_steps": h} for (n, h), v in alone.items()],
+        "ours_alone": [{**row, "local_steps": h} for (_, h), row in alone.items()],
         "flower_runs": flower["flower"],
         "process_startup_s": startup,
         "flower_warmup_round_s": flower.get("warmup_round_s"),

@@ -317,7 +317,8 @@ BENCHMARKS = "benchmarks"  # docs/data/benchmarks/<table>.json: a benchmark's JS
 @dataclass(frozen=True)
 class BenchColumn:
     """A column of a benchmark table: ``key`` of each result row, shown as ``style``: ``int``, ``f1``,
-    ``f2``, ``f3`` (decimals), ``x`` (a ratio, 2 decimals and a times sign) or ``mib`` (bytes in MiB)."""
+    ``f2``, ``f3`` (decimals), ``x`` (a ratio, 2 decimals and a times sign), ``mib`` (bytes in MiB) or
+    ``text`` (as it is)."""
 
     header: str
     key: str
@@ -366,6 +367,60 @@ BENCH_TABLES = {
             ),
         ),
         BenchTable(
+            name="overhead",
+            files=("docs/performance.md",),
+            caption=(
+                "A round's time over its clients' own work alone: `round` is `Simulation.round` without "
+                "evaluation, `clients` the 16 clients' `Simulation.clients.update` alone (FedSGD: one forward "
+                "and backward pass each; FedAvg: 5 local SGD steps each), timed in turns on one simulation "
+                "(median of 15). The stages (medians of 15 more rounds, a timer around each): `clients` the "
+                "local updates less the encoding inside them, `encode` the compressor's client side, "
+                "`uplink` the channel and the decoding, `server` the optimizer's step, `rest` who takes "
+                "part, the training loss and the record."
+            ),
+            columns=(
+                BenchColumn("task", "task", "text"),
+                BenchColumn("regime", "regime", "text"),
+                BenchColumn("method", "method", "text"),
+                BenchColumn("channel", "channel", "text"),
+                BenchColumn("round (ms)", "round_median_ms", "f1"),
+                BenchColumn("clients alone (ms)", "clients_median_ms", "f1"),
+                BenchColumn("overhead", "overhead", "x"),
+                BenchColumn("stage: clients (ms)", "stage_clients_ms", "f1"),
+                BenchColumn("encode (ms)", "stage_encode_ms", "f2"),
+                BenchColumn("uplink (ms)", "stage_uplink_ms", "f2"),
+                BenchColumn("server (ms)", "stage_server_ms", "f2"),
+                BenchColumn("rest (ms)", "stage_rest_ms", "f2"),
+            ),
+            command="python benchmarks/overhead.py --threads 1 --json docs/data/benchmarks/overhead.json",
+        ),
+        BenchTable(
+            name="flower",
+            files=("docs/performance.md",),
+            caption=(
+                "The cross-device workload: FedAvg, 10 of 1,000 clients a round, Dirichlet(0.3) shards of "
+                "100,000 MNIST-1D samples, H local SGD steps (batch 32, lr 0.1) on the 1-D CNN; ours LASER "
+                "over AWGN, its clients one after another (`loop`) or vmapped (`vmap`), Flower 1.42 plain "
+                "FedAvg on Ray (2 actors x 1 torch thread). Rounds per second "
+                "over 20 rounds after a warm-up, median of 3; `in turns`: ours and Flower alternating in one "
+                "process while Ray is up; `alone`: ours in a fresh process without Ray. Memory: ours the "
+                "process's peak resident set; Flower the driver's peak plus Ray's processes' resident sets."
+            ),
+            columns=(
+                BenchColumn("H", "local_steps", "int"),
+                BenchColumn("our threads", "threads", "int"),
+                BenchColumn("our clients", "vectorize", "text"),
+                BenchColumn("ours rounds/s (in turns)", "ours_rounds_per_s", "f2"),
+                BenchColumn("ours rounds/s (alone)", "ours_alone_rounds_per_s", "f2"),
+                BenchColumn("Flower rounds/s", "flower_rounds_per_s", "f2"),
+                BenchColumn("ours / Flower (in turns)", "ratio", "x"),
+                BenchColumn("ours / Flower (alone)", "ratio_alone", "x"),
+                BenchColumn("ours peak (MiB)", "ours_peak_bytes", "mib"),
+                BenchColumn("Flower + Ray (MiB)", "flower_memory_bytes", "mib"),
+            ),
+            command="python benchmarks/flower.py --json docs/data/benchmarks/flower.json",
+        ),
+        BenchTable(
             name="local_training_vmap",
             files=("docs/performance.md",),
             caption=(
@@ -389,6 +444,8 @@ BENCH_TABLES = {
 
 
 def _bench_cell(value: object, style: str) -> str:
+    if style == "text":
+        return "–" if value is None else str(value)
     if not _number(value):
         return "–"
     if style == "int":
