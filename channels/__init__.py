@@ -30,6 +30,7 @@ from channels.budget import db_to_linear, energy_for_snr_db, snr_db_for_energy
 from channels.digital import DigitalRound, bit_limit, digital_link, shannon_rate, uses_for_bits
 from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFading, TDLFading
 from channels.fading_channel import BlocksOutput, ChannelOutput, ChannelState, FadingChannel, SignalBlocks
+from channels.link_budget import LinkBudget, dbm_to_watts, watts_to_dbm
 from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
 
 __all__ = [
@@ -63,4 +64,7 @@ __all__ = [
     "shannon_rate",
     "bit_limit",
     "uses_for_bits",
+    "LinkBudget",
+    "dbm_to_watts",
+    "watts_to_dbm",
 ]

@@ -92,10 +92,7 @@ class Precoded:
             return self.blocks.norms()[clients]
         pairs = torch.view_as_real(inverted)  # [c, S, 2], a view
         return torch.stack(
-            [
-                torch.linalg.vector_norm(pairs[:, span].double(), dim=(1, 2))
-                for span in self.spans
-            ],
+            [torch.linalg.vector_norm(pairs[:, span].double(), dim=(1, 2)) for span in self.spans],
             1,
         )
 
