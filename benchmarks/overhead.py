@@ -10,7 +10,9 @@ SGD steps (regime ``fedavg_h5``). The same batches are drawn in both.
 The profile: after the timed turns, the same number of rounds again with a timer around each stage
 of the round (who takes part, the local updates with the encoding inside them, the uplink with the
 decoding, the server's step, the record; ``_encode`` is the compressor's share of the local
-updates), their medians in the JSON (``stages_ms``) and ``stage_*_ms`` columns.
+updates), each stage's median over those rounds in the JSON (``stages_ms``; ``clients``: the local
+updates less the encoding, ``rest``: the round less its timed stages, both per round) and the
+``stage_*_ms`` columns. Medians of parts do not add up to the median round exactly.
 
     python benchmarks/overhead.py [--quick] [--json PATH] [--device cuda] [--tasks mnist1d_cnn]
 """
@@ -68,11 +70,19 @@ def stage_profile(sim, rounds: itertools.count, repeats: int, sync) -> dict[str,
             sim.round(next(rounds))
             if sync is not None:
                 sync()
-            samples.append({**spent, "round": time.perf_counter() - start})
+            sample = {name: spent.get(name, 0.0) for name in STAGES}
+            sample["round"] = time.perf_counter() - start
+            # per round, so that each is >= 0: the clients' work inside the round (the local updates
+            # less their encoding) and the rest (who takes part, the training loss, the record)
+            sample["clients"] = sample["local_updates"] - sample["_encode"]
+            sample["rest"] = sample["round"] - sum(
+                sample[n] for n in ("local_updates", "_uplink", "_server_step")
+            )
+            samples.append(sample)
     finally:
         for name, call in originals.items():
             setattr(sim, name, call)  # the bound method (or the instance's own, local_updates) again
-    return {name: 1e3 * statistics.median(s.get(name, 0.0) for s in samples) for name in (*STAGES, "round")}
+    return {name: 1e3 * statistics.median(s[name] for s in samples) for name in samples[0]}
 
 
 def measure(
@@ -110,7 +120,6 @@ def measure(
     )
     stats = {name: summarize(samples) for name, samples in times.items()}
     stages = stage_profile(sim, rounds, repeats, sync)
-    local = stages["local_updates"] - stages["_encode"]  # the clients' work inside the round
     return {
         "task": task,
         "regime": regime,
@@ -125,14 +134,11 @@ def measure(
         "clients_median_ms": stats["clients"]["median"],
         "overhead": stats["round"]["median"] / stats["clients"]["median"],
         "stages_ms": stages,
-        "stage_clients_ms": local,
+        "stage_clients_ms": stages["clients"],
         "stage_encode_ms": stages["_encode"],
         "stage_uplink_ms": stages["_uplink"],
         "stage_server_ms": stages["_server_step"],
-        "stage_rest_ms": stages["round"]
-        - stages["local_updates"]
-        - stages["_uplink"]
-        - stages["_server_step"],
+        "stage_rest_ms": stages["rest"],
     }
 
 
