@@ -371,9 +371,10 @@ BENCH_TABLES = {
             files=("docs/performance.md",),
             caption=(
                 "A round's time over its clients' own work alone: `round` is `Simulation.round` without "
-                "evaluation, `clients` the 16 clients' `Simulation.clients.update` alone (FedSGD: one forward "
-                "and backward pass each; FedAvg: 5 local SGD steps each), timed in turns on one simulation "
-                "(median of 15). The stages (medians of 15 more rounds, a timer around each): `clients` the "
+                "evaluation, `clients` the 16 clients' `Simulation.clients.update` alone (FedSGD: one "
+                "forward and backward pass each; FedAvg: 5 local SGD steps each), timed in turns on one "
+                "simulation "
+                "(median of 25). The stages (medians of 25 more rounds, a timer around each): `clients` the "
                 "local updates less the encoding inside them, `encode` the compressor's client side, "
                 "`uplink` the channel and the decoding, `server` the optimizer's step, `rest` who takes "
                 "part, the training loss and the record."
@@ -392,7 +393,10 @@ BENCH_TABLES = {
                 BenchColumn("server (ms)", "stage_server_ms", "f2"),
                 BenchColumn("rest (ms)", "stage_rest_ms", "f2"),
             ),
-            command="python benchmarks/overhead.py --threads 1 --json docs/data/benchmarks/overhead.json",
+            command=(
+                "python benchmarks/overhead.py --threads 1 --repeats 25 "
+                "--json docs/data/benchmarks/overhead.json"
+            ),
         ),
         BenchTable(
             name="flower",

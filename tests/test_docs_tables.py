@@ -574,6 +574,7 @@ BENCH = T.BenchTable(
         T.BenchColumn("round (s)", "round_s", "f3"),
         T.BenchColumn("peak (MiB)", "peak_bytes", "mib"),
         T.BenchColumn("vs first", "ratio", "x"),
+        T.BenchColumn("method", "method", "text"),
     ),
     command="python benchmarks/bench.py --json docs/data/benchmarks/bench.json",
 )
@@ -587,8 +588,8 @@ BENCH_JSON = {
         "loadavg_1m_at_start": 0.25,
     },
     "results": [
-        {"clients": 100, "round_s": 0.5, "peak_bytes": 400 * 2**20, "ratio": 1.0},
-        {"clients": 100000, "round_s": 0.51234, "peak_bytes": 401 * 2**20, "ratio": 1.02468},
+        {"clients": 100, "round_s": 0.5, "peak_bytes": 400 * 2**20, "ratio": 1.0, "method": "laser"},
+        {"clients": 100000, "round_s": 0.51234, "peak_bytes": 401 * 2**20, "ratio": 1.02468, "method": None},
     ],
     "command": "python benchmarks/bench.py --json docs/data/benchmarks/bench.json",
     "code": {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": []},
@@ -609,7 +610,7 @@ def test_a_benchmark_table_is_written_from_its_json_and_checked(tmp_path):
     texts, written, no_data = T.expected_files(tmp_path, data, {}, {"bench": BENCH})
     assert written == {page: ["bench"]} and no_data == []
     body = T.region(texts[page], "bench")
-    assert "| 100,000 | 0.512 | 401 | 1.02x |" in body and "| 100 | 0.500 | 400 | 1.00x |" in body
+    assert "| 100,000 | 0.512 | 401 | 1.02x | – |" in body and "| 100 | 0.500 | 400 | 1.00x | laser |" in body
     assert (
         "made by `python benchmarks/bench.py --json docs/data/benchmarks/bench.json` at commit 0123456"
         in body
