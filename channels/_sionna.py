@@ -15,13 +15,15 @@ imports it inside :func:`torch.random.fork_rng`, so the global generators are as
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 
 import torch
 
-__all__ = ["sionna_args", "import_sionna", "sionna_channel", "generator_block"]
+__all__ = ["sionna_args", "import_sionna", "sionna_channel", "generator_block", "sionna_draws_from"]
 
 # our name of a Sionna block -> (the module that defines it, its name there)
 _BLOCKS = {
@@ -65,6 +67,41 @@ def import_sionna(module: str) -> ModuleType:
 def sionna_channel() -> ModuleType:
     """``sionna.phy.channel``, imported on the first call (later calls find it in ``sys.modules``)."""
     return import_sionna("sionna.phy.channel")
+
+
+@contextlib.contextmanager
+def sionna_draws_from(generator: torch.Generator) -> Iterator[torch.Generator]:
+    """Within the block, every draw Sionna makes on ``generator``'s device comes from ``generator``:
+    ``sionna.phy.config.torch_rng(device)`` returns it, and with it every block's ``torch_rng`` and
+    the topology helpers and LOS draws that call the config directly (which a block subclass, see
+    :func:`generator_block`, would miss). Sionna's own generator for the device and torch's global
+    generators are neither used nor changed (``config.seed`` would reseed torch's). Eager mode only;
+    not thread-safe.
+
+    >>> config = import_sionna("sionna.phy").config
+    >>> mine = torch.Generator().manual_seed(0)
+    >>> with sionna_draws_from(mine):
+    ...     config.torch_rng("cpu") is mine
+    True
+    >>> config.torch_rng("cpu") is mine
+    False
+    """
+    config = import_sionna("sionna.phy").config
+    device = generator.device
+    if device.type == "cuda" and device.index is None:  # Sionna names devices "cuda:N"
+        device = torch.device("cuda", torch.cuda.current_device())
+    key = str(device)
+    missing = object()
+    saved = config._torch_rngs.get(key, missing)
+    config._torch_rngs[key] = generator
+    try:
+        yield generator
+    finally:
+        rngs = config._torch_rngs  # read again: setting config.seed meanwhile replaces the dict
+        if saved is missing:
+            rngs.pop(key, None)
+        else:
+            rngs[key] = saved
 
 
 class _ExplicitGenerator:
