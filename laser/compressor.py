@@ -193,9 +193,9 @@ class CompressorClient(ABC):
         if self.check_finite and not _norms_finite(grads):
             # a non-finite norm is NaN or inf entries, or finite ones whose squares overflow: settled
             # entry by entry
-            finite = torch.stack([g.isfinite().all() for g in grads]).cpu()
-            if not bool(finite.all()):
-                bad = int((~finite).nonzero()[0, 0])
+            finite = [bool(g.isfinite().all()) for g in grads]  # (tensors on any devices)
+            if not all(finite):
+                bad = finite.index(False)
                 raise NonFiniteGradientError(
                     f"grads[{bad}] is not finite (NaN or inf); refused before it reaches the error-feedback "
                     "memory or the shared state (check_finite=False skips this check)"
