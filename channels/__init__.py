@@ -31,8 +31,8 @@ from channels.digital import DigitalRound, bit_limit, digital_link, shannon_rate
 from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFading, TDLFading
 from channels.fading_channel import BlocksOutput, ChannelOutput, ChannelState, FadingChannel, SignalBlocks
 from channels.link_budget import LinkBudget, dbm_to_watts, watts_to_dbm
-from channels.scenarios import SCENARIOS, Drop, drop_clients
 from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
+from channels.scenarios import SCENARIOS, Drop, drop_clients
 
 __all__ = [
     "AWGNChannel",
