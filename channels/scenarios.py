@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from channels._checks import check_count
 from channels._sionna import import_sionna, sionna_draws_from
 
 __all__ = ["SCENARIOS", "Drop", "drop_clients"]
@@ -79,11 +80,25 @@ class Drop:
         return cls(**state)
 
 
+def omni_element(carrier_frequency_hz: float) -> Any:
+    """One vertically polarised omnidirectional element (Sionna's ``PanelArray`` of one element, CPU,
+    float64): the antenna at each end of a drop's link, so the coupling loss has no antenna gain."""
+    return import_sionna("sionna.phy.channel.tr38901").PanelArray(
+        num_rows_per_panel=1,
+        num_cols_per_panel=1,
+        polarization="single",
+        polarization_type="V",
+        antenna_pattern="omni",
+        carrier_frequency=carrier_frequency_hz,
+        precision="double",
+        device="cpu",
+    )
+
+
 def _check(scenario: object, num_clients: object, generator: object, carrier_frequency_hz: object) -> None:
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario = {scenario!r} is not a 3GPP scenario here; expected one of {SCENARIOS}")
-    if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 1:
-        raise ValueError(f"num_clients must be an integer >= 1, got {num_clients!r}")
+    check_count(num_clients, "num_clients")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
         raise ValueError(
             f"generator must be a CPU torch.Generator (drops are drawn on the CPU, the same on any "
@@ -120,31 +135,21 @@ def drop_clients(
     _check(scenario, num_clients, generator, carrier_frequency_hz)
     channel = import_sionna("sionna.phy.channel")
     tr38901 = import_sionna("sionna.phy.channel.tr38901")
-    options = {"precision": "double", "device": "cpu"}
-
-    def element() -> Any:
-        return tr38901.PanelArray(
-            num_rows_per_panel=1,
-            num_cols_per_panel=1,
-            polarization="single",
-            polarization_type="V",
-            antenna_pattern="omni",
-            carrier_frequency=carrier_frequency_hz,
-            **options,
-        )
+    options = {"precision": "double", "device": "cpu"}  # as omni_element's
 
     common = {"enable_shadow_fading": shadowing, **options}
     with sionna_draws_from(generator):
         topology = list(channel.gen_single_sector_topology(1, num_clients, scenario, **options))
         if indoor is not None:
             topology[5] = torch.full((1, num_clients), indoor, dtype=torch.bool)
+        ut, bs = omni_element(carrier_frequency_hz), omni_element(carrier_frequency_hz)
         extra: dict[str, Any] = {}
         if scenario == "umi":
-            model = tr38901.UMiScenario(carrier_frequency_hz, "low", element(), element(), "uplink", **common)
+            model = tr38901.UMiScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
         elif scenario == "uma":
-            model = tr38901.UMaScenario(carrier_frequency_hz, "low", element(), element(), "uplink", **common)
+            model = tr38901.UMaScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
         else:
-            model = tr38901.RMaScenario(carrier_frequency_hz, element(), element(), "uplink", **common)
+            model = tr38901.RMaScenario(carrier_frequency_hz, ut, bs, "uplink", **common)
             extra["in_car"] = torch.zeros(1, num_clients, dtype=torch.bool)  # pedestrians
         model.set_topology(*topology, los=los, **extra)
         lsp_generator = tr38901.LSPGenerator(model)

@@ -196,17 +196,23 @@ class VectorizedClients:
             grad_and_value(client_loss, argnums=0), in_dims=(0, None, 0, 0), chunk_size=chunk_size
         )
 
+    def _current(self, what: str) -> tuple[list[str], dict[str, Tensor], dict[str, Tensor]]:
+        """The model's parameter names, its parameters and buffers as they are now (detached); a
+        ``ValueError`` saying why the clients' ``what`` cannot be vmapped for a model that is not
+        supported (checked at every call)."""
+        supported, reason = vmap_supported(self.model)
+        if not supported:
+            raise ValueError(f"the clients' {what} of this model cannot be vmapped: {reason}")
+        params = {name: p.detach() for name, p in self.model.named_parameters()}
+        buffers = {name: b.detach() for name, b in self.model.named_buffers()}
+        return list(params), params, buffers
+
     def __call__(self, xs: Tensor, ys: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         if xs.shape[0] != ys.shape[0]:
             raise ValueError(
                 f"xs and ys must stack the same number of clients, not {xs.shape[0]} and {ys.shape[0]}"
             )
-        supported, reason = vmap_supported(self.model)
-        if not supported:
-            raise ValueError(f"the clients' gradients of this model cannot be vmapped: {reason}")
-        names = [name for name, _ in self.model.named_parameters()]
-        params = {name: p.detach() for name, p in self.model.named_parameters()}
-        buffers = {name: b.detach() for name, b in self.model.named_buffers()}
+        names, params, buffers = self._current("gradients")
         grads, losses = self._vmapped(params, buffers, xs, ys)
         return losses, tuple(grads[name] for name in names)
 
@@ -256,12 +262,7 @@ class VectorizedClients:
         """
         if not batches:
             raise ValueError("accumulate needs at least one micro-batch")
-        supported, reason = vmap_supported(self.model)
-        if not supported:
-            raise ValueError(f"the clients' gradients of this model cannot be vmapped: {reason}")
-        names = [name for name, _ in self.model.named_parameters()]
-        params = {name: p.detach() for name, p in self.model.named_parameters()}
-        buffers = {name: b.detach() for name, b in self.model.named_buffers()}
+        names, params, buffers = self._current("gradients")
         total: Tensor | None = None
         grads: tuple[Tensor, ...] | None = None
         for batch in batches:
@@ -305,14 +306,9 @@ class VectorizedClients:
             raise ValueError("local_train needs at least one step, each with at least one micro-batch")
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', not {optimizer!r}")
-        supported, reason = vmap_supported(self.model)
-        if not supported:
-            raise ValueError(f"the clients' local training of this model cannot be vmapped: {reason}")
+        names, start, buffers = self._current("local training")
         count = _count(steps[0][0])
-        names = [name for name, _ in self.model.named_parameters()]
-        start = {name: p.detach() for name, p in self.model.named_parameters()}
         params = {name: p.expand(count, *p.shape).clone() for name, p in start.items()}
-        buffers = {name: b.detach() for name, b in self.model.named_buffers()}
         # the optimizer's state, [K, *p.shape] each, made when the optimizer needs it (plain SGD: none)
         first: dict[str, Tensor] = {}  # momentum buffer, Adam's m
         second: dict[str, Tensor] = {}  # Adam's v

@@ -8,32 +8,20 @@ import torch
 
 from channels._sionna import import_sionna
 from channels.fading import umi_path_loss_db
+from channels.scenarios import omni_element
 
 CARRIER_HZ = 3.5e9
 BS_HEIGHT_M, UT_HEIGHT_M = 10.0, 1.5
 
 
 def _sionna_basic_path_loss(distances: torch.Tensor, los: bool) -> torch.Tensor:
-    tr38901 = import_sionna("sionna.phy.channel.tr38901")  # torch's global generators left as they are
-    PanelArray, UMiScenario = tr38901.PanelArray, tr38901.UMiScenario  # noqa: N806 (Sionna's classes)
-
-    def array():
-        return PanelArray(
-            num_rows_per_panel=1,
-            num_cols_per_panel=1,
-            polarization="single",
-            polarization_type="V",
-            antenna_pattern="omni",
-            carrier_frequency=CARRIER_HZ,
-            precision="double",
-            device="cpu",
-        )
+    UMiScenario = import_sionna("sionna.phy.channel.tr38901").UMiScenario  # noqa: N806 (Sionna's class)
 
     scenario = UMiScenario(
         CARRIER_HZ,
         "low",
-        ut_array=array(),
-        bs_array=array(),
+        ut_array=omni_element(CARRIER_HZ),
+        bs_array=omni_element(CARRIER_HZ),
         direction="uplink",
         enable_shadow_fading=False,
         precision="double",
