@@ -32,7 +32,7 @@ from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFadin
 from channels.fading_channel import BlocksOutput, ChannelOutput, ChannelState, FadingChannel, SignalBlocks
 from channels.link_budget import LinkBudget, dbm_to_watts, watts_to_dbm
 from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
-from channels.scenarios import SCENARIOS, Drop, drop_clients
+from channels.scenarios import SCENARIOS, Drop, DropGains, drop_clients, open_loop_power_dbm
 
 __all__ = [
     "AWGNChannel",
@@ -70,5 +70,7 @@ __all__ = [
     "watts_to_dbm",
     "SCENARIOS",
     "Drop",
+    "DropGains",
     "drop_clients",
+    "open_loop_power_dbm",
 ]

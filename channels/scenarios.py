@@ -31,12 +31,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from channels._checks import check_count
 from channels._sionna import import_sionna, sionna_draws_from
 
-__all__ = ["SCENARIOS", "Drop", "drop_clients"]
+__all__ = ["SCENARIOS", "Drop", "DropGains", "drop_clients", "open_loop_power_dbm"]
 
 SCENARIOS = ("umi", "uma", "rma")
 
@@ -167,3 +167,69 @@ def drop_clients(
         path_loss_db=lsp.pathloss[0, 0].clone(),
         shadowing_db=shadow.clone(),
     )
+
+
+def open_loop_power_dbm(
+    coupling_loss_db: Tensor,
+    resource_blocks: int,
+    *,
+    alpha: float,
+    p0_dbm: float,
+    max_dbm: float,
+) -> Tensor:
+    """Each client's transmit power in dBm under 3GPP open-loop uplink power control (TS 38.213
+    section 7.1.1, through Sionna's ``open_loop_uplink_power_control``), over ``resource_blocks``
+    allocated resource blocks:
+
+        P_k = min(P0 + alpha PL_k + 10 log10 M_RB, P_max)        dBm,
+
+    with PL_k the coupling loss (the loss the client measures on the downlink's reference signals:
+    path loss, penetration and shadowing). With alpha = 1 below P_max the base station receives P0
+    per resource block from every client; alpha < 1 compensates only part of the loss, so a farther
+    client arrives weaker (fractional power control: less interference to other cells, less power
+    spent at the cell edge).
+
+    >>> caps = open_loop_power_dbm(torch.tensor([100.0, 140.0]), 51, alpha=1.0, p0_dbm=-100.0, max_dbm=23.0)
+    >>> [round(float(p), 2) for p in caps]   # -100 + 100 + 10 log10(51); the far client at its maximum
+    [17.08, 23.0]
+    """
+    check_count(resource_blocks, "resource_blocks", minimum=1)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha = {alpha!r} is out of range; expected a number in [0, 1]")
+    loss = torch.as_tensor(coupling_loss_db, dtype=torch.float64).cpu()
+    sys = import_sionna("sionna.sys")
+    watts = sys.open_loop_uplink_power_control(
+        torch.pow(10.0, loss / 10),
+        torch.full(loss.shape, 12 * resource_blocks, dtype=torch.int64),
+        alpha=float(alpha),
+        p0_dbm=float(p0_dbm),
+        ut_max_power_dbm=float(max_dbm),
+        precision="double",
+    )
+    return 10 * torch.log10(watts.to(torch.float64).cpu()) + 30
+
+
+class DropGains(nn.Module):
+    """Fixed large-scale power gains, one per client of a run (a drop's), as a
+    :class:`~channels.FadingChannel`'s ``path_loss``: called with the run's K and a generator it
+    returns them (on the generator's device) and draws nothing.
+
+    >>> gains = DropGains(torch.tensor([2.0, 0.5]))
+    >>> gains(2, torch.Generator()).tolist()
+    [2.0, 0.5]
+    """
+
+    def __init__(self, gains: Tensor) -> None:
+        super().__init__()
+        gains = torch.as_tensor(gains, dtype=torch.float64)
+        if gains.dim() != 1 or not bool((torch.isfinite(gains) & (gains > 0)).all()):
+            raise ValueError("gains must be a [K] tensor of finite numbers > 0")
+        self.gains = gains.clone()
+
+    def forward(self, num_clients: int, generator: torch.Generator) -> Tensor:
+        """The gains, for the run's ``num_clients`` (their number: anything else is refused)."""
+        if num_clients != len(self.gains):
+            raise ValueError(
+                f"num_clients = {num_clients}, but these gains are the {len(self.gains)} of a drop"
+            )
+        return self.gains.to(generator.device)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from channels import FadingChannel
 from channels.antennas import ReceiveArray
@@ -110,6 +111,7 @@ class Streams:
     # the compressor server's identity (its clients' sides record it): the same run, the same identity,
     # so an interrupted run's checkpoints equal an uninterrupted one's; it draws no random numbers
     identity: int
+    topology: int  # where the clients are and their large-scale parameters (channel.scenario)
 
 
 def split_seed(seed: int) -> Streams:
@@ -118,7 +120,7 @@ def split_seed(seed: int) -> Streams:
     >>> split_seed(0) == split_seed(0), split_seed(0).data != split_seed(1).data
     (True, True)
     """
-    children = np.random.SeedSequence(seed).spawn(10)  # appending a stream keeps the earlier ones
+    children = np.random.SeedSequence(seed).spawn(11)  # appending a stream keeps the earlier ones
     return Streams(*(int(c.generate_state(1, np.uint64)[0] >> 1) for c in children))
 
 
@@ -128,10 +130,13 @@ def build_compressor(config: CompressorConfig, seed: int) -> Compressor:
     return WarmUp(method, config.warmup_rounds) if config.warmup_rounds > 0 else method
 
 
-def build_channel(config: ChannelConfig, seed: int, device: torch.device) -> FadingChannel:
+def build_channel(
+    config: ChannelConfig, seed: int, device: torch.device, large_scale: nn.Module | None = None
+) -> FadingChannel:
     """The uplink channel: fading model, power-control policy, path loss, noise and receive antennas
-    (with their beamformer) of ``config``."""
-    path_loss = None
+    (with their beamformer) of ``config``; ``large_scale``: the clients' fixed large-scale gains in
+    physical units (:class:`federated.units.PhysicalUnits`), in place of ``channel.path_loss``."""
+    path_loss = large_scale
     if config.path_loss != "none":
         path_loss = PathLoss(
             config.path_loss,

@@ -103,6 +103,22 @@ class History:
                 "active_clients_mean": _mean_tail([r["active_clients"] for r in self.rounds], tail=None),
             }
         )
+        if self.rounds and "air_time_s" in self.rounds[0]:  # physical units (channel.scenario)
+            joules = sum(r["energy_j_mean"] for r in self.rounds)
+            air_time = sum(r["air_time_s"] for r in self.rounds)
+            self.summary.update(
+                {
+                    "air_time_s_total": air_time,
+                    "energy_j_total": sum(r["energy_j_max"] for r in self.rounds),
+                    "energy_j_mean_total": joules,
+                    "tx_power_dbm_mean": 10 * math.log10(joules / air_time) + 30 if joules > 0 else None,
+                    "rx_snr_db_mean": _mean_tail([r["rx_snr_db"] for r in self.rounds], tail=None),
+                }
+            )
+        snrs = [(r["snr_per_use_db"], r["channel_uses"]) for r in self.rounds if "snr_per_use_db" in r]
+        if snrs and len(snrs) == len(self.rounds):  # the budget over the mean channel uses of a round
+            budget = sum(10 ** (s / 10) * uses for s, uses in snrs)
+            self.summary["snr_per_use_db"] = 10 * math.log10(budget / sum(uses for _, uses in snrs))
         if self.rounds and "bits_mean" in self.rounds[0]:  # digital compressors
             self.summary["bits_per_client_mean"] = _mean_tail(
                 [r["bits_mean"] for r in self.rounds], tail=None
@@ -138,6 +154,12 @@ SUMMARY_FIELDS: dict[str, str] = {
     "noise_var_mean": "noise variance per decoded entry, mean over rounds",
     "active_clients_mean": "clients heard per round, mean over rounds",
     "bits_per_client_mean": "bits per client per round, mean over rounds",
+    "air_time_s_total": "air time per round",
+    "energy_j_total": "energy per round, highest-spending client",
+    "energy_j_mean_total": "energy per round, mean over clients",
+    "tx_power_dbm_mean": "transmit power over the air time, mean over clients",
+    "rx_snr_db_mean": "received SNR per use at the power cap, mean over clients",
+    "snr_per_use_db": "SNR per channel use (budget over a round's mean uses)",
     "participation": "rounds each client took part in",
     "resumed_from_round": "resumed from round",
     "status": "status",
@@ -154,6 +176,11 @@ ENERGY_NOTE = (
     "energy: in units of the channel's noise_var per real channel use (E = 100 is 100 times the noise "
     "energy of one real use; with noise_var 1, the LASER paper's power P)"
 )
+PHYSICAL_ENERGY_NOTE = (
+    "energy: in physical units (channel.scenario) the noise_var units count channel uses at the client's "
+    "power cap (a client at its cap for a whole round spends the round's real channel uses); energy_j_* "
+    "are the same energies in joules (docs/physics.md, section 13)"
+)
 # each number's unit in the table (keys left out: counts, ratios and texts)
 SUMMARY_UNITS: dict[str, str] = {
     **dict.fromkeys(
@@ -166,10 +193,23 @@ SUMMARY_UNITS: dict[str, str] = {
     "noise_var_mean": "(decoded value)^2",
     "active_clients_mean": "clients",
     "bits_per_client_mean": "bits",
+    "air_time_s_total": "s",
+    "energy_j_total": "J",
+    "energy_j_mean_total": "J",
+    "tx_power_dbm_mean": "dBm",
+    "rx_snr_db_mean": "dB",
+    "snr_per_use_db": "dB",
     "participation": "rounds",
     "wall_time_s": "s",
 }
-PER_ROUND = ("energy_per_client_total", "energy_per_client_mean_total", "channel_uses_total")
+PER_ROUND = (
+    "energy_per_client_total",
+    "energy_per_client_mean_total",
+    "channel_uses_total",
+    "air_time_s_total",
+    "energy_j_total",
+    "energy_j_mean_total",
+)
 ENERGY = ("energy_per_client_total", "energy_per_client_mean_total")
 
 
@@ -255,6 +295,8 @@ def format_summary(
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     notes = [ENERGY_NOTE] if any(row[3] in ENERGY for row in rows) else []
+    if notes and "air_time_s_total" in summary:  # physical units: energies in cap-uses, and in joules
+        notes = [PHYSICAL_ENERGY_NOTE]
     if "channel_uses_total" in summary and (alternating := _alternating_uses(rounds)) is not None:
         notes.append(
             f"channel uses: {alternating}; the method alternates what it sends (LASER: one factor a round, "

@@ -26,6 +26,7 @@ from federated.downlink import NoisyDownlink
 from federated.history import History
 from federated.models import build_model
 from federated.optim import Preconditioner, StatisticPass, WeightEMA, build_optimizer, build_scheduler
+from federated.units import PhysicalUnits, snr_per_use_db
 from federated.vectorized import VectorizedClients, stack_batches, vmap_supported
 from laser import NonFiniteGradientError, NonFiniteNoiseError, PassOptions, RoundResult, transmit_blocks
 
@@ -229,7 +230,11 @@ class Simulation:
             ) from None
         self.compressor.server.identity = streams.identity >> 1  # the run's (see Streams.identity)
         # client sides are made on first use (laser.compressor.ClientSides), with the server's identity
-        self.channel = build_channel(config.channel, streams.channel, self.device)
+        # physical units: the clients' drop, the link budget and their power caps (federated.units)
+        self.units = PhysicalUnits(config, streams.topology) if config.channel.scenario != "none" else None
+        self.channel = build_channel(
+            config.channel, streams.channel, self.device, None if self.units is None else self.units.gains
+        )
         self.budget_scale = None
         if config.power.spread_db > 0:
             self.budget_scale = client_budget_scales(config.power.spread_db, num_clients, streams.budgets)
@@ -266,7 +271,8 @@ class Simulation:
         power = config.power
         self.options = PassOptions(
             energy=power.energy,
-            snr_db=power.snr_db,
+            # physical units: one unit of energy per channel use, the client's cap (federated.units)
+            snr_db=0.0 if self.units is not None else power.snr_db,
             allocation=power.allocation,
             keep_unheard=config.compressor.keep_unheard,
             processes=shard,
@@ -515,6 +521,12 @@ class Simulation:
             result if statistic is None else RoundResult(result.gradient, [*result.passes, *statistic.passes])
         )
         record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(passes)}
+        if self.units is not None:
+            record.update(self.units.record(passes, participants))
+        elif self.compressor.server.analog:
+            snr = snr_per_use_db(self.config, int(record["channel_uses"]))  # type: ignore[call-overload]
+            if snr is not None:
+                record["snr_per_use_db"] = snr
         if self.precond is not None:
             record["precond_mean"] = self.precond.mean_scale()
             if statistic is not None:

@@ -247,6 +247,7 @@ def _summarize(sim: Simulation, run: RunDirectory | None, started: float, **outc
         **outcome,
         **_participation(sim),
         **_machine(sim.config),
+        **({} if sim.units is None else {"cell": sim.units.summary()}),
         wall_time_s=round(time.perf_counter() - started, 3),
     )
     if run is not None:

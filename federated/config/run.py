@@ -18,7 +18,13 @@ from federated.config.learning import (
     OptimizerConfig,
     PrecondConfig,
 )
-from federated.config.wireless import ChannelConfig, CompressorConfig, DownlinkConfig, PowerConfig
+from federated.config.wireless import (
+    ANALOG_COMPRESSORS,
+    ChannelConfig,
+    CompressorConfig,
+    DownlinkConfig,
+    PowerConfig,
+)
 
 __all__ = ["Config"]
 
@@ -99,6 +105,23 @@ class Config:
             self.power.spread_db,
             f"0 for a digital compressor ({self.compressor.name}) at a fixed power.snr_db "
             "(heterogeneous budgets apply to energy budgets there)",
+        )
+        absolute = self.channel.scenario != "none"
+        _check(
+            absolute == (self.power.max_dbm is not None),
+            "power.max_dbm" if absolute else "channel.scenario",
+            self.power.max_dbm if absolute else self.channel.scenario,
+            f"a transmit power in dBm with channel.scenario = {self.channel.scenario} (and power.energy: "
+            "null)"
+            if absolute
+            else "umi, uma or rma with power.max_dbm (a transmit power needs a link budget)",
+        )
+        _check(
+            not absolute or self.compressor.analog,
+            "compressor.name",
+            self.compressor.name,
+            f"an analog method with channel.scenario = {self.channel.scenario} (digital links in physical "
+            "units are not modelled yet): " + ", ".join(ANALOG_COMPRESSORS),
         )
         clients, data = self.clients, self.data
         _check(

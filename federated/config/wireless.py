@@ -139,6 +139,14 @@ class ChannelConfig:
     # eigenvector of sum_k h_k h_k^H) or maxmin (maximises min_k |m^H h_k|^2); see channels.beamforming
     beamformer: Literal["matched", "eigen", "maxmin"] = "matched"
     correlation: float = 0.0  # rx_antennas > 1: exponential correlation rho of adjacent antennas, in [0, 1)
+    # physical units (docs/physics.md, "Physical units"): none keeps the normalised mode (energy over a
+    # noise variance of 1); umi, uma or rma drops the clients in one sector of that 3GPP TR 38.901
+    # scenario (Sionna) and takes the link budget below, with power.max_dbm as each client's power;
+    # the small-scale fading stays channel.name's
+    scenario: Literal["none", "umi", "uma", "rma"] = "none"
+    resource_blocks: int = 51  # scenario: resource blocks of 12 subcarriers (subcarrier_spacing_hz each)
+    noise_figure_db: float = 5.0  # scenario: the base station's noise figure (thermal noise -174 dBm/Hz)
+    pilot_symbols: int = 1  # scenario: OFDM symbols of a slot's 14 that carry pilots (DMRS), no data
 
     def __post_init__(self) -> None:
         _check(
@@ -196,6 +204,47 @@ class ChannelConfig:
             self.correlation,
             "a number in [0, 1) (exponential antenna correlation)",
         )
+        _check(
+            1 <= self.resource_blocks <= 275,
+            "resource_blocks",
+            self.resource_blocks,
+            "an integer in 1..275 (an NR carrier's resource blocks)",
+        )
+        _check(
+            math.isfinite(self.noise_figure_db) and 0 <= self.noise_figure_db <= 30,
+            "noise_figure_db",
+            self.noise_figure_db,
+            "a number of dB in [0, 30]",
+        )
+        _check(0 <= self.pilot_symbols <= 13, "pilot_symbols", self.pilot_symbols, "an integer in 0..13")
+        if self.scenario != "none":
+            _check(
+                self.subcarrier_spacing_hz in (15e3, 30e3, 60e3, 120e3, 240e3),
+                "subcarrier_spacing_hz",
+                self.subcarrier_spacing_hz,
+                "an NR subcarrier spacing with channel.scenario: 15e3, 30e3, 60e3, 120e3 or 240e3",
+            )
+            _check(
+                self.path_loss == "none",
+                "path_loss",
+                self.path_loss,
+                f"none with channel.scenario = {self.scenario} (the scenario's drop sets every client's "
+                "path loss; channel.path_loss is the normalised mode's, relative to a reference distance)",
+            )
+            _check(
+                self.name != "noiseless",
+                "name",
+                self.name,
+                f"awgn, rayleigh, rician or tdl with channel.scenario = {self.scenario} (a link budget "
+                "has thermal noise)",
+            )
+            _check(
+                self.noise_var == 1.0,
+                "noise_var",
+                self.noise_var,
+                f"1 (its default) with channel.scenario = {self.scenario}: the noise follows from the "
+                "link budget (channel.noise_figure_db, channel.resource_blocks)",
+            )
 
 
 @dataclass(frozen=True)
@@ -220,13 +269,20 @@ class PowerConfig:
     # heterogeneous budgets: client k gets 10^(u_k/10) times the budget, u_k uniform in
     # [-spread_db/2, spread_db/2], drawn once per run
     spread_db: float = 0.0
+    # physical units (channel.scenario): each client's maximum transmit power in dBm (set energy: null)
+    max_dbm: float | None = None
+    # max_dbm: every client may transmit at max_dbm (max), or at 3GPP open-loop uplink power control's
+    # P_k = min(p0_dbm + alpha PL_k + 10 log10(resource blocks), max_dbm) (open_loop)
+    control: Literal["max", "open_loop"] = "max"
+    p0_dbm: float = -80.0  # open_loop: the received power per resource block it aims at
+    alpha: float = 0.8  # open_loop: the share of the path loss it compensates, in [0, 1]
 
     def __post_init__(self) -> None:
         _check(
-            (self.energy is None) != (self.snr_db is None),
+            sum(v is not None for v in (self.energy, self.snr_db, self.max_dbm)) == 1,
             "energy",
             self.energy,
-            "exactly one of power.energy and power.snr_db to be set (the other null)",
+            "exactly one of power.energy, power.snr_db and power.max_dbm to be set (the others null)",
         )
         if self.energy is not None:
             # a smaller budget, split over the blocks, underflows the signals' float32 arithmetic and
@@ -244,4 +300,19 @@ class PowerConfig:
             "spread_db",
             self.spread_db,
             "a finite number >= 0 (dB)",
+        )
+        if self.max_dbm is not None:
+            _check(
+                -60 <= self.max_dbm <= 50,
+                "max_dbm",
+                self.max_dbm,
+                "a transmit power in dBm in [-60, 50] (a phone's is 23)",
+            )
+        _check(-200 <= self.p0_dbm <= 30, "p0_dbm", self.p0_dbm, "a power in dBm in [-200, 30]")
+        _check(0 <= self.alpha <= 1, "alpha", self.alpha, "a number in [0, 1]")
+        _check(
+            self.control == "max" or self.max_dbm is not None,
+            "control",
+            self.control,
+            "max unless power.max_dbm is set (open-loop power control caps a transmit power in dBm)",
         )

@@ -9,7 +9,7 @@ import torch
 
 from channels._sionna import import_sionna, sionna_draws_from
 from channels.fading import umi_path_loss_db
-from channels.scenarios import SCENARIOS, Drop, drop_clients
+from channels.scenarios import SCENARIOS, Drop, DropGains, drop_clients, open_loop_power_dbm
 
 
 def _same(a: Drop, b: Drop) -> bool:
@@ -92,3 +92,33 @@ def test_bad_arguments_are_refused_naming_them(kwargs, message):
     arguments = {"scenario": "umi", "num_clients": 4, "generator": torch.Generator(), **kwargs}
     with pytest.raises(ValueError, match=message):
         drop_clients(**arguments)
+
+
+def test_open_loop_with_alpha_1_and_no_limit_delivers_p0_per_resource_block():
+    drop = drop_clients("uma", 12, torch.Generator().manual_seed(4))
+    for blocks in (1, 51, 273):
+        power = open_loop_power_dbm(
+            drop.coupling_loss_db, blocks, alpha=1.0, p0_dbm=-95.0, max_dbm=300.0
+        )  # no limit
+        received_per_block = power - drop.coupling_loss_db - 10 * math.log10(blocks)
+        assert torch.allclose(received_per_block, torch.full_like(power, -95.0), atol=1e-9)
+
+
+def test_open_loop_caps_at_the_maximum_and_alpha_below_1_leaves_far_clients_weaker():
+    loss = torch.tensor([80.0, 100.0, 120.0, 140.0], dtype=torch.float64)
+    power = open_loop_power_dbm(loss, 51, alpha=0.8, p0_dbm=-80.0, max_dbm=23.0)
+    expected = torch.clamp(-80.0 + 0.8 * loss + 10 * math.log10(51), max=23.0)
+    assert torch.allclose(power, expected, atol=1e-9)
+    received = power - loss
+    assert bool((received[1:] < received[:-1]).all())  # fractional compensation: farther, weaker
+    with pytest.raises(ValueError, match="alpha"):
+        open_loop_power_dbm(loss, 51, alpha=1.5, p0_dbm=-80.0, max_dbm=23.0)
+
+
+def test_drop_gains_are_the_drops_and_refuse_another_number_of_clients():
+    gains = DropGains(torch.tensor([1.0, 2.0, 3.0]))
+    assert gains(3, torch.Generator()).tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="num_clients = 4"):
+        gains(4, torch.Generator())
+    with pytest.raises(ValueError, match="finite numbers > 0"):
+        DropGains(torch.tensor([1.0, 0.0]))

@@ -73,6 +73,13 @@ def test_run_without_a_config_runs_the_quickstart(tmp_path):
         (["run", "data.name=digits", "clients.num_clients=5000"], ["clients.num_clients = 5000", "1438"]),
         (["run", "power.energy=null", "power.snr_db=4000"], ["power.snr_db = 4000.0", "[-200, 200]"]),
         (["run", "channel.name=rician", "channel.k_factor=-2"], ["channel.k_factor = -2.0", ">= 0"]),
+        # physical units: an unknown scenario, a negative bandwidth, dBm out of range
+        (["run", "channel.scenario=umx"], ["channel.scenario = 'umx'", "umi, uma, rma"]),
+        (["run", "channel.resource_blocks=-5"], ["channel.resource_blocks = -5", "1..275"]),
+        (
+            ["run", "channel.scenario=umi", "power.energy=null", "power.max_dbm=90"],
+            ["power.max_dbm = 90.0", "[-60, 50]"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_status_2_no_traceback(tmp_path, args, words):

@@ -156,6 +156,16 @@ class _Kill(Exception):
         ],
         # local steps with adaptive scaling: the server's D, the OASIS probes' generator, the second pass
         ["clients.lr=0.01", "clients.local_steps=2", "precond.name=oasis", "compressor.name=laser"],
+        # physical units: a UMi drop (its own seed stream), open-loop power caps, Rayleigh fading truncated
+        [
+            "channel.scenario=umi",
+            "power.energy=null",
+            "power.max_dbm=10",
+            "power.control=open_loop",
+            "channel.name=rayleigh",
+            "channel.power_control=truncated",
+            "channel.threshold=0.05",
+        ],
         # Qsparse-local-SGD: local steps, Sign o Top_k with error feedback on the digital path
         [
             "clients.lr=0.05",

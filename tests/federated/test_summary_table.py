@@ -22,6 +22,15 @@ SUMMARY = {
     "wall_time_s": 1.5,
 }
 ROUNDS = [{"round": t, "channel_uses": 3038 if t % 2 == 0 else 1010} for t in range(4)]
+# the same run in physical units (channel.scenario): air time, joules, dBm
+PHYSICAL = {
+    **SUMMARY,
+    "air_time_s_total": 2.5e-4,
+    "energy_j_total": 4e-6,
+    "energy_j_mean_total": 2e-6,
+    "tx_power_dbm_mean": 9.03,
+    "rx_snr_db_mean": 4.2,
+}
 
 
 def row(table: str, key: str) -> str:
@@ -37,8 +46,19 @@ def test_a_total_key_is_shown_per_round_with_the_total_it_holds_beside_it():
     assert re.search(r"energy per round, highest-spending client +86\.6 \(total 346\.4\) ", table)
     assert "52 (total 208)" in row(table, "energy_per_client_mean_total")
     assert "2,024 (total 8,096)" in row(table, "channel_uses_total")
+    physical = format_summary(PHYSICAL, ROUNDS)
     for key in PER_ROUND:
-        assert "per round" in SUMMARY_FIELDS[key] and "(total " in row(table, key)
+        assert "per round" in SUMMARY_FIELDS[key] and "(total " in row(physical, key)
+    assert "6.25e-05 (total 0.00025)" in row(physical, "air_time_s_total")
+
+
+def test_in_physical_units_the_table_gives_seconds_joules_and_dbm_and_says_what_the_energy_counts():
+    table = format_summary(PHYSICAL, ROUNDS)
+    assert " s " in row(table, "air_time_s_total") and " J " in row(table, "energy_j_total")
+    assert " dBm " in row(table, "tx_power_dbm_mean") and " dB " in row(table, "rx_snr_db_mean")
+    note = " ".join(table.split("\n\n", 1)[1].split())
+    assert "channel uses at the client's power cap" in note and "in joules" in note
+    assert "the LASER paper's power P" not in note
 
 
 def test_every_number_with_a_unit_shows_it_and_the_energy_unit_is_spelled_out():

@@ -1,0 +1,141 @@
+"""A run in physical units (``channel.scenario``): the clients' drop in a 3GPP sector, the link
+budget, each client's power cap, the channel's large-scale gains in the units the alignment rule
+uses, and what a round costs in seconds, joules and dBm (docs/physics.md, "Physical units").
+
+The over-the-air physics is the normalised mode's, in units where the noise variance per real use is
+1 (N0 F / 2 joules): client k's large-scale gain is its received SNR per channel use at its power cap
+P_k, averaged over the small-scale fading,
+
+    beta_k = P_k G_k / (RE_rate N0 F),
+
+and its budget for a pass of n real uses is n (one unit of energy per use: P_k for the pass's air
+time), so the alignment scale of a block, eta = min_k sqrt(E_k) |h_k| / ||s_k||, is that of the
+issue's power-limited rule, min_k sqrt(P_k T) |h_k| / ||s_k|| (average power over the pass, not
+peak). A client that is not the weakest transmits below its cap; what it spends, E_used,k of the n,
+is the share of its cap it used, so its energy is E_used,k / n x P_k x T joules.
+
+>>> from federated.config import load_config
+>>> config = load_config(None, ["channel.scenario=umi", "power.energy=null", "power.max_dbm=23",
+...                             "clients.num_clients=4"])
+>>> units = PhysicalUnits(config, seed=0)
+>>> [round(p, 1) for p in units.power_dbm.tolist()]   # everyone at 23 dBm (power.control: max)
+[23.0, 23.0, 23.0, 23.0]
+>>> round(units.budget.air_time_s(1000) * 1e6, 2)   # µs for 1,000 real uses over 51 resource blocks
+31.42
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from channels import Drop, DropGains, LinkBudget, drop_clients, open_loop_power_dbm
+from federated.config import Config
+from laser import RoundResult
+
+__all__ = ["PhysicalUnits", "snr_per_use_db"]
+
+
+class PhysicalUnits:
+    """The drop, the link budget and each client's power cap of a run with ``channel.scenario`` (drawn
+    from ``seed``, the run's topology stream: the same seed, the same drop on any machine)."""
+
+    def __init__(self, config: Config, seed: int) -> None:
+        channel, power = config.channel, config.power
+        assert channel.scenario != "none" and power.max_dbm is not None  # the config's checks
+        self.budget = LinkBudget(
+            carrier_frequency_hz=channel.carrier_frequency_hz,
+            subcarrier_spacing_hz=channel.subcarrier_spacing_hz,
+            resource_blocks=channel.resource_blocks,
+            noise_figure_db=channel.noise_figure_db,
+            pilot_symbols=channel.pilot_symbols,
+        )
+        self.drop: Drop = drop_clients(
+            channel.scenario,
+            config.clients.num_clients,
+            torch.Generator().manual_seed(seed),
+            channel.carrier_frequency_hz,
+        )
+        loss = self.drop.coupling_loss_db
+        if power.control == "open_loop":
+            self.power_dbm = open_loop_power_dbm(
+                loss, channel.resource_blocks, alpha=power.alpha, p0_dbm=power.p0_dbm, max_dbm=power.max_dbm
+            )
+        else:
+            self.power_dbm = torch.full_like(loss, float(power.max_dbm))
+        # the received SNR per use at the cap, over the fading's mean: the channel's large-scale gains
+        noise_db = 10 * math.log10(self.budget.re_rate * self.budget.noise_energy_j) + 30  # dBm per RE rate
+        self.snr_db = self.power_dbm - loss - noise_db
+        self.gains = DropGains(torch.pow(10.0, self.snr_db / 10))
+
+    @property
+    def power_w(self) -> Tensor:
+        """Each client's cap in watts (float64 ``[K]``)."""
+        return torch.pow(10.0, (self.power_dbm - 30) / 10)
+
+    def record(self, result: RoundResult, participants: Sequence[int]) -> dict[str, float]:
+        """A round's cost in physical units: its air time (every pass's, the clients transmitting at
+        once over the whole carrier), each participant's energy in joules and average transmit power
+        over the air time in dBm (max and mean), and the participants' mean received SNR per use at
+        their caps (dB, over the fading's mean)."""
+        index = torch.tensor(list(participants), dtype=torch.long)
+        cap = self.power_w[index]
+        air_time = 0.0
+        joules = torch.zeros(len(index), dtype=torch.float64)
+        for one in result.passes:
+            if one.channel_uses == 0:
+                continue
+            seconds = self.budget.air_time_s(one.channel_uses)
+            air_time += seconds
+            joules += one.energy_used.double().cpu() / one.channel_uses * cap * seconds
+        watts = joules / air_time if air_time > 0 else torch.zeros_like(joules)
+        record = {
+            "air_time_s": air_time,
+            "energy_j_max": float(joules.max()),
+            "energy_j_mean": float(joules.mean()),
+            "rx_snr_db": 10 * math.log10(float(torch.pow(10.0, self.snr_db[index] / 10).mean())),
+        }
+        if bool((watts > 0).any()):
+            record["tx_power_dbm_max"] = 10 * math.log10(float(watts.max())) + 30
+            record["tx_power_dbm_mean"] = 10 * math.log10(float(watts.mean())) + 30
+        return record
+
+    def summary(self) -> dict[str, object]:
+        """The cell and every client of the drop, for summary.json: the carrier, its bandwidth and
+        noise power, the data symbol rate, and per client its distance, indoor and LOS states, coupling
+        loss, power cap and mean received SNR per use at the cap."""
+        drop, budget = self.drop, self.budget
+
+        def rounded(values: Tensor, digits: int = 2) -> list[float]:
+            return [round(float(v), digits) for v in values]
+
+        return {
+            "scenario": drop.scenario,
+            "bandwidth_hz": budget.bandwidth_hz,
+            "noise_power_dbm": round(budget.noise_power_dbm, 3),
+            "symbol_rate": budget.symbol_rate,
+            "distance_2d_m": rounded(drop.distance_2d_m, 1),
+            "indoor": [bool(v) for v in drop.indoor],
+            "los": [bool(v) for v in drop.los],
+            "coupling_loss_db": rounded(drop.coupling_loss_db),
+            "power_dbm": rounded(self.power_dbm),
+            "rx_snr_db": rounded(self.snr_db),
+        }
+
+
+def snr_per_use_db(config: Config, channel_uses: int) -> float | None:
+    """The normalised mode's SNR per channel use of a round of ``channel_uses`` real uses:
+    10 log10(E / (noise_var x channel_uses)) for ``power.energy`` E, or ``power.snr_db`` itself; None
+    where it is not finite (no noise, no energy, infinite energy, no uses)."""
+    power, noise_var = config.power, config.channel.noise_var
+    if power.snr_db is not None:
+        return float(power.snr_db)
+    energy = power.energy
+    if energy is None or config.channel.name == "noiseless" or noise_var == 0 or channel_uses == 0:
+        return None
+    if not (math.isfinite(energy) and energy > 0):
+        return None
+    return 10 * math.log10(energy / (noise_var * channel_uses))
