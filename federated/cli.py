@@ -201,7 +201,12 @@ def _parser() -> argparse.ArgumentParser:
         "sweep_dir", metavar="SWEEP_DIR", help="a directory of run directories (laser sweep --out)"
     )
     plot.add_argument("--metric", help="default: test_accuracy, or test_perplexity for text tasks")
-    plot.add_argument("--x", help="the x axis key (default: power.energy if it varies, else power.snr_db)")
+    plot.add_argument(
+        "--x",
+        help="the x axis: a configuration key (default: power.energy, power.snr_db or power.max_dbm, the "
+        "one that varies), snr_per_use_db (from the runs' summaries) or air_time (the metric against "
+        "cumulative seconds on air; runs in physical units also get that figure beside the others)",
+    )
     plot.add_argument("--methods", help="only these compressor names, comma-separated (references are kept)")
     plot.add_argument("--out", help="where the figures go (default: SWEEP_DIR/figures)")
 

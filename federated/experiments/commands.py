@@ -12,10 +12,22 @@ from federated.config import ConfigError
 __all__ = ["caption", "partition_figures", "plot", "report", "subtitle", "sweep_table"]
 
 
+AIR_TIME = "air_time"  # laser plot --x air_time: the metric against cumulative seconds on air
+
+
+def _timed(run_dir: Path) -> bool:
+    """Whether the run's rounds record their air time (physical units: its first history line says)."""
+    try:
+        with (run_dir / "history.jsonl").open(encoding="utf-8") as lines:
+            return "air_time_s" in json.loads(lines.readline() or "{}")
+    except (OSError, ValueError):
+        return False
+
+
 def sweep_table(root: Path, metric: str | None, x: str | None = None, methods: str | None = None):
     """The sweep table of ``root`` (raises ConfigError when it holds no finished run)."""
     from federated.config import ANALOG_COMPRESSORS, DIGITAL_COMPRESSORS
-    from federated.experiments.results import METHOD_KEY, is_reference, load_runs, summarize
+    from federated.experiments.results import METHOD_KEY, SUMMARY_X, is_reference, load_runs, summarize
 
     runs = load_runs(root)
     if methods is not None:
@@ -28,8 +40,19 @@ def sweep_table(root: Path, metric: str | None, x: str | None = None, methods: s
         runs = [r for r in runs if r.config.get(METHOD_KEY) in keep or is_reference(r.config)]
     if not any(r.status in ("finished", "diverged") for r in runs):
         raise ConfigError("SWEEP_DIR", str(root), "a directory holding finished runs (laser sweep --out DIR)")
-    if x is not None and not any(x in r.config for r in runs):
-        raise ConfigError("--x", x, "a configuration key of the runs, e.g. power.energy or power.snr_db")
+    if x == AIR_TIME:  # the metric against cumulative air time: a figure of its own (plot), no x key
+        if not any(_timed(r.path) for r in runs):
+            raise ConfigError(
+                "--x", x, "runs in physical units (channel.scenario), whose rounds have air times"
+            )
+        x = None
+    elif x is not None and not any(x in r.config or (x in SUMMARY_X and x in r.summary) for r in runs):
+        raise ConfigError(
+            "--x",
+            x,
+            "a configuration key of the runs (e.g. power.energy, power.snr_db or power.max_dbm), "
+            f"{', '.join(SUMMARY_X)} (from their summaries) or {AIR_TIME} (cumulative seconds on air)",
+        )
     table = summarize(runs, metric=metric, x=x)
     if not any(r["n"] for r in table.rows):
         raise ConfigError(
@@ -136,7 +159,7 @@ def plot(
     target = Path(out) if out else root / "figures"
     written = []
     line = subtitle(table)
-    if table.x is not None:
+    if table.x is not None and x != AIR_TIME:
         rows, references = figure_rows(table)  # bands: the t-interval from 3 seeds on, else the range
         written += plot_metric_vs_x(
             rows,
@@ -147,12 +170,24 @@ def plot(
             title=caption(table),
             subtitle=line,
         )
-    written += plot_metric_vs_round(
-        round_curves(table),
-        target / f"{table.metric}_vs_round",
-        metric=table.metric,
-        title=caption(table, over_rounds=True),
-        subtitle=line,
-    )
+    if x != AIR_TIME:
+        written += plot_metric_vs_round(
+            round_curves(table),
+            target / f"{table.metric}_vs_round",
+            metric=table.metric,
+            title=caption(table, over_rounds=True),
+            subtitle=line,
+        )
+    timed = round_curves(table, air_time=True) if any(_timed(r.path) for r in table.plotted_runs()) else []
+    if timed:  # physical units: the metric against the air time spent, how methods compare on air
+        written += plot_metric_vs_round(
+            timed,
+            target / f"{table.metric}_vs_air_time",
+            metric=table.metric,
+            title=caption(table, over_rounds=True).replace("over", "against the air time of", 1),
+            subtitle=line,
+            xlabel="cumulative air time (s)",
+            xscale="log",
+        )
     written += partition_figures(root, target)
     return written

@@ -93,7 +93,13 @@ def _panel_order(curves: Sequence[dict]) -> list[str]:
 
 
 def _draw_metric_vs_round(
-    curves: list[dict], *, metric: str, title: str | None = None, subtitle: str | None = None
+    curves: list[dict],
+    *,
+    metric: str,
+    title: str | None = None,
+    subtitle: str | None = None,
+    xlabel: str = "round",
+    xscale: str = "linear",
 ) -> Figure:
     """The figure of :func:`plot_metric_vs_round`, not saved."""
     if not curves:
@@ -121,12 +127,12 @@ def _draw_metric_vs_round(
         for ax in axes[len(panels) :]:
             ax.remove()
         for k, (ax, panel) in enumerate(zip(axes, panels)):
-            ax.set(title=panel, yscale=yscale)
+            ax.set(title=panel, yscale=yscale, xscale=xscale)
             _plain_log_ticks(ax)
             if k % ncols == 0:
                 ax.set_ylabel(ylabel)
             if k + ncols >= len(panels):  # nothing below it
-                ax.set_xlabel("round")
+                ax.set_xlabel(xlabel)
             n_diverging = 0
             for curve in curves:
                 if curve["panel"] != panel:
@@ -177,7 +183,8 @@ def _draw_metric_vs_round(
         if strip_rows:
             _diverged_strip(shown, strip_rows, [k % ncols == 0 for k in range(len(panels))])
         for k, ax in enumerate(shown):
-            _from_round_zero(ax, first_evaluation.get(k, 0.0), strip_rows)
+            if xscale == "linear":  # a log axis has no zero to start from
+                _from_round_zero(ax, first_evaluation.get(k, 0.0), strip_rows)
         handles = [
             Line2D(
                 [],
@@ -204,8 +211,12 @@ def plot_metric_vs_round(
     metric: str,
     title: str | None = None,
     subtitle: str | None = None,
+    xlabel: str = "round",
+    xscale: str = "linear",
 ) -> list[Path]:
-    """A metric against the round: one panel per ``panel`` value, one line with its band per method.
+    """A metric against the round: one panel per ``panel`` value, one line with its band per method
+    (or against what ``round`` holds, named ``xlabel`` on a ``xscale`` axis: the cumulative air time
+    of :func:`~federated.experiments.results.round_curves` with ``air_time=True``, on a log axis).
 
     ``curves`` are dicts with keys method, panel, round, mean, low and high (lists of one length;
     None or NaN leaves a gap; where low equals high, one seed, no band), and optionally x (the
@@ -227,4 +238,7 @@ def plot_metric_vs_round(
     ['.png', '.pdf']
     >>> shutil.rmtree(stem.parent)
     """
-    return _save(_draw_metric_vs_round(curves, metric=metric, title=title, subtitle=subtitle), path_stem)
+    figure = _draw_metric_vs_round(
+        curves, metric=metric, title=title, subtitle=subtitle, xlabel=xlabel, xscale=xscale
+    )
+    return _save(figure, path_stem)

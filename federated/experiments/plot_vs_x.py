@@ -58,8 +58,10 @@ def _x_axis(key: str, values: Sequence[float]) -> tuple[str, str]:
     """(x label, x scale) of a swept configuration key."""
     if key == "power.energy":
         return "transmit energy per client per round, E (noise variance 1)", "log"
-    if key == "power.snr_db":
+    if key in ("power.snr_db", "snr_per_use_db"):
         return "SNR per channel use (dB)", "linear"
+    if key == "power.max_dbm":
+        return "maximum transmit power per client, P_max (dBm)", "linear"
     finite = [v for v in values if math.isfinite(v)]
     spread = bool(finite) and min(finite) > 0 and max(finite) > 20 * min(finite)
     return key, "log" if spread else "linear"
@@ -392,6 +394,11 @@ def runs_subtitle(configs: Iterable[dict]) -> str:
         faded = [c for c in noisy if c.get("channel.name") not in ("awgn", "noiseless")]
         if control := _distinct(faded, "channel.power_control"):  # AWGN's gains are 1: nothing to invert
             text += ", " + "/".join(control) + " power control"
+        scenarios = [s for s in _distinct(noisy, "channel.scenario") if s != "none"]
+        if scenarios:  # physical units: the 3GPP scenario, and 3GPP power control where it is on
+            text += " · " + "/".join(s.upper() for s in scenarios) + " sector"
+            if "open_loop" in _distinct(noisy, "power.control"):
+                text += ", open-loop power caps"
         parts.append(text)
     line = " · ".join(parts)
     return line if len(line) <= _SUBTITLE_MAX else line[: _SUBTITLE_MAX - 1].rstrip() + "…"

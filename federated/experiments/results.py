@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 METHOD_KEY, SEED_KEY, LR_KEY = "compressor.name", "seed", "optimizer.lr"
-X_KEYS = ("power.energy", "power.snr_db")
+X_KEYS = ("power.energy", "power.snr_db", "power.max_dbm")
 # where and how a run ran, not what it computes
 _IGNORED = {
     "data.root",
@@ -245,6 +245,22 @@ def default_metric(runs: list[Run]) -> str:
     return "test_perplexity" if text else "test_accuracy"
 
 
+# x axes that a run's summary.json holds rather than its configuration (rounded to 0.01 dB, so that the
+# seeds of one configuration share a point)
+SUMMARY_X = ("snr_per_use_db",)
+
+
+def x_value(run: Run, x: str | None) -> object:
+    """Run ``run``'s value of the x axis ``x``: its configuration's, or its summary's for the keys of
+    :data:`SUMMARY_X`."""
+    if x is None:
+        return None
+    if x in SUMMARY_X and x not in run.config:
+        value = run.summary.get(x)
+        return round(float(value), 2) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return run.config.get(x)
+
+
 def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) -> SweepTable:
     """Group finished and diverged runs into cells over seeds (see the module's docstring)."""
     runs = [r for r in runs if r.status in ("finished", "diverged")]
@@ -257,7 +273,7 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
             (k for k in X_KEYS if curves and all(r.config.get(k) is not None for r in curves)), None
         )
     table = SweepTable(metric, x)
-    curves = [r for r in curves if r.config.get(x) is not None]  # e.g. SNR runs in an energy sweep
+    curves = [r for r in curves if x_value(r, x) is not None]  # e.g. SNR runs in an energy sweep
     by_method: dict[str, list[Run]] = defaultdict(list)
     for run in curves:
         by_method[str(run.config.get(METHOD_KEY))].append(run)
@@ -266,7 +282,7 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
         extra = _varying(method_runs, {x, SEED_KEY, LR_KEY, *(X_KEYS if x in X_KEYS else ())})
         cells: dict[tuple, list[Run]] = defaultdict(list)
         for run in method_runs:
-            cells[(_label(name, run.config, extra), run.config.get(LR_KEY), run.config.get(x))].append(run)
+            cells[(_label(name, run.config, extra), run.config.get(LR_KEY), x_value(run, x))].append(run)
         best: dict[tuple, dict] = {}
         for (label, lr, xv), cell_runs in sorted(
             cells.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])
@@ -374,7 +390,7 @@ def documented_rounds(run: Run) -> tuple[str, int] | None:
     return run.path.parent.name, rounds
 
 
-def round_curves(table: SweepTable) -> list[dict]:
+def round_curves(table: SweepTable, *, air_time: bool = False) -> list[dict]:
     """Metric against round, mean and band over seeds (:func:`figure_band`: the 95% t-interval from 3
     seeds on, the seeds' range with 2), for every best-over-lr cell; one panel per x value (in
     increasing order of x), the references drawn in each.
@@ -382,6 +398,11 @@ def round_curves(table: SweepTable) -> list[dict]:
     Each curve has the keys method, panel, x (the panel's value), round, mean, low, high, diverged
     (the rounds, counted as rounds done, at which runs of the cell diverged) and all_diverged. A cell
     whose every run diverged is drawn from its runs' histories up to the divergence, not left out.
+
+    ``air_time=True``: against the cumulative air time in seconds instead (runs in physical units,
+    whose rounds record ``air_time_s``): ``round`` then holds, at each evaluated round, the mean over
+    the cell's runs of the air time up to and including it, and ``diverged`` each diverged run's air
+    time up to its last recorded round; runs without air times are left out.
     """
     curves, references = [], []
     for row in table.rows:
@@ -390,22 +411,33 @@ def round_curves(table: SweepTable) -> list[dict]:
         finished = [r for r in row["_runs"] if r.status == "finished"]
         diverged = [r for r in row["_runs"] if r.status == "diverged"]
         series: dict[int, list[float]] = defaultdict(list)
-        diverged_at = []
+        seconds: dict[int, list[float]] = defaultdict(list)  # rounds done -> cumulative air times
+        diverged_at: list[float] = []
         for run in finished + diverged:
             last, counted = -1, run.status == "finished" or not finished  # else only marked
+            elapsed, timed = 0.0, True
             for line in (run.path / "history.jsonl").read_text().splitlines():
                 record = json.loads(line)
                 last = max(last, int(record.get("round", last)))
+                step = record.get("air_time_s")
+                timed = timed and isinstance(step, (int, float))
+                elapsed += float(step) if timed else 0.0
                 if counted and isinstance(record.get(table.metric), (int, float)):
+                    if air_time and not timed:
+                        continue
                     series[int(record["round"]) + 1].append(float(record[table.metric]))  # rounds done
-            if run.status == "diverged":  # it stopped in the round after the last one recorded
-                diverged_at.append(last + 2)
-        if not series and not diverged:
+                    seconds[int(record["round"]) + 1].append(elapsed)
+            if run.status == "diverged" and (timed or not air_time):
+                # it stopped in the round after the last one recorded
+                diverged_at.append(elapsed if air_time else last + 2)
+        if not series and not diverged_at:
             continue
         stats = [figure_band(series[t]) for t in sorted(series)]
         curve = {
             "method": row["method"],
-            "round": sorted(series),
+            "round": [sum(seconds[t]) / len(seconds[t]) for t in sorted(series)]
+            if air_time
+            else sorted(series),
             "mean": [s[0] for s in stats],
             "low": [s[1] for s in stats],
             "high": [s[2] for s in stats],
@@ -430,7 +462,13 @@ def _order(value: object) -> tuple:
 
 
 def _axis_name(x: str | None) -> str:
-    return {"power.energy": "E", "power.snr_db": "SNR (dB)"}.get(x or "", x or "")
+    names = {
+        "power.energy": "E",
+        "power.snr_db": "SNR (dB)",
+        "power.max_dbm": "P_max (dBm)",
+        "snr_per_use_db": "SNR per use (dB)",
+    }
+    return names.get(x or "", x or "")
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:

@@ -253,3 +253,57 @@ def test_the_baseline_is_found_under_a_suffixed_name():
             )
     _, rows = target_table(table, 0.6)
     assert {r["method"]: r["ratio_to_laser"] for r in rows}["zsgd"] == pytest.approx(10.0)  # 316 / 31.6
+
+
+def _timed_run(path: Path, overrides: list[str], air_times: list[float], accuracy: float) -> None:
+    """A finished run in physical units: each round's air time, evaluations at rounds 1 and 3."""
+    write_run(path, [*overrides, "channel.scenario=umi", "power.energy=null"], accuracy)
+    rounds = [json.loads(line) for line in (path / "history.jsonl").read_text().splitlines()]
+    for record, seconds in zip(rounds, air_times):
+        record["air_time_s"] = seconds
+    (path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rounds))
+
+
+def test_air_time_curves_put_each_evaluation_at_the_cumulative_air_time_of_its_rounds(tmp_path):
+    for seed, times in ((0, [1.0, 2.0, 1.0, 2.0]), (1, [1.0, 2.0, 1.0, 2.0])):
+        _timed_run(tmp_path / f"laser{seed}", ["power.max_dbm=10", f"seed={seed}"], times, 0.8)
+    for seed in (0, 1):
+        _timed_run(
+            tmp_path / f"zsgd{seed}",
+            ["power.max_dbm=10", f"seed={seed}", "compressor.name=zsgd"],
+            [10.0] * 4,
+            0.9,
+        )
+    table = summarize(load_runs(tmp_path))
+    assert table.x == "power.max_dbm"  # the swept power is found as power.energy would be
+    curves = {c["method"]: c for c in round_curves(table, air_time=True)}
+    assert curves["laser"]["round"] == [3.0, 6.0]  # after rounds 1 and 3: 1 + 2, then 1 + 2 + 1 + 2
+    assert curves["zsgd"]["round"] == [20.0, 40.0]
+    assert [c["round"] for c in round_curves(table)][0] == [2, 4]  # rounds done, as before
+
+
+def test_the_snr_per_use_axis_comes_from_the_summaries_rounded_so_that_seeds_share_a_point(tmp_path):
+    for seed, snr in ((0, -3.141), (1, -3.139)):
+        write_run(tmp_path / f"e10_{seed}", [f"seed={seed}", "power.energy=10"], 0.7 + seed / 100)
+        summary = json.loads((tmp_path / f"e10_{seed}" / "summary.json").read_text())
+        (tmp_path / f"e10_{seed}" / "summary.json").write_text(json.dumps({**summary, "snr_per_use_db": snr}))
+    table = summarize(load_runs(tmp_path), x="snr_per_use_db")
+    plain = [row for row in table.rows if row["selection"] == "plain"]
+    assert len(plain) == 1 and plain[0]["x"] == -3.14 and plain[0]["n"] == 2
+
+
+def test_laser_plot_draws_the_air_time_figure_and_refuses_it_without_air_times(tmp_path, capsys):
+    from federated.cli import main
+
+    _timed_run(tmp_path / "timed" / "a", ["power.max_dbm=0"], [1.0] * 4, 0.6)
+    _timed_run(tmp_path / "timed" / "b", ["power.max_dbm=10"], [1.0] * 4, 0.7)
+    assert main(["plot", str(tmp_path / "timed")]) == 0
+    names = {p.name for p in (tmp_path / "timed" / "figures").iterdir()}
+    assert {
+        "test_accuracy_vs_air_time.png",
+        "test_accuracy_vs_max_dbm.png",
+        "test_accuracy_vs_round.png",
+    } <= names
+    write_run(tmp_path / "plain" / "a", ["power.energy=10"], 0.6)
+    assert main(["plot", str(tmp_path / "plain"), "--x", "air_time"]) == 2
+    assert "--x = 'air_time'" in capsys.readouterr().err
