@@ -32,7 +32,14 @@ from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFadin
 from channels.fading_channel import BlocksOutput, ChannelOutput, ChannelState, FadingChannel, SignalBlocks
 from channels.link_budget import LinkBudget, dbm_to_watts, watts_to_dbm
 from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
-from channels.scenarios import SCENARIOS, Drop, DropGains, drop_clients, open_loop_power_dbm
+from channels.scenarios import (
+    SCENARIOS,
+    Drop,
+    DropGains,
+    drop_clients,
+    open_loop_power_dbm,
+    sector_gain_db,
+)
 
 __all__ = [
     "AWGNChannel",
@@ -73,4 +80,5 @@ __all__ = [
     "DropGains",
     "drop_clients",
     "open_loop_power_dbm",
+    "sector_gain_db",
 ]

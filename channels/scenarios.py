@@ -36,7 +36,15 @@ from torch import Tensor, nn
 from channels._checks import check_count
 from channels._sionna import import_sionna, sionna_draws_from
 
-__all__ = ["SCENARIOS", "Drop", "DropGains", "drop_clients", "open_loop_power_dbm"]
+__all__ = [
+    "BS_PATTERNS",
+    "SCENARIOS",
+    "Drop",
+    "DropGains",
+    "drop_clients",
+    "open_loop_power_dbm",
+    "sector_gain_db",
+]
 
 SCENARIOS = ("umi", "uma", "rma")
 
@@ -55,6 +63,12 @@ class Drop:
     distance_2d_m: Tensor
     path_loss_db: Tensor  # the basic path loss plus the penetration loss (indoors)
     shadowing_db: Tensor  # the shadow fading, 10 log10(SF): positive is a gain
+    # the base station's element gain toward each client (dBi; None: omnidirectional, 0 dB)
+    antenna_gain_db: Tensor | None = None
+    # a hexagonal grid (num_rings > 0): the other sectors' clients, J of them (None without)
+    num_rings: int = 0
+    interferer_loss_db: Tensor | None = None  # [J] each one's coupling loss to this sector's base station
+    interferer_serving_loss_db: Tensor | None = None  # [J] and to its own sector's (its power control's)
 
     @property
     def num_clients(self) -> int:
@@ -62,9 +76,11 @@ class Drop:
 
     @property
     def coupling_loss_db(self) -> Tensor:
-        """PL + penetration - shadowing: what separates each client's transmit power from the power
-        the base station receives (one omnidirectional element at each end)."""
-        return self.path_loss_db - self.shadowing_db
+        """PL + penetration - shadowing - the base station's element gain: what separates each client's
+        transmit power from the power the base station receives (an omnidirectional element at the
+        client's end)."""
+        loss = self.path_loss_db - self.shadowing_db
+        return loss if self.antenna_gain_db is None else loss - self.antenna_gain_db
 
     @property
     def coupling_gain(self) -> Tensor:
@@ -92,6 +108,51 @@ def omni_element(carrier_frequency_hz: float) -> Any:
         carrier_frequency=carrier_frequency_hz,
         precision="double",
         device="cpu",
+    )
+
+
+BS_PATTERNS = ("omni", "sector")
+SECTOR_MAX_GAIN_DB = 8.0  # TR 38.901 Table 7.3-1: the element's maximum directional gain
+SECTOR_HALF_POWER_DEG = 65.0  # its 3 dB beamwidth, horizontally and vertically
+SECTOR_FLOOR_DB = 30.0  # its front-to-back ratio and side-lobe level
+
+
+def sector_gain_db(ut_loc: Tensor, bs_loc: Tensor, bs_orientation: Tensor) -> Tensor:
+    """The gain in dBi of a base station's TR 38.901 sector element (Table 7.3-1: 65-degree 3 dB
+    beamwidth, 30 dB front-to-back ratio, 8 dBi) toward each client, from the line of sight between
+    them: the direction's zenith and azimuth angles in the element's frame, after the base station's
+    bearing alpha and mechanical downtilt beta (``bs_orientation``'s first two entries, radians, as
+    Sionna's topologies give them; TR 38.901 eq. 7.1-7 and 7.1-8 with no slant),
+
+        A(theta', phi') = -min(12 ((theta' - 90) / 65)^2 + 12 (phi' / 65)^2, 30) + 8    dBi.
+
+    Shapes broadcast: ``ut_loc`` and ``bs_loc`` ``[..., 3]`` (metres), ``bs_orientation`` ``[..., 3]``.
+
+    >>> bs, bearing = torch.tensor([0.0, 0.0, 10.0]), torch.tensor([0.0, 0.0, 0.0])
+    >>> ahead, behind = torch.tensor([100.0, 0.0, 10.0]), torch.tensor([-100.0, 0.0, 10.0])
+    >>> float(sector_gain_db(ahead, bs, bearing)), float(sector_gain_db(behind, bs, bearing))
+    (8.0, -22.0)
+    """
+    d = (ut_loc - bs_loc).double()
+    azimuth = torch.atan2(d[..., 1], d[..., 0])
+    zenith = torch.atan2(torch.linalg.vector_norm(d[..., :2], dim=-1), d[..., 2])
+    bearing, downtilt = bs_orientation[..., 0].double(), bs_orientation[..., 1].double()
+    cos_zenith = torch.cos(downtilt) * torch.cos(zenith) + torch.sin(downtilt) * torch.cos(
+        azimuth - bearing
+    ) * torch.sin(zenith)
+    local_zenith = torch.rad2deg(torch.arccos(cos_zenith.clamp(-1.0, 1.0)))
+    local_azimuth = torch.rad2deg(
+        torch.atan2(
+            torch.sin(azimuth - bearing) * torch.sin(zenith),
+            torch.cos(downtilt) * torch.sin(zenith) * torch.cos(azimuth - bearing)
+            - torch.sin(downtilt) * torch.cos(zenith),
+        )
+    )
+    vertical = 12 * ((local_zenith - 90.0) / SECTOR_HALF_POWER_DEG) ** 2
+    horizontal = 12 * (local_azimuth / SECTOR_HALF_POWER_DEG) ** 2
+    return SECTOR_MAX_GAIN_DB - torch.clamp(
+        torch.clamp(vertical, max=SECTOR_FLOOR_DB) + torch.clamp(horizontal, max=SECTOR_FLOOR_DB),
+        max=SECTOR_FLOOR_DB,
     )
 
 
@@ -124,6 +185,8 @@ def drop_clients(
     los: bool | None = None,
     indoor: bool | None = None,
     shadowing: bool = True,
+    bs_pattern: str = "omni",
+    num_rings: int = 0,
 ) -> Drop:
     """``num_clients`` clients dropped in one sector of ``scenario`` ("umi", "uma" or "rma"), every
     draw from ``generator`` (a CPU generator; see the module docstring).
@@ -131,8 +194,30 @@ def drop_clients(
     ``los`` forces every outdoor client into line of sight (True) or out of it (False); ``None``
     draws it with the scenario's probability. ``indoor`` likewise puts every client indoors or
     outdoors (None: the scenario's share). ``shadowing=False`` leaves the shadow fading out (0 dB).
+    ``bs_pattern="sector"`` counts the base station's sector element in each coupling loss
+    (:func:`sector_gain_db`; "omni": none, 0 dBi).
+
+    ``num_rings`` > 0 drops them in the first sector of the centre cell of a hexagonal grid of that
+    many rings around it (Sionna's ``gen_hexgrid_topology``: 3 sectors a site, 7 cells for one ring,
+    19 for two; distances with wraparound), and as many clients in every other sector: the drop then
+    also holds each of those clients' coupling losses to this sector's base station and to its own
+    (:attr:`Drop.interferer_loss_db`, what interference from the other sectors needs). A grid needs
+    the sector pattern: with omnidirectional elements a site's three sectors would hear every client
+    alike.
     """
     _check(scenario, num_clients, generator, carrier_frequency_hz)
+    if bs_pattern not in BS_PATTERNS:
+        raise ValueError(f"bs_pattern = {bs_pattern!r} is not accepted; expected one of {BS_PATTERNS}")
+    check_count(num_rings, "num_rings", minimum=0)
+    if num_rings > 0:
+        if bs_pattern != "sector":
+            raise ValueError(
+                f"num_rings = {num_rings} needs bs_pattern = 'sector' (with omnidirectional elements a "
+                "site's three sectors would hear every client alike)"
+            )
+        return _hexgrid_drop(
+            scenario, num_clients, generator, carrier_frequency_hz, los, indoor, shadowing, num_rings
+        )
     channel = import_sionna("sionna.phy.channel")
     tr38901 = import_sionna("sionna.phy.channel.tr38901")
     options = {"precision": "double", "device": "cpu"}  # as omni_element's
@@ -166,6 +251,78 @@ def drop_clients(
         distance_2d_m=model.distance_2d[0, 0].clone(),
         path_loss_db=lsp.pathloss[0, 0].clone(),
         shadowing_db=shadow.clone(),
+        antenna_gain_db=(
+            None
+            if bs_pattern == "omni"
+            else sector_gain_db(topology[0][0], topology[1][0, 0], topology[3][0, 0]).clone()
+        ),
+    )
+
+
+def _scenario_model(scenario: str, carrier_frequency_hz: float, shadowing: bool) -> Any:
+    """Sionna's system-level scenario object (uplink, omnidirectional elements, CPU, float64)."""
+    tr38901 = import_sionna("sionna.phy.channel.tr38901")
+    ut, bs = omni_element(carrier_frequency_hz), omni_element(carrier_frequency_hz)
+    common = {"enable_shadow_fading": shadowing, "precision": "double", "device": "cpu"}
+    if scenario == "umi":
+        return tr38901.UMiScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
+    if scenario == "uma":
+        return tr38901.UMaScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
+    return tr38901.RMaScenario(carrier_frequency_hz, ut, bs, "uplink", **common)
+
+
+def _hexgrid_drop(
+    scenario: str,
+    num_clients: int,
+    generator: torch.Generator,
+    carrier_frequency_hz: float,
+    los: bool | None,
+    indoor: bool | None,
+    shadowing: bool,
+    num_rings: int,
+) -> Drop:
+    """:func:`drop_clients` over a hexagonal grid: the clients of sector 0 of the centre cell (the
+    grid's clients come cell by cell, sector by sector, ``num_clients`` a sector), and the others'
+    coupling losses to it and to their own sectors, the sector elements' gains counted."""
+    sys = import_sionna("sionna.sys")
+    tr38901 = import_sionna("sionna.phy.channel.tr38901")
+    with sionna_draws_from(generator):
+        ut_loc, bs_loc, ut_orient, bs_orient, ut_vel, in_state, _, virtual = sys.gen_hexgrid_topology(
+            1, num_rings, num_clients, scenario, precision="double", device="cpu"
+        )
+        total = ut_loc.shape[1]
+        if indoor is not None:
+            in_state = torch.full((1, total), indoor, dtype=torch.bool)
+        model = _scenario_model(scenario, carrier_frequency_hz, shadowing)
+        extra: dict[str, Any] = {}
+        if scenario == "rma":
+            extra["in_car"] = torch.zeros(1, total, dtype=torch.bool)  # pedestrians
+        model.set_topology(
+            ut_loc, bs_loc, ut_orient, bs_orient, ut_vel, in_state, los=los, bs_virtual_loc=virtual, **extra
+        )
+        lsp_generator = tr38901.LSPGenerator(model)
+        lsp_generator.topology_updated_callback()
+        lsp = lsp_generator()
+    shadow = 10 * torch.log10(lsp.sf[0]) if shadowing else torch.zeros_like(lsp.pathloss[0])  # [BS, UT]
+    # each sector's element toward each client, from the sector's mirror site nearest that client
+    gain = sector_gain_db(ut_loc[0][None], virtual[0], bs_orient[0][:, None])  # [BS, UT]
+    loss = lsp.pathloss[0] - shadow - gain  # every client's coupling loss to every sector
+    ours, others = torch.arange(num_clients), torch.arange(num_clients, total)
+    serving = others // num_clients  # each other client's own sector, in the grid's order
+    return Drop(
+        scenario=scenario,
+        carrier_frequency_hz=float(carrier_frequency_hz),
+        positions_m=ut_loc[0, ours].clone(),
+        base_station_m=bs_loc[0, 0].clone(),
+        indoor=model.indoor[0, ours].clone(),
+        los=model.los[0, 0, ours].clone(),
+        distance_2d_m=model.distance_2d[0, 0, ours].clone(),
+        path_loss_db=lsp.pathloss[0, 0, ours].clone(),
+        shadowing_db=shadow[0, ours].clone(),
+        antenna_gain_db=gain[0, ours].clone(),
+        num_rings=num_rings,
+        interferer_loss_db=loss[0, others].clone(),
+        interferer_serving_loss_db=loss[serving, others].clone(),
     )
 
 

@@ -131,11 +131,16 @@ def build_compressor(config: CompressorConfig, seed: int) -> Compressor:
 
 
 def build_channel(
-    config: ChannelConfig, seed: int, device: torch.device, large_scale: nn.Module | None = None
+    config: ChannelConfig,
+    seed: int,
+    device: torch.device,
+    large_scale: nn.Module | None = None,
+    noise_var: float | None = None,
 ) -> FadingChannel:
     """The uplink channel: fading model, power-control policy, path loss, noise and receive antennas
-    (with their beamformer) of ``config``; ``large_scale``: the clients' fixed large-scale gains in
-    physical units (:class:`federated.units.PhysicalUnits`), in place of ``channel.path_loss``."""
+    (with their beamformer) of ``config``; ``large_scale`` and ``noise_var``: the clients' fixed
+    large-scale gains and the noise variance in physical units (:class:`federated.units.PhysicalUnits`),
+    in place of ``channel.path_loss`` and ``channel.noise_var``."""
     path_loss = large_scale
     if config.path_loss != "none":
         path_loss = PathLoss(
@@ -151,7 +156,9 @@ def build_channel(
         policy=POWER_CONTROL[config.power_control](
             threshold=config.threshold, error_var=config.csi_error_var
         ),
-        noise_var=0.0 if config.name == "noiseless" else config.noise_var,
+        noise_var=0.0
+        if config.name == "noiseless"
+        else (config.noise_var if noise_var is None else noise_var),
         path_loss=path_loss,
         coherence_blocks=config.coherence_blocks,
         generator=torch.Generator(device=device).manual_seed(seed),

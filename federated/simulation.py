@@ -232,8 +232,13 @@ class Simulation:
         # client sides are made on first use (laser.compressor.ClientSides), with the server's identity
         # physical units: the clients' drop, the link budget and their power caps (federated.units)
         self.units = PhysicalUnits(config, streams.topology) if config.channel.scenario != "none" else None
+        units = self.units
         self.channel = build_channel(
-            config.channel, streams.channel, self.device, None if self.units is None else self.units.gains
+            config.channel,
+            streams.channel,
+            self.device,
+            None if units is None else units.gains,
+            None if units is None else units.noise_var,
         )
         self.budget_scale = None
         if config.power.spread_db > 0:

@@ -58,18 +58,41 @@ class PhysicalUnits:
             config.clients.num_clients,
             torch.Generator().manual_seed(seed),
             channel.carrier_frequency_hz,
+            bs_pattern=channel.bs_pattern,
+            num_rings=channel.num_rings,
         )
         loss = self.drop.coupling_loss_db
-        if power.control == "open_loop":
-            self.power_dbm = open_loop_power_dbm(
-                loss, channel.resource_blocks, alpha=power.alpha, p0_dbm=power.p0_dbm, max_dbm=power.max_dbm
-            )
-        else:
-            self.power_dbm = torch.full_like(loss, float(power.max_dbm))
+        self.power_dbm = self._caps(config, loss)
         # the received SNR per use at the cap, over the fading's mean: the channel's large-scale gains
         noise_db = 10 * math.log10(self.budget.re_rate * self.budget.noise_energy_j) + 30  # dBm per RE rate
         self.snr_db = self.power_dbm - loss - noise_db
         self.gains = DropGains(torch.pow(10.0, self.snr_db / 10))
+        # the other sectors' clients at their own caps, received here (inter_cell: full): their mean
+        # power per use over the thermal noise, which the channel's noise variance adds (as noise)
+        self.interference = 0.0
+        others = self.drop.interferer_loss_db
+        if channel.inter_cell == "full" and others is not None:
+            assert self.drop.interferer_serving_loss_db is not None  # set with the losses
+            caps = self._caps(config, self.drop.interferer_serving_loss_db)
+            self.interference = float(torch.pow(10.0, (caps - others - noise_db) / 10).sum())
+
+    @staticmethod
+    def _caps(config: Config, loss: Tensor) -> Tensor:
+        """The transmit power caps (dBm) of clients with the coupling losses ``loss`` to their own base
+        station: ``power.max_dbm``, or open-loop power control's below it."""
+        power, channel = config.power, config.channel
+        assert power.max_dbm is not None  # the config's checks
+        if power.control == "open_loop":
+            return open_loop_power_dbm(
+                loss, channel.resource_blocks, alpha=power.alpha, p0_dbm=power.p0_dbm, max_dbm=power.max_dbm
+            )
+        return torch.full_like(loss, float(power.max_dbm))
+
+    @property
+    def noise_var(self) -> float:
+        """The noise variance per real use in these units: 1 (the thermal noise) plus the other
+        sectors' interference where it is on."""
+        return 1.0 + self.interference
 
     @property
     def power_w(self) -> Tensor:
@@ -117,6 +140,12 @@ class PhysicalUnits:
             "bandwidth_hz": budget.bandwidth_hz,
             "noise_power_dbm": round(budget.noise_power_dbm, 3),
             "symbol_rate": budget.symbol_rate,
+            "bs_pattern": "omni" if drop.antenna_gain_db is None else "sector",
+            "num_rings": drop.num_rings,
+            "interferers": 0 if drop.interferer_loss_db is None else len(drop.interferer_loss_db),
+            "interference_to_noise_db": (
+                round(10 * math.log10(self.interference), 3) if self.interference > 0 else None
+            ),
             "distance_2d_m": rounded(drop.distance_2d_m, 1),
             "indoor": [bool(v) for v in drop.indoor],
             "los": [bool(v) for v in drop.los],

@@ -147,6 +147,15 @@ class ChannelConfig:
     resource_blocks: int = 51  # scenario: resource blocks of 12 subcarriers (subcarrier_spacing_hz each)
     noise_figure_db: float = 5.0  # scenario: the base station's noise figure (thermal noise -174 dBm/Hz)
     pilot_symbols: int = 1  # scenario: OFDM symbols of a slot's 14 that carry pilots (DMRS), no data
+    # scenario: the base station's element, counted in every coupling loss: omni (0 dBi) or sector
+    # (TR 38.901's sector element: 65-degree beamwidth, 30 dB front-to-back ratio, 8 dBi)
+    bs_pattern: Literal["omni", "sector"] = "omni"
+    # scenario: 0 drops one sector; 1 the first sector of the centre cell of a hexagonal grid of 7 cells
+    # (a ring of 6 around it; 3 sectors a site, as many clients in each), with bs_pattern sector
+    num_rings: int = 0
+    # num_rings > 0: none (the other sectors silent) or full (their clients transmit at their caps in
+    # the same band at the same time: their power at this base station adds to the noise)
+    inter_cell: Literal["none", "full"] = "none"
 
     def __post_init__(self) -> None:
         _check(
@@ -217,6 +226,26 @@ class ChannelConfig:
             "a number of dB in [0, 30]",
         )
         _check(0 <= self.pilot_symbols <= 13, "pilot_symbols", self.pilot_symbols, "an integer in 0..13")
+        _check(
+            0 <= self.num_rings <= 1,
+            "num_rings",
+            self.num_rings,
+            "0 (one sector) or 1 (a ring of 6 cells around it; 2 rings, 912 clients for 16 a sector, take "
+            "Sionna's large-scale draws 2 minutes and 15 GB)",
+        )
+        _check(
+            self.num_rings == 0 or (self.scenario != "none" and self.bs_pattern == "sector"),
+            "num_rings",
+            self.num_rings,
+            "0, unless channel.scenario is set and channel.bs_pattern is sector (with omnidirectional "
+            "elements a site's three sectors would hear every client alike)",
+        )
+        _check(
+            self.inter_cell == "none" or self.num_rings > 0,
+            "inter_cell",
+            self.inter_cell,
+            "none without other cells (channel.num_rings 0)",
+        )
         if self.scenario != "none":
             _check(
                 self.subcarrier_spacing_hz in (15e3, 30e3, 60e3, 120e3, 240e3),

@@ -9,7 +9,7 @@ import torch
 
 from channels._sionna import import_sionna, sionna_draws_from
 from channels.fading import umi_path_loss_db
-from channels.scenarios import SCENARIOS, Drop, DropGains, drop_clients, open_loop_power_dbm
+from channels.scenarios import SCENARIOS, Drop, DropGains, drop_clients, open_loop_power_dbm, sector_gain_db
 
 
 def _same(a: Drop, b: Drop) -> bool:
@@ -122,3 +122,45 @@ def test_drop_gains_are_the_drops_and_refuse_another_number_of_clients():
         gains(4, torch.Generator())
     with pytest.raises(ValueError, match="finite numbers > 0"):
         DropGains(torch.tensor([1.0, 0.0]))
+
+
+def test_the_sector_element_has_its_38901_gains_ahead_at_the_half_power_angles_and_behind():
+    bs, level = torch.tensor([0.0, 0.0, 10.0], dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+
+    def toward(azimuth_deg: float, elevation_deg: float = 0.0) -> torch.Tensor:
+        a, e = math.radians(azimuth_deg), math.radians(elevation_deg)
+        unit = [math.cos(a) * math.cos(e), math.sin(a) * math.cos(e), math.sin(e)]
+        return bs + 100 * torch.tensor(unit, dtype=torch.float64)
+
+    gain = [float(sector_gain_db(toward(a), bs, level)) for a in (0.0, 32.5, -32.5, 65.0, 180.0)]
+    assert gain == pytest.approx([8.0, 5.0, 5.0, -4.0, -22.0], abs=1e-9)  # 12 (phi / 65)^2 off 8 dBi
+    assert float(sector_gain_db(toward(0.0, -32.5), bs, level)) == pytest.approx(5.0, abs=1e-9)
+    # a downtilt of 10 degrees: boresight is 10 degrees below the horizon
+    tilted = torch.tensor([0.0, math.radians(10.0), 0.0], dtype=torch.float64)
+    assert float(sector_gain_db(toward(0.0, -10.0), bs, tilted)) == pytest.approx(8.0, abs=1e-9)
+    # a bearing of 120 degrees turns it
+    turned = torch.tensor([math.radians(120.0), 0.0, 0.0], dtype=torch.float64)
+    assert float(sector_gain_db(toward(120.0), bs, turned)) == pytest.approx(8.0, abs=1e-9)
+
+
+def test_a_hexagonal_grid_drop_serves_the_other_sectors_clients_better_from_their_own_sectors():
+    drop = drop_clients("umi", 6, torch.Generator().manual_seed(2), num_rings=1, bs_pattern="sector")
+    assert drop.num_clients == 6 and drop.num_rings == 1
+    assert drop.interferer_loss_db.shape == (7 * 3 * 6 - 6,)  # 7 cells, 3 sectors, 6 clients each
+    better = (drop.interferer_serving_loss_db < drop.interferer_loss_db).double().mean()
+    assert float(better) > 0.8  # shadowing can make another sector look better to a few
+    # the centre site's other two sectors are next door, but their elements face away: 8-30 dB apart
+    co_sited = drop.interferer_loss_db[:12] - drop.interferer_serving_loss_db[:12]
+    assert float(co_sited.median()) > 8
+    again = drop_clients("umi", 6, torch.Generator().manual_seed(2), num_rings=1, bs_pattern="sector")
+    assert _same(drop, again)
+    with pytest.raises(ValueError, match="bs_pattern = 'sector'"):
+        drop_clients("umi", 6, torch.Generator(), num_rings=1)
+
+
+def test_the_38901_pattern_counts_the_sector_gain_in_the_single_sector_coupling_loss():
+    omni = drop_clients("uma", 5, torch.Generator().manual_seed(9))
+    sector = drop_clients("uma", 5, torch.Generator().manual_seed(9), bs_pattern="sector")
+    assert omni.antenna_gain_db is None and sector.antenna_gain_db is not None
+    assert torch.allclose(omni.coupling_loss_db - sector.coupling_loss_db, sector.antenna_gain_db)
+    assert bool((sector.antenna_gain_db <= 8.0).all() and (sector.antenna_gain_db >= -22.0).all())

@@ -138,6 +138,28 @@ def test_the_normalised_mode_reports_its_snr_per_channel_use():
     assert snr_per_use_db(load_config(None, [*SMALL, "power.energy=null", "power.snr_db=7"]), 10) == 7.0
 
 
+def test_other_cells_at_full_load_add_their_received_power_to_the_noise():
+    grid = ["channel.bs_pattern=sector", "channel.num_rings=1", "power.control=open_loop"]
+    quiet = PhysicalUnits(_config(*grid), 4)
+    loud = PhysicalUnits(_config(*grid, "channel.inter_cell=full"), 4)
+    assert quiet.noise_var == 1.0 and torch.equal(quiet.gains.gains, loud.gains.gains)  # the same drop
+    drop, budget = loud.drop, LinkBudget()
+    caps = [
+        min(-80 + 0.8 * float(loss) + 10 * math.log10(51), 10.0) for loss in drop.interferer_serving_loss_db
+    ]  # each other client's open-loop cap from its own sector's loss
+    expected = sum(
+        budget.snr_per_use(cap, -float(loss)) for cap, loss in zip(caps, drop.interferer_loss_db)
+    )  # their power per use here, over the thermal noise
+    assert loud.noise_var == pytest.approx(1.0 + expected, rel=1e-9)
+    assert len(drop.interferer_loss_db) == 7 * 3 * 6 - 6
+    summary = loud.summary()
+    assert summary["interferers"] == 120 and summary["num_rings"] == 1
+    assert summary["interference_to_noise_db"] == pytest.approx(10 * math.log10(expected), abs=1e-3)
+    # and the run's channel has that noise
+    sim = Simulation(_config(*grid, "channel.inter_cell=full"))
+    assert sim.channel.noise_var == pytest.approx(sim.units.noise_var) and sim.channel.noise_var > 1
+
+
 @pytest.mark.parametrize(
     "overrides, key",
     [
@@ -149,6 +171,9 @@ def test_the_normalised_mode_reports_its_snr_per_channel_use():
         ([*ABSOLUTE, "channel.subcarrier_spacing_hz=20e3"], "channel.subcarrier_spacing_hz"),
         (["power.control=open_loop"], "power.control"),
         ([*ABSOLUTE, "power.alpha=1.5"], "power.alpha"),
+        ([*ABSOLUTE, "channel.num_rings=1"], "channel.num_rings"),  # needs the sector pattern
+        (["channel.num_rings=1", "channel.bs_pattern=sector"], "channel.num_rings"),  # and a scenario
+        ([*ABSOLUTE, "channel.inter_cell=full"], "channel.inter_cell"),  # and other cells
     ],
 )
 def test_inconsistent_physical_settings_are_refused_naming_the_key(overrides, key):
