@@ -33,6 +33,7 @@ from channels.fading_channel import BlocksOutput, ChannelOutput, ChannelState, F
 from channels.link_budget import LinkBudget, dbm_to_watts, watts_to_dbm
 from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
 from channels.scenarios import (
+    BS_PATTERNS,
     SCENARIOS,
     Drop,
     DropGains,
@@ -75,6 +76,7 @@ __all__ = [
     "LinkBudget",
     "dbm_to_watts",
     "watts_to_dbm",
+    "BS_PATTERNS",
     "SCENARIOS",
     "Drop",
     "DropGains",

@@ -11,8 +11,11 @@ drops the clients uniformly over one 120-degree sector of a hexagonal cell (UMi:
 ``set_topology`` draws the indoor distances and the LOS states, and its LSP generator the shadow
 fading (spatially correlated over the clients of one drop, so they are drawn together) and the
 penetration losses. Sionna combines them in its channel as the amplitude 10^(-PL / 20) sqrt(SF); the
-coupling loss here is PL - 10 log10(SF) dB, without antenna gains. In RMa, outdoor clients are
-pedestrians (Sionna's default would put them in cars, with a car penetration loss).
+coupling loss here is PL - 10 log10(SF) dB, minus the base station's element gain toward the client
+with ``bs_pattern="sector"`` (TR 38.901's sector element, :func:`sector_gain_db`; "omni", the
+default, counts none). In RMa, outdoor clients are pedestrians (Sionna's default would put them in
+cars, with a car penetration loss). ``num_rings`` > 0 drops them in a hexagonal grid of cells
+instead, with the other sectors' clients (:func:`drop_clients`).
 
 Every draw comes from the caller's generator (:func:`channels._sionna.sionna_draws_from`), on the
 CPU in float64 whatever the run's device, so a drop is the same on any machine for the same seed;
@@ -344,7 +347,9 @@ def open_loop_power_dbm(
     path loss, penetration and shadowing). With alpha = 1 below P_max the base station receives P0
     per resource block from every client; alpha < 1 compensates only part of the loss, so a farther
     client arrives weaker (fractional power control: less interference to other cells, less power
-    spent at the cell edge).
+    spent at the cell edge). As Sionna's, P0 is per resource block of the carrier's numerology mu:
+    TS 38.213's 10 log10(2^mu M_RB) takes P0 per 15 kHz block, 10 log10(2^mu) dB lower; closed-loop
+    corrections and the transport format's offset are left out.
 
     >>> caps = open_loop_power_dbm(torch.tensor([100.0, 140.0]), 51, alpha=1.0, p0_dbm=-100.0, max_dbm=23.0)
     >>> [round(float(p), 2) for p in caps]   # -100 + 100 + 10 log10(51); the far client at its maximum

@@ -112,7 +112,9 @@ class History:
                     "energy_j_total": sum(r["energy_j_max"] for r in self.rounds),
                     "energy_j_mean_total": joules,
                     "tx_power_dbm_mean": 10 * math.log10(joules / air_time) + 30 if joules > 0 else None,
-                    "rx_snr_db_mean": _mean_tail([r["rx_snr_db"] for r in self.rounds], tail=None),
+                    # the dB of the rounds' mean linear SNR, as each round's is of its participants'
+                    "rx_snr_db_mean": 10
+                    * math.log10(sum(10 ** (r["rx_snr_db"] / 10) for r in self.rounds) / len(self.rounds)),
                 }
             )
         snrs = [(r["snr_per_use_db"], r["channel_uses"]) for r in self.rounds if "snr_per_use_db" in r]

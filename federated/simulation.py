@@ -277,7 +277,7 @@ class Simulation:
         self.options = PassOptions(
             energy=power.energy,
             # physical units: one unit of energy per channel use, the client's cap (federated.units)
-            snr_db=0.0 if self.units is not None else power.snr_db,
+            snr_db=self.units.budget_snr_db if self.units is not None else power.snr_db,
             allocation=power.allocation,
             keep_unheard=config.compressor.keep_unheard,
             processes=shard,

@@ -9,10 +9,12 @@ P_k, averaged over the small-scale fading,
     beta_k = P_k G_k / (RE_rate N0 F),
 
 and its budget for a pass of n real uses is n (one unit of energy per use: P_k for the pass's air
-time), so the alignment scale of a block, eta = min_k sqrt(E_k) |h_k| / ||s_k||, is that of the
-issue's power-limited rule, min_k sqrt(P_k T) |h_k| / ||s_k|| (average power over the pass, not
-peak). A client that is not the weakest transmits below its cap; what it spends, E_used,k of the n,
-is the share of its cap it used, so its energy is E_used,k / n x P_k x T joules.
+time), so the alignment scale of a block, eta = min_k sqrt(E_k) |h_k| / ||s_k||, is the power-limited
+rule min_k sqrt(P_k T) |h_k| / ||s_k|| (average power over the pass, not peak). With the other
+cells' interference (``channel.inter_cell: full``) the noise variance is 1 + I in these units and
+the budget stays n (:attr:`PhysicalUnits.budget_snr_db`). A client that is not the weakest
+transmits below its cap; what it spends, E_used,k of the n, is the share of its cap it used, so its
+energy is E_used,k / n x P_k x T joules.
 
 >>> from federated.config import load_config
 >>> config = load_config(None, ["channel.scenario=umi", "power.energy=null", "power.max_dbm=23",
@@ -87,6 +89,13 @@ class PhysicalUnits:
                 loss, channel.resource_blocks, alpha=power.alpha, p0_dbm=power.p0_dbm, max_dbm=power.max_dbm
             )
         return torch.full_like(loss, float(power.max_dbm))
+
+    @property
+    def budget_snr_db(self) -> float:
+        """The SNR per use (dB, over the channel's noise variance) of a budget of one unit per channel
+        use, the client's cap: 0 dB over the thermal noise alone, -10 log10(1 + I) with interference
+        (``laser.PassOptions.snr_db`` counts it over the channel's whole noise variance)."""
+        return -10 * math.log10(self.noise_var)
 
     @property
     def noise_var(self) -> float:

@@ -117,6 +117,19 @@ class Config:
             else "umi, uma or rma with power.max_dbm (a transmit power needs a link budget)",
         )
         _check(
+            not absolute or self.power.spread_db == 0,
+            "power.spread_db",
+            self.power.spread_db,
+            f"0 with channel.scenario = {self.channel.scenario} (each client's cap comes from its drop and "
+            "power.control; a spread would push some past power.max_dbm)",
+        )
+        _check(
+            self.channel.bs_pattern == "omni" or absolute,
+            "channel.bs_pattern",
+            self.channel.bs_pattern,
+            "omni unless channel.scenario is set (the sector element is part of a drop's coupling loss)",
+        )
+        _check(
             not absolute or self.compressor.analog,
             "compressor.name",
             self.compressor.name,

@@ -307,10 +307,14 @@ class PowerConfig:
     alpha: float = 0.8  # open_loop: the share of the path loss it compensates, in [0, 1]
 
     def __post_init__(self) -> None:
+        given = [
+            (k, v) for k, v in (("energy", self.energy), ("snr_db", self.snr_db), ("max_dbm", self.max_dbm))
+        ]
+        set_ = [(k, v) for k, v in given if v is not None]
         _check(
-            sum(v is not None for v in (self.energy, self.snr_db, self.max_dbm)) == 1,
-            "energy",
-            self.energy,
+            len(set_) == 1,
+            set_[-1][0] if set_ else "energy",
+            set_[-1][1] if set_ else None,
             "exactly one of power.energy, power.snr_db and power.max_dbm to be set (the others null)",
         )
         if self.energy is not None:

@@ -396,9 +396,10 @@ def runs_subtitle(configs: Iterable[dict]) -> str:
             text += ", " + "/".join(control) + " power control"
         scenarios = [s for s in _distinct(noisy, "channel.scenario") if s != "none"]
         if scenarios:  # physical units: the 3GPP scenario, and 3GPP power control where it is on
-            text += " · " + "/".join(s.upper() for s in scenarios) + " sector"
+            names = {"umi": "UMi", "uma": "UMa", "rma": "RMa"}
+            text += " · " + "/".join(names.get(s, s) for s in scenarios)
             if "open_loop" in _distinct(noisy, "power.control"):
-                text += ", open-loop power caps"
+                text += ", open-loop caps"
         parts.append(text)
     line = " · ".join(parts)
     return line if len(line) <= _SUBTITLE_MAX else line[: _SUBTITLE_MAX - 1].rstrip() + "…"

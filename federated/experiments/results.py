@@ -279,7 +279,9 @@ def summarize(runs: list[Run], metric: str | None = None, x: str | None = None) 
         by_method[str(run.config.get(METHOD_KEY))].append(run)
     for name, method_runs in by_method.items():
         # the other x keys name no configuration of an energy or SNR sweep; of any other x, they do
-        extra = _varying(method_runs, {x, SEED_KEY, LR_KEY, *(X_KEYS if x in X_KEYS else ())})
+        # the x keys name no configuration of an energy, SNR or power sweep, nor of one against a value
+        # the summaries hold (the SNR per use follows from the swept energy)
+        extra = _varying(method_runs, {x, SEED_KEY, LR_KEY, *(X_KEYS if x in (*X_KEYS, *SUMMARY_X) else ())})
         cells: dict[tuple, list[Run]] = defaultdict(list)
         for run in method_runs:
             cells[(_label(name, run.config, extra), run.config.get(LR_KEY), x_value(run, x))].append(run)

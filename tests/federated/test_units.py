@@ -155,9 +155,16 @@ def test_other_cells_at_full_load_add_their_received_power_to_the_noise():
     summary = loud.summary()
     assert summary["interferers"] == 120 and summary["num_rings"] == 1
     assert summary["interference_to_noise_db"] == pytest.approx(10 * math.log10(expected), abs=1e-3)
-    # and the run's channel has that noise
-    sim = Simulation(_config(*grid, "channel.inter_cell=full"))
+    # and the run's channel has that noise, while every client keeps its cap: the same round without
+    # interference has the same scale and draws, so each block's noise is 1 + I times as large
+    sim = Simulation(_config(*grid, "channel.inter_cell=full", "channel.name=rayleigh"))
     assert sim.channel.noise_var == pytest.approx(sim.units.noise_var) and sim.channel.noise_var > 1
+    alone = Simulation(_config(*grid, "channel.name=rayleigh"))
+    loud_round, quiet_round = sim.round(0), alone.round(0)
+    assert loud_round["tx_power_dbm_max"] <= 10 + 1e-6  # the cap, to rounding
+    assert loud_round["energy_j_max"] == pytest.approx(quiet_round["energy_j_max"], rel=1e-9)
+    ratio = torch.tensor(loud_round["noise_var"]) / torch.tensor(quiet_round["noise_var"])
+    assert torch.allclose(ratio, torch.full_like(ratio, sim.units.noise_var), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -174,6 +181,9 @@ def test_other_cells_at_full_load_add_their_received_power_to_the_noise():
         ([*ABSOLUTE, "channel.num_rings=1"], "channel.num_rings"),  # needs the sector pattern
         (["channel.num_rings=1", "channel.bs_pattern=sector"], "channel.num_rings"),  # and a scenario
         ([*ABSOLUTE, "channel.inter_cell=full"], "channel.inter_cell"),  # and other cells
+        ([*ABSOLUTE, "power.spread_db=6"], "power.spread_db"),  # caps come from the drop
+        (["channel.bs_pattern=sector"], "channel.bs_pattern"),  # part of a drop's coupling loss
+        (["power.energy=null", "power.snr_db=5", "power.max_dbm=10"], "power.max_dbm"),  # the extra one
     ],
 )
 def test_inconsistent_physical_settings_are_refused_naming_the_key(overrides, key):

@@ -283,13 +283,17 @@ def test_air_time_curves_put_each_evaluation_at_the_cumulative_air_time_of_its_r
 
 
 def test_the_snr_per_use_axis_comes_from_the_summaries_rounded_so_that_seeds_share_a_point(tmp_path):
-    for seed, snr in ((0, -3.141), (1, -3.139)):
-        write_run(tmp_path / f"e10_{seed}", [f"seed={seed}", "power.energy=10"], 0.7 + seed / 100)
-        summary = json.loads((tmp_path / f"e10_{seed}" / "summary.json").read_text())
-        (tmp_path / f"e10_{seed}" / "summary.json").write_text(json.dumps({**summary, "snr_per_use_db": snr}))
+    for energy, snrs in ((10, (-3.141, -3.139)), (100, (6.859, 6.861))):
+        for seed, snr in enumerate(snrs):
+            path = tmp_path / f"e{energy}_{seed}"
+            write_run(path, [f"seed={seed}", f"power.energy={energy}"], 0.7 + seed / 100)
+            summary = json.loads((path / "summary.json").read_text())
+            (path / "summary.json").write_text(json.dumps({**summary, "snr_per_use_db": snr}))
     table = summarize(load_runs(tmp_path), x="snr_per_use_db")
     plain = [row for row in table.rows if row["selection"] == "plain"]
-    assert len(plain) == 1 and plain[0]["x"] == -3.14 and plain[0]["n"] == 2
+    # one curve (the method), a point per SNR: the swept energy is the axis, not a label
+    assert {row["method"] for row in plain} == {"laser"}
+    assert [(row["x"], row["n"]) for row in plain] == [(-3.14, 2), (6.86, 2)]
 
 
 def test_laser_plot_draws_the_air_time_figure_and_refuses_it_without_air_times(tmp_path, capsys):
