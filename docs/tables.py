@@ -114,6 +114,12 @@ METRICS = {
     "noise_var": Metric("noise_var_mean", "mean per-entry noise variance", "sci"),
     "active_clients": Metric("active_clients_mean", "clients heard per round", "fixed1"),
     "precond_mean": Metric("history:precond_mean", "final mean of D^", "sci", diverged=True),
+    # physical units (channel.scenario)
+    "air_time": Metric("per_round:air_time_s_total", "air time per round (s)", "sci"),
+    "air_time_total": Metric("air_time_s_total", "air time of the run (s)", "sci"),
+    "energy_j": Metric("per_round:energy_j_mean_total", "energy per round, mean client (J)", "sci"),
+    "tx_power_dbm": Metric("tx_power_dbm_mean", "transmit power, mean client (dBm)", "fixed1"),
+    "rx_snr_db": Metric("rx_snr_db_mean", "received SNR per use at the cap (dB)", "fixed1"),
 }
 
 
@@ -171,6 +177,24 @@ ACCURACY_COLUMNS = (
     Column("sd", "sd", "test_accuracy"),
     Column("seeds (diverged)", "runs"),
 )
+# the physical-units results (configs/mnist1d_laser_umi.yaml): the clients' maximum powers swept
+UMI_POWERS_DBM = (-10, 0, 10, 17, 23)
+UMI_METHODS = (("laser", "LASER"), ("zsgd", "Z-SGD"))
+
+
+def _umi_rows() -> tuple[Row, ...]:
+    return tuple(
+        Row(
+            f"{method}_n{antennas}_{power}dbm".replace("-", "m"),
+            f"{label}, N = {antennas}, {power} dBm",
+            {"compressor.name": method, "channel.rx_antennas": antennas, "power.max_dbm": power},
+        )
+        for antennas in (1, 16)
+        for method, label in UMI_METHODS
+        for power in UMI_POWERS_DBM
+    )
+
+
 # the shared settings of each single-cell table, as in docs/results.md's commands ($B and $P there)
 LOCAL = "configs/mnist1d_local_adam_scaling.yaml optimizer.momentum=0 rounds=100 eval_every=50"
 
@@ -305,6 +329,42 @@ TABLES = {
             ),
             row_header="cell",
         ),
+        Table(
+            name="umi_power",
+            files=("docs/results.md",),
+            caption=(
+                "Physical units (`configs/mnist1d_laser_umi.yaml`): one UMi sector of 16 clients (3GPP TR "
+                "38.901 through Sionna; each seed its own drop), Rayleigh block fading, 3GPP open-loop "
+                "power control (P0 = -80 dBm per resource block, alpha = 0.8) capped at the maximum power "
+                "P_max of the row, truncated inversion (silent in a fade whose received SNR per use at the "
+                "cap is below -10 dB), 3.5 GHz, 30 kHz subcarriers, 51 resource blocks (20 MHz channel), "
+                "one DMRS symbol a slot, noise figure 5 dB, N receive antennas with the matched "
+                "beamformer; 600 rounds, seeds 0, 1, 2. Transmit power: the mean client's over the air "
+                "time; received SNR: per channel use at the cap, over the fading's mean, the mean client's."
+            ),
+            where={"data.name": "mnist1d", "rounds": 600, "channel.scenario": "umi"},
+            rows=_umi_rows(),
+            columns=(
+                Column("test accuracy (%), mean ± 95% CI", "mean_ci", "test_accuracy"),
+                Column("seeds (diverged)", "runs"),
+                Column("clients heard per round", "mean", "active_clients"),
+                Column("received SNR per use at the cap (dB)", "mean", "rx_snr_db"),
+                Column("transmit power, mean client (dBm)", "mean", "tx_power_dbm"),
+                Column("energy per round, mean client (J)", "mean", "energy_j"),
+                Column("air time per round (s)", "mean", "air_time"),
+            ),
+            paired=tuple(
+                Paired(f"laser_n{n}_{p}dbm".replace("-", "m"), f"zsgd_n{n}_{p}dbm".replace("-", "m"))
+                for n in (1, 16)
+                for p in UMI_POWERS_DBM
+            ),
+            commands=(
+                "laser sweep configs/mnist1d_laser_umi.yaml --grid compressor.name=laser,zsgd "
+                "--grid power.max_dbm=-10,0,10,17,23 --grid channel.rx_antennas=1,16 --grid seed=0,1,2 "
+                "--jobs 2 --out runs/umi",
+            ),
+            row_header="cell",
+        ),
     )
 }
 
@@ -317,8 +377,8 @@ BENCHMARKS = "benchmarks"  # docs/data/benchmarks/<table>.json: a benchmark's JS
 @dataclass(frozen=True)
 class BenchColumn:
     """A column of a benchmark table: ``key`` of each result row, shown as ``style``: ``int``, ``f1``,
-    ``f2``, ``f3`` (decimals), ``x`` (a ratio, 2 decimals and a times sign), ``mib`` (bytes in MiB) or
-    ``text`` (as it is)."""
+    ``f2``, ``f3`` (decimals), ``x`` (a ratio, 2 decimals and a times sign), ``mib`` (bytes in MiB),
+    ``sci`` (two significant digits) or ``text`` (as it is)."""
 
     header: str
     key: str
@@ -341,6 +401,49 @@ class BenchTable:
 BENCH_TABLES = {
     table.name: table
     for table in (
+        BenchTable(
+            name="scenarios",
+            files=("docs/performance.md",),
+            caption=(
+                "What a 3GPP scenario costs a round: `Simulation.round` of LASER on the MNIST-1D CNN, 16 "
+                "clients, FedSGD, no evaluation; one simulation per case, timed in turns (median of 25). "
+                "The scenarios as `configs/mnist1d_laser_umi.yaml` (a drop, open-loop caps, Rayleigh "
+                "fading, truncated inversion), N receive antennas with the matched beamformer; the drop "
+                "(Sionna's topology, LOS, indoor and shadowing draws) happens once, when the run starts."
+            ),
+            columns=(
+                BenchColumn("case", "case", "text"),
+                BenchColumn("N", "antennas", "int"),
+                BenchColumn("round (ms)", "round_median_ms", "f1"),
+                BenchColumn("vs the AWGN round", "ratio_to_awgn", "x"),
+                BenchColumn("the drop, once (ms)", "drop_median_ms", "f1"),
+            ),
+            command="python benchmarks/scenarios.py --threads 1 --json docs/data/benchmarks/scenarios.json",
+        ),
+        BenchTable(
+            name="conversion",
+            files=("docs/results.md",),
+            caption=(
+                "What the normalised tables' energies are in the physical-units cell "
+                "(`configs/mnist1d_laser_umi.yaml`, seed 0's drop of 16 UMi clients; computed, not run): "
+                "for energy E per client and round over a noise variance of 1 and each method's real "
+                "channel uses per round n (LASER: the mean of its two alternating rounds), the SNR per "
+                "use E / n, and the transmit power and energy that give it to the cell's median client "
+                "and the power its weakest client (largest coupling loss) would need; the air time of a "
+                "round over 51 resource blocks at 30 kHz."
+            ),
+            columns=(
+                BenchColumn("E", "energy", "int"),
+                BenchColumn("method", "method", "text"),
+                BenchColumn("real uses n", "real_uses", "int"),
+                BenchColumn("SNR per use (dB)", "snr_per_use_db", "f1"),
+                BenchColumn("median client: power (dBm)", "power_dbm_median", "f1"),
+                BenchColumn("its energy per round (J)", "energy_j_median", "sci"),
+                BenchColumn("weakest client: power (dBm)", "power_dbm_weakest", "f1"),
+                BenchColumn("air time per round (µs)", "air_time_us", "f1"),
+            ),
+            command="python benchmarks/conversion.py --json docs/data/benchmarks/conversion.json",
+        ),
         BenchTable(
             name="registered_clients",
             files=("docs/performance.md",),
@@ -458,6 +561,8 @@ def _bench_cell(value: object, style: str) -> str:
         return f"{value / 2**20:,.0f}"
     if style == "x":
         return f"{value:.2f}x"
+    if style == "sci":
+        return f"{value:.2g}"
     return f"{value:.{int(style[1:])}f}"
 
 
