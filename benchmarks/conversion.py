@@ -3,7 +3,7 @@ round, noise variance 1) and each method's real channel uses per round, the SNR 
 E / n and the transmit power (dBm) and energy (J) that give it in the physical-units results' cell
 (``configs/mnist1d_laser_umi.yaml``, seed 0: one UMi sector, 16 clients, 20 MHz at 3.5 GHz, noise
 figure 5 dB), for the cell's median client and its weakest (largest coupling loss). Computed, not
-timed: ``channels.LinkBudget.power_dbm_for`` on the drop of ``federated.units.PhysicalUnits``; each
+timed: ``channels.LinkBudget.power_dbm_for`` on the drop of ``federated.radio.units.PhysicalUnits``; each
 method's channel uses are those of its first two rounds (LASER alternates between its factors).
 
     python benchmarks/conversion.py [--json PATH]
@@ -29,8 +29,8 @@ def main() -> None:
 
     from federated import load_config
     from federated.components import split_seed
+    from federated.radio.units import PhysicalUnits
     from federated.simulation import Simulation
-    from federated.units import PhysicalUnits
 
     config_path = str(REPO / "configs" / "mnist1d_laser_umi.yaml")
     base = load_config(config_path, [f"data.root={args.data_root}"])

@@ -44,7 +44,7 @@ from torch.func import functional_call
 
 from federated.config import ClientsConfig
 from federated.data.tasks import Task, cross_entropy
-from federated.downlink import NoisyDownlink
+from federated.radio.downlink import NoisyDownlink
 
 __all__ = ["Sampler", "UniformSampler", "BestChannelSampler", "build_sampler", "Clients"]
 

@@ -139,7 +139,7 @@ def build_channel(
 ) -> FadingChannel:
     """The uplink channel: fading model, power-control policy, path loss, noise and receive antennas
     (with their beamformer) of ``config``; ``large_scale`` and ``noise_var``: the clients' fixed
-    large-scale gains and the noise variance in physical units (:class:`federated.units.PhysicalUnits`),
+    large-scale gains and the noise variance in physical units (:class:`federated.radio.units.PhysicalUnits`),
     in place of ``channel.path_loss`` and ``channel.noise_var``."""
     path_loss = large_scale
     if config.path_loss != "none":

@@ -22,11 +22,11 @@ from federated.components import build_channel, build_compressor, client_budget_
 from federated.config import Config, ConfigError, config_to_dict, same_config
 from federated.data.tasks import build_task, cross_entropy
 from federated.distributed import Shard
-from federated.downlink import NoisyDownlink
 from federated.history import History
 from federated.models import build_model
 from federated.optim import Preconditioner, StatisticPass, WeightEMA, build_optimizer, build_scheduler
-from federated.units import PhysicalUnits, snr_per_use_db
+from federated.radio.downlink import NoisyDownlink
+from federated.radio.units import PhysicalUnits, snr_per_use_db
 from federated.vectorized import VectorizedClients, stack_batches, vmap_supported
 from laser import NonFiniteGradientError, NonFiniteNoiseError, PassOptions, RoundResult, transmit_blocks
 
@@ -230,7 +230,7 @@ class Simulation:
             ) from None
         self.compressor.server.identity = streams.identity >> 1  # the run's (see Streams.identity)
         # client sides are made on first use (laser.compressor.ClientSides), with the server's identity
-        # physical units: the clients' drop, the link budget and their power caps (federated.units)
+        # physical units: the clients' drop, the link budget and their power caps (federated.radio.units)
         self.units = PhysicalUnits(config, streams.topology) if config.channel.scenario != "none" else None
         units = self.units
         self.channel = build_channel(
@@ -276,7 +276,7 @@ class Simulation:
         power = config.power
         self.options = PassOptions(
             energy=power.energy,
-            # physical units: one unit of energy per channel use, the client's cap (federated.units)
+            # physical units: one unit of energy per channel use, the client's cap (federated.radio.units)
             snr_db=self.units.budget_snr_db if self.units is not None else power.snr_db,
             allocation=power.allocation,
             keep_unheard=config.compressor.keep_unheard,

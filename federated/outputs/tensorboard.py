@@ -34,7 +34,19 @@ class TensorBoardLog:
             return f"test/{key}"
         if key.startswith("train_"):
             return f"train/{key}"
-        if key.startswith(("energy_", "noise_", "channel_", "active_clients", "bits_")):
+        if key.startswith(
+            (
+                "energy_",
+                "noise_",
+                "channel_",
+                "active_clients",
+                "bits_",
+                "snr_",
+                "air_time",
+                "tx_power",
+                "rx_snr",
+            )
+        ):
             return f"channel/{key}"
         return "optim/lr" if key == "lr" else f"other/{key}"
 

@@ -9,7 +9,7 @@ import torch
 from channels import AWGNChannel
 from federated import load_config
 from federated.components import client_budget_scales
-from federated.downlink import NoisyDownlink
+from federated.radio.downlink import NoisyDownlink
 from federated.train import train
 from laser import ZSGDCompressor, transmit_round
 

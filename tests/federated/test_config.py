@@ -51,7 +51,7 @@ def test_switching_to_the_snr_regime():
         ("channel.carrier_frequency_hz=200e9", "channel.carrier_frequency_hz", "0.5e9"),
         ("channel.tdl_profile=Z", "channel.tdl_profile", "A, B, C, D, E"),
         ("channel.threshold=-0.1", "channel.threshold", ">= 0"),
-        ("power.snr_db=10", "power.energy", "exactly one"),
+        ("power.snr_db=10", "power.snr_db", "exactly one"),  # beside the default power.energy
         ("clients=3", "clients", "mapping"),
         ("optimizer.nesterov=maybe", "optimizer.nesterov", "true or false"),
     ],

@@ -50,6 +50,7 @@ def test_the_history_is_logged_as_scalars_per_round(tmp_path):
         "channel/channel_uses",
         "channel/noise_var_mean",
         "channel/active_clients",
+        "channel/snr_per_use_db",
     }
     assert scalars["train/train_loss"] == [(r["round"] + 1, _float32(r["train_loss"])) for r in history]
     assert [step for step, _ in scalars["train/train_loss"]] == [1, 2, 3, 4, 5, 6]

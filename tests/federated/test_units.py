@@ -9,8 +9,8 @@ import torch
 from channels import FadingChannel, LinkBudget, SignalBlocks
 from federated import load_config
 from federated.config import ConfigError
+from federated.radio.units import PhysicalUnits, snr_per_use_db
 from federated.simulation import Simulation
-from federated.units import PhysicalUnits, snr_per_use_db
 
 ABSOLUTE = ["channel.scenario=umi", "power.energy=null", "power.max_dbm=10"]
 SMALL = ["data.name=digits", "model.name=linear", "clients.num_clients=6", "rounds=3", "eval_every=3"]
