@@ -11,6 +11,7 @@ method's channel uses are those of its first two rounds (LASER alternates betwee
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from common import emit, machine_info, parse_args, print_table
@@ -54,7 +55,7 @@ def main() -> None:
                     "energy": energy,
                     "method": method,
                     "real_uses": mean_uses,
-                    "snr_per_use_db": 10 * torch.log10(torch.tensor(energy / mean_uses)).item(),
+                    "snr_per_use_db": 10 * math.log10(energy / mean_uses),
                     "median_loss_db": median,
                     "power_dbm_median": at_median,
                     "energy_j_median": budget.energy_j(at_median, n),
@@ -63,21 +64,19 @@ def main() -> None:
                     "air_time_us": budget.air_time_s(n) * 1e6,
                 }
             )
+    shown = {  # header -> the result's key
+        "E": "energy",
+        "method": "method",
+        "real uses": "real_uses",
+        "SNR/use dB": "snr_per_use_db",
+        "P median dBm": "power_dbm_median",
+        "J median": "energy_j_median",
+        "P weakest dBm": "power_dbm_weakest",
+        "air µs": "air_time_us",
+    }
     print_table(
-        ["E", "method", "real uses", "SNR/use dB", "P median dBm", "J median", "P weakest dBm", "air µs"],
-        [
-            [
-                r["energy"],
-                r["method"],
-                r["real_uses"],
-                r["snr_per_use_db"],
-                r["power_dbm_median"],
-                r["energy_j_median"],
-                r["power_dbm_weakest"],
-                r["air_time_us"],
-            ]
-            for r in results
-        ],
+        list(shown),
+        [[r[key] for key in shown.values()] for r in results],
         title=f"Normalised energy in the UMi cell (coupling loss {median:.1f} dB median, {weakest:.1f} max)",
     )
     emit(

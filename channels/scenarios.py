@@ -30,6 +30,7 @@ of clients (each stage draws all of them at once).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -222,27 +223,13 @@ def drop_clients(
             scenario, num_clients, generator, carrier_frequency_hz, los, indoor, shadowing, num_rings
         )
     channel = import_sionna("sionna.phy.channel")
-    tr38901 = import_sionna("sionna.phy.channel.tr38901")
-    options = {"precision": "double", "device": "cpu"}  # as omni_element's
-
-    common = {"enable_shadow_fading": shadowing, **options}
     with sionna_draws_from(generator):
-        topology = list(channel.gen_single_sector_topology(1, num_clients, scenario, **options))
+        topology = list(
+            channel.gen_single_sector_topology(1, num_clients, scenario, precision="double", device="cpu")
+        )
         if indoor is not None:
             topology[5] = torch.full((1, num_clients), indoor, dtype=torch.bool)
-        ut, bs = omni_element(carrier_frequency_hz), omni_element(carrier_frequency_hz)
-        extra: dict[str, Any] = {}
-        if scenario == "umi":
-            model = tr38901.UMiScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
-        elif scenario == "uma":
-            model = tr38901.UMaScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
-        else:
-            model = tr38901.RMaScenario(carrier_frequency_hz, ut, bs, "uplink", **common)
-            extra["in_car"] = torch.zeros(1, num_clients, dtype=torch.bool)  # pedestrians
-        model.set_topology(*topology, los=los, **extra)
-        lsp_generator = tr38901.LSPGenerator(model)
-        lsp_generator.topology_updated_callback()
-        lsp = lsp_generator()
+        model, lsp = _large_scale(scenario, carrier_frequency_hz, shadowing, topology, los)
     shadow = 10 * torch.log10(lsp.sf[0, 0]) if shadowing else torch.zeros(num_clients, dtype=torch.float64)
     return Drop(
         scenario=scenario,
@@ -262,16 +249,32 @@ def drop_clients(
     )
 
 
-def _scenario_model(scenario: str, carrier_frequency_hz: float, shadowing: bool) -> Any:
-    """Sionna's system-level scenario object (uplink, omnidirectional elements, CPU, float64)."""
+def _large_scale(
+    scenario: str,
+    carrier_frequency_hz: float,
+    shadowing: bool,
+    topology: Sequence[Tensor],
+    los: bool | None,
+    **more: Tensor,
+) -> tuple[Any, Any]:
+    """Sionna's system-level scenario object (uplink, omnidirectional elements, CPU, float64) set to
+    ``topology`` (a topology generator's first six outputs; ``more``: its other ``set_topology``
+    arguments), and the large-scale parameters its LSP generator draws for it (under the caller's
+    :func:`~channels._sionna.sionna_draws_from`). In RMa the outdoor clients are pedestrians."""
     tr38901 = import_sionna("sionna.phy.channel.tr38901")
     ut, bs = omni_element(carrier_frequency_hz), omni_element(carrier_frequency_hz)
     common = {"enable_shadow_fading": shadowing, "precision": "double", "device": "cpu"}
     if scenario == "umi":
-        return tr38901.UMiScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
-    if scenario == "uma":
-        return tr38901.UMaScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
-    return tr38901.RMaScenario(carrier_frequency_hz, ut, bs, "uplink", **common)
+        model = tr38901.UMiScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
+    elif scenario == "uma":
+        model = tr38901.UMaScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)
+    else:
+        model = tr38901.RMaScenario(carrier_frequency_hz, ut, bs, "uplink", **common)
+        more = {**more, "in_car": torch.zeros(1, topology[0].shape[1], dtype=torch.bool)}
+    model.set_topology(*topology[:6], los=los, **more)
+    lsp_generator = tr38901.LSPGenerator(model)
+    lsp_generator.topology_updated_callback()
+    return model, lsp_generator()
 
 
 def _hexgrid_drop(
@@ -288,24 +291,17 @@ def _hexgrid_drop(
     grid's clients come cell by cell, sector by sector, ``num_clients`` a sector), and the others'
     coupling losses to it and to their own sectors, the sector elements' gains counted."""
     sys = import_sionna("sionna.sys")
-    tr38901 = import_sionna("sionna.phy.channel.tr38901")
     with sionna_draws_from(generator):
-        ut_loc, bs_loc, ut_orient, bs_orient, ut_vel, in_state, _, virtual = sys.gen_hexgrid_topology(
-            1, num_rings, num_clients, scenario, precision="double", device="cpu"
+        topology = list(
+            sys.gen_hexgrid_topology(1, num_rings, num_clients, scenario, precision="double", device="cpu")
         )
+        ut_loc, bs_loc, bs_orient, virtual = topology[0], topology[1], topology[3], topology[7]
         total = ut_loc.shape[1]
         if indoor is not None:
-            in_state = torch.full((1, total), indoor, dtype=torch.bool)
-        model = _scenario_model(scenario, carrier_frequency_hz, shadowing)
-        extra: dict[str, Any] = {}
-        if scenario == "rma":
-            extra["in_car"] = torch.zeros(1, total, dtype=torch.bool)  # pedestrians
-        model.set_topology(
-            ut_loc, bs_loc, ut_orient, bs_orient, ut_vel, in_state, los=los, bs_virtual_loc=virtual, **extra
+            topology[5] = torch.full((1, total), indoor, dtype=torch.bool)
+        model, lsp = _large_scale(
+            scenario, carrier_frequency_hz, shadowing, topology, los, bs_virtual_loc=virtual
         )
-        lsp_generator = tr38901.LSPGenerator(model)
-        lsp_generator.topology_updated_callback()
-        lsp = lsp_generator()
     shadow = 10 * torch.log10(lsp.sf[0]) if shadowing else torch.zeros_like(lsp.pathloss[0])  # [BS, UT]
     # each sector's element toward each client, from the sector's mirror site nearest that client
     gain = sector_gain_db(ut_loc[0][None], virtual[0], bs_orient[0][:, None])  # [BS, UT]

@@ -128,7 +128,7 @@ class PhysicalUnits:
             "air_time_s": air_time,
             "energy_j_max": float(joules.max()),
             "energy_j_mean": float(joules.mean()),
-            "rx_snr_db": 10 * math.log10(float(torch.pow(10.0, self.snr_db[index] / 10).mean())),
+            "rx_snr_db": 10 * math.log10(float(self.gains.gains[index].mean())),  # the linear SNRs
         }
         if bool((watts > 0).any()):
             record["tx_power_dbm_max"] = 10 * math.log10(float(watts.max())) + 30
