@@ -27,6 +27,7 @@ from channels.beamforming import (
     maxmin_beamformer,
 )
 from channels.budget import db_to_linear, energy_for_snr_db, snr_db_for_energy
+from channels.clusters import ClusterFading
 from channels.digital import DigitalRound, bit_limit, digital_link, shannon_rate, uses_for_bits
 from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFading, TDLFading
 from channels.fading_channel import BlocksOutput, ChannelOutput, ChannelState, FadingChannel, SignalBlocks
@@ -37,6 +38,7 @@ from channels.scenarios import (
     SCENARIOS,
     Drop,
     DropGains,
+    cluster_drop,
     drop_clients,
     open_loop_power_dbm,
     sector_gain_db,
@@ -80,6 +82,8 @@ __all__ = [
     "SCENARIOS",
     "Drop",
     "DropGains",
+    "ClusterFading",
+    "cluster_drop",
     "drop_clients",
     "open_loop_power_dbm",
     "sector_gain_db",

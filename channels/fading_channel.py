@@ -38,6 +38,7 @@ from channels._checks import (
 from channels.antennas import ReceiveArray
 from channels.blocks import BlocksOutput, SignalBlocks
 from channels.budget import energy_for_snr_db
+from channels.clusters import ClusterFading
 from channels.noise import ComplexNoise, from_symbols
 from channels.power_control import PerfectInversion, PowerControl
 from channels.processes import Processes
@@ -64,7 +65,8 @@ class FadingChannel(nn.Module):
 
     Args:
         fading: a small-scale model called as ``fading(K, generator, dtype) -> [K, N]`` complex
-            (see :mod:`channels.fading`); ``None``: all gains 1 (then this is :class:`AWGNChannel`).
+            (see :mod:`channels.fading`), or a :class:`~channels.clusters.ClusterFading` (see below);
+            ``None``: all gains 1 (then this is :class:`AWGNChannel`).
         policy: a :class:`~channels.power_control.PowerControl` (default perfect inversion).
         noise_var: noise variance per real channel use.
         path_loss: large-scale model called as ``path_loss(K, generator) -> [K]`` power gains,
@@ -91,6 +93,13 @@ class FadingChannel(nn.Module):
             scale infinite: the block reports zero noise); an infinite entry makes the scale 0:
             an infinite noise variance and a NaN or infinite estimate. Turn it off only for signals
             known to be finite.
+
+    A :class:`~channels.clusters.ClusterFading` (a drop's own clusters) is called with the clients'
+    indices and the time: ``time_step`` is the round the next realizations belong to (its coherence
+    blocks are time steps ``time_step * C ... time_step * C + C - 1``), so every realization of one
+    round sees the same small-scale channel (CSI errors are drawn anew); whoever runs the rounds sets it
+    (the federated simulation does, from the round's number), otherwise every round is round 0.
+    Other fading models draw independent realizations and ignore it.
 
     Call: like :class:`~channels.awgn.AWGNChannel`, plus ``state`` (from :meth:`realize`; default a fresh
     realization for this block alone), ``symbol_offset`` (where the block starts in the round),
@@ -151,6 +160,19 @@ class FadingChannel(nn.Module):
         self.generator = generator
         self.large_scale: Tensor | None = None  # [K] mean power gains, fixed for the run
         self.antennas = antennas  # N receive antennas and the beamformer (None or N = 1: one antenna)
+        if isinstance(fading, ClusterFading):
+            wanted = 1 if antennas is None else antennas.num_antennas
+            if fading.num_antennas != wanted:
+                raise ValueError(
+                    f"fading has {fading.num_antennas} antennas (ClusterFading), but antennas has {wanted}: "
+                    "the drop's clusters and the beamformer must see the same array"
+                )
+            if antennas is not None and antennas.correlation != 0:
+                raise ValueError(
+                    f"antennas.correlation = {antennas.correlation}, but with ClusterFading the antennas' "
+                    "correlation comes from the clusters' angles: give 0"
+                )
+        self.time_step = 0  # the round the next realizations belong to (see the class docstring)
         self._noise = ComplexNoise()
 
     def extra_repr(self) -> str:
@@ -179,6 +201,8 @@ class FadingChannel(nn.Module):
         """K, the clients whose large-scale gains (``path_loss``) this channel drew for the run; None
         before its first realization or without a path-loss model (then nothing per client persists
         from round to round, and any K may be realized)."""
+        if isinstance(self.fading, ClusterFading):  # a drop's clusters: its clients, from the start
+            return self.fading.num_clients
         return None if self.large_scale is None else int(self.large_scale.shape[0])
 
     def realize(
@@ -242,6 +266,11 @@ class FadingChannel(nn.Module):
                 f"{len(large_scale)} clients, once for the run (client positions do not change); realize "
                 "some of them with clients=[their indices]"
             )
+        if isinstance(self.fading, ClusterFading) and drawn != self.fading.num_clients:
+            raise ValueError(
+                f"num_clients = {drawn}, but this channel's clusters (ClusterFading) are those of a drop of "
+                f"{self.fading.num_clients} clients; realize some of them with clients=[their indices]"
+            )
         generator = generator if generator is not None else self.generator
         count = drawn if index is None else int(index.numel())
         assert count is not None  # an int here: given, or drawn above, or the indices' count
@@ -249,7 +278,13 @@ class FadingChannel(nn.Module):
         if blocks > 1 and channel_uses is None:
             raise ValueError("channel_uses is needed to cut a round into coherence blocks")
         array = self.antennas if self.antennas is not None and self.antennas.num_antennas > 1 else None
-        if array is not None:  # [K, C, N_sub, N] channel vectors, combined by the beamformer below
+        if isinstance(self.fading, ClusterFading):  # each client's own clusters at this round's time
+            rows = torch.arange(count) if index is None else index
+            steps = self.time_step * blocks + torch.arange(blocks)  # the round's coherence blocks
+            gains = self.fading(rows, steps, dtype, generator.device).unsqueeze(2)  # [K, C, 1, N]
+            if array is None:
+                gains = gains[..., 0]
+        elif array is not None:  # [K, C, N_sub, N] channel vectors, combined by the beamformer below
             draws = array.draw(self.fading, count * blocks, generator, dtype)
             gains = draws.reshape(blocks, count, *draws.shape[1:]).transpose(0, 1)
         elif self.fading is None:

@@ -39,12 +39,14 @@ from torch import Tensor, nn
 
 from channels._checks import check_count
 from channels._sionna import import_sionna, sionna_draws_from
+from channels.clusters import ClusterFading
 
 __all__ = [
     "BS_PATTERNS",
     "SCENARIOS",
     "Drop",
     "DropGains",
+    "cluster_drop",
     "drop_clients",
     "open_loop_power_dbm",
     "sector_gain_db",
@@ -209,7 +211,81 @@ def drop_clients(
     the sector pattern: with omnidirectional elements a site's three sectors would hear every client
     alike.
     """
+    return _drop(
+        scenario,
+        num_clients,
+        generator,
+        carrier_frequency_hz,
+        los,
+        indoor,
+        shadowing,
+        bs_pattern,
+        num_rings,
+        0.0,
+    )[0]
+
+
+def cluster_drop(
+    scenario: str,
+    num_clients: int,
+    generator: torch.Generator,
+    carrier_frequency_hz: float = 3.5e9,
+    *,
+    num_antennas: int = 1,
+    speed_mps: float = 3 / 3.6,
+    step_s: float = 1.0,
+    los: bool | None = None,
+    indoor: bool | None = None,
+    shadowing: bool = True,
+    bs_pattern: str = "omni",
+) -> tuple[Drop, ClusterFading]:
+    """The drop of :func:`drop_clients` (one sector; the same drop for the same generator) and its
+    clients' small-scale channel to ``num_antennas`` antennas from the drop's own clusters
+    (:class:`~channels.clusters.ClusterFading`, time steps ``step_s`` seconds apart, the clients moving
+    at ``speed_mps``, 3 km/h by default as in TR 38.901's calibration), the rays drawn from
+    ``generator`` after the drop.
+
+    >>> drop, fading = cluster_drop("umi", 3, torch.Generator().manual_seed(0), num_antennas=4)
+    >>> same = drop_clients("umi", 3, torch.Generator().manual_seed(0))
+    >>> torch.equal(drop.coupling_loss_db, same.coupling_loss_db)
+    True
+    >>> fading(torch.arange(3), torch.tensor([0])).shape   # clients, steps, antennas
+    torch.Size([3, 1, 4])
+    """
+    drop, model, lsp = _drop(
+        scenario,
+        num_clients,
+        generator,
+        carrier_frequency_hz,
+        los,
+        indoor,
+        shadowing,
+        bs_pattern,
+        0,
+        speed_mps,
+    )
+    return drop, ClusterFading(model, lsp, generator, num_antennas=num_antennas, step_s=step_s)
+
+
+def _drop(
+    scenario: str,
+    num_clients: int,
+    generator: torch.Generator,
+    carrier_frequency_hz: float,
+    los: bool | None,
+    indoor: bool | None,
+    shadowing: bool,
+    bs_pattern: str,
+    num_rings: int,
+    speed_mps: float,
+) -> tuple[Drop, Any, Any]:
+    """:func:`drop_clients`'s drop, with the Sionna scenario object it set and its large-scale
+    parameters (None, None for a grid). ``speed_mps`` gives every client that speed in a random planar
+    direction (Sionna's topology draws the direction whatever the speed, so the drop is the same for
+    any speed): what :func:`cluster_drop`'s channel turns with."""
     _check(scenario, num_clients, generator, carrier_frequency_hz)
+    if not (isinstance(speed_mps, (int, float)) and math.isfinite(speed_mps) and 0 <= speed_mps <= 140):
+        raise ValueError(f"speed_mps = {speed_mps!r} is out of range; expected a number of m/s in [0, 140]")
     if bs_pattern not in BS_PATTERNS:
         raise ValueError(f"bs_pattern = {bs_pattern!r} is not accepted; expected one of {BS_PATTERNS}")
     check_count(num_rings, "num_rings", minimum=0)
@@ -219,19 +295,29 @@ def drop_clients(
                 f"num_rings = {num_rings} needs bs_pattern = 'sector' (with omnidirectional elements a "
                 "site's three sectors would hear every client alike)"
             )
-        return _hexgrid_drop(
+        grid = _hexgrid_drop(
             scenario, num_clients, generator, carrier_frequency_hz, los, indoor, shadowing, num_rings
         )
+        return grid, None, None
     channel = import_sionna("sionna.phy.channel")
+    speed = float(speed_mps)
     with sionna_draws_from(generator):
         topology = list(
-            channel.gen_single_sector_topology(1, num_clients, scenario, precision="double", device="cpu")
+            channel.gen_single_sector_topology(
+                1,
+                num_clients,
+                scenario,
+                min_ut_velocity=speed,
+                max_ut_velocity=speed,
+                precision="double",
+                device="cpu",
+            )
         )
         if indoor is not None:
             topology[5] = torch.full((1, num_clients), indoor, dtype=torch.bool)
         model, lsp = _large_scale(scenario, carrier_frequency_hz, shadowing, topology, los)
     shadow = 10 * torch.log10(lsp.sf[0, 0]) if shadowing else torch.zeros(num_clients, dtype=torch.float64)
-    return Drop(
+    drop = Drop(
         scenario=scenario,
         carrier_frequency_hz=float(carrier_frequency_hz),
         positions_m=topology[0][0].clone(),
@@ -247,6 +333,7 @@ def drop_clients(
             else sector_gain_db(topology[0][0], topology[1][0, 0], topology[3][0, 0]).clone()
         ),
     )
+    return drop, model, lsp
 
 
 def _large_scale(

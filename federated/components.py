@@ -92,7 +92,15 @@ CHANNELS = {
         num_subcarriers=c.num_subcarriers,
         subcarrier_spacing_hz=c.subcarrier_spacing_hz,
     ),
+    "scenario": lambda c: _from_drop(),
 }
+
+
+def _from_drop() -> None:
+    raise ValueError(
+        "channel.name = scenario is the drop's own clusters: build_channel takes them as small_scale "
+        "(federated.radio.units.PhysicalUnits.small_scale)"
+    )
 
 
 @dataclass(frozen=True)
@@ -136,11 +144,13 @@ def build_channel(
     device: torch.device,
     large_scale: nn.Module | None = None,
     noise_var: float | None = None,
+    small_scale: nn.Module | None = None,
 ) -> FadingChannel:
     """The uplink channel: fading model, power-control policy, path loss, noise and receive antennas
     (with their beamformer) of ``config``; ``large_scale`` and ``noise_var``: the clients' fixed
     large-scale gains and the noise variance in physical units (:class:`federated.radio.units.PhysicalUnits`),
-    in place of ``channel.path_loss`` and ``channel.noise_var``."""
+    in place of ``channel.path_loss`` and ``channel.noise_var``; ``small_scale``: the drop's own clusters
+    (``channel.name: scenario``, :class:`channels.ClusterFading`)."""
     path_loss = large_scale
     if config.path_loss != "none":
         path_loss = PathLoss(
@@ -152,7 +162,7 @@ def build_channel(
             reference_distance_m=config.reference_distance_m,
         )
     return FadingChannel(
-        fading=CHANNELS[config.name](config),
+        fading=small_scale if small_scale is not None else CHANNELS[config.name](config),
         policy=POWER_CONTROL[config.power_control](
             threshold=config.threshold, error_var=config.csi_error_var
         ),

@@ -239,6 +239,7 @@ class Simulation:
             self.device,
             None if units is None else units.gains,
             None if units is None else units.noise_var,
+            None if units is None else units.small_scale,
         )
         self.budget_scale = None
         if config.power.spread_db > 0:
@@ -378,6 +379,7 @@ class Simulation:
         stages: who takes part, their local updates (encoded), the uplink, the server's step, the
         record; returns the round's record, which the history keeps."""
         t = self._next_round(t)
+        self.channel.time_step = t  # a time-correlated channel (channel.name scenario) samples round t
         participants, state = self._participants()
         mine = participants if self.shard is None else [k for k in participants if k in self.shard.local]
         updates = self.local_updates(participants, mine, t)

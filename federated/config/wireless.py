@@ -112,8 +112,10 @@ class CompressorConfig:
 @dataclass(frozen=True)
 class ChannelConfig:
     # awgn: the paper's channel (all gains 1); noiseless: exact mean; rayleigh / rician: flat block
-    # fading per client and round; tdl: 3GPP TDL profile over OFDM subcarriers (broadband)
-    name: Literal["awgn", "noiseless", "rayleigh", "rician", "tdl"] = "awgn"
+    # fading per client and round; tdl: 3GPP TDL profile over OFDM subcarriers (broadband); scenario
+    # (with channel.scenario): each client's own TR 38.901 clusters from the drop (Sionna), fixed for
+    # the run, turning with the clients' motion (speed_mps) from round to round (round_duration_s)
+    name: Literal["awgn", "noiseless", "rayleigh", "rician", "tdl", "scenario"] = "awgn"
     noise_var: float = 1.0  # noise variance per real channel use (sigma^2)
     power_control: Literal["inversion", "truncated", "imperfect_csi"] = (
         "inversion"  # see channels.power_control
@@ -156,6 +158,8 @@ class ChannelConfig:
     # num_rings > 0: none (the other sectors silent) or full (their clients transmit at their caps in
     # the same band at the same time: their power at this base station adds to the noise)
     inter_cell: Literal["none", "full"] = "none"
+    speed_mps: float = 3 / 3.6  # name scenario: every client's speed (m/s; 3 km/h as TR 38.901's calibration)
+    round_duration_s: float = 1.0  # name scenario: seconds from one round's channel to the next's
 
     def __post_init__(self) -> None:
         _check(
@@ -246,6 +250,38 @@ class ChannelConfig:
             self.inter_cell,
             "none without other cells (channel.num_rings 0)",
         )
+        _check(
+            math.isfinite(self.speed_mps) and 0 <= self.speed_mps <= 140,
+            "speed_mps",
+            self.speed_mps,
+            "a number of m/s in [0, 140]",
+        )
+        _check(
+            math.isfinite(self.round_duration_s) and self.round_duration_s > 0,
+            "round_duration_s",
+            self.round_duration_s,
+            "a number of seconds > 0",
+        )
+        if self.name == "scenario":
+            _check(
+                self.scenario != "none",
+                "name",
+                self.name,
+                "awgn, noiseless, rayleigh, rician or tdl without channel.scenario (scenario: the drop's own "
+                "clusters, which need a 3GPP drop: channel.scenario umi, uma or rma)",
+            )
+            _check(
+                self.num_rings == 0,
+                "num_rings",
+                self.num_rings,
+                "0 with channel.name = scenario (the clusters are drawn for one sector's clients)",
+            )
+            _check(
+                self.correlation == 0,
+                "correlation",
+                self.correlation,
+                "0 with channel.name = scenario (the antennas' correlation comes from the clusters' angles)",
+            )
         if self.scenario != "none":
             _check(
                 self.subcarrier_spacing_hz in (15e3, 30e3, 60e3, 120e3, 240e3),
@@ -264,8 +300,8 @@ class ChannelConfig:
                 self.name != "noiseless",
                 "name",
                 self.name,
-                f"awgn, rayleigh, rician or tdl with channel.scenario = {self.scenario} (a link budget "
-                "has thermal noise)",
+                f"awgn, rayleigh, rician, tdl or scenario with channel.scenario = {self.scenario} (a link "
+                "budget has thermal noise)",
             )
             _check(
                 self.noise_var == 1.0,

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from channels import Drop, DropGains, LinkBudget, drop_clients, open_loop_power_dbm
+from channels import ClusterFading, DropGains, LinkBudget, cluster_drop, drop_clients, open_loop_power_dbm
 from federated.config import Config
 from laser import RoundResult
 
@@ -55,14 +55,30 @@ class PhysicalUnits:
             noise_figure_db=channel.noise_figure_db,
             pilot_symbols=channel.pilot_symbols,
         )
-        self.drop: Drop = drop_clients(
-            channel.scenario,
-            config.clients.num_clients,
-            torch.Generator().manual_seed(seed),
-            channel.carrier_frequency_hz,
-            bs_pattern=channel.bs_pattern,
-            num_rings=channel.num_rings,
-        )
+        generator = torch.Generator().manual_seed(seed)
+        # channel.name scenario: the drop's own clusters as the small-scale channel (channels.clusters),
+        # their rays drawn after the drop (which stays the same)
+        self.small_scale: ClusterFading | None = None
+        if channel.name == "scenario":
+            self.drop, self.small_scale = cluster_drop(
+                channel.scenario,
+                config.clients.num_clients,
+                generator,
+                channel.carrier_frequency_hz,
+                num_antennas=channel.rx_antennas,
+                speed_mps=channel.speed_mps,
+                step_s=channel.round_duration_s / channel.coherence_blocks,
+                bs_pattern=channel.bs_pattern,
+            )
+        else:
+            self.drop = drop_clients(
+                channel.scenario,
+                config.clients.num_clients,
+                generator,
+                channel.carrier_frequency_hz,
+                bs_pattern=channel.bs_pattern,
+                num_rings=channel.num_rings,
+            )
         loss = self.drop.coupling_loss_db
         self.power_dbm = self._caps(config, loss)
         # the received SNR per use at the cap, over the fading's mean: the channel's large-scale gains

@@ -166,6 +166,19 @@ class _Kill(Exception):
             "channel.power_control=truncated",
             "channel.threshold=0.05",
         ],
+        # the drop's own clusters (time-correlated from round to round) at two antennas, half the clients
+        # sampled by their channel: the resumed rounds see the rounds' own channel samples
+        [
+            "channel.scenario=umi",
+            "power.energy=null",
+            "power.max_dbm=10",
+            "channel.name=scenario",
+            "channel.rx_antennas=2",
+            "channel.round_duration_s=0.01",
+            "clients.num_clients=4",
+            "clients.per_round=2",
+            "clients.sampling=best_channel",
+        ],
         # Qsparse-local-SGD: local steps, Sign o Top_k with error feedback on the digital path
         [
             "clients.lr=0.05",

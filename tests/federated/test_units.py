@@ -113,6 +113,28 @@ def test_a_faded_runs_reported_received_snr_matches_a_monte_carlo_of_its_own_gai
     assert bool(((mean / reported - 1).abs() * math.sqrt(draws) < 4).all())
 
 
+def test_the_drops_own_clusters_give_each_client_its_reported_snr_on_average_over_the_rounds():
+    # channel.name scenario: the small-scale channel of the drop's own TR 38.901 clusters (fixed for the
+    # run, turning with the clients' motion); every round sees one sample, and over many rounds each
+    # client's mean |h_k|^2 tends to the SNR per use at its cap that the summary reports
+    sim = Simulation(_config("channel.name=scenario", "clients.num_clients=8", "channel.rx_antennas=1"))
+    assert sim.units.small_scale is not None and sim.channel.fading is sim.units.small_scale
+    sim.round(0)
+    power = []
+    for t in range(400):
+        sim.channel.time_step = t
+        power.append(sim.channel.realize(8, 100, dtype=torch.complex128).gains[:, 0, 0].abs().square())
+    mean = torch.stack(power).mean(0)
+    reported = torch.pow(10.0, sim.units.snr_db / 10)
+    assert float((mean / reported).mean()) == pytest.approx(1.0, abs=0.06)
+    assert bool(((mean / reported - 1).abs() < 0.3).all()), mean / reported
+    # the same round realized twice is the same channel; the simulation sets the round's time step
+    sim.channel.time_step = 5
+    assert torch.equal(sim.channel.realize(8, 10).gains, sim.channel.realize(8, 10).gains)
+    sim.round(1)
+    assert sim.channel.time_step == 1
+
+
 def test_the_history_summary_and_table_carry_the_physical_units(tmp_path):
     from federated.history import format_summary
     from federated.train import train
@@ -184,6 +206,14 @@ def test_other_cells_at_full_load_add_their_received_power_to_the_noise():
         ([*ABSOLUTE, "power.spread_db=6"], "power.spread_db"),  # caps come from the drop
         (["channel.bs_pattern=sector"], "channel.bs_pattern"),  # part of a drop's coupling loss
         (["power.energy=null", "power.snr_db=5", "power.max_dbm=10"], "power.max_dbm"),  # the extra one
+        (["channel.name=scenario"], "channel.name"),  # the drop's clusters need a drop
+        ([*ABSOLUTE, "channel.name=scenario", "channel.correlation=0.5"], "channel.correlation"),
+        (
+            [*ABSOLUTE, "channel.name=scenario", "channel.num_rings=1", "channel.bs_pattern=sector"],
+            "channel.num_rings",
+        ),
+        ([*ABSOLUTE, "channel.speed_mps=-1"], "channel.speed_mps"),
+        ([*ABSOLUTE, "channel.round_duration_s=0"], "channel.round_duration_s"),
     ],
 )
 def test_inconsistent_physical_settings_are_refused_naming_the_key(overrides, key):

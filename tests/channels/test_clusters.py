@@ -1,0 +1,160 @@
+"""The small-scale channel of a drop's own TR 38.901 clusters (``channels.clusters``): the same drop as
+``drop_clients``, unit mean power, chunks that join without a seam, Doppler correlation from the
+clients' speed, spatial correlation from the clusters' angles, and its place in ``FadingChannel``."""
+
+import math
+
+import pytest
+import torch
+
+from channels import ClusterFading, FadingChannel, ReceiveArray, cluster_drop, drop_clients
+from channels.scenarios import DropGains
+
+
+def _drop(seed: int = 0, clients: int = 8, **options):
+    return cluster_drop("umi", clients, torch.Generator().manual_seed(seed), **options)
+
+
+def _share(h: torch.Tensor) -> torch.Tensor:
+    """``[K]``: the top eigenvalue's share of each client's spatial covariance over the time steps."""
+    covariance = torch.einsum("ktn,ktm->knm", h, h.conj()) / h.shape[1]
+    eigenvalues = torch.linalg.eigvalsh(covariance)
+    return eigenvalues[:, -1] / eigenvalues.sum(-1)
+
+
+def test_the_drop_is_drop_clients_and_the_same_seed_gives_the_same_responses():
+    drop, fading = _drop(3, num_antennas=2)
+    plain = drop_clients("umi", 8, torch.Generator().manual_seed(3))
+    for field in ("positions_m", "coupling_loss_db", "indoor", "los", "shadowing_db"):
+        assert torch.equal(getattr(drop, field), getattr(plain, field)), field
+    steps = torch.arange(5)
+    again = _drop(3, num_antennas=2)[1]
+    assert torch.equal(fading(torch.arange(8), steps), again(torch.arange(8), steps))
+    other = _drop(4, num_antennas=2)[1]
+    assert not torch.equal(fading(torch.arange(8), steps), other(torch.arange(8), steps))
+    # rows follow the indices asked for
+    h = fading(torch.arange(8), steps, torch.complex128)
+    assert torch.equal(fading(torch.tensor([5, 1]), steps, torch.complex128), h[[5, 1]])
+
+
+def test_each_antennas_mean_power_over_the_rounds_is_one():
+    # the clusters' powers sum to 1 (LOS: K / (K + 1) + 1 / (K + 1)); over rounds the rays' Doppler
+    # phases decorrelate, so every client's time average tends to 1 (the drop's coupling loss is the
+    # mean received power, counted by the channel's path_loss)
+    _, fading = _drop(1, clients=16, num_antennas=2, step_s=1.0)
+    power = fading(torch.arange(16), torch.arange(400), torch.complex128).abs().square().mean((1, 2))
+    assert abs(float(power.mean()) - 1) < 0.05, power
+    assert float((power - 1).abs().max()) < 0.3, power
+
+
+def test_chunks_join_without_a_seam_and_a_static_client_keeps_its_channel():
+    _, fading = _drop(2, num_antennas=3, step_s=0.05)
+    whole = fading(torch.arange(8), torch.arange(12), torch.complex128)
+    fading.chunk, fading._chunks = 5, {}  # steps 5..9 and 10..11 now start later in Sionna's time
+    pieces = fading(torch.arange(8), torch.arange(12), torch.complex128)
+    assert torch.allclose(pieces, whole, rtol=0, atol=1e-12)
+    late = fading(torch.arange(8), torch.tensor([11, 3]), torch.complex128)  # any order, two chunks
+    assert torch.allclose(late, whole[:, [11, 3]], rtol=0, atol=1e-12)
+    _, still = _drop(2, num_antennas=3, speed_mps=0.0)
+    h = still(torch.arange(8), torch.arange(4), torch.complex128)
+    assert torch.equal(h, h[:, :1].expand_as(h))
+
+
+def test_the_clients_speed_sets_how_fast_their_channel_decorrelates():
+    # Doppler f_D = v / lambda = 0.833 / 0.0857 = 9.7 Hz at 3 km/h and 3.5 GHz: 1 ms apart, the rounds'
+    # channels are nearly the same (Clarke's J0(2 pi f_D tau) = 0.998); 0.3 s apart (f_D tau = 2.9),
+    # nearly independent (non-line-of-sight clients outdoors, so no fixed LOS ray keeps them correlated)
+    def lag_one(step_s: float) -> torch.Tensor:
+        _, fading = _drop(0, clients=16, step_s=step_s, los=False, indoor=False)
+        h = fading(torch.arange(16), torch.arange(200), torch.complex128)[..., 0]
+        return (h[:, :-1] * h[:, 1:].conj()).sum(1).abs() / h.abs().square().sum(1)
+
+    assert float(lag_one(1e-3).min()) > 0.97
+    assert float(lag_one(0.3).mean()) < 0.3
+    assert torch.allclose(_drop(0, clients=4)[1].speed_mps, torch.full((4,), 3 / 3.6, dtype=torch.float64))
+
+
+def test_the_antennas_correlation_comes_from_the_clusters_angles():
+    # a client in line of sight outdoors arrives from a narrow spread of angles: its 8 antennas' covariance
+    # is nearly rank one; non-line-of-sight clients spread wider. Independent antennas (64 samples of
+    # 8) give a top share near 0.2.
+    los = torch.cat(
+        [
+            _share(
+                _drop(s, num_antennas=8, step_s=0.5, los=True, indoor=False)[1](
+                    torch.arange(8), torch.arange(64), torch.complex128
+                )
+            )
+            for s in range(2)
+        ]
+    )
+    nlos = torch.cat(
+        [
+            _share(
+                _drop(s, num_antennas=8, step_s=0.5, los=False, indoor=False)[1](
+                    torch.arange(8), torch.arange(64), torch.complex128
+                )
+            )
+            for s in range(2)
+        ]
+    )
+    white = torch.randn(16, 64, 8, dtype=torch.complex128, generator=torch.Generator().manual_seed(0))
+    assert float(los.mean()) > 0.75 and float(los.mean()) > float(nlos.mean()) + 0.25
+    assert float(nlos.mean()) > float(_share(white).mean()) + 0.1
+
+
+def test_the_channel_samples_one_time_per_round_and_keeps_each_clients_large_scale_gain():
+    drop, fading = _drop(5, clients=6, num_antennas=4, step_s=0.1)
+    beta = torch.linspace(0.5, 3.0, 6, dtype=torch.float64)
+    channel = FadingChannel(
+        fading,
+        path_loss=DropGains(beta),
+        antennas=ReceiveArray(4, "eigen"),
+        coherence_blocks=2,
+        generator=torch.Generator().manual_seed(0),
+    )
+    first = channel.realize(6, 100, dtype=torch.complex128)
+    assert torch.equal(channel.realize(6, 100, dtype=torch.complex128).gains, first.gains)  # same round
+    some = channel.realize(None, 100, dtype=torch.complex128, clients=[4, 1])
+    vectors = fading(torch.arange(6), torch.tensor([0, 1]), torch.complex128) * beta.sqrt()[:, None, None]
+    # the eigen beamformer combines every client's vector; the subset's gains are |m^H h| of their own
+    assert first.gains.shape == (6, 2, 1)
+    norms = torch.linalg.vector_norm(vectors, dim=-1)  # |m^H h_k| <= ||h_k||, equal when m is along h_k
+    assert bool((first.gains[..., 0].abs() <= norms * (1 + 1e-12)).all())
+    assert some.gains.shape == (2, 2, 1)
+    channel.time_step = 3  # round 3: coherence blocks at steps 6 and 7
+    later = channel.realize(6, 100, dtype=torch.complex128)
+    assert not torch.allclose(later.gains, first.gains)
+    alone = FadingChannel(
+        fading, path_loss=DropGains(beta), antennas=ReceiveArray(4, "matched"), coherence_blocks=2
+    )
+    alone.time_step = 3
+    matched = alone.realize(6, 100, dtype=torch.complex128).gains[..., 0]
+    h = fading(torch.arange(6), torch.tensor([6, 7]), torch.complex128) * beta.sqrt()[:, None, None]
+    unit = h / torch.linalg.vector_norm(h, dim=-1, keepdim=True)
+    m = unit.sum(0)
+    m = m / torch.linalg.vector_norm(m, dim=-1, keepdim=True)  # [C, N]
+    expected = (m.conj()[None] * h).sum(-1)
+    assert torch.allclose(matched, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_refusals_name_the_argument():
+    _, fading = _drop(0, clients=3, num_antennas=2)
+    with pytest.raises(ValueError, match="antennas"):
+        FadingChannel(fading)  # one antenna asked of a two-antenna drop
+    with pytest.raises(ValueError, match="correlation"):
+        FadingChannel(fading, antennas=ReceiveArray(2, correlation=0.5))
+    with pytest.raises(ValueError, match="steps"):
+        fading(torch.arange(3), torch.tensor([-1]))
+    with pytest.raises(IndexError, match="clients"):
+        fading(torch.tensor([3]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="speed_mps"):
+        cluster_drop("umi", 2, torch.Generator(), speed_mps=math.inf)
+    with pytest.raises(ValueError, match="step_s"):
+        cluster_drop("umi", 2, torch.Generator(), step_s=0.0)
+    assert isinstance(fading, ClusterFading)
+    channel = FadingChannel(fading, antennas=ReceiveArray(2))
+    assert channel.num_clients == 3  # the drop's, before any realization (no path_loss needed)
+    with pytest.raises(ValueError, match="num_clients = 2"):
+        channel.realize(2)
+    assert channel.realize(None, clients=[2]).gains.shape == (1, 1, 1)
