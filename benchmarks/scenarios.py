@@ -6,9 +6,12 @@ AWGN round.
 Cases: AWGN (normalised, the baseline), Rayleigh (normalised, perfect inversion), and each scenario
 (UMi, UMa, RMa: a drop of the 16 clients, open-loop power caps, Rayleigh block fading, truncated
 inversion, as ``configs/mnist1d_laser_umi.yaml``) at N = 1 and N = 64 receive antennas (the matched
-beamformer), with the normalised Rayleigh round at N = 64 for comparison. The drop itself happens once
+beamformer), with the normalised Rayleigh round at N = 64 for comparison, and UMi with the drop's own clusters
+(``channel.name: scenario``, ``channels.ClusterFading``) at N = 1 and 64. The drop itself happens once
 per run, when the simulation is made: its time (``drop_clients``, Sionna's topology, LOS, indoor and
-shadowing draws, 3 repeats) is reported apart.
+shadowing draws, 3 repeats) is reported apart. The clusters' responses come in chunks of rounds (one
+Sionna call each), which a round's median misses: their cost per round (a chunk's time over its
+rounds, 3 chunks) is reported apart too, to be added to the round's.
 
     python benchmarks/scenarios.py [--quick] [--json PATH] [--threads N]
 """
@@ -51,6 +54,12 @@ CASES = {  # name -> (scenario, antennas, overrides)
     "UMi N=64": ("umi", 64, ["channel.scenario=umi", *PHYSICAL, "channel.rx_antennas=64"]),
     "UMa N=64": ("uma", 64, ["channel.scenario=uma", *PHYSICAL, "channel.rx_antennas=64"]),
     "RMa N=64": ("rma", 64, ["channel.scenario=rma", *PHYSICAL, "channel.rx_antennas=64"]),
+    "UMi clusters": ("umi", 1, ["channel.scenario=umi", *PHYSICAL, "channel.name=scenario"]),
+    "UMi clusters N=64": (
+        "umi",
+        64,
+        ["channel.scenario=umi", *PHYSICAL, "channel.name=scenario", "channel.rx_antennas=64"],
+    ),
 }
 
 
@@ -84,6 +93,17 @@ def main() -> None:
             drop_clients(scenario, 16, torch.Generator().manual_seed(seed))
             samples.append(time.perf_counter() - start)
         drops[scenario] = summarize(samples)
+    per_step: dict[str, dict[str, float]] = {}  # the clusters' chunk time over its rounds
+    for name in names:
+        fading = sims[name].units.small_scale if sims[name].units is not None else None
+        if fading is None:
+            continue
+        samples = []
+        for index in range(100, 103):  # chunks no round has asked for yet
+            start = time.perf_counter()
+            fading._chunk(index)
+            samples.append((time.perf_counter() - start) / fading.chunk)
+        per_step[name] = summarize(samples)
     results = [
         {
             "case": name,
@@ -93,11 +113,12 @@ def main() -> None:
             "round_median_ms": stats[name]["median"],
             "ratio_to_awgn": stats[name]["median"] / base,
             "drop_median_ms": drops[CASES[name][0]]["median"] if CASES[name][0] in drops else None,
+            "clusters_ms_per_round": per_step[name]["median"] if name in per_step else None,
         }
         for name in names
     ]
     print_table(
-        ["case", "median ms", "q1 ms", "q3 ms", "ratio to AWGN", "drop ms (once)"],
+        ["case", "median ms", "q1 ms", "q3 ms", "ratio to AWGN", "drop ms (once)", "clusters ms a round"],
         [
             [
                 r["case"],
@@ -106,6 +127,7 @@ def main() -> None:
                 r["round_ms"]["q3"],  # type: ignore[index]
                 r["ratio_to_awgn"],
                 "-" if r["drop_median_ms"] is None else r["drop_median_ms"],
+                "-" if r["clusters_ms_per_round"] is None else r["clusters_ms_per_round"],
             ]
             for r in results
         ],

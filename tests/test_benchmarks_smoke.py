@@ -160,8 +160,20 @@ def test_gpu_script_runs_tiny_on_the_cpu(tmp_path):
 def test_scenarios_quick(tmp_path):
     result = _quick("scenarios", tmp_path)
     rows = {r["case"]: r for r in result["results"]}
-    assert set(rows) == {"AWGN", "Rayleigh", "UMi", "Rayleigh N=64", "UMi N=64"}
+    assert set(rows) == {
+        "AWGN",
+        "Rayleigh",
+        "UMi",
+        "Rayleigh N=64",
+        "UMi N=64",
+        "UMi clusters",
+        "UMi clusters N=64",
+    }
     assert rows["AWGN"]["ratio_to_awgn"] == 1.0 and rows["AWGN"]["drop_median_ms"] is None
     for row in rows.values():
         assert row["round_median_ms"] > 0 and row["ratio_to_awgn"] > 0
     assert rows["UMi"]["drop_median_ms"] > 0 and rows["UMi N=64"]["antennas"] == 64
+    # the clusters' chunks, per round, only where the channel is the drop's own clusters
+    assert rows["UMi"]["clusters_ms_per_round"] is None
+    assert rows["UMi clusters"]["clusters_ms_per_round"] > 0
+    assert rows["UMi clusters N=64"]["clusters_ms_per_round"] > rows["UMi clusters"]["clusters_ms_per_round"]
