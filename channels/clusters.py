@@ -156,11 +156,18 @@ class ClusterFading(nn.Module):
         self.num_clients = int(rays.aoa.shape[2])
         paths = int(rays.aoa.shape[3] * rays.aoa.shape[4])
         self.chunk = max(1, min(MAX_CHUNK, PER_RAY_BUDGET // (self.num_clients * self.num_antennas * paths)))
-        self._coefficients: Any = None  # Sionna's generator, built on the first chunk
+        # Sionna's generator, built on the first chunk (in a dict: not a submodule of this one)
+        self._sionna: dict[str, Any] = {}
         self._chunks: dict[int, Tensor] = {}  # chunk index -> [K, chunk, N] complex128
 
     def extra_repr(self) -> str:
         return f"num_clients={self.num_clients}, num_antennas={self.num_antennas}, step_s={self.step_s}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (or deep-copied) without Sionna's generator and the chunk, both rebuilt on use."""
+        state = self.__dict__.copy()
+        state["_sionna"], state["_chunks"] = {}, {}
+        return state
 
     @property
     def speed_mps(self) -> Tensor:
@@ -170,10 +177,13 @@ class ClusterFading(nn.Module):
     def _chunk(self, index: int) -> Tensor:
         """Every client's response over the time steps ``index * chunk ...`` (``[K, chunk, N]``)."""
         if index not in self._chunks:
-            if self._coefficients is None:
-                self._coefficients = _timed_coefficients(self.carrier_frequency_hz, self.num_antennas)
-            self._coefficients.start_s = index * self.chunk * self.step_s
-            h, _ = self._coefficients(
+            if "coefficients" not in self._sionna:
+                self._sionna["coefficients"] = _timed_coefficients(
+                    self.carrier_frequency_hz, self.num_antennas
+                )
+            coefficients = self._sionna["coefficients"]
+            coefficients.start_s = index * self.chunk * self.step_s
+            h, _ = coefficients(
                 self.chunk, 1 / self.step_s, self._k_factor, self._rays, self._topology, self._c_ds
             )  # [1, tx = 1, rx = K, paths, rx antennas = 1, tx antennas = N, steps]
             response = h.sum(3)[0, 0, :, 0]  # [K, N, steps]: the rays' sum, the carrier's response

@@ -3,6 +3,8 @@
 clients' speed, spatial correlation from the clusters' angles, and its place in ``FadingChannel``."""
 
 import math
+import pickle
+from copy import deepcopy
 
 import pytest
 import torch
@@ -136,6 +138,13 @@ def test_the_channel_samples_one_time_per_round_and_keeps_each_clients_large_sca
     m = m / torch.linalg.vector_norm(m, dim=-1, keepdim=True)  # [C, N]
     expected = (m.conj()[None] * h).sum(-1)
     assert torch.allclose(matched, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_a_copy_gives_the_same_responses():
+    _, fading = _drop(6, clients=3, num_antennas=2)
+    before = fading(torch.arange(3), torch.arange(3))
+    for copy in (pickle.loads(pickle.dumps(fading)), deepcopy(fading)):
+        assert torch.equal(copy(torch.arange(3), torch.arange(3)), before)
 
 
 def test_refusals_name_the_argument():
