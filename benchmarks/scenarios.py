@@ -11,7 +11,7 @@ beamformer), with the normalised Rayleigh round at N = 64 for comparison, and UM
 per run, when the simulation is made: its time (``drop_clients``, Sionna's topology, LOS, indoor and
 shadowing draws, 3 repeats) is reported apart. The clusters' responses come in chunks of rounds (one
 Sionna call each), which a round's median misses: their cost per round (a chunk's time over its
-rounds, 3 chunks) is reported apart too, to be added to the round's.
+rounds, 5 chunks) is reported apart too, to be added to the round's.
 
     python benchmarks/scenarios.py [--quick] [--json PATH] [--threads N]
 """
@@ -99,7 +99,7 @@ def main() -> None:
         if fading is None:
             continue
         samples = []
-        for index in range(100, 103):  # chunks no round has asked for yet
+        for index in range(100, 105):  # chunks no round has asked for yet
             start = time.perf_counter()
             fading._chunk(index)
             samples.append((time.perf_counter() - start) / fading.chunk)
