@@ -195,6 +195,27 @@ def _umi_rows() -> tuple[Row, ...]:
     )
 
 
+# the small-scale channels of the UMi cell compared (table umi_clusters): id, label, config values
+UMI_CHANNELS = (
+    ("rayleigh", "Rayleigh", {"channel.name": "rayleigh"}),
+    ("clusters", "clusters, 3 km/h", {"channel.name": "scenario", "channel.speed_mps": 3 / 3.6}),
+    ("static", "clusters, static", {"channel.name": "scenario", "channel.speed_mps": 0.0}),
+)
+
+
+def _umi_cluster_rows() -> tuple[Row, ...]:
+    return tuple(
+        Row(
+            f"{method}_n{antennas}_{channel}",
+            f"{label}, N = {antennas}, {name}",
+            {"compressor.name": method, "channel.rx_antennas": antennas, **where},
+        )
+        for antennas in (1, 16)
+        for method, label in UMI_METHODS
+        for channel, name, where in UMI_CHANNELS
+    )
+
+
 # the shared settings of each single-cell table, as in docs/results.md's commands ($B and $P there)
 LOCAL = "configs/mnist1d_local_adam_scaling.yaml optimizer.momentum=0 rounds=100 eval_every=50"
 
@@ -362,6 +383,44 @@ TABLES = {
                 "laser sweep configs/mnist1d_laser_umi.yaml --grid compressor.name=laser,zsgd "
                 "--grid power.max_dbm=-10,0,10,17,23 --grid channel.rx_antennas=1,16 --grid seed=0,1,2 "
                 "--jobs 2 --out runs/umi",
+            ),
+            row_header="cell",
+        ),
+        Table(
+            name="umi_clusters",
+            files=("docs/results.md",),
+            caption=(
+                "The small-scale channel of the UMi cell (`configs/mnist1d_laser_umi.yaml` at P_max = "
+                "10 dBm: the same drops, caps, truncation and carrier as the table above): the project's "
+                "Rayleigh block fading (independent from round to round, independent antennas) against "
+                "the drop's own TR 38.901 clusters (`channel.name: scenario`; each client's clusters fixed "
+                "for the run, the rounds 1 s apart with the clients at 3 km/h, or static, and the "
+                "antennas' correlation from the clusters' angles). N receive antennas with the matched "
+                "beamformer; 600 rounds, seeds 0, 1, 2 (each seed its own drop, the same in every row)."
+            ),
+            where={"data.name": "mnist1d", "rounds": 600, "channel.scenario": "umi", "power.max_dbm": 10},
+            rows=_umi_cluster_rows(),
+            columns=(
+                Column("test accuracy (%), mean ± 95% CI", "mean_ci", "test_accuracy"),
+                Column("per seed", "seeds", "test_accuracy"),
+                Column("seeds (diverged)", "runs"),
+                Column("clients heard per round", "mean", "active_clients"),
+                Column("noise variance per entry", "mean", "noise_var"),
+                Column("transmit power, mean client (dBm)", "mean", "tx_power_dbm"),
+            ),
+            paired=tuple(
+                Paired(f"{method}_n{n}_{channel}", f"{method}_n{n}_rayleigh")
+                for n in (1, 16)
+                for method, _ in UMI_METHODS
+                for channel in ("clusters", "static")
+            ),
+            commands=(
+                "laser sweep configs/mnist1d_laser_umi.yaml --grid channel.name=rayleigh,scenario "
+                "--grid compressor.name=laser,zsgd --grid channel.rx_antennas=1,16 --grid seed=0,1,2 "
+                "--jobs 2 --out runs/clusters",
+                "laser sweep configs/mnist1d_laser_umi.yaml channel.name=scenario channel.speed_mps=0 "
+                "--grid compressor.name=laser,zsgd --grid channel.rx_antennas=1,16 --grid seed=0,1,2 "
+                "--jobs 2 --out runs/clusters_static",
             ),
             row_header="cell",
         ),
