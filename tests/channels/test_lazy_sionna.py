@@ -11,7 +11,7 @@ import torch
 from channels.fading import RayleighFading, TDLFading
 from channels.noise import ComplexNoise
 
-HEAVY = ("sionna", "matplotlib")
+HEAVY = ("sionna", "matplotlib", "dp_accounting")  # dp_accounting: imported by channels.privacy on use
 
 
 def _run(code: str) -> dict:

@@ -1,0 +1,113 @@
+"""Privacy from the channel's noise (``channels.privacy``): a clipped pass's noise multiplier, and its
+client-level accounting over rounds with dp-accounting against the analytic Gaussian mechanism."""
+
+import math
+
+import dp_accounting
+import pytest
+import torch
+
+from channels.privacy import PrivacyAccountant, noise_multiplier, round_noise_multiplier
+
+DELTA = 1e-5
+
+
+def test_one_round_of_pld_is_the_analytic_gaussian_mechanism_and_rdp_is_at_least_it():
+    for nu in (0.5, 1.0, 4.0):
+        exact = dp_accounting.get_epsilon_gaussian(nu, DELTA)  # Balle and Wang 2018
+        pld = PrivacyAccountant(DELTA, "pld").step(nu)
+        rdp = PrivacyAccountant(DELTA, "rdp").step(nu)
+        assert pld == pytest.approx(exact, rel=1e-4)
+        assert rdp >= exact
+        # with sampling, the accountant's PLD grid (1e-4 by default) at q = 1 is the same mechanism
+        grid = PrivacyAccountant(DELTA, "pld", "poisson", probability=1.0).step(nu)
+        assert grid == pytest.approx(exact, rel=1e-3)
+
+
+def test_rounds_at_a_constant_noise_multiplier_are_one_gaussian_at_nu_over_sqrt_t():
+    for accountant in ("pld", "rdp"):
+        many = PrivacyAccountant(DELTA, accountant)
+        for _ in range(50):
+            many.step(3.0)
+        one = PrivacyAccountant(DELTA, accountant).step(3.0 / math.sqrt(50))
+        assert many.epsilon() == pytest.approx(one, rel=1e-3), accountant
+        assert many.rounds == 50
+    # and rounds that differ compose as (sum nu^-2)^(-1/2), passes within a round likewise
+    varying = PrivacyAccountant(DELTA, "pld")
+    for nu in (1.0, 2.0, 4.0):
+        varying.step(nu)
+    combined = (1 + 1 / 4 + 1 / 16) ** -0.5
+    assert varying.epsilon() == pytest.approx(dp_accounting.get_epsilon_gaussian(combined, DELTA), rel=1e-4)
+    passes = PrivacyAccountant(DELTA, "rdp")
+    assert passes.step([2.0, 2.0]) == pytest.approx(
+        PrivacyAccountant(DELTA, "rdp").step(math.sqrt(2)), rel=1e-9
+    )
+    assert round_noise_multiplier([2.0, math.inf]) == 2.0  # a pass that sends nothing releases nothing
+
+
+def test_sampling_amplifies_only_where_the_participants_are_hidden():
+    full = PrivacyAccountant(DELTA, "rdp").step(1.0)
+    everyone = PrivacyAccountant(DELTA, "rdp", "poisson", probability=1.0).step(1.0)
+    assert everyone == pytest.approx(full, rel=1e-6)  # q = 1: no amplification
+    for accountant in ("rdp", "pld"):
+        a_tenth = PrivacyAccountant(DELTA, accountant, "poisson", probability=0.1)
+        assert a_tenth.step(1.0) < 0.5 * full
+    fixed = PrivacyAccountant(DELTA, "rdp", "fixed", population=100, per_round=10)
+    # replace-one neighbours: sensitivity 2C, the event's multiplier nu / 2 (weaker than add/remove at nu),
+    # amplified by the 10 of 100 against the same mechanism with everyone's participation visible
+    # (at nu = 4: 2.17 unsampled, 0.60 with 10 of 100; add/remove at nu = 4 would give 1.01)
+    replace_one = PrivacyAccountant(DELTA, "rdp").step(2.0)
+    assert PrivacyAccountant(DELTA, "rdp").step(4.0) < replace_one
+    assert 0 < fixed.step(4.0) < 0.5 * replace_one
+    with pytest.raises(ValueError, match="accountant = 'pld'"):
+        PrivacyAccountant(DELTA, "pld", "fixed", population=100, per_round=10)
+
+
+def test_a_round_that_sends_nothing_releases_nothing_and_the_state_recomposes():
+    accountant = PrivacyAccountant(DELTA, "rdp", "poisson", probability=0.2)
+    assert accountant.epsilon() == 0.0 and accountant.step(math.inf) == 0.0
+    for nu in (1.5, 0.8):
+        accountant.step(nu)
+    again = PrivacyAccountant(DELTA, "rdp", "poisson", probability=0.2)
+    again.load_state_dict(accountant.state_dict())
+    assert again.epsilon() == accountant.epsilon() and again.rounds == 3
+
+
+def test_the_noise_multiplier_of_a_clipped_pass():
+    # one antenna, blocks clipped to C_b with the energy split E_b = E C_b^2 / C^2 and the scale
+    # eta_b = sqrt(E_b) min_k |h_k| / C_b: the sensitivity is sqrt(E) min_k |h_k|, whatever C is
+    energy, noise_var, weakest = 50.0, 2.0, 0.3
+    for clips in ([1.0], [0.5, 2.0, 3.0]):
+        c = torch.tensor(clips, dtype=torch.float64)
+        split = energy * c.square() / c.square().sum()
+        eta = split.sqrt() * weakest / c
+        expected = math.sqrt(noise_var) / (math.sqrt(energy) * weakest)
+        assert noise_multiplier(noise_var, eta, c) == pytest.approx(expected, rel=1e-12)
+    # N antennas: the server may combine toward client k, ||h_k|| / |m^H h_k| >= 1 raises its sensitivity
+    ratio = torch.tensor([[1.0, 1.2], [2.0, 1.0]], dtype=torch.float64)
+    eta, c = torch.tensor([1.0, 0.5]), torch.tensor([1.0, 2.0])
+    worst = max(1.0 + 1.2**2, 4.0 + 1.0)
+    assert noise_multiplier(1.0, eta, c, ratio) == pytest.approx(1 / math.sqrt(worst), rel=1e-12)
+    assert noise_multiplier(1.0, [0.0], [1.0]) == math.inf
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: PrivacyAccountant(0.0), "delta"),
+        (lambda: PrivacyAccountant(1.0), "delta"),
+        (lambda: PrivacyAccountant(DELTA, "gdp"), "accountant"),
+        (lambda: PrivacyAccountant(DELTA, sampling="uniform"), "sampling"),
+        (lambda: PrivacyAccountant(DELTA, "rdp", "poisson", probability=0.0), "probability"),
+        (lambda: PrivacyAccountant(DELTA, "rdp", "fixed", population=10, per_round=11), "per_round"),
+        (lambda: PrivacyAccountant(DELTA).step(0.0), "noise_multiplier"),
+        (lambda: PrivacyAccountant(DELTA).step(math.nan), "noise_multiplier"),
+        (lambda: noise_multiplier(0.0, [1.0], [1.0]), "noise_var"),
+        (lambda: noise_multiplier(1.0, [1.0], [0.0]), "clips"),
+        (lambda: noise_multiplier(1.0, [1.0, 2.0], [1.0]), "scales"),
+        (lambda: noise_multiplier(1.0, [1.0], [1.0], torch.tensor([[0.5]])), "gain_ratio"),
+    ],
+)
+def test_refusals_name_the_argument(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
