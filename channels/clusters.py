@@ -17,19 +17,23 @@ sees nearly rank-one antennas, an indoor one wide-spread.
 What a pass sees: one flat gain per client, antenna and time step, the response at the carrier
 (the sum of the rays' coefficients, sum_p a_p, the frequency response at the band's centre), with
 the path loss and shadowing left out (they are the drop's large-scale gain, counted once, by the
-channel's ``path_loss``): E|h|^2 = 1 on every antenna over the clusters' random phases. A per-
-subcarrier response inverted subcarrier by subcarrier would let the weakest subcarrier of the weakest
-client set the alignment scale; here the pass's symbols share the client's gain, as in flat block
-fading. The base station's antennas are a Sionna ``PanelArray``: one row of N vertically polarised
-omnidirectional elements half a wavelength apart, facing the sector's centre (the drop's base-station
-orientation); each client has one such element. Sionna computes the channel in the downlink view (the
-base station transmitting); with single polarisation at both ends the uplink response is the same
-(reciprocity: the same rays, angles and Doppler phases).
+channel's ``path_loss``): E|h|^2 is 1 on every antenna over the clusters' random phases, to within
+2% (the panel's downtilt turns its elements' polarisation by up to about 10 degrees against a
+client's upright element). A per-subcarrier response inverted subcarrier by subcarrier would let the
+weakest subcarrier of the weakest client set the alignment scale; here the pass's symbols share the
+client's gain, as in flat block fading. The base station's antennas are a Sionna ``PanelArray``: one
+row of N vertically polarised omnidirectional elements half a wavelength apart, facing the sector's
+centre (the drop's base-station orientation); each client has one such element. Sionna computes the
+channel in the downlink view (the base station transmitting): the uplink channel is its transpose
+(reciprocity: the same rays, angles and Doppler phases, the polarisation matrix transposed; tested
+against the uplink view to 1e-12), and the same in distribution as Sionna's own uplink view, which
+draws that matrix untransposed.
 
 Cost: the rays' coefficients are evaluated for every client over a chunk of time steps at once (the
-amortisation the issue asks for: one call per chunk, not per round), on the CPU in float64, and kept
-until a step past the chunk is asked; a chunk is sized so that Sionna's per-ray tensor stays near
-32 MB. Nothing is drawn after the drop: the same seed gives the same responses on any machine, and a
+amortisation the issue asks for: one call per chunk, not per round), on the CPU in float64, and the
+latest two chunks are kept; a chunk is sized so that Sionna's per-ray tensor stays near 32 MB, and
+a drop whose one time step would need more than 256 MB (clients x antennas x rays) is refused.
+Nothing is drawn after the drop: the same seed gives the same responses on any machine, and a
 resumed run rebuilds them from the seed.
 """
 
@@ -48,6 +52,7 @@ __all__ = ["ClusterFading"]
 
 PER_RAY_BUDGET = 2_000_000  # complex128 entries of Sionna's per-ray tensor in one chunk (32 MB)
 MAX_CHUNK = 512  # time steps a chunk covers at most
+PER_STEP_LIMIT = 16_000_000  # the per-ray entries of one time step (256 MB), clients x antennas x rays
 
 
 def _timed_coefficients(carrier_frequency_hz: float, num_antennas: int) -> Any:
@@ -123,7 +128,9 @@ class ClusterFading(nn.Module):
     ) -> None:
         super().__init__()
         check_count(num_antennas, "num_antennas")
-        if not (isinstance(step_s, (int, float)) and math.isfinite(step_s) and step_s > 0):
+        if isinstance(step_s, bool) or not (
+            isinstance(step_s, (int, float)) and math.isfinite(step_s) and step_s > 0
+        ):
             raise ValueError(f"step_s = {step_s!r} is out of range; expected a number of seconds > 0")
         tr38901 = import_sionna("sionna.phy.channel.tr38901")
         self.num_antennas, self.step_s = int(num_antennas), float(step_s)
@@ -155,6 +162,13 @@ class ClusterFading(nn.Module):
         )
         self.num_clients = int(rays.aoa.shape[2])
         paths = int(rays.aoa.shape[3] * rays.aoa.shape[4])
+        if self.num_clients * self.num_antennas * paths > PER_STEP_LIMIT:
+            entries = self.num_clients * self.num_antennas * paths
+            raise ValueError(
+                f"num_clients x num_antennas = {self.num_clients} x {self.num_antennas} is too many for the "
+                f"clusters' channel: Sionna's per-ray tensor of one time step would hold {entries:,} "
+                f"complex entries (at most {PER_STEP_LIMIT:,})"
+            )
         self.chunk = max(1, min(MAX_CHUNK, PER_RAY_BUDGET // (self.num_clients * self.num_antennas * paths)))
         # Sionna's generator, built on the first chunk (in a dict: not a submodule of this one)
         self._sionna: dict[str, Any] = {}
@@ -187,7 +201,9 @@ class ClusterFading(nn.Module):
                 self.chunk, 1 / self.step_s, self._k_factor, self._rays, self._topology, self._c_ds
             )  # [1, tx = 1, rx = K, paths, rx antennas = 1, tx antennas = N, steps]
             response = h.sum(3)[0, 0, :, 0]  # [K, N, steps]: the rays' sum, the carrier's response
-            self._chunks = {index: response.permute(0, 2, 1).contiguous()}  # keep the latest only
+            self._chunks[index] = response.permute(0, 2, 1).contiguous()
+            while len(self._chunks) > 2:  # the latest two: a round's steps may straddle two chunks
+                self._chunks.pop(next(iter(self._chunks)))
         return self._chunks[index]
 
     def forward(

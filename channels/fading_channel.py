@@ -172,8 +172,18 @@ class FadingChannel(nn.Module):
                     f"antennas.correlation = {antennas.correlation}, but with ClusterFading the antennas' "
                     "correlation comes from the clusters' angles: give 0"
                 )
-        self.time_step = 0  # the round the next realizations belong to (see the class docstring)
+        self._time_step = 0  # the round the next realizations belong to (see the class docstring)
         self._noise = ComplexNoise()
+
+    @property
+    def time_step(self) -> int:
+        """The round the next realizations belong to (a :class:`~channels.clusters.ClusterFading`
+        samples its response there; other fading models ignore it)."""
+        return self._time_step
+
+    @time_step.setter
+    def time_step(self, value: int) -> None:
+        self._time_step = check_count(value, "time_step", minimum=0)
 
     def extra_repr(self) -> str:
         parts = [f"policy={self.policy!r}", f"noise_var={self.noise_var}"]

@@ -284,7 +284,9 @@ def _drop(
     direction (Sionna's topology draws the direction whatever the speed, so the drop is the same for
     any speed): what :func:`cluster_drop`'s channel turns with."""
     _check(scenario, num_clients, generator, carrier_frequency_hz)
-    if not (isinstance(speed_mps, (int, float)) and math.isfinite(speed_mps) and 0 <= speed_mps <= 140):
+    if isinstance(speed_mps, bool) or not (
+        isinstance(speed_mps, (int, float)) and math.isfinite(speed_mps) and 0 <= speed_mps <= 140
+    ):
         raise ValueError(f"speed_mps = {speed_mps!r} is out of range; expected a number of m/s in [0, 140]")
     if bs_pattern not in BS_PATTERNS:
         raise ValueError(f"bs_pattern = {bs_pattern!r} is not accepted; expected one of {BS_PATTERNS}")

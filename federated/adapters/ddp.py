@@ -242,6 +242,7 @@ class OTAHookState:
         if not self._generator_checked:
             self._check_generators()
         weights = None if self.weight is None else torch.tensor([float(self.weight)], dtype=torch.float64)
+        self.channel.time_step = self.iteration  # a time-correlated channel (ClusterFading) samples it
         result = transmit_round(
             self.channel,
             self.server,

@@ -222,6 +222,7 @@ class OTAFedAvg(FedAvg):
         clients = [r.index for r in heard]
         server = self.server
         assert server is not None  # made by configure_train (_sent_arrays checked it)
+        self.channel.time_step = server_round - 1  # a time-correlated channel (ClusterFading) samples it
         result = transmit_blocks(self.channel, server, clients, self._blocks(heard, sent, params), options)
         self.records[server_round] = result
         out = ArrayRecord(

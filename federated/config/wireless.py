@@ -282,6 +282,22 @@ class ChannelConfig:
                 self.correlation,
                 "0 with channel.name = scenario (the antennas' correlation comes from the clusters' angles)",
             )
+            _check(
+                self.coherence_blocks == 1,
+                "coherence_blocks",
+                self.coherence_blocks,
+                "1 with channel.name = scenario (a round's air time, under a millisecond here, is far "
+                "below the clients' coherence time; the clusters' channel changes from round to round)",
+            )
+        else:
+            for key, default in (("speed_mps", 3 / 3.6), ("round_duration_s", 1.0)):
+                _check(
+                    getattr(self, key) == default,
+                    key,
+                    getattr(self, key),
+                    f"its default ({default:g}) unless channel.name = scenario (only the clusters' channel "
+                    "moves with the clients)",
+                )
         if self.scenario != "none":
             _check(
                 self.subcarrier_spacing_hz in (15e3, 30e3, 60e3, 120e3, 240e3),

@@ -67,7 +67,7 @@ class PhysicalUnits:
                 channel.carrier_frequency_hz,
                 num_antennas=channel.rx_antennas,
                 speed_mps=channel.speed_mps,
-                step_s=channel.round_duration_s / channel.coherence_blocks,
+                step_s=channel.round_duration_s,
                 bs_pattern=channel.bs_pattern,
             )
         else:

@@ -212,8 +212,11 @@ def test_other_cells_at_full_load_add_their_received_power_to_the_noise():
             [*ABSOLUTE, "channel.name=scenario", "channel.num_rings=1", "channel.bs_pattern=sector"],
             "channel.num_rings",
         ),
-        ([*ABSOLUTE, "channel.speed_mps=-1"], "channel.speed_mps"),
-        ([*ABSOLUTE, "channel.round_duration_s=0"], "channel.round_duration_s"),
+        ([*ABSOLUTE, "channel.name=scenario", "channel.speed_mps=-1"], "channel.speed_mps"),
+        ([*ABSOLUTE, "channel.name=scenario", "channel.round_duration_s=0"], "channel.round_duration_s"),
+        ([*ABSOLUTE, "channel.name=scenario", "channel.coherence_blocks=2"], "channel.coherence_blocks"),
+        ([*ABSOLUTE, "channel.name=rayleigh", "channel.speed_mps=3"], "channel.speed_mps"),  # ignored there
+        (["channel.round_duration_s=0.5"], "channel.round_duration_s"),
     ],
 )
 def test_inconsistent_physical_settings_are_refused_naming_the_key(overrides, key):
