@@ -33,7 +33,13 @@ from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFadin
 from channels.fading_channel import BlocksOutput, ChannelOutput, ChannelState, FadingChannel, SignalBlocks
 from channels.link_budget import LinkBudget, dbm_to_watts, watts_to_dbm
 from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
-from channels.privacy import PrivacyAccountant, noise_multiplier, round_noise_multiplier
+from channels.privacy import (
+    PrivacyAccountant,
+    block_clips,
+    clip_blocks,
+    noise_multiplier,
+    round_noise_multiplier,
+)
 from channels.scenarios import (
     BS_PATTERNS,
     SCENARIOS,
@@ -89,6 +95,8 @@ __all__ = [
     "open_loop_power_dbm",
     "sector_gain_db",
     "PrivacyAccountant",
+    "block_clips",
+    "clip_blocks",
     "noise_multiplier",
     "round_noise_multiplier",
 ]

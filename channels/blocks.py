@@ -210,6 +210,9 @@ class BlocksOutput:
             symbols; 0 when noiseless (the shape of every round's noise_var: one value per block).
         active: ``[K, B]`` bool, who was heard in each block.
         scale: ``[B]``, each block's alignment scale eta (``inf`` when noiseless).
+        noise_multiplier: a clipped pass's (``clips``): the noise standard deviation over the largest
+            client's add/remove sensitivity of everything the server received
+            (:func:`channels.privacy.noise_multiplier`; 0 when noiseless); ``None`` without clips.
     """
 
     estimates: list[Tensor]
@@ -217,3 +220,4 @@ class BlocksOutput:
     noise_var: Tensor
     active: Tensor
     scale: Tensor
+    noise_multiplier: float | None = None

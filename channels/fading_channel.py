@@ -311,10 +311,14 @@ class FadingChannel(nn.Module):
             scale = beta.sqrt().to(gains.real.dtype)  # [K] -> over clients, any antennas
             gains = gains * scale.reshape(-1, *[1] * (gains.dim() - 1))
         csi = self.policy.estimate_csi(gains, generator)  # with antennas: h_hat = h + e on every antenna
+        norms = None
         if array is not None:  # the server designs m from the estimates: g = m^H h, g_hat = m^H h_hat
+            norms = torch.linalg.vector_norm(gains, dim=-1)  # ||h_k||, for a privacy bound
             gains, csi = array.combine(gains, csi)
         symbols = math.ceil((channel_uses or 0) / 2)
-        return ChannelState(gains, csi, symbols_per_block=max(1, math.ceil(symbols / blocks)))
+        return ChannelState(
+            gains, csi, symbols_per_block=max(1, math.ceil(symbols / blocks)), vector_norms=norms
+        )
 
     def forward(
         self,
@@ -368,6 +372,7 @@ class FadingChannel(nn.Module):
         generator: torch.Generator | None = None,
         reduce: Processes | None = None,
         weights: Tensor | Sequence[float] | None = None,
+        clips: Tensor | Sequence[float] | None = None,
     ) -> BlocksOutput:
         """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
         each client's budget per block (>= 0; ``inf``: noiseless). The physics is per block: each
@@ -380,6 +385,12 @@ class FadingChannel(nn.Module):
         round above ``SignalBlocks``'s ``pack_limit``) are summed over the clients in another order:
         the same result to float rounding. With ``reduce``, ``blocks``, ``energy``, ``state`` and
         ``weights`` are this process's clients (as in ``forward``).
+
+        Clipped (``clips``: ``[B]`` clips C_b > 0, every client's block b of norm at most C_b, no
+        weights): the scale is the public bound eta_b = min_k sqrt(E_kb) / (C_b max_{j in b} m_kj /
+        |h_hat_kj|), fixed by the clips, the budgets and the channel (no client's norm enters it), and
+        the output reports the pass's ``noise_multiplier`` as a Gaussian mechanism (docs/physics.md,
+        section 14; :mod:`channels.privacy`).
 
         Weighted mean (``weights``: ``[K]`` client weights w_k > 0 and finite, e.g. data sizes; ``None``
         or all 1: the plain mean above, bit for bit). The estimate of symbol j is the weighted mean of
@@ -423,10 +434,11 @@ class FadingChannel(nn.Module):
             ([[2.25, 3.25], [1.5]], [25.0, 0.1111111119389534])
         """
         generator, state, energy = self._checked(blocks, energy, state, symbol_offset, generator, reduce)
+        clip = self._clips(clips, blocks, weights)
         weight, shift = normalised_weights(weights, blocks, reduce)
         sent = Precoded(self.policy, blocks, state, energy, symbol_offset)
         # pass 1: each client's need per block, the common scale eta per block and what it spends
-        need, count, kept = sent.needs(weight)
+        need, count, kept = sent.needs(weight, clip)
         self._refuse_overflow(need, blocks.dtype)
         eta, finite, energy_used = alignment(need, energy, reduce)
         # pass 2: the channel adds h_k x_k over the clients (eta common to a symbol: scaled once), the
@@ -444,7 +456,56 @@ class FadingChannel(nn.Module):
             noise_var=noise_var.to(torch.float64),
             active=torch.cat(active),
             scale=torch.where(finite, torch.ldexp(eta, torch.tensor(-shift)), math.inf).to(work),
+            noise_multiplier=None
+            if clip is None
+            else self._noise_multiplier(sent, eta, finite, clip, reduce),
         )
+
+    @staticmethod
+    def _clips(
+        clips: Tensor | Sequence[float] | None, blocks: SignalBlocks, weights: object
+    ) -> Tensor | None:
+        """A clipped pass's ``[B]`` clips (float64), checked: finite, > 0, one per block, every client's
+        block within its clip (clip them first: :func:`channels.privacy.clip_blocks`), no weights."""
+        if clips is None:
+            return None
+        clip = torch.as_tensor(clips, dtype=torch.float64).flatten().cpu()
+        if clip.numel() != len(blocks.dims) or not bool((torch.isfinite(clip) & (clip > 0)).all()):
+            raise ValueError(
+                f"clips must be {len(blocks.dims)} finite numbers > 0 (one per block), got {clip.tolist()}"
+            )
+        if weights is not None:
+            raise ValueError("weights must be None with clips: a clipped pass sends uniform weights")
+        norms = blocks.norms().cpu()  # [K, B] float64
+        if bool((norms > clip[None, :] * (1 + 1e-6)).any()):
+            k, b = divmod(int((norms / clip[None, :]).argmax()), len(blocks.dims))
+            raise ValueError(
+                f"signals exceed their clips: client {k}'s block {b} has norm {float(norms[k, b]):.6g} > "
+                f"{float(clip[b]):.6g}; clip them first (channels.privacy.clip_blocks)"
+            )
+        return clip
+
+    def _noise_multiplier(
+        self, sent: Precoded, eta: Tensor, finite: Tensor, clip: Tensor, reduce: Processes | None
+    ) -> float:
+        """A clipped pass's noise multiplier: sqrt(noise_var) over the largest client's sensitivity
+        sqrt(sum_b eta_b^2 C_b^2 r_kb^2), r_kb the largest ||h_kj|| / |g_kj| of its block (conservative:
+        every client counted, heard or not)."""
+        if self.noise_var == 0:
+            return 0.0
+        ratio = sent.state.gain_ratio(sent.offset, sent.total)  # [K, S] or [K, 1]
+        if ratio.shape[1] == 1:
+            per_block = ratio.expand(-1, len(sent.spans))
+        else:
+            per_block = torch.stack([ratio[:, span].max(1).values for span in sent.spans], 1)
+        scale = torch.where(finite, eta, 0.0).double().cpu()
+        squared = ((scale * clip)[None, :].square() * per_block.cpu().square()).sum(1)  # [K]
+        worst = squared.max() if squared.numel() else torch.zeros((), dtype=torch.float64)
+        if reduce is not None:
+            worst = -reduce.min(-worst.reshape(1)).reshape(())
+        if float(worst) == 0:
+            return math.inf
+        return math.sqrt(self.noise_var) / math.sqrt(float(worst))
 
     def _checked(
         self,

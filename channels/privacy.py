@@ -33,7 +33,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["ACCOUNTANTS", "SAMPLINGS", "PrivacyAccountant", "noise_multiplier", "round_noise_multiplier"]
+__all__ = [
+    "ACCOUNTANTS",
+    "SAMPLINGS",
+    "PrivacyAccountant",
+    "block_clips",
+    "clip_blocks",
+    "noise_multiplier",
+    "round_noise_multiplier",
+]
 
 ACCOUNTANTS = ("rdp", "pld")  # Renyi DP (Mironov), privacy loss distributions (Koskela et al., Google)
 SAMPLINGS = ("none", "poisson", "fixed")
@@ -99,6 +107,43 @@ def noise_multiplier(
     if float(worst) == 0:
         return math.inf
     return math.sqrt(variance) / math.sqrt(float(worst))
+
+
+def block_clips(dims: Sequence[int], clip: float) -> Tensor:
+    """``[B]`` float64 per-block clips C_b = C sqrt(d_b / sum d) for blocks of ``dims`` entries: sum_b
+    C_b^2 = C^2, each block's share of the clip its share of the entries (fixed in advance, so the
+    energy split E_b = E C_b^2 / C^2 depends on no client's data).
+
+    >>> block_clips([3, 1], 2.0).tolist()
+    [1.7320508075688772, 1.0]
+    """
+    c = _positive(clip, "clip")
+    if math.isinf(c) or not dims or any(int(d) < 1 for d in dims):
+        raise ValueError(
+            f"clip = {clip!r} and dims = {list(dims)!r}: expected a finite clip and block sizes >= 1"
+        )
+    size = torch.tensor([float(d) for d in dims], dtype=torch.float64)
+    return c * (size / size.sum()).sqrt()
+
+
+def clip_blocks(blocks: Sequence[Sequence[Tensor]], clips: Tensor | Sequence[float]) -> list[list[Tensor]]:
+    """Every client's block b scaled down to norm at most C_b (``u min(1, C_b / ||u||)``; a block within
+    its clip is returned as it is), what a client transmits in a clipped pass.
+
+    >>> clip_blocks([[torch.tensor([3.0, 4.0]), torch.tensor([0.5])]], [1.0, 1.0])[0][0].tolist()
+    [0.6000000238418579, 0.800000011920929]
+    """
+    limit = torch.as_tensor(clips, dtype=torch.float64).flatten().cpu()
+    out = []
+    for client in blocks:
+        if len(client) != limit.numel():
+            raise ValueError(f"clips must have one entry per block ({len(client)}), got {limit.numel()}")
+        row = []
+        for u, c in zip(client, limit.tolist()):
+            norm = float(torch.linalg.vector_norm(u.double()))
+            row.append(u if norm <= c else u * (c / norm))
+        out.append(row)
+    return out
 
 
 def round_noise_multiplier(pass_multipliers: Sequence[float]) -> float:

@@ -41,21 +41,38 @@ class ChannelOutput:
 class ChannelState:
     """One round's channel: ``gains`` and ``csi`` are complex ``[K, C, N]`` (clients, coherence
     blocks, subcarriers); a symbol at position j of the round uses coherence block
-    ``j // symbols_per_block`` and subcarrier ``j % N``."""
+    ``j // symbols_per_block`` and subcarrier ``j % N``. With many receive antennas ``gains`` are the
+    effective gains m^H h_k and ``vector_norms`` the norms ||h_k|| of the channel vectors (``[K, C,
+    N]`` real; ``None``: one antenna, ||h_k|| = |h_k|), what a privacy bound needs (the server could
+    combine toward any one client)."""
 
     gains: Tensor
     csi: Tensor
     symbols_per_block: int
+    vector_norms: Tensor | None = None
 
     def at(self, symbol_offset: int, num_symbols: int) -> tuple[Tensor, Tensor]:
         """``(gains, csi)`` of symbols ``offset .. offset + num_symbols - 1``: ``[K, S]`` or ``[K, 1]``."""
-        num_blocks, num_carriers = self.gains.shape[1:]
+        return self._at(self.gains, symbol_offset, num_symbols), self._at(
+            self.csi, symbol_offset, num_symbols
+        )
+
+    def _at(self, values: Tensor, symbol_offset: int, num_symbols: int) -> Tensor:
+        num_blocks, num_carriers = values.shape[1:]
         if num_blocks == 1 and num_carriers == 1:
-            return self.gains[:, 0], self.csi[:, 0]
-        j = torch.arange(symbol_offset, symbol_offset + num_symbols, device=self.gains.device)
+            return values[:, 0]
+        j = torch.arange(symbol_offset, symbol_offset + num_symbols, device=values.device)
         block = (j // self.symbols_per_block).clamp(max=num_blocks - 1)
-        carrier = j % num_carriers
-        return self.gains[:, block, carrier], self.csi[:, block, carrier]
+        return values[:, block, j % num_carriers]
+
+    def gain_ratio(self, symbol_offset: int, num_symbols: int) -> Tensor:
+        """``[K, S]`` or ``[K, 1]`` float64: ||h_kj|| / |g_kj| on each symbol (1 with one antenna; inf
+        where the effective gain is 0)."""
+        gains = self._at(self.gains, symbol_offset, num_symbols).abs().double()
+        if self.vector_norms is None:
+            return torch.ones_like(gains)
+        norms = self._at(self.vector_norms, symbol_offset, num_symbols).double()
+        return torch.where(gains > 0, norms / gains, torch.inf)
 
     def clients(self, index: slice | Tensor | Sequence[int]) -> ChannelState:
         """The state of the clients ``index``: a slice (a process's share of them), or client indices
@@ -66,8 +83,14 @@ class ChannelState:
         >>> ChannelState(gains, gains, 1).clients([2, 0]).gains.flatten().real.tolist()
         [3.0, 1.0]
         """
+        norms = self.vector_norms
         if isinstance(index, slice):
-            return ChannelState(self.gains[index], self.csi[index], self.symbols_per_block)
+            return ChannelState(
+                self.gains[index],
+                self.csi[index],
+                self.symbols_per_block,
+                None if norms is None else norms[index],
+            )
         num_clients = self.gains.shape[0]
         rows = torch.as_tensor(index, device=self.gains.device)
         if rows.numel() == 0:
@@ -82,7 +105,9 @@ class ChannelState:
             rows = rows.nonzero().flatten()
         if not bool(((rows >= 0) & (rows < num_clients)).all()):
             raise IndexError(f"client indices must be in [0, {num_clients}), got {rows.tolist()}")
-        return ChannelState(self.gains[rows], self.csi[rows], self.symbols_per_block)
+        return ChannelState(
+            self.gains[rows], self.csi[rows], self.symbols_per_block, None if norms is None else norms[rows]
+        )
 
     def quality(self) -> Tensor:
         """``[K]`` float64: each client's mean channel power gain over the round's coherence blocks and

@@ -96,12 +96,25 @@ class Precoded:
             1,
         )
 
+    def bound(self, clients: slice, mask: Tensor, clips: Tensor) -> Tensor:
+        """``[c, B]`` float64: a clipped pass's public need C_b max_{j in b} m_kj / |h_hat_kj|, the most
+        a block of norm at most C_b can need (no client's data enters it)."""
+        _, csi = self.state.clients(clients).at(self.offset, self.total)
+        size = csi.abs().double()
+        inverse = torch.where(mask & (size > 0), 1 / torch.where(size > 0, size, 1.0), 0.0)
+        if inverse.shape[1] == 1:  # flat over the pass: one value for every block
+            largest = inverse.expand(-1, len(self.spans))
+        else:
+            largest = torch.stack([inverse[:, span].max(1).values for span in self.spans], 1)
+        return largest * clips.to(largest.device)[None, :]
+
     def needs(
-        self, weight: Tensor | None
+        self, weight: Tensor | None, clips: Tensor | None = None
     ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, bool] | None]:
         """Every client's need ||w_k m_k u_k / h_hat_k|| per block ``[K, B]`` float64 (w_k = 1 without
-        weights); on each symbol the count K_a of the clients heard (long) or, with weights, their
-        weight W (float64); and the precoded chunk, kept when the signals are one packed chunk."""
+        weights; with ``clips``, the public bound of :meth:`bound` instead); on each symbol the count
+        K_a of the clients heard (long) or, with weights, their weight W (float64); and the precoded
+        chunk, kept when the signals are one packed chunk."""
         blocks = self.blocks
         needs: list[Tensor] = []
         count_dtype = torch.long if weight is None else torch.float64
@@ -109,7 +122,10 @@ class Precoded:
         kept: tuple[Tensor, Tensor, Tensor, bool] | None = None
         for clients, symbols in blocks.chunks():
             gains, inverted, mask, everywhere = self.precode(clients, symbols)
-            norms = self.block_norms(clients, inverted, everywhere)
+            if clips is None:
+                norms = self.block_norms(clients, inverted, everywhere)
+            else:
+                norms = self.bound(clients, mask, clips)
             if weight is None:
                 needs.append(norms)
                 count += mask.shape[0] if everywhere else mask.sum(0)

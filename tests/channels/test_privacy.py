@@ -7,7 +7,14 @@ import dp_accounting
 import pytest
 import torch
 
-from channels.privacy import PrivacyAccountant, noise_multiplier, round_noise_multiplier
+from channels import ChannelState, FadingChannel, SignalBlocks
+from channels.privacy import (
+    PrivacyAccountant,
+    block_clips,
+    clip_blocks,
+    noise_multiplier,
+    round_noise_multiplier,
+)
 
 DELTA = 1e-5
 
@@ -111,3 +118,57 @@ def test_the_noise_multiplier_of_a_clipped_pass():
 def test_refusals_name_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def _state(gains, norms=None):
+    g = torch.as_tensor(gains, dtype=torch.complex128).reshape(-1, 1, 1)
+    v = None if norms is None else torch.as_tensor(norms, dtype=torch.float64).reshape(-1, 1, 1)
+    return ChannelState(g, g, 1, v)
+
+
+def test_a_clipped_pass_sets_its_scale_from_the_clips_budgets_and_channel_alone():
+    # client blocks within their clips; the scale is min_k sqrt(E_b) |h_k| / C_b whatever the data,
+    # every client spends at most its budget, and the noise multiplier is sqrt(noise_var / E) / min |h|
+    clips = block_clips([4, 2], 3.0)
+    energy = 20.0
+    split = energy * clips.square() / clips.square().sum()
+    state = _state([0.8, 1.5, 0.5j])
+    channel = FadingChannel(noise_var=2.0, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for seed in (1, 2):  # two different data sets, the same channel
+        g = torch.Generator().manual_seed(seed)
+        raw = [[torch.randn(4, generator=g) * 5, torch.randn(2, generator=g)] for _ in range(3)]
+        sent = clip_blocks(raw, clips)
+        for row in sent:
+            for u, c in zip(row, clips.tolist()):
+                assert float(torch.linalg.vector_norm(u)) <= c * (1 + 1e-6)  # never above its clip
+        out = channel.transmit(SignalBlocks(sent), split.expand(3, 2).clone(), state=state, clips=clips)
+        assert bool((out.energy_used <= split[None, :].float() * (1 + 1e-5)).all())
+        outs.append(out)
+    expected_scale = split.sqrt() * 0.5 / clips
+    assert torch.allclose(outs[0].scale.double(), expected_scale, rtol=1e-6)
+    assert torch.equal(outs[0].scale, outs[1].scale)  # nothing of the data in what the server is told
+    nu = math.sqrt(2.0 / energy) / 0.5
+    assert outs[0].noise_multiplier == pytest.approx(nu, rel=1e-6)
+    # N antennas: the server could combine toward a client, ||h_k|| / |m^H h_k| counts
+    wide = _state([0.8, 1.5, 0.5j], norms=[0.8, 3.0, 0.5])
+    out = channel.transmit(SignalBlocks(sent), split.expand(3, 2).clone(), state=wide, clips=clips)
+    worst = max(1.0, (3.0 / 1.5) ** 2, 1.0)
+    assert out.noise_multiplier == pytest.approx(nu / math.sqrt(worst), rel=1e-6)
+    # without clips: no noise multiplier, the data-dependent scale as before
+    plain = channel.transmit(SignalBlocks(sent), split.expand(3, 2).clone(), state=state)
+    assert plain.noise_multiplier is None
+
+
+def test_a_clipped_pass_refuses_what_it_cannot_bound():
+    channel = FadingChannel(noise_var=1.0)
+    blocks = SignalBlocks([[torch.tensor([3.0, 4.0])], [torch.tensor([0.1, 0.0])]])
+    energy = torch.ones(2, 1)
+    with pytest.raises(ValueError, match="exceed their clips"):
+        channel.transmit(blocks, energy, clips=[1.0])
+    with pytest.raises(ValueError, match="weights must be None"):
+        channel.transmit(blocks, energy, clips=[5.0], weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="clips must be 1"):
+        channel.transmit(blocks, energy, clips=[5.0, 5.0])
+    with pytest.raises(ValueError, match="clip"):
+        block_clips([3], 0.0)
