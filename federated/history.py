@@ -121,6 +121,8 @@ class History:
         if snrs and len(snrs) == len(self.rounds):  # the budget over the mean channel uses of a round
             budget = sum(10 ** (s / 10) * uses for s, uses in snrs)
             self.summary["snr_per_use_db"] = 10 * math.log10(budget / sum(uses for _, uses in snrs))
+        if self.rounds and "privacy_epsilon" in self.rounds[-1]:  # privacy mode: the run's epsilon
+            self.summary["privacy_epsilon"] = self.rounds[-1]["privacy_epsilon"]
         if self.rounds and "bits_mean" in self.rounds[0]:  # digital compressors
             self.summary["bits_per_client_mean"] = _mean_tail(
                 [r["bits_mean"] for r in self.rounds], tail=None
@@ -162,6 +164,7 @@ SUMMARY_FIELDS: dict[str, str] = {
     "tx_power_dbm_mean": "transmit power over the air time, mean over clients",
     "rx_snr_db_mean": "received SNR per use at the power cap, mean over clients",
     "snr_per_use_db": "SNR per channel use (budget over a round's mean uses)",
+    "privacy_epsilon": "client-level epsilon of the run (privacy.delta)",
     "participation": "rounds each client took part in",
     "resumed_from_round": "resumed from round",
     "status": "status",

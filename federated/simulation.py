@@ -6,6 +6,7 @@ after round."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from channels import ChannelState
+from channels import ChannelState, PrivacyAccountant
 from federated.checkpoint import check_by_index, check_state
 from federated.clients import Clients, build_sampler
 from federated.components import build_channel, build_compressor, client_budget_scales, split_seed
@@ -282,7 +283,12 @@ class Simulation:
             allocation=power.allocation,
             keep_unheard=config.compressor.keep_unheard,
             processes=shard,
+            clip=config.privacy.clip,  # privacy mode: clipped passes (docs/physics.md, section 14)
         )
+        # privacy mode: every round's client-level (epsilon, delta) from its own noise
+        self.privacy: PrivacyAccountant | None = None
+        if config.privacy.clip is not None:
+            self.privacy = PrivacyAccountant(config.privacy.delta, config.privacy.accountant)
         # the local-updates stage: the vmapped clients, or the loop over them
         self.vectorized = self._vectorized(config.clients.vectorize)
         self.local_updates: Callable[[list[int], list[int], int], LocalUpdates] = (
@@ -534,6 +540,11 @@ class Simulation:
             snr = snr_per_use_db(self.config, int(record["channel_uses"]))  # type: ignore[call-overload]
             if snr is not None:
                 record["snr_per_use_db"] = snr
+        if self.privacy is not None:
+            nu = passes.noise_multiplier
+            assert nu is not None  # every pass of a privacy-mode round is clipped
+            record["privacy_noise_multiplier"] = nu
+            record["privacy_epsilon"] = self.privacy.step(nu) if nu > 0 else math.inf
         if self.precond is not None:
             record["precond_mean"] = self.precond.mean_scale()
             if statistic is not None:
@@ -643,6 +654,10 @@ class Simulation:
         """Restore what :meth:`state_dict` returned (tensors from any device)."""
         self.rounds_done = int(state["round"])
         self.history.rounds = list(state["history"])
+        if self.privacy is not None:  # the accountant composes the rounds the history kept again
+            self.privacy.load_state_dict(
+                {"noise_multipliers": [r["privacy_noise_multiplier"] for r in self.history.rounds]}
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:

@@ -5,6 +5,7 @@ arguments), and to which the next options of a pass are added as fields."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,12 @@ class PassOptions:
             error feedback (needs the client sides).
         processes: the clients split over processes (``federated.distributed``): ``clients`` and
             their blocks are this process's, the result every client's.
+        clip: privacy mode (docs/physics.md, section 14): every client clips each block of what it
+            transmits to C_b = C sqrt(d_b / sum d) (:func:`channels.privacy.block_clips`), the budget
+            is split over the blocks as E_b = E C_b^2 / C^2 (``allocation`` and the method's energy
+            groups are set aside: they would read the clients' norms), the scale is fixed from the
+            clips (``channel.transmit(clips=)``) and each pass records its noise multiplier. Needs
+            uniform weights and an analog method. ``None``: off.
 
     Example:
         >>> options = PassOptions(energy=100.0, allocation="uniform")
@@ -58,6 +65,7 @@ class PassOptions:
     weights: Tensor | None = None
     keep_unheard: bool = False
     processes: Processes | None = None
+    clip: float | None = None
 
     def __post_init__(self) -> None:
         if (self.energy is None) == (self.snr_db is None):
@@ -68,6 +76,17 @@ class PassOptions:
             )
         if not isinstance(self.keep_unheard, (bool, np.bool_)):
             raise TypeError(f"keep_unheard must be True or False, got {type(self.keep_unheard).__name__}")
+        if self.clip is not None:
+            if (
+                isinstance(self.clip, bool)
+                or not isinstance(self.clip, (int, float))
+                or not (math.isfinite(self.clip) and self.clip > 0)
+            ):
+                raise ValueError(
+                    f"clip = {self.clip!r} is out of range; expected a finite number > 0, or None"
+                )
+            if self.weights is not None:
+                raise ValueError("clip needs weights None: a clipped pass sends uniform weights")
 
     def replace(self, **changes: object) -> PassOptions:
         """These options with ``changes`` (checked again)."""

@@ -46,7 +46,7 @@ from typing import cast
 import torch
 from torch import Tensor
 
-from channels import ChannelState, FadingChannel, SignalBlocks, energy_for_snr_db
+from channels import ChannelState, FadingChannel, SignalBlocks, block_clips, clip_blocks, energy_for_snr_db
 from channels.digital import digital_link
 from channels.fading_channel import check_weights
 from channels.processes import Processes
@@ -116,17 +116,22 @@ def _analog_pass(
     processes: Processes | None,
     weights: Tensor | None = None,
     state: ChannelState | None = None,
+    clip: float | None = None,
 ) -> tuple[PassRecord, Tensor]:
     """One pass over the air; the record and ``[K_local, B]``: which of this process's clients
     were heard in each block. ``weights``: this process's clients' (the channel's reduce sums them);
     ``state``: every participating client's channel for this pass (default: a new realization of
-    ``clients``, each with its own large-scale gain)."""
+    ``clients``, each with its own large-scale gain); ``clip``: privacy mode (:class:`PassOptions`)."""
     num_clients = len(client_blocks) if processes is None else processes.num_clients
     num_blocks = len(client_blocks[0]) if client_blocks else 0
     if num_blocks == 0:  # nothing to send this pass (PowerSGD's second pass when no tensor is compressed)
         nobody = torch.zeros(num_clients, dtype=torch.float64)
         record = PassRecord([], nobody, 0, torch.zeros(0, dtype=torch.float64), nobody.bool())
         return record, torch.ones(len(client_blocks), 0, dtype=torch.bool)
+    clips = None
+    if clip is not None:  # privacy mode: each client clips what it transmits, block by block
+        clips = block_clips([int(t.numel()) for t in client_blocks[0]], clip)
+        client_blocks = clip_blocks(client_blocks, clips)
     signals = SignalBlocks(client_blocks)
     dims = torch.tensor(signals.dims)
     channel_uses = int(dims.sum())
@@ -136,7 +141,11 @@ def _analog_pass(
         norms = processes.gather(norms)  # every client's, for the split
     if budget_scale is not None:
         budget = budget * budget_scale.to(norms.device)
-    if groups is None:
+    if clips is not None:  # fixed in advance from the clips: E_b = E C_b^2 / C^2
+        per_client = torch.as_tensor(budget, dtype=torch.float64, device=norms.device).reshape(-1, 1)
+        share = (clips.square() / clips.square().sum()).to(norms.device)
+        block_energy = (per_client * share[None, :]).expand(norms.shape[0], -1).contiguous()
+    elif groups is None:
         block_energy = allocate_energy(norms, dims.to(norms.device), budget, allocation)  # [K, B]
     else:
         block_energy = allocate_grouped_energy(norms, dims.to(norms.device), budget, allocation, *groups)
@@ -148,7 +157,7 @@ def _analog_pass(
         state = dataclasses.replace(state, symbols_per_block=per_block)
     if processes is not None:
         state, block_energy = state.clients(processes.index), block_energy[processes.index]
-    out = channel.transmit(signals, block_energy, state=state, reduce=processes, weights=weights)
+    out = channel.transmit(signals, block_energy, state=state, reduce=processes, weights=weights, clips=clips)
     energy_used = out.energy_used.double().T.contiguous().sum(0)  # [K], summed in block order
     heard = out.active
     every_heard = heard if processes is None else processes.gather(heard.to(torch.uint8)).bool()
@@ -156,7 +165,13 @@ def _analog_pass(
     if processes is not None:
         energy_used = processes.gather(energy_used)
     record = PassRecord(
-        out.estimates, energy_used, channel_uses, out.noise_var.double(), active, heard=every_heard
+        out.estimates,
+        energy_used,
+        channel_uses,
+        out.noise_var.double(),
+        active,
+        heard=every_heard,
+        noise_multiplier=out.noise_multiplier,
     )
     return record, heard
 
@@ -297,7 +312,7 @@ def transmit_blocks(
     )
     energy, snr_db, allocation = options.energy, options.snr_db, options.allocation
     budget_scale, keep_unheard, processes = options.budget_scale, options.keep_unheard, options.processes
-    weights = options.weights
+    weights, clip = options.weights, options.clip
     live = check_call(server, clients, processes)
     if len(blocks) != len(clients):
         raise ValueError(f"blocks has {len(blocks)} clients' blocks; clients has {len(clients)}")
@@ -319,6 +334,8 @@ def transmit_blocks(
         check_state(state, len(clients) if processes is None else processes.num_clients)
     bind(server, clients)
     passes: list[PassRecord] = []
+    if clip is not None and not server.analog:
+        raise ValueError(f"clip (privacy mode) needs an analog method; {type(server).__name__} is digital")
     if not server.analog:
         sides = cast(Sequence[CompressorClient], clients)  # live: checked above
         record, delivered = _digital_pass(
@@ -357,6 +374,7 @@ def transmit_blocks(
             processes=processes,
             weights=weights,
             state=state if p == 0 else None,
+            clip=clip,
         )
         passes.append(record)
         if not bool(torch.as_tensor(record.noise_var).isfinite().all()):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from channels.privacy import round_noise_multiplier
+
 __all__ = ["NonFiniteNoiseError", "PassRecord", "RoundResult"]
 
 
@@ -43,6 +45,8 @@ class PassRecord:
         bits: ``[K]`` float64, digital only: each client's message size in bits.
         heard: ``[K, B]`` bool, whether each client was heard in each block (digital: its message
             delivered, on every block); ``None`` for a record built without it.
+        noise_multiplier: a clipped pass's (``PassOptions.clip``): the noise standard deviation over
+            the largest client's add/remove sensitivity of what the server received; ``None`` without.
     """
 
     estimates: list[Tensor]
@@ -52,6 +56,7 @@ class PassRecord:
     active: Tensor
     bits: Tensor | None = None
     heard: Tensor | None = None
+    noise_multiplier: float | None = None
 
     @property
     def noise_energy(self) -> float:
@@ -72,6 +77,17 @@ class RoundResult:
 
     gradient: list[Tensor]
     passes: list[PassRecord]
+
+    @property
+    def noise_multiplier(self) -> float | None:
+        """The round's passes composed into one Gaussian mechanism, (sum_p nu_p^-2)^(-1/2)
+        (:func:`channels.privacy.round_noise_multiplier`); ``None`` unless its passes were clipped."""
+        values = [p.noise_multiplier for p in self.passes if p.noise_multiplier is not None]
+        if not values:
+            return None
+        if any(v == 0 for v in values):
+            return 0.0  # a noiseless pass: no privacy
+        return round_noise_multiplier(values)
 
     @property
     def energy_used(self) -> Tensor:

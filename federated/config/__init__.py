@@ -35,6 +35,7 @@ from federated.config.wireless import (
     CompressorConfig,
     DownlinkConfig,
     PowerConfig,
+    PrivacyConfig,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "PowerConfig",
     "OptimizerConfig",
     "PrecondConfig",
+    "PrivacyConfig",
     "load_config",
     "config_to_dict",
     "same_config",

@@ -24,6 +24,7 @@ from federated.config.wireless import (
     CompressorConfig,
     DownlinkConfig,
     PowerConfig,
+    PrivacyConfig,
 )
 
 __all__ = ["Config"]
@@ -67,12 +68,15 @@ class Config:
     downlink: DownlinkConfig = field(default_factory=DownlinkConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     precond: PrecondConfig = field(default_factory=PrecondConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(1 <= self.rounds <= 10**9, "rounds", self.rounds, "an integer in 1..1e9")
         _check(self.threads >= 1, "threads", self.threads, "an integer >= 1 (torch's CPU threads)")
         _check(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
+        if self.privacy.clip is not None:
+            self._check_privacy()
         _check(self.ema is None or 0 < self.ema < 1, "ema", self.ema, "a number in (0, 1), or null (no EMA)")
         _check(
             self.checkpoint_every >= 0,
@@ -159,4 +163,31 @@ class Config:
             self.precond.name,
             "none unless clients.lr is set and clients.optimizer is sgd (the scaling preconditions the "
             "clients' local SGD steps)",
+        )
+
+    def _check_privacy(self) -> None:
+        """What a clipped pass (privacy.clip) cannot do yet, or cannot do privately."""
+        _check(
+            self.compressor.analog,
+            "compressor.name",
+            self.compressor.name,
+            "an analog method with privacy.clip (the privacy comes from the noise of the over-the-air sum)",
+        )
+        _check(
+            self.channel.name != "noiseless",
+            "channel.name",
+            self.channel.name,
+            "a channel with noise with privacy.clip (noiseless releases the exact sum)",
+        )
+        _check(
+            self.clients.weighting == "uniform",
+            "clients.weighting",
+            self.clients.weighting,
+            "uniform with privacy.clip (data-size weights scale each signal: side information)",
+        )
+        _check(
+            self.precond.name == "none",
+            "precond.name",
+            self.precond.name,
+            "none with privacy.clip (the preconditioner's statistic pass is not clipped yet)",
         )

@@ -18,6 +18,7 @@ __all__ = [
     "ChannelConfig",
     "DownlinkConfig",
     "PowerConfig",
+    "PrivacyConfig",
     "ANALOG_COMPRESSORS",
     "DIGITAL_COMPRESSORS",
 ]
@@ -401,3 +402,27 @@ class PowerConfig:
             self.control,
             "max unless power.max_dbm is set (open-loop power control caps a transmit power in dBm)",
         )
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    # privacy from the channel's own noise (docs/physics.md, section 14): null keeps the usual pass;
+    # C > 0: every client clips what it transmits to norm C (block b to C sqrt(d_b / sum d)), the energy
+    # split and the alignment scale are fixed from the clips (no client's norm is sent), and each
+    # round's client-level (epsilon, delta) is accounted from the round's own noise
+    clip: float | None = None
+    delta: float = 1e-5  # clip: the delta of the (epsilon, delta) reported, in (0, 1)
+    # clip: rdp (Renyi DP: cheap, a little loose) or pld (privacy loss distributions: exact for the
+    # rounds' Gaussians) through Google's dp-accounting; the participants are chosen by the server, so
+    # no amplification by sampling is counted (q = 1)
+    accountant: Literal["rdp", "pld"] = "rdp"
+
+    def __post_init__(self) -> None:
+        if self.clip is not None:
+            _check(
+                math.isfinite(self.clip) and self.clip > 0,
+                "clip",
+                self.clip,
+                "a finite number > 0 (the norm each client's transmitted signal is clipped to), or null",
+            )
+        _check(0 < self.delta < 1, "delta", self.delta, "a number in (0, 1)")

@@ -166,6 +166,8 @@ class _Kill(Exception):
             "channel.power_control=truncated",
             "channel.threshold=0.05",
         ],
+        # privacy mode: clipped passes, the accountant composed again from the history on resume
+        ["privacy.clip=0.5", "channel.name=rayleigh", "power.energy=50", "privacy.accountant=pld"],
         # the drop's own clusters (time-correlated from round to round) at two antennas, half the clients
         # sampled by their channel: the resumed rounds see the rounds' own channel samples
         [
