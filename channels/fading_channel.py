@@ -373,6 +373,7 @@ class FadingChannel(nn.Module):
         reduce: Processes | None = None,
         weights: Tensor | Sequence[float] | None = None,
         clips: Tensor | Sequence[float] | None = None,
+        min_noise_multiplier: float | None = None,
     ) -> BlocksOutput:
         """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
         each client's budget per block (>= 0; ``inf``: noiseless). The physics is per block: each
@@ -390,7 +391,10 @@ class FadingChannel(nn.Module):
         weights): the scale is the public bound eta_b = min_k sqrt(E_kb) / (C_b max_{j in b} m_kj /
         |h_hat_kj|), fixed by the clips, the budgets and the channel (no client's norm enters it), and
         the output reports the pass's ``noise_multiplier`` as a Gaussian mechanism (docs/physics.md,
-        section 14; :mod:`channels.privacy`).
+        section 14; :mod:`channels.privacy`). ``min_noise_multiplier`` (with ``clips``): where the
+        pass's noise multiplier would fall below it, every client lowers its energy by the same factor
+        alpha = (nu / min_noise_multiplier)^2, so that the channel's noise alone meets it (the scale
+        falls by sqrt(alpha)); ``energy_used`` shows what they spent.
 
         Weighted mean (``weights``: ``[K]`` client weights w_k > 0 and finite, e.g. data sizes; ``None``
         or all 1: the plain mean above, bit for bit). The estimate of symbol j is the weighted mean of
@@ -441,6 +445,15 @@ class FadingChannel(nn.Module):
         need, count, kept = sent.needs(weight, clip)
         self._refuse_overflow(need, blocks.dtype)
         eta, finite, energy_used = alignment(need, energy, reduce)
+        if min_noise_multiplier is not None:
+            if clip is None or not (math.isfinite(min_noise_multiplier) and min_noise_multiplier > 0):
+                raise ValueError(
+                    f"min_noise_multiplier = {min_noise_multiplier!r} needs clips and a finite number > 0"
+                )
+            natural = self._noise_multiplier(sent, eta, finite, clip, reduce)
+            if self.noise_var > 0 and natural < min_noise_multiplier:  # lower every client's energy
+                alpha = (natural / min_noise_multiplier) ** 2
+                eta, energy_used = eta * math.sqrt(alpha), energy_used * alpha
         # pass 2: the channel adds h_k x_k over the clients (eta common to a symbol: scaled once), the
         # server receives them with the noise and divides by eta K_a (or eta W)
         summed, active = sent.superpose(weight, kept)

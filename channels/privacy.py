@@ -304,6 +304,40 @@ class PrivacyAccountant:
             return float(_dp().get_epsilon_gaussian(nu, self.delta))
         return float(self._fresh().compose(self._event(nu)).get_epsilon(self.delta))
 
+    def noise_multiplier_for(self, epsilon: float, rounds: int) -> float:
+        """The noise multiplier nu that ``rounds`` rounds at nu take to ``epsilon`` at :attr:`delta`
+        (this accountant's kind and sampling): ``pld`` without sampling in closed form,
+        dp-accounting's analytic Gaussian sigma(epsilon, delta) x sqrt(rounds); otherwise
+        dp-accounting's ``calibrate_dp_mechanism`` (a bracketing search, to 1e-6).
+
+        >>> accountant = PrivacyAccountant(1e-5, "pld")
+        >>> nu = accountant.noise_multiplier_for(1.0, 100)
+        >>> for _ in range(100):
+        ...     _ = accountant.step(nu)
+        >>> round(accountant.epsilon(), 6)
+        1.0
+        """
+        target = _positive(epsilon, "epsilon")
+        if math.isinf(target):
+            raise ValueError("epsilon = inf is out of range; expected a finite number > 0")
+        count = rounds
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"rounds = {rounds!r} is out of range; expected an integer >= 1")
+        dp = _dp()
+        if self.accountant == "pld" and self.sampling == "none":
+            return float(dp.get_sigma_gaussian(target, self.delta)) * math.sqrt(count)
+        from dp_accounting.mechanism_calibration import calibrate_dp_mechanism
+
+        return float(
+            calibrate_dp_mechanism(
+                self._fresh,
+                lambda nu: dp.SelfComposedDpEvent(self._event(float(nu)), count),
+                target,
+                self.delta,
+                tol=1e-6,
+            )
+        )
+
     def state_dict(self) -> dict[str, list[float]]:
         """The rounds' noise multipliers (a checkpoint keeps them; :meth:`load_state_dict` recomposes)."""
         return {"noise_multipliers": list(self.history)}

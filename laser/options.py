@@ -47,6 +47,9 @@ class PassOptions:
             groups are set aside: they would read the clients' norms), the scale is fixed from the
             clips (``channel.transmit(clips=)``) and each pass records its noise multiplier. Needs
             uniform weights and an analog method. ``None``: off.
+        min_noise_multiplier: with ``clip``: the round's noise multiplier the clients keep to at
+            least, lowering their energy where the channel's noise alone would fall short (each of the
+            method's P passes to at least sqrt(P) times it, so that the round's composition meets it).
 
     Example:
         >>> options = PassOptions(energy=100.0, allocation="uniform")
@@ -66,6 +69,7 @@ class PassOptions:
     keep_unheard: bool = False
     processes: Processes | None = None
     clip: float | None = None
+    min_noise_multiplier: float | None = None
 
     def __post_init__(self) -> None:
         if (self.energy is None) == (self.snr_db is None):
@@ -87,6 +91,17 @@ class PassOptions:
                 )
             if self.weights is not None:
                 raise ValueError("clip needs weights None: a clipped pass sends uniform weights")
+        if self.min_noise_multiplier is not None:
+            value = self.min_noise_multiplier
+            if (
+                self.clip is None
+                or isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise ValueError(
+                    f"min_noise_multiplier = {value!r}: expected a finite number > 0, and a clip with it"
+                )
 
     def replace(self, **changes: object) -> PassOptions:
         """These options with ``changes`` (checked again)."""

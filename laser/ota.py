@@ -117,6 +117,7 @@ def _analog_pass(
     weights: Tensor | None = None,
     state: ChannelState | None = None,
     clip: float | None = None,
+    min_noise_multiplier: float | None = None,
 ) -> tuple[PassRecord, Tensor]:
     """One pass over the air; the record and ``[K_local, B]``: which of this process's clients
     were heard in each block. ``weights``: this process's clients' (the channel's reduce sums them);
@@ -157,7 +158,15 @@ def _analog_pass(
         state = dataclasses.replace(state, symbols_per_block=per_block)
     if processes is not None:
         state, block_energy = state.clients(processes.index), block_energy[processes.index]
-    out = channel.transmit(signals, block_energy, state=state, reduce=processes, weights=weights, clips=clips)
+    out = channel.transmit(
+        signals,
+        block_energy,
+        state=state,
+        reduce=processes,
+        weights=weights,
+        clips=clips,
+        min_noise_multiplier=min_noise_multiplier,
+    )
     energy_used = out.energy_used.double().T.contiguous().sum(0)  # [K], summed in block order
     heard = out.active
     every_heard = heard if processes is None else processes.gather(heard.to(torch.uint8)).bool()
@@ -356,6 +365,10 @@ def transmit_blocks(
         assert gradient is not None
         return RoundResult(gradient, [record])
     shares = server.pass_shares()
+    # each pass at least sqrt(P) times the round's floor: P of them compose to at least the floor
+    floor = options.min_noise_multiplier
+    if floor is not None:
+        floor = floor * math.sqrt(server.passes)
     gradient = None
     current = blocks
     for p in range(server.passes):
@@ -375,6 +388,7 @@ def transmit_blocks(
             weights=weights,
             state=state if p == 0 else None,
             clip=clip,
+            min_noise_multiplier=floor,
         )
         passes.append(record)
         if not bool(torch.as_tensor(record.noise_var).isfinite().all()):

@@ -416,8 +416,18 @@ class PrivacyConfig:
     # rounds' Gaussians) through Google's dp-accounting; the participants are chosen by the server, so
     # no amplification by sampling is counted (q = 1)
     accountant: Literal["rdp", "pld"] = "rdp"
+    # clip: the run's epsilon to keep to (at delta, over its rounds): where the channel's noise alone
+    # falls short, the clients lower their energy until it meets it (Koda et al.); null: no target
+    target_epsilon: float | None = None
 
     def __post_init__(self) -> None:
+        if self.target_epsilon is not None:
+            _check(
+                self.clip is not None and math.isfinite(self.target_epsilon) and self.target_epsilon > 0,
+                "target_epsilon",
+                self.target_epsilon,
+                "a finite number > 0 with privacy.clip set, or null",
+            )
         if self.clip is not None:
             _check(
                 math.isfinite(self.clip) and self.clip > 0,

@@ -172,3 +172,5 @@ def test_a_clipped_pass_refuses_what_it_cannot_bound():
         channel.transmit(blocks, energy, clips=[5.0, 5.0])
     with pytest.raises(ValueError, match="clip"):
         block_clips([3], 0.0)
+    with pytest.raises(ValueError, match="min_noise_multiplier"):
+        channel.transmit(blocks, energy, min_noise_multiplier=1.0)  # needs clips

@@ -54,6 +54,41 @@ def test_the_summary_carries_the_runs_epsilon(tmp_path):
     assert history.summary["privacy_epsilon"] == history.rounds[-1]["privacy_epsilon"] > 0
 
 
+@pytest.mark.parametrize("method", ["laser", "powersgd"])
+def test_a_target_epsilon_lowers_the_energy_until_the_channels_noise_meets_it(method):
+    # at energy 100 a round over AWGN is a Gaussian at 0.1 (epsilon in the hundreds after 3 rounds); a
+    # target of 5 over the 3 rounds needs nu = sigma(5, 1e-5) sqrt(3) per round: the clients lower their
+    # energy by (0.1 / nu)^2, and the run ends at the target
+    sim = _sim(
+        f"compressor.name={method}",
+        "power.energy=100",
+        "privacy.clip=1.0",
+        "privacy.accountant=pld",
+        "privacy.target_epsilon=5",
+    )
+    nu = dp_accounting.get_sigma_gaussian(5.0, 1e-5) * math.sqrt(3)
+    records = [sim.round(t) for t in range(3)]
+    for record in records:
+        assert record["privacy_noise_multiplier"] == pytest.approx(nu, rel=1e-6)
+        assert record["energy_max"] == pytest.approx(100 * (0.1 / nu) ** 2, rel=1e-4)
+    assert records[-1]["privacy_epsilon"] == pytest.approx(5.0, rel=1e-6)
+    # a target the channel's noise already meets changes nothing: the clients spend their budget
+    loose = _sim(
+        f"compressor.name={method}", "power.energy=100", "privacy.clip=1.0", "privacy.target_epsilon=1e5"
+    )
+    assert loose.round(0)["energy_max"] == pytest.approx(100, rel=1e-5)
+
+
+def test_the_rdp_calibration_meets_its_target():
+    from channels import PrivacyAccountant
+
+    accountant = PrivacyAccountant(1e-5, "rdp")
+    nu = accountant.noise_multiplier_for(2.0, 50)
+    for _ in range(50):
+        accountant.step(nu)
+    assert accountant.epsilon() == pytest.approx(2.0, rel=1e-3)
+
+
 @pytest.mark.parametrize(
     "overrides, key",
     [
@@ -65,6 +100,8 @@ def test_the_summary_carries_the_runs_epsilon(tmp_path):
         (["privacy.clip=1", "compressor.name=topk", "power.energy=1e6"], "compressor.name"),
         (["privacy.clip=1", "channel.name=noiseless"], "channel.name"),
         (["privacy.clip=1", "clients.weighting=data_size"], "clients.weighting"),
+        (["privacy.target_epsilon=1"], "privacy.target_epsilon"),  # without a clip
+        (["privacy.clip=1", "privacy.target_epsilon=0"], "privacy.target_epsilon"),
     ],
 )
 def test_what_privacy_mode_cannot_do_is_refused_naming_the_key(overrides, key):
