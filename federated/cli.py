@@ -204,8 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--x",
         help="the x axis: a configuration key (default: power.energy, power.snr_db or power.max_dbm, the "
-        "one that varies), snr_per_use_db (from the runs' summaries) or air_time (the metric against "
-        "cumulative seconds on air; runs in physical units also get that figure beside the others)",
+        "one that varies), snr_per_use_db or privacy_epsilon (from the runs' summaries) or air_time (the "
+        "metric against cumulative seconds on air; runs in physical units also get that figure beside the "
+        "others)",
     )
     plot.add_argument("--methods", help="only these compressor names, comma-separated (references are kept)")
     plot.add_argument("--out", help="where the figures go (default: SWEEP_DIR/figures)")

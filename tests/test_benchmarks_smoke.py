@@ -177,3 +177,35 @@ def test_scenarios_quick(tmp_path):
     assert rows["UMi"]["clusters_ms_per_round"] is None
     assert rows["UMi clusters"]["clusters_ms_per_round"] > 0
     assert rows["UMi clusters N=64"]["clusters_ms_per_round"] > rows["UMi clusters"]["clusters_ms_per_round"]
+
+
+def test_privacy_audit_quick(tmp_path):
+    # the audit's 95% lower bound never exceeds the accountant's epsilon (2,000 trials a world here;
+    # docs/data/benchmarks/privacy_audit.json holds the 100,000-trial run), and the worst-direction
+    # canary, whose sensitivity is the accountant's, is the stronger test
+    out = tmp_path / "privacy_audit.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "privacy_audit.py"),
+            "--quick",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert {(r["nu"], r["canary"]) for r in results} == {
+        (nu, canary) for nu in (1.5, 2.0, 3.0) for canary in ("coordinate", "worst")
+    }
+    for r in results:
+        assert r["reported_nu"] == pytest.approx(r["nu"], rel=1e-9)  # the energy gives the intended nu
+        assert 0 <= r["epsilon_lower_bound"] <= r["epsilon_accountant"]
+    by = {(r["nu"], r["canary"]): r["epsilon_lower_bound"] for r in results}
+    assert all(by[(nu, "worst")] > by[(nu, "coordinate")] for nu in (1.5, 2.0, 3.0))

@@ -62,6 +62,8 @@ def _x_axis(key: str, values: Sequence[float]) -> tuple[str, str]:
         return "SNR per channel use (dB)", "linear"
     if key == "power.max_dbm":
         return "maximum transmit power per client, P_max (dBm)", "linear"
+    if key == "privacy_epsilon":
+        return "client-level epsilon of the run (privacy.delta)", "log"
     finite = [v for v in values if math.isfinite(v)]
     spread = bool(finite) and min(finite) > 0 and max(finite) > 20 * min(finite)
     return key, "log" if spread else "linear"

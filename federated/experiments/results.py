@@ -247,7 +247,7 @@ def default_metric(runs: list[Run]) -> str:
 
 # x axes that a run's summary.json holds rather than its configuration (rounded to 0.01 dB, so that the
 # seeds of one configuration share a point)
-SUMMARY_X = ("snr_per_use_db",)
+SUMMARY_X = ("snr_per_use_db", "privacy_epsilon")
 
 
 def x_value(run: Run, x: str | None) -> object:
@@ -469,6 +469,7 @@ def _axis_name(x: str | None) -> str:
         "power.snr_db": "SNR (dB)",
         "power.max_dbm": "P_max (dBm)",
         "snr_per_use_db": "SNR per use (dB)",
+        "privacy_epsilon": "epsilon",
     }
     return names.get(x or "", x or "")
 

@@ -296,6 +296,18 @@ def test_the_snr_per_use_axis_comes_from_the_summaries_rounded_so_that_seeds_sha
     assert [(row["x"], row["n"]) for row in plain] == [(-3.14, 2), (6.86, 2)]
 
 
+def test_the_privacy_epsilon_axis_comes_from_the_summaries(tmp_path):
+    for energy, epsilon in ((1, 3.456), (4, 12.3)):
+        for seed in (0, 1):
+            path = tmp_path / f"e{energy}_{seed}"
+            write_run(path, [f"seed={seed}", f"power.energy={energy}", "privacy.clip=1"], 0.6 + seed / 100)
+            summary = json.loads((path / "summary.json").read_text())
+            (path / "summary.json").write_text(json.dumps({**summary, "privacy_epsilon": epsilon}))
+    table = summarize(load_runs(tmp_path), x="privacy_epsilon")
+    plain = [row for row in table.rows if row["selection"] == "plain"]
+    assert [(row["x"], row["n"]) for row in plain] == [(3.46, 2), (12.3, 2)]
+
+
 def test_laser_plot_draws_the_air_time_figure_and_refuses_it_without_air_times(tmp_path, capsys):
     from federated.cli import main
 
