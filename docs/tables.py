@@ -484,6 +484,32 @@ BENCH_TABLES = {
             command="python benchmarks/scenarios.py --threads 1 --json docs/data/benchmarks/scenarios.json",
         ),
         BenchTable(
+            name="privacy_audit",
+            files=("docs/physics.md",),
+            caption=(
+                "An empirical audit of privacy mode: one clipped pass through the real transmission code "
+                "(4 clients over flat gains 1, 0.7, 1.3, 0.9, blocks of 3 and 5 entries clipped at C = 1, "
+                "noise_var 1, the energy set for noise multiplier nu), client 0 sending a canary or zero; "
+                "the likelihood-ratio test on what the server sees, its threshold chosen on 20% of the "
+                "trials and the 95% Clopper-Pearson lower bound on epsilon (delta 1e-5) from the other 80%, "
+                "against the accountant's epsilon for the round. Canaries: C_b on one coordinate of the "
+                "first block, or on one coordinate of every block (the worst direction the fixed scale "
+                "allows: the accountant's sensitivity)."
+            ),
+            columns=(
+                BenchColumn("nu", "nu", "f1"),
+                BenchColumn("canary", "canary", "text"),
+                BenchColumn("trials a world", "trials", "int"),
+                BenchColumn("accountant's epsilon", "epsilon_accountant", "f2"),
+                BenchColumn("audit's 95% lower bound", "epsilon_lower_bound", "f2"),
+                BenchColumn("lower bound / accountant", "ratio", "f2"),
+            ),
+            command=(
+                "python benchmarks/privacy_audit.py --threads 1 "
+                "--json docs/data/benchmarks/privacy_audit.json"
+            ),
+        ),
+        BenchTable(
             name="conversion",
             files=("docs/results.md",),
             caption=(
