@@ -394,7 +394,8 @@ class FadingChannel(nn.Module):
         section 14; :mod:`channels.privacy`). ``min_noise_multiplier`` (with ``clips``): where the
         pass's noise multiplier would fall below it, every client lowers its energy by the same factor
         alpha = (nu / min_noise_multiplier)^2, so that the channel's noise alone meets it (the scale
-        falls by sqrt(alpha)); ``energy_used`` shows what they spent.
+        falls by sqrt(alpha)). In a clipped pass ``energy_used`` is what each client's own signal
+        spends at the public scale, at most its budget.
 
         Weighted mean (``weights``: ``[K]`` client weights w_k > 0 and finite, e.g. data sizes; ``None``
         or all 1: the plain mean above, bit for bit). The estimate of symbol j is the weighted mean of
@@ -450,10 +451,12 @@ class FadingChannel(nn.Module):
                 raise ValueError(
                     f"min_noise_multiplier = {min_noise_multiplier!r} needs clips and a finite number > 0"
                 )
-            natural = self._noise_multiplier(sent, eta, finite, clip, reduce)
-            if self.noise_var > 0 and natural < min_noise_multiplier:  # lower every client's energy
-                alpha = (natural / min_noise_multiplier) ** 2
-                eta, energy_used = eta * math.sqrt(alpha), energy_used * alpha
+            natural = self._noise_multiplier(sent, eta, finite, clip, reduce, need)
+            if self.noise_var > 0 and 0 < natural < min_noise_multiplier:  # lower every client's energy
+                eta = eta * math.sqrt((natural / min_noise_multiplier) ** 2)
+        if clip is not None:  # what each client spends: its own signal at the public scale (<= E_kb)
+            assert sent.actual is not None  # needs() keeps the norms with clips
+            energy_used = torch.where(finite, eta.square() * sent.actual.square(), energy_used)
         # pass 2: the channel adds h_k x_k over the clients (eta common to a symbol: scaled once), the
         # server receives them with the noise and divides by eta K_a (or eta W)
         summed, active = sent.superpose(weight, kept)
@@ -469,9 +472,9 @@ class FadingChannel(nn.Module):
             noise_var=noise_var.to(torch.float64),
             active=torch.cat(active),
             scale=torch.where(finite, torch.ldexp(eta, torch.tensor(-shift)), math.inf).to(work),
-            noise_multiplier=None
-            if clip is None
-            else self._noise_multiplier(sent, eta, finite, clip, reduce),
+            noise_multiplier=(
+                None if clip is None else self._noise_multiplier(sent, eta, finite, clip, reduce, need)
+            ),
         )
 
     @staticmethod
@@ -499,18 +502,32 @@ class FadingChannel(nn.Module):
         return clip
 
     def _noise_multiplier(
-        self, sent: Precoded, eta: Tensor, finite: Tensor, clip: Tensor, reduce: Processes | None
+        self,
+        sent: Precoded,
+        eta: Tensor,
+        finite: Tensor,
+        clip: Tensor,
+        reduce: Processes | None,
+        need: Tensor,
     ) -> float:
         """A clipped pass's noise multiplier: sqrt(noise_var) over the largest client's sensitivity
-        sqrt(sum_b eta_b^2 C_b^2 r_kb^2), r_kb the largest ||h_kj|| / |g_kj| of its block (conservative:
-        every client counted, heard or not)."""
-        if self.noise_var == 0:
+        sqrt(sum_b eta_b^2 C_b^2 r_kb^2), r_kb the largest ||h_kj|| / |g_hat_kj| over the symbols of
+        block b it sends on (0 where it is silent: a silent client releases nothing). 0 (no privacy)
+        when the pass is noiseless or a block someone sends on has no finite scale (an infinite
+        budget: sent without noise)."""
+        sending = need > 0  # [K, B]: who sends each block (a public bound > 0)
+        if self.noise_var == 0 or bool((~finite & sending.any(0)).any()):
             return 0.0
-        ratio = sent.state.gain_ratio(sent.offset, sent.total)  # [K, S] or [K, 1]
+        _, csi = sent.state.at(sent.offset, sent.total)
+        sends = sent.policy.transmits(csi) & (csi != 0)
+        ratio = torch.where(sends, sent.state.gain_ratio(sent.offset, sent.total), 0.0)  # [K, S] or [K, 1]
         if ratio.shape[1] == 1:
             per_block = ratio.expand(-1, len(sent.spans))
         else:
             per_block = torch.stack([ratio[:, span].max(1).values for span in sent.spans], 1)
+        per_block = torch.where(sending.to(per_block.device), per_block, 0.0)
+        if not bool(torch.isfinite(per_block).all()):
+            return 0.0
         scale = torch.where(finite, eta, 0.0).double().cpu()
         squared = ((scale * clip)[None, :].square() * per_block.cpu().square()).sum(1)  # [K]
         worst = squared.max() if squared.numel() else torch.zeros((), dtype=torch.float64)

@@ -8,10 +8,12 @@ and the channel. The server observes its N antennas' y = sum_k h_k x_k + z, z ~ 
 per symbol, with x_kj = eta_b u_kj / g_kj (g_kj = m^H h_kj, the gain the client inverts). One client's
 whole contribution to everything the server receives in the pass has norm at most
 
-    Delta_k = sqrt( sum_b eta_b^2 C_b^2 r_kb^2 ),        r_kb = max_{j in b} ||h_kj|| / |g_kj|
+    Delta_k = sqrt( sum_b eta_b^2 C_b^2 r_kb^2 ),        r_kb = max_{j in b} ||h_kj|| / |g_hat_kj|
 
-(r = 1 with one antenna; with N antennas the server could combine toward client k, so the bound uses
-||h_k||, not the effective gain), and every real dimension of the noise has variance noise_var. So
+(r = 1 with one antenna and perfect CSI; with N antennas the server could combine toward client k, so
+the bound uses ||h_k||, not the effective gain; with channel-estimation errors the client inverts its
+estimate g_hat_kj, and r_kj = ||h_kj|| / |g_hat_kj|), and every real dimension of the noise has
+variance noise_var. So
 the pass is a Gaussian mechanism with noise multiplier (noise standard deviation over the
 sensitivity of adding or removing one client)
 
@@ -69,8 +71,10 @@ def noise_multiplier(
         noise_var: the noise variance per real channel use at the receiver (> 0).
         scales: ``[B]`` the blocks' common scales eta_b (>= 0; 0: a block nobody sends).
         clips: ``[B]`` the blocks' clips C_b (> 0).
-        gain_ratio: ``[K, B]`` r_kb = max over block b's symbols of ||h_kj|| / |g_kj| for each client
-            that transmits (>= 1; leave silent clients out); ``None``: 1 for every client (one antenna).
+        gain_ratio: ``[K, B]`` r_kb = max over the symbols of block b that client k sends on of
+            ||h_kj|| / |g_hat_kj|, its channel vector's norm over the (estimated) gain it inverts (>= 1
+            with perfect CSI; 0 where it is silent); ``None``: 1 for every client (one antenna, perfect
+            CSI).
 
     Returns ``inf`` when nothing is sent (every scale 0).
 
@@ -97,9 +101,9 @@ def noise_multiplier(
         ratio = torch.as_tensor(gain_ratio, dtype=torch.float64).cpu()
         if ratio.dim() != 2 or ratio.shape[1] != eta.numel():
             raise ValueError(f"gain_ratio must have shape [K, {eta.numel()}], got {tuple(ratio.shape)}")
-        if not bool(torch.isfinite(ratio).all() and (ratio >= 1 - 1e-9).all()):
+        if not bool(torch.isfinite(ratio).all() and (ratio >= 0).all()):
             raise ValueError(
-                "gain_ratio must hold finite numbers >= 1 (||h_k|| / |m^H h_k| >= 1 for a unit m)"
+                "gain_ratio must hold finite numbers >= 0 (||h_k|| / |g_hat_k| on the symbols it sends)"
             )
         if ratio.shape[0] == 0:
             return math.inf
@@ -184,7 +188,9 @@ class PrivacyAccountant:
             tell who did: add/remove neighbours, sensitivity C) or ``"fixed"`` (``per_round`` of
             ``population`` without replacement, hidden: replace-one neighbours, sensitivity 2C, so the
             event's noise multiplier is nu / 2; only ``"rdp"`` composes it in dp-accounting 0.6).
-        probability, population, per_round: the sampling's parameters.
+        probability: ``"poisson"``: each client's probability of taking part in a round, in (0, 1].
+        population: ``"fixed"``: the clients sampled from.
+        per_round: ``"fixed"``: the clients a round takes, 1 to ``population``.
 
     Example:
         >>> accountant = PrivacyAccountant(delta=1e-5, accountant="pld")
@@ -238,6 +244,7 @@ class PrivacyAccountant:
         self.history: list[float] = []  # each round's noise multiplier
         self._ledger: Any = None  # the accountant composed so far (built on first use)
         self._inverse_square = 0.0  # pld without sampling: sum_t nu_t^-2
+        self._exposed = False  # a round released without noise (nu = 0): epsilon is inf
 
     @property
     def rounds(self) -> int:
@@ -265,12 +272,17 @@ class PrivacyAccountant:
 
     def step(self, noise_multiplier: float | Sequence[float]) -> float:
         """Compose one round (its noise multiplier, or its passes' to compose first, see
-        :func:`round_noise_multiplier`); returns the cumulative epsilon."""
+        :func:`round_noise_multiplier`; 0: released without noise, epsilon inf from then on; inf:
+        nothing sent); returns the cumulative epsilon."""
         if isinstance(noise_multiplier, (int, float)) and not isinstance(noise_multiplier, bool):
-            nu = _positive(noise_multiplier, "noise_multiplier")
+            nu = 0.0 if noise_multiplier == 0 else _positive(noise_multiplier, "noise_multiplier")
         else:
-            nu = round_noise_multiplier(list(noise_multiplier))  # type: ignore[arg-type]
+            values = list(noise_multiplier)  # type: ignore[arg-type]
+            nu = 0.0 if any(v == 0 for v in values) else round_noise_multiplier(values)
         self.history.append(nu)
+        if nu == 0:  # released without noise: no privacy, from this round on
+            self._exposed = True
+            return math.inf
         if math.isinf(nu):  # nothing sent this round: nothing released
             return self.epsilon()
         if self.accountant == "pld" and self.sampling == "none":
@@ -282,7 +294,10 @@ class PrivacyAccountant:
         return self.epsilon()
 
     def epsilon(self) -> float:
-        """The cumulative epsilon at :attr:`delta` over the rounds composed (0 before any)."""
+        """The cumulative epsilon at :attr:`delta` over the rounds composed (0 before any; inf after a
+        round released without noise)."""
+        if self._exposed:
+            return math.inf
         if self.accountant == "pld" and self.sampling == "none":
             if self._inverse_square == 0:
                 return 0.0
@@ -344,6 +359,6 @@ class PrivacyAccountant:
 
     def load_state_dict(self, state: dict[str, list[float]]) -> None:
         """Start over and compose the saved rounds again."""
-        self.history, self._ledger, self._inverse_square = [], None, 0.0
+        self.history, self._ledger, self._inverse_square, self._exposed = [], None, 0.0, False
         for nu in state["noise_multipliers"]:
             self.step(float(nu))

@@ -66,13 +66,16 @@ class ChannelState:
         return values[:, block, j % num_carriers]
 
     def gain_ratio(self, symbol_offset: int, num_symbols: int) -> Tensor:
-        """``[K, S]`` or ``[K, 1]`` float64: ||h_kj|| / |g_kj| on each symbol (1 with one antenna; inf
-        where the effective gain is 0)."""
-        gains = self._at(self.gains, symbol_offset, num_symbols).abs().double()
+        """``[K, S]`` or ``[K, 1]`` float64: ||h_kj|| / |g_hat_kj| on each symbol, the norm of client k's
+        channel vector over the (estimated) gain it inverts: what its clipped signal's amplitude at the
+        antennas is multiplied by (|h| / |h_hat| with one antenna: 1 with perfect CSI; inf where the
+        estimate is 0)."""
+        known = self._at(self.csi, symbol_offset, num_symbols).abs().double()
         if self.vector_norms is None:
-            return torch.ones_like(gains)
-        norms = self._at(self.vector_norms, symbol_offset, num_symbols).double()
-        return torch.where(gains > 0, norms / gains, torch.inf)
+            norms = self._at(self.gains, symbol_offset, num_symbols).abs().double()
+        else:
+            norms = self._at(self.vector_norms, symbol_offset, num_symbols).double()
+        return torch.where(known > 0, norms / torch.where(known > 0, known, 1.0), torch.inf)
 
     def clients(self, index: slice | Tensor | Sequence[int]) -> ChannelState:
         """The state of the clients ``index``: a slice (a process's share of them), or client indices

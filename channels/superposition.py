@@ -70,6 +70,7 @@ class Precoded:
         # every gain and its estimate exactly 1 (AWGN): dividing by h_hat and multiplying by h are
         # exact identities, skipped (they are the costly complex passes of an uncompressed round)
         self.unit = bool((state.gains == 1).all()) and bool((state.csi == 1).all())
+        self.actual: Tensor | None = None  # a clipped pass's actual needs (set by needs)
 
     def precode(self, clients: slice, symbols: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
         """This chunk's true gains, its inverted symbols m_k u_k / h_hat_k, where it sends, and
@@ -117,14 +118,15 @@ class Precoded:
         chunk, kept when the signals are one packed chunk."""
         blocks = self.blocks
         needs: list[Tensor] = []
+        actual: list[Tensor] = []
         count_dtype = torch.long if weight is None else torch.float64
         count = torch.zeros(self.total, dtype=count_dtype, device=blocks.device)
         kept: tuple[Tensor, Tensor, Tensor, bool] | None = None
         for clients, symbols in blocks.chunks():
             gains, inverted, mask, everywhere = self.precode(clients, symbols)
-            if clips is None:
-                norms = self.block_norms(clients, inverted, everywhere)
-            else:
+            norms = self.block_norms(clients, inverted, everywhere)
+            if clips is not None:  # the public bound sets the scale; the norms, what is spent
+                actual.append(norms)
                 norms = self.bound(clients, mask, clips)
             if weight is None:
                 needs.append(norms)
@@ -133,6 +135,7 @@ class Precoded:
                 needs.append(norms * weight[clients, None])
                 count += weight[clients].sum() if everywhere else (mask * weight[clients, None]).sum(0)
             kept = (gains, inverted, mask, everywhere) if blocks.packed is not None else None
+        self.actual = torch.cat(actual) if actual else None  # [K, B] with clips: ||m u / h_hat||
         return torch.cat(needs), count, kept
 
     def superpose(

@@ -6,7 +6,6 @@ after round."""
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -287,6 +286,13 @@ class Simulation:
         )
         # privacy mode: every round's client-level (epsilon, delta) from its own noise
         self.privacy: PrivacyAccountant | None = None
+        if config.privacy.clip is not None and self.buffers:
+            raise ConfigError(
+                "model.name",
+                config.model.name,
+                "a model without batch norm with privacy.clip (its running statistics would reach the "
+                "server outside the channel, without noise)",
+            )
         if config.privacy.clip is not None:
             self.privacy = PrivacyAccountant(config.privacy.delta, config.privacy.accountant)
             if config.privacy.target_epsilon is not None:  # every round at least this noise multiplier
@@ -547,7 +553,7 @@ class Simulation:
             nu = passes.noise_multiplier
             assert nu is not None  # every pass of a privacy-mode round is clipped
             record["privacy_noise_multiplier"] = nu
-            record["privacy_epsilon"] = self.privacy.step(nu) if nu > 0 else math.inf
+            record["privacy_epsilon"] = self.privacy.step(nu)
         if self.precond is not None:
             record["precond_mean"] = self.precond.mean_scale()
             if statistic is not None:

@@ -4,6 +4,7 @@ the checks that involve several sections."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -178,6 +179,25 @@ class Config:
             "channel.name",
             self.channel.name,
             "a channel with noise with privacy.clip (noiseless releases the exact sum)",
+        )
+        _check(
+            self.power.energy is None or math.isfinite(self.power.energy),
+            "power.energy",
+            self.power.energy,
+            "a finite energy with privacy.clip (an infinite budget sends the sum without noise)",
+        )
+        _check(
+            self.channel.noise_var > 0,
+            "channel.noise_var",
+            self.channel.noise_var,
+            "a number > 0 with privacy.clip (the noise is the privacy)",
+        )
+        _check(
+            self.channel.inter_cell == "none",
+            "channel.inter_cell",
+            self.channel.inter_cell,
+            "none with privacy.clip (other cells' signals are no trusted noise: they may be absent or "
+            "cancelled)",
         )
         _check(
             self.clients.weighting == "uniform",

@@ -257,7 +257,11 @@ def x_value(run: Run, x: str | None) -> object:
         return None
     if x in SUMMARY_X and x not in run.config:
         value = run.summary.get(x)
-        return round(float(value), 2) if isinstance(value, (int, float)) and math.isfinite(value) else None
+        if not (isinstance(value, (int, float)) and math.isfinite(value)):
+            return None
+        if x == "privacy_epsilon":  # three significant digits: epsilons span decades
+            return float(f"{float(value):.3g}")
+        return round(float(value), 2)
     return run.config.get(x)
 
 

@@ -70,6 +70,15 @@ def test_sampling_amplifies_only_where_the_participants_are_hidden():
         PrivacyAccountant(DELTA, "pld", "fixed", population=100, per_round=10)
 
 
+def test_a_round_released_without_noise_leaves_no_privacy_from_then_on():
+    accountant = PrivacyAccountant(DELTA, "pld")
+    accountant.step(2.0)
+    assert accountant.step(0.0) == math.inf and accountant.step(3.0) == math.inf
+    again = PrivacyAccountant(DELTA, "pld")
+    again.load_state_dict(accountant.state_dict())  # and so after a resume
+    assert again.epsilon() == math.inf and again.rounds == 3
+
+
 def test_a_round_that_sends_nothing_releases_nothing_and_the_state_recomposes():
     accountant = PrivacyAccountant(DELTA, "rdp", "poisson", probability=0.2)
     assert accountant.epsilon() == 0.0 and accountant.step(math.inf) == 0.0
@@ -107,12 +116,12 @@ def test_the_noise_multiplier_of_a_clipped_pass():
         (lambda: PrivacyAccountant(DELTA, sampling="uniform"), "sampling"),
         (lambda: PrivacyAccountant(DELTA, "rdp", "poisson", probability=0.0), "probability"),
         (lambda: PrivacyAccountant(DELTA, "rdp", "fixed", population=10, per_round=11), "per_round"),
-        (lambda: PrivacyAccountant(DELTA).step(0.0), "noise_multiplier"),
+        (lambda: PrivacyAccountant(DELTA).step(-1.0), "noise_multiplier"),
         (lambda: PrivacyAccountant(DELTA).step(math.nan), "noise_multiplier"),
         (lambda: noise_multiplier(0.0, [1.0], [1.0]), "noise_var"),
         (lambda: noise_multiplier(1.0, [1.0], [0.0]), "clips"),
         (lambda: noise_multiplier(1.0, [1.0, 2.0], [1.0]), "scales"),
-        (lambda: noise_multiplier(1.0, [1.0], [1.0], torch.tensor([[0.5]])), "gain_ratio"),
+        (lambda: noise_multiplier(1.0, [1.0], [1.0], torch.tensor([[-0.5]])), "gain_ratio"),
     ],
 )
 def test_refusals_name_the_argument(call, name):
@@ -174,3 +183,34 @@ def test_a_clipped_pass_refuses_what_it_cannot_bound():
         block_clips([3], 0.0)
     with pytest.raises(ValueError, match="min_noise_multiplier"):
         channel.transmit(blocks, energy, min_noise_multiplier=1.0)  # needs clips
+
+
+def test_the_sensitivity_counts_what_each_sender_really_adds():
+    from channels.power_control import TruncatedInversion
+
+    clips = block_clips([2], 1.0)
+    sent = clip_blocks([[torch.tensor([3.0, 4.0])], [torch.tensor([0.0, 0.2])]], clips)
+    energy = torch.full((2, 1), 4.0)
+    channel = FadingChannel(noise_var=1.0, generator=torch.Generator().manual_seed(0))
+    # imperfect CSI: client 1 inverts an estimate of 1 where its gain is 2, so it arrives twice as
+    # loud as the scale assumes: its sensitivity is twice the others'
+    gains = torch.tensor([1.0, 2.0], dtype=torch.complex128).reshape(2, 1, 1)
+    known = torch.ones(2, 1, 1, dtype=torch.complex128)
+    out = channel.transmit(SignalBlocks(sent), energy, state=ChannelState(gains, known, 1), clips=clips)
+    eta = float(out.scale[0])
+    assert out.noise_multiplier == pytest.approx(1 / (eta * float(clips[0]) * 2.0), rel=1e-6)
+    # a client truncation silences releases nothing, however large its channel vector
+    truncating = FadingChannel(policy=TruncatedInversion(0.5), noise_var=1.0)
+    weak = torch.tensor([1.0, 0.5], dtype=torch.complex128).reshape(2, 1, 1)  # |g|^2 = 0.25 < 0.5: silent
+    state = ChannelState(weak, weak, 1, torch.tensor([1.0, 40.0], dtype=torch.float64).reshape(2, 1, 1))
+    out = truncating.transmit(SignalBlocks(sent), energy, state=state, clips=clips)
+    assert out.active[:, 0].tolist() == [True, False]
+    assert out.noise_multiplier == pytest.approx(1 / (float(out.scale[0]) * float(clips[0])), rel=1e-6)
+    # an infinite budget sends the sum without noise: no privacy
+    free = channel.transmit(
+        SignalBlocks(sent), torch.full((2, 1), math.inf), state=ChannelState(known, known, 1), clips=clips
+    )
+    assert free.noise_multiplier == 0.0
+    # what each client spends is its own signal at the public scale (client 1's is a fifth of its clip)
+    out = channel.transmit(SignalBlocks(sent), energy, state=ChannelState(known, known, 1), clips=clips)
+    assert out.energy_used[:, 0].tolist() == pytest.approx([4.0, 4.0 / 25], rel=1e-5)
