@@ -515,9 +515,9 @@ class FadingChannel(nn.Module):
         block b it sends on (0 where it is silent: a silent client releases nothing). 0 (no privacy)
         when the pass is noiseless or a block someone sends on has no finite scale (an infinite
         budget: sent without noise)."""
-        sending = need > 0  # [K, B]: who sends each block (a public bound > 0)
-        if self.noise_var == 0 or bool((~finite & sending.any(0)).any()):
+        if self.noise_var == 0:
             return 0.0
+        sending = need > 0  # [K, B]: who sends each block (a public bound > 0)
         _, csi = sent.state.at(sent.offset, sent.total)
         sends = sent.policy.transmits(csi) & (csi != 0)
         ratio = torch.where(sends, sent.state.gain_ratio(sent.offset, sent.total), 0.0)  # [K, S] or [K, 1]
@@ -525,14 +525,19 @@ class FadingChannel(nn.Module):
             per_block = ratio.expand(-1, len(sent.spans))
         else:
             per_block = torch.stack([ratio[:, span].max(1).values for span in sent.spans], 1)
-        per_block = torch.where(sending.to(per_block.device), per_block, 0.0)
-        if not bool(torch.isfinite(per_block).all()):
-            return 0.0
+        per_block = torch.where(sending.to(per_block.device), per_block, 0.0).cpu()
         scale = torch.where(finite, eta, 0.0).double().cpu()
-        squared = ((scale * clip)[None, :].square() * per_block.cpu().square()).sum(1)  # [K]
+        squared = ((scale * clip)[None, :].square() * per_block.square()).sum(1)  # [K]
         worst = squared.max() if squared.numel() else torch.zeros((), dtype=torch.float64)
-        if reduce is not None:
+        # sent without noise (an infinite budget) or louder than any bound (an estimate of 0): inf
+        exposed = bool((~finite.cpu() & sending.any(0).cpu()).any()) or not bool(
+            torch.isfinite(per_block).all()
+        )
+        worst = torch.full((), math.inf, dtype=torch.float64) if exposed else worst
+        if reduce is not None:  # every process takes part in the collective, whatever it found
             worst = -reduce.min(-worst.reshape(1)).reshape(())
+        if math.isinf(float(worst)):
+            return 0.0
         if float(worst) == 0:
             return math.inf
         return math.sqrt(self.noise_var) / math.sqrt(float(worst))

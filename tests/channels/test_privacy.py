@@ -1,7 +1,9 @@
 """Privacy from the channel's noise (``channels.privacy``): a clipped pass's noise multiplier, and its
 client-level accounting over rounds with dp-accounting against the analytic Gaussian mechanism."""
 
+import copy
 import math
+import threading
 
 import dp_accounting
 import pytest
@@ -214,3 +216,68 @@ def test_the_sensitivity_counts_what_each_sender_really_adds():
     # what each client spends is its own signal at the public scale (client 1's is a fifth of its clip)
     out = channel.transmit(SignalBlocks(sent), energy, state=ChannelState(known, known, 1), clips=clips)
     assert out.energy_used[:, 0].tolist() == pytest.approx([4.0, 4.0 / 25], rel=1e-5)
+
+
+class _Collective:
+    """An all-reduce among threads standing in for processes (as in test_weighted_mean)."""
+
+    def __init__(self, world):
+        self.barrier, self.slots = threading.Barrier(world), [None] * world
+
+    def reduce(self, rank, value, op):
+        self.slots[rank] = value
+        self.barrier.wait()
+        result = op(torch.stack(self.slots))
+        self.barrier.wait()
+        return result
+
+
+class _Rank:
+    def __init__(self, collective, rank):
+        self.collective, self.rank = collective, rank
+
+    def sum(self, value):
+        return self.collective.reduce(self.rank, value, lambda stacked: stacked.sum(0))
+
+    def min(self, value):
+        return self.collective.reduce(self.rank, value, lambda stacked: stacked.min(0).values)
+
+
+def test_a_clipped_pass_split_over_processes_gives_the_one_process_result():
+    from channels import RayleighFading
+    from channels.power_control import TruncatedInversion
+
+    g = torch.Generator().manual_seed(4)
+    clips = block_clips([3, 2], 2.0)
+    sent = clip_blocks(
+        [[torch.randn(3, generator=g) * 3, torch.randn(2, generator=g)] for _ in range(5)], clips
+    )
+    energy = torch.full((5, 2), 6.0, dtype=torch.float64)
+    channel = FadingChannel(RayleighFading(), TruncatedInversion(0.3), noise_var=1.0)
+    state = channel.realize(5, 10, torch.Generator().manual_seed(3), torch.complex128)
+    options = {"clips": clips, "min_noise_multiplier": 3.0}
+    whole = channel.transmit(
+        SignalBlocks(sent), energy, state=state, generator=torch.Generator().manual_seed(7), **options
+    )
+    shares, collective, results = [slice(0, 2), slice(2, 5)], _Collective(2), [None, None]
+
+    def process(rank):
+        mine = shares[rank]
+        results[rank] = copy.deepcopy(channel).transmit(
+            SignalBlocks(sent[mine]),
+            energy[mine],
+            state=state.clients(mine),
+            generator=torch.Generator().manual_seed(7),
+            reduce=_Rank(collective, rank),
+            **options,
+        )
+
+    threads = [threading.Thread(target=process, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert whole.noise_multiplier == pytest.approx(3.0, rel=1e-9)  # lowered to the floor
+    for out in results:
+        assert out.noise_multiplier == pytest.approx(whole.noise_multiplier, rel=1e-12)
+        assert torch.equal(out.scale, whole.scale)
