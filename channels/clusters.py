@@ -55,6 +55,22 @@ MAX_CHUNK = 512  # time steps a chunk covers at most
 PER_STEP_LIMIT = 16_000_000  # the per-ray entries of one time step (256 MB), clients x antennas x rays
 
 
+def omni_panel(carrier_frequency_hz: float, columns: int = 1) -> Any:
+    """A Sionna ``PanelArray`` of one row of ``columns`` vertically polarised omnidirectional elements
+    half a wavelength apart (CPU, float64): the base station's antennas of the clusters' channel, and
+    the single element at each end of a drop's link (so its coupling loss has no antenna gain)."""
+    return import_sionna("sionna.phy.channel.tr38901").PanelArray(
+        num_rows_per_panel=1,
+        num_cols_per_panel=columns,
+        polarization="single",
+        polarization_type="V",
+        antenna_pattern="omni",
+        carrier_frequency=carrier_frequency_hz,
+        precision="double",
+        device="cpu",
+    )
+
+
 def _timed_coefficients(carrier_frequency_hz: float, num_antennas: int) -> Any:
     """Sionna's ``ChannelCoefficientsGenerator`` (downlink view: the base station's N-element panel
     transmits, the client's omnidirectional element receives) that samples the channel from a start
@@ -78,22 +94,10 @@ def _timed_coefficients(carrier_frequency_hz: float, num_antennas: int) -> Any:
                 rays.phases, topology, k_factor, rays, self.start_s + steps / sampling_frequency, c_ds
             )
 
-    def panel(columns: int) -> Any:
-        return tr38901.PanelArray(
-            num_rows_per_panel=1,
-            num_cols_per_panel=columns,
-            polarization="single",
-            polarization_type="V",
-            antenna_pattern="omni",
-            carrier_frequency=carrier_frequency_hz,
-            precision="double",
-            device="cpu",
-        )
-
     return TimedCoefficients(
         carrier_frequency_hz,
-        panel(num_antennas),
-        panel(1),
+        omni_panel(carrier_frequency_hz, num_antennas),
+        omni_panel(carrier_frequency_hz),
         subclustering=True,
         precision="double",
         device="cpu",

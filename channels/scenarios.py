@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from channels._checks import check_count
 from channels._sionna import import_sionna, sionna_draws_from
-from channels.clusters import ClusterFading
+from channels.clusters import ClusterFading, omni_panel
 
 __all__ = [
     "BS_PATTERNS",
@@ -100,21 +100,6 @@ class Drop:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> Drop:
         return cls(**state)
-
-
-def omni_element(carrier_frequency_hz: float) -> Any:
-    """One vertically polarised omnidirectional element (Sionna's ``PanelArray`` of one element, CPU,
-    float64): the antenna at each end of a drop's link, so the coupling loss has no antenna gain."""
-    return import_sionna("sionna.phy.channel.tr38901").PanelArray(
-        num_rows_per_panel=1,
-        num_cols_per_panel=1,
-        polarization="single",
-        polarization_type="V",
-        antenna_pattern="omni",
-        carrier_frequency=carrier_frequency_hz,
-        precision="double",
-        device="cpu",
-    )
 
 
 BS_PATTERNS = ("omni", "sector")
@@ -351,7 +336,7 @@ def _large_scale(
     arguments), and the large-scale parameters its LSP generator draws for it (under the caller's
     :func:`~channels._sionna.sionna_draws_from`). In RMa the outdoor clients are pedestrians."""
     tr38901 = import_sionna("sionna.phy.channel.tr38901")
-    ut, bs = omni_element(carrier_frequency_hz), omni_element(carrier_frequency_hz)
+    ut, bs = omni_panel(carrier_frequency_hz), omni_panel(carrier_frequency_hz)
     common = {"enable_shadow_fading": shadowing, "precision": "double", "device": "cpu"}
     if scenario == "umi":
         model = tr38901.UMiScenario(carrier_frequency_hz, "low", ut, bs, "uplink", **common)

@@ -12,6 +12,7 @@ import torch
 
 from channels import ClusterFading, FadingChannel, ReceiveArray, cluster_drop, drop_clients
 from channels._sionna import import_sionna
+from channels.clusters import omni_panel
 from channels.scenarios import DropGains
 
 
@@ -58,18 +59,6 @@ def test_the_uplink_is_the_transpose_of_the_downlink_view_sionna_computes():
     downlink = fading(torch.arange(6), torch.arange(3), torch.complex128)  # [K, T, N]
     tr38901 = import_sionna("sionna.phy.channel.tr38901")
 
-    def panel(columns):
-        return tr38901.PanelArray(
-            num_rows_per_panel=1,
-            num_cols_per_panel=columns,
-            polarization="single",
-            polarization_type="V",
-            antenna_pattern="omni",
-            carrier_frequency=fading.carrier_frequency_hz,
-            precision="double",
-            device="cpu",
-        )
-
     def swap(x):
         return x.permute(0, 2, 1, *range(3, x.dim()))
 
@@ -94,7 +83,12 @@ def test_the_uplink_is_the_transpose_of_the_downlink_view_sionna_computes():
         rx_orientations=top.tx_orientations,
     )
     generator = tr38901.ChannelCoefficientsGenerator(
-        fading.carrier_frequency_hz, panel(1), panel(4), True, precision="double", device="cpu"
+        fading.carrier_frequency_hz,
+        omni_panel(fading.carrier_frequency_hz),
+        omni_panel(fading.carrier_frequency_hz, 4),
+        True,
+        precision="double",
+        device="cpu",
     )
     times = torch.arange(3, dtype=torch.float64) * 0.01
     h, _ = generator._step_11(up.phases, topology, swap(fading._k_factor), up, times, swap(fading._c_ds))

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from channels._sionna import import_sionna
+from channels.clusters import omni_panel
 from channels.fading import umi_path_loss_db
-from channels.scenarios import omni_element
 
 CARRIER_HZ = 3.5e9
 BS_HEIGHT_M, UT_HEIGHT_M = 10.0, 1.5
@@ -20,8 +20,8 @@ def _sionna_basic_path_loss(distances: torch.Tensor, los: bool) -> torch.Tensor:
     scenario = UMiScenario(
         CARRIER_HZ,
         "low",
-        ut_array=omni_element(CARRIER_HZ),
-        bs_array=omni_element(CARRIER_HZ),
+        ut_array=omni_panel(CARRIER_HZ),
+        bs_array=omni_panel(CARRIER_HZ),
         direction="uplink",
         enable_shadow_fading=False,
         precision="double",
