@@ -41,6 +41,7 @@ from channels.budget import energy_for_snr_db
 from channels.clusters import ClusterFading
 from channels.noise import ComplexNoise, from_symbols
 from channels.power_control import PerfectInversion, PowerControl
+from channels.privacy import noise_multiplier
 from channels.processes import Processes
 from channels.state import ChannelOutput, ChannelState
 from channels.superposition import Precoded, alignment, normalised_weights
@@ -453,7 +454,7 @@ class FadingChannel(nn.Module):
                 )
             natural = self._noise_multiplier(sent, eta, finite, clip, reduce, need)
             if self.noise_var > 0 and 0 < natural < min_noise_multiplier:  # lower every client's energy
-                eta = eta * math.sqrt((natural / min_noise_multiplier) ** 2)
+                eta = eta * (natural / min_noise_multiplier)  # every energy times alpha = this squared
         if clip is not None:  # what each client spends: its own signal at the public scale (<= E_kb)
             assert sent.actual is not None  # needs() keeps the norms with clips
             energy_used = torch.where(finite, eta.square() * sent.actual.square(), energy_used)
@@ -526,21 +527,16 @@ class FadingChannel(nn.Module):
         else:
             per_block = torch.stack([ratio[:, span].max(1).values for span in sent.spans], 1)
         per_block = torch.where(sending.to(per_block.device), per_block, 0.0).cpu()
-        scale = torch.where(finite, eta, 0.0).double().cpu()
-        squared = ((scale * clip)[None, :].square() * per_block.square()).sum(1)  # [K]
-        worst = squared.max() if squared.numel() else torch.zeros((), dtype=torch.float64)
-        # sent without noise (an infinite budget) or louder than any bound (an estimate of 0): inf
+        # sent without noise (an infinite budget) or louder than any bound (an estimate of 0): 0
         exposed = bool((~finite.cpu() & sending.any(0).cpu()).any()) or not bool(
             torch.isfinite(per_block).all()
         )
-        worst = torch.full((), math.inf, dtype=torch.float64) if exposed else worst
-        if reduce is not None:  # every process takes part in the collective, whatever it found
-            worst = -reduce.min(-worst.reshape(1)).reshape(())
-        if math.isinf(float(worst)):
-            return 0.0
-        if float(worst) == 0:
-            return math.inf
-        return math.sqrt(self.noise_var) / math.sqrt(float(worst))
+        scale = torch.where(finite, eta, 0.0).double().cpu()
+        local = 0.0 if exposed else noise_multiplier(self.noise_var, scale, clip, per_block)  # inf: none sent
+        if reduce is None:
+            return local
+        # every process takes part in the collective, whatever it found: nu is the least over them
+        return float(reduce.min(torch.tensor([local], dtype=torch.float64, device=eta.device)).reshape(()))
 
     def _checked(
         self,
