@@ -54,7 +54,9 @@ def test_powersgd_hook_quick(tmp_path):
             assert row["floats_sent_per_iteration"]["laser_2pass"] == row["floats_sent_per_iteration"]["hook"]
 
 
-def _quick(script, tmp_path, *extra):
+def _quick(script, tmp_path, *extra, data=True):
+    """The benchmark ``script`` run with ``--quick`` (and a data root in ``tmp_path`` unless ``data``
+    is False: a script that reads no dataset), its JSON."""
     out = tmp_path / f"{script}.json"
     done = subprocess.run(
         [
@@ -65,8 +67,7 @@ def _quick(script, tmp_path, *extra):
             "1",
             "--json",
             str(out),
-            "--data-root",
-            str(tmp_path / "data"),
+            *(["--data-root", str(tmp_path / "data")] if data else []),
             *extra,
         ],
         cwd=tmp_path,
@@ -183,24 +184,7 @@ def test_privacy_audit_quick(tmp_path):
     # the audit's 95% lower bound never exceeds the accountant's epsilon (2,000 trials a world here;
     # docs/data/benchmarks/privacy_audit.json holds the 100,000-trial run), and the worst-direction
     # canary, whose sensitivity is the accountant's, is the stronger test
-    out = tmp_path / "privacy_audit.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "privacy_audit.py"),
-            "--quick",
-            "--threads",
-            "1",
-            "--json",
-            str(out),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())["results"]
+    results = _quick("privacy_audit", tmp_path, data=False)["results"]
     assert {(r["nu"], r["canary"]) for r in results} == {
         (nu, canary) for nu in (1.5, 2.0, 3.0) for canary in ("coordinate", "worst")
     }

@@ -8,6 +8,7 @@ import threading
 import dp_accounting
 import pytest
 import torch
+from _collective import Collective, Rank
 
 from channels import ChannelState, FadingChannel, SignalBlocks
 from channels.privacy import (
@@ -218,31 +219,6 @@ def test_the_sensitivity_counts_what_each_sender_really_adds():
     assert out.energy_used[:, 0].tolist() == pytest.approx([4.0, 4.0 / 25], rel=1e-5)
 
 
-class _Collective:
-    """An all-reduce among threads standing in for processes (as in test_weighted_mean)."""
-
-    def __init__(self, world):
-        self.barrier, self.slots = threading.Barrier(world), [None] * world
-
-    def reduce(self, rank, value, op):
-        self.slots[rank] = value
-        self.barrier.wait()
-        result = op(torch.stack(self.slots))
-        self.barrier.wait()
-        return result
-
-
-class _Rank:
-    def __init__(self, collective, rank):
-        self.collective, self.rank = collective, rank
-
-    def sum(self, value):
-        return self.collective.reduce(self.rank, value, lambda stacked: stacked.sum(0))
-
-    def min(self, value):
-        return self.collective.reduce(self.rank, value, lambda stacked: stacked.min(0).values)
-
-
 def test_a_clipped_pass_split_over_processes_gives_the_one_process_result():
     from channels import RayleighFading
     from channels.power_control import TruncatedInversion
@@ -259,7 +235,7 @@ def test_a_clipped_pass_split_over_processes_gives_the_one_process_result():
     whole = channel.transmit(
         SignalBlocks(sent), energy, state=state, generator=torch.Generator().manual_seed(7), **options
     )
-    shares, collective, results = [slice(0, 2), slice(2, 5)], _Collective(2), [None, None]
+    shares, collective, results = [slice(0, 2), slice(2, 5)], Collective(2), [None, None]
 
     def process(rank):
         mine = shares[rank]
@@ -268,7 +244,7 @@ def test_a_clipped_pass_split_over_processes_gives_the_one_process_result():
             energy[mine],
             state=state.clients(mine),
             generator=torch.Generator().manual_seed(7),
-            reduce=_Rank(collective, rank),
+            reduce=Rank(collective, rank),
             **options,
         )
 

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 import torch
+from _collective import Collective, Rank
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.testing import assert_close
@@ -294,31 +295,6 @@ def test_no_client_ever_exceeds_its_budget_whatever_the_weights(
 # clients split over processes: the weight sums are all-reduced like the counts
 
 
-class _Collective:
-    """An all-reduce among threads standing in for processes (every rank gets the same result)."""
-
-    def __init__(self, world):
-        self.barrier, self.slots = threading.Barrier(world), [None] * world
-
-    def reduce(self, rank, value, op):
-        self.slots[rank] = value
-        self.barrier.wait()
-        result = op(torch.stack(self.slots))
-        self.barrier.wait()
-        return result
-
-
-class _Rank:
-    def __init__(self, collective, rank):
-        self.collective, self.rank = collective, rank
-
-    def sum(self, value):
-        return self.collective.reduce(self.rank, value, lambda stacked: stacked.sum(0))
-
-    def min(self, value):
-        return self.collective.reduce(self.rank, value, lambda stacked: stacked.min(0).values)
-
-
 def test_weights_split_over_processes_give_the_one_process_result(generator):
     client_blocks = _round(generator, num_clients=5)
     energy = torch.rand(5, 4, generator=generator, dtype=F64) * 10
@@ -331,7 +307,7 @@ def test_weights_split_over_processes_give_the_one_process_result(generator):
         generator=torch.Generator().manual_seed(7),
         weights=WEIGHTS,
     )
-    shares, collective, results = [slice(0, 2), slice(2, 5)], _Collective(2), [None, None]
+    shares, collective, results = [slice(0, 2), slice(2, 5)], Collective(2), [None, None]
 
     def process(rank):
         mine = shares[rank]
@@ -340,7 +316,7 @@ def test_weights_split_over_processes_give_the_one_process_result(generator):
             energy[mine],
             state=state.clients(mine),
             generator=torch.Generator().manual_seed(7),  # identically seeded: the same noise everywhere
-            reduce=_Rank(collective, rank),
+            reduce=Rank(collective, rank),
             weights=WEIGHTS[mine],
         )
 
