@@ -375,6 +375,7 @@ class FadingChannel(nn.Module):
         weights: Tensor | Sequence[float] | None = None,
         clips: Tensor | Sequence[float] | None = None,
         min_noise_multiplier: float | None = None,
+        participation: float | None = None,
     ) -> BlocksOutput:
         """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
         each client's budget per block (>= 0; ``inf``: noiseless). The physics is per block: each
@@ -397,6 +398,15 @@ class FadingChannel(nn.Module):
         alpha = (nu / min_noise_multiplier)^2, so that the channel's noise alone meets it (the scale
         falls by sqrt(alpha)). In a clipped pass ``energy_used`` is what each client's own signal
         spends at the public scale, at most its budget.
+
+        Hidden participation (``participation``: q in (0, 1], with ``clips``, without ``reduce``): the
+        clients given are the whole population, each of which took part with probability q without
+        the server knowing which (an absent client's blocks are zeros: it sends nothing and spends
+        nothing). The scale is the clipped pass's public bound over the population, the noise
+        multiplier's sensitivity the largest over the population, and the server divides by q
+        K_j, q times the clients that could be heard on symbol j (public: the channel and the power
+        control decide it, not who took part): the expected count, so that the estimate is unbiased
+        for the population's mean of what it would send, sum_{k heard} u_kj / K_j.
 
         Weighted mean (``weights``: ``[K]`` client weights w_k > 0 and finite, e.g. data sizes; ``None``
         or all 1: the plain mean above, bit for bit). The estimate of symbol j is the weighted mean of
@@ -441,6 +451,17 @@ class FadingChannel(nn.Module):
         """
         generator, state, energy = self._checked(blocks, energy, state, symbol_offset, generator, reduce)
         clip = self._clips(clips, blocks, weights)
+        if participation is not None and (
+            clip is None
+            or reduce is not None
+            or isinstance(participation, bool)
+            or not isinstance(participation, (int, float))
+            or not 0 < participation <= 1
+        ):
+            raise ValueError(
+                f"participation = {participation!r}: expected a number in (0, 1], with clips and without "
+                "reduce (hidden participation: the clients given are the whole population)"
+            )
         weight, shift = normalised_weights(weights, blocks, reduce)
         sent = Precoded(self.policy, blocks, state, energy, symbol_offset)
         # pass 1: each client's need per block, the common scale eta per block and what it spends
@@ -463,8 +484,16 @@ class FadingChannel(nn.Module):
         summed, active = sent.superpose(weight, kept)
         if reduce is not None:
             summed, count = reduce.sum(summed), reduce.sum(count)
+        if participation is not None:  # hidden: the expected count q K_j (K_j > 0 where it is > 0)
+            count = count.double() * participation
         estimates, noise_var = self._receive(
-            sent, summed, count, eta, finite, weighted=weight is not None, generator=generator
+            sent,
+            summed,
+            count,
+            eta,
+            finite,
+            weighted=weight is not None or participation is not None,
+            generator=generator,
         )
         work = blocks.dtype
         return BlocksOutput(

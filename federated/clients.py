@@ -6,7 +6,12 @@
   m = K everyone takes part and nothing is drawn);
 - ``best_channel``: the m clients with the largest channel quality this round (their mean
   ``|h|^2``, which the channel supplies before anyone transmits): no reweighting, so near clients
-  take part more often; the run logs who took part each round.
+  take part more often; the run logs who took part each round;
+- ``poisson`` (privacy mode, ``privacy.clip``): every client takes part independently with
+  probability q = m / K, from the sampler's own seed stream, so a round's count varies (and may be
+  0). The clients sample themselves and the server cannot tell who did: the pass is fixed from public
+  quantities and the server divides by the expected count, which is what lets the privacy accountant
+  count amplification by sampling (docs/physics.md, section 14).
 
 **What a client computes** (``clients.lr``):
 
@@ -46,7 +51,7 @@ from federated.config import ClientsConfig
 from federated.data.tasks import Task, cross_entropy
 from federated.radio.downlink import NoisyDownlink
 
-__all__ = ["Sampler", "UniformSampler", "BestChannelSampler", "build_sampler", "Clients"]
+__all__ = ["Sampler", "UniformSampler", "PoissonSampler", "BestChannelSampler", "build_sampler", "Clients"]
 
 
 class Sampler(ABC):
@@ -93,6 +98,29 @@ class UniformSampler(Sampler):
         self.generator.set_state(state["generator"].cpu())
 
 
+class PoissonSampler(UniformSampler):
+    """Every client independently with probability q = ``per_round`` / K, from its own generator (one
+    uniform draw per client and round): ``per_round`` is the expected count, and a round may take
+    none. With ``per_round`` = K everyone takes part and nothing is drawn.
+
+    >>> sampler = PoissonSampler(num_clients=1000, per_round=50, seed=0)
+    >>> counts = [len(sampler.sample()) for _ in range(200)]
+    >>> 45 < sum(counts) / len(counts) < 55 and len(set(counts)) > 5
+    True
+    """
+
+    @property
+    def probability(self) -> float:
+        """q, each client's probability of taking part in a round."""
+        return self.per_round / self.num_clients
+
+    def sample(self, quality: Tensor | None = None) -> list[int]:
+        if not self.everyone:
+            draws = torch.rand(self.num_clients, generator=self.generator, dtype=torch.float64)
+            self.last = torch.nonzero(draws < self.probability).flatten().tolist()
+        return self.last
+
+
 class BestChannelSampler(Sampler):
     """The m clients of largest channel quality this round (ties: the lower index first)."""
 
@@ -111,6 +139,8 @@ def build_sampler(config: ClientsConfig, seed: int) -> Sampler:
     per_round = config.num_clients if config.per_round is None else config.per_round
     if config.sampling == "best_channel":
         return BestChannelSampler(config.num_clients, per_round)
+    if config.sampling == "poisson":
+        return PoissonSampler(config.num_clients, per_round, seed)
     return UniformSampler(config.num_clients, per_round, seed)
 
 

@@ -6,6 +6,8 @@ after round."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -80,9 +82,9 @@ def channel_record(result: RoundResult) -> dict[str, object]:
     energy = result.energy_used
     uses = result.channel_uses
     noise_energy = sum(r.noise_energy for r in passes)
-    record = {
-        "energy_max": float(energy.max()),
-        "energy_mean": float(energy.mean()),
+    record = {  # a round nobody took part in (hidden Poisson sampling) spent nothing
+        "energy_max": float(energy.max()) if energy.numel() else 0.0,
+        "energy_mean": float(energy.mean()) if energy.numel() else 0.0,
         "channel_uses": uses,
         "noise_var_mean": noise_energy / uses if uses else 0.0,
         "noise_var": [float(v) for v in result.noise_var],
@@ -293,8 +295,27 @@ class Simulation:
                 "a model without batch norm with privacy.clip (its running statistics would reach the "
                 "server outside the channel, without noise)",
             )
+        # hidden participation (clients.sampling poisson): q, each client's probability of taking part
+        self.hidden: float | None = None
+        if config.clients.sampling == "poisson":  # privacy mode only (the config's check)
+            if self.compressor.server.passes > 1:
+                raise ConfigError(
+                    "clients.sampling",
+                    config.clients.sampling,
+                    f"uniform with {config.compressor.name} (poisson sampling hides who takes part, "
+                    "which a single-pass method supports; this one sends "
+                    f"{self.compressor.server.passes} passes)",
+                )
+            per_round = config.clients.per_round
+            self.hidden = 1.0 if per_round is None else per_round / num_clients
+            self.options = self.options.replace(participation=self.hidden)
         if config.privacy.clip is not None:
-            self.privacy = PrivacyAccountant(config.privacy.delta, config.privacy.accountant)
+            self.privacy = PrivacyAccountant(
+                config.privacy.delta,
+                config.privacy.accountant,
+                "none" if self.hidden is None else "poisson",
+                probability=self.hidden,
+            )
             if config.privacy.target_epsilon is not None:  # every round at least this noise multiplier
                 floor = self.privacy.noise_multiplier_for(config.privacy.target_epsilon, config.rounds)
                 self.options = self.options.replace(min_noise_multiplier=floor)
@@ -387,6 +408,8 @@ class Simulation:
         uses = sum(server.block_sizes()) if server.analog else 1
         state = self.channel.realize(num_clients, uses, dtype=torch.complex128 if wide else torch.complex64)
         chosen = self.sampler.sample(state.quality())
+        if self.hidden is not None:  # the pass goes over the whole population (absent clients silent)
+            return chosen, state
         return chosen, state.clients(torch.tensor(chosen))
 
     def round(self, t: int | None = None) -> dict[str, object]:
@@ -467,7 +490,10 @@ class Simulation:
         return updates
 
     def _train_loss(self, losses: list[Tensor], count: int, t: int) -> Tensor:
-        """The participants' mean training loss (over every process's)."""
+        """The participants' mean training loss (over every process's; NaN in a round nobody took part
+        in, which hidden Poisson sampling allows)."""
+        if count == 0:
+            return torch.tensor(math.nan)
         train_loss = torch.stack(losses).sum()
         if self.shard is not None:
             train_loss = self.shard.sum(train_loss)
@@ -489,6 +515,8 @@ class Simulation:
         t: int,
     ) -> tuple[RoundResult, RoundResult | None]:
         """The update's passes and the extra pass's (None without one)."""
+        if self.hidden is not None:
+            return self._hidden_uplink(participants, updates, state, t), None
         index = torch.tensor(mine, dtype=torch.long)
         options = self.options.replace(
             budget_scale=None if self.budget_scale is None else self.budget_scale[torch.tensor(participants)],
@@ -507,6 +535,39 @@ class Simulation:
             statistic = extra.send(self.channel, mine, updates.statistics, options)
         _check_finite("decoded statistic", _sum(statistic.gradient), t)
         return result, statistic
+
+    def _hidden_uplink(
+        self, participants: list[int], updates: LocalUpdates, state: ChannelState | None, t: int
+    ) -> RoundResult:
+        """Hidden participation (``clients.sampling: poisson``): the pass over the whole population,
+        the absent clients' blocks zeros (they send nothing, spend nothing), its scale from every
+        client's clip and channel and the server's mean over the expected count
+        (:class:`laser.PassOptions` ``participation``); the records keep the participants' rows."""
+        num_clients = self.config.clients.num_clients
+        server = self.compressor.server
+        if updates.blocks:
+            zeros = [torch.zeros_like(b) for b in updates.blocks[0]]
+        else:  # nobody took part: the server receives the noise alone, as in any round
+            dtype = self.params[0].dtype
+            zeros = [torch.zeros(size, dtype=dtype, device=self.device) for size in server.block_sizes()]
+        sent = dict(zip(participants, updates.blocks))
+        blocks = [sent.get(k, zeros) for k in range(num_clients)]
+        options = self.options.replace(budget_scale=self.budget_scale)
+        everyone = list(range(num_clients))
+        with _noise_overflow_diverges(t):
+            result = transmit_blocks(self.channel, server, everyone, blocks, options, state=state)
+        _check_finite("decoded gradient", _sum(result.gradient), t)
+        index = torch.tensor(participants, dtype=torch.long)
+        passes = [
+            dataclasses.replace(
+                p,
+                energy_used=p.energy_used[index],
+                active=p.active[index],
+                heard=None if p.heard is None else p.heard[index],
+            )
+            for p in result.passes
+        ]
+        return RoundResult(result.gradient, passes)
 
     # --- stage: the server's step on the decoded (pseudo-)gradient, which the next round broadcasts
 
@@ -554,6 +615,8 @@ class Simulation:
             assert nu is not None  # every pass of a privacy-mode round is clipped
             record["privacy_noise_multiplier"] = nu
             record["privacy_epsilon"] = self.privacy.step(nu)
+            if self.hidden is not None:  # the accountant's amplification by sampling
+                record["privacy_sampling_probability"] = self.hidden
         if self.precond is not None:
             record["precond_mean"] = self.precond.mean_scale()
             if statistic is not None:

@@ -50,6 +50,12 @@ class PassOptions:
         min_noise_multiplier: with ``clip``: the round's noise multiplier the clients keep to at
             least, lowering their energy where the channel's noise alone would fall short (each of the
             method's P passes to at least sqrt(P) times it, so that the round's composition meets it).
+        participation: with ``clip``: hidden participation. The clients sampled themselves, each with
+            this probability q in (0, 1], and the server cannot tell who did: the pass's clients are
+            the whole population (an absent client sends zeros and spends nothing), its scale is fixed
+            from every client's clip and channel, and the server divides by q times the clients that
+            could be heard on a symbol, the expected count (``channel.transmit(participation=)``).
+            Single-pass analog methods only; ``None``: the server knows who takes part.
 
     Example:
         >>> options = PassOptions(energy=100.0, allocation="uniform")
@@ -70,6 +76,7 @@ class PassOptions:
     processes: Processes | None = None
     clip: float | None = None
     min_noise_multiplier: float | None = None
+    participation: float | None = None
 
     def __post_init__(self) -> None:
         if (self.energy is None) == (self.snr_db is None):
@@ -102,6 +109,10 @@ class PassOptions:
                 raise ValueError(
                     f"min_noise_multiplier = {value!r}: expected a finite number > 0, and a clip with it"
                 )
+        if self.participation is not None:
+            q = self.participation
+            if self.clip is None or isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+                raise ValueError(f"participation = {q!r}: expected a number in (0, 1], and a clip with it")
 
     def replace(self, **changes: object) -> PassOptions:
         """These options with ``changes`` (checked again)."""

@@ -118,6 +118,7 @@ def _analog_pass(
     state: ChannelState | None = None,
     clip: float | None = None,
     min_noise_multiplier: float | None = None,
+    participation: float | None = None,
 ) -> tuple[PassRecord, Tensor]:
     """One pass over the air; the record and ``[K_local, B]``: which of this process's clients
     were heard in each block. ``weights``: this process's clients' (the channel's reduce sums them);
@@ -166,6 +167,7 @@ def _analog_pass(
         weights=weights,
         clips=clips,
         min_noise_multiplier=min_noise_multiplier,
+        participation=participation,
     )
     energy_used = out.energy_used.double().T.contiguous().sum(0)  # [K], summed in block order
     heard = out.active
@@ -345,6 +347,12 @@ def transmit_blocks(
     passes: list[PassRecord] = []
     if clip is not None and not server.analog:
         raise ValueError(f"clip (privacy mode) needs an analog method; {type(server).__name__} is digital")
+    if options.participation is not None and (server.passes > 1 or processes is not None):
+        raise ValueError(
+            f"participation (hidden participation) needs a single-pass method on one process; "
+            f"{type(server).__name__} sends {server.passes} passes"
+            + ("" if processes is None else " and the clients are split over processes")
+        )
     if not server.analog:
         sides = cast(Sequence[CompressorClient], clients)  # live: checked above
         record, delivered = _digital_pass(
@@ -389,6 +397,7 @@ def transmit_blocks(
             state=state if p == 0 else None,
             clip=clip,
             min_noise_multiplier=floor,
+            participation=options.participation,
         )
         passes.append(record)
         if not bool(torch.as_tensor(record.noise_var).isfinite().all()):

@@ -131,8 +131,9 @@ class ClientsConfig:
     per_round: int | None = None  # m, the clients that take part in a round (null: all K)
     # who takes part when per_round < K: uniform (m of K without replacement, the sampler's own seed
     # stream) or best_channel (the m with the largest channel quality |h|^2 this round: favours near
-    # clients; not reweighted)
-    sampling: Literal["uniform", "best_channel"] = "uniform"
+    # clients; not reweighted) or poisson (privacy mode: each client takes part independently with
+    # probability per_round / num_clients, hidden from the server, which divides by the expected count)
+    sampling: Literal["uniform", "best_channel", "poisson"] = "uniform"
     batch_size: int = 32  # examples (language: sequences) per client per micro-batch
     # micro-batches per client per step (FedSGD: per round), 1..1e6; their gradients are summed (not
     # averaged), as the paper's GPT-2 runs do (3). They are drawn one at a time, so memory does not

@@ -76,6 +76,13 @@ class Config:
         _check(1 <= self.rounds <= 10**9, "rounds", self.rounds, "an integer in 1..1e9")
         _check(self.threads >= 1, "threads", self.threads, "an integer >= 1 (torch's CPU threads)")
         _check(self.eval_every >= 1, "eval_every", self.eval_every, "an integer >= 1")
+        _check(
+            self.clients.sampling != "poisson" or self.privacy.clip is not None,
+            "clients.sampling",
+            self.clients.sampling,
+            "uniform or best_channel without privacy.clip (poisson sampling hides who takes part from the "
+            "server, which only privacy mode needs)",
+        )
         if self.privacy.clip is not None:
             self._check_privacy()
         _check(self.ema is None or 0 < self.ema < 1, "ema", self.ema, "a number in (0, 1), or null (no EMA)")
@@ -210,4 +217,10 @@ class Config:
             "precond.name",
             self.precond.name,
             "none with privacy.clip (the preconditioner's statistic pass is not clipped yet)",
+        )
+        _check(
+            self.clients.sampling != "poisson" or not self.compressor.keep_unheard,
+            "compressor.keep_unheard",
+            self.compressor.keep_unheard,
+            "false with clients.sampling poisson (the server cannot tell its unheard participants)",
         )

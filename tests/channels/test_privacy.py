@@ -257,3 +257,39 @@ def test_a_clipped_pass_split_over_processes_gives_the_one_process_result():
     for out in results:
         assert out.noise_multiplier == pytest.approx(whole.noise_multiplier, rel=1e-12)
         assert torch.equal(out.scale, whole.scale)
+
+
+def test_hidden_participation_fixes_the_pass_from_the_population_and_divides_by_the_expected_count():
+    # four clients, some of them absent (zeros): the scale, the noise multiplier and the count the
+    # server divides by are the population's whoever takes part; the estimate is the present clients'
+    # sum over q K_j, where K_j counts the clients that could be heard (truncation: |h|^2 >= 0.2)
+    from channels.power_control import TruncatedInversion
+
+    clips = block_clips([3, 2], 2.0)
+    energy = torch.full((4, 2), 50.0) * clips.square() / clips.square().sum()
+    state = _state([1.0, 0.6, 2.0, 0.3])  # client 3 below the threshold: never heard
+    channel = FadingChannel(noise_var=1e-8, policy=TruncatedInversion(0.2))
+    g = torch.Generator().manual_seed(3)
+    data = clip_blocks([[torch.randn(3, generator=g), torch.randn(2, generator=g)] for _ in range(4)], clips)
+    outs = {}
+    for present in [(0, 2), (1, 2), (0, 1, 2, 3)]:
+        sent = [row if k in present else [torch.zeros(3), torch.zeros(2)] for k, row in enumerate(data)]
+        out = channel.transmit(SignalBlocks(sent), energy, state=state, clips=clips, participation=0.5)
+        heard = [k for k in present if k != 3]
+        for b, size in enumerate((3, 2)):
+            expected = sum((data[k][b] for k in heard), torch.zeros(size)) / (0.5 * 3)
+            assert torch.allclose(out.estimates[b], expected, atol=1e-3)
+        absent = [k for k in range(4) if k not in present]
+        assert bool((out.energy_used[absent] == 0).all())  # an absent client sends nothing
+        outs[present] = out
+    first, *others = outs.values()
+    for out in others:  # nothing the server is told depends on who took part
+        assert torch.equal(out.scale, first.scale)
+        assert out.noise_multiplier == first.noise_multiplier
+    # the population's weakest heard client (|h| = 0.6) sets the scale, even in a round it is absent
+    assert torch.allclose(outs[(0, 2)].scale.double(), energy[0].sqrt() * 0.6 / clips, rtol=1e-6)
+    assert first.noise_multiplier == pytest.approx(math.sqrt(1e-8 / 50) / 0.6, rel=1e-6)
+    with pytest.raises(ValueError, match="participation"):
+        channel.transmit(SignalBlocks(data), energy, state=state, participation=0.5)  # needs clips
+    with pytest.raises(ValueError, match="participation"):
+        channel.transmit(SignalBlocks(data), energy, state=state, clips=clips, participation=1.5)

@@ -5,6 +5,7 @@ import math
 
 import dp_accounting
 import pytest
+import torch
 
 from federated import load_config
 from federated.config import ConfigError
@@ -132,3 +133,117 @@ def test_what_privacy_mode_cannot_do_is_refused_naming_the_key(overrides, key):
     with pytest.raises(ConfigError) as error:
         load_config(None, [*SMALL, *overrides])
     assert str(error.value).startswith(key) or error.value.key == key, str(error.value)
+
+
+def _spy_uplink(sim: Simulation) -> list[dict]:
+    """Every hidden round's participants, their blocks (before the clip) and the decoded gradient."""
+    seen: list[dict] = []
+    original = sim._hidden_uplink
+
+    def spy(participants, updates, state, t):
+        result = original(participants, updates, state, t)
+        seen.append({"participants": participants, "blocks": updates.blocks, "gradient": result.gradient})
+        return result
+
+    sim._hidden_uplink = spy  # type: ignore[method-assign]
+    return seen
+
+
+def test_poisson_sampling_hides_who_takes_part_and_the_accountant_amplifies():
+    # q = 1 / 4, each client on its own; the server divides the participants' clipped sum by the expected
+    # count q K (almost no noise at this energy), whoever and however many took part (seed 1 draws
+    # 2, 0, 1, 1, 2, 0, 1, 1 participants)
+    from channels import PrivacyAccountant, block_clips, clip_blocks
+
+    sim = _sim(
+        "compressor.name=zsgd",
+        "privacy.clip=1.0",
+        "clients.sampling=poisson",
+        "clients.per_round=1",
+        "power.energy=1e10",
+        "rounds=8",
+        "eval_every=8",
+        "seed=1",
+    )
+    seen = _spy_uplink(sim)
+    records = [sim.round(t) for t in range(8)]
+    counts = {len(s["participants"]) for s in seen}
+    assert len(counts) > 1 and 0 in counts  # the count varies, and a round may take nobody
+    for record, round_ in zip(records, seen):
+        assert record["participants"] == round_["participants"]
+        assert record["privacy_sampling_probability"] == 0.25
+        if round_["blocks"]:
+            clips = block_clips([int(b.numel()) for b in round_["blocks"][0]], 1.0)
+            clipped = clip_blocks(round_["blocks"], clips)
+            for b, got in enumerate(round_["gradient"]):
+                expected = sum(row[b] for row in clipped) / (0.25 * 4)
+                assert torch.allclose(got.flatten(), expected.flatten(), atol=1e-4)
+        else:  # nobody: the noise alone, spending nothing; no training loss
+            assert math.isnan(record["train_loss"]) and record["energy_max"] == 0
+            assert all(float(g.abs().max()) < 1e-3 for g in round_["gradient"])
+    # the accountant: Poisson-subsampled Gaussians at the rounds' noise multipliers, tighter than q = 1
+    sampled = PrivacyAccountant(1e-5, "rdp", "poisson", probability=0.25)
+    visible = PrivacyAccountant(1e-5, "rdp")
+    for record in records:
+        sampled.step(record["privacy_noise_multiplier"])
+        visible.step(record["privacy_noise_multiplier"])
+    assert records[-1]["privacy_epsilon"] == pytest.approx(sampled.epsilon(), rel=1e-9)
+    assert sampled.epsilon() < visible.epsilon()
+
+
+def test_a_hidden_pass_fixes_its_scale_from_every_clients_channel():
+    # Rayleigh with truncation: the noise multiplier is the population's (every client that could be
+    # heard), so it is the same whoever took part, as the pass over all of them gives
+    hidden = _sim(
+        "channel.name=rayleigh",
+        "channel.power_control=truncated",
+        "channel.threshold=0.1",
+        "privacy.clip=1.0",
+        "clients.sampling=poisson",
+        "clients.per_round=1",
+        "power.energy=100",
+    )
+    seen = _spy_uplink(hidden)
+    record = hidden.round(0)
+    everyone = _sim(
+        "channel.name=rayleigh",
+        "channel.power_control=truncated",
+        "channel.threshold=0.1",
+        "privacy.clip=1.0",
+        "clients.per_round=1",
+        "power.energy=100",
+    )
+    # the same channel draw for the population (drawn for every client first, either way)
+    state = everyone.channel.realize(4, sum(everyone.compressor.server.block_sizes()), dtype=torch.complex64)
+    quality = state.gains.abs().square().flatten()
+    heard = quality[quality >= 0.1]
+    nu = math.sqrt(1 / 100) / float(heard.min().sqrt())
+    assert record["privacy_noise_multiplier"] == pytest.approx(nu, rel=1e-5)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["clients.sampling=poisson", "clients.per_round=2"], "clients.sampling"),  # without privacy mode
+        (
+            [
+                "privacy.clip=1",
+                "clients.sampling=poisson",
+                "clients.per_round=2",
+                "compressor.keep_unheard=true",
+            ],
+            "compressor.keep_unheard",
+        ),
+    ],
+)
+def test_what_poisson_sampling_cannot_do_is_refused_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [*SMALL, *overrides])
+    assert error.value.key == key, str(error.value)
+
+
+def test_poisson_sampling_refuses_a_method_of_two_passes():
+    with pytest.raises(ConfigError) as error:
+        _sim("privacy.clip=1", "clients.sampling=poisson", "clients.per_round=2", "compressor.name=powersgd")
+    assert error.value.key == "clients.sampling"

@@ -168,6 +168,8 @@ class _Kill(Exception):
         ],
         # privacy mode: clipped passes, the accountant composed again from the history on resume
         ["privacy.clip=0.5", "channel.name=rayleigh", "power.energy=50", "privacy.accountant=pld"],
+        # hidden Poisson sampling: the sampler's draws and the amplified accountant continue
+        ["privacy.clip=0.5", "clients.sampling=poisson", "clients.per_round=2", "power.energy=50"],
         # the drop's own clusters (time-correlated from round to round) at two antennas, half the clients
         # sampled by their channel: the resumed rounds see the rounds' own channel samples
         [
