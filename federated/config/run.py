@@ -219,6 +219,13 @@ class Config:
             "none with privacy.clip (the preconditioner's statistic pass is not clipped yet)",
         )
         _check(
+            self.clients.sampling != "poisson" or self.privacy.accountant == "rdp",
+            "privacy.accountant",
+            self.privacy.accountant,
+            "rdp with clients.sampling poisson (the privacy loss distribution of each round's new "
+            "Poisson-subsampled Gaussian takes seconds to a minute a round to build)",
+        )
+        _check(
             self.clients.sampling != "poisson" or not self.compressor.keep_unheard,
             "compressor.keep_unheard",
             self.compressor.keep_unheard,

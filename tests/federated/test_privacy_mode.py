@@ -227,6 +227,10 @@ def test_a_hidden_pass_fixes_its_scale_from_every_clients_channel():
     [
         (["clients.sampling=poisson", "clients.per_round=2"], "clients.sampling"),  # without privacy mode
         (
+            ["privacy.clip=1", "clients.sampling=poisson", "clients.per_round=2", "privacy.accountant=pld"],
+            "privacy.accountant",
+        ),
+        (
             [
                 "privacy.clip=1",
                 "clients.sampling=poisson",
