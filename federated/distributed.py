@@ -64,6 +64,13 @@ def check_shardable(config: Config, world: int) -> None:
             config.clients.num_clients,
             f"at least as many clients as processes ({world})",
         )
+    if config.clients.sampling == "poisson":
+        raise ConfigError(
+            "clients.sampling",
+            config.clients.sampling,
+            "uniform with clients split over processes (the hidden pass goes over the whole population "
+            "on one process)",
+        )
     per_round = config.clients.per_round
     if per_round is not None and per_round < config.clients.num_clients:
         raise ConfigError(

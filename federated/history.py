@@ -93,9 +93,11 @@ class History:
                     f"best_ema_{metric}": best(e[f"ema_{metric}"] for e in evals),
                 }
             )
+        # a round nobody took part in (hidden Poisson sampling) has no training loss (NaN)
+        losses = [r["train_loss"] for r in self.rounds if math.isfinite(r["train_loss"])]
         self.summary.update(
             {
-                "train_loss": _mean_tail([r["train_loss"] for r in self.rounds]),
+                "train_loss": _mean_tail(losses),
                 "energy_per_client_total": sum(r["energy_max"] for r in self.rounds),
                 "energy_per_client_mean_total": sum(r["energy_mean"] for r in self.rounds),
                 "channel_uses_total": sum(r["channel_uses"] for r in self.rounds),
@@ -106,6 +108,7 @@ class History:
         if self.rounds and "air_time_s" in self.rounds[0]:  # physical units (channel.scenario)
             joules = sum(r["energy_j_mean"] for r in self.rounds)
             air_time = sum(r["air_time_s"] for r in self.rounds)
+            heard = [r["rx_snr_db"] for r in self.rounds if "rx_snr_db" in r]
             self.summary.update(
                 {
                     "air_time_s_total": air_time,
@@ -113,8 +116,10 @@ class History:
                     "energy_j_mean_total": joules,
                     "tx_power_dbm_mean": 10 * math.log10(joules / air_time) + 30 if joules > 0 else None,
                     # the dB of the rounds' mean linear SNR, as each round's is of its participants'
-                    "rx_snr_db_mean": 10
-                    * math.log10(sum(10 ** (r["rx_snr_db"] / 10) for r in self.rounds) / len(self.rounds)),
+                    # (rounds nobody took part in have none)
+                    "rx_snr_db_mean": 10 * math.log10(sum(10 ** (s / 10) for s in heard) / len(heard))
+                    if heard
+                    else None,
                 }
             )
         snrs = [(r["snr_per_use_db"], r["channel_uses"]) for r in self.rounds if "snr_per_use_db" in r]

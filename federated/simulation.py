@@ -115,7 +115,9 @@ def _check_memory(config: Config, inputs: dict[str, int], device: torch.device) 
         count = sum(p.numel() for p in build_model(config.model, inputs, seed=0).parameters())
     width = 8 if config.precision == "fp64" else 4
     clients = config.clients
-    taking_part = min(clients.num_clients, (clients.per_round or clients.num_clients) * config.rounds)
+    # Poisson sampling's per_round is an expected count: any client may take part
+    per_round = clients.num_clients if clients.sampling == "poisson" else clients.per_round
+    taking_part = min(clients.num_clients, (per_round or clients.num_clients) * config.rounds)
     needed = count * (taking_part + 3) * width
     available = _available_bytes(device)
     if available is not None and needed > available:
@@ -298,13 +300,14 @@ class Simulation:
         # hidden participation (clients.sampling poisson): q, each client's probability of taking part
         self.hidden: float | None = None
         if config.clients.sampling == "poisson":  # privacy mode only (the config's check)
-            if self.compressor.server.passes > 1:
+            # a warm-up (laser.warmup.WarmUp) sends one pass, then the passes of the method it wraps
+            passes = max(self.compressor.passes, getattr(self.compressor, "method", self.compressor).passes)
+            if passes > 1:
                 raise ConfigError(
                     "clients.sampling",
                     config.clients.sampling,
                     f"uniform with {config.compressor.name} (poisson sampling hides who takes part, "
-                    "which a single-pass method supports; this one sends "
-                    f"{self.compressor.server.passes} passes)",
+                    f"which a single-pass method supports; this one sends {passes} passes)",
                 )
             per_round = config.clients.per_round
             self.hidden = 1.0 if per_round is None else per_round / num_clients

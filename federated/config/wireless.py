@@ -413,9 +413,9 @@ class PrivacyConfig:
     clip: float | None = None
     delta: float = 1e-5  # clip: the delta of the (epsilon, delta) reported, in (0, 1)
     # clip: rdp (Renyi DP: cheap, a little loose) or pld (privacy loss distributions: exact for the
-    # rounds' Gaussians; slow with poisson sampling, about 0.5 s a round) through Google's
-    # dp-accounting; amplification by sampling is counted only where the server cannot tell who took
-    # part (clients.sampling poisson), else q = 1
+    # rounds' Gaussians; not with clients.sampling poisson, whose subsampled PLD takes seconds to a
+    # minute a round) through Google's dp-accounting; amplification by sampling is counted only where
+    # the server cannot tell who took part (clients.sampling poisson), else q = 1
     accountant: Literal["rdp", "pld"] = "rdp"
     # clip: the run's epsilon to keep to (at delta, over its rounds): where the channel's noise alone
     # falls short, the clients lower their energy until it meets it (Koda et al.); null: no target

@@ -128,7 +128,8 @@ class PhysicalUnits:
         """A round's cost in physical units: its air time (every pass's, the clients transmitting at
         once over the whole carrier), each participant's energy in joules and average transmit power
         over the air time in dBm (max and mean), and the participants' mean received SNR per use at
-        their caps (dB, over the fading's mean)."""
+        their caps (dB, over the fading's mean). A round nobody took part in (hidden Poisson sampling)
+        spends nothing and has no received SNR."""
         index = torch.tensor(list(participants), dtype=torch.long)
         cap = self.power_w[index]
         air_time = 0.0
@@ -140,6 +141,8 @@ class PhysicalUnits:
             air_time += seconds
             joules += one.energy_used.double().cpu() / one.channel_uses * cap * seconds
         watts = joules / air_time if air_time > 0 else torch.zeros_like(joules)
+        if len(index) == 0:
+            return {"air_time_s": air_time, "energy_j_max": 0.0, "energy_j_mean": 0.0}
         record = {
             "air_time_s": air_time,
             "energy_j_max": float(joules.max()),

@@ -285,6 +285,7 @@ def test_hidden_participation_fixes_the_pass_from_the_population_and_divides_by_
     first, *others = outs.values()
     for out in others:  # nothing the server is told depends on who took part
         assert torch.equal(out.scale, first.scale)
+        assert torch.equal(out.noise_var, first.noise_var)
         assert out.noise_multiplier == first.noise_multiplier
     # the population's weakest heard client (|h| = 0.6) sets the scale, even in a round it is absent
     assert torch.allclose(outs[(0, 2)].scale.double(), energy[0].sqrt() * 0.6 / clips, rtol=1e-6)

@@ -172,6 +172,10 @@ def test_poisson_sampling_hides_who_takes_part_and_the_accountant_amplifies():
     for record, round_ in zip(records, seen):
         assert record["participants"] == round_["participants"]
         assert record["privacy_sampling_probability"] == 0.25
+        # the same pass whoever took part: its channel uses, noise and noise multiplier (Z-SGD, AWGN)
+        assert record["channel_uses"] == records[0]["channel_uses"] > 0
+        assert record["noise_var"] == records[0]["noise_var"]
+        assert record["privacy_noise_multiplier"] == records[0]["privacy_noise_multiplier"]
         if round_["blocks"]:
             clips = block_clips([int(b.numel()) for b in round_["blocks"][0]], 1.0)
             clipped = clip_blocks(round_["blocks"], clips)
@@ -247,7 +251,50 @@ def test_what_poisson_sampling_cannot_do_is_refused_naming_the_key(overrides, ke
     assert error.value.key == key, str(error.value)
 
 
-def test_poisson_sampling_refuses_a_method_of_two_passes():
+@pytest.mark.parametrize("warmup", [[], ["compressor.warmup_rounds=1"]])
+def test_poisson_sampling_refuses_a_method_of_two_passes(warmup):
+    # a warm-up sends one pass, then PowerSGD's two: refused before the run, not when the warm-up ends
     with pytest.raises(ConfigError) as error:
-        _sim("privacy.clip=1", "clients.sampling=poisson", "clients.per_round=2", "compressor.name=powersgd")
+        _sim(
+            "privacy.clip=1",
+            "clients.sampling=poisson",
+            "clients.per_round=2",
+            "compressor.name=powersgd",
+            *warmup,
+        )
     assert error.value.key == "clients.sampling"
+
+
+def test_poisson_sampling_refuses_clients_split_over_processes():
+    from federated.distributed import check_shardable
+
+    config = load_config(None, [*SMALL, "privacy.clip=1", "clients.sampling=poisson"])
+    with pytest.raises(ConfigError) as error:
+        check_shardable(config, 2)
+    assert error.value.key == "clients.sampling"
+
+
+def test_a_round_nobody_takes_part_in_keeps_the_physical_units_and_the_summary(tmp_path):
+    # UMi in dBm, one client a round expected of four: seed 1 draws an empty round 1, which spends no
+    # joules and has no received SNR; the summary's training loss is the other rounds'
+    from federated.train import train
+
+    config = load_config(
+        None,
+        [
+            *SMALL,
+            "channel.name=rayleigh",
+            "channel.scenario=umi",
+            "power.energy=null",
+            "power.max_dbm=23",
+            "privacy.clip=1",
+            "clients.sampling=poisson",
+            "clients.per_round=1",
+            "seed=1",
+        ],
+    )
+    history = train(config, tmp_path / "run", progress=False)
+    empty = [r for r in history.rounds if not r["participants"]]
+    assert empty and all(r["energy_j_max"] == 0 and "rx_snr_db" not in r for r in empty)
+    assert all(r["air_time_s"] > 0 for r in history.rounds)  # the pass went over the air all the same
+    assert math.isfinite(history.summary["train_loss"]) and math.isfinite(history.summary["rx_snr_db_mean"])
