@@ -1,14 +1,12 @@
 """Privacy from the channel's noise (``channels.privacy``): a clipped pass's noise multiplier, and its
 client-level accounting over rounds with dp-accounting against the analytic Gaussian mechanism."""
 
-import copy
 import math
-import threading
 
 import dp_accounting
 import pytest
 import torch
-from _collective import Collective, Rank
+from _collective import transmit_split
 
 from channels import ChannelState, FadingChannel, SignalBlocks
 from channels.privacy import (
@@ -235,24 +233,7 @@ def test_a_clipped_pass_split_over_processes_gives_the_one_process_result():
     whole = channel.transmit(
         SignalBlocks(sent), energy, state=state, generator=torch.Generator().manual_seed(7), **options
     )
-    shares, collective, results = [slice(0, 2), slice(2, 5)], Collective(2), [None, None]
-
-    def process(rank):
-        mine = shares[rank]
-        results[rank] = copy.deepcopy(channel).transmit(
-            SignalBlocks(sent[mine]),
-            energy[mine],
-            state=state.clients(mine),
-            generator=torch.Generator().manual_seed(7),
-            reduce=Rank(collective, rank),
-            **options,
-        )
-
-    threads = [threading.Thread(target=process, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = transmit_split(channel, sent, energy, state, [slice(0, 2), slice(2, 5)], 7, **options)
     assert whole.noise_multiplier == pytest.approx(3.0, rel=1e-9)  # lowered to the floor
     for out in results:
         assert out.noise_multiplier == pytest.approx(whole.noise_multiplier, rel=1e-12)

@@ -2,13 +2,11 @@
 server divides by eta * sum_{A_j} w_k. Exact checks over noiseless channels, statistical checks of
 the estimate's mean and variance, the energy rule, the all-reduce over processes, bad weights."""
 
-import copy
 import math
-import threading
 
 import pytest
 import torch
-from _collective import Collective, Rank
+from _collective import transmit_split
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.testing import assert_close
@@ -307,24 +305,8 @@ def test_weights_split_over_processes_give_the_one_process_result(generator):
         generator=torch.Generator().manual_seed(7),
         weights=WEIGHTS,
     )
-    shares, collective, results = [slice(0, 2), slice(2, 5)], Collective(2), [None, None]
-
-    def process(rank):
-        mine = shares[rank]
-        results[rank] = copy.deepcopy(channel).transmit(
-            SignalBlocks(client_blocks[mine]),
-            energy[mine],
-            state=state.clients(mine),
-            generator=torch.Generator().manual_seed(7),  # identically seeded: the same noise everywhere
-            reduce=Rank(collective, rank),
-            weights=WEIGHTS[mine],
-        )
-
-    threads = [threading.Thread(target=process, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    shares = [slice(0, 2), slice(2, 5)]
+    results = transmit_split(channel, client_blocks, energy, state, shares, 7, {"weights": WEIGHTS})
     for out in results:
         for x, y in zip(out.estimates, whole.estimates, strict=True):
             assert_close(x, y, rtol=1e-12, atol=1e-12)
