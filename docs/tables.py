@@ -229,81 +229,55 @@ PRIVACY_CHANNELS = (
 )
 
 
-def _privacy_id(method: str, channel: str, target: float | None) -> str:
-    return f"{method}_{channel}_" + ("channel" if target is None else f"eps{target:g}")
+def _privacy_cell(channel: str, target: float | None) -> str:
+    """A privacy cell's id without its method: the channel and the target (or the channel's noise)."""
+    return f"{channel}_" + ("channel" if target is None else f"eps{target:g}")
+
+
+def _per_method(cell: str, label: str, where: Mapping[str, object]) -> tuple[Row, ...]:
+    """One row per method (LASER, Z-SGD): ids ``{method}_{cell}``, labels ``{method's label}, {label}``."""
+    return tuple(
+        Row(f"{method}_{cell}", f"{name}, {label}", {"compressor.name": method, **where})
+        for method, name in UMI_METHODS
+    )
+
+
+def _clipped(channel: str, target: float | None, **more: object) -> dict[str, object]:
+    """A privacy-mode cell's settings: clip 1 over ``channel``, the run's target epsilon (None: the
+    channel's noise alone), and ``more``."""
+    return {"channel.name": channel, "privacy.clip": 1.0, "privacy.target_epsilon": target, **more}
+
+
+NOISELESS = {"channel.name": "noiseless", "privacy.clip": None}  # the privacy tables' references
 
 
 def _privacy_rows() -> tuple[Row, ...]:
-    noiseless = tuple(
-        Row(
-            f"{method}_noiseless",
-            f"{label}, noiseless, no clip",
-            {"compressor.name": method, "channel.name": "noiseless", "privacy.clip": None},
-        )
-        for method, label in UMI_METHODS
-    )
-    return noiseless + tuple(
-        Row(
-            _privacy_id(method, channel, target),
-            f"{label}, {name}, "
-            + ("the channel's noise alone" if target is None else f"target epsilon {target:g}"),
-            {
-                "compressor.name": method,
-                "channel.name": channel,
-                "privacy.clip": 1.0,
-                "privacy.target_epsilon": target,
-            },
-        )
-        for channel, name, targets in PRIVACY_CHANNELS
-        for target in targets
-        for method, label in UMI_METHODS
-    )
+    rows = _per_method("noiseless", "noiseless, no clip", NOISELESS)
+    for channel, name, targets in PRIVACY_CHANNELS:
+        for target in targets:
+            label = "the channel's noise alone" if target is None else f"target epsilon {target:g}"
+            rows += _per_method(_privacy_cell(channel, target), f"{name}, {label}", _clipped(channel, target))
+    return rows
 
 
-# the larger population (table privacy_population): K = 1,000 clients, 50 a round, 40 samples each
+# the larger population (tables privacy_population and privacy_clip_only): K = 1,000 clients, 50 a
+# round, 40 samples each
 POPULATION = "clients.num_clients=1000 clients.per_round=50 data.num_samples=50000 clients.vectorize=auto"
-
-
-def _population_rows() -> tuple[Row, ...]:
-    return tuple(
-        Row(
-            f"{method}_noiseless",
-            f"{label}, noiseless, no clip, 50 of 1,000 uniformly",
-            {"compressor.name": method, "channel.name": "noiseless", "privacy.clip": None},
-        )
-        for method, label in UMI_METHODS
-    ) + tuple(
-        Row(
-            f"{method}_awgn_eps10",
-            f"{label}, AWGN, target epsilon 10, Poisson q = 0.05",
-            {
-                "compressor.name": method,
-                "channel.name": "awgn",
-                "privacy.clip": 1.0,
-                "privacy.target_epsilon": 10.0,
-                "clients.sampling": "poisson",
-            },
-        )
-        for method, label in UMI_METHODS
-    )
-
-
-def _clip_only_rows() -> tuple[Row, ...]:
-    return tuple(
-        Row(
-            f"{method}_clip_only",
-            f"{label}, clip 1, energy 1e8 (no noise to speak of), Poisson q = 0.05",
-            {
-                "compressor.name": method,
-                "channel.name": "awgn",
-                "privacy.clip": 1.0,
-                "privacy.target_epsilon": None,
-                "power.energy": 1e8,
-                "clients.sampling": "poisson",
-            },
-        )
-        for method, label in UMI_METHODS
-    )
+POPULATION_WHERE = {
+    "data.name": "mnist1d",
+    "rounds": 600,
+    "clients.num_clients": 1000,
+    "clients.per_round": 50,
+}
+POISSON = {"clients.sampling": "poisson"}
+PRIVACY_COLUMNS = (
+    Column("test accuracy (%), mean ± 95% CI", "mean_ci", "test_accuracy"),
+    Column("per seed", "seeds", "test_accuracy"),
+    Column("seeds (diverged)", "runs"),
+    Column("epsilon of the run", "mean", "privacy_epsilon"),
+    Column("noise multiplier, last round", "mean", "noise_multiplier"),
+    Column("energy per round, mean client", "mean", "energy_mean"),
+)
 
 
 # the shared settings of each single-cell table, as in docs/results.md's commands ($B and $P there)
@@ -530,16 +504,9 @@ TABLES = {
             ),
             where={"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"},
             rows=_privacy_rows(),
-            columns=(
-                Column("test accuracy (%), mean ± 95% CI", "mean_ci", "test_accuracy"),
-                Column("per seed", "seeds", "test_accuracy"),
-                Column("seeds (diverged)", "runs"),
-                Column("epsilon of the run", "mean", "privacy_epsilon"),
-                Column("noise multiplier, last round", "mean", "noise_multiplier"),
-                Column("energy per round, mean client", "mean", "energy_mean"),
-            ),
+            columns=PRIVACY_COLUMNS,
             paired=tuple(
-                Paired(_privacy_id("laser", channel, target), _privacy_id("zsgd", channel, target))
+                Paired(f"laser_{_privacy_cell(channel, target)}", f"zsgd_{_privacy_cell(channel, target)}")
                 for channel, _, targets in PRIVACY_CHANNELS
                 for target in targets
             ),
@@ -569,21 +536,16 @@ TABLES = {
                 "noise alone meets epsilon 10 over the 600 rounds (RDP, Poisson-subsampled Gaussians, "
                 "delta 1e-5). The noiseless rows take 50 clients uniformly, without clip. Seeds 0, 1, 2."
             ),
-            where={
-                "data.name": "mnist1d",
-                "rounds": 600,
-                "clients.num_clients": 1000,
-                "clients.per_round": 50,
-            },
-            rows=_population_rows(),
-            columns=(
-                Column("test accuracy (%), mean ± 95% CI", "mean_ci", "test_accuracy"),
-                Column("per seed", "seeds", "test_accuracy"),
-                Column("seeds (diverged)", "runs"),
-                Column("epsilon of the run", "mean", "privacy_epsilon"),
-                Column("noise multiplier, last round", "mean", "noise_multiplier"),
-                Column("energy per round, mean client", "mean", "energy_mean"),
+            where=POPULATION_WHERE,
+            rows=(
+                *_per_method("noiseless", "noiseless, no clip, 50 of 1,000 uniformly", NOISELESS),
+                *_per_method(
+                    "awgn_eps10",
+                    "AWGN, target epsilon 10, Poisson q = 0.05",
+                    _clipped("awgn", 10.0, **POISSON),
+                ),
             ),
+            columns=PRIVACY_COLUMNS,
             paired=(
                 Paired("laser_awgn_eps10", "zsgd_awgn_eps10"),
                 Paired("laser_noiseless", "zsgd_noiseless"),
@@ -605,13 +567,12 @@ TABLES = {
                 "1, at energy 1e8 a round (a noise multiplier of 1e-4: no noise to speak of), so that the "
                 "accuracy lost is the clip's."
             ),
-            where={
-                "data.name": "mnist1d",
-                "rounds": 600,
-                "clients.num_clients": 1000,
-                "clients.per_round": 50,
-            },
-            rows=_clip_only_rows(),
+            where=POPULATION_WHERE,
+            rows=_per_method(
+                "clip_only",
+                "clip 1, energy 1e8 (no noise to speak of), Poisson q = 0.05",
+                _clipped("awgn", None, **{"power.energy": 1e8}, **POISSON),
+            ),
             columns=(
                 Column("test accuracy (%)", "mean", "test_accuracy"),
                 Column("seeds (diverged)", "runs"),
