@@ -300,8 +300,7 @@ class Simulation:
         # hidden participation (clients.sampling poisson): q, each client's probability of taking part
         self.hidden: float | None = None
         if config.clients.sampling == "poisson":  # privacy mode only (the config's check)
-            # a warm-up (laser.warmup.WarmUp) sends one pass, then the passes of the method it wraps
-            passes = max(self.compressor.passes, getattr(self.compressor, "method", self.compressor).passes)
+            passes = self.compressor.passes  # a round's most (a warm-up's: the method's it hands over to)
             if passes > 1:
                 raise ConfigError(
                     "clients.sampling",
