@@ -25,6 +25,7 @@ __all__ = [
     "check_data",
     "check_generator",
     "check_number",
+    "check_probability",
     "check_weights",
     "client_index",
     "per_client",
@@ -87,6 +88,22 @@ def check_number(value: object, name: str) -> float:
         raise TypeError(
             f"{name} must be a real number, got {brief(value)} ({type(value).__name__})"
         ) from error
+
+
+def check_probability(value: object, name: str) -> float:
+    """``value`` as a float in (0, 1] (a probability that something happens at all), or a
+    ``ValueError`` naming ``name``.
+
+    >>> check_probability(0.05, "participation")
+    0.05
+    >>> check_probability(0, "participation")
+    Traceback (most recent call last):
+    ...
+    ValueError: participation = 0 is out of range; expected a number in (0, 1]
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"{name} = {value!r} is out of range; expected a number in (0, 1]")
+    return float(value)
 
 
 def real_tensor(

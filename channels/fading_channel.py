@@ -30,6 +30,7 @@ from channels._checks import (
     check_data,
     check_generator,
     check_number,
+    check_probability,
     check_weights,
     client_index,
     per_client,
@@ -451,17 +452,13 @@ class FadingChannel(nn.Module):
         """
         generator, state, energy = self._checked(blocks, energy, state, symbol_offset, generator, reduce)
         clip = self._clips(clips, blocks, weights)
-        if participation is not None and (
-            clip is None
-            or reduce is not None
-            or isinstance(participation, bool)
-            or not isinstance(participation, (int, float))
-            or not 0 < participation <= 1
-        ):
-            raise ValueError(
-                f"participation = {participation!r}: expected a number in (0, 1], with clips and without "
-                "reduce (hidden participation: the clients given are the whole population)"
-            )
+        if participation is not None:
+            check_probability(participation, "participation")
+            if clip is None or reduce is not None:
+                raise ValueError(
+                    "participation needs clips and no reduce (hidden participation: the clients given are "
+                    "the whole population, on one process)"
+                )
         weight, shift = normalised_weights(weights, blocks, reduce)
         sent = Precoded(self.policy, blocks, state, energy, symbol_offset)
         # pass 1: each client's need per block, the common scale eta per block and what it spends

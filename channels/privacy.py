@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from channels._checks import check_probability
+
 __all__ = [
     "ACCOUNTANTS",
     "SAMPLINGS",
@@ -229,14 +231,7 @@ class PrivacyAccountant:
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling = {sampling!r} is not accepted; expected one of {SAMPLINGS}")
         if sampling == "poisson":
-            if (
-                isinstance(probability, bool)
-                or not isinstance(probability, (int, float))
-                or not 0 < probability <= 1
-            ):
-                raise ValueError(
-                    f"probability = {probability!r} is out of range; expected a number in (0, 1]"
-                )
+            check_probability(probability, "probability")
         if sampling == "fixed":
             if accountant == "pld":
                 raise ValueError(

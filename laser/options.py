@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from channels._checks import check_probability
 from channels.processes import Processes
 from laser.allocation import ALLOCATIONS, Allocation
 
@@ -110,9 +111,9 @@ class PassOptions:
                     f"min_noise_multiplier = {value!r}: expected a finite number > 0, and a clip with it"
                 )
         if self.participation is not None:
-            q = self.participation
-            if self.clip is None or isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
-                raise ValueError(f"participation = {q!r}: expected a number in (0, 1], and a clip with it")
+            check_probability(self.participation, "participation")
+            if self.clip is None:
+                raise ValueError("participation needs a clip (hidden participation is a clipped pass)")
 
     def replace(self, **changes: object) -> PassOptions:
         """These options with ``changes`` (checked again)."""
