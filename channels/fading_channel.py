@@ -465,14 +465,17 @@ class FadingChannel(nn.Module):
         need, count, kept = sent.needs(weight, clip)
         self._refuse_overflow(need, blocks.dtype)
         eta, finite, energy_used = alignment(need, energy, reduce)
-        if min_noise_multiplier is not None:
-            if clip is None or not (math.isfinite(min_noise_multiplier) and min_noise_multiplier > 0):
-                raise ValueError(
-                    f"min_noise_multiplier = {min_noise_multiplier!r} needs clips and a finite number > 0"
-                )
-            natural = self._noise_multiplier(sent, eta, finite, clip, reduce, need)
-            if self.noise_var > 0 and 0 < natural < min_noise_multiplier:  # lower every client's energy
-                eta = eta * (natural / min_noise_multiplier)  # every energy times alpha = this squared
+        if min_noise_multiplier is not None and (
+            clip is None or not (math.isfinite(min_noise_multiplier) and min_noise_multiplier > 0)
+        ):
+            raise ValueError(
+                f"min_noise_multiplier = {min_noise_multiplier!r} needs clips and a finite number > 0"
+            )
+        nu = None if clip is None else self._noise_multiplier(sent, eta, finite, clip, reduce, need)
+        if min_noise_multiplier is not None and nu is not None and self.noise_var > 0:
+            if 0 < nu < min_noise_multiplier:  # lower every client's energy by alpha = this squared
+                # nu scales as 1 / eta: the lowered pass's noise multiplier is the floor
+                eta, nu = eta * (nu / min_noise_multiplier), min_noise_multiplier
         if clip is not None:  # what each client spends: its own signal at the public scale (<= E_kb)
             assert sent.actual is not None  # needs() keeps the norms with clips
             energy_used = torch.where(finite, eta.square() * sent.actual.square(), energy_used)
@@ -499,9 +502,7 @@ class FadingChannel(nn.Module):
             noise_var=noise_var.to(torch.float64),
             active=torch.cat(active),
             scale=torch.where(finite, torch.ldexp(eta, torch.tensor(-shift)), math.inf).to(work),
-            noise_multiplier=(
-                None if clip is None else self._noise_multiplier(sent, eta, finite, clip, reduce, need)
-            ),
+            noise_multiplier=nu,
         )
 
     @staticmethod
