@@ -37,6 +37,7 @@ from channels.privacy import (
     PrivacyAccountant,
     block_clips,
     clip_blocks,
+    clipped_off,
     noise_multiplier,
     round_noise_multiplier,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "PrivacyAccountant",
     "block_clips",
     "clip_blocks",
+    "clipped_off",
     "noise_multiplier",
     "round_noise_multiplier",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "PrivacyAccountant",
     "block_clips",
     "clip_blocks",
+    "clipped_off",
     "noise_multiplier",
     "round_noise_multiplier",
 ]
@@ -151,6 +152,18 @@ def clip_blocks(blocks: Sequence[Sequence[Tensor]], clips: Tensor | Sequence[flo
             row.append(u if norm <= c else u * (c / norm))
         out.append(row)
     return out
+
+
+def clipped_off(blocks: Sequence[Tensor], clips: Tensor | Sequence[float]) -> list[Tensor]:
+    """The part of one client's ``blocks`` that the clip cuts off, block by block: ``u - u min(1, C_b /
+    ||u||)`` (:func:`clip_blocks`' complement; zeros for a block within its clip), what a client's
+    error feedback keeps of a clipped pass (:meth:`laser.compressor.CompressorClient.keep_clipped`).
+
+    >>> [t.tolist() for t in clipped_off([torch.tensor([3.0, 4.0]), torch.tensor([0.5])], [1.0, 1.0])]
+    [[2.4000000953674316, 3.200000047683716], [0.0]]
+    """
+    (sent,) = clip_blocks([blocks], clips)
+    return [torch.zeros_like(u) if c is u else u - c for u, c in zip(blocks, sent)]
 
 
 def round_noise_multiplier(pass_multipliers: Sequence[float]) -> float:

@@ -287,6 +287,7 @@ class Simulation:
             keep_unheard=config.compressor.keep_unheard,
             processes=shard,
             clip=config.privacy.clip,  # privacy mode: clipped passes (docs/physics.md, section 14)
+            keep_clipped=config.privacy.keep_clipped,
         )
         # privacy mode: every round's client-level (epsilon, delta) from its own noise
         self.privacy: PrivacyAccountant | None = None
@@ -559,6 +560,10 @@ class Simulation:
         with _noise_overflow_diverges(t):
             result = transmit_blocks(self.channel, server, everyone, blocks, options, state=state)
         _check_finite("decoded gradient", _sum(result.gradient), t)
+        clip = self.options.clip
+        if clip is not None and self.options.keep_clipped:  # the clients sent as indices: give it back here
+            for k, blocks in sent.items():
+                self.compressor.clients[k].keep_clipped(blocks, clip)
         index = torch.tensor(participants, dtype=torch.long)
         passes = [
             dataclasses.replace(

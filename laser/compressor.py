@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from channels.privacy import block_clips, clipped_off
+
 __all__ = [
     "Compressor",
     "CompressorClient",
@@ -227,6 +229,18 @@ class CompressorClient(ABC):
             raise ValueError(f"heard has {len(flags)} entries; blocks has {len(blocks)}, one per block")
         if not all(flags):
             self.undelivered([torch.zeros_like(b) if ok else b for b, ok in zip(blocks, flags)])
+
+    def keep_clipped(self, blocks: Sequence[Tensor], clip: float) -> None:
+        """Give the part of ``blocks`` (what this client encoded for a round's last pass) that a
+        clipped pass cut off (privacy mode, clip C: block b to C_b = C sqrt(d_b / sum d)) back to its
+        error feedback (:meth:`undelivered` with :func:`channels.privacy.clipped_off`), so the memory
+        holds what the channel did not carry: for LASER, M_k = G_k + M_k - Q P_clipped^T. Nothing when
+        every block was within its clip, or for a method without error feedback (the part is lost).
+        ``transmit_blocks`` does it for the client objects it is given (``PassOptions.keep_clipped``);
+        a client that lives apart calls it itself with its blocks and the run's clip."""
+        off = clipped_off(blocks, block_clips([int(b.numel()) for b in blocks], clip))
+        if any(bool(t.any()) for t in off):
+            self.undelivered(off)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything this client needs to continue bit-identically (tensors, ints, lists): its own

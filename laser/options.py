@@ -48,6 +48,9 @@ class PassOptions:
             groups are set aside: they would read the clients' norms), the scale is fixed from the
             clips (``channel.transmit(clips=)``) and each pass records its noise multiplier. Needs
             uniform weights and an analog method. ``None``: off.
+        keep_clipped: with ``clip``: give each client the part of its last pass's blocks that the
+            clip cut off back to its error feedback (:meth:`~laser.compressor.CompressorClient.keep_clipped`;
+            needs the client sides; default True). False: the clipped-off part is lost.
         min_noise_multiplier: with ``clip``: the round's noise multiplier the clients keep to at
             least, lowering their energy where the channel's noise alone would fall short (each of the
             method's P passes to at least sqrt(P) times it, so that the round's composition meets it).
@@ -76,6 +79,7 @@ class PassOptions:
     keep_unheard: bool = False
     processes: Processes | None = None
     clip: float | None = None
+    keep_clipped: bool = True
     min_noise_multiplier: float | None = None
     participation: float | None = None
 
@@ -86,8 +90,9 @@ class PassOptions:
             raise ValueError(
                 f"allocation = {self.allocation!r} is not accepted; expected one of {', '.join(ALLOCATIONS)}"
             )
-        if not isinstance(self.keep_unheard, (bool, np.bool_)):
-            raise TypeError(f"keep_unheard must be True or False, got {type(self.keep_unheard).__name__}")
+        for name in ("keep_unheard", "keep_clipped"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {type(getattr(self, name)).__name__}")
         if self.clip is not None:
             if (
                 isinstance(self.clip, bool)

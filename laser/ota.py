@@ -46,7 +46,15 @@ from typing import cast
 import torch
 from torch import Tensor
 
-from channels import ChannelState, FadingChannel, SignalBlocks, block_clips, clip_blocks, energy_for_snr_db
+from channels import (
+    ChannelState,
+    FadingChannel,
+    SignalBlocks,
+    block_clips,
+    clip_blocks,
+    clipped_off,
+    energy_for_snr_db,
+)
 from channels.digital import digital_link
 from channels.fading_channel import check_weights
 from channels.processes import Processes
@@ -255,6 +263,29 @@ def _shown_variances(noise_var: Tensor | float) -> str:
     return ", ".join(f"{v:.3g}" for v in values[:4]) + (", ..." if len(values) > 4 else "")
 
 
+def _give_back(
+    clients: Sequence[CompressorClient],
+    sent: Sequence[Sequence[Tensor]],
+    heard: Tensor,
+    keep_unheard: bool,
+    clip: float | None,
+) -> None:
+    """After a round's last pass, each client's error feedback gets back what the channel did not
+    carry: with ``keep_unheard`` a block it was not heard in, whole; with ``clip`` the part the clip
+    cut off of a block it was heard in (one :meth:`~laser.compressor.CompressorClient.undelivered`
+    call a client, the two parts added: undelivered is linear in its blocks)."""
+    if clip is None:
+        if keep_unheard and not bool(heard.all()):
+            for side, blocks, mask in zip(clients, sent, heard.cpu()):
+                side.keep_unheard(blocks, mask)
+        return
+    for side, blocks, mask in zip(clients, sent, heard.cpu().tolist()):
+        off = clipped_off(blocks, block_clips([int(b.numel()) for b in blocks], clip))
+        back = [b if keep_unheard and not h else o for b, o, h in zip(blocks, off, mask)]
+        if any(bool(t.any()) for t in back):
+            side.undelivered(back)
+
+
 def transmit_blocks(
     channel: FadingChannel,
     server: CompressorServer,
@@ -406,9 +437,9 @@ def transmit_blocks(
                 f"({_shown_variances(record.noise_var)}): a client's signal is too large for its energy "
                 "and channel gain (the alignment scale underflowed)"
             )
-        if keep_unheard and p == server.passes - 1 and not bool(heard.all()):
-            for side, sent, mask in zip(cast(Sequence[CompressorClient], clients), current, heard.cpu()):
-                side.keep_unheard(sent, mask)
+        if p == server.passes - 1 and live:
+            keep = clip if clip is not None and options.keep_clipped else None
+            _give_back(cast(Sequence[CompressorClient], clients), current, heard, keep_unheard, keep)
         gradient = server.decode(record.estimates, record.noise_var)
     if gradient is None:
         raise RuntimeError(f"{type(server).__name__}.decode returned None after its last pass")

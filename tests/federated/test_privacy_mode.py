@@ -298,3 +298,53 @@ def test_a_round_nobody_takes_part_in_keeps_the_physical_units_and_the_summary(t
     assert empty and all(r["energy_j_max"] == 0 and "rx_snr_db" not in r for r in empty)
     assert all(r["air_time_s"] > 0 for r in history.rounds)  # the pass went over the air all the same
     assert math.isfinite(history.summary["train_loss"]) and math.isfinite(history.summary["rx_snr_db_mean"])
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "poisson"])
+def test_laser_clients_keep_what_the_clip_cut_off_in_their_error_feedback(sampling):
+    # the same round with privacy.keep_clipped on and off: the same transmission (the decoded gradient),
+    # and each participant's memory differs by exactly the part of its factor the clip cut off,
+    # Q (P - P_clipped)^T, of norm ||P - P_clipped|| (the query is orthonormal); the others keep theirs
+    from channels import block_clips, clipped_off
+
+    common = [
+        "compressor.name=laser",
+        "privacy.clip=0.05",
+        f"clients.sampling={sampling}",
+        "clients.per_round=2",
+    ]
+    runs = [
+        _sim(*common, "power.energy=100", "seed=1", f"privacy.keep_clipped={keep}") for keep in (True, False)
+    ]
+    seen: list[list[dict]] = []
+    for sim in runs:
+        calls: list[dict] = []
+        original = sim._uplink
+
+        def spy(participants, mine, updates, state, t, original=original, calls=calls):
+            result = original(participants, mine, updates, state, t)
+            calls.append(
+                {"participants": participants, "blocks": updates.blocks, "gradient": result[0].gradient}
+            )
+            return result
+
+        sim._uplink = spy  # type: ignore[method-assign]
+        seen.append(calls)
+    records = [sim.round(0) for sim in runs]
+    (kept, lost), (round_kept, round_lost) = runs, (seen[0][0], seen[1][0])
+    assert records[0]["participants"] == records[1]["participants"] == round_kept["participants"]
+    for g_kept, g_lost in zip(round_kept["gradient"], round_lost["gradient"]):
+        assert g_kept.equal(g_lost)  # the same transmission either way
+    cut = 0
+    for k in range(4):
+        memory_kept = [m for m in kept.compressor.clients[k].memory if m is not None]
+        memory_lost = [m for m in lost.compressor.clients[k].memory if m is not None]
+        if k not in round_kept["participants"]:
+            assert not memory_kept and not memory_lost  # never sent: no memory either way
+            continue
+        blocks = round_kept["blocks"][round_kept["participants"].index(k)]
+        off = clipped_off(blocks, block_clips([int(t.numel()) for t in blocks], 0.05))
+        difference = float((memory_kept[0] - memory_lost[0]).norm())
+        assert difference == pytest.approx(float(off[0].norm()), rel=1e-4)  # the weight's factor
+        cut += difference > 0
+    assert cut > 0  # the clip cut something off
