@@ -562,8 +562,8 @@ class Simulation:
         _check_finite("decoded gradient", _sum(result.gradient), t)
         clip = self.options.clip
         if clip is not None and self.options.keep_clipped:  # the clients sent as indices: give it back here
-            for k, blocks in sent.items():
-                self.compressor.clients[k].keep_clipped(blocks, clip)
+            for k, own in sent.items():
+                self.compressor.clients[k].keep_clipped(own, clip)
         index = torch.tensor(participants, dtype=torch.long)
         passes = [
             dataclasses.replace(
