@@ -38,6 +38,7 @@ from channels.privacy import (
     block_clips,
     clip_blocks,
     clipped_off,
+    flat_clip,
     noise_multiplier,
     round_noise_multiplier,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "block_clips",
     "clip_blocks",
     "clipped_off",
+    "flat_clip",
     "noise_multiplier",
     "round_noise_multiplier",
 ]

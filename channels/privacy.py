@@ -45,6 +45,7 @@ __all__ = [
     "block_clips",
     "clip_blocks",
     "clipped_off",
+    "flat_clip",
     "noise_multiplier",
     "round_noise_multiplier",
 ]
@@ -164,6 +165,25 @@ def clipped_off(blocks: Sequence[Tensor], clips: Tensor | Sequence[float]) -> li
     """
     (sent,) = clip_blocks([blocks], clips)
     return [torch.zeros_like(u) if c is u else u - c for u, c in zip(blocks, sent)]
+
+
+def flat_clip(blocks: Sequence[Tensor], clip: float) -> tuple[list[Tensor], list[Tensor]]:
+    """One client's ``blocks`` clipped as one vector to norm at most ``clip`` (Flower's and DP-FedAvg's
+    flat clip, ``u min(1, C / ||u||)`` over all blocks together), and the part cut off: what the
+    client sends in a central-DP pass and what its error feedback keeps.
+
+    >>> sent, off = flat_clip([torch.tensor([3.0]), torch.tensor([4.0])], 1.0)
+    >>> [t.tolist() for t in sent], [t.tolist() for t in off]
+    ([[0.6000000238418579], [0.800000011920929]], [[2.4000000953674316], [3.200000047683716]])
+    """
+    c = _positive(clip, "clip")
+    if math.isinf(c):
+        raise ValueError(f"clip = {clip!r}: expected a finite number > 0")
+    norm = math.sqrt(sum(float(torch.linalg.vector_norm(u.double())) ** 2 for u in blocks))
+    if norm <= c:
+        return list(blocks), [torch.zeros_like(u) for u in blocks]
+    sent = [u * (c / norm) for u in blocks]
+    return sent, [u - v for u, v in zip(blocks, sent)]
 
 
 def round_noise_multiplier(pass_multipliers: Sequence[float]) -> float:

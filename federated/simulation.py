@@ -321,7 +321,10 @@ class Simulation:
             )
             if config.privacy.target_epsilon is not None:  # every round at least this noise multiplier
                 floor = self.privacy.noise_multiplier_for(config.privacy.target_epsilon, config.rounds)
-                self.options = self.options.replace(min_noise_multiplier=floor)
+                if config.privacy.mechanism == "central":  # the server adds it over the exact mean
+                    self.options = self.options.replace(central=floor)
+                else:
+                    self.options = self.options.replace(min_noise_multiplier=floor)
         # the local-updates stage: the vmapped clients, or the loop over them
         self.vectorized = self._vectorized(config.clients.vectorize)
         self.local_updates: Callable[[list[int], list[int], int], LocalUpdates] = (

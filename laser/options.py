@@ -54,6 +54,13 @@ class PassOptions:
         min_noise_multiplier: with ``clip``: the round's noise multiplier the clients keep to at
             least, lowering their energy where the channel's noise alone would fall short (each of the
             method's P passes to at least sqrt(P) times it, so that the round's composition meets it).
+        central: with ``clip``: Flower-style central DP instead of the channel's noise (Flower's
+            ``DifferentialPrivacyServerSideFixedClipping``): each client's blocks are clipped as one
+            vector to norm C (:func:`channels.privacy.flat_clip`), the channel carries them (a
+            noiseless one: the exact mean), and the server adds Gaussian noise of standard deviation
+            nu C / K to every entry of the mean, K the pass's clients, nu this noise multiplier (each
+            of the method's P passes sqrt(P) nu, so that the round composes to nu). The server is
+            trusted to add it: a weaker threat model than the channel's noise. ``None``: off.
         participation: with ``clip``: hidden participation. The clients sampled themselves, each with
             this probability q in (0, 1], and the server cannot tell who did: the pass's clients are
             the whole population (an absent client sends zeros and spends nothing), its scale is fixed
@@ -81,6 +88,7 @@ class PassOptions:
     clip: float | None = None
     keep_clipped: bool = True
     min_noise_multiplier: float | None = None
+    central: float | None = None
     participation: float | None = None
 
     def __post_init__(self) -> None:
@@ -114,6 +122,20 @@ class PassOptions:
             ):
                 raise ValueError(
                     f"min_noise_multiplier = {value!r}: expected a finite number > 0, and a clip with it"
+                )
+        if self.central is not None:
+            value = self.central
+            if (
+                self.clip is None
+                or isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise ValueError(f"central = {value!r}: expected a finite number > 0, and a clip with it")
+            if self.min_noise_multiplier is not None or self.participation is not None:
+                raise ValueError(
+                    "central (the server adds the noise) excludes min_noise_multiplier and participation "
+                    "(the channel's noise and hidden participation)"
                 )
         if self.participation is not None:
             check_probability(self.participation, "participation")

@@ -54,6 +54,7 @@ from channels import (
     clip_blocks,
     clipped_off,
     energy_for_snr_db,
+    flat_clip,
 )
 from channels.digital import digital_link
 from channels.fading_channel import check_weights
@@ -268,22 +269,39 @@ def _give_back(
     sent: Sequence[Sequence[Tensor]],
     heard: Tensor,
     keep_unheard: bool,
-    clip: float | None,
+    off: Sequence[Sequence[Tensor]] | None,
 ) -> None:
     """After a round's last pass, each client's error feedback gets back what the channel did not
-    carry: with ``keep_unheard`` a block it was not heard in, whole; with ``clip`` the part the clip
-    cut off of a block it was heard in (one :meth:`~laser.compressor.CompressorClient.undelivered`
-    call a client, the two parts added: undelivered is linear in its blocks)."""
-    if clip is None:
+    carry: with ``keep_unheard`` a block it was not heard in, whole; with ``off`` (each client's part
+    of its blocks the clip cut off) that part of a block it was heard in (one
+    :meth:`~laser.compressor.CompressorClient.undelivered` call a client, the two parts added:
+    undelivered is linear in its blocks)."""
+    if off is None:
         if keep_unheard and not bool(heard.all()):
             for side, blocks, mask in zip(clients, sent, heard.cpu()):
                 side.keep_unheard(blocks, mask)
         return
-    for side, blocks, mask in zip(clients, sent, heard.cpu().tolist()):
-        off = clipped_off(blocks, block_clips([int(b.numel()) for b in blocks], clip))
-        back = [b if keep_unheard and not h else o for b, o, h in zip(blocks, off, mask)]
+    for side, blocks, cut, mask in zip(clients, sent, off, heard.cpu().tolist()):
+        back = [b if keep_unheard and not h else o for b, o, h in zip(blocks, cut, mask)]
         if any(bool(t.any()) for t in back):
             side.undelivered(back)
+
+
+def _central_noise(record: PassRecord, channel: FadingChannel, nu: float, clip: float) -> PassRecord:
+    """A central-DP pass (``PassOptions.central``): the server adds Gaussian noise of standard deviation
+    nu C / K to every entry of the mean of K clients' flat-clipped blocks (Flower's
+    ``compute_stdv(noise_multiplier, clipping_norm, num_sampled_clients)``), drawn from the channel's
+    generator; the record carries that noise variance and nu."""
+    count = max(int(record.active.sum()), 1)
+    std = nu * clip / count
+    generator = channel.generator
+    noisy = []
+    for e in record.estimates:
+        device = e.device if generator is None else generator.device
+        draw = torch.randn(e.shape, generator=generator, dtype=e.dtype, device=device)
+        noisy.append(e + (std * draw).to(e.device))
+    noise_var = torch.full_like(record.noise_var, std**2)
+    return dataclasses.replace(record, estimates=noisy, noise_var=noise_var, noise_multiplier=nu)
 
 
 def transmit_blocks(
@@ -408,16 +426,23 @@ def transmit_blocks(
     floor = options.min_noise_multiplier
     if floor is not None:
         floor = floor * math.sqrt(server.passes)
+    # Flower-style central DP: each pass a Gaussian at sqrt(P) nu, so that the round composes to nu
+    central = None if options.central is None else options.central * math.sqrt(server.passes)
     gradient = None
     current = blocks
     for p in range(server.passes):
         if p > 0:
             shared = server.broadcast()
             current = [cast(CompressorClient, client).encode_pass(p, shared) for client in clients]
+        sent, off = current, None
+        if central is not None:  # each client clips its blocks as one vector; the server adds the noise
+            assert clip is not None  # PassOptions checked it
+            parts = [flat_clip(client_blocks, clip) for client_blocks in current]
+            sent, off = [part[0] for part in parts], [part[1] for part in parts]
         record, heard = _analog_pass(
             channel,
             clients,
-            current,
+            sent,
             energy=None if energy is None else energy * shares[p],
             snr_db=snr_db,
             allocation=allocation,
@@ -426,10 +451,13 @@ def transmit_blocks(
             processes=processes,
             weights=weights,
             state=state if p == 0 else None,
-            clip=clip,
+            clip=clip if central is None else None,
             min_noise_multiplier=floor,
             participation=options.participation,
         )
+        if central is not None:
+            assert clip is not None
+            record = _central_noise(record, channel, central, clip)
         passes.append(record)
         if not bool(torch.as_tensor(record.noise_var).isfinite().all()):
             raise NonFiniteNoiseError(
@@ -438,8 +466,11 @@ def transmit_blocks(
                 "and channel gain (the alignment scale underflowed)"
             )
         if p == server.passes - 1 and live:
-            keep = clip if clip is not None and options.keep_clipped else None
-            _give_back(cast(Sequence[CompressorClient], clients), current, heard, keep_unheard, keep)
+            if not options.keep_clipped:
+                off = None
+            elif clip is not None and off is None:  # the block clips' cut (channel mode)
+                off = [clipped_off(b, block_clips([int(t.numel()) for t in b], clip)) for b in current]
+            _give_back(cast(Sequence[CompressorClient], clients), current, heard, keep_unheard, off)
         gradient = server.decode(record.estimates, record.noise_var)
     if gradient is None:
         raise RuntimeError(f"{type(server).__name__}.decode returned None after its last pass")

@@ -181,6 +181,34 @@ class Config:
             self.compressor.name,
             "an analog method with privacy.clip (the privacy comes from the noise of the over-the-air sum)",
         )
+        if self.privacy.mechanism == "central":  # the server's noise over an exact mean
+            _check(
+                self.channel.name == "noiseless",
+                "channel.name",
+                self.channel.name,
+                "noiseless with privacy.mechanism central (Flower-style central DP: the server's noise "
+                "over the exact mean)",
+            )
+            _check(
+                self.clients.sampling == "uniform",
+                "clients.sampling",
+                self.clients.sampling,
+                "uniform with privacy.mechanism central (the server samples, as Flower's does, and "
+                "accounts with q = 1)",
+            )
+            _check(
+                self.clients.weighting == "uniform",
+                "clients.weighting",
+                self.clients.weighting,
+                "uniform with privacy.mechanism central (Flower's DP wrapper needs uniform weights)",
+            )
+            _check(
+                self.precond.name == "none",
+                "precond.name",
+                self.precond.name,
+                "none with privacy.clip (the preconditioner's statistic pass is not clipped yet)",
+            )
+            return
         _check(
             self.channel.name != "noiseless",
             "channel.name",

@@ -423,8 +423,21 @@ class PrivacyConfig:
     # clip: the run's epsilon to keep to (at delta, over its rounds): where the channel's noise alone
     # falls short, the clients lower their energy until it meets it (Koda et al.); null: no target
     target_epsilon: float | None = None
+    # clip: channel (the privacy is the channel's own noise, the server untrusted) or central
+    # (Flower-style central DP for comparison: each client's update clipped as one vector to the clip,
+    # an exact mean over channel.name noiseless, and the trusted server adds the Gaussian noise that
+    # target_epsilon needs, as Flower's DifferentialPrivacyServerSideFixedClipping does)
+    mechanism: Literal["channel", "central"] = "channel"
 
     def __post_init__(self) -> None:
+        if self.mechanism == "central":
+            _check(
+                self.clip is not None and self.target_epsilon is not None,
+                "mechanism",
+                self.mechanism,
+                "channel, or central with privacy.clip and privacy.target_epsilon set (the server's "
+                "noise is the one the target needs)",
+            )
         if self.target_epsilon is not None:
             _check(
                 self.clip is not None and math.isfinite(self.target_epsilon) and self.target_epsilon > 0,

@@ -348,3 +348,45 @@ def test_laser_clients_keep_what_the_clip_cut_off_in_their_error_feedback(sampli
         assert difference == pytest.approx(float(off[0].norm()), rel=1e-4)  # the weight's factor
         cut += difference > 0
     assert cut > 0  # the clip cut something off
+
+
+@pytest.mark.parametrize("method", ["zsgd", "laser"])
+def test_central_mode_adds_the_targets_noise_over_the_exact_mean(method):
+    # Flower-style central DP: the target's noise multiplier nu every round, noise nu C / K per entry of
+    # the mean (4 clients, clip 0.5), and the run's epsilon at its last round the target
+    from channels import PrivacyAccountant
+
+    common = ["channel.name=noiseless", "privacy.clip=0.5", "privacy.target_epsilon=5"]
+    common += ["privacy.mechanism=central"]
+    sim = _sim(f"compressor.name={method}", *common)
+    nu = PrivacyAccountant(1e-5).noise_multiplier_for(5.0, 3)
+    records = [sim.round(t) for t in range(3)]
+    for record in records:
+        assert record["privacy_noise_multiplier"] == pytest.approx(nu, rel=1e-9)
+        assert record["noise_var"] == pytest.approx([(nu * 0.5 / 4) ** 2] * 2, rel=1e-9)  # per block
+    assert records[-1]["privacy_epsilon"] == pytest.approx(5.0, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["privacy.clip=1", "privacy.mechanism=central"], "privacy.mechanism"),  # no target
+        (["privacy.clip=1", "privacy.target_epsilon=5", "privacy.mechanism=central"], "channel.name"),
+        (
+            [
+                "channel.name=noiseless",
+                "privacy.clip=1",
+                "privacy.target_epsilon=5",
+                "privacy.mechanism=central",
+                "clients.sampling=poisson",
+                "clients.per_round=2",
+            ],
+            "clients.sampling",
+        ),
+        (["privacy.mechanism=ldp"], "privacy.mechanism"),
+    ],
+)
+def test_what_central_mode_cannot_do_is_refused_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [*SMALL, *overrides])
+    assert error.value.key == key, str(error.value)

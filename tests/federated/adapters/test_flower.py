@@ -4,6 +4,7 @@ LASER's client side survives the rounds in ``context.state``; the example apps r
 its ClientApp reaches a fresh process as Ray ships it to its workers; the README's Flower block runs."""
 
 import importlib.util
+import math
 import re
 import runpy
 import subprocess
@@ -489,3 +490,38 @@ def test_the_example_runs_under_flowers_simulation_engine_on_ray(tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "laser over the air: test accuracy" in done.stdout + done.stderr
     assert "after 2 rounds" in done.stdout + done.stderr
+
+
+def test_flowers_central_dp_wrapper_over_the_adapter_is_privacy_modes_central_pass():
+    # Flower's DifferentialPrivacyServerSideFixedClipping around OTAFedAvg over a noiseless channel (noise
+    # multiplier 0: its clip alone) gives the sent model plus the mean of the flat-clipped changes, which
+    # is what PassOptions(central=) decodes before its noise (here 1e-9 of the clip)
+    from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
+
+    from laser import PassOptions
+
+    weights = {11: 20, 22: 20, 33: 20}  # Flower's DP wrapper needs uniform weights
+    clip = 0.5
+    strategy = DifferentialPrivacyServerSideFixedClipping(
+        OTAFedAvg(AWGNChannel(noise_var=0.0), energy=1.0), 0.0, clip, len(weights)
+    )
+    messages, replies = round_trip(strategy, weights, weights)
+    theirs, _ = strategy.aggregate_train(1, replies)
+    sent = global_arrays()
+    changes = [
+        [torch.from_numpy(r.content["arrays"][k].numpy().astype(np.float64) - sent[k]) for k in SHAPES]
+        for r in replies
+    ]
+    assert all(math.sqrt(sum(float(c.square().sum()) for c in change)) > clip for change in changes)
+    method = ZSGDCompressor()
+    params = [torch.zeros(s, dtype=torch.float64) for s in SHAPES.values()]
+    channel = AWGNChannel(noise_var=0.0, generator=torch.Generator().manual_seed(0))
+    ours = transmit_round(
+        channel,
+        method.make_server(params),
+        [method.make_client(params, k) for k in range(3)],
+        changes,
+        PassOptions(energy=1.0, clip=clip, central=1e-9),
+    )
+    for k, mean in zip(SHAPES, ours.gradient):
+        np.testing.assert_allclose(theirs[k].numpy(), sent[k] + mean.numpy(), rtol=0, atol=1e-6)
