@@ -50,7 +50,8 @@ class PassOptions:
             uniform weights and an analog method. ``None``: off.
         keep_clipped: with ``clip``: give each client the part of its last pass's blocks that the
             clip cut off back to its error feedback (:meth:`~laser.compressor.CompressorClient.keep_clipped`;
-            needs the client sides; default True). False: the clipped-off part is lost.
+            needs the client sides). Default False: the clipped-off part is lost, as in DP-FedAvg
+            (with a fixed clip, keeping it lets the memory grow by what the clip holds back).
         min_noise_multiplier: with ``clip``: the round's noise multiplier the clients keep to at
             least, lowering their energy where the channel's noise alone would fall short (each of the
             method's P passes to at least sqrt(P) times it, so that the round's composition meets it).
@@ -86,7 +87,7 @@ class PassOptions:
     keep_unheard: bool = False
     processes: Processes | None = None
     clip: float | None = None
-    keep_clipped: bool = True
+    keep_clipped: bool = False
     min_noise_multiplier: float | None = None
     central: float | None = None
     participation: float | None = None

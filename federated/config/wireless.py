@@ -411,9 +411,11 @@ class PrivacyConfig:
     # split and the alignment scale are fixed from the clips (no client's norm is sent), and each
     # round's client-level (epsilon, delta) is accounted from the round's own noise
     clip: float | None = None
-    # clip: each client's error feedback keeps the part of its factor (or message) the clip cut off,
-    # as it keeps an undelivered one (false: that part is lost; methods without error feedback lose it)
-    keep_clipped: bool = True
+    # clip: true gives each client's error feedback the part of its factor (or message) the clip cut
+    # off, as it keeps an undelivered one; false (the default): that part is lost, as in DP-FedAvg. With
+    # a fixed clip the memory then grows by what the clip holds back every round and LASER stops
+    # learning (docs/results.md, privacy_keep_clipped)
+    keep_clipped: bool = False
     delta: float = 1e-5  # clip: the delta of the (epsilon, delta) reported, in (0, 1)
     # clip: rdp (Renyi DP: cheap, a little loose) or pld (privacy loss distributions: exact for the
     # rounds' Gaussians; not with clients.sampling poisson, whose subsampled PLD takes seconds to a

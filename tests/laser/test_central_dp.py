@@ -78,7 +78,8 @@ def test_each_of_powersgds_passes_is_a_gaussian_at_sqrt_two_nu():
 def test_laser_keeps_the_flat_clips_cut_in_its_memory():
     grads = _grads(1)
     # one client, noise negligible: memory + decoded = gradient (the factor's cut is kept)
-    out, (client,) = _round(LaserCompressor(rank=2), grads, PassOptions(energy=1.0, clip=0.05, central=1e-9))
+    options = PassOptions(energy=1.0, clip=0.05, central=1e-9, keep_clipped=True)
+    out, (client,) = _round(LaserCompressor(rank=2), grads, options)
     (memory,) = [m for m in client.memory if m is not None]
     torch.testing.assert_close(memory[0] + out.gradient[0], grads[0][0], rtol=0, atol=1e-8)
 
