@@ -213,6 +213,10 @@ class BlocksOutput:
         noise_multiplier: a clipped pass's (``clips``): the noise standard deviation over the largest
             client's add/remove sensitivity of everything the server received
             (:func:`channels.privacy.noise_multiplier`; 0 when noiseless); ``None`` without clips.
+        energy_scale: with ``min_noise_multiplier``: alpha, the fraction of their energy the clients'
+            signals kept (1: the channel's noise alone met it; ``None`` without).
+        artificial_noise_var: the clients' artificial noise at the antenna, per real dimension (0:
+            none; ``min_energy_scale``).
     """
 
     estimates: list[Tensor]
@@ -221,3 +225,5 @@ class BlocksOutput:
     active: Tensor
     scale: Tensor
     noise_multiplier: float | None = None
+    energy_scale: float | None = None
+    artificial_noise_var: float = 0.0

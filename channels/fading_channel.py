@@ -376,6 +376,7 @@ class FadingChannel(nn.Module):
         weights: Tensor | Sequence[float] | None = None,
         clips: Tensor | Sequence[float] | None = None,
         min_noise_multiplier: float | None = None,
+        min_energy_scale: float | None = None,
         participation: float | None = None,
     ) -> BlocksOutput:
         """Send a round's blocks one after another through one channel state: ``energy`` ``[K, B]`` is
@@ -398,7 +399,17 @@ class FadingChannel(nn.Module):
         pass's noise multiplier would fall below it, every client lowers its energy by the same factor
         alpha = (nu / min_noise_multiplier)^2, so that the channel's noise alone meets it (the scale
         falls by sqrt(alpha)). In a clipped pass ``energy_used`` is what each client's own signal
-        spends at the public scale, at most its budget.
+        spends at the public scale, at most its budget. ``min_energy_scale`` (alpha_f in (0, 1], with
+        ``min_noise_multiplier``; one receive antenna, perfect CSI, no ``participation``): the clients
+        lower their energy at most to alpha_f of it, and where the floor needs more noise than the
+        channel's at that energy, they send it: artificial noise of per-real-dimension variance
+        sigma_a^2 = noise_var ((min_noise_multiplier / nu_f)^2 - 1) at the antenna, nu_f the pass's
+        noise multiplier at alpha_f, split evenly over the K_j clients heard on each symbol (client k
+        sends CN(0, 2 sigma_a^2 / K_j) / h_kj, which arrives as CN(0, 2 sigma_a^2 / K_j)); each
+        client's share is counted in its ``energy_used``. Where a client's budget cannot carry its share
+        at alpha_f, alpha stops lower, at the most every budget carries (public quantities only). The
+        server's estimate has the same noise as lowering the energy alone would give; the output
+        reports alpha and sigma_a^2.
 
         Hidden participation (``participation``: q in (0, 1], with ``clips``, without ``reduce``): the
         clients given are the whole population, each of which took part with probability q without
@@ -471,11 +482,21 @@ class FadingChannel(nn.Module):
             raise ValueError(
                 f"min_noise_multiplier = {min_noise_multiplier!r} needs clips and a finite number > 0"
             )
+        if min_energy_scale is not None:
+            self._check_energy_floor(min_energy_scale, min_noise_multiplier, participation, reduce, state)
         nu = None if clip is None else self._noise_multiplier(sent, eta, finite, clip, reduce, need)
+        energy_scale, artificial = None if min_noise_multiplier is None else 1.0, 0.0
         if min_noise_multiplier is not None and nu is not None and self.noise_var > 0:
             if 0 < nu < min_noise_multiplier:  # lower every client's energy by alpha = this squared
-                # nu scales as 1 / eta: the lowered pass's noise multiplier is the floor
-                eta, nu = eta * (nu / min_noise_multiplier), min_noise_multiplier
+                factor = nu / min_noise_multiplier
+                energy_scale = factor**2
+                if min_energy_scale is not None and energy_scale < min_energy_scale:
+                    # lowered only toward the floor: the clients send the rest of the noise
+                    energy_scale = self._afforded(sent, need, eta, energy, count, factor, min_energy_scale)
+                    artificial = self.noise_var * (energy_scale / factor**2 - 1)
+                    factor = math.sqrt(energy_scale)
+                # nu scales as 1 / eta and as the root of the noise: the lowered pass's nu is the floor
+                eta, nu = eta * factor, min_noise_multiplier
         if clip is not None:  # what each client spends: its own signal at the public scale (<= E_kb)
             assert sent.actual is not None  # needs() keeps the norms with clips
             energy_used = torch.where(finite, eta.square() * sent.actual.square(), energy_used)
@@ -484,6 +505,8 @@ class FadingChannel(nn.Module):
         summed, active = sent.superpose(weight, kept)
         if reduce is not None:
             summed, count = reduce.sum(summed), reduce.sum(count)
+        if artificial > 0:  # each client's share of the artificial noise, counted in its energy
+            energy_used = energy_used + sent.noise_energy(artificial, count).to(energy_used)
         if participation is not None:  # hidden: the expected count q K_j (K_j > 0 where it is > 0)
             count = count.double() * participation
         estimates, noise_var = self._receive(
@@ -494,6 +517,7 @@ class FadingChannel(nn.Module):
             finite,
             weighted=weight is not None or participation is not None,
             generator=generator,
+            artificial=artificial,
         )
         work = blocks.dtype
         return BlocksOutput(
@@ -503,7 +527,65 @@ class FadingChannel(nn.Module):
             active=torch.cat(active),
             scale=torch.where(finite, torch.ldexp(eta, torch.tensor(-shift)), math.inf).to(work),
             noise_multiplier=nu,
+            energy_scale=energy_scale,
+            artificial_noise_var=artificial,
         )
+
+    def _afforded(
+        self,
+        sent: Precoded,
+        need: Tensor,
+        eta: Tensor,
+        energy: Tensor,
+        count: Tensor,
+        factor: float,
+        floor: float,
+    ) -> float:
+        """The energy fraction alpha in [factor^2, floor] the clients' signals keep when they send the
+        rest of the noise: the floor, or less where a client's budget cannot carry its share. At alpha
+        the signal's public bound costs client k alpha P_k (P_k = sum_b eta_b^2 need_kb^2) and its share
+        of the artificial noise noise_var (alpha / factor^2 - 1) N_k (N_k: :meth:`Precoded.noise_energy`
+        per unit variance), so alpha <= (E_k + noise_var N_k) / (P_k + noise_var N_k / factor^2): public
+        quantities only (the clips, the budgets, the channel)."""
+        public = (eta.square()[None, :] * need.square()).sum(1).double()  # [K]
+        unit = sent.noise_energy(self.noise_var, count).sum(1).double().to(public.device)  # [K]
+        budget = energy.double().sum(1).to(public.device)
+        heard = unit > 0
+        if not bool(heard.any()):
+            return floor
+        afford = (budget + unit) / (public + unit / factor**2)
+        return max(factor**2, min(floor, float(afford[heard].min())))
+
+    @staticmethod
+    def _check_energy_floor(
+        floor: object,
+        min_noise_multiplier: float | None,
+        participation: float | None,
+        reduce: Processes | None,
+        state: ChannelState,
+    ) -> None:
+        """``min_energy_scale``: a number in (0, 1] with ``min_noise_multiplier``, and a pass whose
+        clients' noise shares arrive as they are sent (one antenna, perfect CSI, known participants)."""
+        if (
+            isinstance(floor, bool)
+            or not isinstance(floor, (int, float))
+            or not (0 < floor <= 1)
+            or min_noise_multiplier is None
+        ):
+            raise ValueError(
+                f"min_energy_scale = {floor!r}: expected a number in (0, 1] with min_noise_multiplier"
+            )
+        if (
+            participation is not None
+            or reduce is not None
+            or state.vector_norms is not None
+            or not bool((state.gains == state.csi).all())
+        ):
+            raise ValueError(
+                "min_energy_scale (artificial noise) needs one receive antenna, perfect CSI, no "
+                "participation and one process: otherwise the clients' noise shares do not arrive as "
+                "they are sent"
+            )
 
     @staticmethod
     def _clips(
@@ -642,10 +724,13 @@ class FadingChannel(nn.Module):
         *,
         weighted: bool,
         generator: torch.Generator,
+        artificial: float = 0.0,
     ) -> tuple[list[Tensor], Tensor]:
         """The server's side of a pass: the antenna's y = eta * sum + z (one noise draw for the whole
         pass, CN(0, 2 noise_var) per symbol; eta = inf: noiseless, z left out) divided by eta K_a, or by
-        eta W with weights; the estimate of each block and its effective noise variance."""
+        eta W with weights; the estimate of each block and its effective noise variance.
+        ``artificial``: the clients' artificial noise at the antenna (per real dimension), drawn with
+        the receiver's in one Gaussian of variance noise_var + artificial (their sum's distribution)."""
         blocks, spans, block_of = sent.blocks, sent.spans, sent.block_of
         work = blocks.dtype
         heard = count > 0  # with weights, W_j > 0 exactly where someone is heard (every w_k > 0)
@@ -654,9 +739,10 @@ class FadingChannel(nn.Module):
         else:
             denominator = torch.where(heard, count, 1.0).to(work)  # [S], W_j = sum_{A_j} w_k
         noisy = self.noise_var > 0
+        variance = self.noise_var + artificial
         if noisy:
             scale = torch.where(finite, eta, 1.0).to(work)[block_of]
-            y = self._noise(summed * scale, self.noise_var, generator)
+            y = self._noise(summed * scale, variance, generator)
             if not bool(finite.all()):
                 y = torch.where(finite[block_of], y, summed * scale)
             denominator = denominator * scale
@@ -664,7 +750,7 @@ class FadingChannel(nn.Module):
             y = summed
         estimate = from_symbols(torch.where(heard, y / denominator, 0), 2 * sent.total)
         if noisy:
-            per_symbol = torch.where(finite[block_of] & heard, self.noise_var / denominator.square(), 0.0)
+            per_symbol = torch.where(finite[block_of] & heard, variance / denominator.square(), 0.0)
             noise_var = torch.stack([per_symbol[span].mean() for span in spans])
         else:
             noise_var = torch.zeros(len(spans), dtype=work, device=blocks.device)

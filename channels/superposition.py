@@ -109,6 +109,20 @@ class Precoded:
             largest = torch.stack([inverse[:, span].max(1).values for span in self.spans], 1)
         return largest * clips.to(largest.device)[None, :]
 
+    def noise_energy(self, variance: float, count: Tensor) -> Tensor:
+        """``[K, B]`` float64: what each client spends sending its share of an artificial noise of
+        per-real-dimension ``variance`` at the antenna, split evenly over the ``count`` K_j of the
+        clients heard on each symbol: client k sends CN(0, 2 variance / K_j) / h_hat_kj on each symbol
+        j it sends on, 2 variance / (K_j |h_hat_kj|^2) in expectation, summed over the block."""
+        _, csi = self.state.at(self.offset, self.total)
+        sends = self.policy.transmits(csi) & (csi != 0)
+        mask = sends & (self.energy > 0)[:, self.block_of]  # [K, S]
+        size = csi.abs().double().square()
+        inverse = torch.where(mask, 1 / torch.where(size > 0, size, 1.0), 0.0)  # [K, S]
+        share = 2 * variance / count.clamp(min=1).double().to(inverse.device)  # [S]
+        spent = inverse * share[None, :]
+        return torch.stack([spent[:, span].sum(1) for span in self.spans], 1)
+
     def needs(
         self, weight: Tensor | None, clips: Tensor | None = None
     ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, bool] | None]:

@@ -71,6 +71,13 @@ def check_shardable(config: Config, world: int) -> None:
             "uniform with clients split over processes (the hidden pass goes over the whole population "
             "on one process)",
         )
+    if config.privacy.artificial_noise:
+        raise ConfigError(
+            "privacy.artificial_noise",
+            config.privacy.artificial_noise,
+            "false with clients split over processes (each client's share of the noise is set from the "
+            "count of clients heard on each symbol, on one process)",
+        )
     per_round = config.clients.per_round
     if per_round is not None and per_round < config.clients.num_clients:
         raise ConfigError(

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +299,7 @@ class Simulation:
                 "a model without batch norm with privacy.clip (its running statistics would reach the "
                 "server outside the channel, without noise)",
             )
+        self._warned_floor = False  # privacy.snr_floor_db: the warning is said once a run
         # hidden participation (clients.sampling poisson): q, each client's probability of taking part
         self.hidden: float | None = None
         if config.clients.sampling == "poisson":  # privacy mode only (the config's check)
@@ -428,12 +430,58 @@ class Simulation:
         mine = participants if self.shard is None else [k for k in participants if k in self.shard.local]
         updates = self.local_updates(participants, mine, t)
         train_loss = self._train_loss(updates.losses, len(participants), t)
+        if self.config.privacy.artificial_noise:  # the signals keep at least the floor's energy
+            self.options = self.options.replace(min_energy_scale=self._floor_scale())
         result, statistic = self._uplink(participants, mine, updates, state, t)
         lr = self._server_step(result.gradient, statistic)
         record = self._record(t, train_loss, lr, result, statistic, participants)
         self.history.rounds.append(record)
         self.rounds_done = t + 1
         return record
+
+    def _budget_snr_db(self, channel_uses: int) -> float | None:
+        """The clients' budget as an SNR per channel use (dB) for a round of ``channel_uses``: physical
+        units' cap, ``power.snr_db``, or 10 log10(E / (noise_var uses))."""
+        if self.units is not None:
+            return self.units.budget_snr_db
+        return snr_per_use_db(self.config, channel_uses)
+
+    def _floor_scale(self) -> float:
+        """``privacy.snr_floor_db`` as the fraction of the budget the clients' signals keep at least,
+        10^((floor - budget SNR) / 10), at most 1 (a floor above the budget: they lower nothing)."""
+        floor = self.config.privacy.snr_floor_db
+        budget = self._budget_snr_db(self.compressor.server.channel_uses())
+        assert floor is not None and budget is not None  # the config's and privacy mode's checks
+        return min(1.0, 10 ** ((floor - budget) / 10))
+
+    def _privacy_floor(self, t: int, passes: RoundResult, record: dict[str, object]) -> None:
+        """A target's round: the fraction of the budget the signals kept, their SNR per channel use,
+        the artificial noise sent; a warning, once a run, when the SNR falls below the floor."""
+        scales = [p.energy_scale for p in passes.passes if p.energy_scale is not None]
+        if not scales:
+            return
+        alpha = min(scales)
+        record["privacy_energy_scale"] = alpha
+        budget = self._budget_snr_db(int(record["channel_uses"]))  # type: ignore[call-overload]
+        if budget is not None and alpha > 0:
+            record["privacy_snr_db"] = budget + 10 * math.log10(alpha)
+        if self.config.privacy.artificial_noise:
+            record["privacy_artificial_noise_var"] = max(p.artificial_noise_var for p in passes.passes)
+        floor = self.config.privacy.snr_floor_db
+        snr = record.get("privacy_snr_db")
+        if floor is not None and isinstance(snr, float) and snr < floor - 1e-6 and not self._warned_floor:
+            self._warned_floor = True
+            how = (
+                "the clients' budgets cannot carry the artificial noise the floor needs"
+                if self.config.privacy.artificial_noise
+                else "privacy.artificial_noise: true keeps the signals at the floor and sends more noise"
+            )
+            warnings.warn(
+                f"round {t}: the energy that meets privacy.target_epsilon leaves the clients {snr:.1f} dB "
+                f"per channel use, below privacy.snr_floor_db = {floor:g} ({how}); each round records "
+                "privacy_snr_db",
+                stacklevel=2,
+            )
 
     def _next_round(self, t: int | None) -> int:
         """The number of the next round (``t``, if given, must be it)."""
@@ -627,6 +675,8 @@ class Simulation:
             record["privacy_epsilon"] = self.privacy.step(nu)
             if self.hidden is not None:  # the accountant's amplification by sampling
                 record["privacy_sampling_probability"] = self.hidden
+            if self.config.privacy.target_epsilon is not None:
+                self._privacy_floor(t, passes, record)
         if self.precond is not None:
             record["precond_mean"] = self.precond.mean_scale()
             if statistic is not None:

@@ -55,6 +55,10 @@ class PassOptions:
         min_noise_multiplier: with ``clip``: the round's noise multiplier the clients keep to at
             least, lowering their energy where the channel's noise alone would fall short (each of the
             method's P passes to at least sqrt(P) times it, so that the round's composition meets it).
+        min_energy_scale: with ``min_noise_multiplier``: the fraction of their budget the clients'
+            signals keep at least, alpha_f in (0, 1]; the clients send the rest of the noise the floor
+            needs as artificial noise, counted in their energy (``channel.transmit(min_energy_scale=)``).
+            ``None``: the energy is lowered as far as the floor needs.
         central: with ``clip``: Flower-style central DP instead of the channel's noise (Flower's
             ``DifferentialPrivacyServerSideFixedClipping``): each client's blocks are clipped as one
             vector to norm C (:func:`channels.privacy.flat_clip`), the channel carries them (a
@@ -89,6 +93,7 @@ class PassOptions:
     clip: float | None = None
     keep_clipped: bool = False
     min_noise_multiplier: float | None = None
+    min_energy_scale: float | None = None
     central: float | None = None
     participation: float | None = None
 
@@ -123,6 +128,18 @@ class PassOptions:
             ):
                 raise ValueError(
                     f"min_noise_multiplier = {value!r}: expected a finite number > 0, and a clip with it"
+                )
+        if self.min_energy_scale is not None:
+            value = self.min_energy_scale
+            if (
+                self.min_noise_multiplier is None
+                or isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (0 < value <= 1)
+            ):
+                raise ValueError(
+                    f"min_energy_scale = {value!r}: expected a number in (0, 1], and a min_noise_multiplier "
+                    "with it"
                 )
         if self.central is not None:
             value = self.central

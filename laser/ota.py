@@ -127,6 +127,7 @@ def _analog_pass(
     state: ChannelState | None = None,
     clip: float | None = None,
     min_noise_multiplier: float | None = None,
+    min_energy_scale: float | None = None,
     participation: float | None = None,
 ) -> tuple[PassRecord, Tensor]:
     """One pass over the air; the record and ``[K_local, B]``: which of this process's clients
@@ -176,6 +177,7 @@ def _analog_pass(
         weights=weights,
         clips=clips,
         min_noise_multiplier=min_noise_multiplier,
+        min_energy_scale=min_energy_scale,
         participation=participation,
     )
     energy_used = out.energy_used.double().T.contiguous().sum(0)  # [K], summed in block order
@@ -192,6 +194,8 @@ def _analog_pass(
         active,
         heard=every_heard,
         noise_multiplier=out.noise_multiplier,
+        energy_scale=out.energy_scale,
+        artificial_noise_var=out.artificial_noise_var,
     )
     return record, heard
 
@@ -453,6 +457,7 @@ def transmit_blocks(
             state=state if p == 0 else None,
             clip=clip if central is None else None,
             min_noise_multiplier=floor,
+            min_energy_scale=options.min_energy_scale,
             participation=options.participation,
         )
         if central is not None:

@@ -47,6 +47,10 @@ class PassRecord:
             delivered, on every block); ``None`` for a record built without it.
         noise_multiplier: a clipped pass's (``PassOptions.clip``): the noise standard deviation over
             the largest client's add/remove sensitivity of what the server received; ``None`` without.
+        energy_scale: with ``PassOptions.min_noise_multiplier``: the fraction of their budget the
+            clients' signals kept (1: the channel's noise alone met the floor); ``None`` without.
+        artificial_noise_var: the clients' artificial noise at the antenna, per real dimension
+            (``PassOptions.min_energy_scale``); 0: none.
     """
 
     estimates: list[Tensor]
@@ -57,6 +61,8 @@ class PassRecord:
     bits: Tensor | None = None
     heard: Tensor | None = None
     noise_multiplier: float | None = None
+    energy_scale: float | None = None
+    artificial_noise_var: float = 0.0
 
     @property
     def noise_energy(self) -> float:

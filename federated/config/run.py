@@ -259,3 +259,18 @@ class Config:
             self.compressor.keep_unheard,
             "false with clients.sampling poisson (the server cannot tell its unheard participants)",
         )
+        if self.privacy.artificial_noise:  # the clients' noise shares must arrive as they are sent
+            why = "with privacy.artificial_noise (the clients' noise shares must arrive as they are sent)"
+            _check(self.channel.rx_antennas == 1, "channel.rx_antennas", self.channel.rx_antennas, f"1 {why}")
+            _check(
+                self.channel.csi_error_var == 0,
+                "channel.csi_error_var",
+                self.channel.csi_error_var,
+                f"0 {why}",
+            )
+            _check(
+                self.clients.sampling != "poisson",
+                "clients.sampling",
+                self.clients.sampling,
+                f"uniform or best_channel {why}: absent clients would have to send their shares",
+            )

@@ -430,6 +430,14 @@ class PrivacyConfig:
     # an exact mean over channel.name noiseless, and the trusted server adds the Gaussian noise that
     # target_epsilon needs, as Flower's DifferentialPrivacyServerSideFixedClipping does)
     mechanism: Literal["channel", "central"] = "channel"
+    # target_epsilon: the lowest SNR per channel use (the clients' energy per real use over the noise,
+    # power.snr_db's convention, in dB) the target may lower their budget to; a round below it says so
+    # (a warning, and each round records privacy_snr_db); null: no floor
+    snr_floor_db: float | None = None
+    # snr_floor_db: true keeps the clients' signals at the floor and has them send the rest of the noise
+    # the target needs (artificial noise, counted in their energy; where a budget cannot carry its share
+    # the signal keeps less); one receive antenna, perfect CSI, clients.sampling uniform
+    artificial_noise: bool = False
 
     def __post_init__(self) -> None:
         if self.mechanism == "central":
@@ -440,6 +448,22 @@ class PrivacyConfig:
                 "channel, or central with privacy.clip and privacy.target_epsilon set (the server's "
                 "noise is the one the target needs)",
             )
+        if self.snr_floor_db is not None:
+            _check(
+                self.target_epsilon is not None
+                and self.mechanism == "channel"
+                and math.isfinite(self.snr_floor_db)
+                and -100 <= self.snr_floor_db <= 100,
+                "snr_floor_db",
+                self.snr_floor_db,
+                "a number of dB in [-100, 100] with privacy.target_epsilon and mechanism channel, or null",
+            )
+        _check(
+            not self.artificial_noise or self.snr_floor_db is not None,
+            "artificial_noise",
+            self.artificial_noise,
+            "false, or true with privacy.snr_floor_db (the floor the clients' signals stay at)",
+        )
         if self.target_epsilon is not None:
             _check(
                 self.clip is not None and math.isfinite(self.target_epsilon) and self.target_epsilon > 0,

@@ -390,3 +390,111 @@ def test_what_central_mode_cannot_do_is_refused_naming_the_key(overrides, key):
     with pytest.raises(ConfigError) as error:
         load_config(None, [*SMALL, *overrides])
     assert error.value.key == key, str(error.value)
+
+
+def test_a_target_below_the_snr_floor_says_so_and_artificial_noise_keeps_the_signal_higher():
+    # AWGN, energy 100, epsilon 10 over 3 rounds: the target's energy leaves the signals far below a
+    # floor of -20 dB per use; the run warns once, and with artificial noise the signals keep more of
+    # their energy, the clients spend the rest on noise, and the server's estimate is as noisy as before
+    target = ["power.energy=100", "privacy.clip=1.0", "privacy.target_epsilon=10", "privacy.snr_floor_db=-20"]
+    lowered = _sim("compressor.name=zsgd", *target)
+    with pytest.warns(UserWarning, match="below privacy.snr_floor_db = -20") as caught:
+        plain = [lowered.round(t) for t in range(3)]
+    assert len([w for w in caught if "snr_floor_db" in str(w.message)]) == 1  # once a run
+    record = plain[0]
+    uses = record["channel_uses"]
+    budget_db = 10 * math.log10(100 / uses)
+    # alpha = (nu at full energy / the target's nu)^2, nu = 1 / sqrt(E) over AWGN
+    alpha = (0.1 / record["privacy_noise_multiplier"]) ** 2
+    assert record["privacy_energy_scale"] == pytest.approx(alpha, rel=1e-6)
+    assert record["privacy_snr_db"] == pytest.approx(budget_db + 10 * math.log10(alpha), rel=1e-6)
+    assert "privacy_artificial_noise_var" not in record
+    sending = _sim("compressor.name=zsgd", *target, "privacy.artificial_noise=true")
+    with pytest.warns(UserWarning, match="cannot carry"):  # 100 units cannot pay for noise up to -20 dB
+        sent = [sending.round(t) for t in range(3)]
+    for a, b in zip(plain, sent):
+        assert b["noise_var"] == pytest.approx(a["noise_var"], rel=1e-6)  # the same noise (float32 sums)
+        assert b["privacy_noise_multiplier"] == a["privacy_noise_multiplier"]
+        assert a["privacy_energy_scale"] < b["privacy_energy_scale"]  # the signals keep more
+        assert b["privacy_artificial_noise_var"] > 0
+        assert (
+            a["energy_max"] < b["energy_max"] <= 100 * (1 + 1e-6)
+        )  # the noise's energy counted, within budget
+
+
+def test_artificial_noise_under_a_reachable_floor_keeps_the_signals_at_it():
+    # the target alone leaves -27.4 dB per use; the budgets carry noise up to -25.3 dB: a floor of -26 dB
+    # is kept exactly, and the clients spend less than their whole budget
+    common = ["compressor.name=zsgd", "power.energy=100", "privacy.clip=1.0", "privacy.target_epsilon=10"]
+    sim = _sim(*common, "privacy.snr_floor_db=-26", "privacy.artificial_noise=true")
+    record = sim.round(0)
+    assert record["privacy_snr_db"] == pytest.approx(-26, abs=1e-9)
+    assert record["privacy_artificial_noise_var"] > 0 and record["energy_max"] < 100
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["privacy.clip=1", "privacy.snr_floor_db=-20"], "privacy.snr_floor_db"),  # no target
+        (
+            ["privacy.clip=1", "privacy.target_epsilon=5", "privacy.artificial_noise=true"],
+            "privacy.artificial_noise",
+        ),
+        (
+            [
+                "privacy.clip=1",
+                "privacy.target_epsilon=5",
+                "privacy.snr_floor_db=-20",
+                "privacy.artificial_noise=true",
+                "channel.name=rayleigh",
+                "channel.rx_antennas=2",
+            ],
+            "channel.rx_antennas",
+        ),
+        (
+            [
+                "privacy.clip=1",
+                "privacy.target_epsilon=5",
+                "privacy.snr_floor_db=-20",
+                "privacy.artificial_noise=true",
+                "channel.name=rayleigh",
+                "channel.power_control=imperfect_csi",
+                "channel.csi_error_var=0.1",
+            ],
+            "channel.csi_error_var",
+        ),
+        (
+            [
+                "privacy.clip=1",
+                "privacy.target_epsilon=5",
+                "privacy.snr_floor_db=-20",
+                "privacy.artificial_noise=true",
+                "clients.sampling=poisson",
+                "clients.per_round=2",
+            ],
+            "clients.sampling",
+        ),
+    ],
+)
+def test_what_the_snr_floor_cannot_do_is_refused_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [*SMALL, *overrides])
+    assert error.value.key == key, str(error.value)
+
+
+def test_artificial_noise_refuses_clients_split_over_processes():
+    from federated.distributed import check_shardable
+
+    config = load_config(
+        None,
+        [
+            *SMALL,
+            "privacy.clip=1",
+            "privacy.target_epsilon=5",
+            "privacy.snr_floor_db=-20",
+            "privacy.artificial_noise=true",
+        ],
+    )
+    with pytest.raises(ConfigError) as error:
+        check_shardable(config, 2)
+    assert error.value.key == "privacy.artificial_noise"
