@@ -66,6 +66,19 @@ def _sum(tensors: Sequence[Tensor]) -> Tensor:
     return torch.stack([v.sum(dtype=torch.float64) for v in tensors]).sum()
 
 
+def _floors(options: PassOptions, passes: int, total: int) -> PassOptions:
+    """``options`` for ``passes`` of a round's ``total`` passes: the round's noise multiplier floor
+    (``min_noise_multiplier``, or ``central``'s) times sqrt(total / passes), which
+    :func:`laser.transmit_blocks` multiplies by sqrt(passes) again, so every pass keeps to
+    sqrt(total) nu* and the round's passes compose to nu*."""
+    factor = math.sqrt(total / passes)
+    if options.min_noise_multiplier is not None:
+        options = options.replace(min_noise_multiplier=options.min_noise_multiplier * factor)
+    if options.central is not None:
+        options = options.replace(central=options.central * factor)
+    return options
+
+
 @contextlib.contextmanager
 def _noise_overflow_diverges(round_: int) -> Iterator[None]:
     """A pass whose effective noise variance overflowed ends the run as diverged, like a non-finite
@@ -579,16 +592,30 @@ class Simulation:
         extra = self.extra_pass
         sides = [self.compressor.clients[k] for k in mine]
         server = self.compressor.server
+        mean, second = options, options
+        if extra is not None:
+            mean, second = options.share(extra.update_share), self._statistic_options(options)
+            if options.clip is not None:  # privacy mode: the round's P + 1 passes compose to its floor
+                mean = _floors(mean, server.passes, server.passes + 1)
         with _noise_overflow_diverges(t):
-            mean = options if extra is None else options.share(extra.update_share)
             result = transmit_blocks(self.channel, server, sides, updates.blocks, mean, state=state)
         _check_finite("decoded gradient", _sum(result.gradient), t)
         if extra is None:
             return result, None
         with _noise_overflow_diverges(t):
-            statistic = extra.send(self.channel, mine, updates.statistics, options)
+            statistic = extra.send(self.channel, mine, updates.statistics, second)
         _check_finite("decoded statistic", _sum(statistic.gradient), t)
         return result, statistic
+
+    def _statistic_options(self, options: PassOptions) -> PassOptions:
+        """The preconditioner's statistic pass's options: the round's, in privacy mode clipped at
+        ``privacy.statistic_clip`` (else ``privacy.clip``) and kept to its share of the round's floor
+        (one of the round's P + 1 passes)."""
+        if options.clip is None:
+            return options
+        clip = self.config.privacy.statistic_clip
+        second = options.replace(clip=options.clip if clip is None else clip)
+        return _floors(second, 1, self.compressor.server.passes + 1)
 
     def _hidden_uplink(
         self, participants: list[int], updates: LocalUpdates, state: ChannelState | None, t: int

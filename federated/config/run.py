@@ -202,12 +202,6 @@ class Config:
                 self.clients.weighting,
                 "uniform with privacy.mechanism central (Flower's DP wrapper needs uniform weights)",
             )
-            _check(
-                self.precond.name == "none",
-                "precond.name",
-                self.precond.name,
-                "none with privacy.clip (the preconditioner's statistic pass is not clipped yet)",
-            )
             return
         _check(
             self.channel.name != "noiseless",
@@ -241,10 +235,11 @@ class Config:
             "uniform with privacy.clip (data-size weights scale each signal: side information)",
         )
         _check(
-            self.precond.name == "none",
+            self.clients.sampling != "poisson" or not self.precond.second_pass,
             "precond.name",
             self.precond.name,
-            "none with privacy.clip (the preconditioner's statistic pass is not clipped yet)",
+            "a preconditioner without a statistic pass with clients.sampling poisson (the hidden pass "
+            "is a round's only one)",
         )
         _check(
             self.clients.sampling != "poisson" or self.privacy.accountant == "rdp",

@@ -430,6 +430,9 @@ class PrivacyConfig:
     # an exact mean over channel.name noiseless, and the trusted server adds the Gaussian noise that
     # target_epsilon needs, as Flower's DifferentialPrivacyServerSideFixedClipping does)
     mechanism: Literal["channel", "central"] = "channel"
+    # clip: the clip of a preconditioner's statistic pass (precond oasis, or adam with mean_of_squares:
+    # its own release each round, composed with the update's); null: privacy.clip
+    statistic_clip: float | None = None
     # target_epsilon: the lowest SNR per channel use (the clients' energy per real use over the noise,
     # power.snr_db's convention, in dB) the target may lower their budget to; a round below it says so
     # (a warning, and each round records privacy_snr_db); null: no floor
@@ -447,6 +450,13 @@ class PrivacyConfig:
                 self.mechanism,
                 "channel, or central with privacy.clip and privacy.target_epsilon set (the server's "
                 "noise is the one the target needs)",
+            )
+        if self.statistic_clip is not None:
+            _check(
+                self.clip is not None and math.isfinite(self.statistic_clip) and self.statistic_clip > 0,
+                "statistic_clip",
+                self.statistic_clip,
+                "a finite number > 0 with privacy.clip set, or null (privacy.clip)",
             )
         if self.snr_floor_db is not None:
             _check(

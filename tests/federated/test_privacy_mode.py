@@ -498,3 +498,61 @@ def test_artificial_noise_refuses_clients_split_over_processes():
     with pytest.raises(ConfigError) as error:
         check_shardable(config, 2)
     assert error.value.key == "privacy.artificial_noise"
+
+
+@pytest.mark.parametrize(
+    "precond", [["precond.name=oasis"], ["precond.name=adam", "precond.statistic=mean_of_squares"]]
+)
+def test_a_preconditioners_statistic_pass_is_its_own_release_composed_in_the_round(precond):
+    # AWGN, unit gains: the update's pass at (1 - f) E and the statistic's at f E are Gaussians at
+    # 1 / sqrt((1 - f) E) and 1 / sqrt(f E) whatever their clips; the round composes them to 1 / sqrt(E)
+    local = ["clients.lr=0.001", "clients.local_steps=2", "clients.optimizer=sgd"]  # a scaled local SGD
+    common = ["compressor.name=zsgd", "power.energy=100", "privacy.clip=1.0", *local, *precond]
+    sim = _sim(*common, "privacy.statistic_clip=0.01", "clients.vectorize=loop")
+    record = sim.round(0)
+    assert record["privacy_noise_multiplier"] == pytest.approx(0.1, rel=1e-6)
+    assert record["precond_channel_uses"] > 0
+    # a target: each of the round's two passes keeps to sqrt(2) nu*, so the run ends at the target
+    target = _sim(*common, "privacy.target_epsilon=5", "clients.vectorize=loop")
+    records = [target.round(t) for t in range(3)]
+    assert records[-1]["privacy_epsilon"] == pytest.approx(5.0, rel=1e-3)
+
+
+def test_poisson_sampling_refuses_a_preconditioners_statistic_pass():
+    with pytest.raises(ConfigError) as error:
+        load_config(
+            None,
+            [
+                *SMALL,
+                "privacy.clip=1",
+                "clients.sampling=poisson",
+                "clients.per_round=2",
+                "precond.name=oasis",
+            ],
+        )
+    assert error.value.key == "precond.name"
+
+
+def test_the_statistic_pass_is_clipped_at_its_own_clip():
+    # almost no noise (energy 1e8): the decoded statistic is the mean of clipped statistics, of norm at
+    # most privacy.statistic_clip (each block within C_b, sum_b C_b^2 = C^2); without the clip it is larger
+    local = ["clients.lr=0.001", "clients.local_steps=2", "clients.optimizer=sgd", "clients.vectorize=loop"]
+    common = ["compressor.name=zsgd", "power.energy=1e8", "precond.name=oasis", *local]
+
+    def decoded_norm(*overrides):
+        sim = _sim(*common, *overrides)
+        seen = []
+        send = sim.extra_pass.send
+
+        def spy(*args, **kwargs):
+            out = send(*args, **kwargs)
+            seen.append(math.sqrt(sum(float(g.double().square().sum()) for g in out.gradient)))
+            return out
+
+        sim.extra_pass.send = spy  # type: ignore[method-assign]
+        sim.round(0)
+        return seen[0]
+
+    free = decoded_norm()
+    clipped = decoded_norm("privacy.clip=1.0", f"privacy.statistic_clip={free / 10}")
+    assert clipped <= free / 10 * (1 + 1e-3)
