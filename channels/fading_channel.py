@@ -406,7 +406,9 @@ class FadingChannel(nn.Module):
         sigma_a^2 = noise_var ((min_noise_multiplier / nu_f)^2 - 1) at the antenna, nu_f the pass's
         noise multiplier at alpha_f, split evenly over the K_j clients heard on each symbol (client k
         sends CN(0, 2 sigma_a^2 / K_j) / h_kj, which arrives as CN(0, 2 sigma_a^2 / K_j)); each
-        client's share is counted in its ``energy_used``. Where a client's budget cannot carry its share
+        client's share is counted in its ``energy_used``; the budget is then the client's over the pass
+        (its blocks' E_kb pooled: a block's share of the noise follows its symbols' gains, not E_kb).
+        Where a client's budget cannot carry its share
         at alpha_f, alpha stops lower, at the most every budget carries (public quantities only). The
         server's estimate has the same noise as lowering the energy alone would give; the output
         reports alpha and sigma_a^2.
@@ -492,7 +494,9 @@ class FadingChannel(nn.Module):
                 energy_scale = factor**2
                 if min_energy_scale is not None and energy_scale < min_energy_scale:
                     # lowered only toward the floor: the clients send the rest of the noise
-                    energy_scale = self._afforded(sent, need, eta, energy, count, factor, min_energy_scale)
+                    energy_scale = self._afforded(
+                        sent, need, eta, finite, energy, count, factor, min_energy_scale
+                    )
                     artificial = self.noise_var * (energy_scale / factor**2 - 1)
                     factor = math.sqrt(energy_scale)
                 # nu scales as 1 / eta and as the root of the noise: the lowered pass's nu is the floor
@@ -536,6 +540,7 @@ class FadingChannel(nn.Module):
         sent: Precoded,
         need: Tensor,
         eta: Tensor,
+        finite: Tensor,
         energy: Tensor,
         count: Tensor,
         factor: float,
@@ -547,14 +552,19 @@ class FadingChannel(nn.Module):
         of the artificial noise noise_var (alpha / factor^2 - 1) N_k (N_k: :meth:`Precoded.noise_energy`
         per unit variance), so alpha <= (E_k + noise_var N_k) / (P_k + noise_var N_k / factor^2): public
         quantities only (the clips, the budgets, the channel)."""
-        public = (eta.square()[None, :] * need.square()).sum(1).double()  # [K]
+        scale = torch.where(finite, eta, 0.0).double()  # a block nobody sends on costs nothing (eta inf)
+        public = (scale.square()[None, :] * need.double().square()).sum(1)  # [K]
         unit = sent.noise_energy(self.noise_var, count).sum(1).double().to(public.device)  # [K]
         budget = energy.double().sum(1).to(public.device)
         heard = unit > 0
         if not bool(heard.any()):
             return floor
-        afford = (budget + unit) / (public + unit / factor**2)
-        return max(factor**2, min(floor, float(afford[heard].min())))
+        afford = ((budget + unit) / (public + unit / factor**2))[heard]
+        if not bool(torch.isfinite(afford).all()):
+            raise ValueError(
+                f"min_energy_scale: the clients' affordable energy is not finite ({afford.tolist()[:4]})"
+            )
+        return max(factor**2, min(floor, float(afford.min())))
 
     @staticmethod
     def _check_energy_floor(

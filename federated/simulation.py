@@ -463,7 +463,10 @@ class Simulation:
         """``privacy.snr_floor_db`` as the fraction of the budget the clients' signals keep at least,
         10^((floor - budget SNR) / 10), at most 1 (a floor above the budget: they lower nothing)."""
         floor = self.config.privacy.snr_floor_db
-        budget = self._budget_snr_db(self.compressor.server.channel_uses())
+        uses = self.compressor.server.channel_uses()  # the round's, as its record counts them
+        if self.extra_pass is not None:
+            uses += self.extra_pass.compressor.server.channel_uses()
+        budget = self._budget_snr_db(uses)
         assert floor is not None and budget is not None  # the config's and privacy mode's checks
         return min(1.0, 10 ** ((floor - budget) / 10))
 
@@ -484,11 +487,12 @@ class Simulation:
         snr = record.get("privacy_snr_db")
         if floor is not None and isinstance(snr, float) and snr < floor - 1e-6 and not self._warned_floor:
             self._warned_floor = True
-            how = (
-                "the clients' budgets cannot carry the artificial noise the floor needs"
-                if self.config.privacy.artificial_noise
-                else "privacy.artificial_noise: true keeps the signals at the floor and sends more noise"
-            )
+            if alpha >= 1:
+                how = "the clients' budget itself is below the floor: the target lowered nothing"
+            elif self.config.privacy.artificial_noise:
+                how = "the clients' budgets cannot carry the artificial noise the floor needs"
+            else:
+                how = "privacy.artificial_noise: true keeps the signals at the floor and sends more noise"
             warnings.warn(
                 f"round {t}: the energy that meets privacy.target_epsilon leaves the clients {snr:.1f} dB "
                 f"per channel use, below privacy.snr_floor_db = {floor:g} ({how}); each round records "

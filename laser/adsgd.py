@@ -166,6 +166,8 @@ class ADSGDClient(CompressorClient):
     the method's shared projections (the same read-only tensors as every other side's). Needs no
     broadcast: the A_b are fixed for the run. State: ``{"memory": [...]}``."""
 
+    partial_feedback = False  # undelivered takes back a whole projected message, or nothing
+
     def __init__(self, method: ADSGDCompressor, params: Iterable[Tensor], index: int = 0) -> None:
         tensors = check_params(params, half=False, data=True)
         super().__init__(tensors, index)

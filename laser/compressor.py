@@ -161,6 +161,10 @@ class CompressorClient(ABC):
     the memory or, through the channel, the shared state.
     """
 
+    # whether undelivered() takes back any part of a block (linear in its blocks), so that
+    # keep_clipped can give back what a clip cut off; False: only a whole block, or zeros (A-DSGD)
+    partial_feedback: ClassVar[bool] = True
+
     def __init__(self, params: Iterable[Tensor], index: int = 0, *, check_finite: bool = True) -> None:
         tensors = check_params(params)
         self.index = _check_index(index, "index")
@@ -238,6 +242,11 @@ class CompressorClient(ABC):
         every block was within its clip, or for a method without error feedback (the part is lost).
         ``transmit_blocks`` does it for the client objects it is given (``PassOptions.keep_clipped``);
         a client that lives apart calls it itself with its blocks and the run's clip."""
+        if not self.partial_feedback:
+            raise ValueError(
+                f"keep_clipped: {type(self).__name__} takes back only a whole message, not the part a clip "
+                "cut off (leave keep_clipped off for this method)"
+            )
         off = clipped_off(blocks, block_clips([int(b.numel()) for b in blocks], clip))
         if any(bool(t.any()) for t in off):
             self.undelivered(off)

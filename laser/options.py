@@ -118,6 +118,8 @@ class PassOptions:
                 )
             if self.weights is not None:
                 raise ValueError("clip needs weights None: a clipped pass sends uniform weights")
+        elif self.keep_clipped:
+            raise ValueError("keep_clipped needs a clip (it gives back what the clip cut off)")
         if self.min_noise_multiplier is not None:
             value = self.min_noise_multiplier
             if (

@@ -277,7 +277,7 @@ def _give_back(
 ) -> None:
     """After a round's last pass, each client's error feedback gets back what the channel did not
     carry: with ``keep_unheard`` a block it was not heard in, whole; with ``off`` (each client's part
-    of its blocks the clip cut off) that part of a block it was heard in (one
+    of its blocks the clip cut off) that part of every other block, heard or not (one
     :meth:`~laser.compressor.CompressorClient.undelivered` call a client, the two parts added:
     undelivered is linear in its blocks)."""
     if off is None:
@@ -296,6 +296,8 @@ def _central_noise(record: PassRecord, channel: FadingChannel, nu: float, clip: 
     nu C / K to every entry of the mean of K clients' flat-clipped blocks (Flower's
     ``compute_stdv(noise_multiplier, clipping_norm, num_sampled_clients)``), drawn from the channel's
     generator; the record carries that noise variance and nu."""
+    if not record.estimates:  # nothing sent this pass (PowerSGD's second with nothing compressed)
+        return record
     count = max(int(record.active.sum()), 1)
     std = nu * clip / count
     generator = channel.generator
@@ -304,7 +306,7 @@ def _central_noise(record: PassRecord, channel: FadingChannel, nu: float, clip: 
         device = e.device if generator is None else generator.device
         draw = torch.randn(e.shape, generator=generator, dtype=e.dtype, device=device)
         noisy.append(e + (std * draw).to(e.device))
-    noise_var = torch.full_like(record.noise_var, std**2)
+    noise_var = record.noise_var + std**2  # a noisy channel's own noise, and the server's
     return dataclasses.replace(record, estimates=noisy, noise_var=noise_var, noise_multiplier=nu)
 
 
@@ -400,6 +402,13 @@ def transmit_blocks(
     passes: list[PassRecord] = []
     if clip is not None and not server.analog:
         raise ValueError(f"clip (privacy mode) needs an analog method; {type(server).__name__} is digital")
+    if clip is not None and options.keep_clipped and live:
+        for side in cast(Sequence[CompressorClient], clients):
+            if not side.partial_feedback:
+                raise ValueError(
+                    f"keep_clipped: {type(side).__name__} takes back only a whole message, not the part a "
+                    "clip cut off (leave keep_clipped off for this method)"
+                )
     if options.participation is not None and (server.passes > 1 or processes is not None):
         raise ValueError(
             f"participation (hidden participation) needs a single-pass method on one process; "

@@ -254,6 +254,19 @@ class Config:
             self.compressor.keep_unheard,
             "false with clients.sampling poisson (the server cannot tell its unheard participants)",
         )
+        _check(
+            not self.privacy.keep_clipped or self.compressor.name != "adsgd",
+            "privacy.keep_clipped",
+            self.privacy.keep_clipped,
+            "false with compressor.name adsgd (its error feedback takes back only a whole message)",
+        )
+        _check(
+            self.privacy.statistic_clip is None or self.precond.second_pass,
+            "privacy.statistic_clip",
+            self.privacy.statistic_clip,
+            "null without a preconditioner's statistic pass (precond.name oasis, or adam with "
+            "mean_of_squares)",
+        )
         if self.privacy.artificial_noise:  # the clients' noise shares must arrive as they are sent
             why = "with privacy.artificial_noise (the clients' noise shares must arrive as they are sent)"
             _check(self.channel.rx_antennas == 1, "channel.rx_antennas", self.channel.rx_antennas, f"1 {why}")

@@ -451,6 +451,12 @@ class PrivacyConfig:
                 "channel, or central with privacy.clip and privacy.target_epsilon set (the server's "
                 "noise is the one the target needs)",
             )
+        _check(
+            not self.keep_clipped or self.clip is not None,
+            "keep_clipped",
+            self.keep_clipped,
+            "false, or true with privacy.clip set (it keeps what the clip cut off)",
+        )
         if self.statistic_clip is not None:
             _check(
                 self.clip is not None and math.isfinite(self.statistic_clip) and self.statistic_clip > 0,

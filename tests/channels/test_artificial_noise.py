@@ -104,3 +104,14 @@ def test_imperfect_csi_is_refused():
         channel.transmit(
             blocks, torch.full((4, 2), 10.0), clips=clips, min_noise_multiplier=1.0, min_energy_scale=0.5
         )
+
+
+def test_a_block_nobody_sends_on_leaves_every_client_within_its_budget():
+    # block 1 has no budget anywhere (its scale is infinite): it costs nothing, and alpha stays where
+    # the budgets carry the shares of block 0's noise (before the fix it read NaN and took the floor)
+    blocks, clips = _blocks()
+    channel = AWGNChannel(noise_var=1.0, generator=torch.Generator().manual_seed(0))
+    budget = torch.tensor([[10.0, 0.0]] * 4)
+    out = channel.transmit(blocks, budget, clips=clips, min_noise_multiplier=1.0, min_energy_scale=0.5)
+    assert out.artificial_noise_var > 0 and out.energy_scale < 0.5
+    assert float(out.energy_used.double().sum(1).max()) <= 10.0 * (1 + 1e-9)

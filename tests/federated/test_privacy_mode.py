@@ -477,6 +477,22 @@ def test_artificial_noise_under_a_reachable_floor_keeps_the_signals_at_it():
     ],
 )
 def test_what_the_snr_floor_cannot_do_is_refused_naming_the_key(overrides, key):
+    _refused(overrides, key)
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["privacy.keep_clipped=true"], "privacy.keep_clipped"),  # no clip
+        (["privacy.clip=1", "privacy.keep_clipped=true", "compressor.name=adsgd"], "privacy.keep_clipped"),
+        (["privacy.clip=1", "privacy.statistic_clip=0.1"], "privacy.statistic_clip"),  # no statistic pass
+    ],
+)
+def test_what_keep_clipped_and_the_statistic_clip_cannot_do_is_refused(overrides, key):
+    _refused(overrides, key)
+
+
+def _refused(overrides, key):
     with pytest.raises(ConfigError) as error:
         load_config(None, [*SMALL, *overrides])
     assert error.value.key == key, str(error.value)
@@ -556,3 +572,16 @@ def test_the_statistic_pass_is_clipped_at_its_own_clip():
     free = decoded_norm()
     clipped = decoded_norm("privacy.clip=1.0", f"privacy.statistic_clip={free / 10}")
     assert clipped <= free / 10 * (1 + 1e-3)
+
+
+def test_the_floor_counts_the_statistic_passs_channel_uses_too():
+    # with OASIS's statistic pass the round has twice the uses; a floor the budgets can carry (-31 dB
+    # per use of the round) is kept exactly, as the record counts it
+    local = ["clients.lr=0.001", "clients.local_steps=2", "clients.optimizer=sgd", "clients.vectorize=loop"]
+    common = ["compressor.name=zsgd", "power.energy=100", "privacy.clip=1.0", "privacy.target_epsilon=10"]
+    sim = _sim(
+        *common, *local, "precond.name=oasis", "privacy.snr_floor_db=-31", "privacy.artificial_noise=true"
+    )
+    record = sim.round(0)
+    assert record["privacy_snr_db"] == pytest.approx(-31, abs=1e-9)
+    assert record["privacy_artificial_noise_var"] > 0

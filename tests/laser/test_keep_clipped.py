@@ -63,3 +63,12 @@ def test_clipped_off_is_the_complement_of_clip_blocks():
 def test_keep_clipped_is_checked():
     with pytest.raises(TypeError, match="keep_clipped"):
         PassOptions(energy=1.0, clip=1.0, keep_clipped="yes")
+
+
+def test_a_method_that_takes_back_only_whole_messages_refuses_keep_clipped():
+    from laser.adsgd import ADSGDCompressor
+
+    with pytest.raises(ValueError, match="keep_clipped: ADSGDClient"):
+        _round(ADSGDCompressor(fraction=0.5), 0.05, True)
+    with pytest.raises(ValueError, match="keep_clipped needs a clip"):
+        PassOptions(energy=1.0, keep_clipped=True)
