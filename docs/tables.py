@@ -260,8 +260,62 @@ def _privacy_rows() -> tuple[Row, ...]:
     return rows
 
 
-# the larger population (tables privacy_population and privacy_clip_only): K = 1,000 clients, 50 a
-# round, 40 samples each
+# the clip's cut kept in error feedback (table privacy_keep_clipped): LASER over AWGN, lost or kept
+def _keep_rows() -> tuple[Row, ...]:
+    rows = []
+    for target in (None, 1000.0):
+        noise = "the channel's noise alone" if target is None else f"target epsilon {target:g}"
+        for keep, what in ((False, "lost"), (True, "kept")):
+            rows.append(
+                Row(
+                    f"{what}_{_privacy_cell('awgn', target)}",
+                    f"LASER, AWGN, {noise}, clipped-off part {what}",
+                    {
+                        "compressor.name": "laser",
+                        **_clipped("awgn", target, **{"privacy.keep_clipped": keep}),
+                    },
+                )
+            )
+    return tuple(rows)
+
+
+# Flower-style central DP against the channel's noise (table privacy_central), at equal epsilon
+CENTRAL_TARGETS = (1000.0, 3000.0)
+CENTRAL = {"channel.name": "noiseless", "privacy.mechanism": "central"}
+
+
+def _central_rows() -> tuple[Row, ...]:
+    rows: tuple[Row, ...] = ()
+    for target in CENTRAL_TARGETS:
+        rows += _per_method(
+            f"channel_eps{target:g}",
+            f"epsilon {target:g}, the channel's noise (AWGN), per-block clip",
+            _clipped("awgn", target, **{"privacy.mechanism": "channel"}),
+        )
+        rows += _per_method(
+            f"central_eps{target:g}",
+            f"epsilon {target:g}, central DP (noiseless link, the server's noise), flat clip",
+            {**_clipped("noiseless", target), **CENTRAL},
+        )
+    return rows
+
+
+# the clip swept (table privacy_clip): AWGN, epsilon 1,000
+PRIVACY_CLIPS = (0.5, 1.0, 2.0, 4.0)
+
+
+def _clip_rows() -> tuple[Row, ...]:
+    rows: tuple[Row, ...] = ()
+    for clip in PRIVACY_CLIPS:
+        rows += _per_method(
+            f"clip{clip:g}".replace(".", "_"),
+            f"clip {clip:g}",
+            {"channel.name": "awgn", "privacy.clip": clip, "privacy.target_epsilon": 1000.0},
+        )
+    return rows
+
+
+# the larger population (table privacy_population): K = 1,000 clients, 50 a round, 40 samples each
 POPULATION = "clients.num_clients=1000 clients.per_round=50 data.num_samples=50000 clients.vectorize=auto"
 POPULATION_WHERE = {
     "data.name": "mnist1d",
@@ -270,6 +324,9 @@ POPULATION_WHERE = {
     "clients.per_round": 50,
 }
 POISSON = {"clients.sampling": "poisson"}
+# the population's privacy cells: (channel, target epsilon)
+POPULATION_CELLS = (("awgn", 1.0), ("awgn", 10.0), ("awgn", 100.0), ("rayleigh", 10.0))
+POPULATION_CHANNELS = {"awgn": "AWGN", "rayleigh": "Rayleigh truncated"}
 PRIVACY_COLUMNS = (
     Column("test accuracy (%), mean ± 95% CI", "mean_ci", "test_accuracy"),
     Column("per seed", "seeds", "test_accuracy"),
@@ -532,58 +589,143 @@ TABLES = {
                 "40 training samples a client), 50 expected a round. In privacy mode the clients sample "
                 "themselves (Poisson, q = 0.05, hidden from the server: the pass goes over the whole "
                 "population, the server divides by the expected count), each clips what it transmits to "
-                "norm 1, and the clients lower their energy (AWGN, 100 a round) until the channel's "
-                "noise alone meets epsilon 10 over the 600 rounds (RDP, Poisson-subsampled Gaussians, "
-                "delta 1e-5). The noiseless rows take 50 clients uniformly, without clip. Seeds 0, 1, 2."
+                "norm 1, and the clients lower their energy until the channel's noise alone meets the "
+                "target over the 600 rounds (RDP, Poisson-subsampled Gaussians, delta 1e-5): AWGN at "
+                "energy 100, or Rayleigh with truncated inversion (threshold 0.1) at energy 1000 "
+                "(`configs/mnist1d_laser_truncated.yaml`). The "
+                "clip-only rows send at energy 1e8 (a noise multiplier of 1e-4: the accuracy lost is the "
+                "clip's). The noiseless rows take 50 clients uniformly, without clip. Seeds 0, 1, 2."
             ),
             where=POPULATION_WHERE,
             rows=(
                 *_per_method("noiseless", "noiseless, no clip, 50 of 1,000 uniformly", NOISELESS),
                 *_per_method(
-                    "awgn_eps10",
-                    "AWGN, target epsilon 10, Poisson q = 0.05",
-                    _clipped("awgn", 10.0, **POISSON),
+                    "clip_only",
+                    "clip 1, energy 1e8 (no noise to speak of), Poisson q = 0.05",
+                    _clipped("awgn", None, **{"power.energy": 1e8}, **POISSON),
+                ),
+                *(
+                    row
+                    for channel, target in POPULATION_CELLS
+                    for row in _per_method(
+                        _privacy_cell(channel, target),
+                        f"{POPULATION_CHANNELS[channel]}, target epsilon {target:g}, Poisson q = 0.05",
+                        _clipped(channel, target, **POISSON),
+                    )
                 ),
             ),
             columns=PRIVACY_COLUMNS,
             paired=(
-                Paired("laser_awgn_eps10", "zsgd_awgn_eps10"),
                 Paired("laser_noiseless", "zsgd_noiseless"),
+                Paired("laser_clip_only", "zsgd_clip_only"),
+                *(
+                    Paired(
+                        f"laser_{_privacy_cell(channel, target)}", f"zsgd_{_privacy_cell(channel, target)}"
+                    )
+                    for channel, target in POPULATION_CELLS
+                ),
             ),
             commands=(
                 f"laser sweep configs/mnist1d_laser.yaml privacy.clip=1 {POPULATION} "
+                "clients.sampling=poisson --grid compressor.name=laser,zsgd --grid privacy.target_epsilon=10 "
+                "--grid seed=0,1,2 --jobs 2 --out runs/privacy_k1000",
+                f"laser sweep configs/mnist1d_noiseless.yaml {POPULATION} "
+                "--grid compressor.name=laser,zsgd --grid seed=0,1,2 --jobs 2 "
+                "--out runs/privacy_k1000_noiseless",
+                f"laser sweep configs/mnist1d_laser.yaml privacy.clip=1 {POPULATION} "
+                "clients.sampling=poisson power.energy=1e8 --grid compressor.name=laser,zsgd "
+                "--grid seed=0,1,2 --jobs 2 --out runs/privacy_k1000_clip_only",
+                f"laser sweep configs/mnist1d_laser.yaml privacy.clip=1 {POPULATION} "
                 "clients.sampling=poisson --grid compressor.name=laser,zsgd "
-                "--grid privacy.target_epsilon=10 --grid seed=0,1,2 --jobs 1 --out runs/privacy_k1000",
-                f"laser sweep configs/mnist1d_noiseless.yaml {POPULATION} --grid compressor.name=laser,zsgd "
-                "--grid seed=0,1,2 --jobs 1 --out runs/privacy_k1000_noiseless",
+                "--grid privacy.target_epsilon=1,100 --grid seed=0,1,2 --jobs 2 "
+                "--out runs/privacy_k1000_more",
+                f"laser sweep configs/mnist1d_laser_truncated.yaml privacy.clip=1 {POPULATION} "
+                "clients.sampling=poisson --grid compressor.name=laser,zsgd --grid privacy.target_epsilon=10 "
+                "--grid seed=0,1,2 --jobs 2 --out runs/privacy_k1000_rayleigh",
             ),
             row_header="cell",
         ),
         Table(
-            name="privacy_clip_only",
+            name="privacy_keep_clipped",
             files=("docs/results.md",),
             caption=(
-                "A diagnostic of the table above, one seed: the same population, Poisson sampling and clip "
-                "1, at energy 1e8 a round (a noise multiplier of 1e-4: no noise to speak of), so that the "
-                "accuracy lost is the clip's."
+                "LASER's clipped-off part lost (the default) or kept in its error feedback "
+                "(`privacy.keep_clipped: true`): MNIST-1D, 16 clients, clip 1, AWGN at energy 100, the "
+                "channel's noise alone or a target epsilon of 1,000 (RDP, delta 1e-5, 600 rounds). The "
+                "transmission, and so the accounting, is the same either way. Seeds 0, 1, 2."
             ),
-            where=POPULATION_WHERE,
-            rows=_per_method(
-                "clip_only",
-                "clip 1, energy 1e8 (no noise to speak of), Poisson q = 0.05",
-                _clipped("awgn", None, **{"power.energy": 1e8}, **POISSON),
-            ),
-            columns=(
-                Column("test accuracy (%)", "mean", "test_accuracy"),
-                Column("seeds (diverged)", "runs"),
-                Column("energy per round, mean client", "mean", "energy_mean"),
+            where={"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"},
+            rows=_keep_rows(),
+            columns=PRIVACY_COLUMNS,
+            paired=(
+                Paired("kept_awgn_channel", "lost_awgn_channel"),
+                Paired("kept_awgn_eps1000", "lost_awgn_eps1000"),
             ),
             commands=(
-                f"laser sweep configs/mnist1d_laser.yaml privacy.clip=1 {POPULATION} "
-                "clients.sampling=poisson power.energy=1e8 --grid compressor.name=laser,zsgd --grid seed=0 "
-                "--jobs 1 --out runs/privacy_k1000_diag",
+                "laser sweep configs/mnist1d_laser.yaml privacy.clip=1 compressor.name=laser "
+                "--grid privacy.keep_clipped=false,true --grid privacy.target_epsilon=1000 --grid seed=0,1,2 "
+                "--jobs 2 --out runs/privacy_keep_target",
+                "laser sweep configs/mnist1d_laser.yaml privacy.clip=1 compressor.name=laser "
+                "--grid privacy.keep_clipped=false,true --grid seed=0,1,2 --jobs 2 "
+                "--out runs/privacy_keep_channel",
             ),
-            seeds=(0,),
+            row_header="cell",
+        ),
+        Table(
+            name="privacy_central",
+            files=("docs/results.md",),
+            caption=(
+                "The channel's noise against Flower-style central DP at equal epsilon (client-level, RDP, "
+                "delta 1e-5, 600 rounds, 16 clients every round, clip 1). Channel: privacy mode over AWGN "
+                "at energy 100, the clients lowering their energy until the receiver's noise meets the "
+                "target; each client clips each block of its message to C_b = sqrt(d_b / d) (the fixed "
+                "energy split needs per-block clips). Central (`privacy.mechanism: central`): a noiseless "
+                "link, each client's message clipped as one vector to norm 1, and the server adds Gaussian "
+                "noise of standard deviation nu / 16 to the mean, as Flower's "
+                "`DifferentialPrivacyServerSideFixedClipping` does (a trusted server). Seeds 0, 1, 2."
+            ),
+            where={"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"},
+            rows=_central_rows(),
+            columns=PRIVACY_COLUMNS,
+            paired=tuple(
+                pair
+                for target in CENTRAL_TARGETS
+                for pair in (
+                    Paired(f"laser_central_eps{target:g}", f"zsgd_central_eps{target:g}"),
+                    Paired(f"laser_channel_eps{target:g}", f"laser_central_eps{target:g}"),
+                    Paired(f"zsgd_channel_eps{target:g}", f"zsgd_central_eps{target:g}"),
+                )
+            ),
+            commands=(
+                "laser sweep configs/mnist1d_noiseless.yaml privacy.clip=1 privacy.mechanism=central "
+                "--grid compressor.name=laser,zsgd --grid privacy.target_epsilon=1000,3000 --grid seed=0,1,2 "
+                "--jobs 2 --out runs/privacy_central",
+                "laser sweep configs/mnist1d_laser.yaml privacy.clip=1 --grid compressor.name=laser,zsgd "
+                "--grid privacy.target_epsilon=1000,3000 --grid seed=0,1,2 --jobs 2 "
+                "--out runs/privacy_central_channel",
+            ),
+            row_header="cell",
+        ),
+        Table(
+            name="privacy_clip",
+            files=("docs/results.md",),
+            caption=(
+                "The clip swept at epsilon 1,000 (privacy mode over AWGN at energy 100, the clients "
+                "lowering their energy until the channel's noise meets the target; RDP, delta 1e-5, 600 "
+                "rounds, 16 clients every round). Seeds 0, 1, 2."
+            ),
+            where={"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"},
+            rows=_clip_rows(),
+            columns=PRIVACY_COLUMNS,
+            paired=tuple(
+                Paired(f"laser_clip{clip:g}".replace(".", "_"), f"zsgd_clip{clip:g}".replace(".", "_"))
+                for clip in PRIVACY_CLIPS
+            ),
+            commands=(
+                "laser sweep configs/mnist1d_laser.yaml privacy.target_epsilon=1000 "
+                "--grid privacy.clip=0.5,1,2,4 --grid compressor.name=laser,zsgd --grid seed=0,1,2 "
+                "--jobs 2 --out runs/privacy_clip",
+            ),
             row_header="cell",
         ),
     )
