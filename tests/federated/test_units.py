@@ -77,7 +77,9 @@ def test_a_rounds_air_time_is_its_symbols_over_the_data_symbol_rate_and_the_weak
     symbol_rate = 12 * 51 * (14 - 2) * 2000  # 30 kHz: 2,000 slots a second, 2 of 14 symbols pilots
     assert record["air_time_s"] == pytest.approx(math.ceil(uses / 2) / symbol_rate, rel=1e-12)
     assert record["energy_j_max"] == pytest.approx(0.01 * record["air_time_s"], rel=1e-9)  # 10 dBm = 10 mW
-    assert record["tx_power_dbm_max"] == pytest.approx(10.0, abs=1e-9)
+    # the transmit power comes from float32 energies: within float32 rounding of 10 dBm (10 / ln 10 x
+    # 2^-23 = 5e-7 dB), whatever the CPU's kernels (an AVX-512 machine's test process gave 10.00000005)
+    assert record["tx_power_dbm_max"] == pytest.approx(10.0, abs=1e-6)
     assert record["rx_snr_db"] == pytest.approx(float(sim.units.snr_db[0]), abs=1e-9)
 
 
