@@ -576,14 +576,10 @@ class FadingChannel(nn.Module):
     ) -> None:
         """``min_energy_scale``: a number in (0, 1] with ``min_noise_multiplier``, and a pass whose
         clients' noise shares arrive as they are sent (one antenna, perfect CSI, known participants)."""
-        if (
-            isinstance(floor, bool)
-            or not isinstance(floor, (int, float))
-            or not (0 < floor <= 1)
-            or min_noise_multiplier is None
-        ):
+        check_probability(floor, "min_energy_scale")  # a fraction of the budget, in (0, 1]
+        if min_noise_multiplier is None:
             raise ValueError(
-                f"min_energy_scale = {floor!r}: expected a number in (0, 1] with min_noise_multiplier"
+                "min_energy_scale needs a min_noise_multiplier (the floor it keeps the energy for)"
             )
         if (
             participation is not None

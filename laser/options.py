@@ -108,11 +108,7 @@ class PassOptions:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {type(getattr(self, name)).__name__}")
         if self.clip is not None:
-            if (
-                isinstance(self.clip, bool)
-                or not isinstance(self.clip, (int, float))
-                or not (math.isfinite(self.clip) and self.clip > 0)
-            ):
+            if not _positive(self.clip):
                 raise ValueError(
                     f"clip = {self.clip!r} is out of range; expected a finite number > 0, or None"
                 )
@@ -120,43 +116,23 @@ class PassOptions:
                 raise ValueError("clip needs weights None: a clipped pass sends uniform weights")
         elif self.keep_clipped:
             raise ValueError("keep_clipped needs a clip (it gives back what the clip cut off)")
-        if self.min_noise_multiplier is not None:
-            value = self.min_noise_multiplier
-            if (
-                self.clip is None
-                or isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and value > 0)
-            ):
-                raise ValueError(
-                    f"min_noise_multiplier = {value!r}: expected a finite number > 0, and a clip with it"
-                )
+        for name in ("min_noise_multiplier", "central"):  # a noise multiplier, of a clipped pass
+            value = getattr(self, name)
+            if value is not None and (self.clip is None or not _positive(value)):
+                raise ValueError(f"{name} = {value!r}: expected a finite number > 0, and a clip with it")
         if self.min_energy_scale is not None:
-            value = self.min_energy_scale
-            if (
-                self.min_noise_multiplier is None
-                or isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (0 < value <= 1)
-            ):
+            check_probability(self.min_energy_scale, "min_energy_scale")  # a fraction in (0, 1]
+            if self.min_noise_multiplier is None:
                 raise ValueError(
-                    f"min_energy_scale = {value!r}: expected a number in (0, 1], and a min_noise_multiplier "
-                    "with it"
+                    "min_energy_scale needs a min_noise_multiplier (the floor it keeps the energy for)"
                 )
-        if self.central is not None:
-            value = self.central
-            if (
-                self.clip is None
-                or isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and value > 0)
-            ):
-                raise ValueError(f"central = {value!r}: expected a finite number > 0, and a clip with it")
-            if self.min_noise_multiplier is not None or self.participation is not None:
-                raise ValueError(
-                    "central (the server adds the noise) excludes min_noise_multiplier and participation "
-                    "(the channel's noise and hidden participation)"
-                )
+        if self.central is not None and (
+            self.min_noise_multiplier is not None or self.participation is not None
+        ):
+            raise ValueError(
+                "central (the server adds the noise) excludes min_noise_multiplier and participation "
+                "(the channel's noise and hidden participation)"
+            )
         if self.participation is not None:
             check_probability(self.participation, "participation")
             if self.clip is None:
@@ -170,6 +146,13 @@ class PassOptions:
         """The options of a pass that spends ``fraction`` of the round's energy (an SNR per channel
         use stays as it is)."""
         return self if self.energy is None else self.replace(energy=self.energy * fraction)
+
+
+def _positive(value: object) -> bool:
+    """A finite real number > 0 (not a bool)."""
+    return (
+        not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    )
 
 
 def _is_default(value: object, default: object) -> bool:
