@@ -234,6 +234,11 @@ def _privacy_cell(channel: str, target: float | None) -> str:
     return f"{channel}_" + ("channel" if target is None else f"eps{target:g}")
 
 
+def _versus(cell: str) -> Paired:
+    """LASER's row of ``cell`` minus Z-SGD's (the ids :func:`_per_method` gives)."""
+    return Paired(f"laser_{cell}", f"zsgd_{cell}")
+
+
 def _per_method(cell: str, label: str, where: Mapping[str, object]) -> tuple[Row, ...]:
     """One row per method (LASER, Z-SGD): ids ``{method}_{cell}``, labels ``{method's label}, {label}``."""
     return tuple(
@@ -304,11 +309,16 @@ def _central_rows() -> tuple[Row, ...]:
 PRIVACY_CLIPS = (0.5, 1.0, 2.0, 4.0)
 
 
+def _clip_cell(clip: float) -> str:
+    """The clip sweep's cell id: ``clip0_5``, ``clip1``, ..."""
+    return f"clip{clip:g}".replace(".", "_")
+
+
 def _clip_rows() -> tuple[Row, ...]:
     rows: tuple[Row, ...] = ()
     for clip in PRIVACY_CLIPS:
         rows += _per_method(
-            f"clip{clip:g}".replace(".", "_"),
+            _clip_cell(clip),
             f"clip {clip:g}",
             {"channel.name": "awgn", "privacy.clip": clip, "privacy.target_epsilon": 1000.0},
         )
@@ -337,6 +347,8 @@ PRIVACY_COLUMNS = (
 )
 
 
+MNIST1D_600 = {"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"}  # the 600-round MNIST-1D tables
+
 # the shared settings of each single-cell table, as in docs/results.md's commands ($B and $P there)
 LOCAL = "configs/mnist1d_local_adam_scaling.yaml optimizer.momentum=0 rounds=100 eval_every=50"
 
@@ -351,7 +363,7 @@ TABLES = {
                 "Accuracy: the mean ± the half-width of the 95% Student-t interval over the seeds, and each "
                 "seed's value; channel uses and noise variance: the mean over the seeds."
             ),
-            where={"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"},
+            where=MNIST1D_600,
             rows=(
                 Row("noiseless", "noiseless SGD", {"compressor.name": "zsgd", "channel.name": "noiseless"}),
                 Row(
@@ -495,11 +507,7 @@ TABLES = {
                 Column("energy per round, mean client (J)", "mean", "energy_j"),
                 Column("air time per round (s)", "mean", "air_time"),
             ),
-            paired=tuple(
-                Paired(f"laser_n{n}_{p}dbm".replace("-", "m"), f"zsgd_n{n}_{p}dbm".replace("-", "m"))
-                for n in (1, 16)
-                for p in UMI_POWERS_DBM
-            ),
+            paired=tuple(_versus(f"n{n}_{p}dbm".replace("-", "m")) for n in (1, 16) for p in UMI_POWERS_DBM),
             commands=(
                 "laser sweep configs/mnist1d_laser_umi.yaml --grid compressor.name=laser,zsgd "
                 "--grid power.max_dbm=-10,0,10,17,23 --grid channel.rx_antennas=1,16 --grid seed=0,1,2 "
@@ -559,11 +567,11 @@ TABLES = {
                 "alone meets it over the 600 rounds (Koda et al.; no artificial noise). Epsilon: "
                 "client-level, add/remove, delta 1e-5, RDP accountant, over the 600 rounds. Seeds 0, 1, 2."
             ),
-            where={"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"},
+            where=MNIST1D_600,
             rows=_privacy_rows(),
             columns=PRIVACY_COLUMNS,
             paired=tuple(
-                Paired(f"laser_{_privacy_cell(channel, target)}", f"zsgd_{_privacy_cell(channel, target)}")
+                _versus(_privacy_cell(channel, target))
                 for channel, _, targets in PRIVACY_CHANNELS
                 for target in targets
             ),
@@ -615,14 +623,9 @@ TABLES = {
             ),
             columns=PRIVACY_COLUMNS,
             paired=(
-                Paired("laser_noiseless", "zsgd_noiseless"),
-                Paired("laser_clip_only", "zsgd_clip_only"),
-                *(
-                    Paired(
-                        f"laser_{_privacy_cell(channel, target)}", f"zsgd_{_privacy_cell(channel, target)}"
-                    )
-                    for channel, target in POPULATION_CELLS
-                ),
+                _versus("noiseless"),
+                _versus("clip_only"),
+                *(_versus(_privacy_cell(channel, target)) for channel, target in POPULATION_CELLS),
             ),
             commands=(
                 f"laser sweep configs/mnist1d_laser.yaml privacy.clip=1 {POPULATION} "
@@ -646,7 +649,7 @@ TABLES = {
                 "channel's noise alone or a target epsilon of 1,000 (RDP, delta 1e-5, 600 rounds). The "
                 "transmission, and so the accounting, is the same either way. Seeds 0, 1, 2."
             ),
-            where={"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"},
+            where=MNIST1D_600,
             rows=_keep_rows(),
             columns=PRIVACY_COLUMNS,
             paired=(
@@ -676,14 +679,14 @@ TABLES = {
                 "noise of standard deviation nu / 16 to the mean, as Flower's "
                 "`DifferentialPrivacyServerSideFixedClipping` does (a trusted server). Seeds 0, 1, 2."
             ),
-            where={"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"},
+            where=MNIST1D_600,
             rows=_central_rows(),
             columns=PRIVACY_COLUMNS,
             paired=tuple(
                 pair
                 for target in CENTRAL_TARGETS
                 for pair in (
-                    Paired(f"laser_central_eps{target:g}", f"zsgd_central_eps{target:g}"),
+                    _versus(f"central_eps{target:g}"),
                     Paired(f"laser_channel_eps{target:g}", f"laser_central_eps{target:g}"),
                     Paired(f"zsgd_channel_eps{target:g}", f"zsgd_central_eps{target:g}"),
                 )
@@ -706,13 +709,10 @@ TABLES = {
                 "lowering their energy until the channel's noise meets the target; RDP, delta 1e-5, 600 "
                 "rounds, 16 clients every round). Seeds 0, 1, 2."
             ),
-            where={"data.name": "mnist1d", "rounds": 600, "model.name": "cnn"},
+            where=MNIST1D_600,
             rows=_clip_rows(),
             columns=PRIVACY_COLUMNS,
-            paired=tuple(
-                Paired(f"laser_clip{clip:g}".replace(".", "_"), f"zsgd_clip{clip:g}".replace(".", "_"))
-                for clip in PRIVACY_CLIPS
-            ),
+            paired=tuple(_versus(_clip_cell(clip)) for clip in PRIVACY_CLIPS),
             commands=(
                 "laser sweep configs/mnist1d_laser.yaml privacy.target_epsilon=1000 "
                 "--grid privacy.clip=0.5,1,2,4 --grid compressor.name=laser,zsgd --grid seed=0,1,2 "
