@@ -488,15 +488,15 @@ class FadingChannel(nn.Module):
             self._check_energy_floor(min_energy_scale, min_noise_multiplier, participation, reduce, state)
         nu = None if clip is None else self._noise_multiplier(sent, eta, finite, clip, reduce, need)
         energy_scale, artificial = None if min_noise_multiplier is None else 1.0, 0.0
+        shares: Tensor | None = None  # [K, B]: each client's energy per unit of artificial noise variance
         if min_noise_multiplier is not None and nu is not None and self.noise_var > 0:
             if 0 < nu < min_noise_multiplier:  # lower every client's energy by alpha = this squared
                 factor = nu / min_noise_multiplier
                 energy_scale = factor**2
                 if min_energy_scale is not None and energy_scale < min_energy_scale:
                     # lowered only toward the floor: the clients send the rest of the noise
-                    energy_scale = self._afforded(
-                        sent, need, eta, finite, energy, count, factor, min_energy_scale
-                    )
+                    shares = sent.noise_energy(1.0, count)  # one process: the count is every client's
+                    energy_scale = self._afforded(shares, need, eta, finite, energy, factor, min_energy_scale)
                     artificial = self.noise_var * (energy_scale / factor**2 - 1)
                     factor = math.sqrt(energy_scale)
                 # nu scales as 1 / eta and as the root of the noise: the lowered pass's nu is the floor
@@ -510,7 +510,8 @@ class FadingChannel(nn.Module):
         if reduce is not None:
             summed, count = reduce.sum(summed), reduce.sum(count)
         if artificial > 0:  # each client's share of the artificial noise, counted in its energy
-            energy_used = energy_used + sent.noise_energy(artificial, count).to(energy_used)
+            assert shares is not None
+            energy_used = energy_used + (artificial * shares).to(energy_used)
         if participation is not None:  # hidden: the expected count q K_j (K_j > 0 where it is > 0)
             count = count.double() * participation
         estimates, noise_var = self._receive(
@@ -537,24 +538,23 @@ class FadingChannel(nn.Module):
 
     def _afforded(
         self,
-        sent: Precoded,
+        shares: Tensor,
         need: Tensor,
         eta: Tensor,
         finite: Tensor,
         energy: Tensor,
-        count: Tensor,
         factor: float,
         floor: float,
     ) -> float:
         """The energy fraction alpha in [factor^2, floor] the clients' signals keep when they send the
         rest of the noise: the floor, or less where a client's budget cannot carry its share. At alpha
         the signal's public bound costs client k alpha P_k (P_k = sum_b eta_b^2 need_kb^2) and its share
-        of the artificial noise noise_var (alpha / factor^2 - 1) N_k (N_k: :meth:`Precoded.noise_energy`
-        per unit variance), so alpha <= (E_k + noise_var N_k) / (P_k + noise_var N_k / factor^2): public
-        quantities only (the clips, the budgets, the channel)."""
+        of the artificial noise noise_var (alpha / factor^2 - 1) N_k (N_k: ``shares`` summed over the
+        blocks, :meth:`Precoded.noise_energy` per unit variance), so alpha <= (E_k + noise_var N_k) /
+        (P_k + noise_var N_k / factor^2): public quantities only (the clips, the budgets, the channel)."""
         scale = torch.where(finite, eta, 0.0).double()  # a block nobody sends on costs nothing (eta inf)
         public = (scale.square()[None, :] * need.double().square()).sum(1)  # [K]
-        unit = sent.noise_energy(self.noise_var, count).sum(1).double().to(public.device)  # [K]
+        unit = self.noise_var * shares.sum(1).double().to(public.device)  # [K]: noise_var N_k
         budget = energy.double().sum(1).to(public.device)
         heard = unit > 0
         if not bool(heard.any()):
