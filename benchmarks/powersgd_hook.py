@@ -32,10 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -217,9 +214,9 @@ def laser_case(grads: list[torch.Tensor], rank: int, passes: int):
 
 
 # ------------------------------------------------------------------------------------- driver
-def init_group(tmp: str) -> None:
-    store = dist.FileStore(os.path.join(tmp, "store"), 1)
-    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+def init_group() -> None:
+    """A one-process gloo group (the hook needs one) on an in-memory store: no file, nothing to clean."""
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
 
 
 def main(argv=None) -> dict:
@@ -246,8 +243,7 @@ def main(argv=None) -> dict:
     if args.repeats:
         plan = {name: (warmup, args.repeats) for name, (warmup, _) in plan.items()}
 
-    tmp = tempfile.mkdtemp(prefix="laser_bench_")
-    init_group(tmp)
+    init_group()
     try:
         # three bare allreduces of a small tensor on the one-process group (what the hook adds)
         probe = torch.zeros(1024)
@@ -323,7 +319,6 @@ def main(argv=None) -> dict:
             del grads
     finally:
         dist.destroy_process_group()
-        shutil.rmtree(tmp, ignore_errors=True)
 
     print_table(
         [
