@@ -576,10 +576,29 @@ class DigitalClient(CompressorClient):
     link is error-free), and :meth:`message_bits` its size."""
 
     bits: int = 0
+    # whether a message survives the loss of some of its bits (a sparsifier's entries are decoded one
+    # by one: :meth:`lost_part` gives the lost ones); otherwise a lost bit loses the whole message
+    partial_delivery: ClassVar[bool] = False
 
     def message_bits(self) -> int:
         """Bits of the message :meth:`encode` last returned."""
         return self.bits
+
+    def lost_part(self, message: Sequence[Tensor], lost: Sequence[tuple[int, int]]) -> list[Tensor]:
+        """What a link that lost the bit ranges ``lost`` (``[start, end)`` of the message's bits, sent
+        in order) took of ``message`` (what :meth:`encode` last returned): the message's blocks with
+        the lost entries kept and the others zero. Here a lost bit loses the whole message (a
+        quantiser's stream cannot be decoded in part); sparsifiers override it (``partial_delivery``).
+
+        >>> from laser.digital import QSGDCompressor
+        >>> client = QSGDCompressor(levels=4).make_client([torch.zeros(3)], 0)
+        >>> message = client.encode([torch.tensor([1.0, -2.0, 0.5])])
+        >>> client.lost_part(message, [])[0].tolist(), client.lost_part(message, [(0, 1)])[0].abs().sum() > 0
+        ([0.0, 0.0, 0.0], tensor(True))
+        """
+        if not lost:
+            return [torch.zeros_like(b) for b in message]
+        return [b.clone() for b in message]
 
 
 class DigitalServer(CompressorServer):

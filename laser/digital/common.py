@@ -144,3 +144,48 @@ class _MessageClient(_DigitalClient):
             self.memory = [None if m is None else m.clone() for m in memory]
         if self.generator is not None:
             self.generator.set_state(state["generator"].cpu())
+
+
+class _SparseMessageClient(_MessageClient):
+    """A client whose message is, per tensor, a header then one item per kept entry, in index order
+    (``_layout``: header bits, bits an item, the kept indices); a lost bit loses the items it falls
+    in, and a lost header its tensor's items (:meth:`lost_part`): the entries are decoded one by
+    one, so the rest of the message still arrives."""
+
+    partial_delivery = True
+
+    def __init__(
+        self, params: Iterable[Tensor], index: int, *, error_feedback: bool, seed: int | None
+    ) -> None:
+        super().__init__(params, index, error_feedback=error_feedback, seed=seed)
+        self._layout: list[tuple[int, int, Tensor]] = []
+
+    def _keep_layout(self, i: int, header: int, item: int, index: Tensor) -> None:
+        """Tensor ``i``'s part of the message being encoded: ``header`` bits, then ``len(index)``
+        items of ``item`` bits for the entries ``index`` (sent in ascending order)."""
+        if i == 0:
+            self._layout = []
+        self._layout.append((header, item, index.sort().values.cpu()))
+
+    def lost_part(self, message: Sequence[Tensor], lost: Sequence[tuple[int, int]]) -> list[Tensor]:
+        message = list(message)
+        parts = [torch.zeros_like(b) for b in message]
+        if not lost or len(self._layout) != len(message):
+            return parts if not lost else [b.clone() for b in message]
+        ranges = torch.tensor(list(lost), dtype=torch.long)
+        offset = 0
+        for part, block, (header, item, index) in zip(parts, message, self._layout):
+            size = header + item * len(index)
+            hit = (ranges[:, 0] < offset + size) & (ranges[:, 1] > offset)
+            if bool(hit.any()):
+                s, e = ranges[hit, 0], ranges[hit, 1]
+                if bool(((s < offset + header) & (e > offset)).any()):  # the header: every item
+                    gone = index
+                else:
+                    start = offset + header + item * torch.arange(len(index))
+                    overlap = (start[:, None] < e[None, :]) & (start[:, None] + item > s[None, :])
+                    gone = index[overlap.any(1)]
+                gone = gone.to(block.device)
+                part[gone] = block[gone]
+            offset += size
+        return parts

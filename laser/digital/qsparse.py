@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from laser.compressor import DigitalCompressor
-from laser.digital.common import _check_levels, _check_seed, _index_bits, _MessageClient
+from laser.digital.common import _check_levels, _check_seed, _index_bits, _SparseMessageClient
 from laser.digital.quantisers import _qsgd_round
 from laser.sparse import check_fraction, keep_count
 
@@ -27,7 +27,7 @@ def qsparse_beta(k: int, levels: int) -> float:
     return min(k / levels**2, math.sqrt(k) / levels)
 
 
-class QSparseClient(_MessageClient):
+class QSparseClient(_SparseMessageClient):
     """One client of :class:`QSparseCompressor`: its error-feedback memory, its generator (``qsgd``
     only: the sign quantizer draws nothing) and the bits of its last message."""
 
@@ -44,6 +44,9 @@ class QSparseClient(_MessageClient):
         index = v.abs().topk(k, sorted=False).indices
         kept = v[index]
         index_bits = 0 if k == d else _index_bits(d)
+        self._keep_layout(
+            i, 32, index_bits + 1 + (0 if self.quantizer == "sign" else _index_bits(self.levels + 1)), index
+        )
         if self.quantizer == "sign":
             values = torch.sign(kept) * (kept.abs().sum() / k)
             bits = 32 + k * (index_bits + 1)

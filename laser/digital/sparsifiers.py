@@ -11,9 +11,16 @@ import torch
 from torch import Tensor
 
 from laser.compressor import DigitalCompressor, check_params
-from laser.digital.common import _check_levels, _check_p, _check_seed, _index_bits, _MessageClient
+from laser.digital.common import (
+    _check_levels,
+    _check_p,
+    _check_seed,
+    _index_bits,
+    _MessageClient,
+    _SparseMessageClient,
+)
 from laser.digital.quantisers import _natural_dither
-from laser.sparse import check_fraction, keep_count, sparsify
+from laser.sparse import check_fraction, keep_count
 
 __all__ = [
     "TopKClient",
@@ -23,7 +30,7 @@ __all__ = [
 ]
 
 
-class TopKClient(_MessageClient):
+class TopKClient(_SparseMessageClient):
     """One client of :class:`TopKCompressor`: its error-feedback memory (one flattened tensor per
     parameter, ``None`` before its first encode) and the bits of its last message."""
 
@@ -34,8 +41,10 @@ class TopKClient(_MessageClient):
     def _compress(self, i: int, v: Tensor) -> tuple[Tensor, int]:
         d = v.numel()
         k = keep_count(self.fraction, d)
+        index = v.abs().topk(k, sorted=False).indices  # as sparsify (laser.sparse) keeps them
+        self._keep_layout(i, 0, 32 if k == d else 32 + _index_bits(d), index)
         bits = 32 * d if k == d else k * (32 + _index_bits(d))
-        return sparsify(v, k), bits
+        return torch.zeros_like(v).index_copy_(0, index, v[index]), bits
 
 
 class TopKCompressor(DigitalCompressor):
