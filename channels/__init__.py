@@ -32,6 +32,7 @@ from channels.digital import DigitalRound, bit_limit, digital_link, shannon_rate
 from channels.fading import FADING_MODELS, PathLoss, RayleighFading, RicianFading, TDLFading
 from channels.fading_channel import BlocksOutput, ChannelOutput, ChannelState, FadingChannel, SignalBlocks
 from channels.link_budget import LinkBudget, dbm_to_watts, watts_to_dbm
+from channels.nr import LinkOutcome, OFDMAUplink, OuterLoop
 from channels.power_control import ImperfectCSI, PerfectInversion, PowerControl, TruncatedInversion
 from channels.privacy import (
     PrivacyAccountant,
@@ -82,6 +83,9 @@ __all__ = [
     "DigitalRound",
     "digital_link",
     "shannon_rate",
+    "LinkOutcome",
+    "OFDMAUplink",
+    "OuterLoop",
     "bit_limit",
     "uses_for_bits",
     "LinkBudget",

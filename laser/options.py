@@ -13,6 +13,7 @@ import numpy as np
 from torch import Tensor
 
 from channels._checks import check_probability
+from channels.nr import OFDMAUplink
 from channels.processes import Processes
 from laser.allocation import ALLOCATIONS, Allocation
 
@@ -72,6 +73,10 @@ class PassOptions:
             from every client's clip and channel, and the server divides by q times the clients that
             could be heard on a symbol, the expected count (``channel.transmit(participation=)``).
             Single-pass analog methods only; ``None``: the server knows who takes part.
+        uplink: a digital method's link in physical units (:class:`channels.OFDMAUplink`: OFDMA with
+            equal resource-block shares, each message at the Shannon rate or over a 5G NR PUSCH link
+            with link adaptation, transport blocks and HARQ); ``None``: the normalised orthogonal
+            Shannon link (:func:`channels.digital_link`). Digital methods only, one process.
 
     Example:
         >>> options = PassOptions(energy=100.0, allocation="uniform")
@@ -96,6 +101,7 @@ class PassOptions:
     min_energy_scale: float | None = None
     central: float | None = None
     participation: float | None = None
+    uplink: OFDMAUplink | None = None
 
     def __post_init__(self) -> None:
         if (self.energy is None) == (self.snr_db is None):
@@ -133,6 +139,10 @@ class PassOptions:
                 "central (the server adds the noise) excludes min_noise_multiplier and participation "
                 "(the channel's noise and hidden participation)"
             )
+        if self.uplink is not None and not isinstance(self.uplink, OFDMAUplink):
+            raise TypeError(f"uplink must be a channels.OFDMAUplink, got {type(self.uplink).__name__}")
+        if self.uplink is not None and self.processes is not None:
+            raise ValueError("uplink (physical units' digital link) needs the clients on one process")
         if self.participation is not None:
             check_probability(self.participation, "participation")
             if self.clip is None:

@@ -58,6 +58,7 @@ from channels import (
 )
 from channels.digital import digital_link
 from channels.fading_channel import check_weights
+from channels.nr import OFDMAUplink
 from channels.processes import Processes
 from laser._checks import bind, check_call, check_state, indices
 from laser.allocation import Allocation, allocate_energy, allocate_grouped_energy
@@ -211,14 +212,18 @@ def _digital_pass(
     processes: Processes | None,
     weights: Tensor | None = None,
     state: ChannelState | None = None,
+    uplink: OFDMAUplink | None = None,
 ) -> tuple[PassRecord, Tensor]:
     """Each client's message on its own orthogonal link at the Shannon rate of its mean |h|^2 this
     round (error-free; silent when no number of uses carries it: outage); the server averages what
     arrives exactly (zero if nothing does): sum_delivered m_k / K_delivered, or with ``weights`` (this
     process's clients') sum_delivered w_k m_k / sum_delivered w_k. ``state``: every participating
-    client's channel (default: a new realization). Returns the record and the delivered local clients."""
+    client's channel (default: a new realization). ``uplink``: physical units' link instead
+    (:func:`_uplink_pass`). Returns the record and the delivered local clients."""
     if state is None:
         state = _realize(channel, clients, processes, 1, torch.complex128)
+    if uplink is not None:
+        return _uplink_pass(channel, uplink, clients, client_messages, weights, state)
     gains = state.quality().cpu()  # [K], mean |h|^2
     bits = torch.tensor([float(_digital_client(c).message_bits()) for c in clients], dtype=torch.float64)
     if processes is not None:
@@ -253,6 +258,69 @@ def _digital_pass(
         heard=delivered.cpu()[:, None].expand(-1, len(estimates)),
     )
     return record, mine
+
+
+def _uplink_pass(
+    channel: FadingChannel,
+    uplink: OFDMAUplink,
+    clients: Sequence[CompressorClient],
+    client_messages: Sequence[Sequence[Tensor]],
+    weights: Tensor | None,
+    state: ChannelState,
+) -> tuple[PassRecord, Tensor]:
+    """A digital pass over physical units' OFDMA uplink (:class:`channels.OFDMAUplink`): each
+    client's SINR from its gain this round (its estimate for the link adaptation), its message's
+    transport blocks and their HARQ outcomes drawn from the channel's generator. A client keeps in
+    its error feedback what was lost (:meth:`~laser.compressor.DigitalClient.lost_part`: the lost
+    entries of a sparsifier's message, a quantiser's whole message); the server averages what
+    arrived over the clients whose message arrived at least in part (the weighted mean with
+    ``weights``). Returns the record and which clients' messages arrived at least in part."""
+    if state.gains.shape[1:] != (1, 1):
+        raise ValueError(
+            "uplink: the digital link in physical units needs flat fading, one gain a client and round "
+            f"(the state has {state.gains.shape[1]} coherence blocks and {state.gains.shape[2]} subcarriers)"
+        )
+    sides = [_digital_client(c) for c in clients]
+    bits = torch.tensor([float(c.message_bits()) for c in sides], dtype=torch.float64)
+    index = torch.tensor(indices(clients), dtype=torch.long)
+    gain = state.gains[:, 0, 0].abs().double().cpu() ** 2
+    if state.vector_norms is not None:  # many antennas: maximum-ratio combining, ||h||^2
+        gain = state.vector_norms[:, 0, 0].double().cpu() ** 2
+    known = state.csi[:, 0, 0].abs().double().cpu() ** 2
+    outcome = uplink.send(bits, index, gain, known, channel.generator)
+    arrived, reached = [], []
+    for k, (side, message) in enumerate(zip(sides, client_messages)):
+        lost = outcome.lost[k]
+        part = side.lost_part(message, lost)
+        whole = bool(lost) and (
+            not side.partial_delivery or int(outcome.lost_blocks[k]) == int(outcome.blocks[k])
+        )
+        reached.append(not whole)
+        if lost:
+            side.undelivered(part)
+        arrived.append([m - p for m, p in zip(message, part)] if lost else list(message))
+    heard = torch.tensor(reached, dtype=torch.bool)
+    if weights is None:
+        factors = heard.to(torch.float64)
+        count = float(max(int(heard.sum()), 1))
+    else:
+        factors = torch.where(heard, weights.double().cpu(), 0.0)
+        count = float(factors.sum()) if bool(heard.any()) else 1.0
+    estimates = []
+    for b in range(len(client_messages[0])):
+        stacked = torch.stack([m[b] for m in arrived])  # [K, d_b]
+        estimates.append((factors.to(stacked.device, stacked.dtype) @ stacked) / count)
+    record = PassRecord(
+        estimates=estimates,
+        energy_used=outcome.energy_j / uplink.unit_j[index],
+        channel_uses=int(outcome.channel_uses.sum()),
+        noise_var=torch.zeros(len(estimates), dtype=torch.float64),
+        active=heard,
+        bits=bits,
+        heard=heard[:, None].expand(-1, len(estimates)),
+        link=outcome,
+    )
+    return record, heard
 
 
 def _digital_client(client: CompressorClient) -> DigitalClient:
@@ -427,9 +495,10 @@ def transmit_blocks(
             processes=processes,
             weights=weights,
             state=state,
+            uplink=options.uplink,
         )
         for client, message, ok in zip(sides, blocks, delivered.tolist()):
-            if not ok:
+            if not ok and options.uplink is None:  # the uplink gave back what it lost itself
                 client.undelivered(message)
         gradient = server.decode(record.estimates, record.noise_var)
         assert gradient is not None

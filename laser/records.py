@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from channels.nr import LinkOutcome
 from channels.privacy import round_noise_multiplier
 
 __all__ = ["NonFiniteNoiseError", "PassRecord", "RoundResult"]
@@ -51,6 +52,8 @@ class PassRecord:
             clients' signals kept (1: the channel's noise alone met the floor); ``None`` without.
         artificial_noise_var: the clients' artificial noise at the antenna, per real dimension
             (``PassOptions.min_energy_scale``); 0: none.
+        link: a digital pass over :class:`channels.OFDMAUplink` (physical units): what the link did
+            per client (air time, joules, MCS, transport blocks, retransmissions); ``None`` otherwise.
     """
 
     estimates: list[Tensor]
@@ -63,6 +66,7 @@ class PassRecord:
     noise_multiplier: float | None = None
     energy_scale: float | None = None
     artificial_noise_var: float = 0.0
+    link: LinkOutcome | None = None
 
     @property
     def noise_energy(self) -> float:
