@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -291,6 +292,10 @@ class Simulation:
         self.extra_pass: StatisticPass | None = None
         if self.precond is not None:
             self.extra_pass = self.precond.extra_pass([p.detach() for p in self.params], num_clients)
+        # physical units' digital link (digital.*): OFDMA shares, at the Shannon rate or over NR
+        self.uplink = None if units is None or self.compressor.server.analog else units.uplink(config)
+        # channel.shared_draws: every round's channel from a generator of its own (the round's)
+        self.channel_seed = streams.channel
         # what every pass of a round shares; the round sets its clients' budget scales and weights
         power = config.power
         self.options = PassOptions(
@@ -302,6 +307,7 @@ class Simulation:
             processes=shard,
             clip=config.privacy.clip,  # privacy mode: clipped passes (docs/physics.md, section 14)
             keep_clipped=config.privacy.keep_clipped,
+            uplink=self.uplink,
         )
         # privacy mode: every round's client-level (epsilon, delta) from its own noise
         self.privacy: PrivacyAccountant | None = None
@@ -417,21 +423,35 @@ class Simulation:
                 losses, grads = self.vectorized.accumulate(steps)
         return list(losses), self.compressor.encode_many(list(clients), grads)
 
-    def _participants(self) -> tuple[list[int], ChannelState | None]:
-        """This round's participants and, when not everyone takes part, the round's first channel
-        realization for them (drawn for every client first, so each keeps its own fading and path
-        loss; channel-aware sampling ranks the clients by it)."""
+    def _participants(self, t: int) -> tuple[list[int], ChannelState | None]:
+        """This round's participants and, when not everyone takes part (or with
+        ``channel.shared_draws``), the round's first channel realization for them (drawn for every
+        client first, so each keeps its own fading and path loss; channel-aware sampling ranks the
+        clients by it)."""
         num_clients = self.config.clients.num_clients
-        if self.sampler.everyone:
+        shared = self.config.channel.shared_draws
+        if self.sampler.everyone and not shared:
             return list(range(num_clients)), None
         server = self.compressor.server
-        wide = not server.analog or self.params[0].dtype == torch.float64
+        # shared draws: the same dtype and draw for analog and digital methods (their round's channel)
+        wide = (not server.analog and not shared) or self.params[0].dtype == torch.float64
         uses = sum(server.block_sizes()) if server.analog else 1
-        state = self.channel.realize(num_clients, uses, dtype=torch.complex128 if wide else torch.complex64)
+        dtype = torch.complex128 if wide else torch.complex64
+        generator = self._round_generator(t) if shared else None
+        state = self.channel.realize(num_clients, uses, generator, dtype=dtype)
+        if self.sampler.everyone:
+            return list(range(num_clients)), state
         chosen = self.sampler.sample(state.quality())
         if self.hidden is not None:  # the pass goes over the whole population (absent clients silent)
             return chosen, state
         return chosen, state.clients(torch.tensor(chosen))
+
+    def _round_generator(self, t: int) -> torch.Generator:
+        """``channel.shared_draws``: round ``t``'s own generator, seeded from the run's channel stream and
+        ``t`` (NumPy's SeedSequence), on the channel's device."""
+        seed = int(np.random.SeedSequence([self.channel_seed, t]).generate_state(1, np.uint64)[0] >> 1)
+        device = self.channel.generator.device if self.channel.generator is not None else "cpu"
+        return torch.Generator(device=device).manual_seed(seed)
 
     def round(self, t: int | None = None) -> dict[str, object]:
         """The next round (``t``, if given, must be its number: rounds run in order, once each), as its
@@ -439,7 +459,7 @@ class Simulation:
         record; returns the round's record, which the history keeps."""
         t = self._next_round(t)
         self.channel.time_step = t  # a time-correlated channel (channel.name scenario) samples round t
-        participants, state = self._participants()
+        participants, state = self._participants(t)
         mine = participants if self.shard is None else [k for k in participants if k in self.shard.local]
         updates = self.local_updates(participants, mine, t)
         train_loss = self._train_loss(updates.losses, len(participants), t)
@@ -695,6 +715,10 @@ class Simulation:
         record = {"round": t, "train_loss": float(train_loss), "lr": lr, **channel_record(passes)}
         if self.units is not None:
             record.update(self.units.record(passes, participants))
+            # running totals, so that an evaluation row says what reaching its accuracy cost
+            last = self.history.rounds[-1] if self.history.rounds else {}
+            for key in ("air_time_s", "energy_j_mean"):
+                record[f"{key}_cum"] = float(last.get(f"{key}_cum", 0.0)) + float(record[key])  # type: ignore[arg-type]
         elif self.compressor.server.analog:
             snr = snr_per_use_db(self.config, int(record["channel_uses"]))  # type: ignore[call-overload]
             if snr is not None:
@@ -785,6 +809,11 @@ class Simulation:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             **({} if self.precond is None else {"precond": self.precond.state_dict()}),
+            **(
+                {}
+                if self.uplink is None or self.uplink.outer is None
+                else {"uplink": self.uplink.state_dict()}
+            ),
         }
 
     def check_state(self, state: object, path: Path) -> dict:
@@ -836,6 +865,8 @@ class Simulation:
             self.downlink.generator.set_state(state["downlink"].cpu())
         if self.precond is not None:
             self.precond.load_state_dict(state["precond"])
+        if self.uplink is not None and self.uplink.outer is not None:
+            self.uplink.load_state_dict(state["uplink"])
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])

@@ -20,9 +20,9 @@ from federated.config.learning import (
     PrecondConfig,
 )
 from federated.config.wireless import (
-    ANALOG_COMPRESSORS,
     ChannelConfig,
     CompressorConfig,
+    DigitalConfig,
     DownlinkConfig,
     PowerConfig,
     PrivacyConfig,
@@ -70,6 +70,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     precond: PrecondConfig = field(default_factory=PrecondConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    digital: DigitalConfig = field(default_factory=DigitalConfig)
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
@@ -141,13 +142,7 @@ class Config:
             self.channel.bs_pattern,
             "omni unless channel.scenario is set (the sector element is part of a drop's coupling loss)",
         )
-        _check(
-            not absolute or self.compressor.analog,
-            "compressor.name",
-            self.compressor.name,
-            f"an analog method with channel.scenario = {self.channel.scenario} (digital links in physical "
-            "units are not modelled yet): " + ", ".join(ANALOG_COMPRESSORS),
-        )
+        self._check_digital(absolute)
         clients, data = self.clients, self.data
         _check(
             clients.weighting != "data_size" or not (data.name in TEXT_DATA and data.partition == "iid"),
@@ -171,6 +166,54 @@ class Config:
             self.precond.name,
             "none unless clients.lr is set and clients.optimizer is sgd (the scaling preconditions the "
             "clients' local SGD steps)",
+        )
+
+    def _check_digital(self, absolute: bool) -> None:
+        """The digital link (digital.*): nr only in physical units; physical units' OFDMA link only
+        where it is modelled (flat fading, one antenna, one process, a share for every client)."""
+        digital, channel = self.digital, self.channel
+        _check(
+            digital.link == "shannon" or absolute,
+            "digital.link",
+            digital.link,
+            "shannon unless channel.scenario is set (an NR link's MCS needs each client's SINR per resource "
+            "element, from physical units' link budget)",
+        )
+        _check(
+            digital.link == "shannon" or not self.compressor.analog,
+            "digital.link",
+            digital.link,
+            f"shannon with an analog method ({self.compressor.name} sends its sum over the air, not bits)",
+        )
+        if not absolute or self.compressor.analog:
+            return
+        name = self.compressor.name
+        _check(
+            channel.name in ("awgn", "rayleigh", "rician", "scenario"),
+            "channel.name",
+            channel.name,
+            f"awgn, rayleigh, rician or scenario with a digital method ({name}) in physical units (its "
+            "link sees one flat gain a client and round)",
+        )
+        _check(
+            channel.coherence_blocks == 1,
+            "channel.coherence_blocks",
+            channel.coherence_blocks,
+            f"1 with a digital method ({name}) in physical units (one flat gain a client and round)",
+        )
+        _check(
+            channel.rx_antennas == 1,
+            "channel.rx_antennas",
+            channel.rx_antennas,
+            f"1 with a digital method ({name}) in physical units (its link is modelled for one antenna)",
+        )
+        per_round = self.clients.per_round or self.clients.num_clients
+        _check(
+            per_round <= channel.resource_blocks,
+            "clients.per_round" if self.clients.per_round else "clients.num_clients",
+            per_round,
+            f"at most channel.resource_blocks ({channel.resource_blocks}) with a digital method in "
+            "physical units (OFDMA: a resource block or more for each client of a round)",
         )
 
     def _check_privacy(self) -> None:

@@ -16,6 +16,7 @@ from federated.config.errors import check as _check
 __all__ = [
     "CompressorConfig",
     "ChannelConfig",
+    "DigitalConfig",
     "DownlinkConfig",
     "PowerConfig",
     "PrivacyConfig",
@@ -124,6 +125,11 @@ class ChannelConfig:
     threshold: float = 0.0  # truncated / imperfect_csi: silent where |h|^2 (as known) < threshold
     csi_error_var: float = 0.0  # imperfect_csi: variance of the complex channel-estimation error
     coherence_blocks: int = 1  # independent fading draws per round (1: block fading per round)
+    # every round's channel (small-scale fading, CSI errors) from a generator of its own, seeded by
+    # the run's channel stream and the round: runs of one seed that differ in the method (analog or
+    # digital) or the link see the same channel every round, whatever else draws from the channel's
+    # generator (noise, HARQ). false: one generator for everything, as the earlier runs
+    shared_draws: bool = False
     k_factor: float = 3.0  # rician: power ratio of the line-of-sight to the scattered part
     tdl_profile: Literal["A", "B", "C", "D", "E"] = "A"  # tdl: 3GPP TR 38.901 profile
     delay_spread_s: float = 100e-9  # tdl: RMS delay spread in seconds
@@ -338,6 +344,39 @@ class DownlinkConfig:
             _check(
                 -200 <= self.snr_db <= 200, "snr_db", self.snr_db, "a number of dB in [-200, 200], or null"
             )
+
+
+@dataclass(frozen=True)
+class DigitalConfig:
+    # the digital methods' link (docs/physics.md, sections 8 and 15): shannon, the ideal bound
+    # (error-free at the Shannon rate; in physical units over equal OFDMA resource-block shares); nr,
+    # a 5G NR PUSCH link (physical units only, same shares): link adaptation picks the MCS, the
+    # message goes in transport blocks that fail at the tables' BLER and are retransmitted (HARQ)
+    link: Literal["shannon", "nr"] = "shannon"
+    bler_target: float = 0.1  # nr: the link adaptation's transport-block error rate target
+    harq_retx: int = 3  # nr: retransmissions of a failed transport block (each a slot of air time and energy)
+    # nr: inner (the MCS from the SINR the base station knows), outer (less an offset that the HARQ
+    # feedback of earlier rounds drives to the target), auto: outer where the CSI is imperfect
+    # (channel.power_control imperfect_csi), inner otherwise
+    adaptation: Literal["auto", "inner", "outer"] = "auto"
+    olla_step_db: float = (
+        0.5  # nr, outer loop: the offset's step up on a NACK (down T / (1 - T) of it on an ACK)
+    )
+
+    def __post_init__(self) -> None:
+        _check(0 < self.bler_target < 1, "bler_target", self.bler_target, "a number in (0, 1)")
+        _check(
+            not isinstance(self.harq_retx, bool) and 0 <= self.harq_retx <= 32,
+            "harq_retx",
+            self.harq_retx,
+            "an integer in [0, 32]",
+        )
+        _check(
+            math.isfinite(self.olla_step_db) and 0 < self.olla_step_db <= 10,
+            "olla_step_db",
+            self.olla_step_db,
+            "a number of dB in (0, 10]",
+        )
 
 
 MIN_ENERGY = 1e-30  # the smallest positive power.energy (see PowerConfig's check)

@@ -34,7 +34,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from channels import ClusterFading, DropGains, LinkBudget, cluster_drop, drop_clients, open_loop_power_dbm
+from channels import (
+    ClusterFading,
+    DropGains,
+    LinkBudget,
+    LinkOutcome,
+    OFDMAUplink,
+    cluster_drop,
+    drop_clients,
+    open_loop_power_dbm,
+)
 from federated.config import Config
 from laser import RoundResult
 
@@ -124,6 +133,40 @@ class PhysicalUnits:
         """Each client's cap in watts (float64 ``[K]``)."""
         return torch.pow(10.0, (self.power_dbm - 30) / 10)
 
+    def uplink(self, config: Config) -> OFDMAUplink:
+        """The digital methods' link (``digital.*``, :class:`channels.OFDMAUplink`): each of a round's
+        clients gets ``RB // clients a round`` resource blocks and transmits on them at its cap,
+        ``power.max_dbm`` or open-loop power control's for that many resource blocks (so its power
+        per resource element is its full-band one, higher where the full band's hit the cap)."""
+        channel, power, digital = config.channel, config.power, config.digital
+        per_round = config.clients.per_round or config.clients.num_clients
+        prbs = channel.resource_blocks // per_round
+        assert power.max_dbm is not None and prbs >= 1  # the config's checks
+        if power.control == "open_loop":
+            loss = self.drop.coupling_loss_db
+            caps = open_loop_power_dbm(
+                loss, prbs, alpha=power.alpha, p0_dbm=power.p0_dbm, max_dbm=power.max_dbm
+            )
+        else:
+            caps = torch.full_like(self.power_dbm, float(power.max_dbm))
+        outer = digital.adaptation == "outer" or (
+            digital.adaptation == "auto" and channel.power_control == "imperfect_csi"
+        )
+        return OFDMAUplink(
+            slot_s=1.0 / self.budget.slots_per_second,
+            data_symbols=14 - channel.pilot_symbols,
+            resource_blocks=channel.resource_blocks,
+            power_w=torch.pow(10.0, (caps - 30) / 10),
+            snr_scale=torch.pow(10.0, (caps - self.power_dbm) / 10) * (channel.resource_blocks / prbs),
+            unit_j=self.power_w / (2 * self.budget.symbol_rate),
+            noise_var=self.noise_var,
+            link=digital.link,
+            bler_target=digital.bler_target,
+            harq_retx=digital.harq_retx,
+            outer_loop=outer,
+            delta_up=digital.olla_step_db,
+        )
+
     def record(self, result: RoundResult, participants: Sequence[int]) -> dict[str, float]:
         """A round's cost in physical units: its air time (every pass's, the clients transmitting at
         once over the whole carrier), each participant's energy in joules and average transmit power
@@ -134,7 +177,13 @@ class PhysicalUnits:
         cap = self.power_w[index]
         air_time = 0.0
         joules = torch.zeros(len(index), dtype=torch.float64)
+        link: dict[str, float] = {}
         for one in result.passes:
+            if one.link is not None:  # a digital pass: the slowest client's air time, each one's joules
+                air_time += float(one.link.air_time_s.max()) if len(index) else 0.0
+                joules += one.link.energy_j
+                link = _link_record(one.link)
+                continue
             if one.channel_uses == 0:
                 continue
             seconds = self.budget.air_time_s(one.channel_uses)
@@ -148,6 +197,7 @@ class PhysicalUnits:
             "energy_j_max": float(joules.max()),
             "energy_j_mean": float(joules.mean()),
             "rx_snr_db": 10 * math.log10(float(self.gains.gains[index].mean())),  # the linear SNRs
+            **link,
         }
         if bool((watts > 0).any()):
             record["tx_power_dbm_max"] = 10 * math.log10(float(watts.max())) + 30
@@ -181,6 +231,26 @@ class PhysicalUnits:
             "power_dbm": rounded(self.power_dbm),
             "rx_snr_db": rounded(self.snr_db),
         }
+
+
+def _link_record(link: LinkOutcome) -> dict[str, float]:
+    """A digital round's link in the record: the clients' mean SINR per resource element (dB, of the
+    linear SINRs) and, over an NR link, the mean MCS of the transmissions, the clients not scheduled
+    (outage), the transport blocks' transmissions, the blocks lost after every retransmission and
+    the share of transmissions that failed."""
+    record = {"sinr_db_mean": 10 * math.log10(float(torch.pow(10.0, link.sinr_db / 10).mean()))}
+    sent = int(link.transmissions.sum())
+    if sent > 0:  # an NR link's transport blocks (a Shannon link sends none)
+        delivered = int((link.blocks - link.lost_blocks).sum())
+        weights = link.transmissions.double()
+        record.update(
+            mcs_mean=float((torch.nan_to_num(link.mcs) * weights).sum() / weights.sum()),
+            unscheduled=float((~link.scheduled).sum()),
+            tb_transmissions=float(sent),
+            tb_lost=float(link.lost_blocks.sum()),
+            tb_failed_share=(sent - delivered) / sent,
+        )
+    return record
 
 
 def snr_per_use_db(config: Config, channel_uses: int) -> float | None:

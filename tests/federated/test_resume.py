@@ -183,6 +183,19 @@ class _Kill(Exception):
             "clients.per_round=2",
             "clients.sampling=best_channel",
         ],
+        # digital top-k over NR links in physical units: the outer loop's offsets (imperfect CSI),
+        # each round's own channel generator (shared draws)
+        [
+            "compressor.name=topk",
+            "channel.name=rayleigh",
+            "channel.scenario=umi",
+            "power.energy=null",
+            "power.max_dbm=10",
+            "channel.power_control=imperfect_csi",
+            "channel.csi_error_var=0.1",
+            "digital.link=nr",
+            "channel.shared_draws=true",
+        ],
         # Qsparse-local-SGD: local steps, Sign o Top_k with error feedback on the digital path
         [
             "clients.lr=0.05",
