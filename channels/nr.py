@@ -23,7 +23,9 @@ OFDMA power to its full-band power (:class:`OFDMAUplink`'s ``snr_scale``).
   again up to ``harq_retx`` times, each a slot of air time and energy, each independent (no soft
   combining of retransmissions: conservative for digital). A block still lost after them is lost.
   A client for which not even MCS 0 meets the target at the SINR the scheduler expects is not
-  scheduled this round (an outage: it sends nothing, spends nothing, and its message is lost whole).
+  scheduled this round (an outage: it sends nothing, spends nothing, and its message is lost whole);
+  one that the outer loop's feedback takes there during the round gets no more grants (the rest of
+  its message is lost).
 
 The SINR of a round is the client's over its whole allocation (flat fading: one gain a client and
 round); the BLER tables (``channels/nr_tables``, made with Sionna's own LDPC and QAM chain over AWGN,
@@ -49,7 +51,7 @@ RE_PER_PRB = 12  # subcarriers of a resource block
 NR_TABLES = Path(__file__).resolve().parent / "nr_tables" / "PUSCH_table1.json"
 MCS_TABLE = 1  # PUSCH table 1 (TS 38.214 table 5.1.3.1-1, 64QAM)
 MCS_CATEGORY = 0  # PUSCH
-NUM_MCS = 28  # MCS 0..27 of table 1 (28..31 are reserved: retransmissions with the modulation only)
+NUM_MCS = 28  # MCS 0..27 of table 1: our tables' (TS 38.214 also has MCS 28, R 948/1024; 29..31 reserved)
 
 
 @lru_cache(maxsize=4)
@@ -59,6 +61,10 @@ def nr_link_tables(path: str = str(NR_TABLES)) -> Any:
     a process)."""
     from sionna.sys import PHYAbstraction
 
+    if not Path(path).is_file():  # Sionna would warn and build an empty table
+        raise FileNotFoundError(
+            f"the NR BLER tables {path} do not exist (benchmarks/nr_bler_tables.py makes them)"
+        )
     with _one_thread():
         return PHYAbstraction(
             load_bler_tables_from=[path],
@@ -116,9 +122,10 @@ class LinkOutcome:
     """One round of the OFDMA uplink, per client of the round (all ``[K]`` unless said).
 
     Fields:
-        blocks: int64, the transport blocks its message took (0 on a Shannon link, or for 0 bits).
+        blocks: int64, the transport blocks it sent (0 on a Shannon link, or for 0 bits).
         lost: per client, the bit ranges ``[start, end)`` of its message that did not arrive: the
-            transport blocks lost after every retransmission (none on a Shannon link).
+            transport blocks lost after every retransmission, and what it could not send (an outage:
+            the whole message; none on a Shannon link that carried it).
         lost_blocks: int64, how many of its blocks were lost.
         transmissions: int64, transport-block transmissions, retransmissions included (0 on Shannon).
         air_time_s: float64, the seconds the client occupies its share (the round's: their max).
@@ -158,7 +165,6 @@ class _Tables:
     tbs: Tensor  # [28] int64
     tbler: Tensor  # [28, S] float64
     best: Tensor  # [S] int64: the highest MCS whose TBLER <= the target there (-1: none)
-    lowest: int  # the lowest MCS the tables hold (a scheduled client's floor)
     abstraction: Any
 
     def index(self, sinr_db: Tensor) -> Tensor:
@@ -184,6 +190,9 @@ class OFDMAUplink:
         link: ``shannon`` or ``nr``.
         bler_target, harq_retx, outer_loop, delta_up: the NR link's (``digital.*`` keys).
         tables: the BLER tables (default ours, :data:`NR_TABLES`).
+        prbs: the resource blocks of each client's share that ``power_w`` and ``snr_scale`` are for
+            (``send`` refuses a round whose clients would get another share); ``None``: RB // K of
+            each round's K clients.
     """
 
     def __init__(
@@ -202,6 +211,7 @@ class OFDMAUplink:
         outer_loop: bool = False,
         delta_up: float = 0.5,
         tables: str | Path | None = None,
+        prbs: int | None = None,
     ) -> None:
         if link not in ("shannon", "nr"):
             raise ValueError(f"link must be shannon or nr, got {link!r}")
@@ -233,10 +243,18 @@ class OFDMAUplink:
         self.tables_path = str(NR_TABLES if tables is None else tables)
         self._tables: dict[int, _Tables] = {}
         self.outer = OuterLoop(len(self.power_w), self.bler_target, delta_up) if outer_loop else None
+        if prbs is not None and not (isinstance(prbs, int) and 1 <= prbs <= resource_blocks):
+            raise ValueError(f"prbs must be an integer in 1..{resource_blocks}, got {prbs!r}")
+        self.share = prbs
 
     def prbs(self, num_clients: int) -> int:
         """Each client's resource blocks when ``num_clients`` share the carrier (refused below one)."""
         share = self.resource_blocks // max(num_clients, 1)
+        if self.share is not None and share != self.share and num_clients > 0:
+            raise ValueError(
+                f"{num_clients} clients would share {self.resource_blocks} resource blocks {share} each, but "
+                f"this uplink's powers and SNRs are for {self.share} each"
+            )
         if share < 1:
             raise ValueError(
                 f"{num_clients} clients cannot share {self.resource_blocks} resource blocks by OFDMA "
@@ -254,7 +272,7 @@ class OFDMAUplink:
     ) -> LinkOutcome:
         """One round: client ``clients[k]`` sends ``bits[k]`` bits with channel power gain ``gain[k]``
         (|h|^2, the analog pass's units) while its scheduler knows ``known_gain[k]`` (|h_hat|^2: the
-        same with perfect CSI). HARQ outcomes are drawn from ``generator`` (CPU)."""
+        same with perfect CSI). HARQ outcomes are drawn from ``generator`` (on its device)."""
         bits = bits.to(F64).cpu()
         clients = clients.to(torch.long).cpu()
         count = len(clients)
@@ -292,9 +310,9 @@ class OFDMAUplink:
             from sionna.phy.nr.utils import calculate_tb_size, decode_mcs_index
 
             abstraction = nr_link_tables(self.tables_path)
-            low, _, step = abstraction.snr_db_interp_min_max_delta
-            with _one_thread():  # Sionna's grid: its last index is where a huge SNR lands
-                size = int(abstraction.get_idx_from_grid(torch.tensor([1e9]), "snr")[0]) + 1
+            low, high, step = abstraction.snr_db_interp_min_max_delta
+            with _one_thread():  # Sionna's grid: its last index is where an SNR above its top lands
+                size = int(abstraction.get_idx_from_grid(torch.tensor([high + 10 * step]), "snr")[0]) + 1
             grid = torch.pow(10.0, (low + step * torch.arange(size, dtype=F64)) / 10)
             mcs = torch.arange(NUM_MCS)
             with _one_thread():
@@ -315,8 +333,7 @@ class OFDMAUplink:
             best = torch.where(
                 meets.any(0), NUM_MCS - 1 - meets.flip(0).to(torch.int8).argmax(0), torch.tensor(-1)
             )
-            lowest = int(available.to(torch.int8).argmax())
-            self._tables[res] = _Tables(tbs.to(torch.long), tbler, best.to(torch.long), lowest, abstraction)
+            self._tables[res] = _Tables(tbs.to(torch.long), tbler, best.to(torch.long), abstraction)
         return self._tables[res]
 
     def _nr(
@@ -353,13 +370,23 @@ class OFDMAUplink:
         lost_blocks = torch.zeros(count, dtype=torch.long)
         lost: list[list[tuple[int, int]]] = [[] for _ in range(count)]
         rows = torch.arange(count)
+        device = "cpu" if generator is None else generator.device  # the run's channel generator's
         while bool((busy := position < total).any()):
             new = busy & (attempt == 0)
-            if bool(new.any()):  # link adaptation for the new blocks (the lowest MCS, once scheduled)
-                chosen = tables.best[tables.index(known_db - offset)].clamp(min=tables.lowest)
+            if bool(new.any()):  # link adaptation for the new blocks
+                chosen = tables.best[tables.index(known_db - offset)]
+                # the outer loop's feedback took the client below MCS 0's target: no more grants this
+                # round, the rest of its message unsent (lost, as an outage's)
+                stop = new & (chosen < 0)
+                for k in rows[stop].tolist():
+                    lost[k].append((int(position[k]), int(total[k])))
+                position = torch.where(stop, total, position)
+                busy, new = busy & ~stop, new & ~stop
                 mcs = torch.where(new, chosen, mcs)
                 blocks += new.to(torch.long)
-            draw = torch.rand(count, dtype=F64, generator=generator)
+                if not bool(busy.any()):
+                    break
+            draw = torch.rand(count, dtype=F64, generator=generator, device=device).cpu()
             success = draw >= tables.tbler[mcs, true_index]
             transmissions += busy.to(torch.long)
             mcs_sum += torch.where(busy, mcs.to(F64), 0.0)

@@ -718,7 +718,10 @@ class Simulation:
             # running totals, so that an evaluation row says what reaching its accuracy cost
             last = self.history.rounds[-1] if self.history.rounds else {}
             for key in ("air_time_s", "energy_j_mean"):
-                record[f"{key}_cum"] = float(last.get(f"{key}_cum", 0.0)) + float(record[key])  # type: ignore[arg-type]
+                before = last.get(f"{key}_cum")  # a history from before these keys: its rows' sum
+                if before is None:
+                    before = sum(float(row.get(key, 0.0)) for row in self.history.rounds)
+                record[f"{key}_cum"] = float(before) + float(record[key])  # type: ignore[arg-type]
         elif self.compressor.server.analog:
             snr = snr_per_use_db(self.config, int(record["channel_uses"]))  # type: ignore[call-overload]
             if snr is not None:

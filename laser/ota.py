@@ -291,14 +291,15 @@ def _uplink_pass(
     arrived, reached = [], []
     for k, (side, message) in enumerate(zip(sides, client_messages)):
         lost = outcome.lost[k]
-        part = side.lost_part(message, lost)
-        whole = bool(lost) and (
-            not side.partial_delivery or int(outcome.lost_blocks[k]) == int(outcome.blocks[k])
-        )
-        reached.append(not whole)
-        if lost:
-            side.undelivered(part)
-        arrived.append([m - p for m, p in zip(message, part)] if lost else list(message))
+        if not lost:
+            arrived.append(list(message))
+            reached.append(True)
+            continue
+        part = side.lost_part(message, lost)  # the lost entries (a quantiser's: the whole message)
+        side.undelivered(part)
+        arrived.append([m - p for m, p in zip(message, part)])
+        # heard: some of its message arrived (an entry the lost part does not hold)
+        reached.append(any(bool((p != m).any()) for p, m in zip(part, message)))
     heard = torch.tensor(reached, dtype=torch.bool)
     if weights is None:
         factors = heard.to(torch.float64)

@@ -10,7 +10,7 @@ from numbers import Real
 import torch
 from torch import Tensor
 
-__all__ = ["check_fraction", "keep_count", "sparsify"]
+__all__ = ["check_fraction", "keep_count", "sparsify", "top_indices"]
 
 
 def check_fraction(fraction: float) -> float:
@@ -29,13 +29,24 @@ def keep_count(fraction: float, d: int) -> int:
     return min(d, max(1, math.floor(fraction * d + 1e-9)))
 
 
-def sparsify(v: Tensor, k: int) -> Tensor:
-    """The k entries of 1-D ``v`` largest in magnitude, the others 0 (``torch.topk``'s tie-break).
+def top_indices(v: Tensor, k: int) -> Tensor:
+    """The indices of the k entries of 1-D ``v`` largest in magnitude (``torch.topk``'s tie-break,
+    unsorted).
+
+    >>> sorted(top_indices(torch.tensor([0.5, -3.0, 1.0, 2.0]), 2).tolist())
+    [1, 3]
+    """
+    return v.abs().topk(k, sorted=False).indices
+
+
+def sparsify(v: Tensor, k: int, index: Tensor | None = None) -> Tensor:
+    """The k entries of 1-D ``v`` largest in magnitude, the others 0 (``torch.topk``'s tie-break);
+    ``index``: those entries' indices, if already known (:func:`top_indices`).
 
     Kept entries are copied exactly, so ``v - sparsify(v, k)`` is exactly 0 there.
 
     >>> sparsify(torch.tensor([0.5, -3.0, 1.0, 2.0]), 2)
     tensor([ 0., -3.,  0.,  2.])
     """
-    index = v.abs().topk(k, sorted=False).indices
+    index = top_indices(v, k) if index is None else index
     return torch.zeros_like(v).index_copy_(0, index, v[index])

@@ -185,6 +185,17 @@ class Config:
             digital.link,
             f"shannon with an analog method ({self.compressor.name} sends its sum over the air, not bits)",
         )
+        if digital.link != "nr":  # the NR link's own keys would be silently ignored
+            defaults = DigitalConfig()
+            for key in ("bler_target", "harq_retx", "adaptation", "olla_step_db"):
+                value = getattr(digital, key)
+                _check(
+                    value == getattr(defaults, key),
+                    f"digital.{key}",
+                    value,
+                    f"its default ({getattr(defaults, key)}) unless digital.link is nr (an NR link's "
+                    "setting)",
+                )
         if not absolute or self.compressor.analog:
             return
         name = self.compressor.name

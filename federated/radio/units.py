@@ -96,22 +96,34 @@ class PhysicalUnits:
         self.gains = DropGains(torch.pow(10.0, self.snr_db / 10))
         # the other sectors' clients at their own caps, received here (inter_cell: full): their mean
         # power per use over the thermal noise, which the channel's noise variance adds (as noise)
-        self.interference = 0.0
+        self._noise_db = noise_db
+        self.interference = self._interference(config, channel.resource_blocks)
+
+    def _interference(self, config: Config, resource_blocks: int) -> float:
+        """The other sectors' clients at their own caps for ``resource_blocks`` each, received here
+        (``inter_cell: full``): their mean power per resource element over the thermal noise, which the
+        channel's noise variance adds (as noise); 0 without them. Over the whole band (analog) every
+        client transmits on every RE; by OFDMA on M of RB blocks each RE carries one client at its
+        M-block power, P_M G / (RE rate x M / RB), a share M / RB of the REs: P_M G / RE rate on
+        average, the same formula at the M-block power."""
         others = self.drop.interferer_loss_db
-        if channel.inter_cell == "full" and others is not None:
-            assert self.drop.interferer_serving_loss_db is not None  # set with the losses
-            caps = self._caps(config, self.drop.interferer_serving_loss_db)
-            self.interference = float(torch.pow(10.0, (caps - others - noise_db) / 10).sum())
+        if config.channel.inter_cell != "full" or others is None:
+            return 0.0
+        assert self.drop.interferer_serving_loss_db is not None  # set with the losses
+        caps = self._caps(config, self.drop.interferer_serving_loss_db, resource_blocks)
+        return float(torch.pow(10.0, (caps - others - self._noise_db) / 10).sum())
 
     @staticmethod
-    def _caps(config: Config, loss: Tensor) -> Tensor:
+    def _caps(config: Config, loss: Tensor, resource_blocks: int | None = None) -> Tensor:
         """The transmit power caps (dBm) of clients with the coupling losses ``loss`` to their own base
-        station: ``power.max_dbm``, or open-loop power control's below it."""
+        station on ``resource_blocks`` (default the carrier's): ``power.max_dbm``, or open-loop power
+        control's below it."""
         power, channel = config.power, config.channel
         assert power.max_dbm is not None  # the config's checks
+        blocks = channel.resource_blocks if resource_blocks is None else resource_blocks
         if power.control == "open_loop":
             return open_loop_power_dbm(
-                loss, channel.resource_blocks, alpha=power.alpha, p0_dbm=power.p0_dbm, max_dbm=power.max_dbm
+                loss, blocks, alpha=power.alpha, p0_dbm=power.p0_dbm, max_dbm=power.max_dbm
             )
         return torch.full_like(loss, float(power.max_dbm))
 
@@ -135,20 +147,15 @@ class PhysicalUnits:
 
     def uplink(self, config: Config) -> OFDMAUplink:
         """The digital methods' link (``digital.*``, :class:`channels.OFDMAUplink`): each of a round's
-        clients gets ``RB // clients a round`` resource blocks and transmits on them at its cap,
-        ``power.max_dbm`` or open-loop power control's for that many resource blocks (so its power
-        per resource element is its full-band one, higher where the full band's hit the cap)."""
+        clients gets M = ``RB // clients a round`` resource blocks and transmits on them at its cap,
+        ``power.max_dbm`` or open-loop power control's for M resource blocks (so its power per
+        resource element is its full-band one, higher where the full band's hit the cap); the other
+        sectors' clients (``inter_cell: full``) share their bands alike."""
         channel, power, digital = config.channel, config.power, config.digital
         per_round = config.clients.per_round or config.clients.num_clients
         prbs = channel.resource_blocks // per_round
         assert power.max_dbm is not None and prbs >= 1  # the config's checks
-        if power.control == "open_loop":
-            loss = self.drop.coupling_loss_db
-            caps = open_loop_power_dbm(
-                loss, prbs, alpha=power.alpha, p0_dbm=power.p0_dbm, max_dbm=power.max_dbm
-            )
-        else:
-            caps = torch.full_like(self.power_dbm, float(power.max_dbm))
+        caps = self._caps(config, self.drop.coupling_loss_db, prbs)
         outer = digital.adaptation == "outer" or (
             digital.adaptation == "auto" and channel.power_control == "imperfect_csi"
         )
@@ -159,7 +166,9 @@ class PhysicalUnits:
             power_w=torch.pow(10.0, (caps - 30) / 10),
             snr_scale=torch.pow(10.0, (caps - self.power_dbm) / 10) * (channel.resource_blocks / prbs),
             unit_j=self.power_w / (2 * self.budget.symbol_rate),
-            noise_var=self.noise_var,
+            # the other sectors' digital clients, by OFDMA too: at their M-block powers
+            noise_var=1.0 + self._interference(config, prbs),
+            prbs=prbs,
             link=digital.link,
             bler_target=digital.bler_target,
             harq_retx=digital.harq_retx,
@@ -235,17 +244,18 @@ class PhysicalUnits:
 
 def _link_record(link: LinkOutcome) -> dict[str, float]:
     """A digital round's link in the record: the clients' mean SINR per resource element (dB, of the
-    linear SINRs) and, over an NR link, the mean MCS of the transmissions, the clients not scheduled
-    (outage), the transport blocks' transmissions, the blocks lost after every retransmission and
-    the share of transmissions that failed."""
+    linear SINRs), the clients not scheduled (an outage: NR's when no MCS meets the target, Shannon's
+    at a gain of 0) and, over an NR link that sent anything, the mean MCS of the transmissions, the
+    transport blocks' transmissions, the blocks lost after every retransmission and the share of
+    transmissions that failed."""
     record = {"sinr_db_mean": 10 * math.log10(float(torch.pow(10.0, link.sinr_db / 10).mean()))}
+    record["unscheduled"] = float((~link.scheduled).sum())
     sent = int(link.transmissions.sum())
     if sent > 0:  # an NR link's transport blocks (a Shannon link sends none)
         delivered = int((link.blocks - link.lost_blocks).sum())
         weights = link.transmissions.double()
         record.update(
             mcs_mean=float((torch.nan_to_num(link.mcs) * weights).sum() / weights.sum()),
-            unscheduled=float((~link.scheduled).sum()),
             tb_transmissions=float(sent),
             tb_lost=float(link.lost_blocks.sum()),
             tb_failed_share=(sent - delivered) / sent,

@@ -170,8 +170,13 @@ class _SparseMessageClient(_MessageClient):
     def lost_part(self, message: Sequence[Tensor], lost: Sequence[tuple[int, int]]) -> list[Tensor]:
         message = list(message)
         parts = [torch.zeros_like(b) for b in message]
-        if not lost or len(self._layout) != len(message):
-            return parts if not lost else [b.clone() for b in message]
+        if not lost:
+            return parts
+        if len(self._layout) != len(message):
+            raise ValueError(
+                f"message has {len(message)} blocks; the last encode's layout has {len(self._layout)}: "
+                "lost_part reads the message encode last returned"
+            )
         ranges = torch.tensor(list(lost), dtype=torch.long)
         offset = 0
         for part, block, (header, item, index) in zip(parts, message, self._layout):
@@ -179,7 +184,7 @@ class _SparseMessageClient(_MessageClient):
             hit = (ranges[:, 0] < offset + size) & (ranges[:, 1] > offset)
             if bool(hit.any()):
                 s, e = ranges[hit, 0], ranges[hit, 1]
-                if bool(((s < offset + header) & (e > offset)).any()):  # the header: every item
+                if header > 0 and bool(((s < offset + header) & (e > offset)).any()):  # the header: all
                     gone = index
                 else:
                     start = offset + header + item * torch.arange(len(index))

@@ -13,7 +13,7 @@ from torch import Tensor
 from laser.compressor import DigitalCompressor
 from laser.digital.common import _check_levels, _check_seed, _index_bits, _SparseMessageClient
 from laser.digital.quantisers import _qsgd_round
-from laser.sparse import check_fraction, keep_count
+from laser.sparse import check_fraction, keep_count, top_indices
 
 __all__ = [
     "QSparseClient",
@@ -41,7 +41,7 @@ class QSparseClient(_SparseMessageClient):
     def _compress(self, i: int, v: Tensor) -> tuple[Tensor, int]:
         d = v.numel()
         k = keep_count(self.fraction, d)
-        index = v.abs().topk(k, sorted=False).indices
+        index = top_indices(v, k)
         kept = v[index]
         index_bits = 0 if k == d else _index_bits(d)
         self._keep_layout(

@@ -20,7 +20,7 @@ from laser.digital.common import (
     _SparseMessageClient,
 )
 from laser.digital.quantisers import _natural_dither
-from laser.sparse import check_fraction, keep_count
+from laser.sparse import check_fraction, keep_count, sparsify, top_indices
 
 __all__ = [
     "TopKClient",
@@ -41,10 +41,10 @@ class TopKClient(_SparseMessageClient):
     def _compress(self, i: int, v: Tensor) -> tuple[Tensor, int]:
         d = v.numel()
         k = keep_count(self.fraction, d)
-        index = v.abs().topk(k, sorted=False).indices  # as sparsify (laser.sparse) keeps them
+        index = top_indices(v, k)
         self._keep_layout(i, 0, 32 if k == d else 32 + _index_bits(d), index)
         bits = 32 * d if k == d else k * (32 + _index_bits(d))
-        return torch.zeros_like(v).index_copy_(0, index, v[index]), bits
+        return sparsify(v, k, index), bits
 
 
 class TopKCompressor(DigitalCompressor):
@@ -113,7 +113,7 @@ class TopKDitheringClient(_MessageClient):
     def _compress(self, i: int, v: Tensor) -> tuple[Tensor, int]:
         d = v.numel()
         k = keep_count(self.fraction, d)
-        index = v.abs().topk(k, sorted=False).indices
+        index = top_indices(v, k)
         kept = v[index]
         values = _natural_dither(kept, self.levels, self.p, self._uniform(kept)) / self.zetas[i]
         message = torch.zeros_like(v).index_copy_(0, index, values)

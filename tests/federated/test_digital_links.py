@@ -41,6 +41,8 @@ UMI = [
         (["digital.bler_target=1.5"], "digital.bler_target"),
         (["digital.harq_retx=-1"], "digital.harq_retx"),
         (["digital.olla_step_db=0"], "digital.olla_step_db"),
+        (["digital.harq_retx=1"], "digital.harq_retx"),  # an NR key with the Shannon link
+        ([*UMI, "compressor.name=topk", "digital.adaptation=outer"], "digital.adaptation"),
     ],
 )
 def test_refusals_name_the_key(overrides: list[str], key: str) -> None:
@@ -75,24 +77,52 @@ def test_a_digital_run_in_physical_units_records_its_link(tmp_path, link: str) -
             assert row["air_time_s"] / 0.5e-3 == pytest.approx(round(row["air_time_s"] / 0.5e-3))
         else:
             assert "tb_transmissions" not in row
+        assert row["unscheduled"] >= 0
+    air = [row["air_time_s"] for row in rows]
+    assert [row["air_time_s_cum"] for row in rows] == pytest.approx([sum(air[: t + 1]) for t in range(3)])
+    energy = [row["energy_j_mean"] for row in rows]
+    assert rows[-1]["energy_j_mean_cum"] == pytest.approx(sum(energy))
     summary = json.loads((tmp_path / link / "summary.json").read_text())
     assert summary["status"] == "finished"
 
 
-def _states(overrides: list[str], rounds: int) -> list:
-    """Each round's channel as the run drew it (after running the round before it)."""
-    simulation = Simulation(load_config(None, [*UMI, *overrides, f"rounds={rounds}"]))
+def test_a_round_with_every_client_out_records_its_outage(tmp_path) -> None:
+    """At -60 dBm nobody reaches MCS 0's SINR: nobody is scheduled, nothing is sent or spent, and the
+    round says so."""
+    config = load_config(
+        None,
+        [*UMI, "compressor.name=topk", "digital.link=nr", "power.max_dbm=-60", "rounds=1", "eval_every=1"],
+    )
+    train(config, tmp_path / "out", progress=False)
+    row = json.loads((tmp_path / "out" / "history.jsonl").read_text().splitlines()[0])
+    assert row["unscheduled"] == 4 and row["active_clients"] == 0
+    assert row["air_time_s"] == 0 and row["energy_j_max"] == 0 and "tb_transmissions" not in row
+
+
+def _states(overrides: list[str], rounds: int, monkeypatch) -> list:  # type: ignore[no-untyped-def]
+    """Each round's channel as it reached the uplink (``transmit_blocks``'s state)."""
+    import federated.simulation as simulation_module
+
     states = []
+    original = simulation_module.transmit_blocks
+
+    def recording(*args, state=None, **kwargs):  # type: ignore[no-untyped-def]
+        states.append(state)
+        return original(*args, state=state, **kwargs)
+
+    monkeypatch.setattr(simulation_module, "transmit_blocks", recording)
+    simulation = Simulation(load_config(None, [*UMI, *overrides, f"rounds={rounds}"]))
     for t in range(rounds):
-        states.append(simulation._participants(t)[1])
         simulation.round(t)
+    monkeypatch.setattr(simulation_module, "transmit_blocks", original)
+    assert len(states) == rounds and all(s is not None for s in states)
     return states
 
 
-def test_shared_draws_give_analog_and_digital_runs_the_same_channel() -> None:
-    laser = _states(["compressor.name=laser"], 3)
-    topk = _states(["compressor.name=topk", "digital.link=nr"], 3)
-    zsgd = _states(["compressor.name=zsgd"], 3)
+def test_shared_draws_give_analog_and_digital_runs_the_same_channel(monkeypatch) -> None:
+    laser = _states(["compressor.name=laser"], 3, monkeypatch)
+    topk = _states(["compressor.name=topk", "digital.link=nr"], 3, monkeypatch)
+    zsgd = _states(["compressor.name=zsgd"], 3, monkeypatch)
     for a, b, c in zip(laser, topk, zsgd):
         assert torch.equal(a.gains, b.gains) and torch.equal(a.csi, b.csi) and torch.equal(a.gains, c.gains)
     assert not torch.equal(laser[1].gains, laser[2].gains)  # a new channel every round
