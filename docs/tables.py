@@ -80,7 +80,9 @@ class TableError(ValueError):
 @dataclass(frozen=True)
 class Metric:
     """A number per run. ``source``: a ``summary.json`` key, ``per_round:KEY`` (a total over rounds
-    divided by the rounds run) or ``history:KEY`` (the last stored history row holding KEY).
+    divided by the rounds run), ``history:KEY`` (the last stored history row holding KEY) or
+    ``reach:A:KEY`` (KEY in the first stored row whose test accuracy is at least A: what reaching A
+    cost; None where the run never did).
     ``style``: ``percent`` (x 100, one decimal; differences in points), ``count`` (no decimals,
     thousands separated), ``sci`` (two significant digits, 3.7e-4) or ``fixed1`` (one decimal)."""
 
@@ -100,6 +102,16 @@ class Metric:
         kind, _, key = self.source.rpartition(":")
         if kind == "history":
             value = next((r[key] for r in reversed(record.rows) if key in r), None)
+        elif kind.startswith("reach:"):
+            target = float(kind.partition(":")[2])
+            value = next(
+                (
+                    r.get(key)
+                    for r in record.rows
+                    if _number(r.get("test_accuracy")) and r["test_accuracy"] >= target
+                ),
+                None,
+            )
         elif kind == "per_round":
             total, rounds = record.summary.get(key), record.summary.get("rounds")
             value = total / rounds if _number(total) and _number(rounds) and rounds else None
@@ -120,6 +132,9 @@ METRICS = {
     "energy_j": Metric("per_round:energy_j_mean_total", "energy per round, mean client (J)", "sci"),
     "tx_power_dbm": Metric("tx_power_dbm_mean", "transmit power, mean client (dBm)", "fixed1"),
     "rx_snr_db": Metric("rx_snr_db_mean", "received SNR per use at the cap (dB)", "fixed1"),
+    # what reaching 70% test accuracy cost (the first evaluation at or above it)
+    "air_to_70": Metric("reach:0.7:air_time_s_cum", "air time to 70% (s)", "sci"),
+    "energy_to_70": Metric("reach:0.7:energy_j_mean_cum", "energy to 70%, mean client (J)", "sci"),
     # privacy mode (privacy.clip)
     "privacy_epsilon": Metric("privacy_epsilon", "client-level epsilon of the run (delta 1e-5)", "sci"),
     "noise_multiplier": Metric("history:privacy_noise_multiplier", "noise multiplier, last round", "sci"),
@@ -155,6 +170,9 @@ class Paired:
     b: str
     metric: str = "test_accuracy"
     label: str | None = None  # default: the rows' labels, "a − b"
+    # difference (a - b), or ratio (a / b: the geometric mean of the seeds' ratios, its interval a
+    # paired t on their logarithms), shown in a table of its own
+    kind: str = "difference"
 
 
 @dataclass(frozen=True)
@@ -232,6 +250,45 @@ PRIVACY_CHANNELS = (
 def _privacy_cell(channel: str, target: float | None) -> str:
     """A privacy cell's id without its method: the channel and the target (or the channel's noise)."""
     return f"{channel}_" + ("channel" if target is None else f"eps{target:g}")
+
+
+# analog against digital on one footing (table nr_links): the methods and links, and the powers
+NR_POWERS_DBM = (-10, 0, 10, 23)
+NR_METHODS = (
+    ("laser", "LASER", {"compressor.name": "laser"}),
+    ("zsgd", "Z-SGD", {"compressor.name": "zsgd"}),
+    ("topk_nr", "top-k, NR", {"compressor.name": "topk", "digital.link": "nr"}),
+    ("topk_shannon", "top-k, Shannon", {"compressor.name": "topk", "digital.link": "shannon"}),
+    ("qsgd_nr", "QSGD, NR", {"compressor.name": "qsgd", "digital.link": "nr"}),
+    ("qsgd_shannon", "QSGD, Shannon", {"compressor.name": "qsgd", "digital.link": "shannon"}),
+)
+
+
+def _nr_rows() -> tuple[Row, ...]:
+    return tuple(
+        Row(
+            f"{method}_{power}dbm".replace("-", "m"),
+            f"{label}, {power} dBm",
+            {**where, "power.max_dbm": power},
+        )
+        for power in NR_POWERS_DBM
+        for method, label, where in NR_METHODS
+    )
+
+
+def _nr_paired() -> tuple[Paired, ...]:
+    """Each digital row against LASER at its power: accuracy (difference) and the air time and energy
+    to 70% (ratios); NR against Shannon for each digital method."""
+    pairs: list[Paired] = []
+    for power in NR_POWERS_DBM:
+        at = f"{power}dbm".replace("-", "m")
+        for method, _, _ in NR_METHODS[1:]:
+            pairs.append(Paired(f"{method}_{at}", f"laser_{at}"))
+            pairs.append(Paired(f"{method}_{at}", f"laser_{at}", "air_to_70", kind="ratio"))
+            pairs.append(Paired(f"{method}_{at}", f"laser_{at}", "energy_to_70", kind="ratio"))
+        for method in ("topk", "qsgd"):
+            pairs.append(Paired(f"{method}_nr_{at}", f"{method}_shannon_{at}", "air_to_70", kind="ratio"))
+    return tuple(pairs)
 
 
 def _versus(cell: str) -> Paired:
@@ -550,6 +607,49 @@ TABLES = {
                 "laser sweep configs/mnist1d_laser_umi.yaml channel.name=scenario channel.speed_mps=0 "
                 "--grid compressor.name=laser,zsgd --grid channel.rx_antennas=1,16 --grid seed=0,1,2 "
                 "--jobs 2 --out runs/clusters_static",
+            ),
+            row_header="cell",
+        ),
+        Table(
+            name="nr_links",
+            files=("docs/results.md",),
+            caption=(
+                "Analog against digital on one footing (docs/physics.md, section 15): the UMi cell of "
+                "`configs/mnist1d_laser_umi.yaml` (16 clients, each seed its own drop; Rayleigh block "
+                "fading, open-loop power control capped at P_max, 51 resource blocks at 30 kHz), every "
+                "round's channel shared by all methods of a seed (`channel.shared_draws`). LASER and "
+                "Z-SGD over the air (truncated inversion, the whole band at once); top-k (1%, error "
+                "feedback) and QSGD (8 levels) digital, 3 resource blocks each by OFDMA, at the Shannon "
+                "rate of the share or over 5G NR PUSCH links (`configs/mnist1d_topk_umi.yaml`: link "
+                "adaptation for 10% BLER, up to 3 HARQ retransmissions, no soft combining). 600 rounds, "
+                "evaluated every 25, seeds 0, 1, 2. Air time: the round's (the slowest client's, "
+                "digital); to 70%: the cumulative air time and mean client's energy at the first "
+                "evaluation at 70% test accuracy or more (each seed that got there)."
+            ),
+            where={
+                "data.name": "mnist1d",
+                "rounds": 600,
+                "channel.scenario": "umi",
+                "channel.shared_draws": True,
+            },
+            rows=_nr_rows(),
+            columns=(
+                Column("test accuracy (%), mean ± 95% CI", "mean_ci", "test_accuracy"),
+                Column("seeds (diverged)", "runs"),
+                Column("clients heard per round", "mean", "active_clients"),
+                Column("air time per round (s)", "mean", "air_time"),
+                Column("energy per round, mean client (J)", "mean", "energy_j"),
+                Column("air time to 70% (s), per seed", "seeds", "air_to_70"),
+                Column("energy to 70% (J), per seed", "seeds", "energy_to_70"),
+            ),
+            paired=_nr_paired(),
+            commands=(
+                "laser sweep configs/mnist1d_laser_umi.yaml channel.shared_draws=true eval_every=25 "
+                "--grid compressor.name=laser,zsgd --grid power.max_dbm=-10,0,10,23 --grid seed=0,1,2 "
+                "--jobs 2 --out runs/nr",
+                "laser sweep configs/mnist1d_topk_umi.yaml eval_every=25 --grid compressor.name=topk,qsgd "
+                "--grid digital.link=nr,shannon --grid power.max_dbm=-10,0,10,23 --grid seed=0,1,2 "
+                "--jobs 2 --out runs/nr",
             ),
             row_header="cell",
         ),
@@ -1233,16 +1333,21 @@ def stats(values: Sequence[float]) -> Stats:
     return Stats(n, mean, sd, t975(n) * sd / math.sqrt(n), t975(n) * sd * math.sqrt(1 + 1 / n))
 
 
-def paired(a: list[Record], b: list[Record], metric: Metric) -> tuple[list, list[str], Stats]:
-    """The seeds both rows finished, those left out (with why), and the stats of the differences."""
+def paired(
+    a: list[Record], b: list[Record], metric: Metric, kind: str = "difference"
+) -> tuple[list, list[str], Stats]:
+    """The seeds both rows finished, those left out (with why), and the stats of the differences
+    (``kind`` ratio: of the logarithms of the ratios, positive values only)."""
     b_by_seed = {repr(r.seed): r for r in b}
     seeds, left_out, differences = [], [], []
     for ra in a:
         rb = b_by_seed.pop(repr(ra.seed), None)
         va, vb = metric.of(ra), None if rb is None else metric.of(rb)
+        if kind == "ratio" and va is not None and vb is not None and not (va > 0 and vb > 0):
+            va = None
         if va is not None and vb is not None:
             seeds.append(ra.seed)
-            differences.append(va - vb)
+            differences.append(va - vb if kind == "difference" else math.log(va / vb))
         else:
             left_out.append(str(ra.seed))
     left_out += [str(r.seed) for r in b_by_seed.values()]
@@ -1318,6 +1423,48 @@ def cell_text(column: Column, cell: list[Record], common_seeds: bool) -> str:
     )
 
 
+def _ratio_lines(
+    ratios: list[Paired], cells: Mapping[str, list[Record]], labels: Mapping[str, str]
+) -> tuple[list[str], list[list[str]]]:
+    """The header and lines of a table's ratio comparisons: per pair the seeds, the geometric mean of
+    the seeds' ratios a / b and its 95% interval (a paired t on the logarithms)."""
+    lines = []
+    for p in ratios:
+        metric = METRICS[p.metric]
+        seeds, left_out, d = paired(cells[p.a], cells[p.b], metric, "ratio")
+        seeds_text = ", ".join(map(str, seeds)) or "-"
+        if left_out:
+            seeds_text += f" (left out: {', '.join(left_out)})"
+        interval = (
+            f"[{_times(math.exp(d.mean - d.half))}, {_times(math.exp(d.mean + d.half))}]" if d.n > 1 else "-"
+        )
+        excludes = "-" if d.n < 2 else "yes" if d.mean - d.half > 0 or d.mean + d.half < 0 else "no"
+        lines.append(
+            [
+                f"{p.label or f'{labels[p.a]} / {labels[p.b]}'}, {metric.label}",
+                seeds_text,
+                _times(math.exp(d.mean)) if d.n else "-",
+                interval,
+                excludes,
+            ]
+        )
+    header = [
+        "ratio, paired by seed (same seed: same drop, data split and initialisation)",
+        "seeds",
+        "geometric mean",
+        "95% interval (paired t on the logs)",
+        "excludes 1",
+    ]
+    return header, lines
+
+
+def _times(value: float) -> str:
+    """A multiple: three significant digits, thousands separated, with a x."""
+    if not math.isfinite(value):
+        return "-"
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.3g}x"
+
+
 def _markdown(header: list[str], lines: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return out + ["| " + " | ".join(line) + " |" for line in lines]
@@ -1365,9 +1512,12 @@ def render(table: Table, manifest: dict, records: list[Record], data_label: str 
         *_markdown(header, lines),
     ]
     labels = {row.id: row.label for row in table.rows}
-    if table.paired:
+    ratios = [p for p in table.paired if p.kind == "ratio"]
+    if ratios:
+        out += ["", *_markdown(*_ratio_lines(ratios, cells, labels))]
+    if any(p.kind == "difference" for p in table.paired):
         compared = []
-        for p in table.paired:
+        for p in (p for p in table.paired if p.kind == "difference"):
             metric = METRICS[p.metric]
             pair_seeds, left_out, d = paired(cells[p.a], cells[p.b], metric)
             unit = f" ({metric.unit})" if metric.unit else ""
