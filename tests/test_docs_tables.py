@@ -6,6 +6,7 @@ intervals computed by hand from scipy's t quantiles)."""
 
 import importlib.util
 import json
+import math
 import shlex
 import shutil
 import subprocess
@@ -635,3 +636,46 @@ def test_a_benchmark_json_without_a_table_or_its_record_is_a_problem(tmp_path, m
     assert "bench.json: no machine, command, code" in problems
     with pytest.raises(T.TableError, match="benchmarks/other has data but no spec"):
         T.expected_files(tmp_path, data, {}, {"bench": BENCH})
+
+
+def test_reach_metrics_and_ratio_comparisons(tmp_path):
+    """``reach:A:KEY`` reads KEY at the first row at accuracy A or more (None if never); a ratio pair
+    is the geometric mean of the seeds' ratios, its interval a paired t on their logs."""
+    air = {"fast": (1.0, 2.0, 4.0), "slow": (10.0, 40.0, 40.0)}  # ratios 10, 20, 10
+    records = []
+    for row, values in air.items():
+        for seed, value in enumerate(values):
+            rows = [
+                {"round": 0, "test_accuracy": 0.5, "air_time_s_cum": value / 2},
+                {"round": 1, "test_accuracy": 0.75, "air_time_s_cum": value},
+                {"round": 2, "test_accuracy": 0.8, "air_time_s_cum": 2 * value},
+            ]
+            config = {"seed": seed, "rounds": 3, "data.name": "digits", "compressor.name": row}
+            summary = {"rounds": 3, "test_accuracy": 0.8, "status": "finished"}
+            folder = write_run(tmp_path / row / f"seed={seed}", config, summary, rows)
+            records.append(T.read_record(folder, f"{row}/seed={seed}"))
+    metric = T.METRICS["air_to_70"]
+    assert [metric.of(r) for r in records[:3]] == [1.0, 2.0, 4.0]
+    never = T.Record(
+        "x", tmp_path, {}, {"status": "finished"}, [{"test_accuracy": 0.5, "air_time_s_cum": 1}], True
+    )
+    assert metric.of(never) is None
+    seeds, left_out, d = T.paired(records[3:], records[:3], metric, "ratio")
+    assert seeds == [0, 1, 2] and not left_out
+    logs = [math.log(10), math.log(20), math.log(10)]
+    assert math.exp(d.mean) == pytest.approx(math.exp(sum(logs) / 3))
+    spec = T.Table(
+        name="ratios",
+        files=("page.md",),
+        caption="Ratios.",
+        where={"data.name": "digits"},
+        rows=(
+            T.Row("fast", "fast", {"compressor.name": "fast"}),
+            T.Row("slow", "slow", {"compressor.name": "slow"}),
+        ),
+        columns=(T.Column("air time to 70% (s), per seed", "seeds", "air_to_70"),),
+        commands=("laser sweep x.yaml",),
+        paired=(T.Paired("slow", "fast", "air_to_70", kind="ratio"),),
+    )
+    text = T.render(spec, MANIFEST, records)
+    assert "| slow / fast, air time to 70% (s) | 0, 1, 2 | 12.6x |" in text
