@@ -883,13 +883,14 @@ BENCH_TABLES = {
             name="nr_link_check",
             files=("docs/performance.md",),
             caption=(
-                "The NR link's BLER tables (`channels/nr_tables/PUSCH_table1.json`) against Sionna's explicit "
-                "transport-block chain (TB encoder with CRC, segmentation, LDPC and rate matching; QAM; AWGN; "
-                "APP demapper; TB decoder), 2,000 blocks a point, at every tabulated SNR of the MCS where the "
-                "abstraction's BLER is in [0.05, 0.9], for a code-block size between the tabulated ones and one "
-                "above the largest (1,500 bits). A point passes when the simulated BLER is within 3 binomial "
-                "standard errors of the abstraction's BLER at some SNR within +-0.2 dB (the offset column: the "
-                "closest). The last column: Sionna's shipped table at the same point (no MCS 0 there)."
+                "The NR link's BLER tables (`channels/nr_tables/PUSCH_table1.json`) against Sionna's "
+                "explicit transport-block chain (TB encoder with CRC, segmentation, LDPC and rate "
+                "matching; QAM; AWGN; APP demapper; TB decoder), 2,000 blocks a point, at every tabulated "
+                "SNR of the MCS where the abstraction's BLER is in [0.05, 0.9], for a code-block size "
+                "between the tabulated ones and one above the largest (1,500 bits). A point passes when "
+                "the simulated BLER is within 3 binomial standard errors of the abstraction's BLER at some "
+                "SNR within +-0.2 dB (the offset column: the closest). The last column: Sionna's shipped "
+                "table at the same point (no MCS 0 there)."
             ),
             columns=(
                 BenchColumn("MCS", "mcs", "int"),
