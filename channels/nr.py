@@ -10,7 +10,9 @@ them), so its SNR per resource element is its full-band SNR times ``RB / M`` tim
 OFDMA power to its full-band power (:class:`OFDMAUplink`'s ``snr_scale``).
 
 - ``shannon``: the client's data REs carry log2(1 + SINR) bits each, error-free; its air time is
-  bits / (that rate x its data REs per second), not rounded to slots: the ideal bound.
+  bits / (that rate x its data REs per second), not rounded to slots: the ideal bound. It schedules
+  the clients the NR link would (below the SINR at which MCS 0 meets the target: an outage), so the
+  two links differ in their coding, not in whom they serve.
 - ``nr``: link adaptation picks the MCS of PUSCH table 1 (TS 38.214 table 5.1.3.1-1, 64QAM) with
   the highest rate whose transport-block error rate (TBLER) at the client's SINR as the scheduler
   knows it stays at most ``bler_target`` (Sionna's ``InnerLoopLinkAdaptation``), minus an outer-loop
@@ -285,7 +287,11 @@ class OFDMAUplink:
         sinr_db = 10 * torch.log10(sinr)
         if self.link == "shannon":  # at the true SINR: the ideal bound
             per_slot = res_per_slot * torch.log2(1 + sinr)  # bits a slot at capacity
-            heard = (per_slot > 0) | (bits <= 0)  # a gain of 0 carries nothing: an outage
+            # the NR link's scheduler: a client whose expected SINR is below what MCS 0 needs for the
+            # target is not scheduled (without it the cell edge's -30 dB clients would take hours)
+            tables = self.tables(res_per_slot)
+            scheduled = tables.best[tables.index(10 * torch.log10(known))] >= 0
+            heard = ((per_slot > 0) & scheduled) | (bits <= 0)  # else an outage
             slots = torch.where((bits > 0) & heard, bits / per_slot.clamp(min=1e-300), 0.0)
             seconds = slots * self.slot_s
             none = torch.zeros(count, dtype=torch.long)

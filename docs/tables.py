@@ -1431,6 +1431,8 @@ def cell_text(column: Column, cell: list[Record], common_seeds: bool) -> str:
         texts = [
             (show(v, metric.style) + (f" (diverged at {r.diverged_round})" if r.status == "diverged" else ""))
             if (v := metric.of(r)) is not None
+            else "not reached"
+            if r.status == "finished" and metric.source.startswith("reach:")
             else r.status
             for r in cell
         ]

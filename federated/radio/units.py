@@ -156,8 +156,9 @@ class PhysicalUnits:
         prbs = channel.resource_blocks // per_round
         assert power.max_dbm is not None and prbs >= 1  # the config's checks
         caps = self._caps(config, self.drop.coupling_loss_db, prbs)
-        outer = digital.adaptation == "outer" or (
-            digital.adaptation == "auto" and channel.power_control == "imperfect_csi"
+        outer = digital.link == "nr" and (
+            digital.adaptation == "outer"
+            or (digital.adaptation == "auto" and channel.power_control == "imperfect_csi")
         )
         return OFDMAUplink(
             slot_s=1.0 / self.budget.slots_per_second,

@@ -162,11 +162,13 @@ def test_shannon_uplink_is_the_capacity_of_the_share() -> None:
     assert out.prbs == 12
     assert torch.allclose(out.air_time_s, bits / per_slot * SLOT)
     assert float(out.air_time_s[2]) == 0 and out.delivered.all()
-    dead = link.send(
-        torch.tensor([10.0, 10.0]), torch.arange(2), torch.tensor([0.0, 1.0]), torch.ones(2), None
-    )
-    assert dead.scheduled.tolist() == [False, True] and dead.lost[0] == [(0, 10)]
-    assert float(dead.air_time_s[0]) == 0 and float(dead.energy_j[0]) == 0
+    # the NR link's scheduler: below MCS 0's SINR for the target (about -6 dB), an outage
+    gains = torch.tensor([1e-9, 1e-3, 1.0], dtype=torch.float64)
+    dead = link.send(torch.full((3,), 10.0), torch.arange(3), gains, gains, None)
+    assert dead.scheduled.tolist() == [False, False, True] and dead.lost[:2] == [[(0, 10)], [(0, 10)]]
+    assert dead.air_time_s[:2].tolist() == [0, 0] and dead.energy_j[:2].tolist() == [0, 0]
+    nr = uplink(4).send(torch.full((3,), 10.0), torch.arange(3), gains, gains, torch.Generator())
+    assert nr.scheduled.tolist() == dead.scheduled.tolist()
 
 
 def test_outer_loop_steps() -> None:
