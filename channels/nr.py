@@ -190,7 +190,10 @@ class OFDMAUplink:
             element on its share at ``power_w``, over the thermal noise.
         noise_var: the noise (and interference) variance in those units (1 + I).
         link: ``shannon`` or ``nr``.
-        bler_target, harq_retx, outer_loop, delta_up: the NR link's (``digital.*`` keys).
+        bler_target: the NR link's block-error target for link adaptation (``digital.bler_target``).
+        harq_retx: retransmissions of a failed transport block (``digital.harq_retx``).
+        outer_loop: adapt with the outer loop's offset too (:class:`OuterLoop`).
+        delta_up: the outer loop's step up on a NACK, dB (``digital.olla_step_db``).
         tables: the BLER tables (default ours, :data:`NR_TABLES`).
         prbs: the resource blocks of each client's share that ``power_w`` and ``snr_scale`` are for
             (``send`` refuses a round whose clients would get another share); ``None``: RB // K of
