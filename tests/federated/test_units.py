@@ -197,7 +197,8 @@ def test_other_cells_at_full_load_add_their_received_power_to_the_noise():
         (["channel.scenario=umi"], "power.max_dbm"),  # power.energy left: no transmit power
         (["power.energy=null", "power.max_dbm=10"], "channel.scenario"),
         ([*ABSOLUTE, "channel.path_loss=umi_los"], "channel.path_loss"),
-        ([*ABSOLUTE, "compressor.name=topk"], "compressor.name"),
+        # digital methods run in physical units over the OFDMA uplink, on flat fading only
+        ([*ABSOLUTE, "compressor.name=topk", "channel.name=tdl"], "channel.name"),
         ([*ABSOLUTE, "channel.noise_var=2"], "channel.noise_var"),
         ([*ABSOLUTE, "channel.subcarrier_spacing_hz=20e3"], "channel.subcarrier_spacing_hz"),
         (["power.control=open_loop"], "power.control"),
