@@ -65,16 +65,16 @@ def test_shipped_tables_load_and_fall_with_snr():
     assert np.all(mid <= np.maximum(lo, hi) + 1e-6) and np.all(mid >= np.minimum(lo, hi) - 1e-6)
 
 
+def _quick(tmp_path, script: str, flag: str, out) -> subprocess.CompletedProcess:
+    """``benchmarks/<script> --quick <flag> <out>`` in a subprocess, from ``tmp_path``."""
+    command = [sys.executable, str(REPO / "benchmarks" / script), "--quick", flag, str(out)]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.slow
 def test_nr_bler_tables_quick(tmp_path):
     out = tmp_path / "t.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "nr_bler_tables.py"), "--quick", "--out", str(out)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _quick(tmp_path, "nr_bler_tables.py", "--out", out)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MCS 27" in done.stdout and f"wrote {out}" in done.stdout
     raw = json.loads(out.read_text())
@@ -91,13 +91,7 @@ def test_nr_bler_tables_quick(tmp_path):
 @pytest.mark.slow
 def test_nr_link_check_quick(tmp_path):
     out = tmp_path / "check.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "nr_link_check.py"), "--quick", "--json", str(out)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _quick(tmp_path, "nr_link_check.py", "--json", out)
     assert done.returncode in (0, 1), done.stderr[-3000:]
     assert "verdict:" in done.stdout and "JSON:" in done.stdout
     result = json.loads(out.read_text())
